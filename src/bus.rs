@@ -1,0 +1,284 @@
+//! The message bus: connecting to NATS, the JetStream topology, and publishing.
+//!
+//! Every service calls [`Bus::connect`], which creates what is missing and leaves what
+//! exists (streams, buckets and consumers are created idempotently). Publishing always
+//! waits for JetStream's acknowledgement, and carries a `Nats-Msg-Id` so that a
+//! publish repeated after a crash is stored once.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NatsConfig;
+use crate::events::{self, Event};
+
+/// The one stream that holds every pipeline event.
+pub const STREAM: &str = "HUIYING";
+/// Key-value bucket of job states (`queued` ... `completed`), keyed by job id.
+pub const JOBS_BUCKET: &str = "huiying_jobs";
+/// Key-value bucket of notification outcomes, keyed by `<job id>.<kind>`.
+pub const MAIL_BUCKET: &str = "huiying_mail";
+/// Object store bucket that carries generated pictures from generator to store.
+pub const IMAGES_BUCKET: &str = "huiying_images";
+
+/// Oldest nats-server this build runs against (key-value buckets, several filter subjects).
+pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
+
+/// How long the stream keeps events for late subscribers and replays.
+const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Window in which a repeated `Nats-Msg-Id` is dropped by the server.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot reach NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("nats-server at {url} is version {found}; huiying needs nats-server 2.10 or newer")]
+    ServerTooOld { url: String, found: String },
+    #[error("JetStream setup failed ({what}): {message}")]
+    Setup { what: &'static str, message: String },
+    #[error("publishing to {subject} failed: {message}")]
+    Publish { subject: String, message: String },
+    #[error("object store: {0}")]
+    Object(String),
+    #[error("key-value bucket {bucket}: {message}")]
+    KeyValue {
+        bucket: &'static str,
+        message: String,
+    },
+    #[error("stopped before NATS answered")]
+    Cancelled,
+}
+
+/// A connection to NATS with handles to everything huiying keeps there.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    pub stream: stream::Stream,
+    pub jobs: kv::Store,
+    pub mail: kv::Store,
+    pub images: object_store::ObjectStore,
+}
+
+impl Bus {
+    /// Connects (retrying until NATS answers or `shutdown` fires) and sets up the topology.
+    pub async fn connect(
+        config: &NatsConfig,
+        name: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, BusError> {
+        let client = loop {
+            match connect_once(&config.url, name).await {
+                Ok(client) => break client,
+                Err(error) => tracing::warn!(%error, "waiting for NATS"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(BusError::Cancelled),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        };
+        check_server_version(&config.url, &client.server_info().version)?;
+        Self::setup(client).await
+    }
+
+    async fn setup(client: async_nats::Client) -> Result<Self, BusError> {
+        let js = jetstream::new(client.clone());
+        js.create_or_update_stream(stream::Config {
+            name: STREAM.into(),
+            description: Some("huiying pipeline events".into()),
+            subjects: vec![
+                events::IMAGE_REQUESTED.into(),
+                events::IMAGE_GENERATED.into(),
+                events::IMAGE_COMPLETED.into(),
+                events::IMAGE_FAILED.into(),
+            ],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: EVENT_RETENTION,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await
+        .map_err(setup_failed("stream"))?;
+        let stream = js
+            .get_stream(STREAM)
+            .await
+            .map_err(setup_failed("stream"))?;
+
+        let jobs = key_value(&js, JOBS_BUCKET, "huiying job states", EVENT_RETENTION).await?;
+        let mail = key_value(
+            &js,
+            MAIL_BUCKET,
+            "huiying notification outcomes",
+            Duration::from_secs(30 * 24 * 3600),
+        )
+        .await?;
+        let images = match js.get_object_store(IMAGES_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: IMAGES_BUCKET.into(),
+                    description: Some("generated pictures on their way to the store".into()),
+                    max_age: Duration::from_secs(24 * 3600),
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(setup_failed("object store"))?,
+        };
+        Ok(Self {
+            client,
+            jetstream: js,
+            stream,
+            jobs,
+            mail,
+            images,
+        })
+    }
+
+    /// Publishes `event` on its subject and waits until JetStream has stored it.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(event).expect("events serialize");
+        self.publish_raw(E::SUBJECT, message_id::<E>(event.job_id()), payload.into())
+            .await
+    }
+
+    async fn publish_raw(
+        &self,
+        subject: &str,
+        message_id: String,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        let failed = |e: String| BusError::Publish {
+            subject: subject.into(),
+            message: e,
+        };
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .message_id(message_id);
+        let ack = self
+            .jetstream
+            .send_publish(subject.to_string(), publish)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        ack.await.map_err(|e| failed(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Creates (or updates) a durable pull consumer and returns it.
+    pub async fn durable_consumer(
+        &self,
+        spec: &ConsumerSpec,
+    ) -> Result<consumer::PullConsumer, BusError> {
+        let mut config = consumer::pull::Config {
+            durable_name: Some(spec.durable.into()),
+            description: Some(spec.description.into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: spec.ack_wait,
+            max_deliver: spec.max_deliver,
+            max_ack_pending: spec.max_ack_pending,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        };
+        match spec.subjects {
+            [one] => config.filter_subject = one.to_string(),
+            many => config.filter_subjects = many.iter().map(|s| s.to_string()).collect(),
+        }
+        self.stream
+            .create_consumer(config)
+            .await
+            .map_err(setup_failed("consumer"))
+    }
+
+    /// Whether the connection to NATS is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+/// What a service consumes, and how patiently.
+pub struct ConsumerSpec {
+    pub durable: &'static str,
+    pub description: &'static str,
+    pub subjects: &'static [&'static str],
+    /// Time a delivery may stay unacknowledged (the worker sends progress acks meanwhile).
+    pub ack_wait: Duration,
+    /// Deliveries before JetStream gives up; the worker fails the job on the last one.
+    pub max_deliver: i64,
+    /// Deliveries in flight at once across all instances of the service.
+    pub max_ack_pending: i64,
+}
+
+/// `Nats-Msg-Id` of an event: one message per job and subject.
+pub fn message_id<E: Event>(job_id: &str) -> String {
+    format!("{}:{job_id}", E::SUBJECT)
+}
+
+fn setup_failed<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> BusError {
+    move |e| BusError::Setup {
+        what,
+        message: e.to_string(),
+    }
+}
+
+async fn connect_once(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(3))
+        // Reconnect forever: services outlive NATS restarts without being restarted.
+        .max_reconnects(None)
+        .connect(url)
+        .await
+        .map_err(|e| BusError::Connect {
+            url: url.into(),
+            message: e.to_string(),
+        })
+}
+
+/// Connects once, without retrying (for `huiying up` and health checks).
+pub async fn try_connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+    connect_once(url, name).await
+}
+
+/// Refuses servers older than [`MIN_SERVER_VERSION`].
+pub fn check_server_version(url: &str, version: &str) -> Result<(), BusError> {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split('.')
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_SERVER_VERSION {
+        return Err(BusError::ServerTooOld {
+            url: url.into(),
+            found: version.into(),
+        });
+    }
+    Ok(())
+}
+
+async fn key_value(
+    js: &jetstream::Context,
+    bucket: &'static str,
+    description: &str,
+    max_age: Duration,
+) -> Result<kv::Store, BusError> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: bucket.into(),
+        description: description.into(),
+        history: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| BusError::KeyValue {
+        bucket,
+        message: e.to_string(),
+    })
+}

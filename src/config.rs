@@ -1,0 +1,599 @@
+//! One configuration loader for every binary.
+//!
+//! Layers, later wins: built-in defaults, then a TOML file (`--config PATH`, else
+//! `HUIYING_CONFIG`, else `./config.toml` when present), then environment variables.
+//!
+//! One rule names every environment variable: `[section] key` is read from
+//! `SECTION_KEY` in upper case (`[smtp] host` → `SMTP_HOST`). The original service's
+//! short names (`PORT`, `OPENROUTER_API_KEY`, ...) are accepted too; see [`ALIASES`].
+//! An environment value is read as the type its key has (number, true/false, text,
+//! comma-separated list), so a bad value is reported with the variable's name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The original service's environment names, kept working as aliases.
+/// When both an alias and the `SECTION_KEY` name are set, the `SECTION_KEY` name wins.
+pub const ALIASES: &[(&str, &str, &str)] = &[
+    ("PORT", "server", "port"),
+    ("IMAGES_DIR", "server", "images_dir"),
+    ("TIMEOUT", "server", "timeout"),
+    ("OPENROUTER_API_KEY", "api_keys", "openrouter_api_key"),
+    ("MODEL_SCOPE_TOKEN", "api_keys", "model_scope_token"),
+];
+
+/// The whole configuration. Every section has defaults, so an empty file is valid.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub api_keys: ApiKeysConfig,
+    pub models: ModelsConfig,
+    pub openrouter: OpenRouterConfig,
+    pub generator: GeneratorConfig,
+    pub cloudflare_r2: CloudflareR2Config,
+    pub image_processing: ImageProcessingConfig,
+    pub logging: LoggingConfig,
+    pub smtp: SmtpConfig,
+    pub nats: NatsConfig,
+    pub database: DatabaseConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address ingest listens on. Loopback by default: the API has no auth yet.
+    pub host: String,
+    pub port: u16,
+    /// Where the store writes images and ingest serves them from.
+    pub images_dir: PathBuf,
+    /// Seconds `POST /generate-image` waits for the result before answering 202.
+    pub timeout: u64,
+    /// Absolute base URL that links in events and emails start with.
+    /// Empty means `http://localhost:<port>`.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    pub openrouter_api_key: Secret,
+    pub model_scope_token: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Model used when a request names none and an OpenRouter key is set.
+    pub default_openrouter_model: String,
+    /// Chat model that translates Chinese prompts (used by the translation step).
+    pub model_scope_model: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenRouterConfig {
+    pub base_url: String,
+    /// Seconds one call may take in all (image models can take a minute).
+    pub timeout: u64,
+    /// Seconds to wait for the connection.
+    pub connect_timeout: u64,
+    /// Sent as `HTTP-Referer` (OpenRouter's app attribution).
+    pub http_referer: String,
+    /// Sent as `X-Title`.
+    pub x_title: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// Deliveries of one request before a transient provider failure becomes final.
+    pub max_attempts: u32,
+    /// Seconds before the first retry; doubles with each attempt.
+    pub retry_delay: u64,
+    /// Requests one generator works on at once.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudflareR2Config {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub endpoint: String,
+    pub bucket: String,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageProcessingConfig {
+    pub enable_resize: bool,
+    pub max_width: u32,
+    pub max_height: u32,
+    /// 1-100, for lossy formats.
+    pub quality: u8,
+    pub format: ImageFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    Webp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A tracing filter: `info`, `debug`, `huiying=debug,async_nats=warn`, ...
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Send real mail when true; otherwise write each mail as an .eml file to `outbox_dir`.
+    pub enable: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// The mailbox's authorization code (QQ, 163) or app password (Gmail).
+    pub password: Secret,
+    /// Sender address, optionally with a display name: `绘影 <me@qq.com>`.
+    pub from: String,
+    /// Recipient(s); several separated by commas.
+    pub to: String,
+    pub tls: TlsMode,
+    /// Extra trusted CA certificate (PEM), e.g. for a self-signed relay.
+    pub ca_file: String,
+    /// Seconds for connecting and for each SMTP command.
+    pub timeout: u64,
+    /// Deliveries of one notification before a transient failure becomes final.
+    pub max_attempts: u32,
+    /// Seconds before the first retry; doubles with each attempt.
+    pub retry_delay: u64,
+    pub outbox_dir: PathBuf,
+    /// `zh-CN` (default) or `en`: which template set to use.
+    pub language: String,
+    pub templates_dir: PathBuf,
+}
+
+/// How the mailer secures the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Implicit TLS on port 465, STARTTLS (required) on every other port.
+    Auto,
+    Starttls,
+    Tls,
+    /// Plain text; only for a trusted relay on the same host or network.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    /// `nats-server` program that `huiying up` starts when none answers at `url`.
+    /// Empty: `.huiying/bin/nats-server`, then `nats-server` on PATH.
+    pub server_bin: String,
+    /// Configuration file of the nats-server that `huiying up` starts.
+    pub server_config: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// SQLite file of the store's records.
+    pub path: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            images_dir: "images".into(),
+            timeout: 60,
+            public_url: String::new(),
+        }
+    }
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            default_openrouter_model: "google/gemini-2.5-flash-image-preview:free".into(),
+            model_scope_model: "deepseek-ai/DeepSeek-V3.1".into(),
+        }
+    }
+}
+
+impl Default for OpenRouterConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://openrouter.ai/api/v1".into(),
+            timeout: 180,
+            connect_timeout: 10,
+            http_referer: String::new(),
+            x_title: "huiying".into(),
+        }
+    }
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            retry_delay: 5,
+            concurrency: 4,
+        }
+    }
+}
+
+impl Default for ImageProcessingConfig {
+    fn default() -> Self {
+        Self {
+            enable_resize: true,
+            max_width: 1920,
+            max_height: 1080,
+            quality: 85,
+            format: ImageFormat::Jpeg,
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            enable: false,
+            host: String::new(),
+            port: 587,
+            username: String::new(),
+            password: Secret::default(),
+            from: String::new(),
+            to: String::new(),
+            tls: TlsMode::Auto,
+            ca_file: String::new(),
+            timeout: 30,
+            max_attempts: 10,
+            retry_delay: 30,
+            outbox_dir: "outbox".into(),
+            language: "zh-CN".into(),
+            templates_dir: "templates".into(),
+        }
+    }
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            server_bin: String::new(),
+            server_config: "nats.conf".into(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            path: "huiying.db".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The base of every absolute link, without a trailing slash.
+    pub fn public_base_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://localhost:{}", self.port)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
+}
+
+impl SmtpConfig {
+    /// Recipients of `to`, split at commas, blanks dropped.
+    pub fn recipients(&self) -> Vec<String> {
+        self.to
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// The mode actually used on this port.
+    pub fn effective_tls(&self) -> TlsMode {
+        match self.tls {
+            TlsMode::Auto if self.port == 465 => TlsMode::Tls,
+            TlsMode::Auto => TlsMode::Starttls,
+            other => other,
+        }
+    }
+}
+
+/// A password or key: readable only through [`Secret::expose`], never shown by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_set() {
+            "Secret(***)"
+        } else {
+            "Secret(<unset>)"
+        })
+    }
+}
+
+/// Why a configuration could not be loaded. `Display` is the one line a user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("bad configuration: {key} (from {origin}): {problem}")]
+    Invalid {
+        key: String,
+        origin: String,
+        problem: String,
+    },
+}
+
+/// A loaded configuration and the file it came from, if any.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: Option<PathBuf>,
+}
+
+/// Loads the configuration from the process environment and the file it names.
+pub fn load(explicit_file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    load_from(explicit_file, std::env::vars())
+}
+
+/// Loads the configuration with the given environment (tests pass their own).
+pub fn load_from(
+    explicit_file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
+    let env: HashMap<String, String> = env.into_iter().collect();
+    let file = explicit_file
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            env.get("HUIYING_CONFIG")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| Some(PathBuf::from("config.toml")).filter(|p| p.is_file()));
+
+    let mut merged = defaults_table();
+    let mut origins: HashMap<String, String> = HashMap::new();
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.clone(),
+                    message: e.message().to_string(),
+                })?;
+        for (section, values) in table {
+            let Some(values) = values.as_table() else {
+                return Err(ConfigError::Invalid {
+                    key: section,
+                    origin: path.display().to_string(),
+                    problem: "expected a [section] table".into(),
+                });
+            };
+            for (key, value) in values {
+                origins.insert(format!("{section}.{key}"), path.display().to_string());
+                section_mut(&mut merged, &section).insert(key.clone(), value.clone());
+            }
+        }
+    }
+    apply_env(&mut merged, &mut origins, &env)?;
+
+    let config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+            let key = e.path().to_string();
+            let origin = origins
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| "defaults".into());
+            ConfigError::Invalid {
+                key,
+                origin,
+                problem: e.into_inner().to_string(),
+            }
+        })?;
+    validate(&config, &origins)?;
+    Ok(Loaded { config, file })
+}
+
+fn defaults_table() -> toml::Table {
+    toml::Table::try_from(Config::default()).expect("the default configuration serializes")
+}
+
+fn section_mut<'a>(table: &'a mut toml::Table, section: &str) -> &'a mut toml::Table {
+    table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("sections are tables")
+}
+
+/// Overlays environment variables onto `merged`, each read as its key's default type.
+fn apply_env(
+    merged: &mut toml::Table,
+    origins: &mut HashMap<String, String>,
+    env: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    let defaults = defaults_table();
+    // Aliases first, so that the SECTION_KEY names written after them win.
+    let mut overrides: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    for (alias, section, key) in ALIASES {
+        if let Some(value) = env.get(*alias) {
+            overrides.insert(
+                (section.to_string(), key.to_string()),
+                (alias.to_string(), value.clone()),
+            );
+        }
+    }
+    for (section, keys) in &defaults {
+        let prefix = format!("{}_", section.to_uppercase());
+        let vars: HashMap<String, String> = envy::prefixed(prefix.as_str())
+            .from_iter(env.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .expect("a map of strings always deserializes");
+        let keys = keys.as_table().expect("sections are tables");
+        for (key, value) in vars {
+            if keys.contains_key(&key) {
+                let name = format!("{prefix}{}", key.to_uppercase());
+                overrides.insert((section.clone(), key), (name, value));
+            }
+        }
+    }
+    for ((section, key), (var, raw)) in overrides {
+        let template = &defaults[&section][&key];
+        let value = parse_env_value(template, &raw).map_err(|problem| ConfigError::Invalid {
+            key: format!("{section}.{key}"),
+            origin: format!("environment variable {var}"),
+            problem,
+        })?;
+        origins.insert(
+            format!("{section}.{key}"),
+            format!("environment variable {var}"),
+        );
+        section_mut(merged, &section).insert(key, value);
+    }
+    Ok(())
+}
+
+/// Reads an environment string as the TOML type of the key's default value.
+fn parse_env_value(template: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    let text = raw.trim();
+    match template {
+        toml::Value::Integer(_) => text
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| format!("expected a whole number, got {raw:?}")),
+        toml::Value::Boolean(_) => match text.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
+            _ => Err(format!("expected true or false, got {raw:?}")),
+        },
+        toml::Value::Array(_) => Ok(toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.into()))
+                .collect(),
+        )),
+        _ => Ok(toml::Value::String(raw.to_string())),
+    }
+}
+
+/// Checks that cannot be expressed as types.
+fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let invalid = |key: &str, problem: String| ConfigError::Invalid {
+        key: key.to_string(),
+        origin: origins
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| "defaults".into()),
+        problem,
+    };
+    let smtp = &config.smtp;
+    if smtp.enable {
+        for (key, value) in [
+            ("smtp.host", &smtp.host),
+            ("smtp.from", &smtp.from),
+            ("smtp.to", &smtp.to),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(key, "must be set when smtp.enable is true".into()));
+            }
+        }
+        if smtp.port == 0 {
+            return Err(invalid(
+                "smtp.port",
+                "must be a port number from 1 to 65535".into(),
+            ));
+        }
+    }
+    if !matches!(smtp.language.as_str(), "zh-CN" | "en") {
+        return Err(invalid(
+            "smtp.language",
+            format!("expected \"zh-CN\" or \"en\", got {:?}", smtp.language),
+        ));
+    }
+    let quality = config.image_processing.quality;
+    if !(1..=100).contains(&quality) {
+        return Err(invalid(
+            "image_processing.quality",
+            format!("expected 1 to 100, got {quality}"),
+        ));
+    }
+    if config.generator.max_attempts == 0 {
+        return Err(invalid(
+            "generator.max_attempts",
+            "must be at least 1".into(),
+        ));
+    }
+    if smtp.max_attempts == 0 {
+        return Err(invalid("smtp.max_attempts", "must be at least 1".into()));
+    }
+    if !config.server.public_url.is_empty()
+        && !(config.server.public_url.starts_with("http://")
+            || config.server.public_url.starts_with("https://"))
+    {
+        return Err(invalid(
+            "server.public_url",
+            "must start with http:// or https://".into(),
+        ));
+    }
+    Ok(())
+}

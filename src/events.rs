@@ -1,0 +1,198 @@
+//! The event contract: one subject per event type, JSON bodies, version 1.
+//!
+//! `docs/events.md` documents the same thing for people and other languages;
+//! a change here is a change there.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// ingest (or anyone) → generator: please draw this.
+pub const IMAGE_REQUESTED: &str = "image.requested";
+/// generator → store: the picture is in the object store, please keep it.
+pub const IMAGE_GENERATED: &str = "image.generated";
+/// store → everyone: the picture is stored and has a link.
+pub const IMAGE_COMPLETED: &str = "image.completed";
+/// any stage → everyone: the job ended without a picture.
+pub const IMAGE_FAILED: &str = "image.failed";
+
+/// The only version this build reads and writes. Events without `version` are version 1.
+pub const EVENT_VERSION: u32 = 1;
+
+/// An event type bound to its subject, so that a subject can never carry the wrong body.
+pub trait Event: Serialize + for<'de> Deserialize<'de> {
+    const SUBJECT: &'static str;
+    /// The job this event belongs to.
+    fn job_id(&self) -> &str;
+    fn version(&self) -> u32;
+}
+
+/// A request for a picture. Only `prompt` is required: anyone may publish
+/// `{"prompt": "..."}` to `image.requested`, and the generator assigns an id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRequested {
+    #[serde(default = "version_one")]
+    pub version: u32,
+    /// Empty when the publisher left it out; see [`derived_job_id`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    pub prompt: String,
+    /// Model to use; empty means the generator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+}
+
+/// A generated picture waiting for the store. The bytes are not in the message:
+/// they are object `object` of the JetStream object store bucket `bucket`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageGenerated {
+    #[serde(default = "version_one")]
+    pub version: u32,
+    pub id: String,
+    pub prompt: String,
+    pub english_prompt: String,
+    pub model: String,
+    pub provider: String,
+    pub bucket: String,
+    pub object: String,
+    pub content_type: String,
+    pub byte_size: u64,
+    /// How many deliveries of the request it took.
+    pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub generated_at: OffsetDateTime,
+}
+
+/// A stored picture, with an absolute link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageCompleted {
+    #[serde(default = "version_one")]
+    pub version: u32,
+    pub id: String,
+    pub prompt: String,
+    pub english_prompt: String,
+    pub model: String,
+    /// Absolute link to the picture: the R2 public URL when stored there, else ingest's.
+    pub url: String,
+    /// Absolute link through ingest (`/static/images/<filename>`).
+    pub local_url: String,
+    pub r2_url: Option<String>,
+    pub filename: String,
+    pub width: u32,
+    pub height: u32,
+    /// `jpeg`, `png` or `webp`: the format of the stored file.
+    pub format: String,
+    pub file_size: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub completed_at: OffsetDateTime,
+    /// From request to stored picture, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// The stage a job failed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// The request itself was unusable (e.g. an empty prompt published straight to NATS).
+    Request,
+    /// The image model could not draw it.
+    Generate,
+    /// The picture could not be processed or stored.
+    Store,
+}
+
+/// A job that ended without a picture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageFailed {
+    #[serde(default = "version_one")]
+    pub version: u32,
+    pub id: String,
+    pub prompt: String,
+    pub model: String,
+    pub stage: Stage,
+    /// What went wrong, in words a user can act on. Never holds secrets.
+    pub error: String,
+    /// Whether trying again later might work (the stage gave up after `attempts`).
+    pub transient: bool,
+    pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub failed_at: OffsetDateTime,
+}
+
+fn version_one() -> u32 {
+    EVENT_VERSION
+}
+
+impl Event for ImageRequested {
+    const SUBJECT: &'static str = IMAGE_REQUESTED;
+    fn job_id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl Event for ImageGenerated {
+    const SUBJECT: &'static str = IMAGE_GENERATED;
+    fn job_id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl Event for ImageCompleted {
+    const SUBJECT: &'static str = IMAGE_COMPLETED;
+    fn job_id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl Event for ImageFailed {
+    const SUBJECT: &'static str = IMAGE_FAILED;
+    fn job_id(&self) -> &str {
+        &self.id
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+/// The id of a request published without one: derived from where the message sits in
+/// the stream and when it was stored, so that every redelivery of that message gets
+/// the same id and a recreated stream does not reuse old ids.
+pub fn derived_job_id(stream: &str, stream_sequence: u64, published: OffsetDateTime) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6875_6979_696e_6700_0000_0000_0000_0001);
+    let name = format!(
+        "{stream}/{stream_sequence}/{}",
+        published.unix_timestamp_nanos()
+    );
+    uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// Longest prompt accepted, in characters.
+pub const MAX_PROMPT_CHARS: usize = 4000;
+
+/// Checks a prompt the same way wherever it enters (HTTP or NATS).
+pub fn check_prompt(prompt: &str) -> Result<(), String> {
+    if prompt.trim().is_empty() {
+        return Err("prompt must not be empty".into());
+    }
+    let chars = prompt.chars().count();
+    if chars > MAX_PROMPT_CHARS {
+        return Err(format!(
+            "prompt is {chars} characters long; at most {MAX_PROMPT_CHARS} are allowed"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! ingest: the HTTP API and the web page.
+//!
+//! `POST /generate-image` checks the request, records the job as queued, publishes
+//! `image.requested` (answering only after JetStream stored it) and, unless the client
+//! prefers an asynchronous answer, waits for the job to finish.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::services::ServeDir;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::events::{self, EVENT_VERSION, ImageRequested, Stage};
+use crate::jobs::{JobBoard, JobState, JobStatus};
+use crate::store::STATIC_IMAGES_PATH;
+
+/// Largest request body accepted (a prompt is at most 4000 characters).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    bus: Bus,
+    jobs: JobBoard,
+    public_base_url: String,
+    wait_timeout: Duration,
+}
+
+/// The body of `POST /generate-image`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateRequest {
+    prompt: String,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// An error answer: `{"error": "..."}` with a status.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    job_id: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            job_id: None,
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.job_id {
+            Some(id) => json!({ "error": self.message, "id": id }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Binds `[server] host:port` and serves until `shutdown` fires.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let address = format!("{}:{}", config.server.host, config.server.port);
+    let listener = TcpListener::bind(&address)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address} ([server] host and port): {e}"))?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves on `listener` (tests pass one bound to port 0).
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let bus = Bus::connect(&config.nats, "huiying-ingest", &shutdown).await?;
+    let state = AppState {
+        jobs: JobBoard::new(bus.jobs.clone()),
+        bus,
+        public_base_url: config.server.public_base_url(),
+        wait_timeout: config.server.wait_timeout(),
+    };
+    std::fs::create_dir_all(&config.server.images_dir)?;
+    let app = router(state, &config);
+    tracing::info!(address = %listener.local_addr()?, public_url = %config.server.public_base_url(), "ingest ready");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+pub fn router(state: AppState, config: &Config) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/generate-image", post(generate_image))
+        .route("/api/generate-image", post(generate_image))
+        .route("/jobs/{id}", get(job_status))
+        .route("/api/jobs/{id}", get(job_status))
+        .route("/health", get(health))
+        .route("/api/health", get(health))
+        .nest_service(STATIC_IMAGES_PATH, ServeDir::new(&config.server.images_dir))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("ingest/index.html"))
+}
+
+async fn generate_image(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = parse_request(&body)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let model = request.model.filter(|m| !m.trim().is_empty());
+
+    let queued = JobStatus::new(&id, JobState::Queued, &request.prompt, model.as_deref());
+    let unavailable = |e: crate::bus::BusError| {
+        tracing::warn!(error = %e, "cannot queue a job");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the job queue (NATS) is unavailable; try again shortly",
+        )
+    };
+    state.jobs.set(&queued).await.map_err(unavailable)?;
+    let event = ImageRequested {
+        version: EVENT_VERSION,
+        id: id.clone(),
+        prompt: request.prompt,
+        model,
+        requested_at: OffsetDateTime::now_utc(),
+    };
+    state.bus.publish(&event).await.map_err(unavailable)?;
+    tracing::info!(job = %id, "queued");
+
+    let accepted = || {
+        let body = json!({
+            "id": id,
+            "status": "queued",
+            "status_url": format!("{}/jobs/{id}", state.public_base_url),
+        });
+        (StatusCode::ACCEPTED, Json(body)).into_response()
+    };
+    if prefers_async(&headers) {
+        return Ok(accepted());
+    }
+    let finished = state
+        .jobs
+        .wait_until_final(&id, state.wait_timeout)
+        .await
+        .map_err(unavailable)?;
+    match finished {
+        Some(JobStatus {
+            result: Some(done), ..
+        }) => {
+            let body = json!({
+                "id": id,
+                "created": done.completed_at.unix_timestamp(),
+                "data": [{ "url": done.url }],
+            });
+            Ok(Json(body).into_response())
+        }
+        Some(JobStatus {
+            error: Some(failed),
+            ..
+        }) => {
+            let status = match failed.stage {
+                Stage::Request => StatusCode::BAD_REQUEST,
+                Stage::Generate => StatusCode::BAD_GATEWAY,
+                Stage::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError {
+                status,
+                message: failed.error,
+                job_id: Some(id),
+            })
+        }
+        // Still running when the wait ended: the client polls status_url.
+        _ => Ok(accepted()),
+    }
+}
+
+/// Parses the body, naming the field and the problem when it is wrong.
+fn parse_request(body: &[u8]) -> Result<GenerateRequest, ApiError> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let request: GenerateRequest = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("the body is not valid JSON: {inner}"))
+        } else if path == "." {
+            ApiError::bad_request(format!("invalid request: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid field {path}: {inner}"))
+        }
+    })?;
+    events::check_prompt(&request.prompt).map_err(ApiError::bad_request)?;
+    Ok(request)
+}
+
+/// `Prefer: respond-async` (RFC 7240) asks for 202 at once.
+fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+async fn job_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.jobs.get(&id).await {
+        Ok(Some(status)) => Ok(Json(status).into_response()),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no job with id {id:?}"),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read job state");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "job states (NATS) are unavailable; try again shortly",
+            ))
+        }
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let connected = state.bus.is_connected();
+    let body = json!({
+        "status": if connected { "ok" } else { "degraded" },
+        "timestamp": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "nats": if connected { "connected" } else { "disconnected" },
+    });
+    let status = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}

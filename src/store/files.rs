@@ -1,0 +1,95 @@
+//! Names and writes of stored pictures.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// Words that say nothing about a picture; left out of file names.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "the", "of", "and", "or", "with", "in", "on", "at", "to", "for", "by", "from", "is",
+    "are", "be", "it", "its", "this", "that", "as", "into", "onto", "over", "under", "very",
+    "some", "please", "draw", "image", "picture", "photo", "generate", "create", "make",
+];
+const MAX_KEYWORDS: usize = 5;
+
+/// `huiying_image_<YYYYMMDD_HHMMSS>_<short id>_<english keywords>.<ext>`.
+///
+/// The time is the job's (not the write's), so a redelivery writes the same name.
+pub fn file_name(
+    job_id: &str,
+    at: OffsetDateTime,
+    english_prompt: &str,
+    extension: &str,
+) -> String {
+    let stamp = at
+        .format(format_description!(
+            "[year][month][day]_[hour][minute][second]"
+        ))
+        .expect("the format fits every date");
+    let short_id: String = job_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    format!(
+        "huiying_image_{stamp}_{short_id}_{}.{extension}",
+        keywords(english_prompt)
+    )
+}
+
+/// Lower-case ASCII words of the prompt, stop words dropped, joined by `_`; `image` if none.
+pub fn keywords(prompt: &str) -> String {
+    let words: Vec<String> = prompt
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() > 1)
+        .map(str::to_ascii_lowercase)
+        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .take(MAX_KEYWORDS)
+        .map(|w| w.chars().take(20).collect())
+        .collect();
+    if words.is_empty() {
+        "image".into()
+    } else {
+        words.join("_")
+    }
+}
+
+/// Writes `bytes` to `dir/name` so that readers never see a half-written file:
+/// a temporary file in the same folder, flushed to disk, then renamed.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let target = dir.join(name);
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(&target).map_err(|e| e.error)?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn names_follow_the_documented_pattern() {
+        let name = file_name(
+            "3f2a9c1e-0000-4000-8000-000000000000",
+            datetime!(2026-11-29 08:05:09 UTC),
+            "A cute Cat sitting on the Moon, digital art!",
+            "jpg",
+        );
+        assert_eq!(
+            name,
+            "huiying_image_20261129_080509_3f2a9c1e_cute_cat_sitting_moon_digital.jpg"
+        );
+    }
+
+    #[test]
+    fn a_prompt_without_ascii_words_or_with_path_tricks_gives_a_safe_name() {
+        assert_eq!(keywords("一只可爱的猫"), "image");
+        assert_eq!(keywords("../../etc/passwd"), "etc_passwd");
+    }
+}

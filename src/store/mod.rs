@@ -1,0 +1,291 @@
+//! The store: `image.generated` → processed file on disk + SQLite record →
+//! `image.completed` (or `image.failed` when the picture is unusable).
+
+pub mod files;
+pub mod processing;
+pub mod records;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Bus, ConsumerSpec};
+use crate::config::{Config, ImageProcessingConfig};
+use crate::events::{self, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, Stage};
+use crate::jobs::{JobBoard, JobState, JobStatus};
+use crate::worker::{self, Outcome, Received};
+use records::{Record, Records};
+
+/// Path under ingest's address where stored pictures are served.
+pub const STATIC_IMAGES_PATH: &str = "/static/images";
+
+/// Everything one store instance needs to handle a generated picture.
+#[derive(Clone)]
+pub struct Store {
+    bus: Bus,
+    jobs: JobBoard,
+    records: Records,
+    images_dir: PathBuf,
+    public_base_url: String,
+    processing: Arc<ImageProcessingConfig>,
+}
+
+pub fn consumer_spec() -> ConsumerSpec {
+    ConsumerSpec {
+        durable: "store",
+        description: "huiying store: processes, writes and records pictures",
+        subjects: &[events::IMAGE_GENERATED],
+        ack_wait: Duration::from_secs(60),
+        // The handler decides what is final; infrastructure hiccups retry until healthy.
+        max_deliver: -1,
+        max_ack_pending: 64,
+    }
+}
+
+/// Runs the store until `shutdown` fires.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let records = Records::open(&config.database.path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open database {}: {e}",
+            config.database.path.display()
+        )
+    })?;
+    std::fs::create_dir_all(&config.server.images_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create images_dir {}: {e}",
+            config.server.images_dir.display()
+        )
+    })?;
+    if !config.cloudflare_r2.bucket.is_empty() {
+        tracing::warn!(
+            "[cloudflare_r2] is configured, but this build stores pictures locally only"
+        );
+    }
+    let bus = Bus::connect(&config.nats, "huiying-store", &shutdown).await?;
+    let spec = consumer_spec();
+    let consumer = bus.durable_consumer(&spec).await?;
+    tracing::info!(images_dir = %config.server.images_dir.display(), database = %config.database.path.display(), "store ready");
+    let store = Store {
+        jobs: JobBoard::new(bus.jobs.clone()),
+        bus,
+        records,
+        images_dir: config.server.images_dir.clone(),
+        public_base_url: config.server.public_base_url(),
+        processing: Arc::new(config.image_processing.clone()),
+    };
+    // Processing is CPU-bound: no more at once than there are cores.
+    let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
+    worker::run(
+        consumer,
+        concurrency,
+        spec.ack_wait,
+        shutdown,
+        move |received| {
+            let store = store.clone();
+            async move { store.handle(received).await }
+        },
+    )
+    .await
+}
+
+impl Store {
+    /// Handles one delivery of `image.generated`.
+    pub async fn handle(&self, received: Received) -> Outcome {
+        let generated: ImageGenerated = match serde_json::from_slice(&received.payload) {
+            Ok(event) => event,
+            Err(e) => return Outcome::Reject(format!("not an image.generated event: {e}")),
+        };
+        if generated.version > EVENT_VERSION {
+            return Outcome::Reject(format!(
+                "event version {} is newer than this store",
+                generated.version
+            ));
+        }
+        match self.store(&generated).await {
+            Ok(completed) => self.announce(&completed).await,
+            Err(StoreFailure::Unusable(reason)) => {
+                self.fail(&generated, reason, received.attempt).await
+            }
+            Err(StoreFailure::Retry(problem)) => {
+                tracing::warn!(job = %generated.id, %problem, "storing failed; will retry");
+                Outcome::Retry(worker::backoff(
+                    Duration::from_secs(1),
+                    received.attempt,
+                    Duration::from_secs(300),
+                ))
+            }
+        }
+    }
+
+    /// Writes the file and the record (once per job) and returns the completion event.
+    async fn store(&self, generated: &ImageGenerated) -> Result<ImageCompleted, StoreFailure> {
+        let records = self.records.clone();
+        let job_id = generated.id.clone();
+        let existing = blocking(move || records.by_job(&job_id)).await?;
+        if let Some(record) = existing {
+            // A redelivery after the record was written: announce it again, write nothing.
+            return Ok(self.completed_event(generated, &record));
+        }
+        self.jobs
+            .set(&JobStatus::new(
+                &generated.id,
+                JobState::Storing,
+                &generated.prompt,
+                Some(&generated.model),
+            ))
+            .await
+            .map_err(|e| StoreFailure::Retry(e.to_string()))?;
+
+        let input = self.fetch_picture(generated).await?;
+        let settings = self.processing.clone();
+        let processed = tokio::task::spawn_blocking(move || processing::process(&input, &settings))
+            .await
+            .map_err(|e| StoreFailure::Retry(format!("processing crashed: {e}")))?
+            .map_err(|e| StoreFailure::Unusable(e.to_string()))?;
+
+        let name = files::file_name(
+            &generated.id,
+            generated.generated_at,
+            &generated.english_prompt,
+            processed.format.extension(),
+        );
+        let dir = self.images_dir.clone();
+        let bytes = processed.bytes;
+        let file_size = bytes.len() as u64;
+        let path = blocking(move || files::write_atomically(&dir, &name, &bytes)).await?;
+
+        let now = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .expect("UTC times format");
+        let record = Record {
+            job_id: generated.id.clone(),
+            original_prompt: generated.prompt.clone(),
+            english_prompt: generated.english_prompt.clone(),
+            model: generated.model.clone(),
+            local_path: path.display().to_string(),
+            r2_url: None,
+            file_size,
+            width: processed.width,
+            height: processed.height,
+            format: processed.format.name().into(),
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let records = self.records.clone();
+        let to_insert = record.clone();
+        blocking(move || records.insert(&to_insert)).await?;
+        Ok(self.completed_event(generated, &record))
+    }
+
+    async fn fetch_picture(&self, generated: &ImageGenerated) -> Result<Vec<u8>, StoreFailure> {
+        let mut object = match self.bus.images.get(&generated.object).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => {
+                return Err(StoreFailure::Unusable(format!(
+                    "the generated picture is no longer in the object store ({})",
+                    generated.object
+                )));
+            }
+            Err(e) => return Err(StoreFailure::Retry(format!("reading the picture: {e}"))),
+        };
+        let mut bytes = Vec::with_capacity(generated.byte_size as usize);
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| StoreFailure::Retry(format!("reading the picture: {e}")))?;
+        Ok(bytes)
+    }
+
+    fn completed_event(&self, generated: &ImageGenerated, record: &Record) -> ImageCompleted {
+        let filename = std::path::Path::new(&record.local_path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let local_url = format!("{}{STATIC_IMAGES_PATH}/{filename}", self.public_base_url);
+        let completed_at = OffsetDateTime::now_utc();
+        ImageCompleted {
+            version: EVENT_VERSION,
+            id: generated.id.clone(),
+            prompt: record.original_prompt.clone(),
+            english_prompt: record.english_prompt.clone(),
+            model: record.model.clone(),
+            url: record.r2_url.clone().unwrap_or_else(|| local_url.clone()),
+            local_url,
+            r2_url: record.r2_url.clone(),
+            filename,
+            width: record.width,
+            height: record.height,
+            format: record.format.clone(),
+            file_size: record.file_size,
+            requested_at: generated.requested_at,
+            completed_at,
+            duration_ms: (completed_at - generated.requested_at)
+                .whole_milliseconds()
+                .max(0) as u64,
+        }
+    }
+
+    /// Publishes the completion, marks the job, and frees the object store copy.
+    async fn announce(&self, completed: &ImageCompleted) -> Outcome {
+        if let Err(e) = self.bus.publish(completed).await {
+            tracing::warn!(job = %completed.id, error = %e, "will retry");
+            return Outcome::Retry(Duration::from_secs(1));
+        }
+        if let Err(e) = self.jobs.set(&JobStatus::completed(completed)).await {
+            tracing::warn!(job = %completed.id, error = %e, "will retry");
+            return Outcome::Retry(Duration::from_secs(1));
+        }
+        if let Err(error) = self.bus.images.delete(&completed.id).await {
+            // Not fatal: the bucket's max age removes it later.
+            tracing::debug!(job = %completed.id, %error, "object store copy not deleted");
+        }
+        tracing::info!(job = %completed.id, url = %completed.url, "stored");
+        Outcome::Done
+    }
+
+    async fn fail(&self, generated: &ImageGenerated, reason: String, attempts: u32) -> Outcome {
+        tracing::warn!(job = %generated.id, %reason, "picture unusable");
+        let failed = ImageFailed {
+            version: EVENT_VERSION,
+            id: generated.id.clone(),
+            prompt: generated.prompt.clone(),
+            model: generated.model.clone(),
+            stage: Stage::Store,
+            error: reason,
+            transient: false,
+            attempts,
+            failed_at: OffsetDateTime::now_utc(),
+        };
+        if self.bus.publish(&failed).await.is_err()
+            || self.jobs.set(&JobStatus::failed(&failed)).await.is_err()
+        {
+            return Outcome::Retry(Duration::from_secs(1));
+        }
+        Outcome::Done
+    }
+}
+
+/// Why a picture was not stored: worth another try, or never going to work.
+enum StoreFailure {
+    Retry(String),
+    Unusable(String),
+}
+
+/// Runs blocking work (SQLite, file writes) off the async threads.
+async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, StoreFailure>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreFailure::Retry(format!("blocking task crashed: {e}")))?
+        .map_err(|e| StoreFailure::Retry(e.to_string()))
+}

@@ -1,0 +1,308 @@
+//! `huiying up`: the whole pipeline in one process.
+//!
+//! Uses the NATS at `[nats] url` when one answers there and is 2.10 or newer. Otherwise
+//! it starts a `nats-server` with the project's `nats.conf` and a data folder of its own,
+//! on that port when free (another free port when not), and stops it on exit.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{self, MIN_SERVER_VERSION};
+use crate::config::{Config, TlsMode};
+use crate::{generator, ingest, mailer, store};
+
+/// Runs all four services until `shutdown` fires or one of them fails.
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (nats_server, nats_note) = ensure_nats(&mut config).await?;
+    print_banner(&config, &nats_note);
+
+    let services = shutdown.child_token();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(named(
+        "ingest",
+        ingest::run(config.clone(), services.clone()),
+    ));
+    tasks.spawn(named(
+        "generator",
+        generator::run(config.clone(), services.clone()),
+    ));
+    tasks.spawn(named("store", store::run(config.clone(), services.clone())));
+    tasks.spawn(named(
+        "mailer",
+        mailer::run(config.clone(), services.clone()),
+    ));
+
+    let mut first_error = None;
+    while let Some(finished) = tasks.join_next().await {
+        let (name, result) = finished.context("a service panicked")?;
+        if let Err(error) = result {
+            first_error.get_or_insert_with(|| error.context(format!("{name} stopped")));
+        }
+        // One service down means the pipeline is down: stop the others too.
+        services.cancel();
+    }
+    drop(nats_server); // kill_on_drop stops the nats-server we started
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn named(
+    name: &'static str,
+    service: impl Future<Output = anyhow::Result<()>>,
+) -> (&'static str, anyhow::Result<()>) {
+    (name, service.await)
+}
+
+/// Makes sure a suitable NATS answers at `config.nats.url`, starting one if needed.
+/// Returns the started server (if any) and a line saying which NATS is used.
+async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, String)> {
+    let url = config.nats.url.clone();
+    let (host, port) = host_and_port(&url)?;
+    let found_old = match bus::try_connect(&url, "huiying-up").await {
+        Ok(client) => {
+            let version = client.server_info().version;
+            if bus::check_server_version(&url, &version).is_ok() {
+                return Ok((
+                    None,
+                    format!("{url} (nats-server {version}, already running)"),
+                ));
+            }
+            Some(version)
+        }
+        Err(_) => None,
+    };
+    if !is_local(&host) {
+        match found_old {
+            Some(version) => {
+                bail!("nats-server at {url} is {version}; huiying needs nats-server 2.10 or newer")
+            }
+            None => bail!(
+                "cannot reach NATS at {url} ([nats] url); start it, or point [nats] url at a local address so huiying up can start one"
+            ),
+        }
+    }
+    let program = find_nats_server(&config.nats.server_bin)?;
+    let port = if found_old.is_none() && port_is_free(port) {
+        port
+    } else {
+        free_port()?
+    };
+    std::fs::create_dir_all(".huiying").context("creating .huiying")?;
+    let log_path = PathBuf::from(".huiying/nats-server.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+
+    let mut command = Command::new(&program.path);
+    // The store folder is the config file's `store_dir`; without the file, our default.
+    let store_dir = if config.nats.server_config.is_file() {
+        command.arg("-c").arg(&config.nats.server_config);
+        format!("store_dir of {}", config.nats.server_config.display())
+    } else {
+        command.args(["-js", "-sd", ".huiying/nats"]);
+        ".huiying/nats".to_string()
+    };
+    command
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {}", program.path.display()))?;
+
+    let new_url = format!("nats://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if bus::try_connect(&new_url, "huiying-up").await.is_ok() {
+            break;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "nats-server exited ({status}) at start; see {}",
+                log_path.display()
+            );
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "nats-server did not answer at {new_url} within 15 s; see {}",
+                log_path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut note = format!(
+        "{new_url} (started by huiying: nats-server {} from {}, data in {})",
+        program.version,
+        program.path.display(),
+        store_dir
+    );
+    if let Some(old) = found_old {
+        note.push_str(&format!(
+            "; the server at {url} is {old}, too old for huiying (needs 2.10+)"
+        ));
+    }
+    config.nats.url = new_url;
+    Ok((Some(child), note))
+}
+
+/// A nats-server program and its version.
+struct NatsServerProgram {
+    path: PathBuf,
+    version: String,
+}
+
+/// `[nats] server_bin`, else `.huiying/bin/nats-server` (see scripts/install-nats-server.sh),
+/// else `nats-server` on PATH; the first that runs and is new enough.
+fn find_nats_server(configured: &str) -> anyhow::Result<NatsServerProgram> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if !configured.is_empty() {
+        candidates.push(configured.into());
+    }
+    candidates.push(".huiying/bin/nats-server".into());
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("nats-server")));
+    }
+    let mut too_old = Vec::new();
+    for path in candidates.iter().filter(|p| p.is_file()) {
+        let Some(version) = nats_server_version(path) else {
+            continue;
+        };
+        if bus::check_server_version("", &version).is_ok() {
+            return Ok(NatsServerProgram {
+                path: path.clone(),
+                version,
+            });
+        }
+        too_old.push(format!("{version} at {}", path.display()));
+    }
+    let found = if too_old.is_empty() {
+        "none found".to_string()
+    } else {
+        format!("found only {}", too_old.join(", "))
+    };
+    bail!(
+        "huiying up needs nats-server {}.{} or newer ({found}). Install it with scripts/install-nats-server.sh \
+         (puts Debian trixie's package in .huiying/bin), or your package manager, or set [nats] server_bin / NATS_SERVER_BIN",
+        MIN_SERVER_VERSION.0,
+        MIN_SERVER_VERSION.1
+    )
+}
+
+/// Reads `nats-server: v2.10.27` from `--version`.
+fn nats_server_version(path: &Path) -> Option<String> {
+    let output = std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .find(|w| w.starts_with('v'))
+        .map(|v| v.trim_start_matches('v').to_string())
+}
+
+fn host_and_port(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url.split("://").last().unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    let rest = rest.split(',').next().unwrap_or(rest);
+    match rest.rsplit_once(':') {
+        Some((host, port)) => Ok((
+            host.to_string(),
+            port.parse()
+                .context("bad configuration: nats.url has a bad port")?,
+        )),
+        None => Ok((rest.to_string(), 4222)),
+    }
+}
+
+fn is_local(host: &str) -> bool {
+    matches!(
+        host,
+        "localhost" | "127.0.0.1" | "::1" | "[::1]" | "0.0.0.0"
+    )
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+fn print_banner(config: &Config, nats_note: &str) {
+    let server = &config.server;
+    let base = server.public_base_url();
+    let mail = if config.smtp.enable {
+        let tls = match config.smtp.effective_tls() {
+            TlsMode::Tls => "implicit TLS",
+            TlsMode::Starttls | TlsMode::Auto => "STARTTLS",
+            TlsMode::None => "no TLS",
+        };
+        format!(
+            "SMTP {}:{} ({tls}) → {}",
+            config.smtp.host, config.smtp.port, config.smtp.to
+        )
+    } else {
+        format!(
+            "SMTP disabled ([smtp] enable): each mail is written as an .eml file to {}",
+            config.smtp.outbox_dir.display()
+        )
+    };
+    let model = if config.api_keys.openrouter_api_key.is_set() {
+        format!(
+            "OpenRouter, default model {}",
+            config.models.default_openrouter_model
+        )
+    } else {
+        format!(
+            "{} (offline placeholder, not AI; set OPENROUTER_API_KEY for real images)",
+            generator::placeholder::MODEL
+        )
+    };
+    println!("huiying is up.");
+    println!(
+        "  web page & API : {base}/  (listening on {}:{})",
+        server.host, server.port
+    );
+    println!("  NATS           : {nats_note}");
+    println!(
+        "  images         : {}   records: {}",
+        server.images_dir.display(),
+        config.database.path.display()
+    );
+    println!("  mail           : {mail}");
+    println!("  image model    : {model}");
+    println!("Try:");
+    println!(
+        "  curl -X POST {base}/generate-image -H 'Content-Type: application/json' -d '{{\"prompt\": \"测试绘影邮件通知功能\"}}'"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nats_url_gives_host_and_port() {
+        assert_eq!(
+            host_and_port("nats://127.0.0.1:4222").unwrap(),
+            ("127.0.0.1".into(), 4222)
+        );
+        assert_eq!(
+            host_and_port("nats://user:pw@example.com:4333").unwrap(),
+            ("example.com".into(), 4333)
+        );
+        assert_eq!(
+            host_and_port("localhost").unwrap(),
+            ("localhost".into(), 4222)
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! The one subscriber loop every consumer uses.
+//!
+//! A handler gets a [`Received`] message and answers an [`Outcome`]; the loop turns
+//! that into the JetStream acknowledgement: `Done` → ack (after the side effect, which
+//! the handler has finished), `Retry` → nak with a delay, `Reject` → term (poison that
+//! no retry can fix). While a handler works, the loop sends progress acks so a slow
+//! model call is not redelivered to another instance.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer};
+use bytes::Bytes;
+use futures::StreamExt;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// What to do with a message once its handler is finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The side effect is done (or was done before): acknowledge.
+    Done,
+    /// Try again after this delay (a transient failure).
+    Retry(Duration),
+    /// The message can never succeed: stop delivering it.
+    Reject(String),
+}
+
+/// A delivered message, detached from its acknowledgement handle.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub subject: String,
+    pub payload: Bytes,
+    /// 1 on the first delivery.
+    pub attempt: u32,
+    pub stream: String,
+    pub stream_sequence: u64,
+    pub published: OffsetDateTime,
+}
+
+/// Runs `handler` on every message of `consumer`, at most `concurrency` at once, until
+/// `shutdown` fires; then waits for the handlers in flight and returns.
+pub async fn run<H, F>(
+    consumer: PullConsumer,
+    concurrency: usize,
+    ack_wait: Duration,
+    shutdown: CancellationToken,
+    handler: H,
+) -> anyhow::Result<()>
+where
+    H: Fn(Received) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Outcome> + Send + 'static,
+{
+    let concurrency = concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut in_flight = JoinSet::new();
+    'connect: while !shutdown.is_cancelled() {
+        // Pull no more than we can work on, so buffered messages do not age unacked.
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(concurrency)
+            .messages()
+            .await
+        {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, "cannot pull messages; trying again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'connect,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'connect,
+                }
+            }
+        };
+        loop {
+            let slot = tokio::select! {
+                _ = shutdown.cancelled() => break 'connect,
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            };
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break 'connect,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let handler = handler.clone();
+                    in_flight.spawn(async move {
+                        handle_one(message, ack_wait, handler).await;
+                        drop(slot);
+                    });
+                }
+                Some(Err(error)) => tracing::warn!(%error, "pull consumer reported a problem"),
+                None => continue 'connect,
+            }
+            while in_flight.try_join_next().is_some() {}
+        }
+    }
+    while in_flight.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn handle_one<H, F>(message: Message, ack_wait: Duration, handler: H)
+where
+    H: Fn(Received) -> F,
+    F: Future<Output = Outcome>,
+{
+    let received = match message.info() {
+        Ok(info) => Received {
+            subject: message.subject.to_string(),
+            payload: message.payload.clone(),
+            attempt: u32::try_from(info.delivered).unwrap_or(1).max(1),
+            stream: info.stream.to_string(),
+            stream_sequence: info.stream_sequence,
+            published: info.published,
+        },
+        Err(error) => {
+            tracing::warn!(%error, "message without JetStream metadata; ignoring it");
+            return;
+        }
+    };
+    let work = handler(received);
+    tokio::pin!(work);
+    let period = (ack_wait / 3).max(Duration::from_millis(100));
+    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            _ = keep_alive.tick() => {
+                if let Err(error) = message.ack_with(AckKind::Progress).await {
+                    tracing::warn!(%error, "progress ack failed");
+                }
+            }
+        }
+    };
+    let acked = match &outcome {
+        // Wait for the server to confirm, so a lost ack shows up here and not as a duplicate.
+        Outcome::Done => message.double_ack().await,
+        Outcome::Retry(delay) => message.ack_with(AckKind::Nak(Some(*delay))).await,
+        Outcome::Reject(reason) => {
+            tracing::warn!(subject = %message.subject, %reason, "rejecting message for good");
+            message.ack_with(AckKind::Term).await
+        }
+    };
+    if let Err(error) = acked {
+        tracing::warn!(%error, ?outcome, "acknowledgement failed; the message will be redelivered");
+    }
+}
+
+/// Exponential backoff: `base`, `2·base`, `4·base` ... for attempts 1, 2, 3 ..., at most `cap`.
+pub fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+    base.saturating_mul(factor).min(cap)
+}
