@@ -205,13 +205,18 @@ async fn generate_image(
 
 /// Parses the body, naming the field and the problem when it is wrong.
 fn parse_request(body: &[u8]) -> Result<GenerateRequest, ApiError> {
-    let mut json = serde_json::Deserializer::from_slice(body);
-    let request: GenerateRequest = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+    let json: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    // serde would also read a struct from an array: only an object is a request.
+    if !json.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid request: the body must be a JSON object like {\"prompt\": \"...\"}",
+        ));
+    }
+    let request: GenerateRequest = serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(format!("the body is not valid JSON: {inner}"))
-        } else if path == "." {
+        if path == "." {
             ApiError::bad_request(format!("invalid request: {inner}"))
         } else {
             ApiError::bad_request(format!("invalid field {path}: {inner}"))

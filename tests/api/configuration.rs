@@ -1,0 +1,282 @@
+//! Configuration: defaults, a file, environment variables that win, and clear errors.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use huiying::config::{self, ConfigError, TlsMode};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+const SEED_QQ: &str = r#"
+[smtp]
+# SMTP 邮件配置 (QQ邮箱示例)
+host = "smtp.qq.com"
+port = 587
+username = "your_qq_email@qq.com"
+password = "your_qq_email_auth_code"  # QQ邮箱需要使用授权码而非密码
+from = "your_qq_email@qq.com"
+to = "recipient@example.com"
+enable = true  # 设置为true以启用邮件通知功能
+"#;
+
+#[test]
+fn the_seeds_smtp_section_loads_as_written() {
+    let seed = file(SEED_QQ);
+    let config = config::load_from(Some(seed.path()), env(&[]))
+        .unwrap()
+        .config;
+    let smtp = &config.smtp;
+    assert_eq!(
+        (smtp.host.as_str(), smtp.port, smtp.enable),
+        ("smtp.qq.com", 587, true)
+    );
+    assert_eq!(
+        (smtp.username.as_str(), smtp.from.as_str()),
+        ("your_qq_email@qq.com", "your_qq_email@qq.com")
+    );
+    assert_eq!(smtp.password.expose(), "your_qq_email_auth_code");
+    assert_eq!(smtp.recipients(), vec!["recipient@example.com"]);
+    assert_eq!(smtp.effective_tls(), TlsMode::Starttls);
+    // Untouched sections keep their defaults.
+    assert_eq!(config.server.port, 8000);
+}
+
+#[test]
+fn the_seeds_environment_variables_configure_smtp_without_a_file() {
+    let config = config::load_from(
+        None,
+        env(&[
+            ("SMTP_HOST", "smtp.163.com"),
+            ("SMTP_PORT", "465"),
+            ("SMTP_USERNAME", "me@163.com"),
+            ("SMTP_PASSWORD", "auth-code"),
+            ("SMTP_FROM", "me@163.com"),
+            ("SMTP_TO", "a@example.com, b@example.com"),
+            ("SMTP_ENABLE", "true"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    let smtp = &config.smtp;
+    assert_eq!(
+        (smtp.host.as_str(), smtp.port, smtp.enable),
+        ("smtp.163.com", 465, true)
+    );
+    assert_eq!(smtp.password.expose(), "auth-code");
+    assert_eq!(smtp.recipients(), vec!["a@example.com", "b@example.com"]);
+    assert_eq!(smtp.effective_tls(), TlsMode::Tls, "465 means implicit TLS");
+}
+
+#[test]
+fn environment_variables_win_over_the_file_and_follow_one_naming_rule() {
+    let seed = file(SEED_QQ);
+    let config = config::load_from(
+        Some(seed.path()),
+        env(&[
+            ("SMTP_PORT", "2525"),
+            ("SMTP_TLS", "none"),
+            ("SERVER_PUBLIC_URL", "https://img.example.com"),
+            ("DATABASE_PATH", "/var/lib/huiying/records.db"),
+            ("NATS_URL", "nats://10.0.0.5:4222"),
+            ("IMAGE_PROCESSING_QUALITY", "70"),
+            ("IMAGE_PROCESSING_FORMAT", "webp"),
+            ("CLOUDFLARE_R2_BUCKET", "pictures"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(config.smtp.port, 2525);
+    assert_eq!(config.smtp.host, "smtp.qq.com", "from the file");
+    assert_eq!(config.smtp.tls, TlsMode::None);
+    assert_eq!(config.server.public_base_url(), "https://img.example.com");
+    assert_eq!(
+        config.database.path,
+        Path::new("/var/lib/huiying/records.db")
+    );
+    assert_eq!(config.nats.url, "nats://10.0.0.5:4222");
+    assert_eq!(config.image_processing.quality, 70);
+    assert_eq!(
+        config.image_processing.format,
+        huiying::config::ImageFormat::Webp
+    );
+    assert_eq!(config.cloudflare_r2.bucket, "pictures");
+}
+
+#[test]
+fn the_original_short_names_work_and_the_long_names_beat_them() {
+    let config = config::load_from(
+        None,
+        env(&[
+            ("PORT", "9000"),
+            ("IMAGES_DIR", "/srv/pictures"),
+            ("TIMEOUT", "120"),
+            ("OPENROUTER_API_KEY", "sk-or-1"),
+            ("MODEL_SCOPE_TOKEN", "ms-1"),
+            ("SERVER_TIMEOUT", "90"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(config.server.port, 9000);
+    assert_eq!(config.server.images_dir, Path::new("/srv/pictures"));
+    assert_eq!(
+        config.server.timeout, 90,
+        "SERVER_TIMEOUT wins over TIMEOUT"
+    );
+    assert_eq!(config.api_keys.openrouter_api_key.expose(), "sk-or-1");
+    assert_eq!(config.api_keys.model_scope_token.expose(), "ms-1");
+}
+
+#[test]
+fn huiying_config_names_the_file_and_an_explicit_path_beats_it() {
+    let first = file("[server]\nport = 7001\n");
+    let second = file("[server]\nport = 7002\n");
+    let named = env(&[("HUIYING_CONFIG", first.path().to_str().unwrap())]);
+    assert_eq!(
+        config::load_from(None, named.clone())
+            .unwrap()
+            .config
+            .server
+            .port,
+        7001
+    );
+    assert_eq!(
+        config::load_from(Some(second.path()), named)
+            .unwrap()
+            .config
+            .server
+            .port,
+        7002
+    );
+}
+
+#[test]
+fn a_bad_value_is_one_error_naming_the_key_and_where_it_came_from() {
+    let error = config::load_from(None, env(&[("SMTP_PORT", "58x")])).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "bad configuration: smtp.port (from environment variable SMTP_PORT): expected a whole number, got \"58x\""
+    );
+
+    let bad_tls = file("[smtp]\ntls = \"ssl\"\n");
+    let error = config::load_from(Some(bad_tls.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("bad configuration: smtp.tls (from "),
+        "{error}"
+    );
+    assert!(
+        error.contains("unknown variant `ssl`") && error.contains("`starttls`"),
+        "{error}"
+    );
+
+    let error = config::load_from(None, env(&[("SMTP_PORT", "70000")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("smtp.port") && error.contains("70000"),
+        "{error}"
+    );
+
+    let typo = file("[smtp]\npasword = \"x\"\n");
+    let error = config::load_from(Some(typo.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("unknown field `pasword`"), "{error}");
+
+    let error = config::load_from(None, env(&[("SMTP_ENABLE", "true")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("smtp.host") && error.contains("must be set"),
+        "{error}"
+    );
+
+    let missing =
+        config::load_from(Some(Path::new("/nonexistent/huiying.toml")), env(&[])).unwrap_err();
+    assert!(matches!(missing, ConfigError::Read { .. }));
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let config = config::load_from(
+        None,
+        env(&[
+            ("SMTP_PASSWORD", "qq-auth-code-123"),
+            ("OPENROUTER_API_KEY", "sk-or-secret"),
+            ("CLOUDFLARE_R2_ACCESS_KEY_SECRET", "r2-secret"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    let shown = format!("{config:?} {config:#?}");
+    for secret in ["qq-auth-code-123", "sk-or-secret", "r2-secret"] {
+        assert!(!shown.contains(secret), "{secret} leaked into Debug output");
+    }
+    assert!(shown.contains("Secret(***)"));
+}
+
+#[test]
+fn the_example_config_loads_and_lists_every_key() {
+    let example = Path::new(crate::helpers::REPO).join("config.toml.example");
+    let text = std::fs::read_to_string(&example).unwrap();
+    // Every key appears (commented out or not) with its env var named beside it.
+    let defaults = toml::Table::try_from(huiying::config::Config::default()).unwrap();
+    for (section, keys) in &defaults {
+        assert!(
+            text.contains(&format!("[{section}]")),
+            "section [{section}] missing"
+        );
+        for key in keys.as_table().unwrap().keys() {
+            let var = format!("{}_{}", section.to_uppercase(), key.to_uppercase());
+            assert!(
+                text.contains(&format!("{key} =")),
+                "[{section}] {key} missing"
+            );
+            assert!(text.contains(&var), "env var {var} not mentioned");
+        }
+    }
+    config::load_from(Some(&example), env(&[])).unwrap();
+}
+
+#[test]
+fn a_binary_with_a_bad_value_exits_non_zero_with_one_line_and_no_panic() {
+    for program in [
+        env!("CARGO_BIN_EXE_mailer"),
+        env!("CARGO_BIN_EXE_ingest"),
+        env!("CARGO_BIN_EXE_huiying"),
+    ] {
+        let mut command = Command::new(program);
+        if program.ends_with("huiying") {
+            command.arg("up");
+        }
+        let output = command
+            .env("SMTP_PORT", "58x")
+            .env("SMTP_PASSWORD", "do-not-print-me")
+            .env_remove("HUIYING_CONFIG")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{program}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("smtp.port") && stderr.contains("SMTP_PORT") && stderr.contains("58x"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked") && !stderr.contains("do-not-print-me"));
+    }
+}

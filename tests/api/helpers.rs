@@ -1,0 +1,666 @@
+//! Starts the real pipeline for a test: a nats-server (2.10+) on a free port with a temp
+//! JetStream folder, a real SMTP server (aiosmtpd: STARTTLS, implicit TLS, AUTH) with a
+//! certificate made for the test, and the four services on free ports. Everything is
+//! stopped and deleted when the returned [`TestApp`] is dropped.
+
+use std::collections::HashMap;
+
+use mail_parser::MimeHeaders;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use huiying::config::{Config, Secret, TlsMode};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+pub const SMTP_USER: &str = "sender@example.com";
+pub const SMTP_PASSWORD: &str = "test-auth-code-16";
+pub const MAIL_TO: &str = "user@example.com";
+
+/// Waits until `check` returns `Some`, polling; panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A nats-server 2.10+ of the test's own, killed on drop.
+pub struct NatsServer {
+    process: Child,
+    pub url: String,
+    _store: TempDir,
+}
+
+/// The nats-server program: `HUIYING_TEST_NATS_SERVER`, else `.huiying/bin/nats-server`
+/// (scripts/install-nats-server.sh puts it there), else the one on PATH if 2.10+.
+pub fn nats_server_program() -> PathBuf {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    PROGRAM
+        .get_or_init(|| {
+            let mut candidates = vec![];
+            if let Ok(path) = std::env::var("HUIYING_TEST_NATS_SERVER") {
+                candidates.push(PathBuf::from(path));
+            }
+            candidates.push(Path::new(REPO).join(".huiying/bin/nats-server"));
+            candidates.push(PathBuf::from("nats-server"));
+            for candidate in candidates {
+                let Ok(output) = Command::new(&candidate).arg("--version").output() else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&output.stdout).to_string();
+                let version = text
+                    .split_whitespace()
+                    .find(|w| w.starts_with('v'))
+                    .unwrap_or("v0")
+                    .to_string();
+                if huiying::bus::check_server_version("", &version).is_ok() {
+                    return candidate;
+                }
+            }
+            panic!("the tests need nats-server 2.10 or newer: run scripts/install-nats-server.sh");
+        })
+        .clone()
+}
+
+impl NatsServer {
+    pub async fn start() -> Self {
+        let store = TempDir::new().unwrap();
+        let port = free_port();
+        Self::start_on(port, store).await
+    }
+
+    async fn start_on(port: u16, store: TempDir) -> Self {
+        // The project's own nats.conf, so the tests check it too.
+        let process = Command::new(nats_server_program())
+            .arg("-c")
+            .arg(Path::new(REPO).join("nats.conf"))
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nats-server");
+        let url = format!("nats://127.0.0.1:{port}");
+        let probe = url.clone();
+        wait_for(
+            "nats-server to accept connections",
+            Duration::from_secs(15),
+            || {
+                let url = probe.clone();
+                async move { async_nats::connect(&url).await.ok() }
+            },
+        )
+        .await;
+        Self {
+            process,
+            url,
+            _store: store,
+        }
+    }
+}
+
+impl NatsServer {
+    /// Kills the server at once, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A CA and a certificate for `localhost` / 127.0.0.1 signed by it, made once per test binary.
+pub struct TestCertificates {
+    _dir: TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn certificates() -> &'static TestCertificates {
+    static CERTS: OnceLock<TestCertificates> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        let dir = TempDir::new().unwrap();
+        let run = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("the tests need the openssl command");
+            assert!(status.success(), "openssl {args:?} failed");
+        };
+        run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=huiying test CA"]);
+        run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"]);
+        TestCertificates {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("server.pem"),
+            key: dir.path().join("server.key"),
+            _dir: dir,
+        }
+    })
+}
+
+/// A real SMTP server (aiosmtpd) whose accepted mails land in a folder.
+pub struct SmtpServer {
+    process: Child,
+    pub starttls_port: u16,
+    pub tls_port: u16,
+    /// Speaks SMTP without offering STARTTLS.
+    pub plain_port: u16,
+    maildir: TempDir,
+}
+
+impl SmtpServer {
+    pub async fn start() -> Self {
+        let certs = certificates();
+        let maildir = TempDir::new().unwrap();
+        let (starttls_port, tls_port, plain_port) = (free_port(), free_port(), free_port());
+        let process = Command::new("python3")
+            .arg(Path::new(REPO).join("tests/support/smtp_server.py"))
+            .args([
+                "--starttls-port",
+                &starttls_port.to_string(),
+                "--tls-port",
+                &tls_port.to_string(),
+            ])
+            .args(["--plain-port", &plain_port.to_string()])
+            .arg("--cert")
+            .arg(&certs.cert)
+            .arg("--key")
+            .arg(&certs.key)
+            .args(["--user", SMTP_USER, "--password", SMTP_PASSWORD])
+            .arg("--maildir")
+            .arg(maildir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the tests need python3 with aiosmtpd (pip install aiosmtpd)");
+        for port in [starttls_port, tls_port, plain_port] {
+            wait_for(
+                "the SMTP server to listen",
+                Duration::from_secs(15),
+                || async move {
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .ok()
+                },
+            )
+            .await;
+        }
+        Self {
+            process,
+            starttls_port,
+            tls_port,
+            plain_port,
+            maildir,
+        }
+    }
+
+    /// Every mail accepted so far, in arrival order.
+    pub fn mails(&self) -> Vec<ReceivedMail> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.maildir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| ReceivedMail::parse(&std::fs::read(p).unwrap()))
+            .collect()
+    }
+
+    /// Waits until at least `count` mails arrived and returns all of them.
+    pub async fn wait_for_mails(&self, count: usize) -> Vec<ReceivedMail> {
+        wait_for(
+            &format!("{count} mail(s)"),
+            Duration::from_secs(60),
+            || async {
+                let mails = self.mails();
+                (mails.len() >= count).then_some(mails)
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// One mail as the SMTP server received it.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub raw: String,
+    /// How it arrived: `mode=starttls; auth=...; from=...; to=...`.
+    pub session: String,
+    pub subject: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub message_id: String,
+    pub html: String,
+    pub text: String,
+    pub content_types: Vec<String>,
+    /// Names of the top-level headers, as sent.
+    pub header_names: Vec<String>,
+}
+
+impl ReceivedMail {
+    pub fn parse(raw: &[u8]) -> Self {
+        let message = mail_parser::MessageParser::default()
+            .parse(raw)
+            .expect("a parseable mail");
+        let addresses = |a: Option<&mail_parser::Address>| -> Vec<String> {
+            a.map(|a| {
+                a.iter()
+                    .filter_map(|x| x.address().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        Self {
+            raw: String::from_utf8_lossy(raw).into_owned(),
+            session: message
+                .header_raw("X-Test-Session")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            subject: message.subject().unwrap_or_default().to_string(),
+            from: addresses(message.from()).join(","),
+            to: addresses(message.to()),
+            message_id: message.message_id().unwrap_or_default().to_string(),
+            html: message
+                .body_html(0)
+                .map(|b| b.into_owned())
+                .unwrap_or_default(),
+            text: message
+                .body_text(0)
+                .map(|b| b.into_owned())
+                .unwrap_or_default(),
+            header_names: message
+                .headers()
+                .iter()
+                .map(|h| h.name().to_string())
+                .collect(),
+            content_types: message
+                .parts
+                .iter()
+                .filter_map(|p| {
+                    p.content_type()
+                        .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A stand-in for OpenRouter on loopback, speaking its chat-completions wire format.
+pub struct FakeOpenRouter {
+    pub base_url: String,
+    pub requests: Arc<Mutex<Vec<FakeRequest>>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeRequest {
+    pub headers: HashMap<String, String>,
+    pub body: serde_json::Value,
+}
+
+impl FakeOpenRouter {
+    /// Answers every chat completion with `image` as a base64 `data:` URL.
+    pub async fn returning_image(image: Vec<u8>, content_type: &str) -> Self {
+        use base64::Engine;
+        let url = format!(
+            "data:{content_type};base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(&image)
+        );
+        let answer = serde_json::json!({
+            "id": "gen-test",
+            "object": "chat.completion",
+            "choices": [{
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Here is your image.", "images": [{"type": "image_url", "image_url": {"url": url}}]}
+            }]
+        });
+        Self::start(answer).await
+    }
+
+    async fn start(answer: serde_json::Value) -> Self {
+        use axum::routing::post;
+        let requests: Arc<Mutex<Vec<FakeRequest>>> = Arc::default();
+        let seen = requests.clone();
+        let app = axum::Router::new().route(
+            "/api/v1/chat/completions",
+            post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let seen = seen.clone();
+                    let answer = answer.clone();
+                    async move {
+                        seen.lock().unwrap().push(FakeRequest {
+                            headers: headers
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                                .collect(),
+                            body: serde_json::from_slice(&body).unwrap_or_default(),
+                        });
+                        axum::Json(answer)
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/api/v1", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base_url,
+            requests,
+            task,
+        }
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for FakeOpenRouter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A running service and the token that stops it.
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// The whole pipeline, started for one test.
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub nats: async_nats::Client,
+    pub smtp: SmtpServer,
+    pub config: Config,
+    services: HashMap<&'static str, Vec<Running>>,
+    _dir: TempDir,
+    pub nats_server: NatsServer,
+}
+
+impl TestApp {
+    /// The pipeline with defaults: offline placeholder, SMTP over STARTTLS with AUTH.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_, _| {}).await
+    }
+
+    /// The pipeline with `tweak` applied to its configuration.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config, &SmtpServer)) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()))
+            .with_test_writer()
+            .try_init();
+        let nats_server = NatsServer::start().await;
+        let smtp = SmtpServer::start().await;
+        let dir = TempDir::new().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+
+        let mut config = Config::default();
+        config.server.port = listener.local_addr().unwrap().port();
+        config.server.public_url = address.clone();
+        config.server.images_dir = dir.path().join("images");
+        config.server.timeout = 30;
+        config.database.path = dir.path().join("huiying.db");
+        config.nats.url = nats_server.url.clone();
+        config.generator.retry_delay = 0;
+        config.smtp.enable = true;
+        config.smtp.host = "localhost".into();
+        config.smtp.port = smtp.starttls_port;
+        config.smtp.tls = TlsMode::Starttls;
+        config.smtp.username = SMTP_USER.into();
+        config.smtp.password = Secret::new(SMTP_PASSWORD);
+        config.smtp.from = format!("绘影 <{SMTP_USER}>");
+        config.smtp.to = MAIL_TO.into();
+        config.smtp.ca_file = certificates().ca.display().to_string();
+        config.smtp.retry_delay = 0;
+        config.smtp.outbox_dir = dir.path().join("outbox");
+        config.smtp.templates_dir = Path::new(REPO).join("templates");
+        tweak(&mut config, &smtp);
+
+        let mut app = Self {
+            address,
+            http: reqwest::Client::new(),
+            nats: async_nats::connect(&nats_server.url).await.unwrap(),
+            smtp,
+            config,
+            services: HashMap::new(),
+            _dir: dir,
+            nats_server,
+        };
+        let ingest_config = app.config.clone();
+        app.track("ingest", move |stop| {
+            huiying::ingest::serve(listener, ingest_config, stop)
+        });
+        for service in ["generator", "store", "mailer"] {
+            app.start_service(service);
+        }
+        app.wait_until_healthy().await;
+        app
+    }
+
+    fn track<F, Fut>(&mut self, name: &'static str, run: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(stop.clone()));
+        self.services
+            .entry(name)
+            .or_default()
+            .push(Running { stop, task });
+    }
+
+    /// Starts (another instance of) a service; several instances share the work.
+    pub fn start_service(&mut self, name: &'static str) {
+        let config = self.config.clone();
+        match name {
+            "generator" => self.track(name, move |stop| huiying::generator::run(config, stop)),
+            "store" => self.track(name, move |stop| huiying::store::run(config, stop)),
+            "mailer" => self.track(name, move |stop| huiying::mailer::run(config, stop)),
+            other => panic!("no service {other}"),
+        }
+    }
+
+    /// Stops every instance of a service gracefully and waits until they are gone.
+    pub async fn stop_service(&mut self, name: &'static str) {
+        for running in self.services.remove(name).unwrap_or_default() {
+            running.stop.cancel();
+            running.task.await.unwrap().unwrap();
+        }
+    }
+
+    async fn wait_until_healthy(&self) {
+        let url = format!("{}/health", self.address);
+        wait_for("ingest to be healthy", Duration::from_secs(30), || async {
+            let response = self.http.get(&url).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    pub async fn post_generate(&self, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/generate-image", self.address))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_generate_raw(&self, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/generate-image", self.address))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_job(&self, id: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/jobs/{id}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the job is completed or failed, and returns its state.
+    pub async fn wait_for_job(&self, id: &str) -> serde_json::Value {
+        wait_for(
+            &format!("job {id} to finish"),
+            Duration::from_secs(60),
+            || async {
+                let state: serde_json::Value = self.get_job(id).await.json().await.ok()?;
+                matches!(state["status"].as_str(), Some("completed" | "failed")).then_some(state)
+            },
+        )
+        .await
+    }
+
+    /// Publishes raw bytes to a subject through JetStream, as any NATS client could.
+    pub async fn publish(&self, subject: &str, payload: &str) {
+        let js = async_nats::jetstream::new(self.nats.clone());
+        js.publish(subject.to_string(), payload.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `consumer` has nothing pending or unacknowledged: every event so far
+    /// has been fully handled, so counting side effects now is final.
+    pub async fn wait_until_consumer_idle(&self, consumer: &str) {
+        let js = async_nats::jetstream::new(self.nats.clone());
+        wait_for(
+            &format!("consumer {consumer} to be idle"),
+            Duration::from_secs(60),
+            || {
+                let js = js.clone();
+                async move {
+                    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+                        .get_stream(huiying::bus::STREAM)
+                        .await
+                        .ok()?
+                        .get_consumer(consumer)
+                        .await
+                        .ok()?;
+                    let info = consumer.info().await.ok()?;
+                    (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+                }
+            },
+        )
+        .await
+    }
+
+    pub fn kill_nats(&mut self) {
+        self.nats_server.kill();
+    }
+
+    /// Every entry of the notification log (`huiying_mail` bucket).
+    pub async fn mail_log(&self) -> Vec<serde_json::Value> {
+        use futures::StreamExt;
+        let js = async_nats::jetstream::new(self.nats.clone());
+        let bucket = js.get_key_value(huiying::bus::MAIL_BUCKET).await.unwrap();
+        let keys: Vec<String> = bucket
+            .keys()
+            .await
+            .unwrap()
+            .map(|k| k.unwrap())
+            .collect()
+            .await;
+        let mut entries = Vec::new();
+        for key in keys {
+            let value = bucket.get(&key).await.unwrap().unwrap();
+            entries.push(serde_json::from_slice(&value).unwrap());
+        }
+        entries
+    }
+
+    /// The records table, read straight from the SQLite file.
+    pub fn records(&self) -> Vec<HashMap<String, String>> {
+        let db = rusqlite::Connection::open(&self.config.database.path).unwrap();
+        let mut statement = db
+            .prepare("SELECT * FROM image_records ORDER BY id")
+            .unwrap();
+        let columns: Vec<String> = statement
+            .column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        statement
+            .query_map([], |row| {
+                let mut record = HashMap::new();
+                for (i, column) in columns.iter().enumerate() {
+                    let value: rusqlite::types::Value = row.get(i)?;
+                    let text = match value {
+                        rusqlite::types::Value::Null => String::new(),
+                        rusqlite::types::Value::Integer(n) => n.to_string(),
+                        rusqlite::types::Value::Real(f) => f.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        rusqlite::types::Value::Blob(_) => "<blob>".into(),
+                    };
+                    record.insert(column.clone(), text);
+                }
+                Ok(record)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+}

@@ -1,0 +1,10 @@
+//! One integration-test binary (it links once). Each file is a feature, each test a
+//! story: what a user does, and what they get.
+
+mod helpers;
+
+mod configuration;
+mod generate;
+mod huiying_up;
+mod input;
+mod notifications;
