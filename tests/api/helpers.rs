@@ -271,7 +271,6 @@ impl Drop for SmtpServer {
 /// One mail as the SMTP server received it.
 #[derive(Debug, Clone)]
 pub struct ReceivedMail {
-    pub raw: String,
     /// How it arrived: `mode=starttls; auth=...; from=...; to=...`.
     pub session: String,
     pub subject: String,
@@ -299,7 +298,6 @@ impl ReceivedMail {
             .unwrap_or_default()
         };
         Self {
-            raw: String::from_utf8_lossy(raw).into_owned(),
             session: message
                 .header_raw("X-Test-Session")
                 .unwrap_or_default()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing:
+# - nats-server 2.10+ in .huiying/bin (scripts/install-nats-server.sh),
+# - python3 with aiosmtpd (the tests' real SMTP server),
+# - openssl (the tests make their own CA and server certificate).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+bash "$root/scripts/install-nats-server.sh"
+
+apt_updated=""
+apt_install() {
+  [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+command -v openssl >/dev/null || apt_install openssl
+command -v python3 >/dev/null || apt_install python3 python3-pip
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
+python3 -c 'import aiosmtpd; print("aiosmtpd:", aiosmtpd.__version__)'
