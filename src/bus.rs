@@ -44,10 +44,7 @@ pub enum BusError {
     #[error("object store: {0}")]
     Object(String),
     #[error("key-value bucket {bucket}: {message}")]
-    KeyValue {
-        bucket: &'static str,
-        message: String,
-    },
+    KeyValue { bucket: &'static str, message: String },
     #[error("stopped before NATS answered")]
     Cancelled,
 }
@@ -65,11 +62,7 @@ pub struct Bus {
 
 impl Bus {
     /// Connects (retrying until NATS answers or `shutdown` fires) and sets up the topology.
-    pub async fn connect(
-        config: &NatsConfig,
-        name: &str,
-        shutdown: &CancellationToken,
-    ) -> Result<Self, BusError> {
+    pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, BusError> {
         let client = loop {
             match connect_once(&config.url, name).await {
                 Ok(client) => break client,
@@ -103,19 +96,11 @@ impl Bus {
         })
         .await
         .map_err(setup_failed("stream"))?;
-        let stream = js
-            .get_stream(STREAM)
-            .await
-            .map_err(setup_failed("stream"))?;
+        let stream = js.get_stream(STREAM).await.map_err(setup_failed("stream"))?;
 
         let jobs = key_value(&js, JOBS_BUCKET, "huiying job states", EVENT_RETENTION).await?;
-        let mail = key_value(
-            &js,
-            MAIL_BUCKET,
-            "huiying notification outcomes",
-            Duration::from_secs(30 * 24 * 3600),
-        )
-        .await?;
+        let mail =
+            key_value(&js, MAIL_BUCKET, "huiying notification outcomes", Duration::from_secs(30 * 24 * 3600)).await?;
         let images = match js.get_object_store(IMAGES_BUCKET).await {
             Ok(store) => store,
             Err(_) => js
@@ -129,50 +114,25 @@ impl Bus {
                 .await
                 .map_err(setup_failed("object store"))?,
         };
-        Ok(Self {
-            client,
-            jetstream: js,
-            stream,
-            jobs,
-            mail,
-            images,
-        })
+        Ok(Self { client, jetstream: js, stream, jobs, mail, images })
     }
 
     /// Publishes `event` on its subject and waits until JetStream has stored it.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<(), BusError> {
         let payload = serde_json::to_vec(event).expect("events serialize");
-        self.publish_raw(E::SUBJECT, message_id::<E>(event.job_id()), payload.into())
-            .await
+        self.publish_raw(E::SUBJECT, message_id::<E>(event.job_id()), payload.into()).await
     }
 
-    async fn publish_raw(
-        &self,
-        subject: &str,
-        message_id: String,
-        payload: Bytes,
-    ) -> Result<(), BusError> {
-        let failed = |e: String| BusError::Publish {
-            subject: subject.into(),
-            message: e,
-        };
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(payload)
-            .message_id(message_id);
-        let ack = self
-            .jetstream
-            .send_publish(subject.to_string(), publish)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+    async fn publish_raw(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), BusError> {
+        let failed = |e: String| BusError::Publish { subject: subject.into(), message: e };
+        let publish = jetstream::message::PublishMessage::build().payload(payload).message_id(message_id);
+        let ack = self.jetstream.send_publish(subject.to_string(), publish).await.map_err(|e| failed(e.to_string()))?;
         ack.await.map_err(|e| failed(e.to_string()))?;
         Ok(())
     }
 
     /// Creates (or updates) a durable pull consumer and returns it.
-    pub async fn durable_consumer(
-        &self,
-        spec: &ConsumerSpec,
-    ) -> Result<consumer::PullConsumer, BusError> {
+    pub async fn durable_consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, BusError> {
         let mut config = consumer::pull::Config {
             durable_name: Some(spec.durable.into()),
             description: Some(spec.description.into()),
@@ -187,10 +147,7 @@ impl Bus {
             [one] => config.filter_subject = one.to_string(),
             many => config.filter_subjects = many.iter().map(|s| s.to_string()).collect(),
         }
-        self.stream
-            .create_consumer(config)
-            .await
-            .map_err(setup_failed("consumer"))
+        self.stream.create_consumer(config).await.map_err(setup_failed("consumer"))
     }
 
     /// Whether the connection to NATS is up right now.
@@ -218,10 +175,7 @@ pub fn message_id<E: Event>(job_id: &str) -> String {
 }
 
 fn setup_failed<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> BusError {
-    move |e| BusError::Setup {
-        what,
-        message: e.to_string(),
-    }
+    move |e| BusError::Setup { what, message: e.to_string() }
 }
 
 async fn connect_once(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
@@ -232,10 +186,7 @@ async fn connect_once(url: &str, name: &str) -> Result<async_nats::Client, BusEr
         .max_reconnects(None)
         .connect(url)
         .await
-        .map_err(|e| BusError::Connect {
-            url: url.into(),
-            message: e.to_string(),
-        })
+        .map_err(|e| BusError::Connect { url: url.into(), message: e.to_string() })
 }
 
 /// Connects once, without retrying (for `huiying up` and health checks).
@@ -245,16 +196,10 @@ pub async fn try_connect(url: &str, name: &str) -> Result<async_nats::Client, Bu
 
 /// Refuses servers older than [`MIN_SERVER_VERSION`].
 pub fn check_server_version(url: &str, version: &str) -> Result<(), BusError> {
-    let mut parts = version
-        .trim_start_matches('v')
-        .split('.')
-        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let mut parts = version.trim_start_matches('v').split('.').map(|p| p.parse::<u64>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if found < MIN_SERVER_VERSION {
-        return Err(BusError::ServerTooOld {
-            url: url.into(),
-            found: version.into(),
-        });
+        return Err(BusError::ServerTooOld { url: url.into(), found: version.into() });
     }
     Ok(())
 }
@@ -277,8 +222,5 @@ async fn key_value(
         ..Default::default()
     })
     .await
-    .map_err(|e| BusError::KeyValue {
-        bucket,
-        message: e.to_string(),
-    })
+    .map_err(|e| BusError::KeyValue { bucket, message: e.to_string() })
 }

@@ -148,8 +148,23 @@ pub struct SmtpConfig {
     pub password: Secret,
     /// Sender address, optionally with a display name: `绘影 <me@qq.com>`.
     pub from: String,
-    /// Recipient(s); several separated by commas.
-    pub to: String,
+    /// Recipient(s): one address, several separated by commas, or a TOML array.
+    #[serde(deserialize_with = "one_or_many")]
+    pub to: Vec<String>,
+    /// Copy recipients, same forms as `to`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub cc: Vec<String>,
+    /// Blind-copy recipients (not shown in the mail), same forms as `to`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub bcc: Vec<String>,
+    /// Addresses (or `@domain` for a whole domain) that a request may name as its own
+    /// recipient with `notify_email`. Empty: requests cannot choose recipients.
+    #[serde(deserialize_with = "one_or_many")]
+    pub allowed_recipients: Vec<String>,
+    /// Also attach the picture inline (`cid:`), so it shows when the link is unreachable.
+    pub attach_image: bool,
+    /// At most this many mails a minute (providers throttle bursts); 0: no limit.
+    pub max_per_minute: u32,
     pub tls: TlsMode,
     /// Extra trusted CA certificate (PEM), e.g. for a self-signed relay.
     pub ca_file: String,
@@ -230,31 +245,19 @@ impl Default for OpenRouterConfig {
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            retry_delay: 5,
-            concurrency: 4,
-        }
+        Self { max_attempts: 3, retry_delay: 5, concurrency: 4 }
     }
 }
 
 impl Default for ImageProcessingConfig {
     fn default() -> Self {
-        Self {
-            enable_resize: true,
-            max_width: 1920,
-            max_height: 1080,
-            quality: 85,
-            format: ImageFormat::Jpeg,
-        }
+        Self { enable_resize: true, max_width: 1920, max_height: 1080, quality: 85, format: ImageFormat::Jpeg }
     }
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-        }
+        Self { level: "info".into() }
     }
 }
 
@@ -267,7 +270,12 @@ impl Default for SmtpConfig {
             username: String::new(),
             password: Secret::default(),
             from: String::new(),
-            to: String::new(),
+            to: Vec::new(),
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            allowed_recipients: Vec::new(),
+            attach_image: false,
+            max_per_minute: 0,
             tls: TlsMode::Auto,
             ca_file: String::new(),
             timeout: 30,
@@ -282,19 +290,13 @@ impl Default for SmtpConfig {
 
 impl Default for NatsConfig {
     fn default() -> Self {
-        Self {
-            url: "nats://127.0.0.1:4222".into(),
-            server_bin: String::new(),
-            server_config: "nats.conf".into(),
-        }
+        Self { url: "nats://127.0.0.1:4222".into(), server_bin: String::new(), server_config: "nats.conf".into() }
     }
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self {
-            path: "huiying.db".into(),
-        }
+        Self { path: "huiying.db".into() }
     }
 }
 
@@ -314,14 +316,16 @@ impl ServerConfig {
 }
 
 impl SmtpConfig {
-    /// Recipients of `to`, split at commas, blanks dropped.
-    pub fn recipients(&self) -> Vec<String> {
-        self.to
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
+    /// Whether a request may send its notification to `address` (`allowed_recipients`).
+    pub fn allows_recipient(&self, address: &str) -> bool {
+        let address = address.trim().to_ascii_lowercase();
+        self.allowed_recipients.iter().any(|allowed| {
+            let allowed = allowed.to_ascii_lowercase();
+            match allowed.strip_prefix('@') {
+                Some(domain) => address.rsplit_once('@').is_some_and(|(_, d)| d == domain),
+                None => address == allowed,
+            }
+        })
     }
 
     /// The mode actually used on this port.
@@ -332,6 +336,21 @@ impl SmtpConfig {
             other => other,
         }
     }
+}
+
+/// Reads a list from a TOML array or from one string of comma-separated items.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text.split(',').map(String::from).collect(),
+        OneOrMany::Many(items) => items,
+    };
+    Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
 
 /// A password or key: readable only through [`Secret::expose`], never shown by `Debug`.
@@ -355,11 +374,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_set() {
-            "Secret(***)"
-        } else {
-            "Secret(<unset>)"
-        })
+        f.write_str(if self.is_set() { "Secret(***)" } else { "Secret(<unset>)" })
     }
 }
 
@@ -367,18 +382,11 @@ impl fmt::Debug for Secret {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("bad configuration: {key} (from {origin}): {problem}")]
-    Invalid {
-        key: String,
-        origin: String,
-        problem: String,
-    },
+    Invalid { key: String, origin: String, problem: String },
 }
 
 /// A loaded configuration and the file it came from, if any.
@@ -401,26 +409,17 @@ pub fn load_from(
     let env: HashMap<String, String> = env.into_iter().collect();
     let file = explicit_file
         .map(Path::to_path_buf)
-        .or_else(|| {
-            env.get("HUIYING_CONFIG")
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        })
+        .or_else(|| env.get("HUIYING_CONFIG").filter(|p| !p.is_empty()).map(PathBuf::from))
         .or_else(|| Some(PathBuf::from("config.toml")).filter(|p| p.is_file()));
 
     let mut merged = defaults_table();
     let mut origins: HashMap<String, String> = HashMap::new();
     if let Some(path) = &file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
             path: path.clone(),
-            source,
+            message: e.message().to_string(),
         })?;
-        let table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: path.clone(),
-                    message: e.message().to_string(),
-                })?;
         for (section, values) in table {
             let Some(values) = values.as_table() else {
                 return Err(ConfigError::Invalid {
@@ -437,19 +436,11 @@ pub fn load_from(
     }
     apply_env(&mut merged, &mut origins, &env)?;
 
-    let config: Config =
-        serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
-            let key = e.path().to_string();
-            let origin = origins
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| "defaults".into());
-            ConfigError::Invalid {
-                key,
-                origin,
-                problem: e.into_inner().to_string(),
-            }
-        })?;
+    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+        let key = e.path().to_string();
+        let origin = origins.get(&key).cloned().unwrap_or_else(|| "defaults".into());
+        ConfigError::Invalid { key, origin, problem: e.into_inner().to_string() }
+    })?;
     validate(&config, &origins)?;
     Ok(Loaded { config, file })
 }
@@ -477,10 +468,7 @@ fn apply_env(
     let mut overrides: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
     for (alias, section, key) in ALIASES {
         if let Some(value) = env.get(*alias) {
-            overrides.insert(
-                (section.to_string(), key.to_string()),
-                (alias.to_string(), value.clone()),
-            );
+            overrides.insert((section.to_string(), key.to_string()), (alias.to_string(), value.clone()));
         }
     }
     for (section, keys) in &defaults {
@@ -503,10 +491,7 @@ fn apply_env(
             origin: format!("environment variable {var}"),
             problem,
         })?;
-        origins.insert(
-            format!("{section}.{key}"),
-            format!("environment variable {var}"),
-        );
+        origins.insert(format!("{section}.{key}"), format!("environment variable {var}"));
         section_mut(merged, &section).insert(key, value);
     }
     Ok(())
@@ -516,21 +501,16 @@ fn apply_env(
 fn parse_env_value(template: &toml::Value, raw: &str) -> Result<toml::Value, String> {
     let text = raw.trim();
     match template {
-        toml::Value::Integer(_) => text
-            .parse::<i64>()
-            .map(toml::Value::Integer)
-            .map_err(|_| format!("expected a whole number, got {raw:?}")),
+        toml::Value::Integer(_) => {
+            text.parse::<i64>().map(toml::Value::Integer).map_err(|_| format!("expected a whole number, got {raw:?}"))
+        }
         toml::Value::Boolean(_) => match text.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
             "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
             _ => Err(format!("expected true or false, got {raw:?}")),
         },
         toml::Value::Array(_) => Ok(toml::Value::Array(
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| toml::Value::String(s.into()))
-                .collect(),
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
         )),
         _ => Ok(toml::Value::String(raw.to_string())),
     }
@@ -540,60 +520,40 @@ fn parse_env_value(template: &toml::Value, raw: &str) -> Result<toml::Value, Str
 fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), ConfigError> {
     let invalid = |key: &str, problem: String| ConfigError::Invalid {
         key: key.to_string(),
-        origin: origins
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| "defaults".into()),
+        origin: origins.get(key).cloned().unwrap_or_else(|| "defaults".into()),
         problem,
     };
     let smtp = &config.smtp;
     if smtp.enable {
-        for (key, value) in [
-            ("smtp.host", &smtp.host),
-            ("smtp.from", &smtp.from),
-            ("smtp.to", &smtp.to),
-        ] {
+        for (key, value) in [("smtp.host", &smtp.host), ("smtp.from", &smtp.from)] {
             if value.trim().is_empty() {
                 return Err(invalid(key, "must be set when smtp.enable is true".into()));
             }
         }
+        if smtp.to.is_empty() {
+            return Err(invalid("smtp.to", "must name at least one recipient when smtp.enable is true".into()));
+        }
         if smtp.port == 0 {
-            return Err(invalid(
-                "smtp.port",
-                "must be a port number from 1 to 65535".into(),
-            ));
+            return Err(invalid("smtp.port", "must be a port number from 1 to 65535".into()));
         }
     }
     if !matches!(smtp.language.as_str(), "zh-CN" | "en") {
-        return Err(invalid(
-            "smtp.language",
-            format!("expected \"zh-CN\" or \"en\", got {:?}", smtp.language),
-        ));
+        return Err(invalid("smtp.language", format!("expected \"zh-CN\" or \"en\", got {:?}", smtp.language)));
     }
     let quality = config.image_processing.quality;
     if !(1..=100).contains(&quality) {
-        return Err(invalid(
-            "image_processing.quality",
-            format!("expected 1 to 100, got {quality}"),
-        ));
+        return Err(invalid("image_processing.quality", format!("expected 1 to 100, got {quality}")));
     }
     if config.generator.max_attempts == 0 {
-        return Err(invalid(
-            "generator.max_attempts",
-            "must be at least 1".into(),
-        ));
+        return Err(invalid("generator.max_attempts", "must be at least 1".into()));
     }
     if smtp.max_attempts == 0 {
         return Err(invalid("smtp.max_attempts", "must be at least 1".into()));
     }
     if !config.server.public_url.is_empty()
-        && !(config.server.public_url.starts_with("http://")
-            || config.server.public_url.starts_with("https://"))
+        && !(config.server.public_url.starts_with("http://") || config.server.public_url.starts_with("https://"))
     {
-        return Err(invalid(
-            "server.public_url",
-            "must start with http:// or https://".into(),
-        ));
+        return Err(invalid("server.public_url", "must start with http:// or https://".into()));
     }
     Ok(())
 }

@@ -39,6 +39,9 @@ pub struct ImageRequested {
     /// Model to use; empty means the generator's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Who to notify instead of `[smtp] to`; must be in `[smtp] allowed_recipients`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_email: Option<String>,
     #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
 }
@@ -60,6 +63,10 @@ pub struct ImageGenerated {
     pub byte_size: u64,
     /// How many deliveries of the request it took.
     pub attempts: u32,
+    /// From the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_email: Option<String>,
+
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -92,6 +99,9 @@ pub struct ImageCompleted {
     pub completed_at: OffsetDateTime,
     /// From request to stored picture, in milliseconds.
     pub duration_ms: u64,
+    /// From the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_email: Option<String>,
 }
 
 /// The stage a job failed in.
@@ -122,6 +132,9 @@ pub struct ImageFailed {
     pub attempts: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub failed_at: OffsetDateTime,
+    /// From the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_email: Option<String>,
 }
 
 fn version_one() -> u32 {
@@ -173,10 +186,7 @@ impl Event for ImageFailed {
 /// the same id and a recreated stream does not reuse old ids.
 pub fn derived_job_id(stream: &str, stream_sequence: u64, published: OffsetDateTime) -> String {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6875_6979_696e_6700_0000_0000_0000_0001);
-    let name = format!(
-        "{stream}/{stream_sequence}/{}",
-        published.unix_timestamp_nanos()
-    );
+    let name = format!("{stream}/{stream_sequence}/{}", published.unix_timestamp_nanos());
     uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
 }
 
@@ -190,9 +200,7 @@ pub fn check_prompt(prompt: &str) -> Result<(), String> {
     }
     let chars = prompt.chars().count();
     if chars > MAX_PROMPT_CHARS {
-        return Err(format!(
-            "prompt is {chars} characters long; at most {MAX_PROMPT_CHARS} are allowed"
-        ));
+        return Err(format!("prompt is {chars} characters long; at most {MAX_PROMPT_CHARS} are allowed"));
     }
     Ok(())
 }

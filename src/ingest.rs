@@ -4,6 +4,7 @@
 //! `image.requested` (answering only after JetStream stored it) and, unless the client
 //! prefers an asynchronous answer, waits for the job to finish.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeDir;
 
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{Config, SmtpConfig};
 use crate::events::{self, EVENT_VERSION, ImageRequested, Stage};
 use crate::jobs::{JobBoard, JobState, JobStatus};
 use crate::store::STATIC_IMAGES_PATH;
@@ -35,6 +36,7 @@ pub struct AppState {
     jobs: JobBoard,
     public_base_url: String,
     wait_timeout: Duration,
+    smtp: Arc<SmtpConfig>,
 }
 
 /// The body of `POST /generate-image`.
@@ -44,6 +46,9 @@ struct GenerateRequest {
     prompt: String,
     #[serde(default)]
     model: Option<String>,
+    /// Mail the outcome to this address instead of `[smtp] to` (must be allowed).
+    #[serde(default)]
+    notify_email: Option<String>,
 }
 
 /// An error answer: `{"error": "..."}` with a status.
@@ -55,11 +60,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            job_id: None,
-        }
+        Self { status, message: message.into(), job_id: None }
     }
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -86,24 +87,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// Serves on `listener` (tests pass one bound to port 0).
-pub async fn serve(
-    listener: TcpListener,
-    config: Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn serve(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let bus = Bus::connect(&config.nats, "huiying-ingest", &shutdown).await?;
     let state = AppState {
         jobs: JobBoard::new(bus.jobs.clone()),
         bus,
         public_base_url: config.server.public_base_url(),
         wait_timeout: config.server.wait_timeout(),
+        smtp: Arc::new(config.smtp.clone()),
     };
     std::fs::create_dir_all(&config.server.images_dir)?;
     let app = router(state, &config);
     tracing::info!(address = %listener.local_addr()?, public_url = %config.server.public_base_url(), "ingest ready");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
 }
 
@@ -117,9 +113,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/health", get(health))
         .route("/api/health", get(health))
         .nest_service(STATIC_IMAGES_PATH, ServeDir::new(&config.server.images_dir))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -128,22 +122,18 @@ async fn index() -> Html<&'static str> {
     Html(include_str!("ingest/index.html"))
 }
 
-async fn generate_image(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+async fn generate_image(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let request = parse_request(&body)?;
+    if let Some(address) = &request.notify_email {
+        check_recipient(address, &state.smtp)?;
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let model = request.model.filter(|m| !m.trim().is_empty());
 
     let queued = JobStatus::new(&id, JobState::Queued, &request.prompt, model.as_deref());
     let unavailable = |e: crate::bus::BusError| {
         tracing::warn!(error = %e, "cannot queue a job");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the job queue (NATS) is unavailable; try again shortly",
-        )
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the job queue (NATS) is unavailable; try again shortly")
     };
     state.jobs.set(&queued).await.map_err(unavailable)?;
     let event = ImageRequested {
@@ -151,6 +141,7 @@ async fn generate_image(
         id: id.clone(),
         prompt: request.prompt,
         model,
+        notify_email: request.notify_email,
         requested_at: OffsetDateTime::now_utc(),
     };
     state.bus.publish(&event).await.map_err(unavailable)?;
@@ -167,15 +158,9 @@ async fn generate_image(
     if prefers_async(&headers) {
         return Ok(accepted());
     }
-    let finished = state
-        .jobs
-        .wait_until_final(&id, state.wait_timeout)
-        .await
-        .map_err(unavailable)?;
+    let finished = state.jobs.wait_until_final(&id, state.wait_timeout).await.map_err(unavailable)?;
     match finished {
-        Some(JobStatus {
-            result: Some(done), ..
-        }) => {
+        Some(JobStatus { result: Some(done), .. }) => {
             let body = json!({
                 "id": id,
                 "created": done.completed_at.unix_timestamp(),
@@ -183,20 +168,13 @@ async fn generate_image(
             });
             Ok(Json(body).into_response())
         }
-        Some(JobStatus {
-            error: Some(failed),
-            ..
-        }) => {
+        Some(JobStatus { error: Some(failed), .. }) => {
             let status = match failed.stage {
                 Stage::Request => StatusCode::BAD_REQUEST,
                 Stage::Generate => StatusCode::BAD_GATEWAY,
                 Stage::Store => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            Err(ApiError {
-                status,
-                message: failed.error,
-                job_id: Some(id),
-            })
+            Err(ApiError { status, message: failed.error, job_id: Some(id) })
         }
         // Still running when the wait ended: the client polls status_url.
         _ => Ok(accepted()),
@@ -205,8 +183,8 @@ async fn generate_image(
 
 /// Parses the body, naming the field and the problem when it is wrong.
 fn parse_request(body: &[u8]) -> Result<GenerateRequest, ApiError> {
-    let json: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     // serde would also read a struct from an array: only an object is a request.
     if !json.is_object() {
         return Err(ApiError::bad_request(
@@ -226,6 +204,19 @@ fn parse_request(body: &[u8]) -> Result<GenerateRequest, ApiError> {
     Ok(request)
 }
 
+/// A request may choose its recipient only among `[smtp] allowed_recipients`.
+fn check_recipient(address: &str, smtp: &SmtpConfig) -> Result<(), ApiError> {
+    if address.parse::<lettre::Address>().is_err() {
+        return Err(ApiError::bad_request(format!("notify_email {address:?} is not an email address")));
+    }
+    if !smtp.allows_recipient(address) {
+        return Err(ApiError::bad_request(format!(
+            "notify_email {address:?} is not among this server's allowed recipients ([smtp] allowed_recipients)"
+        )));
+    }
+    Ok(())
+}
+
 /// `Prefer: respond-async` (RFC 7240) asks for 202 at once.
 fn prefers_async(headers: &HeaderMap) -> bool {
     headers
@@ -236,22 +227,13 @@ fn prefers_async(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
 }
 
-async fn job_status(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn job_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     match state.jobs.get(&id).await {
         Ok(Some(status)) => Ok(Json(status).into_response()),
-        Ok(None) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no job with id {id:?}"),
-        )),
+        Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no job with id {id:?}"))),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read job state");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "job states (NATS) are unavailable; try again shortly",
-            ))
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "job states (NATS) are unavailable; try again shortly"))
         }
     }
 }
@@ -264,10 +246,6 @@ async fn health(State(state): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "nats": if connected { "connected" } else { "disconnected" },
     });
-    let status = if connected {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }

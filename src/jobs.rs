@@ -58,25 +58,12 @@ impl JobStatus {
     pub fn completed(event: &ImageCompleted) -> Self {
         Self {
             result: Some(event.clone()),
-            ..Self::new(
-                &event.id,
-                JobState::Completed,
-                &event.prompt,
-                Some(&event.model),
-            )
+            ..Self::new(&event.id, JobState::Completed, &event.prompt, Some(&event.model))
         }
     }
 
     pub fn failed(event: &ImageFailed) -> Self {
-        Self {
-            error: Some(event.clone()),
-            ..Self::new(
-                &event.id,
-                JobState::Failed,
-                &event.prompt,
-                Some(&event.model),
-            )
-        }
+        Self { error: Some(event.clone()), ..Self::new(&event.id, JobState::Failed, &event.prompt, Some(&event.model)) }
     }
 }
 
@@ -87,10 +74,7 @@ pub struct JobBoard {
 }
 
 fn kv_error(e: impl std::fmt::Display) -> BusError {
-    BusError::KeyValue {
-        bucket: JOBS_BUCKET,
-        message: e.to_string(),
-    }
+    BusError::KeyValue { bucket: JOBS_BUCKET, message: e.to_string() }
 }
 
 impl JobBoard {
@@ -100,10 +84,7 @@ impl JobBoard {
 
     pub async fn set(&self, status: &JobStatus) -> Result<(), BusError> {
         let value = serde_json::to_vec(status).expect("job states serialize");
-        self.store
-            .put(&status.id, value.into())
-            .await
-            .map_err(kv_error)?;
+        self.store.put(&status.id, value.into()).await.map_err(kv_error)?;
         Ok(())
     }
 
@@ -119,11 +100,7 @@ impl JobBoard {
     }
 
     /// Waits until the job is completed or failed; `None` when `timeout` passes first.
-    pub async fn wait_until_final(
-        &self,
-        id: &str,
-        timeout: Duration,
-    ) -> Result<Option<JobStatus>, BusError> {
+    pub async fn wait_until_final(&self, id: &str, timeout: Duration) -> Result<Option<JobStatus>, BusError> {
         // The watch starts with the current value, so nothing between a check and the
         // watch can be missed.
         let mut updates = self.store.watch_with_history(id).await.map_err(kv_error)?;
@@ -147,9 +124,5 @@ impl JobBoard {
 
 /// Job ids are used as keys: only the characters a key-value key allows.
 pub fn is_valid_job_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

@@ -25,19 +25,10 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
 
     let services = shutdown.child_token();
     let mut tasks = JoinSet::new();
-    tasks.spawn(named(
-        "ingest",
-        ingest::run(config.clone(), services.clone()),
-    ));
-    tasks.spawn(named(
-        "generator",
-        generator::run(config.clone(), services.clone()),
-    ));
+    tasks.spawn(named("ingest", ingest::run(config.clone(), services.clone())));
+    tasks.spawn(named("generator", generator::run(config.clone(), services.clone())));
     tasks.spawn(named("store", store::run(config.clone(), services.clone())));
-    tasks.spawn(named(
-        "mailer",
-        mailer::run(config.clone(), services.clone()),
-    ));
+    tasks.spawn(named("mailer", mailer::run(config.clone(), services.clone())));
 
     let mut first_error = None;
     while let Some(finished) = tasks.join_next().await {
@@ -68,10 +59,7 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, Stri
         Ok(client) => {
             let version = client.server_info().version;
             if bus::check_server_version(&url, &version).is_ok() {
-                return Ok((
-                    None,
-                    format!("{url} (nats-server {version}, already running)"),
-                ));
+                return Ok((None, format!("{url} (nats-server {version}, already running)")));
             }
             Some(version)
         }
@@ -88,15 +76,10 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, Stri
         }
     }
     let program = find_nats_server(&config.nats.server_bin)?;
-    let port = if found_old.is_none() && port_is_free(port) {
-        port
-    } else {
-        free_port()?
-    };
+    let port = if found_old.is_none() && port_is_free(port) { port } else { free_port()? };
     std::fs::create_dir_all(".huiying").context("creating .huiying")?;
     let log_path = PathBuf::from(".huiying/nats-server.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
 
     let mut command = Command::new(&program.path);
     // The store folder is the config file's `store_dir`; without the file, our default.
@@ -112,9 +95,7 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, Stri
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting {}", program.path.display()))?;
+    let mut child = command.spawn().with_context(|| format!("starting {}", program.path.display()))?;
 
     let new_url = format!("nats://127.0.0.1:{port}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -123,16 +104,10 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, Stri
             break;
         }
         if let Some(status) = child.try_wait()? {
-            bail!(
-                "nats-server exited ({status}) at start; see {}",
-                log_path.display()
-            );
+            bail!("nats-server exited ({status}) at start; see {}", log_path.display());
         }
         if tokio::time::Instant::now() > deadline {
-            bail!(
-                "nats-server did not answer at {new_url} within 15 s; see {}",
-                log_path.display()
-            );
+            bail!("nats-server did not answer at {new_url} within 15 s; see {}", log_path.display());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -143,9 +118,7 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, Stri
         store_dir
     );
     if let Some(old) = found_old {
-        note.push_str(&format!(
-            "; the server at {url} is {old}, too old for huiying (needs 2.10+)"
-        ));
+        note.push_str(&format!("; the server at {url} is {old}, too old for huiying (needs 2.10+)"));
     }
     config.nats.url = new_url;
     Ok((Some(child), note))
@@ -174,18 +147,12 @@ fn find_nats_server(configured: &str) -> anyhow::Result<NatsServerProgram> {
             continue;
         };
         if bus::check_server_version("", &version).is_ok() {
-            return Ok(NatsServerProgram {
-                path: path.clone(),
-                version,
-            });
+            return Ok(NatsServerProgram { path: path.clone(), version });
         }
         too_old.push(format!("{version} at {}", path.display()));
     }
-    let found = if too_old.is_empty() {
-        "none found".to_string()
-    } else {
-        format!("found only {}", too_old.join(", "))
-    };
+    let found =
+        if too_old.is_empty() { "none found".to_string() } else { format!("found only {}", too_old.join(", ")) };
     bail!(
         "huiying up needs nats-server {}.{} or newer ({found}). Install it with scripts/install-nats-server.sh \
          (puts Debian trixie's package in .huiying/bin), or your package manager, or set [nats] server_bin / NATS_SERVER_BIN",
@@ -196,14 +163,9 @@ fn find_nats_server(configured: &str) -> anyhow::Result<NatsServerProgram> {
 
 /// Reads `nats-server: v2.10.27` from `--version`.
 fn nats_server_version(path: &Path) -> Option<String> {
-    let output = std::process::Command::new(path)
-        .arg("--version")
-        .output()
-        .ok()?;
+    let output = std::process::Command::new(path).arg("--version").output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
-    text.split_whitespace()
-        .find(|w| w.starts_with('v'))
-        .map(|v| v.trim_start_matches('v').to_string())
+    text.split_whitespace().find(|w| w.starts_with('v')).map(|v| v.trim_start_matches('v').to_string())
 }
 
 fn host_and_port(url: &str) -> anyhow::Result<(String, u16)> {
@@ -211,20 +173,15 @@ fn host_and_port(url: &str) -> anyhow::Result<(String, u16)> {
     let rest = rest.rsplit('@').next().unwrap_or(rest);
     let rest = rest.split(',').next().unwrap_or(rest);
     match rest.rsplit_once(':') {
-        Some((host, port)) => Ok((
-            host.to_string(),
-            port.parse()
-                .context("bad configuration: nats.url has a bad port")?,
-        )),
+        Some((host, port)) => {
+            Ok((host.to_string(), port.parse().context("bad configuration: nats.url has a bad port")?))
+        }
         None => Ok((rest.to_string(), 4222)),
     }
 }
 
 fn is_local(host: &str) -> bool {
-    matches!(
-        host,
-        "localhost" | "127.0.0.1" | "::1" | "[::1]" | "0.0.0.0"
-    )
+    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]" | "0.0.0.0")
 }
 
 fn port_is_free(port: u16) -> bool {
@@ -232,9 +189,7 @@ fn port_is_free(port: u16) -> bool {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
 fn print_banner(config: &Config, nats_note: &str) {
@@ -246,10 +201,7 @@ fn print_banner(config: &Config, nats_note: &str) {
             TlsMode::Starttls | TlsMode::Auto => "STARTTLS",
             TlsMode::None => "no TLS",
         };
-        format!(
-            "SMTP {}:{} ({tls}) → {}",
-            config.smtp.host, config.smtp.port, config.smtp.to
-        )
+        format!("SMTP {}:{} ({tls}) → {}", config.smtp.host, config.smtp.port, config.smtp.to.join(", "))
     } else {
         format!(
             "SMTP disabled ([smtp] enable): each mail is written as an .eml file to {}",
@@ -257,10 +209,7 @@ fn print_banner(config: &Config, nats_note: &str) {
         )
     };
     let model = if config.api_keys.openrouter_api_key.is_set() {
-        format!(
-            "OpenRouter, default model {}",
-            config.models.default_openrouter_model
-        )
+        format!("OpenRouter, default model {}", config.models.default_openrouter_model)
     } else {
         format!(
             "{} (offline placeholder, not AI; set OPENROUTER_API_KEY for real images)",
@@ -268,16 +217,9 @@ fn print_banner(config: &Config, nats_note: &str) {
         )
     };
     println!("huiying is up.");
-    println!(
-        "  web page & API : {base}/  (listening on {}:{})",
-        server.host, server.port
-    );
+    println!("  web page & API : {base}/  (listening on {}:{})", server.host, server.port);
     println!("  NATS           : {nats_note}");
-    println!(
-        "  images         : {}   records: {}",
-        server.images_dir.display(),
-        config.database.path.display()
-    );
+    println!("  images         : {}   records: {}", server.images_dir.display(), config.database.path.display());
     println!("  mail           : {mail}");
     println!("  image model    : {model}");
     println!("Try:");
@@ -292,17 +234,8 @@ mod tests {
 
     #[test]
     fn the_nats_url_gives_host_and_port() {
-        assert_eq!(
-            host_and_port("nats://127.0.0.1:4222").unwrap(),
-            ("127.0.0.1".into(), 4222)
-        );
-        assert_eq!(
-            host_and_port("nats://user:pw@example.com:4333").unwrap(),
-            ("example.com".into(), 4333)
-        );
-        assert_eq!(
-            host_and_port("localhost").unwrap(),
-            ("localhost".into(), 4222)
-        );
+        assert_eq!(host_and_port("nats://127.0.0.1:4222").unwrap(), ("127.0.0.1".into(), 4222));
+        assert_eq!(host_and_port("nats://user:pw@example.com:4333").unwrap(), ("example.com".into(), 4333));
+        assert_eq!(host_and_port("localhost").unwrap(), ("localhost".into(), 4222));
     }
 }

@@ -59,12 +59,7 @@ where
     let mut in_flight = JoinSet::new();
     'connect: while !shutdown.is_cancelled() {
         // Pull no more than we can work on, so buffered messages do not age unacked.
-        let mut messages = match consumer
-            .stream()
-            .max_messages_per_batch(concurrency)
-            .messages()
-            .await
-        {
+        let mut messages = match consumer.stream().max_messages_per_batch(concurrency).messages().await {
             Ok(messages) => messages,
             Err(error) => {
                 tracing::warn!(%error, "cannot pull messages; trying again");

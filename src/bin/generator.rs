@@ -4,10 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "huiying generator: draws requested pictures with the image model"
-)]
+#[command(version, about = "huiying generator: draws requested pictures with the image model")]
 struct Args {
     #[command(flatten)]
     config: huiying::cli::ConfigArgs,

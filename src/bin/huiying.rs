@@ -1,14 +1,12 @@
-//! The `huiying` command: the whole pipeline in one process (`huiying up`), or one service.
+//! The `huiying` command: the whole pipeline in one process (`huiying up`), one
+//! service, or the mail tools.
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use huiying::cli::{ConfigArgs, run_service};
+use huiying::cli::{ConfigArgs, load_config, run_service};
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "huiying (绘影): self-hosted image generation on NATS JetStream"
-)]
+#[command(version, about = "huiying (绘影): self-hosted image generation on NATS JetStream")]
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
@@ -28,6 +26,26 @@ enum Command {
     Store,
     /// Run only the mailer.
     Mailer,
+    /// Check the mail setup, list failed notifications, send them again.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Send a test mail with the current [smtp] settings and explain any failure.
+    Test,
+    /// List notifications that were given up or are still being retried.
+    Failed,
+    /// Send the notifications of these jobs again.
+    Resend {
+        /// Job ids (as shown by `huiying mail failed`).
+        #[arg(required = true)]
+        job_ids: Vec<String>,
+        /// Also send those that were sent already.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[tokio::main]
@@ -40,5 +58,34 @@ async fn main() -> ExitCode {
         Command::Generator => run_service("generator", args, huiying::generator::run).await,
         Command::Store => run_service("store", args, huiying::store::run).await,
         Command::Mailer => run_service("mailer", args, huiying::mailer::run).await,
+        Command::Mail(command) => mail(args, command).await,
+    }
+}
+
+async fn mail(args: &ConfigArgs, command: MailCommand) -> ExitCode {
+    let program = "huiying mail";
+    let config = match load_config(args, program) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    use huiying::mailer::commands;
+    let result = match command {
+        MailCommand::Test => commands::test(&config).await.map(|line| vec![line]),
+        MailCommand::Failed => commands::failed(&config)
+            .await
+            .map(|lines| if lines.is_empty() { vec!["no failed notifications".to_string()] } else { lines }),
+        MailCommand::Resend { job_ids, force } => commands::resend(&config, &job_ids, force).await,
+    };
+    match result {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{program}: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }

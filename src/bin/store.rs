@@ -4,10 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "huiying store: processes, writes and records pictures"
-)]
+#[command(version, about = "huiying store: processes, writes and records pictures")]
 struct Args {
     #[command(flatten)]
     config: huiying::cli::ConfigArgs,

@@ -12,9 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::{Config, GeneratorConfig};
-use crate::events::{
-    self, EVENT_VERSION, Event, ImageFailed, ImageGenerated, ImageRequested, Stage,
-};
+use crate::events::{self, EVENT_VERSION, Event, ImageFailed, ImageGenerated, ImageRequested, Stage};
 use crate::jobs::{JobBoard, JobState, JobStatus, is_valid_job_id};
 use crate::worker::{self, Outcome, Received};
 pub use openrouter::OpenRouterClient;
@@ -38,16 +36,10 @@ pub struct GenerateError {
 
 impl GenerateError {
     pub fn transient(message: String) -> Self {
-        Self {
-            message,
-            transient: true,
-        }
+        Self { message, transient: true }
     }
     pub fn permanent(message: String) -> Self {
-        Self {
-            message,
-            transient: false,
-        }
+        Self { message, transient: false }
     }
 }
 
@@ -66,10 +58,7 @@ impl Providers {
             true => Some(OpenRouterClient::new(&config.openrouter, key.clone())?),
             false => None,
         };
-        Ok(Self {
-            openrouter,
-            default_openrouter_model: config.models.default_openrouter_model.clone(),
-        })
+        Ok(Self { openrouter, default_openrouter_model: config.models.default_openrouter_model.clone() })
     }
 
     /// The model a request without one gets.
@@ -80,11 +69,7 @@ impl Providers {
         }
     }
 
-    pub async fn generate(
-        &self,
-        prompt: &str,
-        model: &str,
-    ) -> Result<GeneratedImage, GenerateError> {
+    pub async fn generate(&self, prompt: &str, model: &str) -> Result<GeneratedImage, GenerateError> {
         if model == placeholder::MODEL {
             let prompt = prompt.to_string();
             let bytes = tokio::task::spawn_blocking(move || placeholder::draw(&prompt))
@@ -143,16 +128,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         providers: Arc::new(providers),
         settings: config.generator.clone(),
     };
-    worker::run(
-        consumer,
-        config.generator.concurrency,
-        spec.ack_wait,
-        shutdown,
-        move |received| {
-            let generator = generator.clone();
-            async move { generator.handle(received).await }
-        },
-    )
+    worker::run(consumer, config.generator.concurrency, spec.ack_wait, shutdown, move |received| {
+        let generator = generator.clone();
+        async move { generator.handle(received).await }
+    })
     .await
 }
 
@@ -164,36 +143,22 @@ impl Generator {
             Err(e) => return Outcome::Reject(format!("not an image.requested event: {e}")),
         };
         if request.version() > EVENT_VERSION {
-            return Outcome::Reject(format!(
-                "event version {} is newer than this generator",
-                request.version
-            ));
+            return Outcome::Reject(format!("event version {} is newer than this generator", request.version));
         }
         if request.id.is_empty() {
-            request.id = events::derived_job_id(
-                &received.stream,
-                received.stream_sequence,
-                received.published,
-            );
+            request.id = events::derived_job_id(&received.stream, received.stream_sequence, received.published);
         } else if !is_valid_job_id(&request.id) {
-            return Outcome::Reject(format!(
-                "job id {:?} may hold only letters, digits, - and _",
-                request.id
-            ));
+            return Outcome::Reject(format!("job id {:?} may hold only letters, digits, - and _", request.id));
         }
         let model = request.model.clone().filter(|m| !m.trim().is_empty());
         let model = model.unwrap_or_else(|| self.providers.default_model().to_string());
         if let Err(problem) = events::check_prompt(&request.prompt) {
-            return self
-                .fail(&request, &model, problem, false, received.attempt)
-                .await;
+            return self.fail(&request, &model, problem, false, received.attempt).await;
         }
 
         // A redelivery of a request that already got past this stage: nothing to do.
         match self.jobs.get(&request.id).await {
-            Ok(Some(status))
-                if status.status != JobState::Queued && status.status != JobState::Generating =>
-            {
+            Ok(Some(status)) if status.status != JobState::Queued && status.status != JobState::Generating => {
                 return Outcome::Done;
             }
             Ok(_) => {}
@@ -201,12 +166,7 @@ impl Generator {
                 return self.retry_later(&request.id, &error.to_string(), received.attempt);
             }
         }
-        let generating = JobStatus::new(
-            &request.id,
-            JobState::Generating,
-            &request.prompt,
-            Some(&model),
-        );
+        let generating = JobStatus::new(&request.id, JobState::Generating, &request.prompt, Some(&model));
         if let Err(error) = self.jobs.set(&generating).await {
             return self.retry_later(&request.id, &error.to_string(), received.attempt);
         }
@@ -219,15 +179,7 @@ impl Generator {
                 return Outcome::Retry(self.retry_delay(received.attempt));
             }
             Err(error) => {
-                return self
-                    .fail(
-                        &request,
-                        &model,
-                        error.message,
-                        error.transient,
-                        received.attempt,
-                    )
-                    .await;
+                return self.fail(&request, &model, error.message, error.transient, received.attempt).await;
             }
         };
 
@@ -244,16 +196,12 @@ impl Generator {
             content_type: image.content_type,
             byte_size: image.bytes.len() as u64,
             attempts: received.attempt,
+            notify_email: request.notify_email.clone(),
             requested_at: request.requested_at,
             generated_at: OffsetDateTime::now_utc(),
         };
         let mut bytes = image.bytes.as_slice();
-        if let Err(error) = self
-            .bus
-            .images
-            .put(generated.object.as_str(), &mut bytes)
-            .await
-        {
+        if let Err(error) = self.bus.images.put(generated.object.as_str(), &mut bytes).await {
             return self.retry_later(
                 &request.id,
                 &format!("saving the picture to the object store: {error}"),
@@ -276,11 +224,7 @@ impl Generator {
         attempts: u32,
     ) -> Outcome {
         tracing::warn!(job = %request.id, %error, "generation failed");
-        let stage = if events::check_prompt(&request.prompt).is_err() {
-            Stage::Request
-        } else {
-            Stage::Generate
-        };
+        let stage = if events::check_prompt(&request.prompt).is_err() { Stage::Request } else { Stage::Generate };
         let failed = ImageFailed {
             version: EVENT_VERSION,
             id: request.id.clone(),
@@ -291,6 +235,7 @@ impl Generator {
             transient,
             attempts,
             failed_at: OffsetDateTime::now_utc(),
+            notify_email: request.notify_email.clone(),
         };
         if let Err(e) = self.bus.publish(&failed).await {
             return self.retry_later(&request.id, &e.to_string(), attempts);
@@ -308,10 +253,6 @@ impl Generator {
     }
 
     fn retry_delay(&self, attempt: u32) -> Duration {
-        worker::backoff(
-            Duration::from_secs(self.settings.retry_delay),
-            attempt,
-            Duration::from_secs(600),
-        )
+        worker::backoff(Duration::from_secs(self.settings.retry_delay), attempt, Duration::from_secs(600))
     }
 }

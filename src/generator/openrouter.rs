@@ -81,17 +81,10 @@ impl OpenRouterClient {
         })
     }
 
-    pub async fn generate(
-        &self,
-        prompt: &str,
-        model: &str,
-    ) -> Result<GeneratedImage, GenerateError> {
+    pub async fn generate(&self, prompt: &str, model: &str) -> Result<GeneratedImage, GenerateError> {
         let body = ChatRequest {
             model,
-            messages: [ChatMessage {
-                role: "user",
-                content: prompt,
-            }],
+            messages: [ChatMessage { role: "user", content: prompt }],
             modalities: ["image", "text"],
         };
         let mut request = self
@@ -104,35 +97,22 @@ impl OpenRouterClient {
             request = request.header("HTTP-Referer", &self.http_referer);
         }
         let response = request.send().await.map_err(|e| {
-            let what = if e.is_timeout() {
-                "timed out"
-            } else {
-                "could not be reached"
-            };
-            GenerateError::transient(format!(
-                "OpenRouter at {} {what}: {}",
-                self.base_url,
-                error_chain(&e)
-            ))
+            let what = if e.is_timeout() { "timed out" } else { "could not be reached" };
+            GenerateError::transient(format!("OpenRouter at {} {what}: {}", self.base_url, error_chain(&e)))
         })?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| {
-            GenerateError::transient(format!("OpenRouter's answer was cut off: {e}"))
-        })?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| GenerateError::transient(format!("OpenRouter's answer was cut off: {e}")))?;
         if !status.is_success() {
             let message = provider_message(&text);
             let error = format!("OpenRouter answered {status}: {message}");
-            let transient =
-                status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
-            return Err(if transient {
-                GenerateError::transient(error)
-            } else {
-                GenerateError::permanent(error)
-            });
+            let transient = status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
+            return Err(if transient { GenerateError::transient(error) } else { GenerateError::permanent(error) });
         }
-        let answer: ChatResponse = serde_json::from_str(&text).map_err(|e| {
-            GenerateError::permanent(format!("OpenRouter's answer is not the expected JSON: {e}"))
-        })?;
+        let answer: ChatResponse = serde_json::from_str(&text)
+            .map_err(|e| GenerateError::permanent(format!("OpenRouter's answer is not the expected JSON: {e}")))?;
         let Some(choice) = answer.choices.into_iter().next() else {
             return Err(GenerateError::permanent(format!(
                 "OpenRouter answered no choices: {}",
@@ -140,34 +120,16 @@ impl OpenRouterClient {
             )));
         };
         let Some(image) = choice.message.images.into_iter().next() else {
-            let said = choice
-                .message
-                .content
-                .as_ref()
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .trim()
-                .to_string();
+            let said = choice.message.content.as_ref().and_then(Value::as_str).unwrap_or("").trim().to_string();
             return Err(GenerateError::permanent(format!(
                 "model {model} answered without an image{}",
-                if said.is_empty() {
-                    String::new()
-                } else {
-                    format!(": \"{}\"", shorten(&said, 200))
-                }
+                if said.is_empty() { String::new() } else { format!(": \"{}\"", shorten(&said, 200)) }
             )));
         };
         let (content_type, bytes) = decode_data_url(&image.image_url.url).ok_or_else(|| {
-            GenerateError::permanent(
-                "OpenRouter returned an image that is not a base64 data: URL".to_string(),
-            )
+            GenerateError::permanent("OpenRouter returned an image that is not a base64 data: URL".to_string())
         })?;
-        Ok(GeneratedImage {
-            bytes,
-            content_type,
-            model: model.to_string(),
-            provider: PROVIDER,
-        })
+        Ok(GeneratedImage { bytes, content_type, model: model.to_string(), provider: PROVIDER })
     }
 }
 
@@ -176,17 +138,8 @@ fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
     let rest = url.strip_prefix("data:")?;
     let (meta, payload) = rest.split_once(',')?;
     let mime = meta.strip_suffix(";base64")?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
-        .ok()?;
-    Some((
-        if mime.is_empty() {
-            "application/octet-stream".into()
-        } else {
-            mime.into()
-        },
-        bytes,
-    ))
+    let bytes = base64::engine::general_purpose::STANDARD.decode(payload.trim()).ok()?;
+    Some((if mime.is_empty() { "application/octet-stream".into() } else { mime.into() }, bytes))
 }
 
 /// The provider's own error message when it sent one, else the start of the body.
@@ -194,10 +147,7 @@ fn provider_message(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let message = parsed
         .as_ref()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .or_else(|| v.pointer("/message"))
-        })
+        .and_then(|v| v.pointer("/error/message").or_else(|| v.pointer("/message")))
         .and_then(Value::as_str)
         .map(String::from)
         .unwrap_or_else(|| body.to_string());
@@ -229,10 +179,7 @@ mod tests {
     #[test]
     fn a_data_url_is_split_into_type_and_bytes() {
         let (mime, bytes) = decode_data_url("data:image/png;base64,aGVsbG8=").unwrap();
-        assert_eq!(
-            (mime.as_str(), bytes.as_slice()),
-            ("image/png", b"hello".as_slice())
-        );
+        assert_eq!((mime.as_str(), bytes.as_slice()), ("image/png", b"hello".as_slice()));
         assert!(decode_data_url("https://example.com/x.png").is_none());
     }
 

@@ -17,17 +17,10 @@ pub fn draw(prompt: &str) -> Vec<u8> {
     let seed = fnv1a(prompt.as_bytes());
     let color = |shift: u32| -> [f32; 3] {
         let bits = (seed >> shift) as u32;
-        [
-            (bits & 0xff) as f32,
-            ((bits >> 8) & 0xff) as f32,
-            ((bits >> 16) & 0xff) as f32,
-        ]
+        [(bits & 0xff) as f32, ((bits >> 8) & 0xff) as f32, ((bits >> 16) & 0xff) as f32]
     };
     let (top, bottom, disc) = (color(0), color(21), color(42));
-    let (cx, cy) = (
-        (seed % SIZE as u64) as f32,
-        ((seed >> 16) % SIZE as u64) as f32,
-    );
+    let (cx, cy) = ((seed % SIZE as u64) as f32, ((seed >> 16) % SIZE as u64) as f32);
     let radius = (SIZE / 6 + (seed >> 32) as u32 % (SIZE / 4)) as f32;
 
     let image = RgbImage::from_fn(SIZE, SIZE, |x, y| {
@@ -36,26 +29,18 @@ pub fn draw(prompt: &str) -> Vec<u8> {
         let inside = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt() < radius;
         for c in 0..3 {
             let background = top[c] * (1.0 - t) + bottom[c] * t;
-            pixel[c] = if inside {
-                (background + disc[c]) as u8 / 2 + 64
-            } else {
-                background as u8
-            };
+            pixel[c] = if inside { (background + disc[c]) as u8 / 2 + 64 } else { background as u8 };
         }
         Rgb(pixel)
     });
     let mut png = Cursor::new(Vec::new());
-    image
-        .write_to(&mut png, ImageFormat::Png)
-        .expect("encoding a PNG in memory cannot fail");
+    image.write_to(&mut png, ImageFormat::Png).expect("encoding a PNG in memory cannot fail");
     png.into_inner()
 }
 
 /// FNV-1a: a stable hash (std's hasher may change between Rust releases).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

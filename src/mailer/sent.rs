@@ -38,10 +38,7 @@ pub struct SentLog {
 }
 
 fn kv_error(e: impl std::fmt::Display) -> BusError {
-    BusError::KeyValue {
-        bucket: MAIL_BUCKET,
-        message: e.to_string(),
-    }
+    BusError::KeyValue { bucket: MAIL_BUCKET, message: e.to_string() }
 }
 
 impl SentLog {
@@ -54,23 +51,22 @@ impl SentLog {
     }
 
     pub async fn get(&self, job_id: &str, kind: &str) -> Result<Option<Notification>, BusError> {
-        let value = self
-            .store
-            .get(Self::key(job_id, kind))
-            .await
-            .map_err(kv_error)?;
+        self.get_key(&Self::key(job_id, kind)).await
+    }
+
+    /// The entry stored under a raw key (`<job id>.<kind>`).
+    pub async fn get_key(&self, key: &str) -> Result<Option<Notification>, BusError> {
+        let value = self.store.get(key).await.map_err(kv_error)?;
         Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    pub fn store(&self) -> &kv::Store {
+        &self.store
     }
 
     pub async fn put(&self, notification: &Notification) -> Result<(), BusError> {
         let value = serde_json::to_vec(notification).expect("notifications serialize");
-        self.store
-            .put(
-                Self::key(&notification.job_id, &notification.kind),
-                value.into(),
-            )
-            .await
-            .map_err(kv_error)?;
+        self.store.put(Self::key(&notification.job_id, &notification.kind), value.into()).await.map_err(kv_error)?;
         Ok(())
     }
 }

@@ -53,20 +53,11 @@ impl Templates {
         plain.register_escape_fn(handlebars::no_escape);
         for kind in [Kind::Completed, Kind::Failed] {
             for part in ["subject", "html", "text"] {
-                let file = dir
-                    .join(language)
-                    .join(format!("{}.{part}.hbs", kind.name()));
-                let registry = if part == "html" {
-                    &mut html
-                } else {
-                    &mut plain
-                };
+                let file = dir.join(language).join(format!("{}.{part}.hbs", kind.name()));
+                let registry = if part == "html" { &mut html } else { &mut plain };
                 registry
                     .register_template_file(&template_name(kind, part), &file)
-                    .map_err(|e| TemplateError::Load {
-                        file: file.clone(),
-                        message: e.to_string(),
-                    })?;
+                    .map_err(|e| TemplateError::Load { file: file.clone(), message: e.to_string() })?;
             }
         }
         Ok(Self { html, plain })
@@ -75,12 +66,7 @@ impl Templates {
     pub fn render(&self, kind: Kind, data: &impl Serialize) -> Result<Rendered, TemplateError> {
         let render = |registry: &Handlebars<'static>, part: &str| {
             let name = template_name(kind, part);
-            registry
-                .render(&name, data)
-                .map_err(|e| TemplateError::Render {
-                    name,
-                    message: e.to_string(),
-                })
+            registry.render(&name, data).map_err(|e| TemplateError::Render { name, message: e.to_string() })
         };
         let subject = render(&self.plain, "subject")?;
         Ok(Rendered {

@@ -8,35 +8,21 @@ use time::macros::format_description;
 
 /// Words that say nothing about a picture; left out of file names.
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "the", "of", "and", "or", "with", "in", "on", "at", "to", "for", "by", "from", "is",
-    "are", "be", "it", "its", "this", "that", "as", "into", "onto", "over", "under", "very",
-    "some", "please", "draw", "image", "picture", "photo", "generate", "create", "make",
+    "a", "an", "the", "of", "and", "or", "with", "in", "on", "at", "to", "for", "by", "from", "is", "are", "be", "it",
+    "its", "this", "that", "as", "into", "onto", "over", "under", "very", "some", "please", "draw", "image", "picture",
+    "photo", "generate", "create", "make",
 ];
 const MAX_KEYWORDS: usize = 5;
 
 /// `huiying_image_<YYYYMMDD_HHMMSS>_<short id>_<english keywords>.<ext>`.
 ///
 /// The time is the job's (not the write's), so a redelivery writes the same name.
-pub fn file_name(
-    job_id: &str,
-    at: OffsetDateTime,
-    english_prompt: &str,
-    extension: &str,
-) -> String {
+pub fn file_name(job_id: &str, at: OffsetDateTime, english_prompt: &str, extension: &str) -> String {
     let stamp = at
-        .format(format_description!(
-            "[year][month][day]_[hour][minute][second]"
-        ))
+        .format(format_description!("[year][month][day]_[hour][minute][second]"))
         .expect("the format fits every date");
-    let short_id: String = job_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect();
-    format!(
-        "huiying_image_{stamp}_{short_id}_{}.{extension}",
-        keywords(english_prompt)
-    )
+    let short_id: String = job_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    format!("huiying_image_{stamp}_{short_id}_{}.{extension}", keywords(english_prompt))
 }
 
 /// Lower-case ASCII words of the prompt, stop words dropped, joined by `_`; `image` if none.
@@ -49,11 +35,7 @@ pub fn keywords(prompt: &str) -> String {
         .take(MAX_KEYWORDS)
         .map(|w| w.chars().take(20).collect())
         .collect();
-    if words.is_empty() {
-        "image".into()
-    } else {
-        words.join("_")
-    }
+    if words.is_empty() { "image".into() } else { words.join("_") }
 }
 
 /// Writes `bytes` to `dir/name` so that readers never see a half-written file:
@@ -81,10 +63,7 @@ mod tests {
             "A cute Cat sitting on the Moon, digital art!",
             "jpg",
         );
-        assert_eq!(
-            name,
-            "huiying_image_20261129_080509_3f2a9c1e_cute_cat_sitting_moon_digital.jpg"
-        );
+        assert_eq!(name, "huiying_image_20261129_080509_3f2a9c1e_cute_cat_sitting_moon_digital.jpg");
     }
 
     #[test]

@@ -49,22 +49,12 @@ pub fn consumer_spec() -> ConsumerSpec {
 
 /// Runs the store until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let records = Records::open(&config.database.path).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open database {}: {e}",
-            config.database.path.display()
-        )
-    })?;
-    std::fs::create_dir_all(&config.server.images_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot create images_dir {}: {e}",
-            config.server.images_dir.display()
-        )
-    })?;
+    let records = Records::open(&config.database.path)
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.database.path.display()))?;
+    std::fs::create_dir_all(&config.server.images_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create images_dir {}: {e}", config.server.images_dir.display()))?;
     if !config.cloudflare_r2.bucket.is_empty() {
-        tracing::warn!(
-            "[cloudflare_r2] is configured, but this build stores pictures locally only"
-        );
+        tracing::warn!("[cloudflare_r2] is configured, but this build stores pictures locally only");
     }
     let bus = Bus::connect(&config.nats, "huiying-store", &shutdown).await?;
     let spec = consumer_spec();
@@ -80,16 +70,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     // Processing is CPU-bound: no more at once than there are cores.
     let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
-    worker::run(
-        consumer,
-        concurrency,
-        spec.ack_wait,
-        shutdown,
-        move |received| {
-            let store = store.clone();
-            async move { store.handle(received).await }
-        },
-    )
+    worker::run(consumer, concurrency, spec.ack_wait, shutdown, move |received| {
+        let store = store.clone();
+        async move { store.handle(received).await }
+    })
     .await
 }
 
@@ -101,23 +85,14 @@ impl Store {
             Err(e) => return Outcome::Reject(format!("not an image.generated event: {e}")),
         };
         if generated.version > EVENT_VERSION {
-            return Outcome::Reject(format!(
-                "event version {} is newer than this store",
-                generated.version
-            ));
+            return Outcome::Reject(format!("event version {} is newer than this store", generated.version));
         }
         match self.store(&generated).await {
             Ok(completed) => self.announce(&completed).await,
-            Err(StoreFailure::Unusable(reason)) => {
-                self.fail(&generated, reason, received.attempt).await
-            }
+            Err(StoreFailure::Unusable(reason)) => self.fail(&generated, reason, received.attempt).await,
             Err(StoreFailure::Retry(problem)) => {
                 tracing::warn!(job = %generated.id, %problem, "storing failed; will retry");
-                Outcome::Retry(worker::backoff(
-                    Duration::from_secs(1),
-                    received.attempt,
-                    Duration::from_secs(300),
-                ))
+                Outcome::Retry(worker::backoff(Duration::from_secs(1), received.attempt, Duration::from_secs(300)))
             }
         }
     }
@@ -132,12 +107,7 @@ impl Store {
             return Ok(self.completed_event(generated, &record));
         }
         self.jobs
-            .set(&JobStatus::new(
-                &generated.id,
-                JobState::Storing,
-                &generated.prompt,
-                Some(&generated.model),
-            ))
+            .set(&JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model)))
             .await
             .map_err(|e| StoreFailure::Retry(e.to_string()))?;
 
@@ -159,9 +129,7 @@ impl Store {
         let file_size = bytes.len() as u64;
         let path = blocking(move || files::write_atomically(&dir, &name, &bytes)).await?;
 
-        let now = OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .expect("UTC times format");
+        let now = OffsetDateTime::now_utc().format(&Rfc3339).expect("UTC times format");
         let record = Record {
             job_id: generated.id.clone(),
             original_prompt: generated.prompt.clone(),
@@ -194,10 +162,7 @@ impl Store {
             Err(e) => return Err(StoreFailure::Retry(format!("reading the picture: {e}"))),
         };
         let mut bytes = Vec::with_capacity(generated.byte_size as usize);
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| StoreFailure::Retry(format!("reading the picture: {e}")))?;
+        object.read_to_end(&mut bytes).await.map_err(|e| StoreFailure::Retry(format!("reading the picture: {e}")))?;
         Ok(bytes)
     }
 
@@ -224,9 +189,8 @@ impl Store {
             file_size: record.file_size,
             requested_at: generated.requested_at,
             completed_at,
-            duration_ms: (completed_at - generated.requested_at)
-                .whole_milliseconds()
-                .max(0) as u64,
+            duration_ms: (completed_at - generated.requested_at).whole_milliseconds().max(0) as u64,
+            notify_email: generated.notify_email.clone(),
         }
     }
 
@@ -260,10 +224,9 @@ impl Store {
             transient: false,
             attempts,
             failed_at: OffsetDateTime::now_utc(),
+            notify_email: generated.notify_email.clone(),
         };
-        if self.bus.publish(&failed).await.is_err()
-            || self.jobs.set(&JobStatus::failed(&failed)).await.is_err()
-        {
+        if self.bus.publish(&failed).await.is_err() || self.jobs.set(&JobStatus::failed(&failed)).await.is_err() {
             return Outcome::Retry(Duration::from_secs(1));
         }
         Outcome::Done
@@ -277,9 +240,7 @@ enum StoreFailure {
 }
 
 /// Runs blocking work (SQLite, file writes) off the async threads.
-async fn blocking<T, E>(
-    work: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, StoreFailure>
+async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, StoreFailure>
 where
     T: Send + 'static,
     E: std::fmt::Display + Send + 'static,

@@ -23,10 +23,7 @@ pub enum ProcessError {
     #[error("the picture could not be decoded: {0}")]
     Decode(String),
     #[error("the picture could not be encoded as {format:?}: {message}")]
-    Encode {
-        format: ImageFormat,
-        message: String,
-    },
+    Encode { format: ImageFormat, message: String },
 }
 
 impl ImageFormat {
@@ -65,42 +62,25 @@ pub fn process(input: &[u8], settings: &ImageProcessingConfig) -> Result<Process
     let fits = decoded.width() <= settings.max_width && decoded.height() <= settings.max_height;
     let image = if settings.enable_resize && !fits {
         // `resize` keeps the aspect ratio and fits both limits.
-        decoded.resize(
-            settings.max_width,
-            settings.max_height,
-            FilterType::Lanczos3,
-        )
+        decoded.resize(settings.max_width, settings.max_height, FilterType::Lanczos3)
     } else {
         decoded
     };
     let bytes = encode(&image, settings.format, settings.quality)?;
-    Ok(Processed {
-        bytes,
-        width: image.width(),
-        height: image.height(),
-        format: settings.format,
-    })
+    Ok(Processed { bytes, width: image.width(), height: image.height(), format: settings.format })
 }
 
 fn encode(image: &DynamicImage, format: ImageFormat, quality: u8) -> Result<Vec<u8>, ProcessError> {
-    let failed = |e: image::ImageError| ProcessError::Encode {
-        format,
-        message: e.to_string(),
-    };
+    let failed = |e: image::ImageError| ProcessError::Encode { format, message: e.to_string() };
     let mut out = Cursor::new(Vec::new());
     match format {
         // JPEG has no alpha channel: flatten to RGB first.
-        ImageFormat::Jpeg => JpegEncoder::new_with_quality(&mut out, quality)
-            .encode_image(&image.to_rgb8())
-            .map_err(failed)?,
-        ImageFormat::Png => image
-            .write_to(&mut out, image::ImageFormat::Png)
-            .map_err(failed)?,
+        ImageFormat::Jpeg => {
+            JpegEncoder::new_with_quality(&mut out, quality).encode_image(&image.to_rgb8()).map_err(failed)?
+        }
+        ImageFormat::Png => image.write_to(&mut out, image::ImageFormat::Png).map_err(failed)?,
         // The image crate writes lossless WebP only; `quality` does not apply.
-        ImageFormat::Webp => image
-            .to_rgba8()
-            .write_to(&mut out, image::ImageFormat::WebP)
-            .map_err(failed)?,
+        ImageFormat::Webp => image.to_rgba8().write_to(&mut out, image::ImageFormat::WebP).map_err(failed)?,
     }
     Ok(out.into_inner())
 }
@@ -111,17 +91,12 @@ mod tests {
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
-        DynamicImage::new_rgb8(width, height)
-            .write_to(&mut out, image::ImageFormat::Png)
-            .unwrap();
+        DynamicImage::new_rgb8(width, height).write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
     }
 
     fn settings(format: ImageFormat) -> ImageProcessingConfig {
-        ImageProcessingConfig {
-            format,
-            ..Default::default()
-        }
+        ImageProcessingConfig { format, ..Default::default() }
     }
 
     #[test]
@@ -129,10 +104,7 @@ mod tests {
         let processed = process(&png(2048, 2048), &settings(ImageFormat::Jpeg)).unwrap();
         assert_eq!((processed.width, processed.height), (1080, 1080));
         let decoded = image::load_from_memory(&processed.bytes).unwrap();
-        assert_eq!(
-            image::guess_format(&processed.bytes).unwrap(),
-            image::ImageFormat::Jpeg
-        );
+        assert_eq!(image::guess_format(&processed.bytes).unwrap(), image::ImageFormat::Jpeg);
         assert_eq!((decoded.width(), decoded.height()), (1080, 1080));
     }
 
@@ -140,17 +112,11 @@ mod tests {
     fn a_small_picture_keeps_its_size_and_gets_the_configured_format() {
         let processed = process(&png(300, 200), &settings(ImageFormat::Webp)).unwrap();
         assert_eq!((processed.width, processed.height), (300, 200));
-        assert_eq!(
-            image::guess_format(&processed.bytes).unwrap(),
-            image::ImageFormat::WebP
-        );
+        assert_eq!(image::guess_format(&processed.bytes).unwrap(), image::ImageFormat::WebP);
     }
 
     #[test]
     fn bytes_that_are_no_picture_are_a_decode_error() {
-        assert!(matches!(
-            process(b"not a picture", &settings(ImageFormat::Png)),
-            Err(ProcessError::Decode(_))
-        ));
+        assert!(matches!(process(b"not a picture", &settings(ImageFormat::Png)), Err(ProcessError::Decode(_))));
     }
 }

@@ -60,17 +60,12 @@ impl Records {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut connection)?;
-        Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
-        })
+        Ok(Self { connection: Arc::new(Mutex::new(connection)) })
     }
 
     /// Inserts the record unless the job has one already; true when it was inserted.
     pub fn insert(&self, record: &Record) -> rusqlite::Result<bool> {
-        let connection = self
-            .connection
-            .lock()
-            .expect("no panics while holding the lock");
+        let connection = self.connection.lock().expect("no panics while holding the lock");
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                  file_size, width, height, format, created_at, updated_at)
@@ -95,10 +90,7 @@ impl Records {
     }
 
     pub fn by_job(&self, job_id: &str) -> rusqlite::Result<Option<Record>> {
-        let connection = self
-            .connection
-            .lock()
-            .expect("no panics while holding the lock");
+        let connection = self.connection.lock().expect("no panics while holding the lock");
         connection
             .query_row(
                 "SELECT job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size,

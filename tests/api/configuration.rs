@@ -7,10 +7,7 @@ use std::process::Command;
 use huiying::config::{self, ConfigError, TlsMode};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn file(text: &str) -> tempfile::NamedTempFile {
@@ -34,20 +31,12 @@ enable = true  # 设置为true以启用邮件通知功能
 #[test]
 fn the_seeds_smtp_section_loads_as_written() {
     let seed = file(SEED_QQ);
-    let config = config::load_from(Some(seed.path()), env(&[]))
-        .unwrap()
-        .config;
+    let config = config::load_from(Some(seed.path()), env(&[])).unwrap().config;
     let smtp = &config.smtp;
-    assert_eq!(
-        (smtp.host.as_str(), smtp.port, smtp.enable),
-        ("smtp.qq.com", 587, true)
-    );
-    assert_eq!(
-        (smtp.username.as_str(), smtp.from.as_str()),
-        ("your_qq_email@qq.com", "your_qq_email@qq.com")
-    );
+    assert_eq!((smtp.host.as_str(), smtp.port, smtp.enable), ("smtp.qq.com", 587, true));
+    assert_eq!((smtp.username.as_str(), smtp.from.as_str()), ("your_qq_email@qq.com", "your_qq_email@qq.com"));
     assert_eq!(smtp.password.expose(), "your_qq_email_auth_code");
-    assert_eq!(smtp.recipients(), vec!["recipient@example.com"]);
+    assert_eq!(smtp.to, vec!["recipient@example.com"]);
     assert_eq!(smtp.effective_tls(), TlsMode::Starttls);
     // Untouched sections keep their defaults.
     assert_eq!(config.server.port, 8000);
@@ -70,12 +59,9 @@ fn the_seeds_environment_variables_configure_smtp_without_a_file() {
     .unwrap()
     .config;
     let smtp = &config.smtp;
-    assert_eq!(
-        (smtp.host.as_str(), smtp.port, smtp.enable),
-        ("smtp.163.com", 465, true)
-    );
+    assert_eq!((smtp.host.as_str(), smtp.port, smtp.enable), ("smtp.163.com", 465, true));
     assert_eq!(smtp.password.expose(), "auth-code");
-    assert_eq!(smtp.recipients(), vec!["a@example.com", "b@example.com"]);
+    assert_eq!(smtp.to, vec!["a@example.com", "b@example.com"]);
     assert_eq!(smtp.effective_tls(), TlsMode::Tls, "465 means implicit TLS");
 }
 
@@ -101,16 +87,10 @@ fn environment_variables_win_over_the_file_and_follow_one_naming_rule() {
     assert_eq!(config.smtp.host, "smtp.qq.com", "from the file");
     assert_eq!(config.smtp.tls, TlsMode::None);
     assert_eq!(config.server.public_base_url(), "https://img.example.com");
-    assert_eq!(
-        config.database.path,
-        Path::new("/var/lib/huiying/records.db")
-    );
+    assert_eq!(config.database.path, Path::new("/var/lib/huiying/records.db"));
     assert_eq!(config.nats.url, "nats://10.0.0.5:4222");
     assert_eq!(config.image_processing.quality, 70);
-    assert_eq!(
-        config.image_processing.format,
-        huiying::config::ImageFormat::Webp
-    );
+    assert_eq!(config.image_processing.format, huiying::config::ImageFormat::Webp);
     assert_eq!(config.cloudflare_r2.bucket, "pictures");
 }
 
@@ -131,10 +111,7 @@ fn the_original_short_names_work_and_the_long_names_beat_them() {
     .config;
     assert_eq!(config.server.port, 9000);
     assert_eq!(config.server.images_dir, Path::new("/srv/pictures"));
-    assert_eq!(
-        config.server.timeout, 90,
-        "SERVER_TIMEOUT wins over TIMEOUT"
-    );
+    assert_eq!(config.server.timeout, 90, "SERVER_TIMEOUT wins over TIMEOUT");
     assert_eq!(config.api_keys.openrouter_api_key.expose(), "sk-or-1");
     assert_eq!(config.api_keys.model_scope_token.expose(), "ms-1");
 }
@@ -144,22 +121,8 @@ fn huiying_config_names_the_file_and_an_explicit_path_beats_it() {
     let first = file("[server]\nport = 7001\n");
     let second = file("[server]\nport = 7002\n");
     let named = env(&[("HUIYING_CONFIG", first.path().to_str().unwrap())]);
-    assert_eq!(
-        config::load_from(None, named.clone())
-            .unwrap()
-            .config
-            .server
-            .port,
-        7001
-    );
-    assert_eq!(
-        config::load_from(Some(second.path()), named)
-            .unwrap()
-            .config
-            .server
-            .port,
-        7002
-    );
+    assert_eq!(config::load_from(None, named.clone()).unwrap().config.server.port, 7001);
+    assert_eq!(config::load_from(Some(second.path()), named).unwrap().config.server.port, 7002);
 }
 
 #[test]
@@ -171,42 +134,21 @@ fn a_bad_value_is_one_error_naming_the_key_and_where_it_came_from() {
     );
 
     let bad_tls = file("[smtp]\ntls = \"ssl\"\n");
-    let error = config::load_from(Some(bad_tls.path()), env(&[]))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.starts_with("bad configuration: smtp.tls (from "),
-        "{error}"
-    );
-    assert!(
-        error.contains("unknown variant `ssl`") && error.contains("`starttls`"),
-        "{error}"
-    );
+    let error = config::load_from(Some(bad_tls.path()), env(&[])).unwrap_err().to_string();
+    assert!(error.starts_with("bad configuration: smtp.tls (from "), "{error}");
+    assert!(error.contains("unknown variant `ssl`") && error.contains("`starttls`"), "{error}");
 
-    let error = config::load_from(None, env(&[("SMTP_PORT", "70000")]))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("smtp.port") && error.contains("70000"),
-        "{error}"
-    );
+    let error = config::load_from(None, env(&[("SMTP_PORT", "70000")])).unwrap_err().to_string();
+    assert!(error.contains("smtp.port") && error.contains("70000"), "{error}");
 
     let typo = file("[smtp]\npasword = \"x\"\n");
-    let error = config::load_from(Some(typo.path()), env(&[]))
-        .unwrap_err()
-        .to_string();
+    let error = config::load_from(Some(typo.path()), env(&[])).unwrap_err().to_string();
     assert!(error.contains("unknown field `pasword`"), "{error}");
 
-    let error = config::load_from(None, env(&[("SMTP_ENABLE", "true")]))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("smtp.host") && error.contains("must be set"),
-        "{error}"
-    );
+    let error = config::load_from(None, env(&[("SMTP_ENABLE", "true")])).unwrap_err().to_string();
+    assert!(error.contains("smtp.host") && error.contains("must be set"), "{error}");
 
-    let missing =
-        config::load_from(Some(Path::new("/nonexistent/huiying.toml")), env(&[])).unwrap_err();
+    let missing = config::load_from(Some(Path::new("/nonexistent/huiying.toml")), env(&[])).unwrap_err();
     assert!(matches!(missing, ConfigError::Read { .. }));
 }
 
@@ -236,16 +178,10 @@ fn the_example_config_loads_and_lists_every_key() {
     // Every key appears (commented out or not) with its env var named beside it.
     let defaults = toml::Table::try_from(huiying::config::Config::default()).unwrap();
     for (section, keys) in &defaults {
-        assert!(
-            text.contains(&format!("[{section}]")),
-            "section [{section}] missing"
-        );
+        assert!(text.contains(&format!("[{section}]")), "section [{section}] missing");
         for key in keys.as_table().unwrap().keys() {
             let var = format!("{}_{}", section.to_uppercase(), key.to_uppercase());
-            assert!(
-                text.contains(&format!("{key} =")),
-                "[{section}] {key} missing"
-            );
+            assert!(text.contains(&format!("{key} =")), "[{section}] {key} missing");
             assert!(text.contains(&var), "env var {var} not mentioned");
         }
     }
@@ -254,11 +190,7 @@ fn the_example_config_loads_and_lists_every_key() {
 
 #[test]
 fn a_binary_with_a_bad_value_exits_non_zero_with_one_line_and_no_panic() {
-    for program in [
-        env!("CARGO_BIN_EXE_mailer"),
-        env!("CARGO_BIN_EXE_ingest"),
-        env!("CARGO_BIN_EXE_huiying"),
-    ] {
+    for program in [env!("CARGO_BIN_EXE_mailer"), env!("CARGO_BIN_EXE_ingest"), env!("CARGO_BIN_EXE_huiying")] {
         let mut command = Command::new(program);
         if program.ends_with("huiying") {
             command.arg("up");
@@ -273,10 +205,7 @@ fn a_binary_with_a_bad_value_exits_non_zero_with_one_line_and_no_panic() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{program}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.contains("smtp.port") && stderr.contains("SMTP_PORT") && stderr.contains("58x"),
-            "{stderr}"
-        );
+        assert!(stderr.contains("smtp.port") && stderr.contains("SMTP_PORT") && stderr.contains("58x"), "{stderr}");
         assert!(!stderr.contains("panicked") && !stderr.contains("do-not-print-me"));
     }
 }

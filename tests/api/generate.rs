@@ -10,19 +10,14 @@ use crate::helpers::{FakeOpenRouter, MAIL_TO, TestApp, wait_for};
 async fn a_prompt_posted_to_ingest_comes_back_with_a_url_an_image_a_record_and_one_email() {
     let app = TestApp::spawn().await;
 
-    let response = app
-        .post_generate(json!({"prompt": "a lighthouse at dawn, watercolor"}))
-        .await;
+    let response = app.post_generate(json!({"prompt": "a lighthouse at dawn, watercolor"})).await;
 
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     let id = body["id"].as_str().unwrap().to_string();
     let url = body["data"][0]["url"].as_str().unwrap().to_string();
     assert!(body["created"].as_i64().unwrap() > 1_700_000_000);
-    assert!(
-        url.starts_with(&format!("{}/static/images/huiying_image_", app.address)),
-        "{url}"
-    );
+    assert!(url.starts_with(&format!("{}/static/images/huiying_image_", app.address)), "{url}");
     assert!(url.ends_with("_lighthouse_dawn_watercolor.jpg"), "{url}");
 
     let picture = app.http.get(&url).send().await.unwrap();
@@ -35,17 +30,10 @@ async fn a_prompt_posted_to_ingest_comes_back_with_a_url_an_image_a_record_and_o
     assert_eq!(records.len(), 1);
     let record = &records[0];
     assert_eq!(record["job_id"], id);
-    assert_eq!(
-        record["original_prompt"],
-        "a lighthouse at dawn, watercolor"
-    );
+    assert_eq!(record["original_prompt"], "a lighthouse at dawn, watercolor");
     assert_eq!(record["model"], "huiying/placeholder");
     assert_eq!(
-        (
-            record["width"].as_str(),
-            record["height"].as_str(),
-            record["format"].as_str()
-        ),
+        (record["width"].as_str(), record["height"].as_str(), record["format"].as_str()),
         ("512", "512", "jpeg")
     );
     assert!(record["local_path"].ends_with(url.rsplit('/').next().unwrap()));
@@ -54,24 +42,12 @@ async fn a_prompt_posted_to_ingest_comes_back_with_a_url_an_image_a_record_and_o
     app.wait_until_consumer_idle("mailer").await;
     assert_eq!(app.smtp.mails().len(), 1, "exactly one mail");
     let mail = &mails[0];
-    assert!(
-        mail.session
-            .starts_with("mode=starttls; auth=sender@example.com"),
-        "{}",
-        mail.session
-    );
+    assert!(mail.session.starts_with("mode=starttls; auth=sender@example.com"), "{}", mail.session);
     assert_eq!(mail.to, vec![MAIL_TO.to_string()]);
     assert_eq!(mail.from, crate::helpers::SMTP_USER);
-    assert!(
-        mail.subject.starts_with("绘影：图片已生成"),
-        "{}",
-        mail.subject
-    );
+    assert!(mail.subject.starts_with("绘影：图片已生成"), "{}", mail.subject);
     assert!(mail.html.contains("a lighthouse at dawn, watercolor"));
-    assert!(
-        mail.html.contains(&format!("href=\"{url}\"")),
-        "the mail links the same absolute URL"
-    );
+    assert!(mail.html.contains(&format!("href=\"{url}\"")), "the mail links the same absolute URL");
     assert!(mail.text.contains(&url));
     assert!(mail.text.contains("512 × 512") && mail.text.contains("JPEG"));
     assert!(mail.content_types.contains(&"text/plain".to_string()));
@@ -93,9 +69,7 @@ async fn a_provider_that_cannot_be_reached_ends_as_failed_with_the_error_and_one
     })
     .await;
 
-    let response = app
-        .post_generate(json!({"prompt": "一只在月球上的猫"}))
-        .await;
+    let response = app.post_generate(json!({"prompt": "一只在月球上的猫"})).await;
 
     assert_eq!(response.status(), 502);
     let body: serde_json::Value = response.json().await.unwrap();
@@ -112,11 +86,7 @@ async fn a_provider_that_cannot_be_reached_ends_as_failed_with_the_error_and_one
     let mails = app.smtp.wait_for_mails(1).await;
     app.wait_until_consumer_idle("mailer").await;
     assert_eq!(app.smtp.mails().len(), 1, "exactly one failure mail");
-    assert!(
-        mails[0].subject.starts_with("绘影：图片生成失败"),
-        "{}",
-        mails[0].subject
-    );
+    assert!(mails[0].subject.starts_with("绘影：图片生成失败"), "{}", mails[0].subject);
     assert!(mails[0].html.contains("一只在月球上的猫"));
     assert!(mails[0].text.contains("could not be reached"));
     assert!(mails[0].text.contains("生成图片"));
@@ -127,8 +97,7 @@ async fn a_provider_that_cannot_be_reached_ends_as_failed_with_the_error_and_one
 async fn a_prompt_published_straight_to_nats_gets_an_id_and_ends_in_an_email() {
     let app = TestApp::spawn().await;
 
-    app.publish("image.requested", r#"{"prompt": "straight from NATS"}"#)
-        .await;
+    app.publish("image.requested", r#"{"prompt": "straight from NATS"}"#).await;
 
     let mails = app.smtp.wait_for_mails(1).await;
     assert!(mails[0].html.contains("straight from NATS"));
@@ -162,12 +131,7 @@ async fn prefer_respond_async_answers_202_at_once_and_the_status_url_follows_the
     assert_eq!(body["status_url"], format!("{}/jobs/{id}", app.address));
     let job = app.wait_for_job(id).await;
     assert_eq!(job["status"], "completed");
-    assert!(
-        job["result"]["url"]
-            .as_str()
-            .unwrap()
-            .starts_with("http://127.0.0.1")
-    );
+    assert!(job["result"]["url"].as_str().unwrap().starts_with("http://127.0.0.1"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -175,9 +139,7 @@ async fn when_the_wait_times_out_ingest_answers_202_with_a_status_url() {
     let mut app = TestApp::spawn_with(|config, _| config.server.timeout = 1).await;
     app.stop_service("generator").await;
 
-    let response = app
-        .post_generate(json!({"prompt": "nobody is drawing"}))
-        .await;
+    let response = app.post_generate(json!({"prompt": "nobody is drawing"})).await;
 
     assert_eq!(response.status(), 202);
     let body: serde_json::Value = response.json().await.unwrap();
@@ -218,12 +180,7 @@ async fn openrouter_is_called_with_its_wire_format_and_a_5_mb_picture_passes_thr
 
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
-    let picture = app
-        .http
-        .get(body["data"][0]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let picture = app.http.get(body["data"][0]["url"].as_str().unwrap()).send().await.unwrap();
     let decoded = image::load_from_memory(&picture.bytes().await.unwrap()).unwrap();
     // Shrunk to fit 1920x1080 with the aspect ratio kept.
     assert_eq!((decoded.width(), decoded.height()), (1163, 1080));
@@ -234,24 +191,16 @@ async fn openrouter_is_called_with_its_wire_format_and_a_5_mb_picture_passes_thr
     assert_eq!(request.headers["authorization"], "Bearer sk-or-test-key");
     assert_eq!(request.headers["http-referer"], "https://huiying.example");
     assert_eq!(request.headers["x-title"], "huiying");
-    assert_eq!(
-        request.body["model"],
-        "google/gemini-2.5-flash-image-preview:free"
-    );
+    assert_eq!(request.body["model"], "google/gemini-2.5-flash-image-preview:free");
     assert_eq!(request.body["modalities"], json!(["image", "text"]));
     assert_eq!(request.body["messages"][0]["content"], "static noise");
-    assert_eq!(
-        app.records()[0]["model"],
-        "google/gemini-2.5-flash-image-preview:free"
-    );
+    assert_eq!(app.records()[0]["model"], "google/gemini-2.5-flash-image-preview:free");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_generators_share_the_work_and_no_job_is_drawn_twice() {
     let mut tiny = std::io::Cursor::new(Vec::new());
-    image::RgbImage::new(64, 64)
-        .write_to(&mut tiny, image::ImageFormat::Png)
-        .unwrap();
+    image::RgbImage::new(64, 64).write_to(&mut tiny, image::ImageFormat::Png).unwrap();
     let openrouter = FakeOpenRouter::returning_image(tiny.into_inner(), "image/png").await;
     let base_url = openrouter.base_url.clone();
     let mut app = TestApp::spawn_with(move |config, _| {
@@ -273,12 +222,7 @@ async fn two_generators_share_the_work_and_no_job_is_drawn_twice() {
             .send()
             .await
             .unwrap();
-        ids.push(
-            response.json::<serde_json::Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
     }
     for id in &ids {
         assert_eq!(app.wait_for_job(id).await["status"], "completed");

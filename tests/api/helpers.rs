@@ -33,20 +33,13 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A nats-server 2.10+ of the test's own, killed on drop.
@@ -73,11 +66,7 @@ pub fn nats_server_program() -> PathBuf {
                     continue;
                 };
                 let text = String::from_utf8_lossy(&output.stdout).to_string();
-                let version = text
-                    .split_whitespace()
-                    .find(|w| w.starts_with('v'))
-                    .unwrap_or("v0")
-                    .to_string();
+                let version = text.split_whitespace().find(|w| w.starts_with('v')).unwrap_or("v0").to_string();
                 if huiying::bus::check_server_version("", &version).is_ok() {
                     return candidate;
                 }
@@ -107,20 +96,12 @@ impl NatsServer {
             .expect("starting nats-server");
         let url = format!("nats://127.0.0.1:{port}");
         let probe = url.clone();
-        wait_for(
-            "nats-server to accept connections",
-            Duration::from_secs(15),
-            || {
-                let url = probe.clone();
-                async move { async_nats::connect(&url).await.ok() }
-            },
-        )
+        wait_for("nats-server to accept connections", Duration::from_secs(15), || {
+            let url = probe.clone();
+            async move { async_nats::connect(&url).await.ok() }
+        })
         .await;
-        Self {
-            process,
-            url,
-            _store: store,
-        }
+        Self { process, url, _store: store }
     }
 }
 
@@ -161,14 +142,55 @@ pub fn certificates() -> &'static TestCertificates {
                 .expect("the tests need the openssl command");
             assert!(status.success(), "openssl {args:?} failed");
         };
-        run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=huiying test CA"]);
-        run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=huiying test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
         std::fs::write(
             dir.path().join("server.ext"),
             "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
-        run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
         TestCertificates {
             ca: dir.path().join("ca.pem"),
             cert: dir.path().join("server.pem"),
@@ -195,12 +217,7 @@ impl SmtpServer {
         let (starttls_port, tls_port, plain_port) = (free_port(), free_port(), free_port());
         let process = Command::new("python3")
             .arg(Path::new(REPO).join("tests/support/smtp_server.py"))
-            .args([
-                "--starttls-port",
-                &starttls_port.to_string(),
-                "--tls-port",
-                &tls_port.to_string(),
-            ])
+            .args(["--starttls-port", &starttls_port.to_string(), "--tls-port", &tls_port.to_string()])
             .args(["--plain-port", &plain_port.to_string()])
             .arg("--cert")
             .arg(&certs.cert)
@@ -213,24 +230,12 @@ impl SmtpServer {
             .spawn()
             .expect("the tests need python3 with aiosmtpd (pip install aiosmtpd)");
         for port in [starttls_port, tls_port, plain_port] {
-            wait_for(
-                "the SMTP server to listen",
-                Duration::from_secs(15),
-                || async move {
-                    tokio::net::TcpStream::connect(("127.0.0.1", port))
-                        .await
-                        .ok()
-                },
-            )
+            wait_for("the SMTP server to listen", Duration::from_secs(15), || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+            })
             .await;
         }
-        Self {
-            process,
-            starttls_port,
-            tls_port,
-            plain_port,
-            maildir,
-        }
+        Self { process, starttls_port, tls_port, plain_port, maildir }
     }
 
     /// Every mail accepted so far, in arrival order.
@@ -241,22 +246,15 @@ impl SmtpServer {
             .filter(|p| p.extension().is_some_and(|e| e == "eml"))
             .collect();
         paths.sort();
-        paths
-            .iter()
-            .map(|p| ReceivedMail::parse(&std::fs::read(p).unwrap()))
-            .collect()
+        paths.iter().map(|p| ReceivedMail::parse(&std::fs::read(p).unwrap())).collect()
     }
 
     /// Waits until at least `count` mails arrived and returns all of them.
     pub async fn wait_for_mails(&self, count: usize) -> Vec<ReceivedMail> {
-        wait_for(
-            &format!("{count} mail(s)"),
-            Duration::from_secs(60),
-            || async {
-                let mails = self.mails();
-                (mails.len() >= count).then_some(mails)
-            },
-        )
+        wait_for(&format!("{count} mail(s)"), Duration::from_secs(60), || async {
+            let mails = self.mails();
+            (mails.len() >= count).then_some(mails)
+        })
         .await
     }
 }
@@ -286,47 +284,23 @@ pub struct ReceivedMail {
 
 impl ReceivedMail {
     pub fn parse(raw: &[u8]) -> Self {
-        let message = mail_parser::MessageParser::default()
-            .parse(raw)
-            .expect("a parseable mail");
+        let message = mail_parser::MessageParser::default().parse(raw).expect("a parseable mail");
         let addresses = |a: Option<&mail_parser::Address>| -> Vec<String> {
-            a.map(|a| {
-                a.iter()
-                    .filter_map(|x| x.address().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
+            a.map(|a| a.iter().filter_map(|x| x.address().map(String::from)).collect()).unwrap_or_default()
         };
         Self {
-            session: message
-                .header_raw("X-Test-Session")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
+            session: message.header_raw("X-Test-Session").unwrap_or_default().trim().to_string(),
             subject: message.subject().unwrap_or_default().to_string(),
             from: addresses(message.from()).join(","),
             to: addresses(message.to()),
             message_id: message.message_id().unwrap_or_default().to_string(),
-            html: message
-                .body_html(0)
-                .map(|b| b.into_owned())
-                .unwrap_or_default(),
-            text: message
-                .body_text(0)
-                .map(|b| b.into_owned())
-                .unwrap_or_default(),
-            header_names: message
-                .headers()
-                .iter()
-                .map(|h| h.name().to_string())
-                .collect(),
+            html: message.body_html(0).map(|b| b.into_owned()).unwrap_or_default(),
+            text: message.body_text(0).map(|b| b.into_owned()).unwrap_or_default(),
+            header_names: message.headers().iter().map(|h| h.name().to_string()).collect(),
             content_types: message
                 .parts
                 .iter()
-                .filter_map(|p| {
-                    p.content_type()
-                        .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
-                })
+                .filter_map(|p| p.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or(""))))
                 .collect(),
         }
     }
@@ -349,10 +323,7 @@ impl FakeOpenRouter {
     /// Answers every chat completion with `image` as a base64 `data:` URL.
     pub async fn returning_image(image: Vec<u8>, content_type: &str) -> Self {
         use base64::Engine;
-        let url = format!(
-            "data:{content_type};base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(&image)
-        );
+        let url = format!("data:{content_type};base64,{}", base64::engine::general_purpose::STANDARD.encode(&image));
         let answer = serde_json::json!({
             "id": "gen-test",
             "object": "chat.completion",
@@ -371,33 +342,27 @@ impl FakeOpenRouter {
         let seen = requests.clone();
         let app = axum::Router::new().route(
             "/api/v1/chat/completions",
-            post(
-                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let seen = seen.clone();
-                    let answer = answer.clone();
-                    async move {
-                        seen.lock().unwrap().push(FakeRequest {
-                            headers: headers
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                                .collect(),
-                            body: serde_json::from_slice(&body).unwrap_or_default(),
-                        });
-                        axum::Json(answer)
-                    }
-                },
-            ),
+            post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = seen.clone();
+                let answer = answer.clone();
+                async move {
+                    seen.lock().unwrap().push(FakeRequest {
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                            .collect(),
+                        body: serde_json::from_slice(&body).unwrap_or_default(),
+                    });
+                    axum::Json(answer)
+                }
+            }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/api/v1", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self {
-            base_url,
-            requests,
-            task,
-        }
+        Self { base_url, requests, task }
     }
 
     pub fn request_count(&self) -> usize {
@@ -462,7 +427,7 @@ impl TestApp {
         config.smtp.username = SMTP_USER.into();
         config.smtp.password = Secret::new(SMTP_PASSWORD);
         config.smtp.from = format!("绘影 <{SMTP_USER}>");
-        config.smtp.to = MAIL_TO.into();
+        config.smtp.to = vec![MAIL_TO.into()];
         config.smtp.ca_file = certificates().ca.display().to_string();
         config.smtp.retry_delay = 0;
         config.smtp.outbox_dir = dir.path().join("outbox");
@@ -480,9 +445,7 @@ impl TestApp {
             nats_server,
         };
         let ingest_config = app.config.clone();
-        app.track("ingest", move |stop| {
-            huiying::ingest::serve(listener, ingest_config, stop)
-        });
+        app.track("ingest", move |stop| huiying::ingest::serve(listener, ingest_config, stop));
         for service in ["generator", "store", "mailer"] {
             app.start_service(service);
         }
@@ -497,10 +460,7 @@ impl TestApp {
     {
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(stop.clone()));
-        self.services
-            .entry(name)
-            .or_default()
-            .push(Running { stop, task });
+        self.services.entry(name).or_default().push(Running { stop, task });
     }
 
     /// Starts (another instance of) a service; several instances share the work.
@@ -532,12 +492,7 @@ impl TestApp {
     }
 
     pub async fn post_generate(&self, body: serde_json::Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/generate-image", self.address))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(format!("{}/generate-image", self.address)).json(&body).send().await.unwrap()
     }
 
     pub async fn post_generate_raw(&self, body: &str) -> reqwest::Response {
@@ -551,58 +506,37 @@ impl TestApp {
     }
 
     pub async fn get_job(&self, id: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}/jobs/{id}", self.address))
-            .send()
-            .await
-            .unwrap()
+        self.http.get(format!("{}/jobs/{id}", self.address)).send().await.unwrap()
     }
 
     /// Waits until the job is completed or failed, and returns its state.
     pub async fn wait_for_job(&self, id: &str) -> serde_json::Value {
-        wait_for(
-            &format!("job {id} to finish"),
-            Duration::from_secs(60),
-            || async {
-                let state: serde_json::Value = self.get_job(id).await.json().await.ok()?;
-                matches!(state["status"].as_str(), Some("completed" | "failed")).then_some(state)
-            },
-        )
+        wait_for(&format!("job {id} to finish"), Duration::from_secs(60), || async {
+            let state: serde_json::Value = self.get_job(id).await.json().await.ok()?;
+            matches!(state["status"].as_str(), Some("completed" | "failed")).then_some(state)
+        })
         .await
     }
 
     /// Publishes raw bytes to a subject through JetStream, as any NATS client could.
     pub async fn publish(&self, subject: &str, payload: &str) {
         let js = async_nats::jetstream::new(self.nats.clone());
-        js.publish(subject.to_string(), payload.to_string().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        js.publish(subject.to_string(), payload.to_string().into()).await.unwrap().await.unwrap();
     }
 
     /// Waits until `consumer` has nothing pending or unacknowledged: every event so far
     /// has been fully handled, so counting side effects now is final.
     pub async fn wait_until_consumer_idle(&self, consumer: &str) {
         let js = async_nats::jetstream::new(self.nats.clone());
-        wait_for(
-            &format!("consumer {consumer} to be idle"),
-            Duration::from_secs(60),
-            || {
-                let js = js.clone();
-                async move {
-                    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-                        .get_stream(huiying::bus::STREAM)
-                        .await
-                        .ok()?
-                        .get_consumer(consumer)
-                        .await
-                        .ok()?;
-                    let info = consumer.info().await.ok()?;
-                    (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-                }
-            },
-        )
+        wait_for(&format!("consumer {consumer} to be idle"), Duration::from_secs(60), || {
+            let js = js.clone();
+            async move {
+                let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                    js.get_stream(huiying::bus::STREAM).await.ok()?.get_consumer(consumer).await.ok()?;
+                let info = consumer.info().await.ok()?;
+                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+            }
+        })
         .await
     }
 
@@ -615,13 +549,7 @@ impl TestApp {
         use futures::StreamExt;
         let js = async_nats::jetstream::new(self.nats.clone());
         let bucket = js.get_key_value(huiying::bus::MAIL_BUCKET).await.unwrap();
-        let keys: Vec<String> = bucket
-            .keys()
-            .await
-            .unwrap()
-            .map(|k| k.unwrap())
-            .collect()
-            .await;
+        let keys: Vec<String> = bucket.keys().await.unwrap().map(|k| k.unwrap()).collect().await;
         let mut entries = Vec::new();
         for key in keys {
             let value = bucket.get(&key).await.unwrap().unwrap();
@@ -633,14 +561,8 @@ impl TestApp {
     /// The records table, read straight from the SQLite file.
     pub fn records(&self) -> Vec<HashMap<String, String>> {
         let db = rusqlite::Connection::open(&self.config.database.path).unwrap();
-        let mut statement = db
-            .prepare("SELECT * FROM image_records ORDER BY id")
-            .unwrap();
-        let columns: Vec<String> = statement
-            .column_names()
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
+        let mut statement = db.prepare("SELECT * FROM image_records ORDER BY id").unwrap();
+        let columns: Vec<String> = statement.column_names().iter().map(|c| c.to_string()).collect();
         statement
             .query_map([], |row| {
                 let mut record = HashMap::new();

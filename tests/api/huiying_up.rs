@@ -11,11 +11,7 @@ use crate::helpers::{REPO, free_port, nats_server_program, wait_for};
 async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_mail_in_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let (http_port, nats_port) = (free_port(), free_port());
-    std::fs::copy(
-        Path::new(REPO).join("nats.conf"),
-        dir.path().join("nats.conf"),
-    )
-    .unwrap();
+    std::fs::copy(Path::new(REPO).join("nats.conf"), dir.path().join("nats.conf")).unwrap();
     let mut up = Command::new(env!("CARGO_BIN_EXE_huiying"))
         .arg("up")
         .current_dir(dir.path())
@@ -42,28 +38,15 @@ async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_ma
             break;
         }
     }
-    assert!(
-        banner.contains(&format!("http://localhost:{http_port}/")),
-        "{banner}"
-    );
-    assert!(
-        banner.contains("started by huiying: nats-server 2.1"),
-        "{banner}"
-    );
-    assert!(
-        banner.contains("SMTP disabled") && banner.contains("outbox"),
-        "{banner}"
-    );
+    assert!(banner.contains(&format!("http://localhost:{http_port}/")), "{banner}");
+    assert!(banner.contains("started by huiying: nats-server 2.1"), "{banner}");
+    assert!(banner.contains("SMTP disabled") && banner.contains("outbox"), "{banner}");
     assert!(banner.contains("offline placeholder"), "{banner}");
 
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{http_port}");
     wait_for("huiying up to answer", Duration::from_secs(30), || async {
-        http.get(format!("{url}/health"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
+        http.get(format!("{url}/health")).send().await.ok().filter(|r| r.status().is_success())
     })
     .await;
     let response = http
@@ -75,40 +58,23 @@ async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_ma
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     let image_url = body["data"][0]["url"].as_str().unwrap();
-    assert!(image_url.starts_with(&format!(
-        "http://localhost:{http_port}/static/images/huiying_image_"
-    )));
+    assert!(image_url.starts_with(&format!("http://localhost:{http_port}/static/images/huiying_image_")));
     let outbox = dir.path().join("outbox");
-    let mail = wait_for(
-        "the mail in the outbox",
-        Duration::from_secs(30),
-        || async {
-            let entry = std::fs::read_dir(&outbox).ok()?.next()?.ok()?;
-            Some(std::fs::read(entry.path()).unwrap())
-        },
-    )
+    let mail = wait_for("the mail in the outbox", Duration::from_secs(30), || async {
+        let entry = std::fs::read_dir(&outbox).ok()?.next()?.ok()?;
+        Some(std::fs::read(entry.path()).unwrap())
+    })
     .await;
     let mail = crate::helpers::ReceivedMail::parse(&mail);
     assert!(mail.html.contains("测试绘影邮件通知功能") && mail.html.contains(image_url));
     assert!(dir.path().join("huiying.db").is_file());
-    assert!(
-        dir.path().join(".huiying/nats/jetstream").is_dir(),
-        "JetStream data where nats.conf says"
-    );
+    assert!(dir.path().join(".huiying/nats/jetstream").is_dir(), "JetStream data where nats.conf says");
 
     // SIGTERM stops everything, including the nats-server it started.
-    Command::new("kill")
-        .args(["-TERM", &up.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
     let status = up.wait().unwrap();
     assert!(status.success(), "{status}");
-    assert!(
-        async_nats::connect(format!("nats://127.0.0.1:{nats_port}"))
-            .await
-            .is_err(),
-        "nats-server still running"
-    );
+    assert!(async_nats::connect(format!("nats://127.0.0.1:{nats_port}")).await.is_err(), "nats-server still running");
 }
 
 #[test]
@@ -130,13 +96,7 @@ fn huiying_up_without_a_new_enough_nats_server_says_which_version_it_needs() {
 
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("needs nats-server 2.10 or newer"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("needs nats-server 2.10 or newer"), "{stderr}");
     assert!(stderr.contains("2.9.10"), "{stderr}");
-    assert!(
-        stderr.contains("scripts/install-nats-server.sh"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("scripts/install-nats-server.sh"), "{stderr}");
 }

@@ -1,0 +1,95 @@
+//! `huiying mail ...`: what a user runs to check the mail setup and to deal with
+//! notifications that failed.
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{Composer, Connected, DeliveryState, Mailer, Notice, Transport};
+use crate::config::{Config, TlsMode};
+use crate::jobs::JobBoard;
+
+/// Sends a test mail with the current configuration. `Ok` says where it went; `Err`
+/// says why it failed and what to do, never showing the password.
+pub async fn test(config: &Config) -> anyhow::Result<String> {
+    let smtp = &config.smtp;
+    let composer = Composer::from_config(smtp)?;
+    let transport = Transport::from_config(smtp)?;
+    let message = composer.compose_test()?;
+    let recipients = smtp.to.join(", ");
+    transport
+        .send(message, smtp)
+        .await
+        .map_err(|e| anyhow::anyhow!("the test mail was not sent: {}", e.explained()))?;
+    Ok(match transport {
+        Transport::Outbox(_) => format!(
+            "SMTP is disabled ([smtp] enable = false): the test mail was written to {}. Set enable = true to send real mail.",
+            smtp.outbox_dir.display()
+        ),
+        Transport::Smtp(_) => {
+            let tls = match smtp.effective_tls() {
+                TlsMode::Tls => "implicit TLS",
+                TlsMode::None => "no TLS",
+                _ => "STARTTLS",
+            };
+            format!("test mail accepted by {}:{} ({tls}) for {recipients}", smtp.host, smtp.port)
+        }
+    })
+}
+
+/// Lines describing every notification that was given up (and those still retrying).
+pub async fn failed(config: &Config) -> anyhow::Result<Vec<String>> {
+    let Connected { mailer, .. } = Mailer::connect(config, &CancellationToken::new()).await?;
+    let mut lines = Vec::new();
+    let store = mailer.log().store();
+    let mut keys = store.keys().await?;
+    while let Some(key) = keys.next().await {
+        let Some(entry) = mailer.log().get_key(&key?).await? else { continue };
+        if entry.state == DeliveryState::Sent {
+            continue;
+        }
+        lines.push(format!(
+            "{}  {:<9}  {:<8}  attempts {}  to {}  {}",
+            entry.job_id,
+            entry.kind,
+            format!("{:?}", entry.state).to_lowercase(),
+            entry.attempts,
+            entry.recipients.join(","),
+            entry.last_error.unwrap_or_default()
+        ));
+    }
+    Ok(lines)
+}
+
+/// Sends the notifications of these jobs again (those not yet sent; all with `force`),
+/// recording the outcome. Returns one line per job.
+pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow::Result<Vec<String>> {
+    let Connected { mailer, bus, .. } = Mailer::connect(config, &CancellationToken::new()).await?;
+    let jobs = JobBoard::new(bus.jobs.clone());
+    let mut lines = Vec::new();
+    for id in job_ids {
+        let Some(status) = jobs.get(id).await? else {
+            lines.push(format!("{id}: no such job"));
+            continue;
+        };
+        let notice = match (&status.result, &status.error) {
+            (Some(completed), _) => Notice::completed(completed),
+            (None, Some(failed)) => Notice::failed(failed),
+            _ => {
+                lines.push(format!("{id}: still {:?}, nothing to notify yet", status.status));
+                continue;
+            }
+        };
+        let previous = mailer.log().get(id, notice.kind.name()).await?;
+        if previous.as_ref().is_some_and(|p| p.state == DeliveryState::Sent) && !force {
+            lines.push(format!("{id}: already sent (use --force to send again)"));
+            continue;
+        }
+        let attempt = previous.map_or(1, |p| p.attempts + 1);
+        let outcome = mailer.notify(&notice, attempt, false).await;
+        lines.push(match outcome.state {
+            DeliveryState::Sent => format!("{id}: sent to {}", outcome.recipients.join(", ")),
+            _ => format!("{id}: failed again: {}", outcome.last_error.unwrap_or_default()),
+        });
+    }
+    Ok(lines)
+}

@@ -1,0 +1,243 @@
+//! Turning an event into a message: who it goes to, what the templates see, and the
+//! MIME structure (text + HTML, optionally the picture inline).
+
+use lettre::Message;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use serde_json::{Value, json};
+use time::macros::format_description;
+
+use super::templates::{Kind, Templates};
+use crate::config::SmtpConfig;
+use crate::events::{ImageCompleted, ImageFailed};
+
+/// Content-ID of the inline picture.
+const IMAGE_CID: &str = "image@huiying";
+
+/// One notification, ready to be composed.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub kind: Kind,
+    pub job_id: String,
+    /// What the templates see.
+    pub context: Value,
+    /// The request's own recipient, if it named one.
+    pub notify_email: Option<String>,
+    /// The stored picture, for `attach_image`.
+    pub image: Option<ImageRef>,
+}
+
+/// Where the stored picture is, to attach it.
+#[derive(Debug, Clone)]
+pub struct ImageRef {
+    pub filename: String,
+    pub url: String,
+    pub content_type: &'static str,
+}
+
+/// A picture to put in the mail.
+pub struct InlineImage {
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+impl Notice {
+    pub fn completed(event: &ImageCompleted) -> Self {
+        let content_type = match event.format.as_str() {
+            "png" => "image/png",
+            "webp" => "image/webp",
+            _ => "image/jpeg",
+        };
+        Self {
+            kind: Kind::Completed,
+            job_id: event.id.clone(),
+            context: json!({
+                "id": event.id,
+                "prompt": event.prompt,
+                "short_prompt": shorten(&event.prompt, 30),
+                "english_prompt": event.english_prompt,
+                "show_english_prompt": event.english_prompt != event.prompt,
+                "model": event.model,
+                "url": event.url,
+                "image_src": event.url,
+                "width": event.width,
+                "height": event.height,
+                "preview_width": event.width.min(544),
+                "format": event.format.to_uppercase(),
+                "file_size": event.file_size,
+                "file_size_human": human_size(event.file_size),
+                "duration_seconds": format!("{:.1}", event.duration_ms as f64 / 1000.0),
+                "completed_at": event.completed_at.format(TIME_FORMAT).unwrap_or_default(),
+            }),
+            notify_email: event.notify_email.clone(),
+            image: Some(ImageRef { filename: event.filename.clone(), url: event.url.clone(), content_type }),
+        }
+    }
+
+    pub fn failed(event: &ImageFailed) -> Self {
+        Self {
+            kind: Kind::Failed,
+            job_id: event.id.clone(),
+            context: json!({
+                "id": event.id,
+                "prompt": event.prompt,
+                "short_prompt": shorten(&event.prompt, 30),
+                "model": event.model,
+                "stage": event.stage,
+                "error": event.error,
+                "attempts": event.attempts,
+                "failed_at": event.failed_at.format(TIME_FORMAT).unwrap_or_default(),
+            }),
+            notify_email: event.notify_email.clone(),
+            image: None,
+        }
+    }
+}
+
+/// Templates, sender and recipients: everything needed to write a message.
+pub struct Composer {
+    templates: Templates,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    bcc: Vec<Mailbox>,
+    settings: SmtpConfig,
+}
+
+impl Composer {
+    /// Checks addresses and templates, so that a mistake stops the mailer at start,
+    /// not at the first mail.
+    pub fn from_config(smtp: &SmtpConfig) -> anyhow::Result<Self> {
+        let templates = Templates::load(&smtp.templates_dir, &smtp.language)?;
+        let default_name = if smtp.language == "en" { "huiying" } else { "绘影" };
+        let from = match smtp.from.trim() {
+            "" => format!("{default_name} <huiying@localhost>"),
+            from => from.to_string(),
+        };
+        let mut from: Mailbox =
+            from.parse().map_err(|e| anyhow::anyhow!("bad configuration: smtp.from {:?}: {e}", smtp.from))?;
+        if from.name.is_none() {
+            from.name = Some(default_name.into());
+        }
+        let mailboxes = |key: &str, list: &[String]| -> anyhow::Result<Vec<Mailbox>> {
+            list.iter()
+                .map(|a| a.parse().map_err(|e| anyhow::anyhow!("bad configuration: smtp.{key} {a:?}: {e}")))
+                .collect()
+        };
+        let mut to = mailboxes("to", &smtp.to)?;
+        if to.is_empty() {
+            // Only reachable with SMTP disabled (the loader requires `to` otherwise).
+            to.push("outbox <outbox@localhost>".parse().expect("a valid address"));
+        }
+        Ok(Self {
+            templates,
+            from,
+            to,
+            cc: mailboxes("cc", &smtp.cc)?,
+            bcc: mailboxes("bcc", &smtp.bcc)?,
+            settings: smtp.clone(),
+        })
+    }
+
+    /// The primary recipients of a notice: the request's own when allowed, else `to`.
+    pub fn recipients_for(&self, notice: &Notice) -> Vec<Mailbox> {
+        match &notice.notify_email {
+            Some(address) if self.settings.allows_recipient(address) => match address.parse() {
+                Ok(mailbox) => vec![mailbox],
+                Err(_) => self.to.clone(),
+            },
+            Some(address) => {
+                // ingest checks this; a message published straight to NATS may not have been.
+                tracing::warn!(job = %notice.job_id, %address, "notify_email not in allowed_recipients; using [smtp] to");
+                self.to.clone()
+            }
+            None => self.to.clone(),
+        }
+    }
+
+    /// Everyone the message goes to, for the log.
+    pub fn all_recipients(&self, notice: &Notice) -> Vec<String> {
+        let primary = self.recipients_for(notice);
+        primary.iter().chain(&self.cc).chain(&self.bcc).map(|m| m.email.to_string()).collect()
+    }
+
+    pub fn compose(&self, notice: &Notice, image: Option<InlineImage>) -> anyhow::Result<Message> {
+        let mut context = notice.context.clone();
+        if image.is_some() {
+            context["image_src"] = Value::String(format!("cid:{IMAGE_CID}"));
+        }
+        let rendered = self.templates.render(notice.kind, &context)?;
+        let message_id = format!("<huiying.{}.{}@{}>", notice.kind.name(), notice.job_id, self.from.email.domain());
+        let body = match image {
+            None => MultiPart::alternative_plain_html(rendered.text, rendered.html),
+            Some(image) => MultiPart::alternative().singlepart(SinglePart::plain(rendered.text)).multipart(
+                MultiPart::related().singlepart(SinglePart::html(rendered.html)).singlepart(
+                    Attachment::new_inline(IMAGE_CID.into())
+                        .body(image.bytes, ContentType::parse(image.content_type).expect("a valid content type")),
+                ),
+            ),
+        };
+        self.message(&rendered.subject, message_id, self.recipients_for(notice), body)
+    }
+
+    /// The mail `huiying mail test` sends: no template involved, both languages.
+    pub fn compose_test(&self) -> anyhow::Result<Message> {
+        let text = "这是一封来自绘影（huiying）的测试邮件：您的 SMTP 配置可以正常发送邮件。\n\n\
+                    This is a test mail from huiying: your SMTP settings can send mail.\n";
+        let html = format!("<p>{}</p>", text.replace('\n', "<br>"));
+        let body = MultiPart::alternative_plain_html(text.to_string(), html);
+        let id = format!("<huiying.test.{}@{}>", uuid::Uuid::new_v4(), self.from.email.domain());
+        self.message("绘影测试邮件 / huiying test mail", id, self.to.clone(), body)
+    }
+
+    fn message(&self, subject: &str, message_id: String, to: Vec<Mailbox>, body: MultiPart) -> anyhow::Result<Message> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(subject)
+            // Stable per job and kind, so a receiving server can spot a duplicate too.
+            .message_id(Some(message_id));
+        for mailbox in to {
+            builder = builder.to(mailbox);
+        }
+        for mailbox in &self.cc {
+            builder = builder.cc(mailbox.clone());
+        }
+        for mailbox in &self.bcc {
+            builder = builder.bcc(mailbox.clone());
+        }
+        Ok(builder.multipart(body)?)
+    }
+}
+
+const TIME_FORMAT: &[time::format_description::FormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+
+fn shorten(text: &str, max_chars: usize) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 => format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 => format!("{:.1} KB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_prompts_are_shown_briefly() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KB");
+        assert_eq!(human_size(5 * 1024 * 1024), "5.0 MB");
+        assert_eq!(shorten("一只\n可爱的猫", 30), "一只 可爱的猫");
+        assert_eq!(shorten("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,70 @@
+//! An optional per-minute limit on sending: providers throttle, or block, bursts.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// Lets at most `per_minute` sends start in any 60-second window (0: no limit).
+pub struct SendLimit {
+    per_minute: usize,
+    started: Mutex<VecDeque<Instant>>,
+}
+
+impl SendLimit {
+    pub fn per_minute(per_minute: u32) -> Self {
+        Self { per_minute: per_minute as usize, started: Mutex::new(VecDeque::new()) }
+    }
+
+    /// Waits until another send may start, and counts it.
+    pub async fn acquire(&self) {
+        if self.per_minute == 0 {
+            return;
+        }
+        loop {
+            let wait = {
+                let mut started = self.started.lock().await;
+                let now = Instant::now();
+                while started.front().is_some_and(|&t| now.duration_since(t) >= WINDOW) {
+                    started.pop_front();
+                }
+                if started.len() < self.per_minute {
+                    started.push_back(now);
+                    return;
+                }
+                WINDOW - now.duration_since(started[0])
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_third_send_in_a_minute_waits_for_the_first_to_leave_the_window() {
+        let limit = SendLimit::per_minute(2);
+        let start = Instant::now();
+        limit.acquire().await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        limit.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        limit.acquire().await;
+        assert_eq!(start.elapsed(), WINDOW, "waited until the first send was a minute old");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_means_no_limit() {
+        let limit = SendLimit::per_minute(0);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            limit.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

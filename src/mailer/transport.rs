@@ -1,0 +1,138 @@
+//! Where mail goes (an SMTP server or the outbox folder), and what a failure means:
+//! whether to retry, and what the user should do about it.
+
+use std::time::Duration;
+
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::{SmtpConfig, TlsMode};
+
+#[derive(Clone)]
+pub enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Outbox(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Why a mail was not accepted.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// What happened, as the server or the network said it (never the password).
+    pub message: String,
+    /// Trying again cannot help (5xx replies, refused login, TLS set up wrong).
+    pub permanent: bool,
+    /// What to do about it, in words a user can act on.
+    pub hint: Option<String>,
+}
+
+impl SendError {
+    /// The message and, when there is one, the hint.
+    pub fn explained(&self) -> String {
+        match &self.hint {
+            Some(hint) => format!("{} — {hint}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+impl Transport {
+    pub fn from_config(smtp: &SmtpConfig) -> anyhow::Result<Self> {
+        if !smtp.enable {
+            std::fs::create_dir_all(&smtp.outbox_dir).map_err(|e| {
+                anyhow::anyhow!("bad configuration: smtp.outbox_dir {}: {e}", smtp.outbox_dir.display())
+            })?;
+            return Ok(Transport::Outbox(AsyncFileTransport::new(&smtp.outbox_dir)));
+        }
+        let mut parameters = TlsParameters::builder(smtp.host.clone());
+        if !smtp.ca_file.is_empty() {
+            let pem = std::fs::read(&smtp.ca_file)
+                .map_err(|e| anyhow::anyhow!("bad configuration: smtp.ca_file {}: {e}", smtp.ca_file))?;
+            let certificate = Certificate::from_pem(&pem).map_err(|e| {
+                anyhow::anyhow!("bad configuration: smtp.ca_file {} is no PEM certificate: {e}", smtp.ca_file)
+            })?;
+            parameters = parameters.add_root_certificate(certificate);
+        }
+        let parameters = parameters.build_rustls()?;
+        let tls = match smtp.effective_tls() {
+            TlsMode::Tls => Tls::Wrapper(parameters),
+            // Required: never fall back to plain text when the server lacks STARTTLS.
+            TlsMode::Starttls | TlsMode::Auto => Tls::Required(parameters),
+            TlsMode::None => Tls::None,
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
+            .port(smtp.port)
+            .tls(tls)
+            .timeout(Some(Duration::from_secs(smtp.timeout)));
+        if !smtp.username.is_empty() {
+            builder = builder.credentials(Credentials::new(smtp.username.clone(), smtp.password.expose().to_string()));
+        }
+        // lettre pools connections by default, so bursts reuse one authenticated session.
+        Ok(Transport::Smtp(builder.build()))
+    }
+
+    pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<(), SendError> {
+        match self {
+            Transport::Outbox(outbox) => outbox.send(message).await.map(|_| ()).map_err(|e| SendError {
+                message: format!("writing to the outbox {} failed: {e}", smtp.outbox_dir.display()),
+                permanent: false,
+                hint: None,
+            }),
+            Transport::Smtp(transport) => transport.send(message).await.map(|_| ()).map_err(|e| classify(&e, smtp)),
+        }
+    }
+}
+
+/// Sorts an SMTP failure into retry or give up, and finds advice for the user.
+pub fn classify(error: &lettre::transport::smtp::Error, smtp: &SmtpConfig) -> SendError {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    let code = error.status().map(|c| c.to_string()).unwrap_or_default();
+    let port_hint = match (smtp.effective_tls(), smtp.port) {
+        (TlsMode::Starttls, 465) => Some("port 465 expects implicit TLS: set [smtp] tls = \"auto\" or \"tls\""),
+        (TlsMode::Tls, port) if port != 465 => Some(
+            "implicit TLS is normally used only on port 465: for 587 or 25 set [smtp] tls = \"auto\" or \"starttls\"",
+        ),
+        _ => None,
+    };
+    let address = format!("{}:{}", smtp.host, smtp.port);
+    let (permanent, hint) = if code.starts_with("535") || code.starts_with("534") || code.starts_with("530") {
+        (true, Some("the server refused the login: check [smtp] username and password. QQ Mail and 163 need the authorization code (授权码) from the mailbox settings, not the login password; Gmail needs an app password".to_string()))
+    } else if code.starts_with("55") || code.starts_with("501") {
+        (true, Some("the server refused the sender or a recipient: with QQ Mail, 163 and Gmail, [smtp] from must be the same address as [smtp] username; check the recipients' addresses".to_string()))
+    } else if error.is_permanent() {
+        (true, None)
+    } else if message.contains("STARTTLS is not supported") {
+        (
+            true,
+            Some(format!(
+                "{address} does not offer STARTTLS: use port 465 with implicit TLS, or set [smtp] tls = \"none\" only for a trusted relay on your own network"
+            )),
+        )
+    } else if error.is_tls() {
+        let hint = port_hint.map(String::from).unwrap_or_else(|| {
+            "the TLS connection failed: check [smtp] host, and [smtp] ca_file for a self-signed server".into()
+        });
+        (true, Some(hint))
+    } else if error.is_timeout() {
+        let hint = port_hint
+            .map(String::from)
+            .unwrap_or_else(|| format!("{address} did not answer within [smtp] timeout ({} s)", smtp.timeout));
+        (false, Some(hint))
+    } else if error.is_transient() {
+        (false, Some("the server asked to try again later; huiying will".to_string()))
+    } else {
+        (
+            false,
+            Some(format!(
+                "cannot reach {address}: check [smtp] host and port, and that this machine may connect out on that port (cloud hosts often block port 25)"
+            )),
+        )
+    };
+    SendError { message, permanent, hint }
+}
