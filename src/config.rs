@@ -201,6 +201,9 @@ pub struct NatsConfig {
     pub server_bin: String,
     /// Configuration file of the nats-server that `huiying up` starts.
     pub server_config: PathBuf,
+    /// Seconds a delivery may stay unacknowledged before JetStream gives it to another
+    /// instance. Long model calls send progress acks, so this need not cover them.
+    pub ack_wait: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,7 +293,12 @@ impl Default for SmtpConfig {
 
 impl Default for NatsConfig {
     fn default() -> Self {
-        Self { url: "nats://127.0.0.1:4222".into(), server_bin: String::new(), server_config: "nats.conf".into() }
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            server_bin: String::new(),
+            server_config: "nats.conf".into(),
+            ack_wait: 60,
+        }
     }
 }
 
@@ -312,6 +320,12 @@ impl ServerConfig {
 
     pub fn wait_timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
+    }
+}
+
+impl NatsConfig {
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_secs(self.ack_wait.max(1))
     }
 }
 

@@ -102,12 +102,12 @@ pub struct Generator {
     settings: GeneratorConfig,
 }
 
-pub fn consumer_spec(settings: &GeneratorConfig) -> ConsumerSpec {
+pub fn consumer_spec(settings: &GeneratorConfig, ack_wait: Duration) -> ConsumerSpec {
     ConsumerSpec {
         durable: "generator",
         description: "huiying generator: draws requested pictures",
         subjects: &[events::IMAGE_REQUESTED],
-        ack_wait: Duration::from_secs(60),
+        ack_wait,
         // Unlimited: the handler decides when a provider failure is final, and NATS
         // hiccups (object store, publish) are retried until NATS is healthy again.
         max_deliver: -1,
@@ -119,7 +119,7 @@ pub fn consumer_spec(settings: &GeneratorConfig) -> ConsumerSpec {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let providers = Providers::from_config(&config)?;
     let bus = Bus::connect(&config.nats, "huiying-generator", &shutdown).await?;
-    let spec = consumer_spec(&config.generator);
+    let spec = consumer_spec(&config.generator, config.nats.ack_wait());
     let consumer = bus.durable_consumer(&spec).await?;
     tracing::info!(default_model = providers.default_model(), "generator ready");
     let generator = Generator {

@@ -44,12 +44,12 @@ pub struct Mailer {
     http: reqwest::Client,
 }
 
-pub fn consumer_spec() -> ConsumerSpec {
+pub fn consumer_spec(ack_wait: Duration) -> ConsumerSpec {
     ConsumerSpec {
         durable: "mailer",
         description: "huiying mailer: emails completions and failures",
         subjects: &[events::IMAGE_COMPLETED, events::IMAGE_FAILED],
-        ack_wait: Duration::from_secs(60),
+        ack_wait,
         // The handler decides when to give up (smtp.max_attempts).
         max_deliver: -1,
         max_ack_pending: 64,
@@ -69,7 +69,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             "mailer ready: SMTP disabled, writing mails to the outbox"
         ),
     }
-    worker::run(consumer, 4, consumer_spec().ack_wait, shutdown, move |received| {
+    worker::run(consumer, 4, config.nats.ack_wait(), shutdown, move |received| {
         let mailer = mailer.clone();
         async move { mailer.handle(received).await }
     })
@@ -90,7 +90,7 @@ impl Mailer {
         let composer = Composer::from_config(&config.smtp)?;
         let transport = Transport::from_config(&config.smtp)?;
         let bus = Bus::connect(&config.nats, "huiying-mailer", shutdown).await?;
-        let consumer = bus.durable_consumer(&consumer_spec()).await?;
+        let consumer = bus.durable_consumer(&consumer_spec(config.nats.ack_wait())).await?;
         let mailer = Mailer {
             log: SentLog::new(bus.mail.clone()),
             composer: Arc::new(composer),

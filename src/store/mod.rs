@@ -35,12 +35,12 @@ pub struct Store {
     processing: Arc<ImageProcessingConfig>,
 }
 
-pub fn consumer_spec() -> ConsumerSpec {
+pub fn consumer_spec(ack_wait: Duration) -> ConsumerSpec {
     ConsumerSpec {
         durable: "store",
         description: "huiying store: processes, writes and records pictures",
         subjects: &[events::IMAGE_GENERATED],
-        ack_wait: Duration::from_secs(60),
+        ack_wait,
         // The handler decides what is final; infrastructure hiccups retry until healthy.
         max_deliver: -1,
         max_ack_pending: 64,
@@ -57,7 +57,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::warn!("[cloudflare_r2] is configured, but this build stores pictures locally only");
     }
     let bus = Bus::connect(&config.nats, "huiying-store", &shutdown).await?;
-    let spec = consumer_spec();
+    let spec = consumer_spec(config.nats.ack_wait());
     let consumer = bus.durable_consumer(&spec).await?;
     tracing::info!(images_dir = %config.server.images_dir.display(), database = %config.database.path.display(), "store ready");
     let store = Store {

@@ -202,40 +202,71 @@ pub fn certificates() -> &'static TestCertificates {
 
 /// A real SMTP server (aiosmtpd) whose accepted mails land in a folder.
 pub struct SmtpServer {
-    process: Child,
+    process: Option<Child>,
     pub starttls_port: u16,
     pub tls_port: u16,
     /// Speaks SMTP without offering STARTTLS.
     pub plain_port: u16,
+    /// After this many mails, every RCPT waits `pause_seconds` once (0: never).
+    pub pause_after: usize,
+    pub pause_seconds: f64,
     maildir: TempDir,
 }
 
 impl SmtpServer {
     pub async fn start() -> Self {
+        let mut server = Self::stopped();
+        server.restart().await;
+        server
+    }
+
+    /// A server with ports and a mail folder, not yet listening.
+    pub fn stopped() -> Self {
+        Self {
+            process: None,
+            starttls_port: free_port(),
+            tls_port: free_port(),
+            plain_port: free_port(),
+            pause_after: 0,
+            pause_seconds: 0.0,
+            maildir: TempDir::new().unwrap(),
+        }
+    }
+
+    /// Stops the server, as an outage would; its mail folder stays.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// (Re)starts the server on the same ports and mail folder.
+    pub async fn restart(&mut self) {
+        self.stop();
         let certs = certificates();
-        let maildir = TempDir::new().unwrap();
-        let (starttls_port, tls_port, plain_port) = (free_port(), free_port(), free_port());
         let process = Command::new("python3")
             .arg(Path::new(REPO).join("tests/support/smtp_server.py"))
-            .args(["--starttls-port", &starttls_port.to_string(), "--tls-port", &tls_port.to_string()])
-            .args(["--plain-port", &plain_port.to_string()])
+            .args(["--starttls-port", &self.starttls_port.to_string(), "--tls-port", &self.tls_port.to_string()])
+            .args(["--plain-port", &self.plain_port.to_string()])
+            .args(["--pause-after", &self.pause_after.to_string(), "--pause-seconds", &self.pause_seconds.to_string()])
             .arg("--cert")
             .arg(&certs.cert)
             .arg("--key")
             .arg(&certs.key)
             .args(["--user", SMTP_USER, "--password", SMTP_PASSWORD])
             .arg("--maildir")
-            .arg(maildir.path())
+            .arg(self.maildir.path())
             .stdout(Stdio::null())
             .spawn()
             .expect("the tests need python3 with aiosmtpd (pip install aiosmtpd)");
-        for port in [starttls_port, tls_port, plain_port] {
+        self.process = Some(process);
+        for port in [self.starttls_port, self.tls_port, self.plain_port] {
             wait_for("the SMTP server to listen", Duration::from_secs(15), || async move {
                 tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
             })
             .await;
         }
-        Self { process, starttls_port, tls_port, plain_port, maildir }
     }
 
     /// Every mail accepted so far, in arrival order.
@@ -261,8 +292,7 @@ impl SmtpServer {
 
 impl Drop for SmtpServer {
     fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.stop();
     }
 }
 
@@ -538,6 +568,35 @@ impl TestApp {
             }
         })
         .await
+    }
+
+    /// The test's configuration as a TOML file, for the binaries.
+    pub fn config_file(&self) -> PathBuf {
+        let path = self._dir.path().join("config.toml");
+        std::fs::write(&path, toml::to_string(&self.config).unwrap()).unwrap();
+        path
+    }
+
+    /// Runs `huiying <args>` with the test's configuration and waits for it.
+    pub fn huiying(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_huiying"));
+        command.arg("--config").arg(self.config_file()).args(args).env_remove("HUIYING_CONFIG");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    }
+
+    /// Starts the real mailer binary with the test's configuration.
+    pub fn spawn_mailer_process(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_mailer"))
+            .arg("--config")
+            .arg(self.config_file())
+            .env_remove("HUIYING_CONFIG")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     pub fn kill_nats(&mut self) {

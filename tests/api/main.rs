@@ -7,4 +7,5 @@ mod configuration;
 mod generate;
 mod huiying_up;
 mod input;
+mod mail_tools;
 mod notifications;

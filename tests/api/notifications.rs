@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{SMTP_PASSWORD, TestApp};
+use std::time::Duration;
+
+use crate::helpers::{SMTP_PASSWORD, TestApp, wait_for};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_script_tag_in_the_prompt_arrives_escaped_in_the_email() {
@@ -121,4 +123,142 @@ async fn with_smtp_disabled_the_mail_is_written_to_the_outbox_as_an_eml_file() {
     let mail = crate::helpers::ReceivedMail::parse(&std::fs::read(&files[0]).unwrap());
     assert!(mail.html.contains("into the outbox"));
     assert!(app.smtp.mails().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_mail_server_is_down_for_a_while_the_mail_arrives_once_it_is_back() {
+    let mut app = TestApp::spawn_with(|config, _| config.smtp.retry_delay = 1).await;
+    app.smtp.stop();
+
+    assert_eq!(app.post_generate(json!({"prompt": "patience"})).await.status(), 200);
+    wait_for("a failed first try", Duration::from_secs(30), || async {
+        let log = app.mail_log().await;
+        log.first().is_some_and(|n| n["state"] == "retrying").then_some(())
+    })
+    .await;
+    app.smtp.restart().await;
+
+    let mails = app.smtp.wait_for_mails(1).await;
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 1);
+    assert!(mails[0].html.contains("patience"));
+    let log = app.mail_log().await;
+    assert_eq!(log[0]["state"], "sent");
+    assert!(log[0]["attempts"].as_u64().unwrap() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_451_reply_is_retried_and_then_one_mail_arrives() {
+    let app = TestApp::spawn_with(|config, _| config.smtp.to = vec!["tempfail@example.com".into()]).await;
+
+    assert_eq!(app.post_generate(json!({"prompt": "second time lucky"})).await.status(), 200);
+
+    app.smtp.wait_for_mails(1).await;
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 1);
+    let log = app.mail_log().await;
+    assert_eq!((log[0]["state"].as_str(), log[0]["attempts"].as_u64()), (Some("sent"), Some(2)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_550_reply_is_recorded_as_failed_and_not_retried() {
+    let app = TestApp::spawn_with(|config, _| config.smtp.to = vec!["reject@example.com".into()]).await;
+
+    assert_eq!(app.post_generate(json!({"prompt": "nobody home"})).await.status(), 200);
+    app.wait_until_consumer_idle("mailer").await;
+
+    assert!(app.smtp.mails().is_empty());
+    let log = app.mail_log().await;
+    assert_eq!((log[0]["state"].as_str(), log[0]["attempts"].as_u64()), (Some("failed"), Some(1)));
+    assert_eq!(log[0]["recipients"], json!(["reject@example.com"]));
+    assert!(log[0]["last_error"].as_str().unwrap().contains("550"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_recipients_copies_and_blind_copies_each_get_the_mail() {
+    let app = TestApp::spawn_with(|config, _| {
+        config.smtp.to = vec!["a@example.com".into(), "b@example.com".into()];
+        config.smtp.cc = vec!["c@example.com".into()];
+        config.smtp.bcc = vec!["d@example.com".into()];
+    })
+    .await;
+
+    assert_eq!(app.post_generate(json!({"prompt": "for the whole team"})).await.status(), 200);
+
+    let mails = app.smtp.wait_for_mails(1).await;
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 1, "one message, four envelope recipients");
+    let mail = &mails[0];
+    assert!(mail.session.ends_with("to=a@example.com,b@example.com,c@example.com,d@example.com"), "{}", mail.session);
+    assert_eq!(mail.to, vec!["a@example.com", "b@example.com"]);
+    assert!(mail.header_names.iter().any(|h| h.eq_ignore_ascii_case("cc")));
+    assert!(!mail.header_names.iter().any(|h| h.eq_ignore_ascii_case("bcc")), "blind copies stay blind");
+    for header in ["Date", "Message-ID", "MIME-Version"] {
+        assert!(mail.header_names.iter().any(|h| h.eq_ignore_ascii_case(header)), "{header} missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_english_templates_can_be_chosen() {
+    let app = TestApp::spawn_with(|config, _| config.smtp.language = "en".into()).await;
+
+    assert_eq!(app.post_generate(json!({"prompt": "in English please"})).await.status(), 200);
+
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    assert!(mail.subject.starts_with("huiying: your image is ready"), "{}", mail.subject);
+    assert!(mail.text.contains("Prompt: in English please"), "{}", mail.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_attach_image_the_picture_travels_inside_the_mail() {
+    let app = TestApp::spawn_with(|config, _| config.smtp.attach_image = true).await;
+
+    assert_eq!(app.post_generate(json!({"prompt": "behind a firewall"})).await.status(), 200);
+
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    assert!(mail.html.contains("src=\"cid:image@huiying\""), "{}", mail.html);
+    assert!(mail.content_types.contains(&"image/jpeg".to_string()), "{:?}", mail.content_types);
+    assert!(mail.content_types.contains(&"multipart/related".to_string()));
+    assert!(mail.text.contains("/static/images/"), "the text part still links it");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_may_name_its_own_recipient_only_when_allowed() {
+    let app = TestApp::spawn_with(|config, _| config.smtp.allowed_recipients = vec!["@team.example".into()]).await;
+
+    let refused = app.post_generate(json!({"prompt": "to a stranger", "notify_email": "boss@other.example"})).await;
+    assert_eq!(refused.status(), 400);
+    let error = refused.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("allowed_recipients"), "{error}");
+    let invalid = app.post_generate(json!({"prompt": "to nobody", "notify_email": "not an address"})).await;
+    assert_eq!(invalid.status(), 400);
+
+    let accepted = app.post_generate(json!({"prompt": "to alice", "notify_email": "alice@team.example"})).await;
+    assert_eq!(accepted.status(), 200);
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    assert_eq!(mail.to, vec!["alice@team.example"]);
+    assert!(mail.session.ends_with("to=alice@team.example"), "{}", mail.session);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_template_stops_the_mailer_at_start_naming_the_file_and_line() {
+    let templates = tempfile::tempdir().unwrap();
+    for language in ["zh-CN", "en"] {
+        let dir = templates.path().join(language);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in
+            std::fs::read_dir(std::path::Path::new(crate::helpers::REPO).join("templates").join(language)).unwrap()
+        {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(templates.path().join("zh-CN/failed.html.hbs"), "<p>\n{{#if error}}\n<b>{{error}}</b>\n").unwrap();
+    let mut config = huiying::config::Config::default();
+    config.smtp.templates_dir = templates.path().to_path_buf();
+
+    let error = huiying::mailer::run(config, tokio_util::sync::CancellationToken::new()).await.unwrap_err().to_string();
+
+    assert!(error.contains("failed.html.hbs"), "{error}");
+    assert!(error.contains(":4:") || error.contains("line 4"), "{error}");
 }

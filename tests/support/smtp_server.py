@@ -5,7 +5,13 @@ Serves STARTTLS (required before AUTH) on one port, implicit TLS on another, and
 optionally a plain port that offers no STARTTLS at all. AUTH PLAIN/LOGIN accepts one
 user. Each accepted mail is saved to the mail folder as <n>.eml, written atomically,
 with an `X-Test-Session` header first that says how it arrived.
+
+Recipients steer faults: `tempfail...@` gets `451` on its first RCPT and is accepted
+after; `reject@` always gets `550`. With `--pause-after N`, once N mails are saved every
+RCPT waits until `--pause-seconds` have passed since the first paused one, once.
 """
+import asyncio
+import time
 import argparse
 import itertools
 import os
@@ -28,14 +34,38 @@ def main():
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--maildir", required=True)
+    parser.add_argument("--pause-after", type=int, default=0)
+    parser.add_argument("--pause-seconds", type=float, default=0)
     args = parser.parse_args()
 
     counter = itertools.count(1)
     lock = threading.Lock()
+    tempfail_seen = {}
+    saved = [0]
+    pause = {"until": None}
 
     class SaveMail:
         def __init__(self, mode):
             self.mode = mode
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            local = address.split("@")[0].lower()
+            if local == "reject":
+                return "550 5.1.1 No such user here"
+            if local.startswith("tempfail"):
+                with lock:
+                    seen = tempfail_seen.get(address, 0)
+                    tempfail_seen[address] = seen + 1
+                if seen == 0:
+                    return "451 4.3.0 Try again later"
+            if args.pause_after and saved[0] >= args.pause_after:
+                if pause["until"] is None:
+                    pause["until"] = time.monotonic() + args.pause_seconds
+                delay = pause["until"] - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
 
         async def handle_DATA(self, server, session, envelope):
             with lock:
@@ -47,11 +77,14 @@ def main():
                 ",".join(envelope.rcpt_tos),
             )
             content = envelope.original_content
-            target = os.path.join(args.maildir, "{:05d}.eml".format(number))
+            # Time first: names stay unique and ordered across restarts of this server.
+            target = os.path.join(args.maildir, "{}-{:05d}.eml".format(time.time_ns(), number))
             with open(target + ".tmp", "wb") as out:
                 out.write(("X-Test-Session: " + note + "\r\n").encode())
                 out.write(content)
             os.replace(target + ".tmp", target)
+            with lock:
+                saved[0] += 1
             return "250 OK: queued as {}".format(number)
 
     def authenticate(server, session, envelope, mechanism, auth_data):
