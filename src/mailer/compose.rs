@@ -66,7 +66,7 @@ impl Notice {
                 "format": event.format.to_uppercase(),
                 "file_size": event.file_size,
                 "file_size_human": human_size(event.file_size),
-                "duration_seconds": format!("{:.1}", event.duration_ms as f64 / 1000.0),
+                "duration_seconds": seconds(event.duration_ms),
                 "completed_at": event.completed_at.format(TIME_FORMAT).unwrap_or_default(),
             }),
             notify_email: event.notify_email.clone(),
@@ -220,6 +220,12 @@ fn shorten(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// Seconds with two decimals under ten seconds (fast jobs), one above.
+fn seconds(milliseconds: u64) -> String {
+    let seconds = milliseconds as f64 / 1000.0;
+    if seconds < 10.0 { format!("{seconds:.2}") } else { format!("{seconds:.1}") }
+}
+
 fn human_size(bytes: u64) -> String {
     match bytes {
         b if b >= 1024 * 1024 => format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)),
@@ -239,5 +245,6 @@ mod tests {
         assert_eq!(human_size(5 * 1024 * 1024), "5.0 MB");
         assert_eq!(shorten("一只\n可爱的猫", 30), "一只 可爱的猫");
         assert_eq!(shorten("abcdef", 3), "abc…");
+        assert_eq!((seconds(34), seconds(12_345)), ("0.03".to_string(), "12.3".to_string()));
     }
 }

@@ -59,7 +59,10 @@ impl Transport {
             TlsMode::Tls => Tls::Wrapper(parameters),
             // Required: never fall back to plain text when the server lacks STARTTLS.
             TlsMode::Starttls | TlsMode::Auto => Tls::Required(parameters),
-            TlsMode::None => Tls::None,
+            TlsMode::None => {
+                tracing::warn!(host = %smtp.host, "[smtp] tls = \"none\": mail and password travel in plain text; use this only for a trusted relay on your own host or network");
+                Tls::None
+            }
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
             .port(smtp.port)

@@ -45,6 +45,7 @@ async fn a_prompt_posted_to_ingest_comes_back_with_a_url_an_image_a_record_and_o
     assert!(mail.session.starts_with("mode=starttls; auth=sender@example.com"), "{}", mail.session);
     assert_eq!(mail.to, vec![MAIL_TO.to_string()]);
     assert_eq!(mail.from, crate::helpers::SMTP_USER);
+    assert_eq!(mail.from_name, "绘影", "a Chinese display name survives RFC 2047 encoding");
     assert!(mail.subject.starts_with("绘影：图片已生成"), "{}", mail.subject);
     assert!(mail.html.contains("a lighthouse at dawn, watercolor"));
     assert!(mail.html.contains(&format!("href=\"{url}\"")), "the mail links the same absolute URL");

@@ -303,6 +303,8 @@ pub struct ReceivedMail {
     pub session: String,
     pub subject: String,
     pub from: String,
+    /// The sender's display name, decoded.
+    pub from_name: String,
     pub to: Vec<String>,
     pub message_id: String,
     pub html: String,
@@ -322,6 +324,7 @@ impl ReceivedMail {
             session: message.header_raw("X-Test-Session").unwrap_or_default().trim().to_string(),
             subject: message.subject().unwrap_or_default().to_string(),
             from: addresses(message.from()).join(","),
+            from_name: message.from().and_then(|a| a.first()).and_then(|a| a.name()).unwrap_or_default().to_string(),
             to: addresses(message.to()),
             message_id: message.message_id().unwrap_or_default().to_string(),
             html: message.body_html(0).map(|b| b.into_owned()).unwrap_or_default(),
