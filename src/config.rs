@@ -24,6 +24,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
     ("TIMEOUT", "server", "timeout"),
     ("OPENROUTER_API_KEY", "api_keys", "openrouter_api_key"),
     ("MODEL_SCOPE_TOKEN", "api_keys", "model_scope_token"),
+    ("OPENAI_API_KEY", "api_keys", "openai_api_key"),
 ];
 
 /// The whole configuration. Every section has defaults, so an empty file is valid.
@@ -34,6 +35,8 @@ pub struct Config {
     pub api_keys: ApiKeysConfig,
     pub models: ModelsConfig,
     pub openrouter: OpenRouterConfig,
+    pub openai: OpenAiConfig,
+    pub translation: TranslationConfig,
     pub generator: GeneratorConfig,
     pub cloudflare_r2: CloudflareR2Config,
     pub image_processing: ImageProcessingConfig,
@@ -63,6 +66,8 @@ pub struct ServerConfig {
 pub struct ApiKeysConfig {
     pub openrouter_api_key: Secret,
     pub model_scope_token: Secret,
+    /// Key for the OpenAI-compatible images API (`[openai] base_url`).
+    pub openai_api_key: Secret,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +77,11 @@ pub struct ModelsConfig {
     pub default_openrouter_model: String,
     /// Chat model that translates Chinese prompts (used by the translation step).
     pub model_scope_model: String,
+    /// Which provider serves which models: `prefix=provider` items, the longest matching
+    /// prefix wins; providers are `openrouter`, `openai` and `placeholder`. A model that
+    /// matches none goes to OpenRouter when its key is set, else to the OpenAI-compatible API.
+    #[serde(deserialize_with = "one_or_many")]
+    pub routes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +96,37 @@ pub struct OpenRouterConfig {
     pub http_referer: String,
     /// Sent as `X-Title`.
     pub x_title: String,
+    /// Calls in flight at once from one generator.
+    pub max_concurrency: usize,
+    /// Calls started per minute (free tiers allow about 20); 0: no limit.
+    pub requests_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// Base of an OpenAI-compatible images API (OpenAI, LocalAI, ...).
+    pub base_url: String,
+    pub timeout: u64,
+    pub connect_timeout: u64,
+    /// `b64_json` (the picture in the answer) or `url` (a link the generator downloads).
+    pub response_format: String,
+    /// Model used when a request names none and only this API has a key.
+    pub default_model: String,
+    pub max_concurrency: usize,
+    pub requests_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranslationConfig {
+    /// Translate prompts holding Chinese before generation (needs `model_scope_token`).
+    pub enable: bool,
+    /// OpenAI-compatible chat endpoint; the model is `[models] model_scope_model`.
+    pub base_url: String,
+    pub timeout: u64,
+    /// Fail the job when translation fails, instead of using the original prompt.
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +138,13 @@ pub struct GeneratorConfig {
     pub retry_delay: u64,
     /// Requests one generator works on at once.
     pub concurrency: usize,
+    /// Largest picture accepted from a provider, in bytes.
+    pub max_image_bytes: u64,
+    /// Seconds to download a picture a provider returned as a link.
+    pub download_timeout: u64,
+    /// Allow downloading from loopback, private and link-local addresses. Off: such links
+    /// are refused, so a provider's answer cannot reach into your network.
+    pub allow_private_urls: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -230,6 +278,7 @@ impl Default for ModelsConfig {
         Self {
             default_openrouter_model: "google/gemini-2.5-flash-image-preview:free".into(),
             model_scope_model: "deepseek-ai/DeepSeek-V3.1".into(),
+            routes: vec!["dall-e-=openai".into(), "gpt-image-=openai".into(), "huiying/=placeholder".into()],
         }
     }
 }
@@ -242,13 +291,42 @@ impl Default for OpenRouterConfig {
             connect_timeout: 10,
             http_referer: String::new(),
             x_title: "huiying".into(),
+            max_concurrency: 4,
+            requests_per_minute: 0,
         }
+    }
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".into(),
+            timeout: 180,
+            connect_timeout: 10,
+            response_format: "b64_json".into(),
+            default_model: "dall-e-3".into(),
+            max_concurrency: 4,
+            requests_per_minute: 0,
+        }
+    }
+}
+
+impl Default for TranslationConfig {
+    fn default() -> Self {
+        Self { enable: true, base_url: "https://api-inference.modelscope.cn/v1".into(), timeout: 30, required: false }
     }
 }
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        Self { max_attempts: 3, retry_delay: 5, concurrency: 4 }
+        Self {
+            max_attempts: 3,
+            retry_delay: 5,
+            concurrency: 4,
+            max_image_bytes: 20 * 1024 * 1024,
+            download_timeout: 60,
+            allow_private_urls: false,
+        }
     }
 }
 
@@ -557,6 +635,23 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
     let quality = config.image_processing.quality;
     if !(1..=100).contains(&quality) {
         return Err(invalid("image_processing.quality", format!("expected 1 to 100, got {quality}")));
+    }
+    for route in &config.models.routes {
+        match route.split_once('=') {
+            Some((prefix, "openrouter" | "openai" | "placeholder")) if !prefix.is_empty() => {}
+            _ => {
+                return Err(invalid(
+                    "models.routes",
+                    format!("{route:?} is not prefix=provider with provider openrouter, openai or placeholder"),
+                ));
+            }
+        }
+    }
+    if !matches!(config.openai.response_format.as_str(), "b64_json" | "url") {
+        return Err(invalid(
+            "openai.response_format",
+            format!("expected \"b64_json\" or \"url\", got {:?}", config.openai.response_format),
+        ));
     }
     if config.generator.max_attempts == 0 {
         return Err(invalid("generator.max_attempts", "must be at least 1".into()));

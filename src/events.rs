@@ -42,8 +42,86 @@ pub struct ImageRequested {
     /// Who to notify instead of `[smtp] to`; must be in `[smtp] allowed_recipients`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
+    /// Optional settings for the model; one it cannot honour fails the job clearly.
+    #[serde(flatten)]
+    pub options: GenerationOptions,
     #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
+}
+
+/// What users of image APIs expect to set besides the prompt. A provider that cannot
+/// honour one refuses the job (stage `request`); nothing is silently dropped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerationOptions {
+    /// `WIDTHxHEIGHT`, e.g. `1024x1024`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// Pictures per request; one job makes one picture, so only 1 is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    /// What the picture should not show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    /// For repeatable results where the model supports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl GenerationOptions {
+    /// Checks the values themselves (whether a provider supports them is its business).
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(n) = self.n {
+            if n != 1 {
+                return Err(format!("n is {n}; each job makes one picture, so n must be 1 (send several requests)"));
+            }
+        }
+        if let Some(size) = &self.size {
+            let parsed = size.split_once('x').and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
+            match parsed {
+                Some((w, h)) if (64..=4096).contains(&w) && (64..=4096).contains(&h) => {}
+                _ => {
+                    return Err(format!(
+                        "size {size:?} must be WIDTHxHEIGHT with each side from 64 to 4096, e.g. 1024x1024"
+                    ));
+                }
+            }
+        }
+        if let Some(negative) = &self.negative_prompt {
+            if negative.chars().count() > MAX_PROMPT_CHARS {
+                return Err(format!("negative_prompt is longer than {MAX_PROMPT_CHARS} characters"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the options that are set.
+    pub fn set(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.size.is_some() {
+            names.push("size");
+        }
+        if self.n.is_some() {
+            names.push("n");
+        }
+        if self.negative_prompt.is_some() {
+            names.push("negative_prompt");
+        }
+        if self.seed.is_some() {
+            names.push("seed");
+        }
+        names
+    }
+}
+
+/// Checks a model name's form: it can be known to be wrong before any call.
+pub fn check_model(model: &str) -> Result<(), String> {
+    let valid =
+        !model.is_empty() && model.len() <= 200 && model.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("model {model:?} is not a model name (letters, digits and -_./:@ only, no spaces)"))
+    }
 }
 
 /// A generated picture waiting for the store. The bytes are not in the message:

@@ -23,7 +23,8 @@ use tower_http::services::ServeDir;
 
 use crate::bus::Bus;
 use crate::config::{Config, SmtpConfig};
-use crate::events::{self, EVENT_VERSION, ImageRequested, Stage};
+use crate::events::{self, EVENT_VERSION, GenerationOptions, ImageRequested, Stage};
+use crate::generator::Translator;
 use crate::jobs::{JobBoard, JobState, JobStatus};
 use crate::store::STATIC_IMAGES_PATH;
 
@@ -37,6 +38,7 @@ pub struct AppState {
     public_base_url: String,
     wait_timeout: Duration,
     smtp: Arc<SmtpConfig>,
+    translator: Option<Translator>,
 }
 
 /// The body of `POST /generate-image`.
@@ -49,6 +51,32 @@ struct GenerateRequest {
     /// Mail the outcome to this address instead of `[smtp] to` (must be allowed).
     #[serde(default)]
     notify_email: Option<String>,
+    #[serde(default)]
+    size: Option<String>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    negative_prompt: Option<String>,
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+impl GenerateRequest {
+    fn options(&self) -> GenerationOptions {
+        GenerationOptions {
+            size: self.size.clone(),
+            n: self.n,
+            negative_prompt: self.negative_prompt.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+/// The body of `POST /translate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TranslateRequest {
+    text: String,
 }
 
 /// An error answer: `{"error": "..."}` with a status.
@@ -95,6 +123,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
         public_base_url: config.server.public_base_url(),
         wait_timeout: config.server.wait_timeout(),
         smtp: Arc::new(config.smtp.clone()),
+        translator: Translator::from_config(&config)?,
     };
     std::fs::create_dir_all(&config.server.images_dir)?;
     let app = router(state, &config);
@@ -110,6 +139,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/generate-image", post(generate_image))
         .route("/jobs/{id}", get(job_status))
         .route("/api/jobs/{id}", get(job_status))
+        .route("/translate", post(translate))
+        .route("/api/translate", post(translate))
         .route("/health", get(health))
         .route("/api/health", get(health))
         .nest_service(STATIC_IMAGES_PATH, ServeDir::new(&config.server.images_dir))
@@ -128,6 +159,7 @@ async fn generate_image(State(state): State<AppState>, headers: HeaderMap, body:
         check_recipient(address, &state.smtp)?;
     }
     let id = uuid::Uuid::new_v4().to_string();
+    let options = request.options();
     let model = request.model.filter(|m| !m.trim().is_empty());
 
     let queued = JobStatus::new(&id, JobState::Queued, &request.prompt, model.as_deref());
@@ -142,6 +174,7 @@ async fn generate_image(State(state): State<AppState>, headers: HeaderMap, body:
         prompt: request.prompt,
         model,
         notify_email: request.notify_email,
+        options,
         requested_at: OffsetDateTime::now_utc(),
     };
     state.bus.publish(&event).await.map_err(unavailable)?;
@@ -201,7 +234,38 @@ fn parse_request(body: &[u8]) -> Result<GenerateRequest, ApiError> {
         }
     })?;
     events::check_prompt(&request.prompt).map_err(ApiError::bad_request)?;
+    request.options().check().map_err(ApiError::bad_request)?;
+    if let Some(model) = request.model.as_deref().filter(|m| !m.trim().is_empty()) {
+        events::check_model(model).map_err(ApiError::bad_request)?;
+    }
     Ok(request)
+}
+
+/// `POST /translate {"text"}` → `{"translated_text", "success"}`, as the original service
+/// answered. Without a translator, or when it fails, the text comes back unchanged with
+/// `success: false` and the reason in `error`.
+async fn translate(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let request: TranslateRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"text\": \"...\"}}: {e}")))?;
+    if request.text.trim().is_empty() {
+        return Err(ApiError::bad_request("text must not be empty"));
+    }
+    if request.text.chars().count() > events::MAX_PROMPT_CHARS {
+        return Err(ApiError::bad_request(format!("text is longer than {} characters", events::MAX_PROMPT_CHARS)));
+    }
+    let Some(translator) = &state.translator else {
+        let body = json!({
+            "translated_text": request.text,
+            "success": false,
+            "error": "translation is not configured: set MODEL_SCOPE_TOKEN ([api_keys] model_scope_token)",
+        });
+        return Ok(Json(body).into_response());
+    };
+    let body = match translator.translate(&request.text).await {
+        Ok(translated) => json!({"translated_text": translated, "success": true}),
+        Err(error) => json!({"translated_text": request.text, "success": false, "error": error}),
+    };
+    Ok(Json(body).into_response())
 }
 
 /// A request may choose its recipient only among `[smtp] allowed_recipients`.

@@ -18,7 +18,7 @@
 //!
 //! Shared pieces: [`config`] (one loader), [`events`] (one type per subject), [`bus`]
 //! (NATS connection, topology, publishing), [`worker`] (the one subscriber loop),
-//! [`jobs`] (job states). [`cli`] and [`up`] are what the binaries in `src/bin` call.
+//! [`jobs`] (job states), [`limit`] (per-minute limits). [`cli`] and [`up`] are what the binaries in `src/bin` call.
 
 pub mod bus;
 pub mod cli;
@@ -27,6 +27,7 @@ pub mod events;
 pub mod generator;
 pub mod ingest;
 pub mod jobs;
+pub mod limit;
 pub mod mailer;
 pub mod store;
 pub mod up;

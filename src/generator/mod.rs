@@ -1,8 +1,13 @@
-//! The generator: `image.requested` → an image model → picture in the object store →
-//! `image.generated` (or `image.failed`).
+//! The generator: `image.requested` → (translation) → an image model → picture in the
+//! object store → `image.generated` (or `image.failed`).
 
+mod fetch;
+mod http;
+mod openai;
 mod openrouter;
 pub mod placeholder;
+mod providers;
+pub mod translate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +20,10 @@ use crate::config::{Config, GeneratorConfig};
 use crate::events::{self, EVENT_VERSION, Event, ImageFailed, ImageGenerated, ImageRequested, Stage};
 use crate::jobs::{JobBoard, JobState, JobStatus, is_valid_job_id};
 use crate::worker::{self, Outcome, Received};
-pub use openrouter::OpenRouterClient;
+pub use fetch::is_public;
+pub use openrouter::find_image;
+pub use providers::{ProviderKind, Providers};
+pub use translate::Translator;
 
 /// A picture as a provider returned it, before the store processes it.
 #[derive(Debug)]
@@ -26,70 +34,43 @@ pub struct GeneratedImage {
     pub provider: &'static str,
 }
 
-/// Why a provider gave no picture; `transient` decides retry or give up.
+/// Where a provider put the picture: a `data:` URL or an http(s) link.
+#[derive(Debug)]
+pub struct ImageAnswer {
+    pub url: String,
+}
+
+/// What kind of failure decides what happens next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// May pass (timeouts, 408, 429, 5xx): try again after a while.
+    Transient,
+    /// Will not pass (401, 403, 404, content policy, no picture in the answer).
+    Permanent,
+    /// The request asks for something this model cannot do (an option, an unknown model).
+    Refused,
+}
+
+/// Why a provider gave no picture.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct GenerateError {
+    /// In words a user can act on; never holds keys or base64.
     pub message: String,
-    pub transient: bool,
+    pub kind: FailureKind,
+    /// The provider's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
 }
 
 impl GenerateError {
     pub fn transient(message: String) -> Self {
-        Self { message, transient: true }
+        Self { message, kind: FailureKind::Transient, retry_after: None }
     }
     pub fn permanent(message: String) -> Self {
-        Self { message, transient: false }
+        Self { message, kind: FailureKind::Permanent, retry_after: None }
     }
-}
-
-/// The image models this generator can call. Which one serves a request follows from
-/// the model name: the placeholder's own name, else OpenRouter when a key is set.
-#[derive(Clone)]
-pub struct Providers {
-    openrouter: Option<OpenRouterClient>,
-    default_openrouter_model: String,
-}
-
-impl Providers {
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let key = &config.api_keys.openrouter_api_key;
-        let openrouter = match key.is_set() {
-            true => Some(OpenRouterClient::new(&config.openrouter, key.clone())?),
-            false => None,
-        };
-        Ok(Self { openrouter, default_openrouter_model: config.models.default_openrouter_model.clone() })
-    }
-
-    /// The model a request without one gets.
-    pub fn default_model(&self) -> &str {
-        match self.openrouter {
-            Some(_) => &self.default_openrouter_model,
-            None => placeholder::MODEL,
-        }
-    }
-
-    pub async fn generate(&self, prompt: &str, model: &str) -> Result<GeneratedImage, GenerateError> {
-        if model == placeholder::MODEL {
-            let prompt = prompt.to_string();
-            let bytes = tokio::task::spawn_blocking(move || placeholder::draw(&prompt))
-                .await
-                .map_err(|e| GenerateError::permanent(format!("the placeholder crashed: {e}")))?;
-            return Ok(GeneratedImage {
-                bytes,
-                content_type: "image/png".into(),
-                model: model.into(),
-                provider: "placeholder",
-            });
-        }
-        match &self.openrouter {
-            Some(client) => client.generate(prompt, model).await,
-            None => Err(GenerateError::permanent(format!(
-                "model {model} needs an image API, and none is configured: set OPENROUTER_API_KEY, \
-                 or use model {} for the offline placeholder",
-                placeholder::MODEL
-            ))),
-        }
+    pub fn refused(message: String) -> Self {
+        Self { message, kind: FailureKind::Refused, retry_after: None }
     }
 }
 
@@ -99,6 +80,8 @@ pub struct Generator {
     bus: Bus,
     jobs: JobBoard,
     providers: Arc<Providers>,
+    translator: Option<Translator>,
+    translation_required: bool,
     settings: GeneratorConfig,
 }
 
@@ -118,14 +101,17 @@ pub fn consumer_spec(settings: &GeneratorConfig, ack_wait: Duration) -> Consumer
 /// Runs the generator until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let providers = Providers::from_config(&config)?;
+    let translator = Translator::from_config(&config)?;
     let bus = Bus::connect(&config.nats, "huiying-generator", &shutdown).await?;
     let spec = consumer_spec(&config.generator, config.nats.ack_wait());
     let consumer = bus.durable_consumer(&spec).await?;
-    tracing::info!(default_model = providers.default_model(), "generator ready");
+    tracing::info!(default_model = providers.default_model(), translation = translator.is_some(), "generator ready");
     let generator = Generator {
         jobs: JobBoard::new(bus.jobs.clone()),
         bus,
-        providers: Arc::new(providers),
+        providers,
+        translator,
+        translation_required: config.translation.required,
         settings: config.generator.clone(),
     };
     worker::run(consumer, config.generator.concurrency, spec.ack_wait, shutdown, move |received| {
@@ -152,8 +138,12 @@ impl Generator {
         }
         let model = request.model.clone().filter(|m| !m.trim().is_empty());
         let model = model.unwrap_or_else(|| self.providers.default_model().to_string());
-        if let Err(problem) = events::check_prompt(&request.prompt) {
-            return self.fail(&request, &model, problem, false, received.attempt).await;
+        let attempt = received.attempt;
+        let checked = events::check_prompt(&request.prompt)
+            .and_then(|()| request.options.check())
+            .and_then(|()| events::check_model(&model));
+        if let Err(problem) = checked {
+            return self.fail(&request, &model, Stage::Request, problem, false, attempt).await;
         }
 
         // A redelivery of a request that already got past this stage: nothing to do.
@@ -162,56 +152,92 @@ impl Generator {
                 return Outcome::Done;
             }
             Ok(_) => {}
-            Err(error) => {
-                return self.retry_later(&request.id, &error.to_string(), received.attempt);
-            }
+            Err(error) => return self.retry_later(&request.id, &error.to_string(), attempt),
         }
         let generating = JobStatus::new(&request.id, JobState::Generating, &request.prompt, Some(&model));
         if let Err(error) = self.jobs.set(&generating).await {
-            return self.retry_later(&request.id, &error.to_string(), received.attempt);
+            return self.retry_later(&request.id, &error.to_string(), attempt);
         }
 
-        tracing::info!(job = %request.id, %model, attempt = received.attempt, "generating");
-        let image = match self.providers.generate(&request.prompt, &model).await {
+        let english_prompt = match self.english_prompt(&request).await {
+            Ok(english) => english,
+            Err(error) => return self.after_failure(&request, &model, error, attempt).await,
+        };
+        tracing::info!(job = %request.id, %model, attempt, "generating");
+        let image = match self.providers.generate(&english_prompt, &model, &request.options).await {
             Ok(image) => image,
-            Err(error) if error.transient && received.attempt < self.settings.max_attempts => {
-                tracing::warn!(job = %request.id, %error, attempt = received.attempt, "provider failed; will retry");
-                return Outcome::Retry(self.retry_delay(received.attempt));
-            }
-            Err(error) => {
-                return self.fail(&request, &model, error.message, error.transient, received.attempt).await;
-            }
+            Err(error) => return self.after_failure(&request, &model, error, attempt).await,
         };
 
         let generated = ImageGenerated {
             version: EVENT_VERSION,
             id: request.id.clone(),
             prompt: request.prompt.clone(),
-            // Translation of Chinese prompts plugs in here; until then the prompt is used as is.
-            english_prompt: request.prompt.clone(),
+            english_prompt,
             model: image.model,
             provider: image.provider.to_string(),
             bucket: crate::bus::IMAGES_BUCKET.into(),
             object: request.id.clone(),
             content_type: image.content_type,
             byte_size: image.bytes.len() as u64,
-            attempts: received.attempt,
+            attempts: attempt,
             notify_email: request.notify_email.clone(),
             requested_at: request.requested_at,
             generated_at: OffsetDateTime::now_utc(),
         };
         let mut bytes = image.bytes.as_slice();
         if let Err(error) = self.bus.images.put(generated.object.as_str(), &mut bytes).await {
-            return self.retry_later(
-                &request.id,
-                &format!("saving the picture to the object store: {error}"),
-                received.attempt,
-            );
+            return self.retry_later(&request.id, &format!("saving the picture to the object store: {error}"), attempt);
         }
         if let Err(error) = self.bus.publish(&generated).await {
-            return self.retry_later(&request.id, &error.to_string(), received.attempt);
+            return self.retry_later(&request.id, &error.to_string(), attempt);
         }
         Outcome::Done
+    }
+
+    /// The prompt in English: translated when it holds Chinese and a translator is set.
+    /// A failed translation falls back to the original prompt unless it is required.
+    async fn english_prompt(&self, request: &ImageRequested) -> Result<String, GenerateError> {
+        let Some(translator) = &self.translator else { return Ok(request.prompt.clone()) };
+        if !translate::has_cjk(&request.prompt) {
+            return Ok(request.prompt.clone());
+        }
+        match translator.translate(&request.prompt).await {
+            Ok(english) => {
+                tracing::info!(job = %request.id, %english, "prompt translated");
+                Ok(english)
+            }
+            Err(error) if self.translation_required => {
+                Err(GenerateError::transient(format!("translating the prompt failed: {error}")))
+            }
+            Err(error) => {
+                tracing::warn!(job = %request.id, %error, "translation failed; using the original prompt");
+                Ok(request.prompt.clone())
+            }
+        }
+    }
+
+    /// Retries a transient failure while attempts are left; otherwise ends the job.
+    async fn after_failure(
+        &self,
+        request: &ImageRequested,
+        model: &str,
+        error: GenerateError,
+        attempt: u32,
+    ) -> Outcome {
+        match error.kind {
+            FailureKind::Transient if attempt < self.settings.max_attempts => {
+                let delay = self.retry_delay(attempt).max(error.retry_after.unwrap_or_default());
+                tracing::warn!(job = %request.id, %error, attempt, ?delay, "provider failed; will retry");
+                Outcome::Retry(delay)
+            }
+            FailureKind::Refused => self.fail(request, model, Stage::Request, error.message, false, attempt).await,
+            kind => {
+                let transient = kind == FailureKind::Transient;
+                let stage = Stage::Generate;
+                self.fail(request, model, stage, error.message, transient, attempt).await
+            }
+        }
     }
 
     /// Ends the job: `image.failed`, then the failed state.
@@ -219,12 +245,12 @@ impl Generator {
         &self,
         request: &ImageRequested,
         model: &str,
+        stage: Stage,
         error: String,
         transient: bool,
         attempts: u32,
     ) -> Outcome {
         tracing::warn!(job = %request.id, %error, "generation failed");
-        let stage = if events::check_prompt(&request.prompt).is_err() { Stage::Request } else { Stage::Generate };
         let failed = ImageFailed {
             version: EVENT_VERSION,
             id: request.id.clone(),
@@ -252,7 +278,9 @@ impl Generator {
         Outcome::Retry(self.retry_delay(attempt))
     }
 
+    /// Exponential backoff with ±20% jitter, so that retries of many jobs spread out.
     fn retry_delay(&self, attempt: u32) -> Duration {
-        worker::backoff(Duration::from_secs(self.settings.retry_delay), attempt, Duration::from_secs(600))
+        let base = worker::backoff(Duration::from_secs(self.settings.retry_delay), attempt, Duration::from_secs(600));
+        base.mul_f64(0.8 + 0.4 * fastrand::f64())
     }
 }

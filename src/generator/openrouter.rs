@@ -1,17 +1,15 @@
-//! A first OpenRouter client: chat completions with image output.
+//! OpenRouter: chat completions with image output.
 //!
-//! Request: `POST {base_url}/chat/completions` with the model, one user message and
-//! `"modalities": ["image", "text"]`. Answer: the picture as a `data:` URL at
-//! `choices[0].message.images[0].image_url.url`.
+//! Request: `POST {base_url}/chat/completions` with the model, one user message with a
+//! text part, and `"modalities": ["image", "text"]`. Models answer pictures in several
+//! shapes; [`find_image`] knows them all (see `tests/fixtures/openrouter/`).
 
-use std::time::Duration;
+use serde_json::{Value, json};
 
-use base64::Engine;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use super::{GenerateError, GeneratedImage};
+use super::http::{self, shorten};
+use super::{GenerateError, ImageAnswer};
 use crate::config::{OpenRouterConfig, Secret};
+use crate::events::GenerationOptions;
 
 pub const PROVIDER: &str = "openrouter";
 
@@ -24,56 +22,10 @@ pub struct OpenRouterClient {
     x_title: String,
 }
 
-#[derive(Serialize)]
-struct ChatRequest<'a> {
-    model: &'a str,
-    messages: [ChatMessage<'a>; 1],
-    modalities: [&'a str; 2],
-}
-
-#[derive(Serialize)]
-struct ChatMessage<'a> {
-    role: &'a str,
-    content: &'a str,
-}
-
-#[derive(Deserialize)]
-struct ChatResponse {
-    #[serde(default)]
-    choices: Vec<Choice>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: ResponseMessage,
-}
-
-#[derive(Deserialize)]
-struct ResponseMessage {
-    #[serde(default)]
-    content: Option<Value>,
-    #[serde(default)]
-    images: Vec<ResponseImage>,
-}
-
-#[derive(Deserialize)]
-struct ResponseImage {
-    image_url: ImageUrl,
-}
-
-#[derive(Deserialize)]
-struct ImageUrl {
-    url: String,
-}
-
 impl OpenRouterClient {
-    pub fn new(config: &OpenRouterConfig, api_key: Secret) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(config.connect_timeout))
-            .timeout(Duration::from_secs(config.timeout))
-            .build()?;
+    pub fn new(config: &OpenRouterConfig, api_key: Secret) -> reqwest::Result<Self> {
         Ok(Self {
-            http,
+            http: http::client(config.connect_timeout, config.timeout)?,
             base_url: config.base_url.trim_end_matches('/').to_string(),
             api_key,
             http_referer: config.http_referer.clone(),
@@ -81,114 +33,151 @@ impl OpenRouterClient {
         })
     }
 
-    pub async fn generate(&self, prompt: &str, model: &str) -> Result<GeneratedImage, GenerateError> {
-        let body = ChatRequest {
-            model,
-            messages: [ChatMessage { role: "user", content: prompt }],
-            modalities: ["image", "text"],
-        };
-        let mut request = self
-            .http
-            .post(format!("{}/chat/completions", self.base_url))
-            .bearer_auth(self.api_key.expose())
-            .header("X-Title", &self.x_title)
-            .json(&body);
-        if !self.http_referer.is_empty() {
-            request = request.header("HTTP-Referer", &self.http_referer);
+    /// The options this API takes; the others are refused before any call.
+    pub const SUPPORTED: &'static [&'static str] = &["seed", "n"];
+
+    pub async fn generate(
+        &self,
+        prompt: &str,
+        model: &str,
+        options: &GenerationOptions,
+    ) -> Result<ImageAnswer, GenerateError> {
+        let mut body = json!({
+            "model": model,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+            "modalities": ["image", "text"],
+        });
+        if let Some(seed) = options.seed {
+            body["seed"] = json!(seed);
         }
-        let response = request.send().await.map_err(|e| {
-            let what = if e.is_timeout() { "timed out" } else { "could not be reached" };
-            GenerateError::transient(format!("OpenRouter at {} {what}: {}", self.base_url, error_chain(&e)))
-        })?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| GenerateError::transient(format!("OpenRouter's answer was cut off: {e}")))?;
-        if !status.is_success() {
-            let message = provider_message(&text);
-            let error = format!("OpenRouter answered {status}: {message}");
-            let transient = status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
-            return Err(if transient { GenerateError::transient(error) } else { GenerateError::permanent(error) });
+        let url = format!("{}/chat/completions", self.base_url);
+        let headers = [("HTTP-Referer", self.http_referer.as_str()), ("X-Title", self.x_title.as_str())];
+        let answer = http::post_json(&self.http, "OpenRouter", &url, &self.api_key, &headers, &body).await?;
+        let Some(message) = answer.pointer("/choices/0/message") else {
+            let error = http::provider_message(&answer.to_string());
+            return Err(GenerateError::permanent(format!("OpenRouter answered no message: {error}")));
+        };
+        match find_image(message) {
+            Some(url) => Ok(ImageAnswer { url }),
+            None => {
+                let said = message_text(message);
+                Err(GenerateError::permanent(format!(
+                    "model {model} answered without an image{}",
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": \"{}\"", shorten(&http::scrub(&said), 200))
+                    }
+                )))
+            }
         }
-        let answer: ChatResponse = serde_json::from_str(&text)
-            .map_err(|e| GenerateError::permanent(format!("OpenRouter's answer is not the expected JSON: {e}")))?;
-        let Some(choice) = answer.choices.into_iter().next() else {
-            return Err(GenerateError::permanent(format!(
-                "OpenRouter answered no choices: {}",
-                provider_message(&text)
-            )));
-        };
-        let Some(image) = choice.message.images.into_iter().next() else {
-            let said = choice.message.content.as_ref().and_then(Value::as_str).unwrap_or("").trim().to_string();
-            return Err(GenerateError::permanent(format!(
-                "model {model} answered without an image{}",
-                if said.is_empty() { String::new() } else { format!(": \"{}\"", shorten(&said, 200)) }
-            )));
-        };
-        let (content_type, bytes) = decode_data_url(&image.image_url.url).ok_or_else(|| {
-            GenerateError::permanent("OpenRouter returned an image that is not a base64 data: URL".to_string())
-        })?;
-        Ok(GeneratedImage { bytes, content_type, model: model.to_string(), provider: PROVIDER })
     }
 }
 
-/// Splits `data:<mime>;base64,<payload>` into the mime type and the decoded bytes.
-fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, payload) = rest.split_once(',')?;
-    let mime = meta.strip_suffix(";base64")?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(payload.trim()).ok()?;
-    Some((if mime.is_empty() { "application/octet-stream".into() } else { mime.into() }, bytes))
-}
-
-/// The provider's own error message when it sent one, else the start of the body.
-fn provider_message(body: &str) -> String {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| v.pointer("/error/message").or_else(|| v.pointer("/message")))
-        .and_then(Value::as_str)
-        .map(String::from)
-        .unwrap_or_else(|| body.to_string());
-    shorten(message.trim(), 300)
-}
-
-fn shorten(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+/// The picture in a chat message, as a `data:` URL or an http(s) link.
+pub fn find_image(message: &Value) -> Option<String> {
+    // 1. `images: [{image_url: {url}}]`, OpenRouter's own field.
+    if let Some(images) = message.get("images").and_then(Value::as_array) {
+        if let Some(url) = images.iter().find_map(image_item) {
+            return Some(url);
+        }
+    }
+    match message.get("content") {
+        // 2. Content parts: `output_image` / `image_url` / `image` items.
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .find_map(image_item)
+            .or_else(|| parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).find_map(image_in_text)),
+        // 3. Text holding a data URL or a markdown image link.
+        Some(Value::String(text)) => image_in_text(text),
+        _ => None,
     }
 }
 
-/// reqwest hides the useful part ("Connection refused") in the error's sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
+/// One image item, in any of the shapes providers use.
+fn image_item(item: &Value) -> Option<String> {
+    let url = match item.get("image_url") {
+        Some(Value::String(url)) => Some(url.clone()),
+        Some(object) => object.get("url").and_then(Value::as_str).map(String::from),
+        None => item.get("url").and_then(Value::as_str).map(String::from),
+    };
+    if let Some(url) = url.filter(|u| !u.is_empty()) {
+        return Some(url);
     }
-    text
+    let source = item.get("source").unwrap_or(item);
+    let data = ["b64_json", "data", "image_base64", "base64"].iter().find_map(|k| source.get(*k)?.as_str())?;
+    let mime =
+        ["mime_type", "media_type", "mimeType"].iter().find_map(|k| source.get(*k)?.as_str()).unwrap_or("image/png");
+    Some(format!("data:{mime};base64,{data}"))
+}
+
+/// A `data:image/...;base64,...` run or a markdown `![...](url)` inside text.
+fn image_in_text(text: &str) -> Option<String> {
+    if let Some(start) = text.find("data:image/") {
+        let end = text[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '<'))
+            .map_or(text.len(), |n| start + n);
+        return Some(text[start..end].to_string());
+    }
+    let start = text.find("![")?;
+    let open = start + text[start..].find("](")? + 2;
+    let close = open + text[open..].find(')')?;
+    let url = text[open..close].split_whitespace().next()?;
+    url.starts_with("http").then(|| url.to_string())
+}
+
+/// The words of a message, for explaining an answer without a picture.
+fn message_text(message: &Value) -> String {
+    match message.get("content") {
+        Some(Value::String(text)) => text.trim().to_string(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim()
+            .to_string(),
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_data_url_is_split_into_type_and_bytes() {
-        let (mime, bytes) = decode_data_url("data:image/png;base64,aGVsbG8=").unwrap();
-        assert_eq!((mime.as_str(), bytes.as_slice()), ("image/png", b"hello".as_slice()));
-        assert!(decode_data_url("https://example.com/x.png").is_none());
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/tests/fixtures/openrouter/{name}", env!("CARGO_MANIFEST_DIR"));
+        let answer: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        answer["choices"][0]["message"].clone()
+    }
+
+    fn png_bytes(url: &str) -> Vec<u8> {
+        let (mime, bytes) = super::super::fetch::decode_data_url(url).unwrap();
+        assert_eq!(mime, "image/png");
+        assert_eq!(image::guess_format(&bytes).unwrap(), image::ImageFormat::Png);
+        bytes
     }
 
     #[test]
-    fn the_providers_error_message_is_preferred_over_the_raw_body() {
+    fn every_documented_answer_shape_yields_the_picture() {
+        let inline = png_bytes(&find_image(&fixture("images_data_url.json")).unwrap());
+        for name in ["content_output_image_base64.json", "content_image_url_item.json", "text_data_url.json"] {
+            assert_eq!(png_bytes(&find_image(&fixture(name)).unwrap()), inline, "{name}");
+        }
         assert_eq!(
-            provider_message(r#"{"error":{"message":"No auth credentials found","code":401}}"#),
-            "No auth credentials found"
+            find_image(&fixture("images_http_url.json")).unwrap(),
+            "https://cdn.example.com/generated/lighthouse.png"
         );
-        assert_eq!(provider_message("plain text"), "plain text");
+        assert_eq!(
+            find_image(&fixture("text_markdown_link.json")).unwrap(),
+            "https://cdn.example.com/generated/lighthouse-2.png"
+        );
+    }
+
+    #[test]
+    fn a_text_only_answer_has_no_picture_and_its_words_explain_why() {
+        let message = fixture("text_only.json");
+        assert_eq!(find_image(&message), None);
+        assert!(message_text(&message).starts_with("I'm sorry, but I can only describe images"));
     }
 }

@@ -7,24 +7,34 @@ use std::io::Cursor;
 
 use image::{ImageFormat, Rgb, RgbImage};
 
+use crate::events::GenerationOptions;
+
 /// The model name requests use to ask for it, and the one records show.
 pub const MODEL: &str = "huiying/placeholder";
 
 const SIZE: u32 = 512;
 
-/// Draws the placeholder for `prompt` as PNG bytes.
-pub fn draw(prompt: &str) -> Vec<u8> {
-    let seed = fnv1a(prompt.as_bytes());
+/// Draws the placeholder for `prompt` as PNG bytes: 512×512 unless `options.size` says
+/// otherwise, and another picture for another `options.seed`.
+pub fn draw(prompt: &str, options: &GenerationOptions) -> Vec<u8> {
+    let (width, height) = options
+        .size
+        .as_deref()
+        .and_then(|s| s.split_once('x'))
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .unwrap_or((SIZE, SIZE));
+    let seed = fnv1a(prompt.as_bytes()) ^ options.seed.unwrap_or(0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let color = |shift: u32| -> [f32; 3] {
         let bits = (seed >> shift) as u32;
         [(bits & 0xff) as f32, ((bits >> 8) & 0xff) as f32, ((bits >> 16) & 0xff) as f32]
     };
     let (top, bottom, disc) = (color(0), color(21), color(42));
-    let (cx, cy) = ((seed % SIZE as u64) as f32, ((seed >> 16) % SIZE as u64) as f32);
-    let radius = (SIZE / 6 + (seed >> 32) as u32 % (SIZE / 4)) as f32;
+    let (cx, cy) = ((seed % width as u64) as f32, ((seed >> 16) % height as u64) as f32);
+    let short_side = width.min(height);
+    let radius = (short_side / 6 + (seed >> 32) as u32 % (short_side / 4).max(1)) as f32;
 
-    let image = RgbImage::from_fn(SIZE, SIZE, |x, y| {
-        let t = y as f32 / (SIZE - 1) as f32;
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        let t = y as f32 / (height - 1).max(1) as f32;
         let mut pixel = [0u8; 3];
         let inside = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt() < radius;
         for c in 0..3 {
@@ -48,10 +58,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_same_prompt_draws_the_same_picture_and_another_prompt_another() {
-        assert_eq!(draw("a red fox"), draw("a red fox"));
-        assert_ne!(draw("a red fox"), draw("a blue whale"));
-        let decoded = image::load_from_memory(&draw("一只猫")).unwrap();
+    fn the_same_prompt_draws_the_same_picture_and_another_prompt_or_seed_another() {
+        let plain = GenerationOptions::default();
+        assert_eq!(draw("a red fox", &plain), draw("a red fox", &plain));
+        assert_ne!(draw("a red fox", &plain), draw("a blue whale", &plain));
+        let seeded = GenerationOptions { seed: Some(7), ..Default::default() };
+        assert_ne!(draw("a red fox", &plain), draw("a red fox", &seeded));
+        let decoded = image::load_from_memory(&draw("一只猫", &plain)).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (SIZE, SIZE));
+        let wide = GenerationOptions { size: Some("640x360".into()), ..Default::default() };
+        let decoded = image::load_from_memory(&draw("一只猫", &wide)).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (640, 360));
     }
 }

@@ -7,7 +7,6 @@
 
 pub mod commands;
 mod compose;
-mod limit;
 mod sent;
 pub mod templates;
 mod transport;
@@ -22,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::{Config, SmtpConfig};
 use crate::events::{self, ImageCompleted, ImageFailed};
+use crate::limit::RateLimit;
 use crate::worker::{self, Outcome, Received};
 pub use compose::{Composer, ImageRef, InlineImage, Notice};
-pub use limit::SendLimit;
 pub use sent::{DeliveryState, Notification, SentLog};
 pub use templates::{Kind, Templates};
 pub use transport::{SendError, Transport, classify};
@@ -38,7 +37,7 @@ pub struct Mailer {
     log: SentLog,
     composer: Arc<Composer>,
     transport: Transport,
-    limit: Arc<SendLimit>,
+    limit: Arc<RateLimit>,
     settings: Arc<SmtpConfig>,
     images_dir: PathBuf,
     http: reqwest::Client,
@@ -95,7 +94,7 @@ impl Mailer {
             log: SentLog::new(bus.mail.clone()),
             composer: Arc::new(composer),
             transport,
-            limit: Arc::new(SendLimit::per_minute(config.smtp.max_per_minute)),
+            limit: Arc::new(RateLimit::per_minute(config.smtp.max_per_minute)),
             settings: Arc::new(config.smtp.clone()),
             images_dir: config.server.images_dir.clone(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,

@@ -194,7 +194,7 @@ async fn openrouter_is_called_with_its_wire_format_and_a_5_mb_picture_passes_thr
     assert_eq!(request.headers["x-title"], "huiying");
     assert_eq!(request.body["model"], "google/gemini-2.5-flash-image-preview:free");
     assert_eq!(request.body["modalities"], json!(["image", "text"]));
-    assert_eq!(request.body["messages"][0]["content"], "static noise");
+    assert_eq!(request.body["messages"][0]["content"], json!([{"type": "text", "text": "static noise"}]));
     assert_eq!(app.records()[0]["model"], "google/gemini-2.5-flash-image-preview:free");
 }
 

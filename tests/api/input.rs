@@ -16,7 +16,11 @@ async fn bad_requests_get_a_400_that_names_the_problem() {
         (json!({"prompt": long_prompt}).to_string(), "4001 characters"),
         (r#"{"prompt": 42}"#.into(), "prompt"),
         (r#"{"prompt": "cat", "model": 7}"#.into(), "model"),
-        (r#"{"prompt": "cat", "size": "1024x1024"}"#.into(), "unknown field `size`"),
+        (r#"{"prompt": "cat", "style": "anime"}"#.into(), "unknown field `style`"),
+        (r#"{"prompt": "cat", "n": 4}"#.into(), "n must be 1"),
+        (r#"{"prompt": "cat", "size": "huge"}"#.into(), "WIDTHxHEIGHT"),
+        (r#"{"prompt": "cat", "seed": -1}"#.into(), "seed"),
+        (r#"{"prompt": "cat", "model": "my model"}"#.into(), "not a model name"),
         (r#"["prompt"]"#.into(), "invalid"),
     ];
     for (body, expected) in cases {

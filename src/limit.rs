@@ -1,4 +1,4 @@
-//! An optional per-minute limit on sending: providers throttle, or block, bursts.
+//! An optional per-minute limit: mail providers and free model tiers throttle bursts.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -8,18 +8,18 @@ use tokio::time::Instant;
 
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// Lets at most `per_minute` sends start in any 60-second window (0: no limit).
-pub struct SendLimit {
+/// Lets at most `per_minute` calls start in any 60-second window (0: no limit).
+pub struct RateLimit {
     per_minute: usize,
     started: Mutex<VecDeque<Instant>>,
 }
 
-impl SendLimit {
+impl RateLimit {
     pub fn per_minute(per_minute: u32) -> Self {
         Self { per_minute: per_minute as usize, started: Mutex::new(VecDeque::new()) }
     }
 
-    /// Waits until another send may start, and counts it.
+    /// Waits until another call may start, and counts it.
     pub async fn acquire(&self) {
         if self.per_minute == 0 {
             return;
@@ -48,7 +48,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_third_send_in_a_minute_waits_for_the_first_to_leave_the_window() {
-        let limit = SendLimit::per_minute(2);
+        let limit = RateLimit::per_minute(2);
         let start = Instant::now();
         limit.acquire().await;
         tokio::time::advance(Duration::from_secs(10)).await;
@@ -60,7 +60,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn zero_means_no_limit() {
-        let limit = SendLimit::per_minute(0);
+        let limit = RateLimit::per_minute(0);
         let start = Instant::now();
         for _ in 0..1000 {
             limit.acquire().await;

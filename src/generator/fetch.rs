@@ -1,0 +1,211 @@
+//! Getting the picture a provider answered with: decoding a `data:` URL, or downloading a
+//! link carefully. A provider's answer must not be able to make us fetch from inside the
+//! network (loopback, private, link-local, cloud metadata), pull endless bytes, or hang.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::Url;
+
+use super::GenerateError;
+use super::http::{error_chain, shorten};
+use crate::config::GeneratorConfig;
+
+const MAX_REDIRECTS: usize = 3;
+
+/// A picture's bytes and the type they turned out to be.
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+}
+
+#[derive(Clone)]
+pub struct Fetcher {
+    max_bytes: u64,
+    timeout: Duration,
+    allow_private: bool,
+}
+
+impl Fetcher {
+    pub fn new(settings: &GeneratorConfig) -> Self {
+        Self {
+            max_bytes: settings.max_image_bytes,
+            timeout: Duration::from_secs(settings.download_timeout),
+            allow_private: settings.allow_private_urls,
+        }
+    }
+
+    /// The picture behind `url`: a `data:` URL or an http(s) link.
+    pub async fn fetch(&self, url: &str) -> Result<Fetched, GenerateError> {
+        if url.starts_with("data:") {
+            let (_, bytes) = decode_data_url(url)
+                .ok_or_else(|| GenerateError::permanent("the provider's data: URL is not valid base64".into()))?;
+            return self.checked(bytes);
+        }
+        let mut url = Url::parse(url).map_err(|_| {
+            GenerateError::permanent(format!("the provider returned an unusable image link: {}", shorten(url, 120)))
+        })?;
+        for _ in 0..=MAX_REDIRECTS {
+            let response = self.get(&url).await?;
+            if response.status().is_redirection() {
+                let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("");
+                url = url
+                    .join(location)
+                    .map_err(|_| GenerateError::permanent("a bad redirect from the image link".into()))?;
+                continue;
+            }
+            if !response.status().is_success() {
+                let error = format!("downloading the picture from {} answered {}", host_of(&url), response.status());
+                return Err(if response.status().is_server_error() {
+                    GenerateError::transient(error)
+                } else {
+                    GenerateError::permanent(error)
+                });
+            }
+            return self.checked(self.read_capped(response).await?);
+        }
+        Err(GenerateError::permanent(format!("the image link redirected more than {MAX_REDIRECTS} times")))
+    }
+
+    /// One GET, without following redirects, to an address checked after DNS resolution
+    /// and pinned for the connection (no second lookup that could answer differently).
+    async fn get(&self, url: &Url) -> Result<reqwest::Response, GenerateError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(GenerateError::permanent(format!("image links must be http or https, not {}:", url.scheme())));
+        }
+        let host = url.host_str().ok_or_else(|| GenerateError::permanent("the image link has no host".into()))?;
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| GenerateError::transient(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(GenerateError::transient(format!("{host} has no address")));
+        }
+        if !self.allow_private {
+            if let Some(blocked) = addresses.iter().find(|a| !is_public(a.ip())) {
+                return Err(GenerateError::permanent(format!(
+                    "refused to download the picture from {host}: it resolves to {}, a private or local address \
+                     (set [generator] allow_private_urls = true to allow)",
+                    blocked.ip()
+                )));
+            }
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.timeout)
+            .resolve_to_addrs(host, &addresses)
+            .build()
+            .map_err(|e| GenerateError::permanent(format!("cannot prepare the download: {e}")))?;
+        client.get(url.clone()).send().await.map_err(|e| {
+            GenerateError::transient(format!("downloading the picture from {host} failed: {}", error_chain(&e)))
+        })
+    }
+
+    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, GenerateError> {
+        let too_large = || GenerateError::permanent(format!("the picture is larger than {} bytes", self.max_bytes));
+        if response.content_length().is_some_and(|n| n > self.max_bytes) {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| GenerateError::transient(format!("the download broke off: {e}")))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > self.max_bytes {
+                return Err(too_large());
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The bytes must really be a picture, and not too large.
+    fn checked(&self, bytes: Vec<u8>) -> Result<Fetched, GenerateError> {
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(GenerateError::permanent(format!("the picture is larger than {} bytes", self.max_bytes)));
+        }
+        let format = image::guess_format(&bytes)
+            .map_err(|_| GenerateError::permanent("the provider's answer is not a picture".into()))?;
+        Ok(Fetched { content_type: format.to_mime_type().to_string(), bytes })
+    }
+}
+
+/// Splits `data:<mime>;base64,<payload>` into the mime type and the decoded bytes.
+pub fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, payload) = rest.split_once(',')?;
+    let mime = meta.strip_suffix(";base64")?;
+    let payload: String = payload.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(payload).ok()?;
+    Some((if mime.is_empty() { "application/octet-stream".into() } else { mime.into() }, bytes))
+}
+
+/// Addresses a provider's link may point at: public unicast only.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local() // includes 169.254.169.254, the cloud metadata address
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80) // link-local
+        }
+    }
+}
+
+fn host_of(url: &Url) -> String {
+    url.host_str().unwrap_or("?").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for blocked in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(blocked.parse().unwrap()), "{blocked}");
+        }
+        for allowed in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(allowed.parse().unwrap()), "{allowed}");
+        }
+    }
+
+    #[test]
+    fn a_data_url_is_split_into_type_and_bytes() {
+        let (mime, bytes) = decode_data_url("data:image/png;base64,aGVs\nbG8=").unwrap();
+        assert_eq!((mime.as_str(), bytes.as_slice()), ("image/png", b"hello".as_slice()));
+        assert!(decode_data_url("https://example.com/x.png").is_none());
+    }
+}
