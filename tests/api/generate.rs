@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{FakeOpenRouter, MAIL_TO, TestApp, wait_for};
+use crate::helpers::{FakeApi, FakeResponse, MAIL_TO, OPENROUTER_PATH, TestApp, openrouter_image, tiny_png, wait_for};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_prompt_posted_to_ingest_comes_back_with_a_url_an_image_a_record_and_one_email() {
@@ -168,11 +168,10 @@ async fn openrouter_is_called_with_its_wire_format_and_a_5_mb_picture_passes_thr
     noise.write_to(&mut png, image::ImageFormat::Png).unwrap();
     let png = png.into_inner();
     assert!(png.len() > 5_000_000, "{} bytes", png.len());
-    let openrouter = FakeOpenRouter::returning_image(png, "image/png").await;
-    let base_url = openrouter.base_url.clone();
-    let app = TestApp::spawn_with(move |config, _| {
-        config.api_keys.openrouter_api_key = huiying::config::Secret::new("sk-or-test-key");
-        config.openrouter.base_url = base_url;
+    let api = FakeApi::start().await;
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&png))]);
+    let app = TestApp::spawn_with(|config, _| {
+        api.configure(config);
         config.openrouter.http_referer = "https://huiying.example".into();
     })
     .await;
@@ -186,7 +185,7 @@ async fn openrouter_is_called_with_its_wire_format_and_a_5_mb_picture_passes_thr
     // Shrunk to fit 1920x1080 with the aspect ratio kept.
     assert_eq!((decoded.width(), decoded.height()), (1163, 1080));
 
-    let requests = openrouter.requests.lock().unwrap().clone();
+    let requests = api.calls(OPENROUTER_PATH);
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
     assert_eq!(request.headers["authorization"], "Bearer sk-or-test-key");
@@ -200,13 +199,10 @@ async fn openrouter_is_called_with_its_wire_format_and_a_5_mb_picture_passes_thr
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_generators_share_the_work_and_no_job_is_drawn_twice() {
-    let mut tiny = std::io::Cursor::new(Vec::new());
-    image::RgbImage::new(64, 64).write_to(&mut tiny, image::ImageFormat::Png).unwrap();
-    let openrouter = FakeOpenRouter::returning_image(tiny.into_inner(), "image/png").await;
-    let base_url = openrouter.base_url.clone();
-    let mut app = TestApp::spawn_with(move |config, _| {
-        config.api_keys.openrouter_api_key = huiying::config::Secret::new("sk-or-test-key");
-        config.openrouter.base_url = base_url;
+    let api = FakeApi::start().await;
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    let mut app = TestApp::spawn_with(|config, _| {
+        api.configure(config);
         config.smtp.enable = false;
     })
     .await;
@@ -230,6 +226,6 @@ async fn two_generators_share_the_work_and_no_job_is_drawn_twice() {
     }
     app.wait_until_consumer_idle("generator").await;
 
-    assert_eq!(openrouter.request_count(), 20, "each job drawn once");
+    assert_eq!(api.calls(OPENROUTER_PATH).len(), 20, "each job drawn once");
     assert_eq!(app.records().len(), 20, "one record per job");
 }

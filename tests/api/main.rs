@@ -8,4 +8,5 @@ mod generate;
 mod huiying_up;
 mod input;
 mod mail_tools;
+mod models;
 mod notifications;
