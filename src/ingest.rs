@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,6 +27,8 @@ use crate::events::{self, EVENT_VERSION, GenerationOptions, ImageRequested, Stag
 use crate::generator::Translator;
 use crate::jobs::{JobBoard, JobState, JobStatus};
 use crate::store::STATIC_IMAGES_PATH;
+use crate::store::api::{self as store_api, Answer, ImageList, RecordView, RecordViewPage};
+use crate::store::records::RecordQuery;
 
 /// Largest request body accepted (a prompt is at most 4000 characters).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -139,6 +141,12 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/generate-image", post(generate_image))
         .route("/jobs/{id}", get(job_status))
         .route("/api/jobs/{id}", get(job_status))
+        .route("/records", get(list_records))
+        .route("/api/records", get(list_records))
+        .route("/records/{id}", get(get_record))
+        .route("/api/records/{id}", get(get_record))
+        .route("/images", get(list_images))
+        .route("/api/images", get(list_images))
         .route("/translate", post(translate))
         .route("/api/translate", post(translate))
         .route("/health", get(health))
@@ -312,4 +320,102 @@ async fn health(State(state): State<AppState>) -> Response {
     });
     let status = if connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
+}
+
+/// Asks the store over NATS; its answer, or an error a client can act on.
+async fn ask_store<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    subject: &'static str,
+    payload: Vec<u8>,
+) -> Result<T, ApiError> {
+    let request = state.bus.client.request(subject, payload.into());
+    let message = match tokio::time::timeout(Duration::from_secs(10), request).await {
+        Ok(Ok(message)) => message,
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is not running; try again shortly"));
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, subject, "store request failed");
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store did not answer; try again shortly"));
+        }
+        Err(_) => return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the store did not answer in time")),
+    };
+    match serde_json::from_slice::<Answer<T>>(&message.payload) {
+        Ok(Answer::Ok(value)) => Ok(value),
+        Ok(Answer::Error { status, message }) => {
+            Err(ApiError::new(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), message))
+        }
+        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("the store's answer was unreadable: {e}"))),
+    }
+}
+
+/// `GET /records?page&limit&keyword&model&date_from&date_to` (dates are UTC days, inclusive).
+async fn list_records(
+    State(state): State<AppState>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let query = record_query(&params)?;
+    let page: RecordViewPage = ask_store(&state, store_api::RECORDS_LIST, serde_json::to_vec(&query).unwrap()).await?;
+    Ok(Json(page).into_response())
+}
+
+/// Checks the parameters of `GET /records`, naming the one that is wrong.
+fn record_query(params: &std::collections::HashMap<String, String>) -> Result<RecordQuery, ApiError> {
+    const KNOWN: [&str; 6] = ["page", "limit", "keyword", "model", "date_from", "date_to"];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", "))));
+    }
+    let number = |name: &str, default: u32, max: u32| -> Result<u32, ApiError> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_request(format!("{name} must be a whole number from 1 to {max}, got {text:?}"))),
+            },
+        }
+    };
+    let date = |name: &str| -> Result<Option<time::Date>, ApiError> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        params
+            .get(name)
+            .map(|text| {
+                time::Date::parse(text, format).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "{name} must be a date like 2026-11-29 (YYYY-MM-DD, UTC), got {text:?}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let text = |name: &str| params.get(name).map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    let query = RecordQuery {
+        page: number("page", 1, u32::MAX)?,
+        limit: number("limit", 20, 100)?,
+        keyword: text("keyword"),
+        model: text("model"),
+        date_from: date("date_from")?,
+        date_to: date("date_to")?,
+    };
+    if query.keyword.as_ref().is_some_and(|k| k.chars().count() > 200) {
+        return Err(ApiError::bad_request("keyword is longer than 200 characters"));
+    }
+    if let (Some(from), Some(to)) = (query.date_from, query.date_to) {
+        if from > to {
+            return Err(ApiError::bad_request(format!("date_from ({from}) is after date_to ({to})")));
+        }
+    }
+    Ok(query)
+}
+
+async fn get_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if !crate::jobs::is_valid_job_id(&id) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no record with id {id:?}")));
+    }
+    let record: RecordView = ask_store(&state, store_api::RECORDS_GET, id.into_bytes()).await?;
+    Ok(Json(record).into_response())
+}
+
+async fn list_images(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let images: ImageList = ask_store(&state, store_api::IMAGES_LIST, Vec::new()).await?;
+    Ok(Json(images).into_response())
 }

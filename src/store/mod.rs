@@ -1,6 +1,7 @@
 //! The store: `image.generated` → processed file on disk + SQLite record →
 //! `image.completed` (or `image.failed` when the picture is unusable).
 
+pub mod api;
 pub mod files;
 pub mod processing;
 pub mod records;
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +60,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let spec = consumer_spec(config.nats.ack_wait());
     let consumer = bus.durable_consumer(&spec).await?;
     tracing::info!(images_dir = %config.server.images_dir.display(), database = %config.database.path.display(), "store ready");
+    let api = api::StoreApi {
+        records: records.clone(),
+        images_dir: config.server.images_dir.clone(),
+        public_base_url: config.server.public_base_url(),
+    };
+    let answering = tokio::spawn(api.serve(bus.client.clone(), shutdown.clone()));
     let store = Store {
         jobs: JobBoard::new(bus.jobs.clone()),
         bus,
@@ -74,7 +80,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let store = store.clone();
         async move { store.handle(received).await }
     })
-    .await
+    .await?;
+    answering.await?
 }
 
 impl Store {
@@ -129,8 +136,9 @@ impl Store {
         let file_size = bytes.len() as u64;
         let path = blocking(move || files::write_atomically(&dir, &name, &bytes)).await?;
 
-        let now = OffsetDateTime::now_utc().format(&Rfc3339).expect("UTC times format");
+        let now = records::timestamp(OffsetDateTime::now_utc());
         let record = Record {
+            id: 0,
             job_id: generated.id.clone(),
             original_prompt: generated.prompt.clone(),
             english_prompt: generated.english_prompt.clone(),

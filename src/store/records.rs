@@ -3,11 +3,16 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration as Days};
 
 /// One stored picture, with the original service's fields plus the job id.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// Row number; 0 before insertion.
+    #[serde(default)]
+    pub id: i64,
     pub job_id: String,
     pub original_prompt: String,
     pub english_prompt: String,
@@ -24,7 +29,8 @@ pub struct Record {
 }
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE image_records (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,
         job_id          TEXT NOT NULL UNIQUE,
@@ -41,7 +47,32 @@ const MIGRATIONS: &[&str] = &[r#"
         updated_at      TEXT NOT NULL
     );
     CREATE INDEX image_records_created_at ON image_records (created_at);
-"#];
+"#,
+    // Keyword search over both prompts. The trigram tokenizer matches any substring of
+    // three or more characters, which suits Chinese (no spaces between words) as well as
+    // English; shorter keywords fall back to LIKE.
+    r#"
+    CREATE VIRTUAL TABLE image_records_fts USING fts5(
+        original_prompt, english_prompt, content = 'image_records', content_rowid = 'id', tokenize = 'trigram'
+    );
+    INSERT INTO image_records_fts (image_records_fts) VALUES ('rebuild');
+    CREATE TRIGGER image_records_fts_insert AFTER INSERT ON image_records BEGIN
+        INSERT INTO image_records_fts (rowid, original_prompt, english_prompt)
+        VALUES (new.id, new.original_prompt, new.english_prompt);
+    END;
+    CREATE TRIGGER image_records_fts_delete AFTER DELETE ON image_records BEGIN
+        INSERT INTO image_records_fts (image_records_fts, rowid, original_prompt, english_prompt)
+        VALUES ('delete', old.id, old.original_prompt, old.english_prompt);
+    END;
+    CREATE TRIGGER image_records_fts_update AFTER UPDATE ON image_records BEGIN
+        INSERT INTO image_records_fts (image_records_fts, rowid, original_prompt, english_prompt)
+        VALUES ('delete', old.id, old.original_prompt, old.english_prompt);
+        INSERT INTO image_records_fts (rowid, original_prompt, english_prompt)
+        VALUES (new.id, new.original_prompt, new.english_prompt);
+    END;
+    CREATE INDEX image_records_model_created ON image_records (model, created_at);
+"#,
+];
 
 #[derive(Clone)]
 pub struct Records {
@@ -92,30 +123,108 @@ impl Records {
     pub fn by_job(&self, job_id: &str) -> rusqlite::Result<Option<Record>> {
         let connection = self.connection.lock().expect("no panics while holding the lock");
         connection
-            .query_row(
-                "SELECT job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size,
-                        width, height, format, created_at, updated_at
-                 FROM image_records WHERE job_id = ?1",
-                [job_id],
-                |row| {
-                    Ok(Record {
-                        job_id: row.get(0)?,
-                        original_prompt: row.get(1)?,
-                        english_prompt: row.get(2)?,
-                        model: row.get(3)?,
-                        local_path: row.get(4)?,
-                        r2_url: row.get(5)?,
-                        file_size: row.get(6)?,
-                        width: row.get(7)?,
-                        height: row.get(8)?,
-                        format: row.get(9)?,
-                        created_at: row.get(10)?,
-                        updated_at: row.get(11)?,
-                    })
-                },
-            )
+            .query_row(&format!("SELECT {COLUMNS} FROM image_records WHERE job_id = ?1"), [job_id], record)
             .optional()
     }
+
+    /// One page of records matching `query`, newest first (ties broken by row, newest first).
+    pub fn query(&self, query: &RecordQuery) -> rusqlite::Result<RecordPage> {
+        let mut conditions: Vec<&str> = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(keyword) = query.keyword.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+            if keyword.chars().count() >= 3 {
+                conditions.push("id IN (SELECT rowid FROM image_records_fts WHERE image_records_fts MATCH ?)");
+                values.push(format!("\"{}\"", keyword.replace('"', "\"\"")).into());
+            } else {
+                conditions.push("(original_prompt LIKE ? ESCAPE '\\' OR english_prompt LIKE ? ESCAPE '\\')");
+                let pattern = format!("%{}%", keyword.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                values.push(pattern.clone().into());
+                values.push(pattern.into());
+            }
+        }
+        if let Some(model) = &query.model {
+            conditions.push("model = ?");
+            values.push(model.clone().into());
+        }
+        // Dates are UTC days; created_at is RFC 3339 in UTC, so text comparison orders it.
+        if let Some(from) = query.date_from {
+            conditions.push("created_at >= ?");
+            values.push(format!("{from}T00:00:00").into());
+        }
+        if let Some(to) = query.date_to {
+            conditions.push("created_at < ?");
+            values.push(format!("{}T00:00:00", to + Days::days(1)).into());
+        }
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let connection = self.connection.lock().expect("no panics while holding the lock");
+        let total: u64 = connection.query_row(
+            &format!("SELECT COUNT(*) FROM image_records {filter}"),
+            rusqlite::params_from_iter(values.iter()),
+            |row| row.get(0),
+        )?;
+        let offset = u64::from(query.page.saturating_sub(1)) * u64::from(query.limit);
+        let mut page_values = values.clone();
+        page_values.push((query.limit as i64).into());
+        page_values.push((offset as i64).into());
+        let mut statement = connection.prepare(&format!(
+            "SELECT {COLUMNS} FROM image_records {filter} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        ))?;
+        let records = statement
+            .query_map(rusqlite::params_from_iter(page_values.iter()), record)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let pages = total.div_ceil(u64::from(query.limit.max(1)));
+        Ok(RecordPage { records, total, page: query.page, limit: query.limit, pages })
+    }
+}
+
+/// Record times: RFC 3339 in UTC with a fixed six-digit fraction, so that comparing the
+/// text orders them by time (the list's sort and date filters rely on it).
+pub fn timestamp(at: time::OffsetDateTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    at.to_offset(time::UtcOffset::UTC).format(format).expect("every UTC time formats")
+}
+
+const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
+                       width, height, format, created_at, updated_at";
+
+fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        id: row.get(0)?,
+        job_id: row.get(1)?,
+        original_prompt: row.get(2)?,
+        english_prompt: row.get(3)?,
+        model: row.get(4)?,
+        local_path: row.get(5)?,
+        r2_url: row.get(6)?,
+        file_size: row.get(7)?,
+        width: row.get(8)?,
+        height: row.get(9)?,
+        format: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
+    })
+}
+
+/// What `GET /records` asks for; ingest checks it, the store runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordQuery {
+    pub page: u32,
+    pub limit: u32,
+    pub keyword: Option<String>,
+    pub model: Option<String>,
+    pub date_from: Option<Date>,
+    pub date_to: Option<Date>,
+}
+
+/// One page of records, as `GET /records` answers it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordPage {
+    pub records: Vec<Record>,
+    pub total: u64,
+    pub page: u32,
+    pub limit: u32,
+    pub pages: u64,
 }
 
 fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
@@ -133,8 +242,9 @@ fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
-    fn record(job_id: &str) -> Record {
+    fn sample(job_id: &str) -> Record {
         Record {
+            id: 0,
             job_id: job_id.into(),
             original_prompt: "一只猫".into(),
             english_prompt: "a cat".into(),
@@ -154,9 +264,9 @@ mod tests {
     fn a_job_gets_one_record_however_often_it_is_inserted() {
         let dir = tempfile::tempdir().unwrap();
         let records = Records::open(&dir.path().join("db.sqlite")).unwrap();
-        assert!(records.insert(&record("job-1")).unwrap());
-        assert!(!records.insert(&record("job-1")).unwrap());
-        assert_eq!(records.by_job("job-1").unwrap(), Some(record("job-1")));
+        assert!(records.insert(&sample("job-1")).unwrap());
+        assert!(!records.insert(&sample("job-1")).unwrap());
+        assert_eq!(records.by_job("job-1").unwrap(), Some(Record { id: 1, ..sample("job-1") }));
         // Reopening applies no migration twice.
         let reopened = Records::open(&dir.path().join("db.sqlite")).unwrap();
         assert!(reopened.by_job("job-1").unwrap().is_some());

@@ -10,3 +10,4 @@ mod input;
 mod mail_tools;
 mod models;
 mod notifications;
+mod records;

@@ -1,0 +1,191 @@
+//! The store answers questions about its records and files over NATS request/reply (the
+//! async-nats service API, queue group shared by all store instances), so that ingest,
+//! on any host, never opens the database file.
+
+use std::path::PathBuf;
+
+use async_nats::service::ServiceExt;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
+
+use super::STATIC_IMAGES_PATH;
+use super::records::{Record, RecordPage, RecordQuery, Records};
+
+pub const RECORDS_LIST: &str = "huiying.records.list";
+pub const RECORDS_GET: &str = "huiying.records.get";
+pub const IMAGES_LIST: &str = "huiying.images.list";
+
+/// Every reply: `{"ok": ...}` or `{"error": {"status", "message"}}` (status as in HTTP).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Answer<T> {
+    Ok(T),
+    Error { status: u16, message: String },
+}
+
+/// A record as the API shows it: the stored fields plus an absolute link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordView {
+    #[serde(flatten)]
+    pub record: Record,
+    pub url: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecordViewPage {
+    pub records: Vec<RecordView>,
+    pub total: u64,
+    pub page: u32,
+    pub limit: u32,
+    pub pages: u64,
+}
+
+/// A picture in `images_dir`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ImageFile {
+    pub filename: String,
+    pub url: String,
+    /// RFC 3339, UTC.
+    pub created_time: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ImageList {
+    pub images: Vec<ImageFile>,
+}
+
+/// What answering needs.
+#[derive(Clone)]
+pub struct StoreApi {
+    pub records: Records,
+    pub images_dir: PathBuf,
+    pub public_base_url: String,
+}
+
+impl StoreApi {
+    /// Answers requests until `shutdown` fires.
+    pub async fn serve(self, client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let service = client
+            .service_builder()
+            .description("huiying store: records and images")
+            .start("huiying-store", env!("CARGO_PKG_VERSION"))
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the records service: {e}"))?;
+        let mut endpoints = Vec::new();
+        for subject in [RECORDS_LIST, RECORDS_GET, IMAGES_LIST] {
+            endpoints.push(service.endpoint(subject).await.map_err(|e| anyhow::anyhow!("endpoint {subject}: {e}"))?);
+        }
+        let mut requests = futures::stream::select_all(endpoints);
+        loop {
+            let request = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                request = requests.next() => match request { Some(request) => request, None => break },
+            };
+            let api = self.clone();
+            tokio::spawn(async move {
+                let subject = request.message.subject.to_string();
+                let payload = request.message.payload.clone();
+                let reply = tokio::task::spawn_blocking(move || api.answer(&subject, &payload))
+                    .await
+                    .unwrap_or_else(|e| error_reply(500, &format!("the store crashed answering: {e}")));
+                if let Err(error) = request.respond(Ok(reply.into())).await {
+                    tracing::warn!(%error, "could not answer a records request");
+                }
+            });
+        }
+        let _ = service.stop().await;
+        Ok(())
+    }
+
+    /// The JSON reply to one request (blocking: SQLite and the file system).
+    fn answer(&self, subject: &str, payload: &[u8]) -> Vec<u8> {
+        match subject {
+            RECORDS_LIST => match serde_json::from_slice::<RecordQuery>(payload) {
+                Ok(query) => reply(self.records.query(&query).map(|page| self.view_page(page))),
+                Err(e) => error_reply(400, &format!("bad records query: {e}")),
+            },
+            RECORDS_GET => {
+                let job_id = String::from_utf8_lossy(payload).to_string();
+                match self.records.by_job(&job_id) {
+                    Ok(Some(record)) => ok_reply(&self.view(record)),
+                    Ok(None) => error_reply(404, &format!("no record with id {job_id:?}")),
+                    Err(e) => error_reply(500, &format!("reading the records failed: {e}")),
+                }
+            }
+            IMAGES_LIST => match self.images() {
+                Ok(list) => ok_reply(&list),
+                Err(e) => error_reply(500, &format!("listing {} failed: {e}", self.images_dir.display())),
+            },
+            other => error_reply(404, &format!("no such request: {other}")),
+        }
+    }
+
+    fn local_url(&self, filename: &str) -> String {
+        format!("{}{STATIC_IMAGES_PATH}/{filename}", self.public_base_url)
+    }
+
+    fn view(&self, record: Record) -> RecordView {
+        let filename = std::path::Path::new(&record.local_path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let url = record.r2_url.clone().unwrap_or_else(|| self.local_url(&filename));
+        RecordView { record, url }
+    }
+
+    fn view_page(&self, page: RecordPage) -> RecordViewPage {
+        RecordViewPage {
+            records: page.records.into_iter().map(|r| self.view(r)).collect(),
+            total: page.total,
+            page: page.page,
+            limit: page.limit,
+            pages: page.pages,
+        }
+    }
+
+    /// Pictures in `images_dir`, newest first.
+    fn images(&self) -> std::io::Result<ImageList> {
+        let mut images = Vec::new();
+        let entries = match std::fs::read_dir(&self.images_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ImageList { images }),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let filename = entry.file_name().to_string_lossy().into_owned();
+            let metadata = entry.metadata()?;
+            if !metadata.is_file() || !filename.starts_with("huiying_image_") {
+                continue;
+            }
+            let modified: OffsetDateTime = metadata.modified()?.into();
+            images.push(ImageFile {
+                url: self.local_url(&filename),
+                created_time: modified.format(&Rfc3339).unwrap_or_default(),
+                size: metadata.len(),
+                filename,
+            });
+        }
+        images.sort_by(|a, b| b.created_time.cmp(&a.created_time).then_with(|| b.filename.cmp(&a.filename)));
+        Ok(ImageList { images })
+    }
+}
+
+fn ok_reply<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(&Answer::Ok(value)).expect("answers serialize")
+}
+
+fn reply<T: Serialize>(result: rusqlite::Result<T>) -> Vec<u8> {
+    match result {
+        Ok(value) => ok_reply(&value),
+        Err(e) => error_reply(500, &format!("reading the records failed: {e}")),
+    }
+}
+
+fn error_reply(status: u16, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&Answer::<()>::Error { status, message: message.into() }).expect("answers serialize")
+}

@@ -1,0 +1,238 @@
+//! A user's history: records listed, searched, filtered and fetched through ingest,
+//! which asks the store over NATS.
+
+use serde_json::{Value, json};
+use time::macros::datetime;
+
+use huiying::store::records::{Record, Records, timestamp};
+
+use crate::helpers::{TestApp, wait_for};
+
+/// Writes records straight into the store's SQLite file, with chosen times.
+fn seed(app: &TestApp, rows: &[(&str, &str, &str, time::OffsetDateTime)]) {
+    let records = Records::open(&app.config.database.path).unwrap();
+    for (n, (original, english, model, at)) in rows.iter().enumerate() {
+        let job_id = format!("00000000-0000-4000-9000-{n:012}");
+        records
+            .insert(&Record {
+                id: 0,
+                original_prompt: original.to_string(),
+                english_prompt: english.to_string(),
+                model: model.to_string(),
+                local_path: format!("images/huiying_image_{n}.jpg"),
+                r2_url: None,
+                file_size: 1000 + n as u64,
+                width: 512,
+                height: 512,
+                format: "jpeg".into(),
+                created_at: timestamp(*at),
+                updated_at: timestamp(*at),
+                job_id,
+            })
+            .unwrap();
+    }
+}
+
+async fn get(app: &TestApp, path_and_query: &str) -> (u16, Value) {
+    let response = app.http.get(format!("{}{path_and_query}", app.address)).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// The store creates the database at start; wait for its schema before seeding.
+async fn spawn_with_store() -> TestApp {
+    let app = TestApp::spawn().await;
+    wait_for("the store's records service", std::time::Duration::from_secs(20), || async {
+        (get(&app, "/records").await.0 == 200).then_some(())
+    })
+    .await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_come_newest_first_in_pages_and_an_empty_page_is_an_empty_list() {
+    let app = spawn_with_store().await;
+    let rows: Vec<(String, time::OffsetDateTime)> = (0..45)
+        .map(|n| (format!("picture {n}"), datetime!(2026-11-01 00:00 UTC) + time::Duration::minutes(n)))
+        .collect();
+    let rows: Vec<(&str, &str, &str, time::OffsetDateTime)> =
+        rows.iter().map(|(p, at)| (p.as_str(), p.as_str(), "huiying/placeholder", *at)).collect();
+    seed(&app, &rows);
+
+    let (status, first) = get(&app, "/records").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (first["total"].as_u64(), first["page"].as_u64(), first["limit"].as_u64(), first["pages"].as_u64()),
+        (Some(45), Some(1), Some(20), Some(3))
+    );
+    assert_eq!(first["records"].as_array().unwrap().len(), 20);
+    assert_eq!(first["records"][0]["original_prompt"], "picture 44");
+    assert!(first["records"][0]["url"].as_str().unwrap().ends_with("/static/images/huiying_image_44.jpg"));
+
+    let (_, last) = get(&app, "/api/records?page=3").await;
+    let prompts: Vec<&str> =
+        last["records"].as_array().unwrap().iter().map(|r| r["original_prompt"].as_str().unwrap()).collect();
+    assert_eq!(prompts, vec!["picture 4", "picture 3", "picture 2", "picture 1", "picture 0"]);
+    let (_, beyond) = get(&app, "/records?page=4").await;
+    assert_eq!(beyond["records"], json!([]));
+    let (_, all) = get(&app, "/records?limit=100").await;
+    assert_eq!(all["records"].as_array().unwrap().len(), 45);
+
+    for (query, parameter) in
+        [("limit=101", "limit"), ("limit=0", "limit"), ("page=0", "page"), ("page=two", "page"), ("sort=asc", "sort")]
+    {
+        let (status, body) = get(&app, &format!("/records?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(body["error"].as_str().unwrap().contains(parameter), "{query}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keyword_finds_chinese_and_english_in_either_prompt() {
+    let app = spawn_with_store().await;
+    let at = datetime!(2026-11-20 12:00 UTC);
+    seed(
+        &app,
+        &[
+            ("一只坐在月球上的猫", "A cat sitting on the moon", "m/a", at),
+            ("海边的灯塔", "A lighthouse by the sea", "m/a", at + time::Duration::minutes(1)),
+            ("a red fox in the snow", "a red fox in the snow", "m/b", at + time::Duration::minutes(2)),
+            ("100% 纯猫", "100% pure cat", "m/b", at + time::Duration::minutes(3)),
+        ],
+    );
+
+    let prompts = |body: &Value| -> Vec<String> {
+        body["records"].as_array().unwrap().iter().map(|r| r["original_prompt"].as_str().unwrap().to_string()).collect()
+    };
+    for (keyword, expected) in [
+        ("月球上", vec!["一只坐在月球上的猫"]),          // Chinese, full-text
+        ("猫", vec!["100% 纯猫", "一只坐在月球上的猫"]), // one character
+        ("LIGHTHOUSE", vec!["海边的灯塔"]),              // English prompt, any case
+        ("red fox", vec!["a red fox in the snow"]),
+        ("100%", vec!["100% 纯猫"]), // % is not a wildcard
+        ("unicorn", vec![]),
+    ] {
+        let (status, body) = get(&app, &format!("/records?keyword={}", urlencoding(keyword))).await;
+        assert_eq!(status, 200);
+        assert_eq!(prompts(&body), expected, "keyword {keyword}");
+        assert_eq!(body["total"].as_u64().unwrap() as usize, expected.len());
+    }
+    let (_, by_model) = get(&app, "/records?model=m/b&keyword=fox").await;
+    assert_eq!(prompts(&by_model), vec!["a red fox in the snow"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn date_filters_are_whole_utc_days_inclusive() {
+    let app = spawn_with_store().await;
+    seed(
+        &app,
+        &[
+            ("before", "before", "m", datetime!(2026-11-27 23:59:59.999 UTC)),
+            ("first thing", "first thing", "m", datetime!(2026-11-28 00:00 UTC)),
+            ("last thing", "last thing", "m", datetime!(2026-11-28 23:59:59.999 UTC)),
+            ("after", "after", "m", datetime!(2026-11-29 00:00 UTC)),
+        ],
+    );
+
+    let (_, day) = get(&app, "/records?date_from=2026-11-28&date_to=2026-11-28").await;
+    let prompts: Vec<&str> =
+        day["records"].as_array().unwrap().iter().map(|r| r["original_prompt"].as_str().unwrap()).collect();
+    assert_eq!(prompts, vec!["last thing", "first thing"]);
+    let (_, since) = get(&app, "/records?date_from=2026-11-29").await;
+    assert_eq!(since["total"], 1);
+
+    for (query, parameter) in [
+        ("date_from=28-11-2026", "date_from"),
+        ("date_to=2026-13-01", "date_to"),
+        ("date_from=2026-11-29&date_to=2026-11-28", "date_from"),
+    ] {
+        let (status, body) = get(&app, &format!("/records?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(body["error"].as_str().unwrap().contains(parameter), "{query}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_is_fetched_by_job_id_and_an_unknown_one_is_a_404() {
+    let app = spawn_with_store().await;
+    let response = app.post_generate(json!({"prompt": "a record to fetch"})).await;
+    let answer: Value = response.json().await.unwrap();
+    let id = answer["id"].as_str().unwrap();
+
+    let (status, record) = get(&app, &format!("/records/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(record["job_id"], id);
+    assert_eq!(record["original_prompt"], "a record to fetch");
+    assert_eq!(record["url"], answer["data"][0]["url"]);
+
+    let (status, missing) = get(&app, "/api/records/00000000-0000-4000-8000-000000000000").await;
+    assert_eq!(status, 404);
+    assert!(missing["error"].as_str().unwrap().contains("no record"));
+
+    let (status, images) = get(&app, "/images").await;
+    assert_eq!(status, 200);
+    let image = &images["images"][0];
+    assert_eq!(image["url"], answer["data"][0]["url"]);
+    assert!(image["filename"].as_str().unwrap().starts_with("huiying_image_") && image["size"].as_u64().unwrap() > 0);
+    assert!(image["created_time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_generated_event_leaves_one_record() {
+    let app = spawn_with_store().await;
+    assert_eq!(app.post_generate(json!({"prompt": "only one of me"})).await.status(), 200);
+    let js = async_nats::jetstream::new(app.nats.clone());
+    let stream = js.get_stream(huiying::bus::STREAM).await.unwrap();
+    let generated = stream.get_last_raw_message_by_subject("image.generated").await.unwrap();
+
+    app.publish("image.generated", std::str::from_utf8(&generated.payload).unwrap()).await;
+    app.wait_until_consumer_idle("store").await;
+
+    assert_eq!(app.records().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason() {
+    let app = spawn_with_store().await;
+    let js = async_nats::jetstream::new(app.nats.clone());
+    let bucket = js.get_object_store(huiying::bus::IMAGES_BUCKET).await.unwrap();
+    let id = "00000000-0000-4000-8000-0000000000bd";
+    bucket.put(id, &mut "this is not a picture".as_bytes()).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let generated = huiying::events::ImageGenerated {
+        version: 1,
+        id: id.into(),
+        prompt: "broken bytes".into(),
+        english_prompt: "broken bytes".into(),
+        model: "some/model".into(),
+        provider: "openrouter".into(),
+        bucket: huiying::bus::IMAGES_BUCKET.into(),
+        object: id.into(),
+        content_type: "image/png".into(),
+        byte_size: 21,
+        attempts: 1,
+        notify_email: None,
+        requested_at: now,
+        generated_at: now,
+    };
+
+    app.publish("image.generated", &serde_json::to_string(&generated).unwrap()).await;
+
+    let job = app.wait_for_job(id).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error"]["stage"], "store");
+    assert!(job["error"]["error"].as_str().unwrap().contains("could not be decoded"), "{job}");
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    assert!(mail.text.contains("保存图片") && mail.text.contains("could not be decoded"));
+    assert!(app.records().is_empty());
+    let files = std::fs::read_dir(&app.config.server.images_dir).unwrap().count();
+    assert_eq!(files, 0, "no half-written file");
+}
+
+fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
