@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing:
 # - nats-server 2.10+ in .huiying/bin (scripts/install-nats-server.sh),
-# - python3 with aiosmtpd (the tests' real SMTP server),
+# - python3 with aiosmtpd (the tests' real SMTP server) and moto (a real S3-compatible server),
 # - openssl (the tests make their own CA and server certificate).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,4 +18,8 @@ command -v python3 >/dev/null || apt_install python3 python3-pip
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd
 fi
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  python3 -m pip install --quiet "moto[server]" || python3 -m pip install --quiet --break-system-packages "moto[server]"
+fi
 python3 -c 'import aiosmtpd; print("aiosmtpd:", aiosmtpd.__version__)'
+python3 -c 'import moto; print("moto:", moto.__version__)'

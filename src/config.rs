@@ -636,6 +636,13 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
     if !(1..=100).contains(&quality) {
         return Err(invalid("image_processing.quality", format!("expected 1 to 100, got {quality}")));
     }
+    let r2 = &config.cloudflare_r2;
+    if !r2.bucket.is_empty() && r2.public_url.is_empty() {
+        return Err(invalid(
+            "cloudflare_r2.public_url",
+            "must be set with a bucket: it is the bucket's public domain, so that links open".into(),
+        ));
+    }
     for route in &config.models.routes {
         match route.split_once('=') {
             Some((prefix, "openrouter" | "openai" | "placeholder")) if !prefix.is_empty() => {}

@@ -5,6 +5,7 @@ pub mod api;
 pub mod files;
 pub mod processing;
 pub mod records;
+pub mod remote;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub struct Store {
     images_dir: PathBuf,
     public_base_url: String,
     processing: Arc<ImageProcessingConfig>,
+    remote: Option<Arc<remote::RemoteStore>>,
 }
 
 pub fn consumer_spec(ack_wait: Duration) -> ConsumerSpec {
@@ -53,9 +55,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.database.path.display()))?;
     std::fs::create_dir_all(&config.server.images_dir)
         .map_err(|e| anyhow::anyhow!("cannot create images_dir {}: {e}", config.server.images_dir.display()))?;
-    if !config.cloudflare_r2.bucket.is_empty() {
-        tracing::warn!("[cloudflare_r2] is configured, but this build stores pictures locally only");
-    }
+    let remote = remote::RemoteStore::from_config(&config.cloudflare_r2)?.map(Arc::new);
     let bus = Bus::connect(&config.nats, "huiying-store", &shutdown).await?;
     let spec = consumer_spec(config.nats.ack_wait());
     let consumer = bus.durable_consumer(&spec).await?;
@@ -73,6 +73,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         images_dir: config.server.images_dir.clone(),
         public_base_url: config.server.public_base_url(),
         processing: Arc::new(config.image_processing.clone()),
+        remote,
     };
     // Processing is CPU-bound: no more at once than there are cores.
     let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -132,9 +133,21 @@ impl Store {
             processed.format.extension(),
         );
         let dir = self.images_dir.clone();
-        let bytes = processed.bytes;
+        let bytes = Arc::new(processed.bytes);
         let file_size = bytes.len() as u64;
-        let path = blocking(move || files::write_atomically(&dir, &name, &bytes)).await?;
+        let (to_write, file_name) = (bytes.clone(), name.clone());
+        let path = blocking(move || files::write_atomically(&dir, &file_name, &to_write)).await?;
+        // The remote copy is a bonus: when it fails, the job completes with the local file.
+        let (r2_url, r2_error) = match &self.remote {
+            None => (None, None),
+            Some(remote) => match remote.upload(&name, bytes.to_vec(), processed.format.content_type()).await {
+                Ok(url) => (Some(url), None),
+                Err(error) => {
+                    tracing::warn!(job = %generated.id, %error, "kept locally only");
+                    (None, Some(error))
+                }
+            },
+        };
 
         let now = records::timestamp(OffsetDateTime::now_utc());
         let record = Record {
@@ -144,7 +157,8 @@ impl Store {
             english_prompt: generated.english_prompt.clone(),
             model: generated.model.clone(),
             local_path: path.display().to_string(),
-            r2_url: None,
+            r2_url,
+            r2_error,
             file_size,
             width: processed.width,
             height: processed.height,

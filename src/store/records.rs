@@ -19,6 +19,9 @@ pub struct Record {
     pub model: String,
     pub local_path: String,
     pub r2_url: Option<String>,
+    /// Why the R2 upload failed, when it did (the picture is then local only).
+    #[serde(default)]
+    pub r2_error: Option<String>,
     pub file_size: u64,
     pub width: u32,
     pub height: u32,
@@ -72,6 +75,7 @@ const MIGRATIONS: &[&str] = &[
     END;
     CREATE INDEX image_records_model_created ON image_records (model, created_at);
 "#,
+    r#"ALTER TABLE image_records ADD COLUMN r2_error TEXT;"#,
 ];
 
 #[derive(Clone)]
@@ -99,8 +103,8 @@ impl Records {
         let connection = self.connection.lock().expect("no panics while holding the lock");
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
-                 file_size, width, height, format, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 file_size, width, height, format, created_at, updated_at, r2_error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (job_id) DO NOTHING",
             params![
                 record.job_id,
@@ -115,6 +119,7 @@ impl Records {
                 record.format,
                 record.created_at,
                 record.updated_at,
+                record.r2_error,
             ],
         )?;
         Ok(inserted == 1)
@@ -186,7 +191,7 @@ pub fn timestamp(at: time::OffsetDateTime) -> String {
 }
 
 const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
-                       width, height, format, created_at, updated_at";
+                       width, height, format, created_at, updated_at, r2_error";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -203,6 +208,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         format: row.get(10)?,
         created_at: row.get(11)?,
         updated_at: row.get(12)?,
+        r2_error: row.get(13)?,
     })
 }
 
@@ -251,6 +257,7 @@ mod tests {
             model: "huiying/placeholder".into(),
             local_path: "images/x.jpg".into(),
             r2_url: None,
+            r2_error: None,
             file_size: 10,
             width: 512,
             height: 512,

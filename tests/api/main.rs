@@ -11,3 +11,4 @@ mod mail_tools;
 mod models;
 mod notifications;
 mod records;
+mod storage;

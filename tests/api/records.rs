@@ -21,6 +21,7 @@ fn seed(app: &TestApp, rows: &[(&str, &str, &str, time::OffsetDateTime)]) {
                 model: model.to_string(),
                 local_path: format!("images/huiying_image_{n}.jpg"),
                 r2_url: None,
+                r2_error: None,
                 file_size: 1000 + n as u64,
                 width: 512,
                 height: 512,

@@ -1,0 +1,58 @@
+//! The optional remote copy: Cloudflare R2 or any S3-compatible store, through the
+//! object_store crate. Each picture is uploaded once, from the bytes already in memory,
+//! as `images/<file name>` with its content type; its public link is
+//! `[cloudflare_r2] public_url` + `/images/<file name>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload, path::Path};
+
+use crate::config::CloudflareR2Config;
+
+pub struct RemoteStore {
+    store: Arc<AmazonS3>,
+    public_url: String,
+}
+
+impl RemoteStore {
+    /// `None` when no bucket is configured.
+    pub fn from_config(r2: &CloudflareR2Config) -> anyhow::Result<Option<Self>> {
+        if r2.bucket.is_empty() {
+            return Ok(None);
+        }
+        let endpoint = match (r2.endpoint.as_str(), r2.account_id.as_str()) {
+            ("", "") => anyhow::bail!(
+                "bad configuration: cloudflare_r2.endpoint or cloudflare_r2.account_id must be set with a bucket"
+            ),
+            ("", account) => format!("https://{account}.r2.cloudflarestorage.com"),
+            (endpoint, _) => endpoint.trim_end_matches('/').to_string(),
+        };
+        let store = AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_region("auto")
+            .with_bucket_name(&r2.bucket)
+            .with_access_key_id(&r2.access_key_id)
+            .with_secret_access_key(r2.access_key_secret.expose())
+            .build()
+            .map_err(|e| anyhow::anyhow!("bad configuration: [cloudflare_r2]: {e}"))?;
+        Ok(Some(Self { store: Arc::new(store), public_url: r2.public_url.trim_end_matches('/').to_string() }))
+    }
+
+    /// Uploads the picture and returns its public link, or why it failed.
+    pub async fn upload(&self, filename: &str, bytes: Vec<u8>, content_type: &str) -> Result<String, String> {
+        let key = format!("images/{filename}");
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::ContentType, content_type.to_string().into());
+        let options = PutOptions { attributes, ..Default::default() };
+        let path = Path::from(key.as_str());
+        let put = self.store.put_opts(&path, PutPayload::from(bytes), options);
+        match tokio::time::timeout(Duration::from_secs(120), put).await {
+            Ok(Ok(_)) => Ok(format!("{}/{key}", self.public_url)),
+            Ok(Err(e)) => Err(format!("uploading {key} to R2 failed: {e}")),
+            Err(_) => Err(format!("uploading {key} to R2 timed out")),
+        }
+    }
+}
