@@ -1,0 +1,54 @@
+//! Store benchmark: decode → resize → encode, the CPU-heavy stage, on one thread.
+//!
+//!     cargo bench --bench processing
+//!
+//! Inputs are a 2048×2048 and a 1024×1024 PNG with photo-like content (smooth gradients
+//! plus noise), written to `target/bench-images/` so that `benches/vips_compare.py` can run
+//! libvips (pyvips) on the very same files. Settings are the defaults: fit 1920×1080,
+//! Lanczos3, JPEG quality 85.
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use huiying::config::ImageProcessingConfig;
+use huiying::store::processing::process;
+
+fn photo_like(size: u32) -> Vec<u8> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let picture = image::RgbImage::from_fn(size, size, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let noise = (seed % 24) as i32 - 12;
+        let channel = |base: u32| (base as i32 + noise).clamp(0, 255) as u8;
+        image::Rgb([channel(x * 255 / size), channel(y * 255 / size), channel((x + y) * 127 / size)])
+    });
+    let mut png = Cursor::new(Vec::new());
+    picture.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
+
+fn main() {
+    let settings = ImageProcessingConfig::default();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-images");
+    std::fs::create_dir_all(&dir).unwrap();
+    for size in [2048u32, 1024] {
+        let png = photo_like(size);
+        std::fs::write(dir.join(format!("photo_{size}.png")), &png).unwrap();
+        let out = process(&png, &settings).unwrap(); // warm-up
+        let (mut runs, start) = (0u32, Instant::now());
+        while start.elapsed() < Duration::from_secs(5) || runs < 5 {
+            std::hint::black_box(process(&png, &settings).unwrap());
+            runs += 1;
+        }
+        let per_image = start.elapsed() / runs;
+        println!(
+            "{size}x{size} PNG ({} KB) → {}x{} JPEG q85: {:.1} ms per image, {:.2} images/s ({runs} runs, 1 thread)",
+            png.len() / 1024,
+            out.width,
+            out.height,
+            per_image.as_secs_f64() * 1e3,
+            1.0 / per_image.as_secs_f64()
+        );
+    }
+}
