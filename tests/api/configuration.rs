@@ -79,6 +79,7 @@ fn environment_variables_win_over_the_file_and_follow_one_naming_rule() {
             ("IMAGE_PROCESSING_QUALITY", "70"),
             ("IMAGE_PROCESSING_FORMAT", "webp"),
             ("CLOUDFLARE_R2_BUCKET", "pictures"),
+            ("CLOUDFLARE_R2_PUBLIC_URL", "https://pics.example.com"),
         ]),
     )
     .unwrap()
