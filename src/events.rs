@@ -219,44 +219,26 @@ fn version_one() -> u32 {
     EVENT_VERSION
 }
 
-impl Event for ImageRequested {
-    const SUBJECT: &'static str = IMAGE_REQUESTED;
-    fn job_id(&self) -> &str {
-        &self.id
-    }
-    fn version(&self) -> u32 {
-        self.version
-    }
+/// Binds each event type to its subject.
+macro_rules! event_on_subject {
+    ($($event:ty => $subject:expr),* $(,)?) => {$(
+        impl Event for $event {
+            const SUBJECT: &'static str = $subject;
+            fn job_id(&self) -> &str {
+                &self.id
+            }
+            fn version(&self) -> u32 {
+                self.version
+            }
+        }
+    )*};
 }
 
-impl Event for ImageGenerated {
-    const SUBJECT: &'static str = IMAGE_GENERATED;
-    fn job_id(&self) -> &str {
-        &self.id
-    }
-    fn version(&self) -> u32 {
-        self.version
-    }
-}
-
-impl Event for ImageCompleted {
-    const SUBJECT: &'static str = IMAGE_COMPLETED;
-    fn job_id(&self) -> &str {
-        &self.id
-    }
-    fn version(&self) -> u32 {
-        self.version
-    }
-}
-
-impl Event for ImageFailed {
-    const SUBJECT: &'static str = IMAGE_FAILED;
-    fn job_id(&self) -> &str {
-        &self.id
-    }
-    fn version(&self) -> u32 {
-        self.version
-    }
+event_on_subject! {
+    ImageRequested => IMAGE_REQUESTED,
+    ImageGenerated => IMAGE_GENERATED,
+    ImageCompleted => IMAGE_COMPLETED,
+    ImageFailed => IMAGE_FAILED,
 }
 
 /// The id of a request published without one: derived from where the message sits in

@@ -211,15 +211,7 @@ async fn two_generators_share_the_work_and_no_job_is_drawn_twice() {
 
     let mut ids = Vec::new();
     for n in 0..20 {
-        let response = app
-            .http
-            .post(format!("{}/generate-image", app.address))
-            .header("Prefer", "respond-async")
-            .json(&json!({"prompt": format!("picture number {n}")}))
-            .send()
-            .await
-            .unwrap();
-        ids.push(response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+        ids.push(app.submit(json!({"prompt": format!("picture number {n}")})).await);
     }
     for id in &ids {
         assert_eq!(app.wait_for_job(id).await["status"], "completed");

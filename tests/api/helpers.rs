@@ -711,6 +711,21 @@ impl TestApp {
         self.http.post(format!("{}/generate-image", self.address)).json(&body).send().await.unwrap()
     }
 
+    /// Submits a job without waiting for it (`Prefer: respond-async`); returns its id.
+    pub async fn submit(&self, body: serde_json::Value) -> String {
+        let response = self
+            .http
+            .post(format!("{}/generate-image", self.address))
+            .header("Prefer", "respond-async")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        answer["id"].as_str().unwrap().to_string()
+    }
+
     pub async fn post_generate_raw(&self, body: &str) -> reqwest::Response {
         self.http
             .post(format!("{}/generate-image", self.address))

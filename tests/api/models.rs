@@ -252,15 +252,7 @@ async fn calls_to_one_provider_stay_within_its_concurrency_limit() {
 
     let mut ids = Vec::new();
     for n in 0..6 {
-        let response = app
-            .http
-            .post(format!("{}/generate-image", app.address))
-            .header("Prefer", "respond-async")
-            .json(&json!({"prompt": format!("picture {n}")}))
-            .send()
-            .await
-            .unwrap();
-        ids.push(body(response).await["id"].as_str().unwrap().to_string());
+        ids.push(app.submit(json!({"prompt": format!("picture {n}")})).await);
     }
     for id in &ids {
         assert_eq!(app.wait_for_job(id).await["status"], "completed");
