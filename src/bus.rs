@@ -20,6 +20,8 @@ pub const STREAM: &str = "HUIYING";
 pub const JOBS_BUCKET: &str = "huiying_jobs";
 /// Key-value bucket of notification outcomes, keyed by `<job id>.<kind>`.
 pub const MAIL_BUCKET: &str = "huiying_mail";
+/// Key-value bucket of `Idempotency-Key`s (24 hours), see `idempotency`.
+pub const IDEMPOTENCY_BUCKET: &str = "huiying_idempotency";
 /// Object store bucket that carries generated pictures from generator to store.
 pub const IMAGES_BUCKET: &str = "huiying_images";
 
@@ -57,6 +59,7 @@ pub struct Bus {
     pub stream: stream::Stream,
     pub jobs: kv::Store,
     pub mail: kv::Store,
+    pub idempotency: kv::Store,
     pub images: object_store::ObjectStore,
 }
 
@@ -101,6 +104,8 @@ impl Bus {
         let jobs = key_value(&js, JOBS_BUCKET, "huiying job states", EVENT_RETENTION).await?;
         let mail =
             key_value(&js, MAIL_BUCKET, "huiying notification outcomes", Duration::from_secs(30 * 24 * 3600)).await?;
+        let idempotency =
+            key_value(&js, IDEMPOTENCY_BUCKET, "huiying Idempotency-Keys", Duration::from_secs(24 * 3600)).await?;
         let images = match js.get_object_store(IMAGES_BUCKET).await {
             Ok(store) => store,
             Err(_) => js
@@ -114,7 +119,7 @@ impl Bus {
                 .await
                 .map_err(setup_failed("object store"))?,
         };
-        Ok(Self { client, jetstream: js, stream, jobs, mail, images })
+        Ok(Self { client, jetstream: js, stream, jobs, mail, idempotency, images })
     }
 
     /// Publishes `event` on its subject and waits until JetStream has stored it.

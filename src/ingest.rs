@@ -25,6 +25,7 @@ use crate::bus::Bus;
 use crate::config::{Config, SmtpConfig};
 use crate::events::{self, EVENT_VERSION, GenerationOptions, ImageRequested, Stage};
 use crate::generator::Translator;
+use crate::idempotency::{self, Claim, Claimed, IdempotencyKeys};
 use crate::jobs::{JobBoard, JobState, JobStatus};
 use crate::store::STATIC_IMAGES_PATH;
 use crate::store::api::{self as store_api, Answer, ImageList, RecordView, RecordViewPage};
@@ -41,6 +42,7 @@ pub struct AppState {
     wait_timeout: Duration,
     smtp: Arc<SmtpConfig>,
     translator: Option<Translator>,
+    idempotency: IdempotencyKeys,
 }
 
 /// The body of `POST /generate-image`.
@@ -121,6 +123,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
     let bus = Bus::connect(&config.nats, "huiying-ingest", &shutdown).await?;
     let state = AppState {
         jobs: JobBoard::new(bus.jobs.clone()),
+        idempotency: IdempotencyKeys::new(bus.idempotency.clone()),
         bus,
         public_base_url: config.server.public_base_url(),
         wait_timeout: config.server.wait_timeout(),
@@ -166,28 +169,54 @@ async fn generate_image(State(state): State<AppState>, headers: HeaderMap, body:
     if let Some(address) = &request.notify_email {
         check_recipient(address, &state.smtp)?;
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    let options = request.options();
-    let model = request.model.filter(|m| !m.trim().is_empty());
-
-    let queued = JobStatus::new(&id, JobState::Queued, &request.prompt, model.as_deref());
+    let idempotency_key = idempotency_key(&headers)?;
+    let event = ImageRequested {
+        version: EVENT_VERSION,
+        id: uuid::Uuid::new_v4().to_string(),
+        options: request.options(),
+        model: request.model.filter(|m| !m.trim().is_empty()),
+        prompt: request.prompt,
+        notify_email: request.notify_email,
+        requested_at: OffsetDateTime::now_utc(),
+    };
     let unavailable = |e: crate::bus::BusError| {
         tracing::warn!(error = %e, "cannot queue a job");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the job queue (NATS) is unavailable; try again shortly")
     };
-    state.jobs.set(&queued).await.map_err(unavailable)?;
-    let event = ImageRequested {
-        version: EVENT_VERSION,
-        id: id.clone(),
-        prompt: request.prompt,
-        model,
-        notify_email: request.notify_email,
-        options,
-        requested_at: OffsetDateTime::now_utc(),
-    };
-    state.bus.publish(&event).await.map_err(unavailable)?;
-    tracing::info!(job = %id, "queued");
+    if let Some(key) = &idempotency_key {
+        let meaning = (&event.prompt, &event.model, &event.notify_email, &event.options);
+        let claimed = Claimed { job_id: event.id.clone(), fingerprint: idempotency::fingerprint(&meaning) };
+        match state.idempotency.claim(key, &claimed).await.map_err(unavailable)? {
+            Claim::New => {}
+            Claim::Existing(existing) if existing.fingerprint != claimed.fingerprint => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "this Idempotency-Key was used for a different request; use a new key for a new request",
+                ));
+            }
+            // The same request again: its job, not a second one.
+            Claim::Existing(existing) => return answer_for_job(&state, &headers, existing.job_id).await,
+        }
+    }
 
+    let queued = JobStatus::new(&event.id, JobState::Queued, &event.prompt, event.model.as_deref());
+    let queue = async {
+        state.jobs.set(&queued).await?;
+        state.bus.publish(&event).await
+    };
+    if let Err(e) = queue.await {
+        if let Some(key) = &idempotency_key {
+            state.idempotency.release(key).await;
+        }
+        return Err(unavailable(e));
+    }
+    tracing::info!(job = %event.id, "queued");
+    answer_for_job(&state, &headers, event.id).await
+}
+
+/// The answer for a queued job: 202 at once when the client prefers it, else the result
+/// once the job ends (or 202 when `[server] timeout` passes first).
+async fn answer_for_job(state: &AppState, headers: &HeaderMap, id: String) -> Result<Response, ApiError> {
     let accepted = || {
         let body = json!({
             "id": id,
@@ -196,10 +225,13 @@ async fn generate_image(State(state): State<AppState>, headers: HeaderMap, body:
         });
         (StatusCode::ACCEPTED, Json(body)).into_response()
     };
-    if prefers_async(&headers) {
+    if prefers_async(headers) {
         return Ok(accepted());
     }
-    let finished = state.jobs.wait_until_final(&id, state.wait_timeout).await.map_err(unavailable)?;
+    let finished = state.jobs.wait_until_final(&id, state.wait_timeout).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot follow a job");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "job states (NATS) are unavailable; try again shortly")
+    })?;
     match finished {
         Some(JobStatus { result: Some(done), .. }) => {
             let body = json!({
@@ -220,6 +252,16 @@ async fn generate_image(State(state): State<AppState>, headers: HeaderMap, body:
         // Still running when the wait ended: the client polls status_url.
         _ => Ok(accepted()),
     }
+}
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().unwrap_or("").trim();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters"));
+    }
+    Ok(Some(key.to_string()))
 }
 
 /// Parses the body, naming the field and the problem when it is wrong.

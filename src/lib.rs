@@ -18,13 +18,14 @@
 //!
 //! Shared pieces: [`config`] (one loader), [`events`] (one type per subject), [`bus`]
 //! (NATS connection, topology, publishing), [`worker`] (the one subscriber loop),
-//! [`jobs`] (job states), [`limit`] (per-minute limits). [`cli`] and [`up`] are what the binaries in `src/bin` call.
+//! [`jobs`] (job states), [`idempotency`] (`Idempotency-Key`), [`limit`] (per-minute limits). [`cli`] and [`up`] are what the binaries in `src/bin` call.
 
 pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod events;
 pub mod generator;
+pub mod idempotency;
 pub mod ingest;
 pub mod jobs;
 pub mod limit;

@@ -221,3 +221,38 @@ async fn two_generators_share_the_work_and_no_job_is_drawn_twice() {
     assert_eq!(api.calls(OPENROUTER_PATH).len(), 20, "each job drawn once");
     assert_eq!(app.records().len(), 20, "one record per job");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_idempotency_key_even_sent_eight_times_at_once_makes_one_job() {
+    let app = TestApp::spawn().await;
+    let post = |key: String, prompt: &'static str| {
+        app.http
+            .post(format!("{}/generate-image", app.address))
+            .header("Idempotency-Key", key)
+            .json(&json!({"prompt": prompt}))
+            .send()
+    };
+
+    let answers = futures::future::join_all((0..8).map(|_| post("retry-me-1".into(), "only once, please"))).await;
+
+    let mut ids = Vec::new();
+    for answer in answers {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 200);
+        ids.push(answer.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one job for one key");
+    let again = post("retry-me-1".into(), "only once, please").await.unwrap();
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap()["id"], ids[0].as_str());
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.records().len(), 1);
+    assert_eq!(app.smtp.mails().len(), 1);
+
+    let reused = post("retry-me-1".into(), "something else").await.unwrap();
+    assert_eq!(reused.status(), 422);
+    assert!(reused.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().contains("different request"));
+    let too_long = post("k".repeat(300), "x").await.unwrap();
+    assert_eq!(too_long.status(), 400);
+    assert_eq!(app.records().len(), 1, "no job from refused requests");
+}
