@@ -16,6 +16,11 @@ use crate::events::{self, Event};
 
 /// The one stream that holds every pipeline event.
 pub const STREAM: &str = "HUIYING";
+/// Stream of rejected (poison) messages, each with its reason, under `huiying.dead.>`.
+pub const DEAD_LETTER_STREAM: &str = "HUIYING_DEAD";
+/// Subject prefix of dead letters: `huiying.dead.<original subject>`.
+pub const DEAD_LETTER_PREFIX: &str = "huiying.dead";
+
 /// Key-value bucket of job states (`queued` ... `completed`), keyed by job id.
 pub const JOBS_BUCKET: &str = "huiying_jobs";
 /// Key-value bucket of notification outcomes, keyed by `<job id>.<kind>`.
@@ -100,6 +105,16 @@ impl Bus {
         .await
         .map_err(setup_failed("stream"))?;
         let stream = js.get_stream(STREAM).await.map_err(setup_failed("stream"))?;
+        js.create_or_update_stream(stream::Config {
+            name: DEAD_LETTER_STREAM.into(),
+            description: Some("huiying messages rejected as unusable, with the reason in Huiying-Reason".into()),
+            subjects: vec![format!("{DEAD_LETTER_PREFIX}.>")],
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(setup_failed("dead-letter stream"))?;
 
         let jobs = key_value(&js, JOBS_BUCKET, "huiying job states", EVENT_RETENTION).await?;
         let mail =
@@ -132,6 +147,22 @@ impl Bus {
         let failed = |e: String| BusError::Publish { subject: subject.into(), message: e };
         let publish = jetstream::message::PublishMessage::build().payload(payload).message_id(message_id);
         let ack = self.jetstream.send_publish(subject.to_string(), publish).await.map_err(|e| failed(e.to_string()))?;
+        ack.await.map_err(|e| failed(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Keeps a rejected message where an operator can see it: its bytes on
+    /// `huiying.dead.<subject>`, the reason in the `Huiying-Reason` header.
+    pub async fn dead_letter(&self, subject: &str, payload: Bytes, reason: &str) -> Result<(), BusError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Huiying-Reason", reason.replace(['\r', '\n'], " ").as_str());
+        headers.insert("Huiying-Subject", subject);
+        let failed = |e: String| BusError::Publish { subject: DEAD_LETTER_PREFIX.into(), message: e };
+        let ack = self
+            .jetstream
+            .publish_with_headers(format!("{DEAD_LETTER_PREFIX}.{subject}"), headers, payload)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         ack.await.map_err(|e| failed(e.to_string()))?;
         Ok(())
     }

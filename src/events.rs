@@ -258,6 +258,12 @@ pub fn check_prompt(prompt: &str) -> Result<(), String> {
     if prompt.trim().is_empty() {
         return Err("prompt must not be empty".into());
     }
+    if let Some(c) = prompt.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(format!(
+            "prompt holds the control character U+{:04X}; only line breaks and tabs are allowed",
+            c as u32
+        ));
+    }
     let chars = prompt.chars().count();
     if chars > MAX_PROMPT_CHARS {
         return Err(format!("prompt is {chars} characters long; at most {MAX_PROMPT_CHARS} are allowed"));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -155,7 +156,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/health", get(health))
         .route("/api/health", get(health))
         .nest_service(STATIC_IMAGES_PATH, ServeDir::new(&config.server.images_dir))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -164,7 +169,12 @@ async fn index() -> Html<&'static str> {
     Html(include_str!("ingest/index.html"))
 }
 
-async fn generate_image(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn generate_image(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(&headers, body)?;
     let request = parse_request(&body)?;
     if let Some(address) = &request.notify_email {
         check_recipient(address, &state.smtp)?;
@@ -264,6 +274,25 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
+/// The body of a JSON request: 415 for another content type (none counts as JSON), and
+/// `{"error"}` answers for bodies that are too large or broken off.
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence != "application/json" && !essence.ends_with("+json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send the body as application/json, not {essence}"),
+        ));
+    }
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+        }
+        status => ApiError::new(status, rejection.body_text()),
+    })
+}
+
 /// Parses the body, naming the field and the problem when it is wrong.
 fn parse_request(body: &[u8]) -> Result<GenerateRequest, ApiError> {
     let json: serde_json::Value =
@@ -294,7 +323,12 @@ fn parse_request(body: &[u8]) -> Result<GenerateRequest, ApiError> {
 /// `POST /translate {"text"}` → `{"translated_text", "success"}`, as the original service
 /// answered. Without a translator, or when it fails, the text comes back unchanged with
 /// `success: false` and the reason in `error`.
-async fn translate(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn translate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(&headers, body)?;
     let request: TranslateRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"text\": \"...\"}}: {e}")))?;
     if request.text.trim().is_empty() {

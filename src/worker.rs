@@ -18,6 +18,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::Bus;
+
 /// What to do with a message once its handler is finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -44,6 +46,7 @@ pub struct Received {
 /// Runs `handler` on every message of `consumer`, at most `concurrency` at once, until
 /// `shutdown` fires; then waits for the handlers in flight and returns.
 pub async fn run<H, F>(
+    bus: Bus,
     consumer: PullConsumer,
     concurrency: usize,
     ack_wait: Duration,
@@ -80,9 +83,9 @@ where
             };
             match next {
                 Some(Ok(message)) => {
-                    let handler = handler.clone();
+                    let (handler, bus) = (handler.clone(), bus.clone());
                     in_flight.spawn(async move {
-                        handle_one(message, ack_wait, handler).await;
+                        handle_one(&bus, message, ack_wait, handler).await;
                         drop(slot);
                     });
                 }
@@ -96,7 +99,7 @@ where
     Ok(())
 }
 
-async fn handle_one<H, F>(message: Message, ack_wait: Duration, handler: H)
+async fn handle_one<H, F>(bus: &Bus, message: Message, ack_wait: Duration, handler: H)
 where
     H: Fn(Received) -> F,
     F: Future<Output = Outcome>,
@@ -135,7 +138,14 @@ where
         Outcome::Retry(delay) => message.ack_with(AckKind::Nak(Some(*delay))).await,
         Outcome::Reject(reason) => {
             tracing::warn!(subject = %message.subject, %reason, "rejecting message for good");
-            message.ack_with(AckKind::Term).await
+            // Kept first, terminated second: a failure here redelivers rather than loses it.
+            match bus.dead_letter(&message.subject, message.payload.clone(), reason).await {
+                Ok(()) => message.ack_with(AckKind::Term).await,
+                Err(error) => {
+                    tracing::warn!(%error, "dead letter not stored; will retry");
+                    message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await
+                }
+            }
         }
     };
     if let Err(error) = acked {

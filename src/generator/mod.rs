@@ -108,13 +108,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(default_model = providers.default_model(), translation = translator.is_some(), "generator ready");
     let generator = Generator {
         jobs: JobBoard::new(bus.jobs.clone()),
-        bus,
+        bus: bus.clone(),
         providers,
         translator,
         translation_required: config.translation.required,
         settings: config.generator.clone(),
     };
-    worker::run(consumer, config.generator.concurrency, spec.ack_wait, shutdown, move |received| {
+    worker::run(bus, consumer, config.generator.concurrency, spec.ack_wait, shutdown, move |received| {
         let generator = generator.clone();
         async move { generator.handle(received).await }
     })

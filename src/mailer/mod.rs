@@ -57,7 +57,7 @@ pub fn consumer_spec(ack_wait: Duration) -> ConsumerSpec {
 
 /// Runs the mailer until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Connected { mailer, consumer, .. } = Mailer::connect(&config, &shutdown).await?;
+    let Connected { mailer, consumer, bus } = Mailer::connect(&config, &shutdown).await?;
     match &mailer.transport {
         Transport::Smtp(_) => tracing::info!(
             host = %config.smtp.host, port = config.smtp.port, tls = ?config.smtp.effective_tls(),
@@ -68,7 +68,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             "mailer ready: SMTP disabled, writing mails to the outbox"
         ),
     }
-    worker::run(consumer, 4, config.nats.ack_wait(), shutdown, move |received| {
+    worker::run(bus, consumer, 4, config.nats.ack_wait(), shutdown, move |received| {
         let mailer = mailer.clone();
         async move { mailer.handle(received).await }
     })

@@ -68,7 +68,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let answering = tokio::spawn(api.serve(bus.client.clone(), shutdown.clone()));
     let store = Store {
         jobs: JobBoard::new(bus.jobs.clone()),
-        bus,
+        bus: bus.clone(),
         records,
         images_dir: config.server.images_dir.clone(),
         public_base_url: config.server.public_base_url(),
@@ -77,7 +77,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     // Processing is CPU-bound: no more at once than there are cores.
     let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
-    worker::run(consumer, concurrency, spec.ack_wait, shutdown, move |received| {
+    worker::run(bus, consumer, concurrency, spec.ack_wait, shutdown, move |received| {
         let store = store.clone();
         async move { store.handle(received).await }
     })

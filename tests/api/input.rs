@@ -73,3 +73,118 @@ async fn the_web_page_is_served_at_the_root() {
     let page = response.text().await.unwrap();
     assert!(page.contains("绘影") && page.contains("generate-image"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_http_input_gets_the_right_4xx_with_an_error_and_queues_nothing() {
+    let app = TestApp::spawn().await;
+    let url = format!("{}/generate-image", app.address);
+    let send = |body: Vec<u8>, content_type: &'static str| {
+        app.http.post(&url).header("Content-Type", content_type).body(body).send()
+    };
+
+    let cases: Vec<(Vec<u8>, &str, u16, &str)> = vec![
+        (b"{\"prompt\": \"cat\"}".to_vec(), "text/plain", 415, "application/json"),
+        (b"prompt=cat".to_vec(), "application/x-www-form-urlencoded", 415, "application/json"),
+        (json!({"prompt": "x".repeat(100_000)}).to_string().into_bytes(), "application/json", 413, "larger than"),
+        (
+            json!({"prompt": "a cat\u{0000}\u{001b}[31m"}).to_string().into_bytes(),
+            "application/json",
+            400,
+            "control character",
+        ),
+        (b"{\"prompt\": \"\xff\xfe\"}".to_vec(), "application/json", 400, "not valid JSON"),
+        (b"{\"prompt\": \"cat\"".to_vec(), "application/json", 400, "not valid JSON"),
+    ];
+    for (body, content_type, status, expected) in cases {
+        let response = send(body, content_type).await.unwrap();
+        assert_eq!(response.status(), status, "{content_type} → {expected}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert!(answer["error"].as_str().unwrap().contains(expected), "{answer}");
+    }
+    // A 10 MB body is refused once 64 KiB of it are read, and the rest never is: speak HTTP by hand,
+    // since a client still writing the body would only see the closed connection.
+    let answer = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+        let head = "POST /generate-image HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10485760\r\n\r\n";
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(&[b'a'; 128 * 1024]).await.unwrap();
+        // The server keeps the connection open: read until the JSON answer is complete.
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let read_all = async {
+            while !String::from_utf8_lossy(&answer).ends_with('}') {
+                match socket.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), read_all).await.expect("an answer in time");
+        String::from_utf8_lossy(&answer).to_string()
+    };
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#"{"error":"the body is larger than"#), "{answer}");
+
+    let charset =
+        send(json!({"prompt": "fine"}).to_string().into_bytes(), "application/json; charset=utf-8").await.unwrap();
+    assert_eq!(charset.status(), 200);
+
+    let unknown = app.http.get(format!("{}/no/such/thing", app.address)).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["error"], "no such endpoint");
+    let wrong_method = app.http.get(&url).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert!(wrong_method.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+
+    app.wait_until_consumer_idle("generator").await;
+    assert_eq!(app.records().len(), 1, "only the one good request became a job");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_on_every_subject_is_set_aside_with_its_reason_and_good_jobs_go_on() {
+    let app = TestApp::spawn().await;
+    let poison = [
+        ("image.requested", "this is not JSON"),
+        ("image.requested", r#"{"prompt": "from the future", "version": 99}"#),
+        ("image.generated", "{}"),
+        ("image.completed", "[1, 2, 3]"),
+        ("image.failed", r#"{"id": "x"}"#),
+    ];
+    for (subject, payload) in poison {
+        app.publish(subject, payload).await;
+    }
+    let good = app.post_generate(json!({"prompt": "life goes on"})).await;
+    assert_eq!(good.status(), 200);
+
+    let js = async_nats::jetstream::new(app.nats.clone());
+    let mut dead = js.get_stream(huiying::bus::DEAD_LETTER_STREAM).await.unwrap();
+    crate::helpers::wait_for("five dead letters", std::time::Duration::from_secs(30), || {
+        let mut stream = dead.clone();
+        async move { (stream.info().await.ok()?.state.messages == 5).then_some(()) }
+    })
+    .await;
+    let mut reasons = Vec::new();
+    for sequence in 1..=5 {
+        let message = dead.get_raw_message(sequence).await.unwrap();
+        let headers = message.headers;
+        reasons.push(format!(
+            "{} | {}",
+            headers.get("Huiying-Subject").unwrap().as_str(),
+            headers.get("Huiying-Reason").unwrap().as_str()
+        ));
+    }
+    reasons.sort();
+    assert!(reasons.iter().any(|r| r.starts_with("image.requested | not an image.requested event")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("version 99 is newer")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("image.generated | not an image.generated event")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("image.completed | unreadable")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("image.failed | unreadable")), "{reasons:?}");
+    for consumer in ["generator", "store", "mailer"] {
+        app.wait_until_consumer_idle(consumer).await;
+    }
+    let mut generator: async_nats::jetstream::consumer::PullConsumer =
+        js.get_stream(huiying::bus::STREAM).await.unwrap().get_consumer("generator").await.unwrap();
+    assert_eq!(generator.info().await.unwrap().num_redelivered, 0, "terminated on first delivery");
+    assert_eq!(app.smtp.wait_for_mails(1).await.len(), 1);
+}

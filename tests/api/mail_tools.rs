@@ -101,15 +101,15 @@ fn completed_event(n: usize) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_mailer_killed_with_100_events_queued_sends_exactly_100_mails_after_restart() {
+async fn a_mailer_killed_with_200_events_queued_sends_exactly_200_mails_after_restart() {
     let mut app = TestApp::spawn_with(|config, _| config.nats.ack_wait = 2).await;
     app.stop_service("mailer").await;
     // Halfway, the SMTP server holds every new RCPT for a while: the kill then lands while
     // sends are in flight but none is between "accepted" and "logged".
-    app.smtp.pause_after = 50;
+    app.smtp.pause_after = 100;
     app.smtp.pause_seconds = 8.0;
     app.smtp.restart().await;
-    for n in 0..100 {
+    for n in 0..200 {
         app.publish("image.completed", &completed_event(n)).await;
     }
 
@@ -120,7 +120,7 @@ async fn a_mailer_killed_with_100_events_queued_sends_exactly_100_mails_after_re
     loop {
         let logged = app.mail_log().await.iter().filter(|n| n["state"] == "sent").count();
         let mails = app.smtp.mails().len();
-        if mails >= 50 && mails == logged && mails == previous {
+        if mails >= 100 && mails == logged && mails == previous {
             break;
         }
         previous = mails;
@@ -129,18 +129,18 @@ async fn a_mailer_killed_with_100_events_queued_sends_exactly_100_mails_after_re
     }
     mailer.kill().unwrap(); // SIGKILL
     mailer.wait().unwrap();
-    assert!(app.smtp.mails().len() < 100, "the kill came before the end");
+    assert!(app.smtp.mails().len() < 200, "the kill came before the end");
 
     let mut restarted = app.spawn_mailer_process();
-    app.smtp.wait_for_mails(100).await;
+    app.smtp.wait_for_mails(200).await;
     app.wait_until_consumer_idle("mailer").await;
     restarted.kill().unwrap();
     restarted.wait().unwrap();
 
     let mails = app.smtp.mails();
-    assert_eq!(mails.len(), 100, "exactly one mail per event");
+    assert_eq!(mails.len(), 200, "exactly one mail per event");
     let mut ids: Vec<&str> = mails.iter().map(|m| m.message_id.as_str()).collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 100, "no job mailed twice");
+    assert_eq!(ids.len(), 200, "no job mailed twice");
 }
