@@ -41,6 +41,9 @@ pub async fn post_json(
     let retry_after = retry_after(response.headers());
     let text =
         response.text().await.map_err(|e| GenerateError::transient(format!("{provider}'s answer was cut off: {e}")))?;
+    // A provider may echo the key in its answer ("Incorrect API key provided: sk-..."):
+    // it must not travel on into events, records and mails.
+    let text = redact(&text, key);
     if !status.is_success() {
         let error = format!("{provider} answered {status}: {}", provider_message(&text));
         let transient = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
@@ -53,6 +56,14 @@ pub async fn post_json(
     serde_json::from_str(&text).map_err(|e| {
         GenerateError::permanent(format!("{provider}'s answer is not JSON ({e}): {}", shorten(&scrub(&text), 200)))
     })
+}
+
+/// `text` with every occurrence of the secret replaced by `***`.
+pub fn redact(text: &str, secret: &Secret) -> String {
+    match secret.expose() {
+        "" => text.to_string(),
+        value => text.replace(value, "***"),
+    }
 }
 
 /// `Retry-After` as seconds or as an HTTP date.

@@ -280,6 +280,14 @@ impl SmtpServer {
         paths.iter().map(|p| ReceivedMail::parse(&std::fs::read(p).unwrap())).collect()
     }
 
+    /// Every accepted mail as the server stored it, headers and all.
+    pub fn raw_mails(&self) -> Vec<String> {
+        let mut paths: Vec<PathBuf> =
+            std::fs::read_dir(self.maildir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        paths.iter().map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned()).collect()
+    }
+
     /// Waits until at least `count` mails arrived and returns all of them.
     pub async fn wait_for_mails(&self, count: usize) -> Vec<ReceivedMail> {
         wait_for(&format!("{count} mail(s)"), Duration::from_secs(60), || async {

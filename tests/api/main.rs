@@ -11,4 +11,5 @@ mod mail_tools;
 mod models;
 mod notifications;
 mod records;
+mod secrets;
 mod storage;

@@ -1,0 +1,121 @@
+//! Secrets never leave the configuration: not in logs, events, job states, records, mails
+//! or answers, even when a provider echoes a key back in its error.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::helpers::{
+    FakeApi, FakeResponse, MODELSCOPE_PATH, OPENAI_PATH, OPENROUTER_PATH, S3Server, SMTP_PASSWORD, TestApp, free_port,
+    openrouter_image, tiny_png, wait_for,
+};
+
+const OPENROUTER_KEY: &str = "sk-or-canary-41d2e8";
+const OPENAI_KEY: &str = "sk-oa-canary-19bc77";
+const MODELSCOPE_TOKEN: &str = "ms-canary-88aa31";
+const R2_SECRET: &str = "r2-canary-5e6f02";
+const WRONG_SMTP_PASSWORD: &str = "smtp-canary-wrong-0c9d";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canary_secrets_appear_nowhere_even_when_providers_echo_them() {
+    let api = FakeApi::start().await;
+    // Providers that echo the key in their errors, as OpenAI's 401 does.
+    api.respond(
+        OPENROUTER_PATH,
+        vec![
+            FakeResponse::error(401, &format!("Incorrect API key provided: {OPENROUTER_KEY}")),
+            FakeResponse::ok(openrouter_image(&tiny_png())),
+        ],
+    );
+    api.respond(OPENAI_PATH, vec![FakeResponse::error(401, &format!("Incorrect API key provided: {OPENAI_KEY}"))]);
+    api.respond(MODELSCOPE_PATH, vec![FakeResponse::error(401, &format!("token {MODELSCOPE_TOKEN} is invalid"))]);
+    let s3 = S3Server::start().await;
+    let mut app = TestApp::spawn_with(|config, _| {
+        api.configure(config);
+        s3.configure(config);
+        config.api_keys.openrouter_api_key = huiying::config::Secret::new(OPENROUTER_KEY);
+        config.api_keys.openai_api_key = huiying::config::Secret::new(OPENAI_KEY);
+        config.api_keys.model_scope_token = huiying::config::Secret::new(MODELSCOPE_TOKEN);
+        config.cloudflare_r2.access_key_secret = huiying::config::Secret::new(R2_SECRET);
+        config.logging.level = "debug".into();
+    })
+    .await;
+    for service in ["ingest", "generator", "store", "mailer"] {
+        app.stop_service(service).await;
+    }
+
+    // The real program, logging at debug level into a file.
+    let port = free_port();
+    app.config.server.port = port;
+    app.config.server.public_url = format!("http://127.0.0.1:{port}");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .arg("--config")
+        .arg(app.config_file())
+        .arg("up")
+        .env_remove("HUIYING_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::from(log.reopen().unwrap()))
+        .stderr(Stdio::from(log.reopen().unwrap()))
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for("huiying up", Duration::from_secs(30), || async {
+        app.http.get(format!("{base}/health")).send().await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+
+    let mut answers = String::new();
+    for body in [
+        json!({"prompt": "一只猫"}),           // translation echoes, then OpenRouter echoes: fails
+        json!({"prompt": "a cat that works"}), // drawn and uploaded to R2
+        json!({"prompt": "a fox", "model": "dall-e-3"}), // OpenAI echoes: fails
+    ] {
+        let response = app.http.post(format!("{base}/generate-image")).json(&body).send().await.unwrap();
+        answers.push_str(&response.text().await.unwrap());
+    }
+    let translated = app.http.post(format!("{base}/translate")).json(&json!({"text": "猫"})).send().await.unwrap();
+    answers.push_str(&translated.text().await.unwrap());
+    app.smtp.wait_for_mails(3).await;
+    let mail_test = app.huiying(&["mail", "test"], &[("SMTP_PASSWORD", WRONG_SMTP_PASSWORD)]);
+    answers.push_str(&String::from_utf8_lossy(&mail_test.stdout));
+    answers.push_str(&String::from_utf8_lossy(&mail_test.stderr));
+    Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
+    up.wait().unwrap();
+
+    // Everything a user, an operator or a subscriber could ever see.
+    let mut haystack = std::fs::read_to_string(log.path()).unwrap();
+    assert!(haystack.contains("DEBUG"), "the log ran at debug level");
+    haystack.push_str(&answers);
+    let js = async_nats::jetstream::new(app.nats.clone());
+    for stream_name in [huiying::bus::STREAM, huiying::bus::DEAD_LETTER_STREAM] {
+        let mut stream = js.get_stream(stream_name).await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        for sequence in 1..=last {
+            if let Ok(message) = stream.get_raw_message(sequence).await {
+                haystack.push_str(&String::from_utf8_lossy(&message.payload));
+                haystack.push_str(&format!("{:?}", message.headers));
+            }
+        }
+    }
+    for bucket in [huiying::bus::JOBS_BUCKET, huiying::bus::MAIL_BUCKET, huiying::bus::IDEMPOTENCY_BUCKET] {
+        let store = js.get_key_value(bucket).await.unwrap();
+        let keys: Vec<String> = store.keys().await.unwrap().map(|k| k.unwrap()).collect().await;
+        for key in keys {
+            haystack.push_str(&String::from_utf8_lossy(&store.get(&key).await.unwrap().unwrap_or_default()));
+        }
+    }
+    haystack.push_str(&format!("{:?}", app.records()));
+    for mail in app.smtp.raw_mails() {
+        haystack.push_str(&mail);
+    }
+
+    // The echoes did happen (so the check below means something) and were redacted.
+    assert!(haystack.contains("Incorrect API key provided: ***"), "the providers' echoes are in the events, redacted");
+    assert!(haystack.contains("pics.example.com"), "the R2 upload happened");
+    for canary in [OPENROUTER_KEY, OPENAI_KEY, MODELSCOPE_TOKEN, R2_SECRET, WRONG_SMTP_PASSWORD, SMTP_PASSWORD] {
+        assert!(!haystack.contains(canary), "{canary} leaked");
+    }
+}
