@@ -211,6 +211,8 @@ pub struct SmtpServer {
     pub pause_after: usize,
     pub pause_seconds: f64,
     maildir: TempDir,
+    /// While this file exists, the server answers every RCPT with 451.
+    busy_file: PathBuf,
 }
 
 impl SmtpServer {
@@ -222,14 +224,16 @@ impl SmtpServer {
 
     /// A server with ports and a mail folder, not yet listening.
     pub fn stopped() -> Self {
+        let maildir = TempDir::new().unwrap();
         Self {
+            busy_file: maildir.path().join("busy.flag"),
             process: None,
             starttls_port: free_port(),
             tls_port: free_port(),
             plain_port: free_port(),
             pause_after: 0,
             pause_seconds: 0.0,
-            maildir: TempDir::new().unwrap(),
+            maildir,
         }
     }
 
@@ -250,6 +254,8 @@ impl SmtpServer {
             .args(["--starttls-port", &self.starttls_port.to_string(), "--tls-port", &self.tls_port.to_string()])
             .args(["--plain-port", &self.plain_port.to_string()])
             .args(["--pause-after", &self.pause_after.to_string(), "--pause-seconds", &self.pause_seconds.to_string()])
+            .arg("--busy-file")
+            .arg(&self.busy_file)
             .arg("--cert")
             .arg(&certs.cert)
             .arg("--key")
@@ -266,6 +272,15 @@ impl SmtpServer {
                 tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
             })
             .await;
+        }
+    }
+
+    /// Makes the server answer 451 to every recipient (`true`) or serve normally again.
+    pub fn set_busy(&self, busy: bool) {
+        if busy {
+            std::fs::write(&self.busy_file, b"busy").unwrap();
+        } else {
+            let _ = std::fs::remove_file(&self.busy_file);
         }
     }
 

@@ -262,3 +262,28 @@ async fn a_broken_template_stops_the_mailer_at_start_naming_the_file_and_line() 
     assert!(error.contains("failed.html.hbs"), "{error}");
     assert!(error.contains(":4:") || error.contains("line 4"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_mail_server_delays_a_mail_once_and_newer_mail_is_not_stuck_behind_it() {
+    let app = TestApp::spawn_with(|config, _| config.smtp.retry_delay = 4).await;
+    app.smtp.set_busy(true);
+
+    let first = app.submit(json!({"prompt": "sent while busy"})).await;
+    wait_for("the first mail to be refused with 451", Duration::from_secs(30), || async {
+        let log = app.mail_log().await;
+        log.iter().any(|n| n["job_id"] == first.as_str() && n["state"] == "retrying").then_some(())
+    })
+    .await;
+    app.smtp.set_busy(false);
+    app.submit(json!({"prompt": "sent after the rush"})).await;
+
+    // The newer mail goes out at once; the delayed one follows at its retry, 4 s later.
+    let mails = app.smtp.wait_for_mails(2).await;
+    assert!(mails[0].html.contains("sent after the rush"), "the newer mail was not held up");
+    assert!(mails[1].html.contains("sent while busy"));
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 2, "each delivered once");
+    let log = app.mail_log().await;
+    let delayed = log.iter().find(|n| n["job_id"] == first.as_str()).unwrap();
+    assert_eq!((delayed["state"].as_str(), delayed["attempts"].as_u64()), (Some("sent"), Some(2)));
+}

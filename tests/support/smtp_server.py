@@ -8,7 +8,8 @@ with an `X-Test-Session` header first that says how it arrived.
 
 Recipients steer faults: `tempfail...@` gets `451` on its first RCPT and is accepted
 after; `reject@` always gets `550`. With `--pause-after N`, once N mails are saved every
-RCPT waits until `--pause-seconds` have passed since the first paused one, once.
+RCPT waits until `--pause-seconds` have passed since the first paused one, once. While the
+file `--busy-file` exists, every RCPT gets `451` (a server that is busy for a while).
 """
 import asyncio
 import time
@@ -36,6 +37,7 @@ def main():
     parser.add_argument("--maildir", required=True)
     parser.add_argument("--pause-after", type=int, default=0)
     parser.add_argument("--pause-seconds", type=float, default=0)
+    parser.add_argument("--busy-file", default="")
     args = parser.parse_args()
 
     counter = itertools.count(1)
@@ -50,6 +52,8 @@ def main():
 
         async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
             local = address.split("@")[0].lower()
+            if args.busy_file and os.path.exists(args.busy_file):
+                return "451 4.3.2 Busy, try again later"
             if local == "reject":
                 return "550 5.1.1 No such user here"
             if local.startswith("tempfail"):
