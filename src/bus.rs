@@ -72,7 +72,7 @@ impl Bus {
     /// Connects (retrying until NATS answers or `shutdown` fires) and sets up the topology.
     pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, BusError> {
         let client = loop {
-            match connect_once(&config.url, name).await {
+            match try_connect(&config.url, name).await {
                 Ok(client) => break client,
                 Err(error) => tracing::warn!(%error, "waiting for NATS"),
             }
@@ -214,7 +214,8 @@ fn setup_failed<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> B
     move |e| BusError::Setup { what, message: e.to_string() }
 }
 
-async fn connect_once(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+/// Connects once, without retrying (`huiying up` probes with it; [`Bus::connect`] retries it).
+pub async fn try_connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(3))
@@ -223,11 +224,6 @@ async fn connect_once(url: &str, name: &str) -> Result<async_nats::Client, BusEr
         .connect(url)
         .await
         .map_err(|e| BusError::Connect { url: url.into(), message: e.to_string() })
-}
-
-/// Connects once, without retrying (for `huiying up` and health checks).
-pub async fn try_connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    connect_once(url, name).await
 }
 
 /// Refuses servers older than [`MIN_SERVER_VERSION`].

@@ -11,7 +11,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
-use super::STATIC_IMAGES_PATH;
 use super::records::{Record, RecordPage, RecordQuery, Records};
 
 pub const RECORDS_LIST: &str = "huiying.records.list";
@@ -125,15 +124,11 @@ impl StoreApi {
     }
 
     fn local_url(&self, filename: &str) -> String {
-        format!("{}{STATIC_IMAGES_PATH}/{filename}", self.public_base_url)
+        super::local_url(&self.public_base_url, filename)
     }
 
     fn view(&self, record: Record) -> RecordView {
-        let filename = std::path::Path::new(&record.local_path)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let url = record.r2_url.clone().unwrap_or_else(|| self.local_url(&filename));
+        let url = record.r2_url.clone().unwrap_or_else(|| self.local_url(&record.filename()));
         RecordView { record, url }
     }
 

@@ -25,6 +25,11 @@ use records::{Record, Records};
 /// Path under ingest's address where stored pictures are served.
 pub const STATIC_IMAGES_PATH: &str = "/static/images";
 
+/// The absolute link through ingest to a stored file.
+pub fn local_url(public_base_url: &str, filename: &str) -> String {
+    format!("{public_base_url}{STATIC_IMAGES_PATH}/{filename}")
+}
+
 /// Everything one store instance needs to handle a generated picture.
 #[derive(Clone)]
 pub struct Store {
@@ -189,11 +194,8 @@ impl Store {
     }
 
     fn completed_event(&self, generated: &ImageGenerated, record: &Record) -> ImageCompleted {
-        let filename = std::path::Path::new(&record.local_path)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let local_url = format!("{}{STATIC_IMAGES_PATH}/{filename}", self.public_base_url);
+        let filename = record.filename();
+        let local_url = local_url(&self.public_base_url, &filename);
         let completed_at = OffsetDateTime::now_utc();
         ImageCompleted {
             version: EVENT_VERSION,

@@ -31,6 +31,13 @@ pub struct Record {
     pub updated_at: String,
 }
 
+impl Record {
+    /// The stored file's name (the last part of `local_path`).
+    pub fn filename(&self) -> String {
+        std::path::Path::new(&self.local_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
 /// Schema changes, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
     r#"
