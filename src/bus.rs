@@ -1,7 +1,9 @@
 //! The message bus: connecting to NATS, the JetStream topology, and publishing.
 //!
 //! Every service calls [`Bus::connect`], which creates what is missing and leaves what
-//! exists (streams, buckets and consumers are created idempotently). Publishing always
+//! exists (streams, buckets and consumers are created idempotently). Services only look
+//! up and create streams, never update, purge or delete them: nats.conf allows them no
+//! more than that. Publishing always
 //! waits for JetStream's acknowledgement, and carries a `Nats-Msg-Id` so that a
 //! publish repeated after a crash is stored once.
 
@@ -72,7 +74,7 @@ impl Bus {
     /// Connects (retrying until NATS answers or `shutdown` fires) and sets up the topology.
     pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, BusError> {
         let client = loop {
-            match try_connect(&config.url, name).await {
+            match try_connect(config, name).await {
                 Ok(client) => break client,
                 Err(error) => tracing::warn!(%error, "waiting for NATS"),
             }
@@ -87,32 +89,37 @@ impl Bus {
 
     async fn setup(client: async_nats::Client) -> Result<Self, BusError> {
         let js = jetstream::new(client.clone());
-        js.create_or_update_stream(stream::Config {
-            name: STREAM.into(),
-            description: Some("huiying pipeline events".into()),
-            subjects: vec![
-                events::IMAGE_REQUESTED.into(),
-                events::IMAGE_GENERATED.into(),
-                events::IMAGE_COMPLETED.into(),
-                events::IMAGE_FAILED.into(),
-            ],
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
-            max_age: EVENT_RETENTION,
-            duplicate_window: DUPLICATE_WINDOW,
-            ..Default::default()
-        })
+        let stream = stream_or_create(
+            &js,
+            stream::Config {
+                name: STREAM.into(),
+                description: Some("huiying pipeline events".into()),
+                subjects: vec![
+                    events::IMAGE_REQUESTED.into(),
+                    events::IMAGE_GENERATED.into(),
+                    events::IMAGE_COMPLETED.into(),
+                    events::IMAGE_FAILED.into(),
+                ],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                max_age: EVENT_RETENTION,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            },
+        )
         .await
         .map_err(setup_failed("stream"))?;
-        let stream = js.get_stream(STREAM).await.map_err(setup_failed("stream"))?;
-        js.create_or_update_stream(stream::Config {
-            name: DEAD_LETTER_STREAM.into(),
-            description: Some("huiying messages rejected as unusable, with the reason in Huiying-Reason".into()),
-            subjects: vec![format!("{DEAD_LETTER_PREFIX}.>")],
-            storage: stream::StorageType::File,
-            max_age: Duration::from_secs(30 * 24 * 3600),
-            ..Default::default()
-        })
+        stream_or_create(
+            &js,
+            stream::Config {
+                name: DEAD_LETTER_STREAM.into(),
+                description: Some("huiying messages rejected as unusable, with the reason in Huiying-Reason".into()),
+                subjects: vec![format!("{DEAD_LETTER_PREFIX}.>")],
+                storage: stream::StorageType::File,
+                max_age: Duration::from_secs(30 * 24 * 3600),
+                ..Default::default()
+            },
+        )
         .await
         .map_err(setup_failed("dead-letter stream"))?;
 
@@ -214,16 +221,38 @@ fn setup_failed<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> B
     move |e| BusError::Setup { what, message: e.to_string() }
 }
 
-/// Connects once, without retrying (`huiying up` probes with it; [`Bus::connect`] retries it).
-pub async fn try_connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
+/// The stream `config` names as it is, created when missing. Never updated: a stream
+/// someone changed on purpose stays changed, and services need no right to update.
+async fn stream_or_create(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, async_nats::Error> {
+    match js.get_stream(&config.name).await {
+        Ok(stream) => Ok(stream),
+        // Not found (or another JetStream answer): create. Two services racing to
+        // create the same config both succeed.
+        Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(_)) => {
+            Ok(js.create_stream(config).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Connects once with the login in `config`, without retrying (`huiying up` probes with
+/// it; [`Bus::connect`] retries it).
+pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::Client, BusError> {
+    let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(3))
         // Reconnect forever: services outlive NATS restarts without being restarted.
-        .max_reconnects(None)
-        .connect(url)
+        .max_reconnects(None);
+    if !config.user.is_empty() {
+        options = options.user_and_password(config.user.clone(), config.password.expose().to_string());
+    }
+    options
+        .connect(&config.url)
         .await
-        .map_err(|e| BusError::Connect { url: url.into(), message: e.to_string() })
+        .map_err(|e| BusError::Connect { url: config.url.clone(), message: e.to_string() })
 }
 
 /// Refuses servers older than [`MIN_SERVER_VERSION`].

@@ -59,6 +59,20 @@ pub struct ServerConfig {
     /// Absolute base URL that links in events and emails start with.
     /// Empty means `http://localhost:<port>`.
     pub public_url: String,
+    /// Keys a client must send as `Authorization: Bearer <key>`; every endpoint but
+    /// `/health` then needs one. Empty: no auth (keep `host` on loopback then).
+    #[serde(deserialize_with = "secrets_one_or_many")]
+    pub api_keys: Vec<Secret>,
+    /// Origins (`https://app.example.com`) whose web pages may call the API from a
+    /// browser. Empty: no CORS headers (same origin only); `*`: any origin.
+    #[serde(deserialize_with = "one_or_many")]
+    pub cors_origins: Vec<String>,
+    /// Requests per minute one API key (or, without keys, one client address) may make;
+    /// more get 429. 0: no limit.
+    pub rate_limit_per_minute: u32,
+    /// Jobs that may wait for or be in generation at once; `POST /generate-image` answers
+    /// 503 with Retry-After beyond that. 0: no bound.
+    pub max_queued_jobs: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -249,6 +263,11 @@ pub struct NatsConfig {
     pub server_bin: String,
     /// Configuration file of the nats-server that `huiying up` starts.
     pub server_config: PathBuf,
+    /// NATS user this service logs in as (nats.conf has one per service: `ingest`,
+    /// `generator`, `store`, `mailer`, and `admin`). Empty: connect without a login.
+    /// `huiying up` fills both in when it starts its own nats-server.
+    pub user: String,
+    pub password: Secret,
     /// Seconds a delivery may stay unacknowledged before JetStream gives it to another
     /// instance. Long model calls send progress acks, so this need not cover them.
     pub ack_wait: u64,
@@ -269,6 +288,10 @@ impl Default for ServerConfig {
             images_dir: "images".into(),
             timeout: 60,
             public_url: String::new(),
+            api_keys: Vec::new(),
+            cors_origins: Vec::new(),
+            rate_limit_per_minute: 0,
+            max_queued_jobs: 10_000,
         }
     }
 }
@@ -375,6 +398,8 @@ impl Default for NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
             server_bin: String::new(),
             server_config: "nats.conf".into(),
+            user: String::new(),
+            password: Secret::default(),
             ack_wait: 60,
         }
     }
@@ -443,6 +468,10 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
         OneOrMany::Many(items) => items,
     };
     Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
+fn secrets_one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
+    Ok(one_or_many(deserializer)?.into_iter().map(Secret).collect())
 }
 
 /// A password or key: readable only through [`Secret::expose`], never shown by `Debug`.
@@ -659,6 +688,24 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
             "openai.response_format",
             format!("expected \"b64_json\" or \"url\", got {:?}", config.openai.response_format),
         ));
+    }
+    for origin in &config.server.cors_origins {
+        let well_formed = origin == "*"
+            || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.trim_end_matches('/').split("://").nth(1).unwrap_or("").contains('/')
+                && origin.is_ascii()
+                && !origin.contains(char::is_whitespace));
+        if !well_formed {
+            return Err(invalid(
+                "server.cors_origins",
+                format!(
+                    "{origin:?} is not an origin like \"https://app.example.com\" (scheme and host, no path) or \"*\""
+                ),
+            ));
+        }
+    }
+    if config.nats.user.is_empty() != !config.nats.password.is_set() {
+        return Err(invalid("nats.user", "set nats.user and nats.password together (or neither)".into()));
     }
     if config.generator.max_attempts == 0 {
         return Err(invalid("generator.max_attempts", "must be at least 1".into()));

@@ -4,6 +4,9 @@
 //! `image.requested` (answering only after JetStream stored it) and, unless the client
 //! prefers an asynchronous answer, waits for the job to finish.
 
+mod access;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +47,7 @@ pub struct AppState {
     smtp: Arc<SmtpConfig>,
     translator: Option<Translator>,
     idempotency: IdempotencyKeys,
+    backlog: Arc<Backlog>,
 }
 
 /// The body of `POST /generate-image`.
@@ -125,6 +129,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
     let state = AppState {
         jobs: JobBoard::new(bus.jobs.clone()),
         idempotency: IdempotencyKeys::new(bus.idempotency.clone()),
+        backlog: Arc::new(Backlog::new(bus.clone(), config.server.max_queued_jobs)),
         bus,
         public_base_url: config.server.public_base_url(),
         wait_timeout: config.server.wait_timeout(),
@@ -134,6 +139,8 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
     std::fs::create_dir_all(&config.server.images_dir)?;
     let app = router(state, &config);
     tracing::info!(address = %listener.local_addr()?, public_url = %config.server.public_base_url(), "ingest ready");
+    // Client addresses for rate limits without API keys.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
 }
@@ -161,6 +168,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(access::Access::new(&config.server)), access::check))
+        // Outside the key check: browsers send preflight requests without keys.
+        .layer(tower::util::option_layer(access::cors(&config.server)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -180,6 +190,23 @@ async fn generate_image(
         check_recipient(address, &state.smtp)?;
     }
     let idempotency_key = idempotency_key(&headers)?;
+    // While NATS is away the client would buffer the publish and send it on reconnect,
+    // after we answered 503: a job the client was told is not queued. Refuse up front.
+    if !state.bus.is_connected() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the job queue (NATS) is unavailable; try again shortly",
+        ));
+    }
+    if let Some(waiting) = state.backlog.is_full().await {
+        let error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the queue is full ({waiting} jobs waiting, [server] max_queued_jobs); try again shortly"),
+        );
+        let mut response = error.into_response();
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(5u32));
+        return Ok(response);
+    }
     let event = ImageRequested {
         version: EVENT_VERSION,
         id: uuid::Uuid::new_v4().to_string(),
@@ -220,6 +247,7 @@ async fn generate_image(
         }
         return Err(unavailable(e));
     }
+    state.backlog.queued();
     tracing::info!(job = %event.id, "queued");
     answer_for_job(&state, &headers, event.id).await
 }
@@ -261,6 +289,50 @@ async fn answer_for_job(state: &AppState, headers: &HeaderMap, id: String) -> Re
         }
         // Still running when the wait ended: the client polls status_url.
         _ => Ok(accepted()),
+    }
+}
+
+/// How many jobs wait for or are in generation: the generator consumer's pending and
+/// unacknowledged messages, read at most once a second and counted up locally between.
+struct Backlog {
+    bus: Bus,
+    max: u64,
+    last: tokio::sync::Mutex<Option<(tokio::time::Instant, u64)>>,
+}
+
+impl Backlog {
+    fn new(bus: Bus, max: u64) -> Self {
+        Self { bus, max, last: tokio::sync::Mutex::new(None) }
+    }
+
+    /// `Some(waiting)` when the queue holds `[server] max_queued_jobs` or more.
+    async fn is_full(&self) -> Option<u64> {
+        if self.max == 0 {
+            return None;
+        }
+        let mut last = self.last.lock().await;
+        let fresh = last.is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1));
+        if !fresh {
+            // Before the generator first ran there is no consumer: nothing to count yet.
+            let info = self.bus.stream.consumer_info(crate::generator::CONSUMER);
+            let waiting = match tokio::time::timeout(Duration::from_secs(1), info).await {
+                Ok(Ok(info)) => info.num_pending + info.num_ack_pending as u64,
+                // Unknown: the publish that follows decides (503 when NATS is away).
+                _ => 0,
+            };
+            *last = Some((tokio::time::Instant::now(), waiting));
+        }
+        let waiting = last.map_or(0, |(_, waiting)| waiting);
+        (waiting >= self.max).then_some(waiting)
+    }
+
+    /// Counts a job queued since the last reading.
+    fn queued(&self) {
+        if let Ok(mut last) = self.last.try_lock() {
+            if let Some((_, waiting)) = last.as_mut() {
+                *waiting += 1;
+            }
+        }
     }
 }
 

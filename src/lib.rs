@@ -18,7 +18,8 @@
 //!
 //! Shared pieces: [`config`] (one loader), [`events`] (one type per subject), [`bus`]
 //! (NATS connection, topology, publishing), [`worker`] (the one subscriber loop),
-//! [`jobs`] (job states), [`idempotency`] (`Idempotency-Key`), [`limit`] (per-minute limits). [`cli`] and [`up`] are what the binaries in `src/bin` call.
+//! [`jobs`] (job states), [`idempotency`] (`Idempotency-Key`), [`limit`] (per-minute limits). [`cli`], [`up`] and [`load`] (the load
+//! test) are what the binaries in `src/bin` call.
 
 pub mod bus;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod jobs;
 pub mod limit;
+pub mod load;
 pub mod mailer;
 pub mod store;
 pub mod up;

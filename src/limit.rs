@@ -21,24 +21,32 @@ impl RateLimit {
 
     /// Waits until another call may start, and counts it.
     pub async fn acquire(&self) {
-        if self.per_minute == 0 {
-            return;
-        }
-        loop {
-            let wait = {
-                let mut started = self.started.lock().await;
-                let now = Instant::now();
-                while started.front().is_some_and(|&t| now.duration_since(t) >= WINDOW) {
-                    started.pop_front();
-                }
-                if started.len() < self.per_minute {
-                    started.push_back(now);
-                    return;
-                }
-                WINDOW - now.duration_since(started[0])
-            };
+        while let Err(wait) = self.try_acquire().await {
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Counts a call if one may start now; otherwise says how long until one may.
+    pub async fn try_acquire(&self) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let mut started = self.started.lock().await;
+        let now = Instant::now();
+        while started.front().is_some_and(|&t| now.duration_since(t) >= WINDOW) {
+            started.pop_front();
+        }
+        if started.len() < self.per_minute {
+            started.push_back(now);
+            return Ok(());
+        }
+        Err(WINDOW - now.duration_since(started[0]))
+    }
+
+    /// Whether no call was counted in the last minute (the limit may be forgotten).
+    pub async fn is_idle(&self) -> bool {
+        let started = self.started.lock().await;
+        started.back().is_none_or(|&t| t.elapsed() >= WINDOW)
     }
 }
 

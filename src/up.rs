@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, MIN_SERVER_VERSION};
-use crate::config::{Config, TlsMode};
+use crate::config::{Config, Secret, TlsMode};
 use crate::{generator, ingest, mailer, store};
 
 /// Runs all four services until `shutdown` fires or one of them fails.
@@ -23,12 +23,21 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     let (nats_server, nats_note) = ensure_nats(&mut config).await?;
     print_banner(&config, &nats_note);
 
+    // Each service logs in as its own NATS user when we started nats-server with logins.
+    let as_user = |user: &str| {
+        let mut config = config.clone();
+        if let Some(logins) = nats_server.as_ref().and_then(|server| server.logins.as_ref()) {
+            config.nats.user = user.to_string();
+            config.nats.password = logins.password(user);
+        }
+        config
+    };
     let services = shutdown.child_token();
     let mut tasks = JoinSet::new();
-    tasks.spawn(named("ingest", ingest::run(config.clone(), services.clone())));
-    tasks.spawn(named("generator", generator::run(config.clone(), services.clone())));
-    tasks.spawn(named("store", store::run(config.clone(), services.clone())));
-    tasks.spawn(named("mailer", mailer::run(config.clone(), services.clone())));
+    tasks.spawn(named("ingest", ingest::run(as_user("ingest"), services.clone())));
+    tasks.spawn(named("generator", generator::run(as_user("generator"), services.clone())));
+    tasks.spawn(named("store", store::run(as_user("store"), services.clone())));
+    tasks.spawn(named("mailer", mailer::run(as_user("mailer"), services.clone())));
 
     let mut first_error = None;
     while let Some(finished) = tasks.join_next().await {
@@ -50,12 +59,41 @@ async fn named(
     (name, service.await)
 }
 
+/// The NATS users nats.conf defines, one per service plus `admin`.
+pub const NATS_USERS: [&str; 5] = ["ingest", "generator", "store", "mailer", "admin"];
+
+/// Passwords made at start for the users of nats.conf; nats-server reads them from
+/// `HUIYING_NATS_<USER>_PASSWORD`.
+pub struct NatsLogins(Vec<(&'static str, Secret)>);
+
+impl NatsLogins {
+    pub(crate) fn random() -> Self {
+        let password = || Secret::new(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+        Self(NATS_USERS.iter().map(|&user| (user, password())).collect())
+    }
+
+    pub fn password(&self, user: &str) -> Secret {
+        self.0.iter().find(|(name, _)| *name == user).map(|(_, password)| password.clone()).unwrap_or_default()
+    }
+
+    /// The environment variable nats.conf reads `user`'s password from.
+    pub fn env_var(user: &str) -> String {
+        format!("HUIYING_NATS_{}_PASSWORD", user.to_ascii_uppercase())
+    }
+}
+
+/// A nats-server `huiying up` started (stopped when dropped).
+struct StartedNats {
+    _process: Child,
+    logins: Option<NatsLogins>,
+}
+
 /// Makes sure a suitable NATS answers at `config.nats.url`, starting one if needed.
 /// Returns the started server (if any) and a line saying which NATS is used.
-async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, String)> {
+async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<StartedNats>, String)> {
     let url = config.nats.url.clone();
     let (host, port) = host_and_port(&url)?;
-    let found_old = match bus::try_connect(&url, "huiying-up").await {
+    let found_old = match bus::try_connect(&config.nats, "huiying-up").await {
         Ok(client) => {
             let version = client.server_info().version;
             if bus::check_server_version(&url, &version).is_ok() {
@@ -83,12 +121,16 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, Stri
 
     let mut command = Command::new(&program.path);
     // The store folder is the config file's `store_dir`; without the file, our default.
-    let store_dir = if config.nats.server_config.is_file() {
+    let (store_dir, logins) = if config.nats.server_config.is_file() {
         command.arg("-c").arg(&config.nats.server_config);
-        format!("store_dir of {}", config.nats.server_config.display())
+        let logins = NatsLogins::random();
+        for user in NATS_USERS {
+            command.env(NatsLogins::env_var(user), logins.password(user).expose());
+        }
+        (format!("store_dir of {}", config.nats.server_config.display()), Some(logins))
     } else {
         command.args(["-js", "-sd", ".huiying/nats"]);
-        ".huiying/nats".to_string()
+        (".huiying/nats".to_string(), None)
     };
     command
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
@@ -98,9 +140,14 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, Stri
     let mut child = command.spawn().with_context(|| format!("starting {}", program.path.display()))?;
 
     let new_url = format!("nats://127.0.0.1:{port}");
+    config.nats.url = new_url.clone();
+    if let Some(logins) = &logins {
+        config.nats.user = "admin".into();
+        config.nats.password = logins.password("admin");
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        if bus::try_connect(&new_url, "huiying-up").await.is_ok() {
+        if bus::try_connect(&config.nats, "huiying-up").await.is_ok() {
             break;
         }
         if let Some(status) = child.try_wait()? {
@@ -120,19 +167,39 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<Child>, Stri
     if let Some(old) = found_old {
         note.push_str(&format!("; the server at {url} is {old}, too old for huiying (needs 2.10+)"));
     }
-    config.nats.url = new_url;
-    Ok((Some(child), note))
+    if let Some(logins) = &logins {
+        write_admin_env(&new_url, logins)?;
+        note.push_str(&format!("; one login per service, admin login in {ADMIN_ENV_FILE}"));
+    }
+    Ok((Some(StartedNats { _process: child, logins }), note))
+}
+
+/// Where `huiying up` leaves the admin login of the nats-server it started, for the
+/// `huiying mail` commands and the nats CLI (`set -a; . .huiying/nats.env; set +a`).
+pub const ADMIN_ENV_FILE: &str = ".huiying/nats.env";
+
+fn write_admin_env(url: &str, logins: &NatsLogins) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(ADMIN_ENV_FILE).with_context(|| format!("writing {ADMIN_ENV_FILE}"))?;
+    let password = logins.password("admin");
+    writeln!(file, "# NATS login of the nats-server `huiying up` started; valid until it stops.")?;
+    writeln!(file, "NATS_URL={url}\nNATS_USER=admin\nNATS_PASSWORD={}", password.expose())?;
+    Ok(())
 }
 
 /// A nats-server program and its version.
-struct NatsServerProgram {
-    path: PathBuf,
-    version: String,
+pub(crate) struct NatsServerProgram {
+    pub(crate) path: PathBuf,
+    pub(crate) version: String,
 }
 
 /// `[nats] server_bin`, else `.huiying/bin/nats-server` (see scripts/install-nats-server.sh),
 /// else `nats-server` on PATH; the first that runs and is new enough.
-fn find_nats_server(configured: &str) -> anyhow::Result<NatsServerProgram> {
+pub(crate) fn find_nats_server(configured: &str) -> anyhow::Result<NatsServerProgram> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if !configured.is_empty() {
         candidates.push(configured.into());

@@ -158,3 +158,13 @@ pub fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
     base.saturating_mul(factor).min(cap)
 }
+
+/// Fault-injection hook for the crash tests: when the environment variable
+/// `HUIYING_CRASH_AT` names this point, the process aborts here as if killed (no
+/// cleanup, no acknowledgement). Unset in normal runs, where it costs one lookup.
+pub fn crash_point(point: &str) {
+    if std::env::var_os("HUIYING_CRASH_AT").is_some_and(|value| value == point) {
+        eprintln!("HUIYING_CRASH_AT={point}: aborting here on purpose");
+        std::process::abort();
+    }
+}

@@ -29,6 +29,9 @@ enum Command {
     /// Check the mail setup, list failed notifications, send them again.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Load-test a pipeline of its own (nats-server and the four services as processes,
+    /// placeholder model, mail to the outbox): throughput, latency per stage, memory.
+    Load(huiying::load::LoadArgs),
 }
 
 #[derive(Subcommand)]
@@ -59,6 +62,16 @@ async fn main() -> ExitCode {
         Command::Store => run_service("store", args, huiying::store::run).await,
         Command::Mailer => run_service("mailer", args, huiying::mailer::run).await,
         Command::Mail(command) => mail(args, command).await,
+        Command::Load(load) => match load_config(args, "huiying load") {
+            Ok(config) => match huiying::load::run(config, load).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("huiying load: {error:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
     }
 }
 

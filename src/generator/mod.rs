@@ -85,9 +85,12 @@ pub struct Generator {
     settings: GeneratorConfig,
 }
 
+/// Durable consumer of `image.requested` (ingest reads its backlog).
+pub const CONSUMER: &str = "generator";
+
 pub fn consumer_spec(settings: &GeneratorConfig, ack_wait: Duration) -> ConsumerSpec {
     ConsumerSpec {
-        durable: "generator",
+        durable: CONSUMER,
         description: "huiying generator: draws requested pictures",
         subjects: &[events::IMAGE_REQUESTED],
         ack_wait,

@@ -142,6 +142,7 @@ impl Store {
         let file_size = bytes.len() as u64;
         let (to_write, file_name) = (bytes.clone(), name.clone());
         let path = blocking(move || files::write_atomically(&dir, &file_name, &to_write)).await?;
+        worker::crash_point("store.after_file");
         // The remote copy is a bonus: when it fails, the job completes with the local file.
         let (r2_url, r2_error) = match &self.remote {
             None => (None, None),
@@ -174,6 +175,7 @@ impl Store {
         let records = self.records.clone();
         let to_insert = record.clone();
         blocking(move || records.insert(&to_insert)).await?;
+        worker::crash_point("store.after_record");
         Ok(self.completed_event(generated, &record))
     }
 

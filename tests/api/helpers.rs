@@ -44,9 +44,10 @@ pub fn free_port() -> u16 {
 
 /// A nats-server 2.10+ of the test's own, killed on drop.
 pub struct NatsServer {
-    process: Child,
+    process: Option<Child>,
     pub url: String,
-    _store: TempDir,
+    port: u16,
+    store: TempDir,
 }
 
 /// The nats-server program: `HUIYING_TEST_NATS_SERVER`, else `.huiying/bin/nats-server`
@@ -78,45 +79,76 @@ pub fn nats_server_program() -> PathBuf {
 
 impl NatsServer {
     pub async fn start() -> Self {
-        let store = TempDir::new().unwrap();
-        let port = free_port();
-        Self::start_on(port, store).await
+        let mut server = Self { process: None, url: String::new(), port: free_port(), store: TempDir::new().unwrap() };
+        server.restart().await;
+        server
     }
 
-    async fn start_on(port: u16, store: TempDir) -> Self {
-        // The project's own nats.conf, so the tests check it too.
-        let process = Command::new(nats_server_program())
+    /// Starts the server (again) on its port with its JetStream folder.
+    pub async fn restart(&mut self) {
+        assert!(self.process.is_none(), "nats-server is already running");
+        let (port, store) = (self.port, &self.store);
+        // The project's own nats.conf, so the tests check it (and its logins) too.
+        let mut command = Command::new(nats_server_program());
+        for user in huiying::up::NATS_USERS {
+            command.env(huiying::up::NatsLogins::env_var(user), nats_password(user));
+        }
+        let process = command
             .arg("-c")
             .arg(Path::new(REPO).join("nats.conf"))
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .current_dir(store.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Permission violations show up here; HUIYING_TEST_NATS_LOG keeps it for a look.
+            .stderr(match std::env::var_os("HUIYING_TEST_NATS_LOG") {
+                Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("starting nats-server");
         let url = format!("nats://127.0.0.1:{port}");
         let probe = url.clone();
         wait_for("nats-server to accept connections", Duration::from_secs(15), || {
             let url = probe.clone();
-            async move { async_nats::connect(&url).await.ok() }
+            async move { connect_as(&url, "admin").await.ok() }
         })
         .await;
-        Self { process, url, _store: store }
+        self.process = Some(process);
+        self.url = url;
     }
 }
 
+/// The password of a nats.conf user in the tests' nats-servers.
+pub fn nats_password(user: &str) -> String {
+    format!("test-{user}-password")
+}
+
+/// Connects to NATS as one of the users of nats.conf.
+pub async fn connect_as(url: &str, user: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::with_user_and_password(user.into(), nats_password(user)).connect(url).await
+}
+
+/// `config` logged in to NATS as `user`.
+pub fn logged_in_as(config: &Config, user: &str) -> Config {
+    let mut config = config.clone();
+    config.nats.user = user.into();
+    config.nats.password = Secret::new(nats_password(user));
+    config
+}
+
 impl NatsServer {
-    /// Kills the server at once, as a crash would.
+    /// Kills the server at once, as a crash would; [`restart`](Self::restart) brings it back.
     pub fn kill(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
     }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.kill();
     }
 }
 
@@ -658,6 +690,7 @@ impl TestApp {
         config.server.timeout = 30;
         config.database.path = dir.path().join("huiying.db");
         config.nats.url = nats_server.url.clone();
+        config = logged_in_as(&config, "admin");
         config.generator.retry_delay = 0;
         config.smtp.enable = true;
         config.smtp.host = "localhost".into();
@@ -676,14 +709,14 @@ impl TestApp {
         let mut app = Self {
             address,
             http: reqwest::Client::new(),
-            nats: async_nats::connect(&nats_server.url).await.unwrap(),
+            nats: connect_as(&nats_server.url, "admin").await.unwrap(),
             smtp,
             config,
             services: HashMap::new(),
             _dir: dir,
             nats_server,
         };
-        let ingest_config = app.config.clone();
+        let ingest_config = logged_in_as(&app.config, "ingest");
         app.track("ingest", move |stop| huiying::ingest::serve(listener, ingest_config, stop));
         for service in ["generator", "store", "mailer"] {
             app.start_service(service);
@@ -704,7 +737,8 @@ impl TestApp {
 
     /// Starts (another instance of) a service; several instances share the work.
     pub fn start_service(&mut self, name: &'static str) {
-        let config = self.config.clone();
+        // Each service as its own NATS user, as `huiying up` runs them.
+        let config = logged_in_as(&self.config, name);
         match name {
             "generator" => self.track(name, move |stop| huiying::generator::run(config, stop)),
             "store" => self.track(name, move |stop| huiying::store::run(config, stop)),
@@ -805,6 +839,8 @@ impl TestApp {
     pub fn huiying(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_huiying"));
         command.arg("--config").arg(self.config_file()).args(args).env_remove("HUIYING_CONFIG");
+        // The `huiying mail` commands need no more than the mailer's NATS rights.
+        command.env("NATS_USER", "mailer").env("NATS_PASSWORD", nats_password("mailer"));
         for (key, value) in env {
             command.env(key, value);
         }
@@ -813,14 +849,51 @@ impl TestApp {
 
     /// Starts the real mailer binary with the test's configuration.
     pub fn spawn_mailer_process(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_mailer"))
+        self.spawn_process("mailer", &[])
+    }
+
+    /// Starts a service's real binary (`mailer`, `store`) with the test's configuration,
+    /// logged in to NATS as that service, with `env` added.
+    pub fn spawn_process(&self, service: &str, env: &[(&str, &str)]) -> Child {
+        let program = match service {
+            "mailer" => env!("CARGO_BIN_EXE_mailer"),
+            "store" => env!("CARGO_BIN_EXE_store"),
+            other => panic!("no binary for {other} in the tests"),
+        };
+        let mut command = Command::new(program);
+        command
             .arg("--config")
             .arg(self.config_file())
             .env_remove("HUIYING_CONFIG")
+            .env("NATS_USER", service)
+            .env("NATS_PASSWORD", nats_password(service))
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap()
+            .stdout(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.spawn().unwrap()
+    }
+
+    /// How many events the stream holds on `subject` (each job publishes each once).
+    pub async fn count_events(&self, subject: &str) -> u64 {
+        use futures::StreamExt;
+        let js = async_nats::jetstream::new(self.nats.clone());
+        let stream = js.get_stream(huiying::bus::STREAM).await.unwrap();
+        let mut info = stream.info_with_subjects(subject).await.unwrap();
+        let mut count = 0;
+        while let Some(entry) = info.next().await {
+            count += entry.unwrap().1 as u64;
+        }
+        count
+    }
+
+    /// The picture files in the images folder.
+    pub fn image_files(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.config.server.images_dir) else { return Vec::new() };
+        let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
     }
 
     pub fn kill_nats(&mut self) {

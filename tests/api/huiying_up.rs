@@ -70,11 +70,29 @@ async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_ma
     assert!(dir.path().join("huiying.db").is_file());
     assert!(dir.path().join(".huiying/nats/jetstream").is_dir(), "JetStream data where nats.conf says");
 
+    // Each service has its own NATS login; the admin's is left for the operator, readable
+    // by the owner only, and nobody gets in without one.
+    assert!(banner.contains("one login per service"), "{banner}");
+    let env_file = dir.path().join(".huiying/nats.env");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&env_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    let password = env.lines().find_map(|l| l.strip_prefix("NATS_PASSWORD=")).unwrap();
+    assert!(password.len() >= 32, "a long random password");
+    assert!(!banner.contains(password), "the banner never shows it");
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    assert!(async_nats::connect(&nats_url).await.is_err(), "no login: refused");
+    let admin = async_nats::ConnectOptions::with_user_and_password("admin".into(), password.into())
+        .connect(&nats_url)
+        .await
+        .unwrap();
+    drop(admin);
+
     // SIGTERM stops everything, including the nats-server it started.
     Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
     let status = up.wait().unwrap();
     assert!(status.success(), "{status}");
-    assert!(async_nats::connect(format!("nats://127.0.0.1:{nats_port}")).await.is_err(), "nats-server still running");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_err(), "nats-server still running");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 
 mod helpers;
 
+mod access;
 mod configuration;
+mod faults;
 mod generate;
 mod huiying_up;
 mod input;

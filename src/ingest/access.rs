@@ -1,0 +1,143 @@
+//! Who may call the API and how often: API keys, per-caller rate limits and CORS.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+use tokio::sync::Mutex;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use super::ApiError;
+use crate::config::{Secret, ServerConfig};
+use crate::limit::RateLimit;
+
+/// Paths anyone may fetch: the health check, the web page (it holds no data and asks
+/// for the key itself), and stored pictures, whose links go out in emails (their names
+/// are job ids, not guessable).
+fn is_open(path: &str) -> bool {
+    path == "/health" || path == "/api/health" || path == "/" || path.starts_with(crate::store::STATIC_IMAGES_PATH)
+}
+
+/// Callers remembered for rate limiting before idle ones are forgotten.
+const MAX_TRACKED_CALLERS: usize = 10_000;
+
+pub struct Access {
+    keys: Vec<Secret>,
+    per_minute: u32,
+    callers: Mutex<HashMap<String, Arc<RateLimit>>>,
+}
+
+impl Access {
+    pub fn new(server: &ServerConfig) -> Self {
+        Self { keys: server.api_keys.clone(), per_minute: server.rate_limit_per_minute, callers: Mutex::default() }
+    }
+
+    /// Which configured key `presented` is (compared in constant time).
+    fn key_number(&self, presented: &str) -> Option<usize> {
+        let mut found = None;
+        for (number, key) in self.keys.iter().enumerate() {
+            if bool::from(key.expose().as_bytes().ct_eq(presented.as_bytes())) {
+                found = Some(number);
+            }
+        }
+        found
+    }
+
+    /// Counts a request of `caller`; 429 with Retry-After when over the limit.
+    async fn count(&self, caller: String) -> Result<(), Response> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let limit = {
+            let mut callers = self.callers.lock().await;
+            if callers.len() >= MAX_TRACKED_CALLERS {
+                let mut idle = Vec::new();
+                for (name, limit) in callers.iter() {
+                    if limit.is_idle().await {
+                        idle.push(name.clone());
+                    }
+                }
+                for name in idle {
+                    callers.remove(&name);
+                }
+            }
+            callers.entry(caller).or_insert_with(|| Arc::new(RateLimit::per_minute(self.per_minute))).clone()
+        };
+        limit.try_acquire().await.map_err(|wait| {
+            let seconds = wait.as_secs() + 1;
+            let error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("more than {} requests in a minute; try again in {seconds} s", self.per_minute),
+            );
+            let mut response = error.into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        })
+    }
+}
+
+/// Middleware: 401 without a key, 403 with a wrong one, 429 over the rate limit.
+pub async fn check(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    if request.method() == Method::OPTIONS || is_open(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let caller = if access.keys.is_empty() {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        peer.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    } else {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")));
+        let Some(presented) = presented.map(str::trim) else {
+            let error = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this server needs an API key: send the header Authorization: Bearer <key>",
+            );
+            let mut response = error.into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        };
+        match access.key_number(presented) {
+            Some(number) => format!("key #{number}"),
+            None => return ApiError::new(StatusCode::FORBIDDEN, "this API key is not valid here").into_response(),
+        }
+    };
+    if let Err(too_many) = access.count(caller).await {
+        return too_many;
+    }
+    next.run(request).await
+}
+
+/// `[server] cors_origins` as a CORS layer; `None` when empty (no CORS headers at all).
+pub fn cors(server: &ServerConfig) -> Option<CorsLayer> {
+    if server.cors_origins.is_empty() {
+        return None;
+    }
+    let origins = if server.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        // config::validate has checked that every origin is a valid header value.
+        AllowOrigin::list(
+            server.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("idempotency-key"),
+                header::HeaderName::from_static("prefer"),
+            ])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
+}

@@ -1,0 +1,330 @@
+//! `huiying load`: a load test of the whole pipeline.
+//!
+//! Starts a nats-server (with nats.conf and its per-service logins) and the four services
+//! as separate processes in a temporary folder, on the offline placeholder model with
+//! mail written to the outbox. Submits N jobs at a given rate over HTTP, waits until every
+//! job has its mail, then reports throughput, latency percentiles per stage (from the
+//! stream's own timestamps) and each process's memory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use time::OffsetDateTime;
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use crate::bus;
+use crate::config::Config;
+use crate::up::{NATS_USERS, NatsLogins};
+
+/// What to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Jobs to submit.
+    #[arg(long, default_value_t = 1000)]
+    pub jobs: usize,
+    /// Jobs submitted per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+}
+
+/// One started process whose memory we watch.
+struct Process {
+    name: &'static str,
+    child: Child,
+    /// Resident memory seen while running, in KiB: (seconds since start, RSS).
+    samples: Vec<(f64, u64)>,
+}
+
+pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
+    if args.jobs == 0 || args.rate <= 0.0 {
+        bail!("--jobs and --rate must be above 0");
+    }
+    let dir = tempfile::tempdir()?;
+    let logins = NatsLogins::random();
+    let nats_port = free_port()?;
+    let http_port = free_port()?;
+    let url = format!("nats://127.0.0.1:{nats_port}");
+
+    let mut processes = Vec::new();
+    processes.push(start_nats(&config, dir.path(), nats_port, &logins).await?);
+    let admin = connect_admin(&url, &logins).await?;
+
+    let config_file = write_service_config(dir.path(), &url, http_port)?;
+    let exe = std::env::current_exe()?;
+    for name in ["ingest", "generator", "store", "mailer"] {
+        let child = Command::new(&exe)
+            .arg("--config")
+            .arg(&config_file)
+            .arg(name)
+            .current_dir(dir.path())
+            .env("NATS_USER", name)
+            .env("NATS_PASSWORD", logins.password(name).expose())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        processes.push(Process { name, child, samples: Vec::new() });
+    }
+    let base = format!("http://127.0.0.1:{http_port}");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    wait_until_healthy(&http, &base).await?;
+    println!("huiying load: {} jobs at {}/s, pipeline in {}", args.jobs, args.rate, dir.path().display());
+
+    let processes = Arc::new(Mutex::new(processes));
+    let started = Instant::now();
+    let sampler = tokio::spawn(sample_memory(processes.clone(), started));
+
+    let accepted = submit(&http, &base, &args).await?;
+    let submitted_in = started.elapsed();
+    wait_for_mails(&admin, accepted.len()).await?;
+    let finished_in = started.elapsed();
+    sampler.abort();
+
+    let stages = stage_latencies(&admin).await?;
+    let mut processes = processes.lock().await;
+    report(&args, &accepted, submitted_in, finished_in, &stages, &mut processes);
+    for process in processes.iter_mut() {
+        let _ = process.child.start_kill();
+    }
+    Ok(())
+}
+
+async fn start_nats(config: &Config, dir: &Path, port: u16, logins: &NatsLogins) -> anyhow::Result<Process> {
+    let program = crate::up::find_nats_server(&config.nats.server_bin)?;
+    let nats_conf = std::fs::canonicalize(&config.nats.server_config)
+        .with_context(|| format!("finding {} ([nats] server_config)", config.nats.server_config.display()))?;
+    let mut command = Command::new(&program.path);
+    for user in NATS_USERS {
+        command.env(NatsLogins::env_var(user), logins.password(user).expose());
+    }
+    let child = command
+        .arg("-c")
+        .arg(nats_conf)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting nats-server")?;
+    Ok(Process { name: "nats-server", child, samples: Vec::new() })
+}
+
+async fn connect_admin(url: &str, logins: &NatsLogins) -> anyhow::Result<async_nats::Client> {
+    let mut nats = crate::config::NatsConfig { url: url.into(), user: "admin".into(), ..Default::default() };
+    nats.password = logins.password("admin");
+    for _ in 0..150 {
+        if let Ok(client) = bus::try_connect(&nats, "huiying-load").await {
+            return Ok(client);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("nats-server did not start at {url}")
+}
+
+/// The services' configuration: defaults, placeholder model, mail to the outbox.
+fn write_service_config(dir: &Path, nats_url: &str, http_port: u16) -> anyhow::Result<PathBuf> {
+    let mut config = Config::default();
+    config.server.port = http_port;
+    config.server.images_dir = dir.join("images");
+    config.database.path = dir.join("huiying.db");
+    config.smtp.outbox_dir = dir.join("outbox");
+    config.smtp.templates_dir = std::fs::canonicalize(&config.smtp.templates_dir).context("finding templates/")?;
+    config.nats.url = nats_url.into();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, toml::to_string(&config)?)?;
+    Ok(path)
+}
+
+async fn wait_until_healthy(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("ingest did not become healthy at {base}")
+}
+
+/// Submits the jobs at the rate asked; returns the answer time of each accepted one.
+async fn submit(http: &reqwest::Client, base: &str, args: &LoadArgs) -> anyhow::Result<Vec<Duration>> {
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..args.jobs {
+        ticker.tick().await;
+        let request = http
+            .post(format!("{base}/generate-image"))
+            .header("Prefer", "respond-async")
+            .json(&serde_json::json!({"prompt": format!("load test picture {n}")}));
+        requests.spawn(async move {
+            let sent = Instant::now();
+            let response = request.send().await;
+            (sent.elapsed(), response.map(|r| r.status().as_u16()))
+        });
+    }
+    let mut accepted = Vec::with_capacity(args.jobs);
+    let mut refused: HashMap<String, usize> = HashMap::new();
+    while let Some(done) = requests.join_next().await {
+        match done? {
+            (took, Ok(202)) => accepted.push(took),
+            (_, Ok(status)) => *refused.entry(format!("HTTP {status}")).or_default() += 1,
+            (_, Err(error)) => *refused.entry(error.to_string()).or_default() += 1,
+        }
+    }
+    if !refused.is_empty() {
+        println!("  not accepted: {refused:?}");
+    }
+    Ok(accepted)
+}
+
+/// Waits until the mail log holds one entry per accepted job.
+async fn wait_for_mails(admin: &async_nats::Client, expected: usize) -> anyhow::Result<()> {
+    let js = jetstream::new(admin.clone());
+    let mut last = (0, Instant::now());
+    loop {
+        let mut stream = js.get_stream(format!("KV_{}", bus::MAIL_BUCKET)).await?;
+        let mailed = stream.info().await?.state.messages as usize;
+        if mailed >= expected {
+            return Ok(());
+        }
+        if mailed != last.0 {
+            last = (mailed, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(60) {
+            bail!("stuck at {mailed} of {expected} mails for a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// When each job passed each point, from the stream's and the mail log's timestamps.
+#[derive(Default)]
+struct Timeline {
+    requested: Option<OffsetDateTime>,
+    generated: Option<OffsetDateTime>,
+    completed: Option<OffsetDateTime>,
+    mailed: Option<OffsetDateTime>,
+}
+
+/// Per-stage latencies in milliseconds: (name, values).
+async fn stage_latencies(admin: &async_nats::Client) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
+    let js = jetstream::new(admin.clone());
+    let mut jobs: HashMap<String, Timeline> = HashMap::new();
+    for stream_name in [bus::STREAM.to_string(), format!("KV_{}", bus::MAIL_BUCKET)] {
+        let stream = js.get_stream(&stream_name).await?;
+        let total = stream.cached_info().state.messages;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig { ..Default::default() })
+            .await
+            .context("reading the stream")?;
+        let mut messages = consumer.messages().await?.take(total as usize);
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            let published = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.published;
+            let subject = message.subject.as_str();
+            if let Some(key) = subject.strip_prefix(&format!("$KV.{}.", bus::MAIL_BUCKET)) {
+                if let Some(id) = key.strip_suffix(".completed") {
+                    jobs.entry(id.to_string()).or_default().mailed.get_or_insert(published);
+                }
+                continue;
+            }
+            let Ok(event) = serde_json::from_slice::<serde_json::Value>(&message.payload) else { continue };
+            let Some(id) = event["id"].as_str() else { continue };
+            let timeline = jobs.entry(id.to_string()).or_default();
+            let point = match subject {
+                "image.requested" => &mut timeline.requested,
+                "image.generated" => &mut timeline.generated,
+                "image.completed" => &mut timeline.completed,
+                _ => continue,
+            };
+            point.get_or_insert(published);
+        }
+    }
+    let between = |from: fn(&Timeline) -> Option<OffsetDateTime>, to: fn(&Timeline) -> Option<OffsetDateTime>| {
+        jobs.values().filter_map(|t| Some((to(t)? - from(t)?).as_seconds_f64() * 1000.0)).collect::<Vec<f64>>()
+    };
+    Ok(vec![
+        ("generator (requested → generated)", between(|t| t.requested, |t| t.generated)),
+        ("store (generated → completed)", between(|t| t.generated, |t| t.completed)),
+        ("mailer (completed → mail written)", between(|t| t.completed, |t| t.mailed)),
+        ("end to end (requested → mail written)", between(|t| t.requested, |t| t.mailed)),
+    ])
+}
+
+/// Samples every process's resident memory once a second.
+async fn sample_memory(processes: Arc<Mutex<Vec<Process>>>, started: Instant) {
+    loop {
+        {
+            let mut processes = processes.lock().await;
+            for process in processes.iter_mut() {
+                if let Some(rss) = process.child.id().and_then(|pid| proc_status_kib(pid, "VmRSS")) {
+                    process.samples.push((started.elapsed().as_secs_f64(), rss));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A `kB` field of /proc/<pid>/status (Linux).
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn report(
+    args: &LoadArgs,
+    accepted: &[Duration],
+    submitted_in: Duration,
+    finished_in: Duration,
+    stages: &[(&'static str, Vec<f64>)],
+    processes: &mut [Process],
+) {
+    let secs = finished_in.as_secs_f64();
+    println!("  accepted {} of {} jobs; submitted in {:.1} s", accepted.len(), args.jobs, submitted_in.as_secs_f64());
+    println!(
+        "  all mails written after {secs:.1} s: {:.1} jobs/s through the whole pipeline",
+        accepted.len() as f64 / secs
+    );
+    let mut answers: Vec<f64> = accepted.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    println!("  latency in ms          {:>8} {:>8} {:>8} {:>8}", "p50", "p90", "p99", "max");
+    println!("  {:<38}{}", "ingest (POST → 202)", percentiles(&mut answers));
+    for (name, values) in stages {
+        let mut values = values.clone();
+        println!("  {name:<38}{}", percentiles(&mut values));
+    }
+    println!("  memory (RSS, MiB)      {:>8} {:>8} {:>8}", "at 25%", "at end", "peak");
+    for process in processes.iter_mut() {
+        let peak = process.child.id().and_then(|pid| proc_status_kib(pid, "VmHWM")).unwrap_or(0);
+        let at = |fraction: f64| {
+            let time = secs * fraction;
+            process.samples.iter().rev().find(|(t, _)| *t <= time).map_or(0, |(_, rss)| *rss)
+        };
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!("  {:<22}{:>8.1} {:>8.1} {:>8.1}", process.name, mib(at(0.25)), mib(at(1.0)), mib(peak));
+    }
+}
+
+/// `p50 p90 p99 max` of `values`, in columns.
+fn percentiles(values: &mut [f64]) -> String {
+    if values.is_empty() {
+        return "   (none)".into();
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    format!("{:>8.1} {:>8.1} {:>8.1} {:>8.1}", at(0.5), at(0.9), at(0.99), values[values.len() - 1])
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

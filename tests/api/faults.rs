@@ -1,0 +1,139 @@
+//! Crashes and outages: what a user still gets when parts of the pipeline die.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{FakeApi, FakeResponse, MAIL_TO, OPENROUTER_PATH, TestApp, openrouter_image, tiny_png, wait_for};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nats_down_for_ten_seconds_means_503s_meanwhile_and_every_accepted_job_completes_after() {
+    let mut app = TestApp::spawn().await;
+    // Jobs in flight at every stage when NATS goes away.
+    let mut accepted = Vec::new();
+    for n in 0..5 {
+        accepted.push(app.submit(json!({"prompt": format!("before the outage {n}")})).await);
+    }
+    app.kill_nats();
+
+    // While it is down: 503 with an error, never 202, and never a hang.
+    let down_since = Instant::now();
+    let mut refused = 0;
+    while down_since.elapsed() < Duration::from_secs(10) {
+        let response = app
+            .http
+            .post(format!("{}/generate-image", app.address))
+            .header("Prefer", "respond-async")
+            .timeout(Duration::from_secs(10))
+            .json(&json!({"prompt": "during the outage"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503, "NATS is down: the job cannot be accepted");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("NATS"), "{body}");
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(refused >= 10, "asked {refused} times while NATS was down");
+
+    // NATS comes back on the same port with its data; nobody restarts a service.
+    app.nats_server.restart().await;
+    let after = wait_for("ingest to accept jobs again", Duration::from_secs(30), || async {
+        let response = app
+            .http
+            .post(format!("{}/generate-image", app.address))
+            .header("Prefer", "respond-async")
+            .json(&json!({"prompt": "after the outage"}))
+            .send()
+            .await
+            .ok()?;
+        if response.status() == 202 {
+            Some(response.json::<serde_json::Value>().await.ok()?["id"].as_str()?.to_string())
+        } else {
+            None
+        }
+    })
+    .await;
+    accepted.push(after);
+
+    for id in &accepted {
+        let job = app.wait_for_job(id).await;
+        assert_eq!(job["status"], "completed", "{job}");
+    }
+    let mails = app.smtp.wait_for_mails(accepted.len()).await;
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), accepted.len(), "one mail per accepted job, none doubled");
+    assert!(mails.iter().all(|m| m.to.iter().any(|to| to == MAIL_TO)));
+    assert_eq!(app.records().len(), accepted.len());
+    assert_eq!(app.count_events("image.requested").await, accepted.len() as u64, "no refused job ran");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_killed_between_writing_the_file_and_publishing_still_gives_one_of_everything() {
+    let mut app = TestApp::spawn_with(|config, _| config.nats.ack_wait = 2).await;
+    // The store runs as its own process, so that it can die.
+    app.stop_service("store").await;
+    let ids = [
+        app.submit(json!({"prompt": "crash one"})).await,
+        app.submit(json!({"prompt": "crash two"})).await,
+        app.submit(json!({"prompt": "crash three"})).await,
+    ];
+
+    // It dies right after writing a picture file, then (restarted) right after writing a
+    // record: both before the completion is published and the delivery acknowledged.
+    for point in ["store.after_file", "store.after_record"] {
+        let mut store = app.spawn_process("store", &[("HUIYING_CRASH_AT", point)]);
+        let status = wait_for(&format!("the store to crash at {point}"), Duration::from_secs(60), || {
+            std::future::ready(store.try_wait().unwrap())
+        })
+        .await;
+        assert!(!status.success(), "aborted at {point}");
+    }
+    assert!(!app.image_files().is_empty(), "the crashes happened after a file was written");
+
+    let mut store = app.spawn_process("store", &[]);
+    for id in &ids {
+        assert_eq!(app.wait_for_job(id).await["status"], "completed");
+    }
+    app.smtp.wait_for_mails(3).await;
+    app.wait_until_consumer_idle("store").await;
+    app.wait_until_consumer_idle("mailer").await;
+    let _ = store.kill();
+
+    assert_eq!(app.records().len(), 3, "one record per job");
+    let files = app.image_files();
+    assert_eq!(files.len(), 3, "one file per job, no leftovers: {files:?}");
+    assert_eq!(app.count_events("image.completed").await, 3, "one completion per job");
+    assert_eq!(app.smtp.mails().len(), 3, "one mail per job");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generator_stopped_gracefully_mid_call_finishes_that_job_first_and_nothing_is_lost_or_redone() {
+    let fake = FakeApi::start().await;
+    let mut app = TestApp::spawn_with(|config, _| {
+        fake.configure(config);
+        config.nats.ack_wait = 2;
+    })
+    .await;
+    // A slow model: the job is inside the generator when it is told to stop.
+    fake.set_delay(Duration::from_secs(2));
+    fake.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    let id = app.submit(json!({"prompt": "slow picture", "model": "test/slow-model"})).await;
+    wait_for("the model call to start", Duration::from_secs(30), || async {
+        (!fake.calls(OPENROUTER_PATH).is_empty()).then_some(())
+    })
+    .await;
+
+    let stopping = Instant::now();
+    app.stop_service("generator").await;
+    assert!(stopping.elapsed() < Duration::from_secs(30), "stopped within the bound");
+
+    app.start_service("generator");
+    assert_eq!(app.wait_for_job(&id).await["status"], "completed");
+    app.smtp.wait_for_mails(1).await;
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 1);
+    assert_eq!(app.records().len(), 1);
+    assert_eq!(fake.calls(OPENROUTER_PATH).len(), 1, "the paid model call was not made twice");
+}
