@@ -138,7 +138,11 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
     };
     std::fs::create_dir_all(&config.server.images_dir)?;
     let app = router(state, &config);
-    tracing::info!(address = %listener.local_addr()?, public_url = %config.server.public_base_url(), "ingest ready");
+    let address = listener.local_addr()?;
+    if config.server.api_keys.is_empty() && !address.ip().is_loopback() {
+        tracing::warn!(%address, "listening beyond this machine without [server] api_keys: anyone who reaches it may use it");
+    }
+    tracing::info!(%address, public_url = %config.server.public_base_url(), "ingest ready");
     // Client addresses for rate limits without API keys.
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;

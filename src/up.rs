@@ -289,6 +289,14 @@ fn print_banner(config: &Config, nats_note: &str) {
     println!("  images         : {}   records: {}", server.images_dir.display(), config.database.path.display());
     println!("  mail           : {mail}");
     println!("  image model    : {model}");
+    let access = match server.api_keys.len() {
+        0 if server.host == "127.0.0.1" || server.host == "localhost" => {
+            "no API keys: open to programs on this machine".to_string()
+        }
+        0 => format!("no API keys: open to anyone who reaches {} (set [server] api_keys)", server.host),
+        keys => format!("{keys} API key(s) required (Authorization: Bearer)"),
+    };
+    println!("  access         : {access}");
     println!("Try:");
     println!(
         "  curl -X POST {base}/generate-image -H 'Content-Type: application/json' -d '{{\"prompt\": \"测试绘影邮件通知功能\"}}'"
