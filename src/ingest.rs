@@ -185,6 +185,7 @@ async fn index() -> Html<&'static str> {
 
 async fn generate_image(
     State(state): State<AppState>,
+    api_key: Option<axum::Extension<access::KeyNumber>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -193,7 +194,10 @@ async fn generate_image(
     if let Some(address) = &request.notify_email {
         check_recipient(address, &state.smtp)?;
     }
-    let idempotency_key = idempotency_key(&headers)?;
+    // Each API key has its own Idempotency-Keys: two clients that pick the same one never
+    // get each other's job.
+    let idempotency_key = idempotency_key(&headers)?
+        .map(|key| api_key.map_or(key.clone(), |axum::Extension(number)| format!("api-key-{}:{key}", number.0)));
     // While NATS is away the client would buffer the publish and send it on reconnect,
     // after we answered 503: a job the client was told is not queued. Refuse up front.
     if !state.bus.is_connected() {

@@ -26,6 +26,10 @@ fn is_open(path: &str) -> bool {
 /// Callers remembered for rate limiting before idle ones are forgotten.
 const MAX_TRACKED_CALLERS: usize = 10_000;
 
+/// Which of `[server] api_keys` a request came with (set by [`check`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyNumber(pub usize);
+
 pub struct Access {
     keys: Vec<Secret>,
     per_minute: u32,
@@ -82,7 +86,7 @@ impl Access {
 }
 
 /// Middleware: 401 without a key, 403 with a wrong one, 429 over the rate limit.
-pub async fn check(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+pub async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
     if request.method() == Method::OPTIONS || is_open(request.uri().path()) {
         return next.run(request).await;
     }
@@ -105,7 +109,10 @@ pub async fn check(State(access): State<Arc<Access>>, request: Request, next: Ne
             return response;
         };
         match access.key_number(presented) {
-            Some(number) => format!("key #{number}"),
+            Some(number) => {
+                request.extensions_mut().insert(KeyNumber(number));
+                format!("key #{number}")
+            }
             None => return ApiError::new(StatusCode::FORBIDDEN, "this API key is not valid here").into_response(),
         }
     };

@@ -60,6 +60,25 @@ async fn with_api_keys_every_endpoint_but_health_needs_a_valid_bearer_key() {
     // The picture link in the mail opens without a key (its name is the job id).
     let picture = body["data"][0]["url"].as_str().unwrap();
     assert_eq!(app.http.get(picture).send().await.unwrap().status(), 200);
+
+    // Two clients that happen to pick the same Idempotency-Key get a job each.
+    let mut jobs = Vec::new();
+    for key in [KEY, "other-key", KEY] {
+        let response = app
+            .http
+            .post(url("/generate-image"))
+            .bearer_auth(key)
+            .header("Idempotency-Key", "order-1")
+            .header("Prefer", "respond-async")
+            .json(&json!({"prompt": "a dog"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        jobs.push(response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(jobs[0], jobs[1], "another client's key is its own");
+    assert_eq!(jobs[0], jobs[2], "the same client retrying gets its job");
 }
 
 #[tokio::test(flavor = "multi_thread")]
