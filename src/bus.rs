@@ -247,7 +247,11 @@ pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::
         // Reconnect forever: services outlive NATS restarts without being restarted.
         .max_reconnects(None);
     if !config.user.is_empty() {
-        options = options.user_and_password(config.user.clone(), config.password.expose().to_string());
+        options = options
+            .user_and_password(config.user.clone(), config.password.expose().to_string())
+            // Replies come to an inbox only this user may read (nats.conf allows each
+            // service `_INBOX_<user>.>`, not everyone's `_INBOX.>`).
+            .custom_inbox_prefix(format!("_INBOX_{}", config.user));
     }
     options
         .connect(&config.url)

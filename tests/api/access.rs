@@ -226,6 +226,10 @@ async fn each_nats_user_may_do_its_own_work_and_nothing_else() {
         ] {
             session.must_not(act, &subject).await;
         }
+        // Nor listen in on other services' replies or on the events themselves.
+        for subject in ["_INBOX.>", "_INBOX_admin.>", "image.>"] {
+            session.must_not_subscribe(subject).await;
+        }
         // Nor take another stage's messages.
         for other in ["generator", "store", "mailer"].iter().filter(|o| *o != user) {
             session
@@ -276,14 +280,25 @@ impl Session {
         Self { client, errors, user: user.into() }
     }
 
+    /// Subscribes to `subject` and waits for the server to refuse it.
+    async fn must_not_subscribe(&self, subject: &str) {
+        let _subscription = self.client.subscribe(subject.to_string()).await.unwrap();
+        self.client.flush().await.unwrap();
+        self.wait_for_refusal(&format!("{} may not subscribe to {subject}", self.user), "Subscription", subject).await;
+    }
+
     /// Publishes to `subject` and waits for the server to refuse it.
     async fn must_not(&self, act: &str, subject: &str) {
         self.client.publish(subject.to_string(), "{}".into()).await.unwrap();
         self.client.flush().await.unwrap();
-        let what = format!("the server to refuse: {} may not {act} ({subject})", self.user);
-        wait_for(&what, Duration::from_secs(5), || async {
+        self.wait_for_refusal(&format!("{} may not {act}", self.user), "Publish", subject).await;
+    }
+
+    async fn wait_for_refusal(&self, what: &str, kind: &str, subject: &str) {
+        let violation = format!("Permissions Violation for {kind} to \"{subject}\"");
+        wait_for(&format!("the server to refuse: {what} ({subject})"), Duration::from_secs(5), || async {
             let errors = self.errors.lock().unwrap();
-            errors.iter().any(|e| e.contains("Permissions Violation") && e.contains(subject)).then_some(())
+            errors.iter().any(|e| e.contains(&violation)).then_some(())
         })
         .await;
     }
