@@ -271,6 +271,9 @@ pub struct NatsConfig {
     /// Seconds a delivery may stay unacknowledged before JetStream gives it to another
     /// instance. Long model calls send progress acks, so this need not cover them.
     pub ack_wait: u64,
+    /// Seconds a stopping service lets the messages in hand finish; the rest are handed
+    /// back at once for another instance (keep it below your supervisor's stop timeout).
+    pub shutdown_grace: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -401,6 +404,7 @@ impl Default for NatsConfig {
             user: String::new(),
             password: Secret::default(),
             ack_wait: 60,
+            shutdown_grace: 20,
         }
     }
 }

@@ -274,10 +274,14 @@ async fn answer_for_job(state: &AppState, headers: &HeaderMap, id: String) -> Re
     if prefers_async(headers) {
         return Ok(accepted());
     }
-    let finished = state.jobs.wait_until_final(&id, state.wait_timeout).await.map_err(|e| {
-        tracing::warn!(error = %e, "cannot follow a job");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "job states (NATS) are unavailable; try again shortly")
-    })?;
+    let finished = match state.jobs.wait_until_final(&id, state.wait_timeout).await {
+        Ok(finished) => finished,
+        Err(error) => {
+            // The job is queued and will run: say so (a 503 would invite a second job).
+            tracing::warn!(%error, job = %id, "cannot follow a job; answering with its status URL");
+            return Ok(accepted());
+        }
+    };
     match finished {
         Some(JobStatus { result: Some(done), .. }) => {
             let body = json!({

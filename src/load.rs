@@ -101,7 +101,8 @@ async fn start_nats(config: &Config, dir: &Path, port: u16, logins: &NatsLogins)
     let program = crate::up::find_nats_server(&config.nats.server_bin)?;
     let nats_conf = std::fs::canonicalize(&config.nats.server_config)
         .with_context(|| format!("finding {} ([nats] server_config)", config.nats.server_config.display()))?;
-    let mut command = Command::new(&program.path);
+    // Absolute: nats-server runs in the temporary folder.
+    let mut command = Command::new(std::fs::canonicalize(&program.path).unwrap_or(program.path));
     for user in NATS_USERS {
         command.env(NatsLogins::env_var(user), logins.password(user).expose());
     }

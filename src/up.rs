@@ -70,8 +70,7 @@ impl NatsLogins {
     pub(crate) fn random() -> Self {
         // nats-server parses an environment variable as a config value: starting with
         // letters keeps 64 random hex digits a string (a leading digit would be a number).
-        let password =
-            || Secret::new(format!("hy{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+        let password = || Secret::new(format!("hy{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
         Self(NATS_USERS.iter().map(|&user| (user, password())).collect())
     }
 

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
+use crate::config::NatsConfig;
 
 /// What to do with a message once its handler is finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,13 +44,30 @@ pub struct Received {
     pub published: OffsetDateTime,
 }
 
+/// How long the loop waits on others: JetStream for an ack, itself at shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    /// The consumer's ack wait; progress acks go out every third of it.
+    pub ack_wait: Duration,
+    /// At shutdown, how long handlers in flight may still finish before their messages are
+    /// handed back (nak) for another instance.
+    pub shutdown_grace: Duration,
+}
+
+impl Patience {
+    pub fn from_config(nats: &NatsConfig) -> Self {
+        Self { ack_wait: nats.ack_wait(), shutdown_grace: Duration::from_secs(nats.shutdown_grace) }
+    }
+}
+
 /// Runs `handler` on every message of `consumer`, at most `concurrency` at once, until
-/// `shutdown` fires; then waits for the handlers in flight and returns.
+/// `shutdown` fires; then lets the handlers in flight finish within the grace period,
+/// hands back the rest, and returns.
 pub async fn run<H, F>(
     bus: Bus,
     consumer: PullConsumer,
     concurrency: usize,
-    ack_wait: Duration,
+    patience: Patience,
     shutdown: CancellationToken,
     handler: H,
 ) -> anyhow::Result<()>
@@ -57,6 +75,8 @@ where
     H: Fn(Received) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Outcome> + Send + 'static,
 {
+    let ack_wait = patience.ack_wait;
+    let hand_back = CancellationToken::new();
     let concurrency = concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut in_flight = JoinSet::new();
@@ -83,9 +103,9 @@ where
             };
             match next {
                 Some(Ok(message)) => {
-                    let (handler, bus) = (handler.clone(), bus.clone());
+                    let (handler, bus, hand_back) = (handler.clone(), bus.clone(), hand_back.clone());
                     in_flight.spawn(async move {
-                        handle_one(&bus, message, ack_wait, handler).await;
+                        handle_one(&bus, message, ack_wait, &hand_back, handler).await;
                         drop(slot);
                     });
                 }
@@ -95,11 +115,16 @@ where
             while in_flight.try_join_next().is_some() {}
         }
     }
-    while in_flight.join_next().await.is_some() {}
+    let finish_in_flight = async { while in_flight.join_next().await.is_some() {} };
+    if tokio::time::timeout(patience.shutdown_grace, finish_in_flight).await.is_err() {
+        tracing::warn!(grace = ?patience.shutdown_grace, "handing back messages still in hand");
+        hand_back.cancel();
+        while in_flight.join_next().await.is_some() {}
+    }
     Ok(())
 }
 
-async fn handle_one<H, F>(bus: &Bus, message: Message, ack_wait: Duration, handler: H)
+async fn handle_one<H, F>(bus: &Bus, message: Message, ack_wait: Duration, hand_back: &CancellationToken, handler: H)
 where
     H: Fn(Received) -> F,
     F: Future<Output = Outcome>,
@@ -125,6 +150,13 @@ where
     let outcome = loop {
         tokio::select! {
             outcome = &mut work => break outcome,
+            _ = hand_back.cancelled() => {
+                // Shutting down and out of time: redeliver it now rather than after ack_wait.
+                if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+                    tracing::warn!(%error, "hand-back failed; redelivered after the ack wait");
+                }
+                return;
+            }
             _ = keep_alive.tick() => {
                 if let Err(error) = message.ack_with(AckKind::Progress).await {
                     tracing::warn!(%error, "progress ack failed");

@@ -117,10 +117,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         translation_required: config.translation.required,
         settings: config.generator.clone(),
     };
-    worker::run(bus, consumer, config.generator.concurrency, spec.ack_wait, shutdown, move |received| {
-        let generator = generator.clone();
-        async move { generator.handle(received).await }
-    })
+    worker::run(
+        bus,
+        consumer,
+        config.generator.concurrency,
+        worker::Patience::from_config(&config.nats),
+        shutdown,
+        move |received| {
+            let generator = generator.clone();
+            async move { generator.handle(received).await }
+        },
+    )
     .await
 }
 

@@ -68,7 +68,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             "mailer ready: SMTP disabled, writing mails to the outbox"
         ),
     }
-    worker::run(bus, consumer, 4, config.nats.ack_wait(), shutdown, move |received| {
+    worker::run(bus, consumer, 4, worker::Patience::from_config(&config.nats), shutdown, move |received| {
         let mailer = mailer.clone();
         async move { mailer.handle(received).await }
     })

@@ -82,7 +82,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     // Processing is CPU-bound: no more at once than there are cores.
     let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
-    worker::run(bus, consumer, concurrency, spec.ack_wait, shutdown, move |received| {
+    worker::run(bus, consumer, concurrency, worker::Patience::from_config(&config.nats), shutdown, move |received| {
         let store = store.clone();
         async move { store.handle(received).await }
     })

@@ -8,12 +8,23 @@ use crate::helpers::{FakeApi, FakeResponse, MAIL_TO, OPENROUTER_PATH, TestApp, o
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nats_down_for_ten_seconds_means_503s_meanwhile_and_every_accepted_job_completes_after() {
-    let mut app = TestApp::spawn().await;
-    // Jobs in flight at every stage when NATS goes away.
+    // A slow model, so that jobs are inside the generator when NATS goes away, and one
+    // client is still waiting for its answer.
+    let fake = FakeApi::start().await;
+    fake.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    fake.set_delay(Duration::from_millis(1500));
+    let mut app = TestApp::spawn_with(|config, _| fake.configure(config)).await;
     let mut accepted = Vec::new();
     for n in 0..5 {
         accepted.push(app.submit(json!({"prompt": format!("before the outage {n}")})).await);
     }
+    let waiting_client = tokio::spawn(
+        app.http.post(format!("{}/generate-image", app.address)).json(&json!({"prompt": "waiting"})).send(),
+    );
+    wait_for("every job to reach the model", Duration::from_secs(10), || async {
+        (fake.calls(OPENROUTER_PATH).len() == 6).then_some(())
+    })
+    .await;
     app.kill_nats();
 
     // While it is down: 503 with an error, never 202, and never a hang.
@@ -56,6 +67,12 @@ async fn nats_down_for_ten_seconds_means_503s_meanwhile_and_every_accepted_job_c
     })
     .await;
     accepted.push(after);
+    // The client that was waiting when NATS went away: its job was queued and will run, so
+    // it hears so (200, or 202 with the status URL), never a 5xx inviting a second job.
+    let answer = waiting_client.await.unwrap().unwrap();
+    assert!(matches!(answer.status().as_u16(), 200 | 202), "{}", answer.status());
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    accepted.push(answer["id"].as_str().unwrap().to_string());
 
     for id in &accepted {
         let job = app.wait_for_job(id).await;
@@ -136,4 +153,36 @@ async fn a_generator_stopped_gracefully_mid_call_finishes_that_job_first_and_not
     assert_eq!(app.smtp.mails().len(), 1);
     assert_eq!(app.records().len(), 1);
     assert_eq!(fake.calls(OPENROUTER_PATH).len(), 1, "the paid model call was not made twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generator_stopped_while_a_call_outlasts_the_grace_hands_the_job_back_for_another_instance() {
+    let fake = FakeApi::start().await;
+    fake.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    let mut app = TestApp::spawn_with(|config, _| {
+        fake.configure(config);
+        config.nats.shutdown_grace = 1;
+    })
+    .await;
+    // A model call far longer than the grace period.
+    fake.set_delay(Duration::from_secs(30));
+    let id = app.submit(json!({"prompt": "very slow picture", "model": "test/slow-model"})).await;
+    wait_for("the model call to start", Duration::from_secs(30), || async {
+        (!fake.calls(OPENROUTER_PATH).is_empty()).then_some(())
+    })
+    .await;
+
+    let stopping = Instant::now();
+    app.stop_service("generator").await;
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(10), "stopped within the grace period, not after the call: {took:?}");
+
+    // Handed back at once (not after the 60 s ack wait): a new instance finishes the job.
+    fake.set_delay(Duration::ZERO);
+    app.start_service("generator");
+    assert_eq!(app.wait_for_job(&id).await["status"], "completed");
+    app.smtp.wait_for_mails(1).await;
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 1);
+    assert_eq!(app.records().len(), 1);
 }
