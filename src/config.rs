@@ -49,7 +49,7 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address ingest listens on. Loopback by default: the API has no auth yet.
+    /// Address ingest listens on. Loopback by default; set `api_keys` before opening it up.
     pub host: String,
     pub port: u16,
     /// Where the store writes images and ingest serves them from.

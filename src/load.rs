@@ -32,6 +32,9 @@ pub struct LoadArgs {
     /// Jobs submitted per second.
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
+    /// Keep the temporary folder (logs of every process, database, pictures, outbox).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// One started process whose memory we watch.
@@ -68,6 +71,7 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
             .env("NATS_PASSWORD", logins.password(name).expose())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), name)?)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
@@ -94,6 +98,9 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     for process in processes.iter_mut() {
         let _ = process.child.start_kill();
     }
+    if args.keep {
+        println!("  kept {}", dir.keep().display());
+    }
     Ok(())
 }
 
@@ -112,7 +119,7 @@ async fn start_nats(config: &Config, dir: &Path, port: u16, logins: &NatsLogins)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .current_dir(dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log_file(dir, "nats-server")?)
         .kill_on_drop(true)
         .spawn()
         .context("starting nats-server")?;
@@ -324,6 +331,11 @@ fn percentiles(values: &mut [f64]) -> String {
     values.sort_by(f64::total_cmp);
     let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
     format!("{:>8.1} {:>8.1} {:>8.1} {:>8.1}", at(0.5), at(0.9), at(0.99), values[values.len() - 1])
+}
+
+/// Where a process's log goes: `<name>.log` in the load test's folder.
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
+    Ok(Stdio::from(std::fs::File::create(dir.join(format!("{name}.log")))?))
 }
 
 fn free_port() -> anyhow::Result<u16> {

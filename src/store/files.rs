@@ -38,16 +38,31 @@ pub fn keywords(prompt: &str) -> String {
     if words.is_empty() { "image".into() } else { words.join("_") }
 }
 
+/// Name prefix of pictures being written (see [`remove_partial_files`]).
+const PARTIAL_PREFIX: &str = ".partial-";
+
 /// Writes `bytes` to `dir/name` so that readers never see a half-written file:
 /// a temporary file in the same folder, flushed to disk, then renamed.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let target = dir.join(name);
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut temp = tempfile::Builder::new().prefix(PARTIAL_PREFIX).tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(&target).map_err(|e| e.error)?;
     Ok(target)
+}
+
+/// Removes pictures left half-written by a store that crashed mid-write; returns how many.
+/// Run at start. Should another store instance be writing one right now, its rename fails
+/// and it writes the picture again (a retry), so nothing is lost.
+pub fn remove_partial_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX))
+        .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
+        .count()
 }
 
 #[cfg(test)]

@@ -60,6 +60,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.database.path.display()))?;
     std::fs::create_dir_all(&config.server.images_dir)
         .map_err(|e| anyhow::anyhow!("cannot create images_dir {}: {e}", config.server.images_dir.display()))?;
+    let partial = files::remove_partial_files(&config.server.images_dir);
+    if partial > 0 {
+        tracing::warn!(partial, "removed pictures left half-written by a crash; their jobs are stored again");
+    }
     let remote = remote::RemoteStore::from_config(&config.cloudflare_r2)?.map(Arc::new);
     let bus = Bus::connect(&config.nats, "huiying-store", &shutdown).await?;
     let spec = consumer_spec(config.nats.ack_wait());
@@ -220,7 +224,7 @@ impl Store {
         }
     }
 
-    /// Publishes the completion, marks the job, and frees the object store copy.
+    /// Publishes the completion and marks the job.
     async fn announce(&self, completed: &ImageCompleted) -> Outcome {
         if let Err(e) = self.bus.publish(completed).await {
             tracing::warn!(job = %completed.id, error = %e, "will retry");
@@ -230,10 +234,9 @@ impl Store {
             tracing::warn!(job = %completed.id, error = %e, "will retry");
             return Outcome::Retry(Duration::from_secs(1));
         }
-        if let Err(error) = self.bus.images.delete(&completed.id).await {
-            // Not fatal: the bucket's max age removes it later.
-            tracing::debug!(job = %completed.id, %error, "object store copy not deleted");
-        }
+        // The object store copy is left for the bucket's max age (24 h) to remove: deleting
+        // each picture (a purge per object) slowed nats-server's file store down to a few
+        // pictures a second after about a thousand jobs (see docs/operations.md).
         tracing::info!(job = %completed.id, url = %completed.url, "stored");
         Outcome::Done
     }
