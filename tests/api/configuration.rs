@@ -149,8 +149,27 @@ fn a_bad_value_is_one_error_naming_the_key_and_where_it_came_from() {
     let error = config::load_from(None, env(&[("SMTP_ENABLE", "true")])).unwrap_err().to_string();
     assert!(error.contains("smtp.host") && error.contains("must be set"), "{error}");
 
+    let error = config::load_from(None, env(&[("SERVER_CORS_ORIGINS", "app.example.com")])).unwrap_err().to_string();
+    assert!(error.contains("server.cors_origins") && error.contains("https://app.example.com"), "{error}");
+
+    let error = config::load_from(None, env(&[("NATS_USER", "ingest")])).unwrap_err().to_string();
+    assert!(error.contains("nats.user") && error.contains("nats.password"), "{error}");
+
     let missing = config::load_from(Some(Path::new("/nonexistent/huiying.toml")), env(&[])).unwrap_err();
     assert!(matches!(missing, ConfigError::Read { .. }));
+}
+
+#[test]
+fn api_keys_and_origins_are_lists_in_the_file_and_comma_separated_in_the_environment() {
+    let loaded = config::load_from(
+        None,
+        env(&[("SERVER_API_KEYS", "key-one, key-two"), ("SERVER_CORS_ORIGINS", "https://a.example.com,*")]),
+    )
+    .unwrap();
+    let keys: Vec<&str> = loaded.config.server.api_keys.iter().map(|k| k.expose()).collect();
+    assert_eq!(keys, ["key-one", "key-two"]);
+    assert_eq!(loaded.config.server.cors_origins, ["https://a.example.com", "*"]);
+    assert!(!format!("{:?}", loaded.config).contains("key-one"), "API keys are secrets");
 }
 
 #[test]
