@@ -7,7 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload, path::Path};
+use object_store::{
+    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, PutOptions, PutPayload, RetryConfig, path::Path,
+};
+
+/// Longest a picture's upload may take, retries included. The copy is a bonus: while R2 is
+/// down, each picture should not hold the store up for minutes (object_store's default
+/// retries last up to 3 minutes).
+const UPLOAD_BUDGET: Duration = Duration::from_secs(30);
 
 use crate::config::CloudflareR2Config;
 
@@ -31,11 +38,25 @@ impl RemoteStore {
         };
         let store = AmazonS3Builder::new()
             .with_endpoint(&endpoint)
-            .with_allow_http(endpoint.starts_with("http://"))
             .with_region("auto")
             .with_bucket_name(&r2.bucket)
             .with_access_key_id(&r2.access_key_id)
             .with_secret_access_key(r2.access_key_secret.expose())
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(20)),
+            )
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(200),
+                    max_backoff: Duration::from_secs(4),
+                    base: 2.0,
+                },
+                max_retries: 3,
+                retry_timeout: UPLOAD_BUDGET,
+            })
             .build()
             .map_err(|e| anyhow::anyhow!("bad configuration: [cloudflare_r2]: {e}"))?;
         Ok(Some(Self { store: Arc::new(store), public_url: r2.public_url.trim_end_matches('/').to_string() }))
@@ -49,7 +70,7 @@ impl RemoteStore {
         let options = PutOptions { attributes, ..Default::default() };
         let path = Path::from(key.as_str());
         let put = self.store.put_opts(&path, PutPayload::from(bytes), options);
-        match tokio::time::timeout(Duration::from_secs(120), put).await {
+        match tokio::time::timeout(UPLOAD_BUDGET + Duration::from_secs(5), put).await {
             Ok(Ok(_)) => Ok(format!("{}/{key}", self.public_url)),
             Ok(Err(e)) => Err(format!("uploading {key} to R2 failed: {e}")),
             Err(_) => Err(format!("uploading {key} to R2 timed out")),
