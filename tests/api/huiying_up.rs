@@ -118,3 +118,28 @@ fn huiying_up_without_a_new_enough_nats_server_says_which_version_it_needs() {
     assert!(stderr.contains("2.9.10"), "{stderr}");
     assert!(stderr.contains("scripts/install-nats-server.sh"), "{stderr}");
 }
+
+#[test]
+fn huiying_load_runs_a_pipeline_of_its_own_and_reports_latency_and_memory() {
+    let output = Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .args(["load", "--jobs", "20", "--rate", "40"])
+        .current_dir(REPO)
+        .env_remove("HUIYING_CONFIG")
+        .env("NATS_SERVER_BIN", nats_server_program())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(report.contains("accepted 20 of 20 jobs"), "{report}");
+    for stage in ["ingest (POST → 202)", "generator (requested → generated)", "store (generated → completed)"] {
+        let line = report.lines().find(|l| l.contains(stage)).unwrap_or_else(|| panic!("no {stage} in {report}"));
+        assert!(!line.contains("(none)"), "{line}");
+    }
+    let end_to_end = report.lines().find(|l| l.contains("end to end")).unwrap();
+    assert!(!end_to_end.contains("(none)"), "every job was followed to its mail: {end_to_end}");
+    for process in ["nats-server", "ingest", "generator", "store", "mailer"] {
+        let line = report.lines().find(|l| l.trim_start().starts_with(process)).unwrap();
+        let peak: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(peak > 1.0, "{process} memory measured: {line}");
+    }
+}
