@@ -17,6 +17,8 @@ const OPENAI_KEY: &str = "sk-oa-canary-19bc77";
 const MODELSCOPE_TOKEN: &str = "ms-canary-88aa31";
 const R2_SECRET: &str = "r2-canary-5e6f02";
 const WRONG_SMTP_PASSWORD: &str = "smtp-canary-wrong-0c9d";
+const API_KEY: &str = "hy-api-canary-7f3e21";
+const WRONG_API_KEY: &str = "hy-api-canary-wrong-2b8d";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn canary_secrets_appear_nowhere_even_when_providers_echo_them() {
@@ -39,6 +41,7 @@ async fn canary_secrets_appear_nowhere_even_when_providers_echo_them() {
         config.api_keys.openai_api_key = huiying::config::Secret::new(OPENAI_KEY);
         config.api_keys.model_scope_token = huiying::config::Secret::new(MODELSCOPE_TOKEN);
         config.cloudflare_r2.access_key_secret = huiying::config::Secret::new(R2_SECRET);
+        config.server.api_keys = vec![huiying::config::Secret::new(API_KEY)];
         config.logging.level = "debug".into();
     })
     .await;
@@ -73,10 +76,20 @@ async fn canary_secrets_appear_nowhere_even_when_providers_echo_them() {
         json!({"prompt": "a cat that works"}), // drawn and uploaded to R2
         json!({"prompt": "a fox", "model": "dall-e-3"}), // OpenAI echoes: fails
     ] {
-        let response = app.http.post(format!("{base}/generate-image")).json(&body).send().await.unwrap();
-        answers.push_str(&response.text().await.unwrap());
+        let request = app.http.post(format!("{base}/generate-image")).bearer_auth(API_KEY).json(&body);
+        answers.push_str(&request.send().await.unwrap().text().await.unwrap());
     }
-    let translated = app.http.post(format!("{base}/translate")).json(&json!({"text": "猫"})).send().await.unwrap();
+    let refused = app.http.get(format!("{base}/records")).bearer_auth(WRONG_API_KEY).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    answers.push_str(&refused.text().await.unwrap());
+    let translated = app
+        .http
+        .post(format!("{base}/translate"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"text": "猫"}))
+        .send()
+        .await
+        .unwrap();
     answers.push_str(&translated.text().await.unwrap());
     app.smtp.wait_for_mails(3).await;
     let mail_test = app.huiying(&["mail", "test"], &[("SMTP_PASSWORD", WRONG_SMTP_PASSWORD)]);
@@ -115,7 +128,18 @@ async fn canary_secrets_appear_nowhere_even_when_providers_echo_them() {
     // The echoes did happen (so the check below means something) and were redacted.
     assert!(haystack.contains("Incorrect API key provided: ***"), "the providers' echoes are in the events, redacted");
     assert!(haystack.contains("pics.example.com"), "the R2 upload happened");
-    for canary in [OPENROUTER_KEY, OPENAI_KEY, MODELSCOPE_TOKEN, R2_SECRET, WRONG_SMTP_PASSWORD, SMTP_PASSWORD] {
+    let nats_password = crate::helpers::nats_password("admin");
+    for canary in [
+        OPENROUTER_KEY,
+        OPENAI_KEY,
+        MODELSCOPE_TOKEN,
+        R2_SECRET,
+        WRONG_SMTP_PASSWORD,
+        SMTP_PASSWORD,
+        API_KEY,
+        WRONG_API_KEY,
+        &nats_password,
+    ] {
         assert!(!haystack.contains(canary), "{canary} leaked");
     }
 }
