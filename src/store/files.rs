@@ -42,7 +42,8 @@ pub fn keywords(prompt: &str) -> String {
 const PARTIAL_PREFIX: &str = ".partial-";
 
 /// Writes `bytes` to `dir/name` so that readers never see a half-written file:
-/// a temporary file in the same folder, flushed to disk, then renamed.
+/// a temporary file in the same folder, flushed to disk, then renamed (and the folder
+/// flushed, so that the new name survives a power loss).
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let target = dir.join(name);
@@ -50,6 +51,9 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(&target).map_err(|e| e.error)?;
+    // The rename itself must reach the disk too before the job is acknowledged.
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(target)
 }
 
