@@ -108,6 +108,7 @@ fn main() {
         }
     }
     let _ = sink.kill();
+    let _ = sink.wait();
 }
 
 async fn send_rate(port: u16, composer: Arc<Composer>, total: usize, connections: usize) -> f64 {

@@ -708,7 +708,7 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
             ));
         }
     }
-    if config.nats.user.is_empty() != !config.nats.password.is_set() {
+    if config.nats.user.is_empty() == config.nats.password.is_set() {
         return Err(invalid("nats.user", "set nats.user and nats.password together (or neither)".into()));
     }
     if config.generator.max_attempts == 0 {
@@ -717,9 +717,8 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
     if smtp.max_attempts == 0 {
         return Err(invalid("smtp.max_attempts", "must be at least 1".into()));
     }
-    if !config.server.public_url.is_empty()
-        && !(config.server.public_url.starts_with("http://") || config.server.public_url.starts_with("https://"))
-    {
+    let public_url = &config.server.public_url;
+    if !(public_url.is_empty() || public_url.starts_with("http://") || public_url.starts_with("https://")) {
         return Err(invalid("server.public_url", "must start with http:// or https://".into()));
     }
     Ok(())

@@ -70,10 +70,10 @@ pub struct GenerationOptions {
 impl GenerationOptions {
     /// Checks the values themselves (whether a provider supports them is its business).
     pub fn check(&self) -> Result<(), String> {
-        if let Some(n) = self.n {
-            if n != 1 {
-                return Err(format!("n is {n}; each job makes one picture, so n must be 1 (send several requests)"));
-            }
+        if let Some(n) = self.n
+            && n != 1
+        {
+            return Err(format!("n is {n}; each job makes one picture, so n must be 1 (send several requests)"));
         }
         if let Some(size) = &self.size {
             let parsed = size.split_once('x').and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
@@ -86,10 +86,10 @@ impl GenerationOptions {
                 }
             }
         }
-        if let Some(negative) = &self.negative_prompt {
-            if negative.chars().count() > MAX_PROMPT_CHARS {
-                return Err(format!("negative_prompt is longer than {MAX_PROMPT_CHARS} characters"));
-            }
+        if let Some(negative) = &self.negative_prompt
+            && negative.chars().count() > MAX_PROMPT_CHARS
+        {
+            return Err(format!("negative_prompt is longer than {MAX_PROMPT_CHARS} characters"));
         }
         Ok(())
     }

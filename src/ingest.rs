@@ -340,10 +340,10 @@ impl Backlog {
 
     /// Counts a job queued since the last reading.
     fn queued(&self) {
-        if let Ok(mut last) = self.last.try_lock() {
-            if let Some((_, waiting)) = last.as_mut() {
-                *waiting += 1;
-            }
+        if let Ok(mut last) = self.last.try_lock()
+            && let Some((_, waiting)) = last.as_mut()
+        {
+            *waiting += 1;
         }
     }
 }
@@ -559,10 +559,10 @@ fn record_query(params: &std::collections::HashMap<String, String>) -> Result<Re
     if query.keyword.as_ref().is_some_and(|k| k.chars().count() > 200) {
         return Err(ApiError::bad_request("keyword is longer than 200 characters"));
     }
-    if let (Some(from), Some(to)) = (query.date_from, query.date_to) {
-        if from > to {
-            return Err(ApiError::bad_request(format!("date_from ({from}) is after date_to ({to})")));
-        }
+    if let (Some(from), Some(to)) = (query.date_from, query.date_to)
+        && from > to
+    {
+        return Err(ApiError::bad_request(format!("date_from ({from}) is after date_to ({to})")));
     }
     Ok(query)
 }

@@ -107,10 +107,10 @@ impl JobBoard {
         let wait = async {
             while let Some(entry) = updates.next().await {
                 let entry = entry.map_err(kv_error)?;
-                if let Ok(status) = serde_json::from_slice::<JobStatus>(&entry.value) {
-                    if status.status.is_final() {
-                        return Ok(Some(status));
-                    }
+                if let Ok(status) = serde_json::from_slice::<JobStatus>(&entry.value)
+                    && status.status.is_final()
+                {
+                    return Ok(Some(status));
                 }
             }
             Ok(None)

@@ -83,14 +83,14 @@ impl Fetcher {
         if addresses.is_empty() {
             return Err(GenerateError::transient(format!("{host} has no address")));
         }
-        if !self.allow_private {
-            if let Some(blocked) = addresses.iter().find(|a| !is_public(a.ip())) {
-                return Err(GenerateError::permanent(format!(
-                    "refused to download the picture from {host}: it resolves to {}, a private or local address \
+        if !self.allow_private
+            && let Some(blocked) = addresses.iter().find(|a| !is_public(a.ip()))
+        {
+            return Err(GenerateError::permanent(format!(
+                "refused to download the picture from {host}: it resolves to {}, a private or local address \
                      (set [generator] allow_private_urls = true to allow)",
-                    blocked.ip()
-                )));
-            }
+                blocked.ip()
+            )));
         }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

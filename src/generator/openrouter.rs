@@ -77,10 +77,10 @@ impl OpenRouterClient {
 /// The picture in a chat message, as a `data:` URL or an http(s) link.
 pub fn find_image(message: &Value) -> Option<String> {
     // 1. `images: [{image_url: {url}}]`, OpenRouter's own field.
-    if let Some(images) = message.get("images").and_then(Value::as_array) {
-        if let Some(url) = images.iter().find_map(image_item) {
-            return Some(url);
-        }
+    if let Some(images) = message.get("images").and_then(Value::as_array)
+        && let Some(url) = images.iter().find_map(image_item)
+    {
+        return Some(url);
     }
     match message.get("content") {
         // 2. Content parts: `output_image` / `image_url` / `image` items.

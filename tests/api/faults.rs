@@ -117,6 +117,7 @@ async fn the_store_killed_between_writing_the_file_and_publishing_still_gives_on
     app.wait_until_consumer_idle("store").await;
     app.wait_until_consumer_idle("mailer").await;
     let _ = store.kill();
+    let _ = store.wait();
 
     assert_eq!(app.records().len(), 3, "one record per job");
     let files = app.image_files();
