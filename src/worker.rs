@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -94,11 +94,17 @@ where
         };
         loop {
             let slot = tokio::select! {
-                _ = shutdown.cancelled() => break 'connect,
+                _ = shutdown.cancelled() => {
+                    hand_back_buffered(&mut messages).await;
+                    break 'connect;
+                }
                 slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             };
             let next = tokio::select! {
-                _ = shutdown.cancelled() => break 'connect,
+                _ = shutdown.cancelled() => {
+                    hand_back_buffered(&mut messages).await;
+                    break 'connect;
+                }
                 next = messages.next() => next,
             };
             match next {
@@ -122,6 +128,16 @@ where
         while in_flight.join_next().await.is_some() {}
     }
     Ok(())
+}
+
+/// Messages delivered to us but not yet started: handed back at once (nak), so that
+/// another instance takes them now rather than after the ack wait.
+async fn hand_back_buffered(messages: &mut async_nats::jetstream::consumer::pull::Stream) {
+    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::debug!(%error, "hand-back failed; redelivered after the ack wait");
+        }
+    }
 }
 
 async fn handle_one<H, F>(bus: &Bus, message: Message, ack_wait: Duration, hand_back: &CancellationToken, handler: H)

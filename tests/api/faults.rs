@@ -46,7 +46,8 @@ async fn nats_down_for_ten_seconds_means_503s_meanwhile_and_every_accepted_job_c
         refused += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(refused >= 10, "asked {refused} times while NATS was down");
+    // The first may take a few seconds (the publish waits for an ack that never comes).
+    assert!(refused >= 5, "asked {refused} times while NATS was down");
 
     // NATS comes back on the same port with its data; nobody restarts a service.
     app.nats_server.restart().await;
