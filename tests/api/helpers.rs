@@ -48,6 +48,7 @@ pub struct NatsServer {
     pub url: String,
     port: u16,
     store: TempDir,
+    config: PathBuf,
 }
 
 /// The nats-server program: `HUIYING_TEST_NATS_SERVER`, else `.huiying/bin/nats-server`
@@ -78,8 +79,20 @@ pub fn nats_server_program() -> PathBuf {
 }
 
 impl NatsServer {
+    /// A server with the project's own nats.conf, so the tests check it (and its logins) too.
     pub async fn start() -> Self {
-        let mut server = Self { process: None, url: String::new(), port: free_port(), store: TempDir::new().unwrap() };
+        Self::start_with(&Path::new(REPO).join("nats.conf")).await
+    }
+
+    /// A server with another configuration file.
+    pub async fn start_with(config: &Path) -> Self {
+        let mut server = Self {
+            process: None,
+            url: String::new(),
+            port: free_port(),
+            store: TempDir::new().unwrap(),
+            config: config.to_path_buf(),
+        };
         server.restart().await;
         server
     }
@@ -88,14 +101,13 @@ impl NatsServer {
     pub async fn restart(&mut self) {
         assert!(self.process.is_none(), "nats-server is already running");
         let (port, store) = (self.port, &self.store);
-        // The project's own nats.conf, so the tests check it (and its logins) too.
         let mut command = Command::new(nats_server_program());
-        for user in huiying::up::NATS_USERS {
+        for user in huiying::up::NATS_USERS.iter().chain(&["webhooks"]) {
             command.env(huiying::up::NatsLogins::env_var(user), nats_password(user));
         }
         let process = command
             .arg("-c")
-            .arg(Path::new(REPO).join("nats.conf"))
+            .arg(&self.config)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .current_dir(store.path())
             .stdout(Stdio::null())
@@ -673,11 +685,15 @@ impl TestApp {
 
     /// The pipeline with `tweak` applied to its configuration.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config, &SmtpServer)) -> Self {
+        Self::spawn_on(NatsServer::start().await, tweak).await
+    }
+
+    /// The pipeline on a nats-server the test started.
+    pub async fn spawn_on(nats_server: NatsServer, tweak: impl FnOnce(&mut Config, &SmtpServer)) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()))
             .with_test_writer()
             .try_init();
-        let nats_server = NatsServer::start().await;
         let smtp = SmtpServer::start().await;
         let dir = TempDir::new().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
