@@ -48,7 +48,11 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         // One service down means the pipeline is down: stop the others too.
         services.cancel();
     }
-    drop(nats_server); // kill_on_drop stops the nats-server we started
+    if let Some(mut started) = nats_server {
+        // Stop the nats-server we started and wait until it is gone, so that its port and
+        // data folder are free when we return (every acknowledged write is already on disk).
+        let _ = started.process.kill().await;
+    }
     first_error.map_or(Ok(()), Err)
 }
 
@@ -86,7 +90,7 @@ impl NatsLogins {
 
 /// A nats-server `huiying up` started (stopped when dropped).
 struct StartedNats {
-    _process: Child,
+    process: Child,
     logins: Option<NatsLogins>,
 }
 
@@ -173,7 +177,7 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<StartedNats>
         write_admin_env(&new_url, logins)?;
         note.push_str(&format!("; one login per service, admin login in {ADMIN_ENV_FILE}"));
     }
-    Ok((Some(StartedNats { _process: child, logins }), note))
+    Ok((Some(StartedNats { process: child, logins }), note))
 }
 
 /// Where `huiying up` leaves the admin login of the nats-server it started, for the

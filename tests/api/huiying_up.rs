@@ -92,7 +92,16 @@ async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_ma
     Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
     let status = up.wait().unwrap();
     assert!(status.success(), "{status}");
-    assert!(std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_err(), "nats-server still running");
+    // The nats-server it started is gone too: no process is left in the folder.
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            (cwd == dir.path()).then(|| std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default())
+        })
+        .collect();
+    assert!(left.is_empty(), "still running in the folder: {left:?}");
 }
 
 #[test]
