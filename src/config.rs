@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// `/health` then needs one. Empty: no auth (keep `host` on loopback then).
     #[serde(deserialize_with = "secrets_one_or_many")]
     pub api_keys: Vec<Secret>,
+    /// Whether picture links (`/static/images/...`) open without an API key, so that the
+    /// links in mails work for their readers. `false`: they need a key like the rest.
+    pub public_pictures: bool,
     /// Origins (`https://app.example.com`) whose web pages may call the API from a
     /// browser. Empty: no CORS headers (same origin only); `*`: any origin.
     #[serde(deserialize_with = "one_or_many")]
@@ -292,6 +295,7 @@ impl Default for ServerConfig {
             timeout: 60,
             public_url: String::new(),
             api_keys: Vec::new(),
+            public_pictures: true,
             cors_origins: Vec::new(),
             rate_limit_per_minute: 0,
             max_queued_jobs: 10_000,

@@ -17,10 +17,13 @@ use crate::config::{Secret, ServerConfig};
 use crate::limit::RateLimit;
 
 /// Paths anyone may fetch: the health check, the web page (it holds no data and asks
-/// for the key itself), and stored pictures, whose links go out in emails (their names
-/// are job ids, not guessable).
-fn is_open(path: &str) -> bool {
-    path == "/health" || path == "/api/health" || path == "/" || path.starts_with(crate::store::STATIC_IMAGES_PATH)
+/// for the key itself), and, unless `[server] public_pictures` is off, stored pictures,
+/// whose links go out in emails (their names hold the job id).
+fn is_open(path: &str, public_pictures: bool) -> bool {
+    path == "/health"
+        || path == "/api/health"
+        || path == "/"
+        || (public_pictures && path.starts_with(crate::store::STATIC_IMAGES_PATH))
 }
 
 /// Callers remembered for rate limiting before idle ones are forgotten.
@@ -32,13 +35,19 @@ pub struct KeyNumber(pub usize);
 
 pub struct Access {
     keys: Vec<Secret>,
+    public_pictures: bool,
     per_minute: u32,
     callers: Mutex<HashMap<String, Arc<RateLimit>>>,
 }
 
 impl Access {
     pub fn new(server: &ServerConfig) -> Self {
-        Self { keys: server.api_keys.clone(), per_minute: server.rate_limit_per_minute, callers: Mutex::default() }
+        Self {
+            keys: server.api_keys.clone(),
+            public_pictures: server.public_pictures,
+            per_minute: server.rate_limit_per_minute,
+            callers: Mutex::default(),
+        }
     }
 
     /// Which configured key `presented` is (compared in constant time).
@@ -87,7 +96,7 @@ impl Access {
 
 /// Middleware: 401 without a key, 403 with a wrong one, 429 over the rate limit.
 pub async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
-    if request.method() == Method::OPTIONS || is_open(request.uri().path()) {
+    if request.method() == Method::OPTIONS || is_open(request.uri().path(), access.public_pictures) {
         return next.run(request).await;
     }
     let caller = if access.keys.is_empty() {

@@ -342,3 +342,23 @@ async fn the_subscriber_template_in_nats_conf_reads_results_through_its_own_cons
     session.must_not("take the mailer's messages", "$JS.API.CONSUMER.MSG.NEXT.HUIYING.mailer").await;
     session.must_not("delete the stream", "$JS.API.STREAM.DELETE.HUIYING").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_public_pictures_off_picture_links_need_a_key_too() {
+    let app = TestApp::spawn_with(|config, _| {
+        config.server.api_keys = vec![Secret::new(KEY)];
+        config.server.public_pictures = false;
+    })
+    .await;
+    let done = app
+        .http
+        .post(format!("{}/generate-image", app.address))
+        .bearer_auth(KEY)
+        .json(&json!({"prompt": "private picture"}))
+        .send()
+        .await
+        .unwrap();
+    let picture = done.json::<serde_json::Value>().await.unwrap()["data"][0]["url"].as_str().unwrap().to_string();
+    assert_eq!(app.http.get(&picture).send().await.unwrap().status(), 401);
+    assert_eq!(app.http.get(&picture).bearer_auth(KEY).send().await.unwrap().status(), 200);
+}
