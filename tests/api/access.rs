@@ -64,16 +64,8 @@ async fn with_api_keys_every_endpoint_but_health_needs_a_valid_bearer_key() {
     // Two clients that happen to pick the same Idempotency-Key get a job each.
     let mut jobs = Vec::new();
     for key in [KEY, "other-key", KEY] {
-        let response = app
-            .http
-            .post(url("/generate-image"))
-            .bearer_auth(key)
-            .header("Idempotency-Key", "order-1")
-            .header("Prefer", "respond-async")
-            .json(&json!({"prompt": "a dog"}))
-            .send()
-            .await
-            .unwrap();
+        let request = app.request_async(json!({"prompt": "a dog"})).bearer_auth(key);
+        let response = request.header("Idempotency-Key", "order-1").send().await.unwrap();
         assert_eq!(response.status(), 202);
         jobs.push(response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
     }
@@ -150,14 +142,7 @@ async fn a_full_queue_answers_503_instead_of_queueing_more() {
     let mut accepted = Vec::new();
     let mut refused = None;
     for n in 0..10 {
-        let response = app
-            .http
-            .post(format!("{}/generate-image", app.address))
-            .header("Prefer", "respond-async")
-            .json(&json!({"prompt": format!("picture {n}")}))
-            .send()
-            .await
-            .unwrap();
+        let response = app.request_async(json!({"prompt": format!("picture {n}")})).send().await.unwrap();
         match response.status().as_u16() {
             202 => {
                 accepted.push(response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string())
@@ -180,14 +165,7 @@ async fn a_full_queue_answers_503_instead_of_queueing_more() {
         assert_eq!(app.wait_for_job(id).await["status"], "completed");
     }
     wait_for("the queue to take jobs again", Duration::from_secs(30), || async {
-        let response = app
-            .http
-            .post(format!("{}/generate-image", app.address))
-            .header("Prefer", "respond-async")
-            .json(&json!({"prompt": "after the queue drained"}))
-            .send()
-            .await
-            .ok()?;
+        let response = app.request_async(json!({"prompt": "after the queue drained"})).send().await.ok()?;
         (response.status() == 202).then_some(())
     })
     .await;

@@ -31,15 +31,8 @@ async fn nats_down_for_ten_seconds_means_503s_meanwhile_and_every_accepted_job_c
     let down_since = Instant::now();
     let mut refused = 0;
     while down_since.elapsed() < Duration::from_secs(10) {
-        let response = app
-            .http
-            .post(format!("{}/generate-image", app.address))
-            .header("Prefer", "respond-async")
-            .timeout(Duration::from_secs(10))
-            .json(&json!({"prompt": "during the outage"}))
-            .send()
-            .await
-            .unwrap();
+        let request = app.request_async(json!({"prompt": "during the outage"}));
+        let response = request.timeout(Duration::from_secs(10)).send().await.unwrap();
         assert_eq!(response.status(), 503, "NATS is down: the job cannot be accepted");
         let body: serde_json::Value = response.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().contains("NATS"), "{body}");
@@ -52,14 +45,7 @@ async fn nats_down_for_ten_seconds_means_503s_meanwhile_and_every_accepted_job_c
     // NATS comes back on the same port with its data; nobody restarts a service.
     app.nats_server.restart().await;
     let after = wait_for("ingest to accept jobs again", Duration::from_secs(30), || async {
-        let response = app
-            .http
-            .post(format!("{}/generate-image", app.address))
-            .header("Prefer", "respond-async")
-            .json(&json!({"prompt": "after the outage"}))
-            .send()
-            .await
-            .ok()?;
+        let response = app.request_async(json!({"prompt": "after the outage"})).send().await.ok()?;
         if response.status() == 202 {
             Some(response.json::<serde_json::Value>().await.ok()?["id"].as_str()?.to_string())
         } else {
@@ -136,13 +122,7 @@ async fn a_generator_stopped_gracefully_mid_call_finishes_that_job_first_and_not
     })
     .await;
     // A slow model: the job is inside the generator when it is told to stop.
-    fake.set_delay(Duration::from_secs(2));
-    fake.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
-    let id = app.submit(json!({"prompt": "slow picture", "model": "test/slow-model"})).await;
-    wait_for("the model call to start", Duration::from_secs(30), || async {
-        (!fake.calls(OPENROUTER_PATH).is_empty()).then_some(())
-    })
-    .await;
+    let id = job_inside_a_slow_model_call(&app, &fake, Duration::from_secs(2)).await;
 
     let stopping = Instant::now();
     app.stop_service("generator").await;
@@ -160,19 +140,13 @@ async fn a_generator_stopped_gracefully_mid_call_finishes_that_job_first_and_not
 #[tokio::test(flavor = "multi_thread")]
 async fn a_generator_stopped_while_a_call_outlasts_the_grace_hands_the_job_back_for_another_instance() {
     let fake = FakeApi::start().await;
-    fake.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
     let mut app = TestApp::spawn_with(|config, _| {
         fake.configure(config);
         config.nats.shutdown_grace = 1;
     })
     .await;
     // A model call far longer than the grace period.
-    fake.set_delay(Duration::from_secs(30));
-    let id = app.submit(json!({"prompt": "very slow picture", "model": "test/slow-model"})).await;
-    wait_for("the model call to start", Duration::from_secs(30), || async {
-        (!fake.calls(OPENROUTER_PATH).is_empty()).then_some(())
-    })
-    .await;
+    let id = job_inside_a_slow_model_call(&app, &fake, Duration::from_secs(30)).await;
 
     let stopping = Instant::now();
     app.stop_service("generator").await;
@@ -187,4 +161,16 @@ async fn a_generator_stopped_while_a_call_outlasts_the_grace_hands_the_job_back_
     app.wait_until_consumer_idle("mailer").await;
     assert_eq!(app.smtp.mails().len(), 1);
     assert_eq!(app.records().len(), 1);
+}
+
+/// Submits a job to a model that answers after `delay`, and waits until the call started.
+async fn job_inside_a_slow_model_call(app: &TestApp, fake: &FakeApi, delay: Duration) -> String {
+    fake.set_delay(delay);
+    fake.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    let id = app.submit(json!({"prompt": "slow picture", "model": "test/slow-model"})).await;
+    wait_for("the model call to start", Duration::from_secs(30), || async {
+        (!fake.calls(OPENROUTER_PATH).is_empty()).then_some(())
+    })
+    .await;
+    id
 }

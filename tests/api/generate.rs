@@ -117,14 +117,7 @@ async fn a_prompt_published_straight_to_nats_gets_an_id_and_ends_in_an_email() {
 async fn prefer_respond_async_answers_202_at_once_and_the_status_url_follows_the_job() {
     let app = TestApp::spawn().await;
 
-    let response = app
-        .http
-        .post(format!("{}/generate-image", app.address))
-        .header("Prefer", "respond-async")
-        .json(&json!({"prompt": "a paper boat"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.request_async(json!({"prompt": "a paper boat"})).send().await.unwrap();
 
     assert_eq!(response.status(), 202);
     let body: serde_json::Value = response.json().await.unwrap();

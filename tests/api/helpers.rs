@@ -784,16 +784,14 @@ impl TestApp {
         self.http.post(format!("{}/generate-image", self.address)).json(&body).send().await.unwrap()
     }
 
+    /// `POST /generate-image` with `Prefer: respond-async`, ready to send (or add headers to).
+    pub fn request_async(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}/generate-image", self.address)).header("Prefer", "respond-async").json(&body)
+    }
+
     /// Submits a job without waiting for it (`Prefer: respond-async`); returns its id.
     pub async fn submit(&self, body: serde_json::Value) -> String {
-        let response = self
-            .http
-            .post(format!("{}/generate-image", self.address))
-            .header("Prefer", "respond-async")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = self.request_async(body).send().await.unwrap();
         assert_eq!(response.status(), 202);
         let answer: serde_json::Value = response.json().await.unwrap();
         answer["id"].as_str().unwrap().to_string()
