@@ -93,14 +93,24 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     job_id: Option<String>,
+    /// Seconds for a `Retry-After` header (429 and 503 answers).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), job_id: None }
+        Self { status, message: message.into(), job_id: None, retry_after: None }
     }
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    /// The job queue is unreachable: the job was not accepted.
+    fn queue_unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the job queue (NATS) is unavailable; try again shortly")
+    }
+    fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
@@ -110,7 +120,11 @@ impl IntoResponse for ApiError {
             Some(id) => json!({ "error": self.message, "id": id }),
             None => json!({ "error": self.message }),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -196,24 +210,19 @@ async fn generate_image(
     }
     // Each API key has its own Idempotency-Keys: two clients that pick the same one never
     // get each other's job.
-    let idempotency_key = idempotency_key(&headers)?
-        .map(|key| api_key.map_or(key.clone(), |axum::Extension(number)| format!("api-key-{}:{key}", number.0)));
+    let idempotency_key = idempotency_key(&headers)?.map(|key| match api_key {
+        Some(axum::Extension(number)) => format!("api-key-{}:{key}", number.0),
+        None => key,
+    });
     // While NATS is away the client would buffer the publish and send it on reconnect,
     // after we answered 503: a job the client was told is not queued. Refuse up front.
     if !state.bus.is_connected() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the job queue (NATS) is unavailable; try again shortly",
-        ));
+        return Err(ApiError::queue_unavailable());
     }
     if let Some(waiting) = state.backlog.is_full().await {
-        let error = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the queue is full ({waiting} jobs waiting, [server] max_queued_jobs); try again shortly"),
-        );
-        let mut response = error.into_response();
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(5u32));
-        return Ok(response);
+        let message =
+            format!("the queue is full ({waiting} jobs waiting, [server] max_queued_jobs); try again shortly");
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(5));
     }
     let event = ImageRequested {
         version: EVENT_VERSION,
@@ -226,7 +235,7 @@ async fn generate_image(
     };
     let unavailable = |e: crate::bus::BusError| {
         tracing::warn!(error = %e, "cannot queue a job");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the job queue (NATS) is unavailable; try again shortly")
+        ApiError::queue_unavailable()
     };
     if let Some(key) = &idempotency_key {
         let meaning = (&event.prompt, &event.model, &event.notify_email, &event.options);
@@ -297,7 +306,7 @@ async fn answer_for_job(state: &AppState, headers: &HeaderMap, id: String) -> Re
                 Stage::Generate => StatusCode::BAD_GATEWAY,
                 Stage::Store => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            Err(ApiError { status, message: failed.error, job_id: Some(id) })
+            Err(ApiError { job_id: Some(id), ..ApiError::new(status, failed.error) })
         }
         // Still running when the wait ended: the client polls status_url.
         _ => Ok(accepted()),

@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::bus;
 use crate::config::Config;
-use crate::up::{NATS_USERS, NatsLogins};
+use crate::up::{NatsLogins, free_port};
 
 /// What to run.
 #[derive(Debug, Clone, clap::Args)]
@@ -110,9 +110,7 @@ async fn start_nats(config: &Config, dir: &Path, port: u16, logins: &NatsLogins)
         .with_context(|| format!("finding {} ([nats] server_config)", config.nats.server_config.display()))?;
     // Absolute: nats-server runs in the temporary folder.
     let mut command = Command::new(std::fs::canonicalize(&program.path).unwrap_or(program.path));
-    for user in NATS_USERS {
-        command.env(NatsLogins::env_var(user), logins.password(user).expose());
-    }
+    logins.pass_to(&mut command);
     let child = command
         .arg("-c")
         .arg(nats_conf)
@@ -336,8 +334,4 @@ fn percentiles(values: &mut [f64]) -> String {
 /// Where a process's log goes: `<name>.log` in the load test's folder.
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
     Ok(Stdio::from(std::fs::File::create(dir.join(format!("{name}.log")))?))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

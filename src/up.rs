@@ -86,6 +86,13 @@ impl NatsLogins {
     pub fn env_var(user: &str) -> String {
         format!("HUIYING_NATS_{}_PASSWORD", user.to_ascii_uppercase())
     }
+
+    /// Hands every password to a nats-server about to be started with nats.conf.
+    pub(crate) fn pass_to(&self, nats_server: &mut Command) {
+        for (user, password) in &self.0 {
+            nats_server.env(Self::env_var(user), password.expose());
+        }
+    }
 }
 
 /// A nats-server `huiying up` started (stopped when dropped).
@@ -130,9 +137,7 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<StartedNats>
     let (store_dir, logins) = if config.nats.server_config.is_file() {
         command.arg("-c").arg(&config.nats.server_config);
         let logins = NatsLogins::random();
-        for user in NATS_USERS {
-            command.env(NatsLogins::env_var(user), logins.password(user).expose());
-        }
+        logins.pass_to(&mut command);
         (format!("store_dir of {}", config.nats.server_config.display()), Some(logins))
     } else {
         command.args(["-js", "-sd", ".huiying/nats"]);
@@ -261,7 +266,7 @@ fn port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 

@@ -83,13 +83,8 @@ impl Access {
         };
         limit.try_acquire().await.map_err(|wait| {
             let seconds = wait.as_secs() + 1;
-            let error = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("more than {} requests in a minute; try again in {seconds} s", self.per_minute),
-            );
-            let mut response = error.into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            response
+            let message = format!("more than {} requests in a minute; try again in {seconds} s", self.per_minute);
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).retry_after(seconds).into_response()
         })
     }
 }
