@@ -7,30 +7,19 @@
 //! waits for JetStream's acknowledgement, and carries a `Nats-Msg-Id` so that a
 //! publish repeated after a crash is stored once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, object_store, stream};
-use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NatsConfig;
-use crate::events::{self, Event};
-
-/// The one stream that holds every pipeline event.
-pub const STREAM: &str = "HUIYING";
-/// Stream of rejected (poison) messages, each with its reason, under `huiying.dead.>`.
-pub const DEAD_LETTER_STREAM: &str = "HUIYING_DEAD";
-/// Subject prefix of dead letters: `huiying.dead.<original subject>`.
-pub const DEAD_LETTER_PREFIX: &str = "huiying.dead";
-
-/// Key-value bucket of job states (`queued` ... `completed`), keyed by job id.
-pub const JOBS_BUCKET: &str = "huiying_jobs";
-/// Key-value bucket of notification outcomes, keyed by `<job id>.<kind>`.
-pub const MAIL_BUCKET: &str = "huiying_mail";
-/// Key-value bucket of `Idempotency-Key`s (24 hours), see `idempotency`.
-pub const IDEMPOTENCY_BUCKET: &str = "huiying_idempotency";
-/// Object store bucket that carries generated pictures from generator to store.
-pub const IMAGES_BUCKET: &str = "huiying_images";
+use crate::contract::events;
+use crate::contract::jobs::JobStatus;
+use crate::contract::{DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, IDEMPOTENCY_BUCKET, IMAGES_BUCKET, JOBS_BUCKET, MAIL_BUCKET, STREAM};
+use crate::failure::Failure;
+use crate::jobs::JobBoard;
+use crate::parts::{JsonBucket, nats::NatsPublisher};
 
 /// Oldest nats-server this build runs against (key-value buckets, several filter subjects).
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
@@ -40,22 +29,64 @@ const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Window in which a repeated `Nats-Msg-Id` is dropped by the server.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
+type Source = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong talking to NATS; each kind keeps the client's error as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("cannot reach NATS at {url}: {message}")]
-    Connect { url: String, message: String },
+    #[error("cannot reach NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
     #[error("nats-server at {url} is version {found}; huiying needs nats-server 2.10 or newer")]
     ServerTooOld { url: String, found: String },
-    #[error("JetStream setup failed ({what}): {message}")]
-    Setup { what: &'static str, message: String },
-    #[error("publishing to {subject} failed: {message}")]
-    Publish { subject: String, message: String },
-    #[error("object store: {0}")]
-    Object(String),
-    #[error("key-value bucket {bucket}: {message}")]
-    KeyValue { bucket: &'static str, message: String },
+    #[error("JetStream setup failed ({what}): {source}")]
+    Setup {
+        what: &'static str,
+        #[source]
+        source: Source,
+    },
+    #[error("publishing to {subject} failed: {source}")]
+    Publish {
+        subject: String,
+        #[source]
+        source: Source,
+    },
+    #[error("object store: {source}")]
+    Object {
+        #[source]
+        source: Source,
+    },
+    #[error("key-value bucket {bucket}: {source}")]
+    KeyValue {
+        bucket: String,
+        #[source]
+        source: Source,
+    },
+    /// An entry that is not what this build wrote: surfaced, never read as absent.
+    #[error("key-value bucket {bucket}: entry {key:?} is unreadable: {source}")]
+    Corrupt {
+        bucket: String,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("stopped before NATS answered")]
     Cancelled,
+}
+
+impl From<BusError> for Failure {
+    /// NATS being away passes; an entry that does not decode will not.
+    fn from(error: BusError) -> Self {
+        let reason = error.to_string();
+        let failure = match &error {
+            BusError::Corrupt { .. } | BusError::ServerTooOld { .. } => Failure::permanent(reason),
+            _ => Failure::transient(reason),
+        };
+        failure.caused_by(error)
+    }
 }
 
 /// A connection to NATS with handles to everything huiying keeps there.
@@ -144,34 +175,14 @@ impl Bus {
         Ok(Self { client, jetstream: js, stream, jobs, mail, idempotency, images })
     }
 
-    /// Publishes `event` on its subject and waits until JetStream has stored it.
-    pub async fn publish<E: Event>(&self, event: &E) -> Result<(), BusError> {
-        let payload = serde_json::to_vec(event).expect("events serialize");
-        self.publish_raw(E::SUBJECT, message_id::<E>(event.job_id()), payload.into()).await
+    /// The stream as a [`crate::parts::Publish`] part.
+    pub fn publisher(&self) -> Arc<NatsPublisher> {
+        Arc::new(NatsPublisher { client: self.client.clone(), jetstream: self.jetstream.clone() })
     }
 
-    async fn publish_raw(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), BusError> {
-        let failed = |e: String| BusError::Publish { subject: subject.into(), message: e };
-        let publish = jetstream::message::PublishMessage::build().payload(payload).message_id(message_id);
-        let ack = self.jetstream.send_publish(subject.to_string(), publish).await.map_err(|e| failed(e.to_string()))?;
-        ack.await.map_err(|e| failed(e.to_string()))?;
-        Ok(())
-    }
-
-    /// Keeps a rejected message where an operator can see it: its bytes on
-    /// `huiying.dead.<subject>`, the reason in the `Huiying-Reason` header.
-    pub async fn dead_letter(&self, subject: &str, payload: Bytes, reason: &str) -> Result<(), BusError> {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Huiying-Reason", reason.replace(['\r', '\n'], " ").as_str());
-        headers.insert("Huiying-Subject", subject);
-        let failed = |e: String| BusError::Publish { subject: DEAD_LETTER_PREFIX.into(), message: e };
-        let ack = self
-            .jetstream
-            .publish_with_headers(format!("{DEAD_LETTER_PREFIX}.{subject}"), headers, payload)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        ack.await.map_err(|e| failed(e.to_string()))?;
-        Ok(())
+    /// Job states as a [`JobBoard`].
+    pub fn job_board(&self) -> JobBoard {
+        JobBoard::new(JsonBucket::<JobStatus>::new(Arc::new(self.jobs.clone())))
     }
 
     /// Creates (or updates) a durable pull consumer and returns it.
@@ -192,11 +203,6 @@ impl Bus {
         }
         self.stream.create_consumer(config).await.map_err(setup_failed("consumer"))
     }
-
-    /// Whether the connection to NATS is up right now.
-    pub fn is_connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
-    }
 }
 
 /// What a service consumes, and how patiently.
@@ -212,13 +218,8 @@ pub struct ConsumerSpec {
     pub max_ack_pending: i64,
 }
 
-/// `Nats-Msg-Id` of an event: one message per job and subject.
-pub fn message_id<E: Event>(job_id: &str) -> String {
-    format!("{}:{job_id}", E::SUBJECT)
-}
-
-fn setup_failed<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> BusError {
-    move |e| BusError::Setup { what, message: e.to_string() }
+fn setup_failed<E: Into<Source>>(what: &'static str) -> impl FnOnce(E) -> BusError {
+    move |e| BusError::Setup { what, source: e.into() }
 }
 
 /// The stream `config` names as it is, created when missing. Never updated: a stream
@@ -256,7 +257,7 @@ pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::
     options
         .connect(&config.url)
         .await
-        .map_err(|e| BusError::Connect { url: config.url.clone(), message: e.to_string() })
+        .map_err(|source| BusError::Connect { url: config.url.clone(), source })
 }
 
 /// Refuses servers older than [`MIN_SERVER_VERSION`].
@@ -287,5 +288,5 @@ async fn key_value(
         ..Default::default()
     })
     .await
-    .map_err(|e| BusError::KeyValue { bucket, message: e.to_string() })
+    .map_err(|e| BusError::KeyValue { bucket: bucket.into(), source: e.into() })
 }

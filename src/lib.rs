@@ -14,24 +14,38 @@
 //!   the object store, publishes `image.generated`, or `image.failed`.
 //! - [`store`]: processes the picture, writes the file and the SQLite record, publishes
 //!   `image.completed`.
-//! - [`mailer`]: renders `templates/` and sends the mail (or writes it to the outbox).
+//! - [`mailer`]: renders the mail templates and sends the mail (or writes it to the outbox).
 //!
-//! Shared pieces: [`config`] (one loader), [`events`] (one type per subject), [`bus`]
-//! (NATS connection, topology, publishing), [`worker`] (the one subscriber loop),
-//! [`jobs`] (job states), [`idempotency`] (`Idempotency-Key`), [`limit`] (per-minute limits). [`cli`], [`up`] and [`load`] (the load
-//! test) are what the binaries in `src/bin` call.
+//! No service imports another. What they share:
+//! - [`contract`]: everything that crosses a process boundary (events and subjects,
+//!   stream, bucket and consumer names, job states, the records request/reply types);
+//! - [`worker`]: the one subscriber loop, which runs a [`worker::Stage`] and maps its
+//!   answer to ack / nak / term; [`failure`]: the one failure type and retry policy;
+//! - [`parts`]: the narrow parts a stage is built from (publish, key-value, objects,
+//!   requests), on NATS and in memory; [`bus`]: connecting to NATS and its topology;
+//!   [`jobs`]: job states;
+//! - [`config`] (one loader), [`translate`] and [`model_api`] (calling model APIs),
+//!   [`limit`] (per-minute limits).
+//!
+//! [`service`], [`cli`], [`up`] and [`load`] (the load test) are what `huiying` runs.
+
+#![deny(unreachable_pub)]
 
 pub mod bus;
 pub mod cli;
 pub mod config;
-pub mod events;
+pub mod contract;
+pub mod failure;
 pub mod generator;
-pub mod idempotency;
 pub mod ingest;
 pub mod jobs;
-pub mod limit;
+pub(crate) mod limit;
 pub mod load;
 pub mod mailer;
+pub(crate) mod model_api;
+pub mod parts;
+pub mod service;
 pub mod store;
+pub(crate) mod translate;
 pub mod up;
 pub mod worker;

@@ -9,25 +9,25 @@ use tokio::time::Instant;
 const WINDOW: Duration = Duration::from_secs(60);
 
 /// Lets at most `per_minute` calls start in any 60-second window (0: no limit).
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     per_minute: usize,
     started: Mutex<VecDeque<Instant>>,
 }
 
 impl RateLimit {
-    pub fn per_minute(per_minute: u32) -> Self {
+    pub(crate) fn per_minute(per_minute: u32) -> Self {
         Self { per_minute: per_minute as usize, started: Mutex::new(VecDeque::new()) }
     }
 
     /// Waits until another call may start, and counts it.
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         while let Err(wait) = self.try_acquire().await {
             tokio::time::sleep(wait).await;
         }
     }
 
     /// Counts a call if one may start now; otherwise says how long until one may.
-    pub async fn try_acquire(&self) -> Result<(), Duration> {
+    pub(crate) async fn try_acquire(&self) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -44,7 +44,7 @@ impl RateLimit {
     }
 
     /// Whether no call was counted in the last minute (the limit may be forgotten).
-    pub async fn is_idle(&self) -> bool {
+    pub(crate) async fn is_idle(&self) -> bool {
         let started = self.started.lock().await;
         started.back().is_none_or(|&t| t.elapsed() >= WINDOW)
     }

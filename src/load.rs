@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::bus;
 use crate::config::Config;
+use crate::service::{ADMIN_USER, Service};
 use crate::up::{NatsLogins, free_port};
 
 /// What to run.
@@ -61,14 +62,15 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
 
     let config_file = write_service_config(dir.path(), &url, http_port)?;
     let exe = std::env::current_exe()?;
-    for name in ["ingest", "generator", "store", "mailer"] {
+    for service in Service::ALL {
+        let name = service.name();
         let child = Command::new(&exe)
             .arg("--config")
             .arg(&config_file)
             .arg(name)
             .current_dir(dir.path())
-            .env("NATS_USER", name)
-            .env("NATS_PASSWORD", logins.password(name).expose())
+            .env("NATS_USER", service.nats_user())
+            .env("NATS_PASSWORD", logins.password(service.nats_user()).expose())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log_file(dir.path(), name)?)
@@ -125,8 +127,8 @@ async fn start_nats(config: &Config, dir: &Path, port: u16, logins: &NatsLogins)
 }
 
 async fn connect_admin(url: &str, logins: &NatsLogins) -> anyhow::Result<async_nats::Client> {
-    let mut nats = crate::config::NatsConfig { url: url.into(), user: "admin".into(), ..Default::default() };
-    nats.password = logins.password("admin");
+    let mut nats = crate::config::NatsConfig { url: url.into(), user: ADMIN_USER.into(), ..Default::default() };
+    nats.password = logins.password(ADMIN_USER);
     for _ in 0..150 {
         if let Ok(client) = bus::try_connect(&nats, "huiying-load").await {
             return Ok(client);
@@ -198,7 +200,7 @@ async fn wait_for_mails(admin: &async_nats::Client, expected: usize) -> anyhow::
     let js = jetstream::new(admin.clone());
     let mut last = (0, Instant::now());
     loop {
-        let mut stream = js.get_stream(format!("KV_{}", bus::MAIL_BUCKET)).await?;
+        let mut stream = js.get_stream(format!("KV_{}", crate::contract::MAIL_BUCKET)).await?;
         let mailed = stream.info().await?.state.messages as usize;
         if mailed >= expected {
             return Ok(());
@@ -225,7 +227,7 @@ struct Timeline {
 async fn stage_latencies(admin: &async_nats::Client) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
     let js = jetstream::new(admin.clone());
     let mut jobs: HashMap<String, Timeline> = HashMap::new();
-    for stream_name in [bus::STREAM.to_string(), format!("KV_{}", bus::MAIL_BUCKET)] {
+    for stream_name in [crate::contract::STREAM.to_string(), format!("KV_{}", crate::contract::MAIL_BUCKET)] {
         let stream = js.get_stream(&stream_name).await?;
         let total = stream.cached_info().state.messages;
         let consumer = stream
@@ -237,7 +239,7 @@ async fn stage_latencies(admin: &async_nats::Client) -> anyhow::Result<Vec<(&'st
             let message = message?;
             let published = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.published;
             let subject = message.subject.as_str();
-            if let Some(key) = subject.strip_prefix(&format!("$KV.{}.", bus::MAIL_BUCKET)) {
+            if let Some(key) = subject.strip_prefix(&format!("$KV.{}.", crate::contract::MAIL_BUCKET)) {
                 if let Some(id) = key.strip_suffix(".completed") {
                     jobs.entry(id.to_string()).or_default().mailed.get_or_insert(published);
                 }

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, MIN_SERVER_VERSION};
 use crate::config::{Config, Secret, TlsMode};
-use crate::{generator, ingest, mailer, store};
+use crate::generator;
+use crate::service::{ADMIN_USER, NATS_USERS, Service};
 
 /// Runs all four services until `shutdown` fires or one of them fails.
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -34,10 +35,9 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     };
     let services = shutdown.child_token();
     let mut tasks = JoinSet::new();
-    tasks.spawn(named("ingest", ingest::run(as_user("ingest"), services.clone())));
-    tasks.spawn(named("generator", generator::run(as_user("generator"), services.clone())));
-    tasks.spawn(named("store", store::run(as_user("store"), services.clone())));
-    tasks.spawn(named("mailer", mailer::run(as_user("mailer"), services.clone())));
+    for service in Service::ALL {
+        tasks.spawn(named(service.name(), service.run(as_user(service.nats_user()), services.clone())));
+    }
 
     let mut first_error = None;
     while let Some(finished) = tasks.join_next().await {
@@ -62,9 +62,6 @@ async fn named(
 ) -> (&'static str, anyhow::Result<()>) {
     (name, service.await)
 }
-
-/// The NATS users nats.conf defines, one per service plus `admin`.
-pub const NATS_USERS: [&str; 5] = ["ingest", "generator", "store", "mailer", "admin"];
 
 /// Passwords made at start for the users of nats.conf; nats-server reads them from
 /// `HUIYING_NATS_<USER>_PASSWORD`.
@@ -153,8 +150,8 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<StartedNats>
     let new_url = format!("nats://127.0.0.1:{port}");
     config.nats.url = new_url.clone();
     if let Some(logins) = &logins {
-        config.nats.user = "admin".into();
-        config.nats.password = logins.password("admin");
+        config.nats.user = ADMIN_USER.into();
+        config.nats.password = logins.password(ADMIN_USER);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -196,7 +193,7 @@ fn write_admin_env(url: &str, logins: &NatsLogins) -> anyhow::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(ADMIN_ENV_FILE).with_context(|| format!("writing {ADMIN_ENV_FILE}"))?;
-    let password = logins.password("admin");
+    let password = logins.password(ADMIN_USER);
     writeln!(file, "# NATS login of the nats-server `huiying up` started; valid until it stops.")?;
     writeln!(file, "NATS_URL={url}\nNATS_USER=admin\nNATS_PASSWORD={}", password.expose())?;
     Ok(())
@@ -291,7 +288,7 @@ fn print_banner(config: &Config, nats_note: &str) {
     } else {
         format!(
             "{} (offline placeholder, not AI; set OPENROUTER_API_KEY for real images)",
-            generator::placeholder::MODEL
+            generator::PLACEHOLDER_MODEL
         )
     };
     println!("huiying is up.");

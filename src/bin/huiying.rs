@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use huiying::cli::{ConfigArgs, load_config, run_service};
+use huiying::service::Service;
 
 #[derive(Parser)]
 #[command(version, about = "huiying (绘影): self-hosted image generation on NATS JetStream")]
@@ -18,13 +19,14 @@ struct Cli {
 enum Command {
     /// Run all four services, starting a nats-server when none answers at [nats] url.
     Up,
-    /// Run only the HTTP API.
+    /// Run one service: ingest (the HTTP API), generator, store or mailer.
+    #[command(name = "ingest")]
     Ingest,
-    /// Run only the generator.
+    #[command(name = "generator")]
     Generator,
-    /// Run only the store.
+    #[command(name = "store")]
     Store,
-    /// Run only the mailer.
+    #[command(name = "mailer")]
     Mailer,
     /// Check the mail setup, list failed notifications, send them again.
     #[command(subcommand)]
@@ -57,10 +59,10 @@ async fn main() -> ExitCode {
     let args = &cli.config;
     match cli.command {
         Command::Up => run_service("huiying up", args, huiying::up::run).await,
-        Command::Ingest => run_service("ingest", args, huiying::ingest::run).await,
-        Command::Generator => run_service("generator", args, huiying::generator::run).await,
-        Command::Store => run_service("store", args, huiying::store::run).await,
-        Command::Mailer => run_service("mailer", args, huiying::mailer::run).await,
+        Command::Ingest => service(args, Service::Ingest).await,
+        Command::Generator => service(args, Service::Generator).await,
+        Command::Store => service(args, Service::Store).await,
+        Command::Mailer => service(args, Service::Mailer).await,
         Command::Mail(command) => mail(args, command).await,
         Command::Load(load) => match load_config(args, "huiying load") {
             Ok(config) => match huiying::load::run(config, load).await {
@@ -73,6 +75,10 @@ async fn main() -> ExitCode {
             Err(code) => code,
         },
     }
+}
+
+async fn service(args: &ConfigArgs, service: Service) -> ExitCode {
+    run_service(service.name(), args, |config, shutdown| service.run(config, shutdown)).await
 }
 
 async fn mail(args: &ConfigArgs, command: MailCommand) -> ExitCode {

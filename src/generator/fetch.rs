@@ -8,43 +8,43 @@ use std::time::Duration;
 use base64::Engine;
 use reqwest::Url;
 
-use super::GenerateError;
-use super::http::{error_chain, shorten};
+use crate::failure::Failure;
+use crate::model_api::{error_chain, shorten};
 use crate::config::GeneratorConfig;
 
 const MAX_REDIRECTS: usize = 3;
 
 /// A picture's bytes and the type they turned out to be.
-pub struct Fetched {
+pub(super) struct Fetched {
     pub bytes: Vec<u8>,
     pub content_type: String,
 }
 
 #[derive(Clone)]
-pub struct Fetcher {
+pub(super) struct Fetcher {
     max_bytes: u64,
     timeout: Duration,
     allow_private: bool,
 }
 
 impl Fetcher {
-    pub fn new(settings: &GeneratorConfig) -> Self {
+    pub(super) fn new(settings: &GeneratorConfig) -> Self {
         Self {
             max_bytes: settings.max_image_bytes,
-            timeout: Duration::from_secs(settings.download_timeout),
+            timeout: settings.download_timeout,
             allow_private: settings.allow_private_urls,
         }
     }
 
     /// The picture behind `url`: a `data:` URL or an http(s) link.
-    pub async fn fetch(&self, url: &str) -> Result<Fetched, GenerateError> {
+    pub(super) async fn fetch(&self, url: &str) -> Result<Fetched, Failure> {
         if url.starts_with("data:") {
             let (_, bytes) = decode_data_url(url)
-                .ok_or_else(|| GenerateError::permanent("the provider's data: URL is not valid base64".into()))?;
+                .ok_or_else(|| Failure::permanent("the provider's data: URL is not valid base64"))?;
             return self.checked(bytes);
         }
         let mut url = Url::parse(url).map_err(|_| {
-            GenerateError::permanent(format!("the provider returned an unusable image link: {}", shorten(url, 120)))
+            Failure::permanent(format!("the provider returned an unusable image link: {}", shorten(url, 120)))
         })?;
         for _ in 0..=MAX_REDIRECTS {
             let response = self.get(&url).await?;
@@ -52,41 +52,41 @@ impl Fetcher {
                 let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("");
                 url = url
                     .join(location)
-                    .map_err(|_| GenerateError::permanent("a bad redirect from the image link".into()))?;
+                    .map_err(|_| Failure::permanent("a bad redirect from the image link"))?;
                 continue;
             }
             if !response.status().is_success() {
                 let error = format!("downloading the picture from {} answered {}", host_of(&url), response.status());
                 return Err(if response.status().is_server_error() {
-                    GenerateError::transient(error)
+                    Failure::transient(error)
                 } else {
-                    GenerateError::permanent(error)
+                    Failure::permanent(error)
                 });
             }
             return self.checked(self.read_capped(response).await?);
         }
-        Err(GenerateError::permanent(format!("the image link redirected more than {MAX_REDIRECTS} times")))
+        Err(Failure::permanent(format!("the image link redirected more than {MAX_REDIRECTS} times")))
     }
 
     /// One GET, without following redirects, to an address checked after DNS resolution
     /// and pinned for the connection (no second lookup that could answer differently).
-    async fn get(&self, url: &Url) -> Result<reqwest::Response, GenerateError> {
+    async fn get(&self, url: &Url) -> Result<reqwest::Response, Failure> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(GenerateError::permanent(format!("image links must be http or https, not {}:", url.scheme())));
+            return Err(Failure::permanent(format!("image links must be http or https, not {}:", url.scheme())));
         }
-        let host = url.host_str().ok_or_else(|| GenerateError::permanent("the image link has no host".into()))?;
+        let host = url.host_str().ok_or_else(|| Failure::permanent("the image link has no host"))?;
         let port = url.port_or_known_default().unwrap_or(443);
         let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
             .await
-            .map_err(|e| GenerateError::transient(format!("cannot resolve {host}: {e}")))?
+            .map_err(|e| Failure::transient(format!("cannot resolve {host}: {e}")))?
             .collect();
         if addresses.is_empty() {
-            return Err(GenerateError::transient(format!("{host} has no address")));
+            return Err(Failure::transient(format!("{host} has no address")));
         }
         if !self.allow_private
             && let Some(blocked) = addresses.iter().find(|a| !is_public(a.ip()))
         {
-            return Err(GenerateError::permanent(format!(
+            return Err(Failure::permanent(format!(
                 "refused to download the picture from {host}: it resolves to {}, a private or local address \
                      (set [generator] allow_private_urls = true to allow)",
                 blocked.ip()
@@ -97,20 +97,20 @@ impl Fetcher {
             .timeout(self.timeout)
             .resolve_to_addrs(host, &addresses)
             .build()
-            .map_err(|e| GenerateError::permanent(format!("cannot prepare the download: {e}")))?;
+            .map_err(|e| Failure::permanent(format!("cannot prepare the download: {e}")))?;
         client.get(url.clone()).send().await.map_err(|e| {
-            GenerateError::transient(format!("downloading the picture from {host} failed: {}", error_chain(&e)))
+            Failure::transient(format!("downloading the picture from {host} failed: {}", error_chain(&e)))
         })
     }
 
-    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, GenerateError> {
-        let too_large = || GenerateError::permanent(format!("the picture is larger than {} bytes", self.max_bytes));
+    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, Failure> {
+        let too_large = || Failure::permanent(format!("the picture is larger than {} bytes", self.max_bytes));
         if response.content_length().is_some_and(|n| n > self.max_bytes) {
             return Err(too_large());
         }
         let mut bytes = Vec::new();
         while let Some(chunk) =
-            response.chunk().await.map_err(|e| GenerateError::transient(format!("the download broke off: {e}")))?
+            response.chunk().await.map_err(|e| Failure::transient(format!("the download broke off: {e}")))?
         {
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > self.max_bytes {
@@ -121,18 +121,18 @@ impl Fetcher {
     }
 
     /// The bytes must really be a picture, and not too large.
-    fn checked(&self, bytes: Vec<u8>) -> Result<Fetched, GenerateError> {
+    fn checked(&self, bytes: Vec<u8>) -> Result<Fetched, Failure> {
         if bytes.len() as u64 > self.max_bytes {
-            return Err(GenerateError::permanent(format!("the picture is larger than {} bytes", self.max_bytes)));
+            return Err(Failure::permanent(format!("the picture is larger than {} bytes", self.max_bytes)));
         }
         let format = image::guess_format(&bytes)
-            .map_err(|_| GenerateError::permanent("the provider's answer is not a picture".into()))?;
+            .map_err(|_| Failure::permanent("the provider's answer is not a picture"))?;
         Ok(Fetched { content_type: format.to_mime_type().to_string(), bytes })
     }
 }
 
 /// Splits `data:<mime>;base64,<payload>` into the mime type and the decoded bytes.
-pub fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
+pub(super) fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
     let rest = url.strip_prefix("data:")?;
     let (meta, payload) = rest.split_once(',')?;
     let mime = meta.strip_suffix(";base64")?;
@@ -142,7 +142,7 @@ pub fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
 }
 
 /// Addresses a provider's link may point at: public unicast only.
-pub fn is_public(ip: IpAddr) -> bool {
+pub(super) fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();

@@ -4,40 +4,40 @@
 
 use serde_json::json;
 
-use super::http;
-use super::{GenerateError, ImageAnswer};
-use crate::config::{OpenAiConfig, Secret};
-use crate::events::GenerationOptions;
+use crate::model_api as http;
+use super::ImageAnswer;
+use crate::failure::Failure;
+use crate::config::{OpenAiConfig, ResponseFormat, Secret};
+use crate::contract::events::GenerationOptions;
 
-pub const PROVIDER: &str = "openai";
 
 #[derive(Clone)]
-pub struct OpenAiClient {
+pub(super) struct OpenAiClient {
     http: reqwest::Client,
     base_url: String,
     api_key: Secret,
-    response_format: String,
+    response_format: ResponseFormat,
 }
 
 impl OpenAiClient {
-    pub fn new(config: &OpenAiConfig, api_key: Secret) -> reqwest::Result<Self> {
+    pub(super) fn new(config: &OpenAiConfig, api_key: Secret) -> reqwest::Result<Self> {
         Ok(Self {
             http: http::client(config.connect_timeout, config.timeout)?,
             base_url: config.base_url.trim_end_matches('/').to_string(),
             api_key,
-            response_format: config.response_format.clone(),
+            response_format: config.response_format,
         })
     }
 
     /// The options this API takes; the others are refused before any call.
-    pub const SUPPORTED: &'static [&'static str] = &["size", "n"];
+    pub(super) const SUPPORTED: &'static [&'static str] = &["size", "n"];
 
-    pub async fn generate(
+    pub(super) async fn generate(
         &self,
         prompt: &str,
         model: &str,
         options: &GenerationOptions,
-    ) -> Result<ImageAnswer, GenerateError> {
+    ) -> Result<ImageAnswer, Failure> {
         let mut body = json!({
             "model": model,
             "prompt": prompt,
@@ -57,7 +57,7 @@ impl OpenAiClient {
         if let Some(url) = first.and_then(|d| d.get("url")).and_then(|v| v.as_str()) {
             return Ok(ImageAnswer { url: url.to_string() });
         }
-        Err(GenerateError::permanent(format!(
+        Err(Failure::permanent(format!(
             "the OpenAI-compatible API answered without an image: {}",
             http::provider_message(&answer.to_string())
         )))
@@ -77,7 +77,7 @@ mod tests {
     fn the_documented_answers_hold_a_picture_or_a_link_and_errors_a_message() {
         assert!(fixture("b64_json.json").pointer("/data/0/b64_json").unwrap().as_str().unwrap().starts_with("iVBOR"));
         assert!(fixture("url.json").pointer("/data/0/url").unwrap().as_str().unwrap().starts_with("https://"));
-        let error = super::http::provider_message(&fixture("content_policy_error.json").to_string());
+        let error = crate::model_api::provider_message(&fixture("content_policy_error.json").to_string());
         assert_eq!(error, "Your request was rejected as a result of our safety system.");
     }
 }

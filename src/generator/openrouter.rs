@@ -6,15 +6,15 @@
 
 use serde_json::{Value, json};
 
-use super::http::{self, shorten};
-use super::{GenerateError, ImageAnswer};
+use crate::model_api::{self as http, shorten};
+use super::ImageAnswer;
+use crate::failure::Failure;
 use crate::config::{OpenRouterConfig, Secret};
-use crate::events::GenerationOptions;
+use crate::contract::events::GenerationOptions;
 
-pub const PROVIDER: &str = "openrouter";
 
 #[derive(Clone)]
-pub struct OpenRouterClient {
+pub(super) struct OpenRouterClient {
     http: reqwest::Client,
     base_url: String,
     api_key: Secret,
@@ -23,7 +23,7 @@ pub struct OpenRouterClient {
 }
 
 impl OpenRouterClient {
-    pub fn new(config: &OpenRouterConfig, api_key: Secret) -> reqwest::Result<Self> {
+    pub(super) fn new(config: &OpenRouterConfig, api_key: Secret) -> reqwest::Result<Self> {
         Ok(Self {
             http: http::client(config.connect_timeout, config.timeout)?,
             base_url: config.base_url.trim_end_matches('/').to_string(),
@@ -34,14 +34,14 @@ impl OpenRouterClient {
     }
 
     /// The options this API takes; the others are refused before any call.
-    pub const SUPPORTED: &'static [&'static str] = &["seed", "n"];
+    pub(super) const SUPPORTED: &'static [&'static str] = &["seed", "n"];
 
-    pub async fn generate(
+    pub(super) async fn generate(
         &self,
         prompt: &str,
         model: &str,
         options: &GenerationOptions,
-    ) -> Result<ImageAnswer, GenerateError> {
+    ) -> Result<ImageAnswer, Failure> {
         let mut body = json!({
             "model": model,
             "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
@@ -55,13 +55,13 @@ impl OpenRouterClient {
         let answer = http::post_json(&self.http, "OpenRouter", &url, &self.api_key, &headers, &body).await?;
         let Some(message) = answer.pointer("/choices/0/message") else {
             let error = http::provider_message(&answer.to_string());
-            return Err(GenerateError::permanent(format!("OpenRouter answered no message: {error}")));
+            return Err(Failure::permanent(format!("OpenRouter answered no message: {error}")));
         };
         match find_image(message) {
             Some(url) => Ok(ImageAnswer { url }),
             None => {
                 let said = message_text(message);
-                Err(GenerateError::permanent(format!(
+                Err(Failure::permanent(format!(
                     "model {model} answered without an image{}",
                     if said.is_empty() {
                         String::new()
@@ -75,7 +75,7 @@ impl OpenRouterClient {
 }
 
 /// The picture in a chat message, as a `data:` URL or an http(s) link.
-pub fn find_image(message: &Value) -> Option<String> {
+pub(super) fn find_image(message: &Value) -> Option<String> {
     // 1. `images: [{image_url: {url}}]`, OpenRouter's own field.
     if let Some(images) = message.get("images").and_then(Value::as_array)
         && let Some(url) = images.iter().find_map(image_item)

@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use image::{ImageFormat, Rgb, RgbImage};
 
-use crate::events::GenerationOptions;
+use crate::contract::events::GenerationOptions;
 
 /// The model name requests use to ask for it, and the one records show.
 pub const MODEL: &str = "huiying/placeholder";
@@ -16,7 +16,7 @@ const SIZE: u32 = 512;
 
 /// Draws the placeholder for `prompt` as PNG bytes: 512×512 unless `options.size` says
 /// otherwise, and another picture for another `options.seed`.
-pub fn draw(prompt: &str, options: &GenerationOptions) -> Vec<u8> {
+pub(super) fn draw(prompt: &str, options: &GenerationOptions) -> Vec<u8> {
     let (width, height) = options
         .size
         .as_deref()

@@ -5,42 +5,20 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::fetch::Fetcher;
-use super::openai::{self, OpenAiClient};
-use super::openrouter::{self, OpenRouterClient};
-use super::{GenerateError, GeneratedImage, placeholder};
-use crate::config::Config;
-use crate::events::GenerationOptions;
+use super::openai::OpenAiClient;
+use super::openrouter::OpenRouterClient;
+use super::{GeneratedImage, placeholder};
+use crate::failure::Failure;
+use crate::config::{Config, Provider as ProviderKind};
+use crate::contract::events::GenerationOptions;
 use crate::limit::RateLimit;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    Placeholder,
-    OpenRouter,
-    OpenAi,
-}
-
-impl ProviderKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::Placeholder => "placeholder",
-            ProviderKind::OpenRouter => openrouter::PROVIDER,
-            ProviderKind::OpenAi => openai::PROVIDER,
-        }
-    }
-
-    fn parse(name: &str) -> Option<Self> {
-        [ProviderKind::Placeholder, ProviderKind::OpenRouter, ProviderKind::OpenAi]
-            .into_iter()
-            .find(|k| k.name() == name)
-    }
-
-    /// Request options this provider honours.
-    fn supports(self) -> &'static [&'static str] {
-        match self {
-            ProviderKind::Placeholder => &["size", "seed", "n"],
-            ProviderKind::OpenRouter => OpenRouterClient::SUPPORTED,
-            ProviderKind::OpenAi => OpenAiClient::SUPPORTED,
-        }
+/// Request options `provider` honours.
+fn supports(provider: ProviderKind) -> &'static [&'static str] {
+    match provider {
+        ProviderKind::Placeholder => &["size", "seed", "n"],
+        ProviderKind::OpenRouter => OpenRouterClient::SUPPORTED,
+        ProviderKind::OpenAi => OpenAiClient::SUPPORTED,
     }
 }
 
@@ -63,7 +41,7 @@ impl Limits {
 }
 
 /// The configured image models.
-pub struct Providers {
+pub(super) struct Providers {
     openrouter: Option<(OpenRouterClient, Limits)>,
     openai: Option<(OpenAiClient, Limits)>,
     /// `(prefix, provider)`, longest prefix first.
@@ -73,7 +51,7 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn from_config(config: &Config) -> anyhow::Result<Arc<Self>> {
+    pub(super) fn from_config(config: &Config) -> anyhow::Result<Arc<Self>> {
         let keys = &config.api_keys;
         let openrouter = match keys.openrouter_api_key.is_set() {
             true => Some((
@@ -94,26 +72,21 @@ impl Providers {
             (None, Some(_)) => config.openai.default_model.clone(),
             (None, None) => placeholder::MODEL.to_string(),
         };
-        let mut routes: Vec<(String, ProviderKind)> = config
-            .models
-            .routes
-            .iter()
-            .filter_map(|r| r.split_once('='))
-            .filter_map(|(prefix, provider)| Some((prefix.to_string(), ProviderKind::parse(provider)?)))
-            .collect();
+        let mut routes: Vec<(String, ProviderKind)> =
+            config.models.routes.iter().map(|route| (route.prefix.clone(), route.provider)).collect();
         routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         let fetcher = Fetcher::new(&config.generator);
         Ok(Arc::new(Self { openrouter, openai, routes, default_model, fetcher }))
     }
 
     /// The model a request without one gets.
-    pub fn default_model(&self) -> &str {
+    pub(super) fn default_model(&self) -> &str {
         &self.default_model
     }
 
     /// The provider for `model`: the longest matching route, else OpenRouter when it has
     /// a key, else the OpenAI-compatible API when it has one.
-    pub fn route(&self, model: &str) -> Result<ProviderKind, GenerateError> {
+    pub(super) fn route(&self, model: &str) -> Result<ProviderKind, Failure> {
         if model == placeholder::MODEL {
             return Ok(ProviderKind::Placeholder);
         }
@@ -133,12 +106,12 @@ impl Providers {
         };
         match kind {
             Some(kind) if configured => Ok(kind),
-            Some(kind) => Err(GenerateError::refused(format!(
+            Some(kind) => Err(Failure::refused(format!(
                 "model {model} is served by {} ([models] routes), which has no API key: set {}",
                 kind.name(),
                 if kind == ProviderKind::OpenAi { "OPENAI_API_KEY" } else { "OPENROUTER_API_KEY" }
             ))),
-            None => Err(GenerateError::refused(format!(
+            None => Err(Failure::refused(format!(
                 "model {model} needs an image API, and none is configured: set OPENROUTER_API_KEY or \
                  OPENAI_API_KEY, or use model {} for the offline placeholder",
                 placeholder::MODEL
@@ -147,20 +120,20 @@ impl Providers {
     }
 
     /// Draws `prompt` with `model`, honouring `options` or refusing them clearly.
-    pub async fn generate(
+    pub(super) async fn generate(
         &self,
         prompt: &str,
         model: &str,
         options: &GenerationOptions,
-    ) -> Result<GeneratedImage, GenerateError> {
+    ) -> Result<GeneratedImage, Failure> {
         let kind = self.route(model)?;
-        let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !kind.supports().contains(o)).collect();
+        let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !supports(kind).contains(o)).collect();
         if !unsupported.is_empty() {
-            return Err(GenerateError::refused(format!(
+            return Err(Failure::refused(format!(
                 "{} is not supported by {} (model {model}); it supports {}",
                 unsupported.join(", "),
                 kind.name(),
-                kind.supports().join(", ")
+                supports(kind).join(", ")
             )));
         }
         let answer = match kind {
@@ -168,7 +141,7 @@ impl Providers {
                 let (prompt, options) = (prompt.to_string(), options.clone());
                 let bytes = tokio::task::spawn_blocking(move || placeholder::draw(&prompt, &options))
                     .await
-                    .map_err(|e| GenerateError::permanent(format!("the placeholder crashed: {e}")))?;
+                    .map_err(|e| Failure::permanent(format!("the placeholder crashed: {e}")))?;
                 return Ok(GeneratedImage {
                     bytes,
                     content_type: "image/png".into(),

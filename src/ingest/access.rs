@@ -12,8 +12,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use super::ApiError;
-use crate::config::{Secret, ServerConfig};
+use super::error::ApiError;
+use crate::config::{CorsOrigin, Secret, ServerConfig};
 use crate::limit::RateLimit;
 
 /// Paths anyone may fetch: the health check, the web page (it holds no data and asks
@@ -23,7 +23,7 @@ fn is_open(path: &str, public_pictures: bool) -> bool {
     path == "/health"
         || path == "/api/health"
         || path == "/"
-        || (public_pictures && path.starts_with(crate::store::STATIC_IMAGES_PATH))
+        || (public_pictures && path.starts_with(crate::contract::STATIC_IMAGES_PATH))
 }
 
 /// Callers remembered for rate limiting before idle ones are forgotten.
@@ -31,9 +31,9 @@ const MAX_TRACKED_CALLERS: usize = 10_000;
 
 /// Which of `[server] api_keys` a request came with (set by [`check`]).
 #[derive(Debug, Clone, Copy)]
-pub struct KeyNumber(pub usize);
+pub(crate) struct KeyNumber(pub(crate) usize);
 
-pub struct Access {
+pub(crate) struct Access {
     keys: Vec<Secret>,
     public_pictures: bool,
     per_minute: u32,
@@ -41,7 +41,7 @@ pub struct Access {
 }
 
 impl Access {
-    pub fn new(server: &ServerConfig) -> Self {
+    pub(crate) fn new(server: &ServerConfig) -> Self {
         Self {
             keys: server.api_keys.clone(),
             public_pictures: server.public_pictures,
@@ -90,7 +90,7 @@ impl Access {
 }
 
 /// Middleware: 401 without a key, 403 with a wrong one, 429 over the rate limit.
-pub async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
+pub(crate) async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
     if request.method() == Method::OPTIONS || is_open(request.uri().path(), access.public_pictures) {
         return next.run(request).await;
     }
@@ -127,17 +127,17 @@ pub async fn check(State(access): State<Arc<Access>>, mut request: Request, next
 }
 
 /// `[server] cors_origins` as a CORS layer; `None` when empty (no CORS headers at all).
-pub fn cors(server: &ServerConfig) -> Option<CorsLayer> {
+pub(crate) fn cors(server: &ServerConfig) -> Option<CorsLayer> {
     if server.cors_origins.is_empty() {
         return None;
     }
-    let origins = if server.cors_origins.iter().any(|o| o == "*") {
+    let origins = if server.cors_origins.contains(&CorsOrigin::Any) {
         AllowOrigin::from(Any)
     } else {
-        // config::validate has checked that every origin is a valid header value.
-        AllowOrigin::list(
-            server.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
-        )
+        AllowOrigin::list(server.cors_origins.iter().filter_map(|origin| match origin {
+            CorsOrigin::Exact(origin) => HeaderValue::from_str(origin).ok(),
+            CorsOrigin::Any => None,
+        }))
     };
     Some(
         CorsLayer::new()

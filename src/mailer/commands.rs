@@ -1,12 +1,14 @@
 //! `huiying mail ...`: what a user runs to check the mail setup and to deal with
 //! notifications that failed.
 
-use futures::StreamExt;
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
-use super::{Composer, Connected, DeliveryState, Mailer, Notice, Transport};
+use super::{Composer, DeliveryState, Mailer, Notice, SentLog, Transport};
+use crate::bus::Bus;
 use crate::config::{Config, TlsMode};
-use crate::jobs::JobBoard;
+use crate::parts::JsonBucket;
 
 /// Sends a test mail with the current configuration. `Ok` says where it went; `Err`
 /// says why it failed and what to do, never showing the password.
@@ -19,7 +21,7 @@ pub async fn test(config: &Config) -> anyhow::Result<String> {
     transport
         .send(message, smtp)
         .await
-        .map_err(|e| anyhow::anyhow!("the test mail was not sent: {}", e.explained()))?;
+        .map_err(|e| anyhow::anyhow!("the test mail was not sent: {e}"))?;
     Ok(match transport {
         Transport::Outbox(_) => format!(
             "SMTP is disabled ([smtp] enable = false): the test mail was written to {}. Set enable = true to send real mail.",
@@ -36,17 +38,21 @@ pub async fn test(config: &Config) -> anyhow::Result<String> {
     })
 }
 
-/// Lines describing every notification that was given up (and those still retrying).
+/// Lines describing every notification that was given up (and those still retrying, or
+/// whose log entry cannot be read).
 pub async fn failed(config: &Config) -> anyhow::Result<Vec<String>> {
-    let Connected { mailer, .. } = Mailer::connect(config, &CancellationToken::new()).await?;
+    let bus = Bus::connect(&config.nats, "huiying-mail", &CancellationToken::new()).await?;
+    let log = SentLog::new(JsonBucket::new(Arc::new(bus.mail.clone())));
     let mut lines = Vec::new();
-    let store = mailer.log().store();
-    let mut keys = store.keys().await?;
-    while let Some(key) = keys.next().await {
-        let Some(entry) = mailer.log().get_key(&key?).await? else { continue };
-        if entry.state == DeliveryState::Sent {
-            continue;
-        }
+    for (key, entry) in log.all().await? {
+        let entry = match entry {
+            Ok(entry) if entry.state == DeliveryState::Sent => continue,
+            Ok(entry) => entry,
+            Err(error) => {
+                lines.push(format!("{key}  unreadable: {error}"));
+                continue;
+            }
+        };
         lines.push(format!(
             "{}  {:<9}  {:<8}  attempts {}  to {}  {}",
             entry.job_id,
@@ -63,8 +69,9 @@ pub async fn failed(config: &Config) -> anyhow::Result<Vec<String>> {
 /// Sends the notifications of these jobs again (those not yet sent; all with `force`),
 /// recording the outcome. Returns one line per job.
 pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow::Result<Vec<String>> {
-    let Connected { mailer, bus, .. } = Mailer::connect(config, &CancellationToken::new()).await?;
-    let jobs = JobBoard::new(bus.jobs.clone());
+    let bus = Bus::connect(&config.nats, "huiying-mail", &CancellationToken::new()).await?;
+    let mailer = Mailer::new(config, Arc::new(bus.mail.clone()))?;
+    let jobs = bus.job_board();
     let mut lines = Vec::new();
     for id in job_ids {
         let Some(status) = jobs.get(id).await? else {
@@ -79,7 +86,8 @@ pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow:
                 continue;
             }
         };
-        let previous = mailer.log().get(id, notice.kind.name()).await?;
+        // An unreadable entry is treated as "not known to be sent": the user asked.
+        let previous = mailer.log.get(id, notice.kind.name()).await.ok().flatten();
         if previous.as_ref().is_some_and(|p| p.state == DeliveryState::Sent) && !force {
             lines.push(format!("{id}: already sent (use --force to send again)"));
             continue;

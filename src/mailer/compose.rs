@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use time::macros::format_description;
 
 use super::templates::{Kind, Templates};
-use crate::config::SmtpConfig;
-use crate::events::{ImageCompleted, ImageFailed};
+use crate::config::{Language, SmtpConfig};
+use crate::contract::events::{ImageCompleted, ImageFailed};
 
 /// Content-ID of the inline picture.
 const IMAGE_CID: &str = "image@huiying";
@@ -17,7 +17,7 @@ const IMAGE_CID: &str = "image@huiying";
 /// One notification, ready to be composed.
 #[derive(Debug, Clone)]
 pub struct Notice {
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     pub job_id: String,
     /// What the templates see.
     pub context: Value,
@@ -108,8 +108,8 @@ impl Composer {
     /// Checks addresses and templates, so that a mistake stops the mailer at start,
     /// not at the first mail.
     pub fn from_config(smtp: &SmtpConfig) -> anyhow::Result<Self> {
-        let templates = Templates::load(&smtp.templates_dir, &smtp.language)?;
-        let default_name = if smtp.language == "en" { "huiying" } else { "绘影" };
+        let templates = Templates::load(&smtp.templates_dir, smtp.language)?;
+        let default_name = if smtp.language == Language::En { "huiying" } else { "绘影" };
         let from = match smtp.from.trim() {
             "" => format!("{default_name} <huiying@localhost>"),
             from => from.to_string(),

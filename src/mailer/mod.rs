@@ -8,7 +8,9 @@
 pub mod commands;
 mod compose;
 mod sent;
-pub mod templates;
+mod templates;
+#[cfg(test)]
+mod tests;
 mod transport;
 
 use std::path::PathBuf;
@@ -20,18 +22,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::{Config, SmtpConfig};
-use crate::events::{self, ImageCompleted, ImageFailed};
+use crate::contract::events::{self, ImageCompleted, ImageFailed};
+use crate::contract::consumers;
+use crate::failure::{Failure, RetryPolicy};
 use crate::limit::RateLimit;
-use crate::worker::{self, Outcome, Received};
-pub use compose::{Composer, ImageRef, InlineImage, Notice};
-pub use sent::{DeliveryState, Notification, SentLog};
-pub use templates::{Kind, Templates};
-pub use transport::{SendError, Transport, classify};
+use crate::parts::{JsonBucket, KeyValue};
+use crate::worker::{self, Received, Stage};
+pub use compose::{Composer, Notice};
+use compose::{ImageRef, InlineImage};
+use sent::{DeliveryState, Notification, SentLog};
+pub use transport::Transport;
 
 /// Largest picture attached inline; a larger one is linked only.
 const MAX_ATTACHMENT_BYTES: usize = 15 * 1024 * 1024;
 
-/// Everything one mailer instance needs to turn events into mail.
+/// The mailer stage: one instance's parts and settings.
 #[derive(Clone)]
 pub struct Mailer {
     log: SentLog,
@@ -39,17 +44,18 @@ pub struct Mailer {
     transport: Transport,
     limit: Arc<RateLimit>,
     settings: Arc<SmtpConfig>,
+    policy: RetryPolicy,
     images_dir: PathBuf,
     http: reqwest::Client,
 }
 
-pub fn consumer_spec(ack_wait: Duration) -> ConsumerSpec {
+fn consumer_spec(config: &Config) -> ConsumerSpec {
     ConsumerSpec {
-        durable: "mailer",
+        durable: consumers::MAILER,
         description: "huiying mailer: emails completions and failures",
         subjects: &[events::IMAGE_COMPLETED, events::IMAGE_FAILED],
-        ack_wait,
-        // The handler decides when to give up (smtp.max_attempts).
+        ack_wait: config.nats.ack_wait,
+        // The stage decides when to give up (smtp.max_attempts).
         max_deliver: -1,
         max_ack_pending: 64,
     }
@@ -57,7 +63,13 @@ pub fn consumer_spec(ack_wait: Duration) -> ConsumerSpec {
 
 /// Runs the mailer until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Connected { mailer, consumer, bus } = Mailer::connect(&config, &shutdown).await?;
+    // Templates, addresses and TLS files first: a mistake stops the mailer at start, not
+    // after NATS answers.
+    Composer::from_config(&config.smtp)?;
+    Transport::from_config(&config.smtp)?;
+    let bus = Bus::connect(&config.nats, "huiying-mailer", &shutdown).await?;
+    let mailer = Mailer::new(&config, Arc::new(bus.mail.clone()))?;
+    let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     match &mailer.transport {
         Transport::Smtp(_) => tracing::info!(
             host = %config.smtp.host, port = config.smtp.port, tls = ?config.smtp.effective_tls(),
@@ -68,81 +80,55 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             "mailer ready: SMTP disabled, writing mails to the outbox"
         ),
     }
-    worker::run(bus, consumer, 4, worker::Patience::from_config(&config.nats), shutdown, move |received| {
-        let mailer = mailer.clone();
-        async move { mailer.handle(received).await }
-    })
-    .await
-}
-
-/// A connected mailer and, for the subscriber loop, its consumer.
-pub struct Connected {
-    pub mailer: Mailer,
-    pub bus: Bus,
-    pub consumer: async_nats::jetstream::consumer::PullConsumer,
+    let settings = worker::Settings::new(4, &config.nats, mailer.policy);
+    worker::run(consumer, bus.publisher(), settings, shutdown, mailer).await;
+    Ok(())
 }
 
 impl Mailer {
-    /// Checks templates, addresses and TLS files first (a mistake stops the mailer at
-    /// start), then connects to NATS.
-    pub async fn connect(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Connected> {
-        let composer = Composer::from_config(&config.smtp)?;
-        let transport = Transport::from_config(&config.smtp)?;
-        let bus = Bus::connect(&config.nats, "huiying-mailer", shutdown).await?;
-        let consumer = bus.durable_consumer(&consumer_spec(config.nats.ack_wait())).await?;
-        let mailer = Mailer {
-            log: SentLog::new(bus.mail.clone()),
-            composer: Arc::new(composer),
-            transport,
+    /// A mailer keeping its notification log in `log`.
+    pub fn new(config: &Config, log: Arc<dyn KeyValue>) -> anyhow::Result<Self> {
+        Ok(Mailer {
+            log: SentLog::new(JsonBucket::new(log)),
+            composer: Arc::new(Composer::from_config(&config.smtp)?),
+            transport: Transport::from_config(&config.smtp)?,
             limit: Arc::new(RateLimit::per_minute(config.smtp.max_per_minute)),
             settings: Arc::new(config.smtp.clone()),
+            policy: config.smtp.retry_policy(),
             images_dir: config.server.images_dir.clone(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
-        };
-        Ok(Connected { mailer, bus, consumer })
+        })
     }
+}
 
-    pub fn log(&self) -> &SentLog {
-        &self.log
-    }
-
+impl Stage for Mailer {
     /// Handles one delivery of `image.completed` or `image.failed`.
-    pub async fn handle(&self, received: Received) -> Outcome {
+    async fn handle(&self, received: Received) -> Result<(), Failure> {
         let notice = match received.subject.as_str() {
-            events::IMAGE_COMPLETED => {
-                serde_json::from_slice::<ImageCompleted>(&received.payload).map(|e| Notice::completed(&e))
-            }
-            events::IMAGE_FAILED => {
-                serde_json::from_slice::<ImageFailed>(&received.payload).map(|e| Notice::failed(&e))
-            }
-            other => return Outcome::Reject(format!("the mailer does not handle {other}")),
+            events::IMAGE_COMPLETED => Notice::completed(&received.decode::<ImageCompleted>()?),
+            events::IMAGE_FAILED => Notice::failed(&received.decode::<ImageFailed>()?),
+            other => return Err(Failure::permanent(format!("the mailer does not handle {other}"))),
         };
-        let notice = match notice {
-            Ok(notice) => notice,
-            Err(e) => return Outcome::Reject(format!("unreadable {} event: {e}", received.subject)),
-        };
-        match self.log.get(&notice.job_id, notice.kind.name()).await {
-            // Sent, or given up, before: a redelivery must not mail again.
-            Ok(Some(previous)) if previous.state != DeliveryState::Retrying => return Outcome::Done,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(job = %notice.job_id, error = %e, "notification log unreadable; will retry");
-                return Outcome::Retry(Duration::from_secs(2));
-            }
+        // Sent, or given up, before: a redelivery must not mail again. An unreadable entry
+        // is a permanent failure (a dead letter to look at), never a second mail.
+        if let Some(previous) = self.log.get(&notice.job_id, notice.kind.name()).await?
+            && previous.state != DeliveryState::Retrying
+        {
+            return Ok(());
         }
-        let may_retry = received.attempt < self.settings.max_attempts;
-        match self.notify(&notice, received.attempt, may_retry).await.state {
-            DeliveryState::Retrying => {
-                let base = Duration::from_secs(self.settings.retry_delay);
-                Outcome::Retry(worker::backoff(base, received.attempt, Duration::from_secs(3600)))
-            }
-            DeliveryState::Sent | DeliveryState::Failed => Outcome::Done,
+        let may_retry = !self.policy.is_last(received.attempt);
+        let outcome = self.notify(&notice, received.attempt, may_retry).await;
+        match outcome.state {
+            DeliveryState::Retrying => Err(Failure::transient(outcome.last_error.unwrap_or_default())),
+            DeliveryState::Sent | DeliveryState::Failed => Ok(()),
         }
     }
+}
 
+impl Mailer {
     /// Sends the notice once and records the outcome: sent, failed, or (when a retry is
     /// allowed and could help) retrying.
-    pub async fn notify(&self, notice: &Notice, attempt: u32, may_retry: bool) -> Notification {
+    async fn notify(&self, notice: &Notice, attempt: u32, may_retry: bool) -> Notification {
         let mut notification = Notification {
             job_id: notice.job_id.clone(),
             kind: notice.kind.name().into(),
@@ -158,15 +144,15 @@ impl Mailer {
                 notification.sent_at = Some(OffsetDateTime::now_utc());
                 tracing::info!(job = %notice.job_id, kind = notice.kind.name(), "mail sent");
             }
-            Err(error) if !error.permanent && may_retry => {
-                tracing::warn!(job = %notice.job_id, error = %error.explained(), attempt, "mail not sent; will retry");
+            Err(error) if error.is_transient() && may_retry => {
+                tracing::warn!(job = %notice.job_id, %error, attempt, "mail not sent; will retry");
                 notification.state = DeliveryState::Retrying;
-                notification.last_error = Some(error.explained());
+                notification.last_error = Some(error.reason);
             }
             Err(error) => {
-                tracing::error!(job = %notice.job_id, error = %error.explained(), attempt, "mail not sent; giving up");
+                tracing::error!(job = %notice.job_id, %error, attempt, "mail not sent; giving up");
                 notification.state = DeliveryState::Failed;
-                notification.last_error = Some(error.explained());
+                notification.last_error = Some(error.reason);
             }
         }
         // After a send, the log must say so even if NATS stumbles: retry the write here
@@ -183,16 +169,15 @@ impl Mailer {
         notification
     }
 
-    async fn send(&self, notice: &Notice) -> Result<(), SendError> {
+    async fn send(&self, notice: &Notice) -> Result<(), Failure> {
         let image = match (&notice.image, self.settings.attach_image) {
             (Some(image), true) => self.load_image(image).await,
             _ => None,
         };
-        let message = self.composer.compose(notice, image).map_err(|e| SendError {
-            message: format!("the mail could not be composed: {e:#}"),
-            permanent: true,
-            hint: None,
-        })?;
+        let message = self
+            .composer
+            .compose(notice, image)
+            .map_err(|e| Failure::permanent(format!("the mail could not be composed: {e:#}")))?;
         self.limit.acquire().await;
         self.transport.send(message, &self.settings).await
     }

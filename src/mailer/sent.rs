@@ -1,15 +1,15 @@
 //! The notification log: one entry per job and kind in the `huiying_mail` bucket.
 //! It is what keeps a redelivered event, or a second mailer, from mailing twice.
 
-use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::bus::{BusError, MAIL_BUCKET};
+use crate::bus::BusError;
+use crate::parts::JsonBucket;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DeliveryState {
+pub(super) enum DeliveryState {
     /// Accepted by the SMTP server (or written to the outbox).
     Sent,
     /// A transient failure; JetStream will deliver the event again.
@@ -19,7 +19,7 @@ pub enum DeliveryState {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Notification {
+pub(super) struct Notification {
     pub job_id: String,
     pub kind: String,
     pub state: DeliveryState,
@@ -32,41 +32,41 @@ pub struct Notification {
     pub updated_at: OffsetDateTime,
 }
 
+/// The log, keyed `<job id>.<kind>`.
 #[derive(Clone)]
-pub struct SentLog {
-    store: kv::Store,
-}
-
-fn kv_error(e: impl std::fmt::Display) -> BusError {
-    BusError::KeyValue { bucket: MAIL_BUCKET, message: e.to_string() }
+pub(super) struct SentLog {
+    entries: JsonBucket<Notification>,
 }
 
 impl SentLog {
-    pub fn new(store: kv::Store) -> Self {
-        Self { store }
+    pub(super) fn new(entries: JsonBucket<Notification>) -> Self {
+        Self { entries }
     }
 
-    pub fn key(job_id: &str, kind: &str) -> String {
+    fn key(job_id: &str, kind: &str) -> String {
         format!("{job_id}.{kind}")
     }
 
-    pub async fn get(&self, job_id: &str, kind: &str) -> Result<Option<Notification>, BusError> {
-        self.get_key(&Self::key(job_id, kind)).await
+    /// The entry of this job's notification; an unreadable entry is an error.
+    pub(super) async fn get(&self, job_id: &str, kind: &str) -> Result<Option<Notification>, BusError> {
+        self.entries.get(&Self::key(job_id, kind)).await
     }
 
-    /// The entry stored under a raw key (`<job id>.<kind>`).
-    pub async fn get_key(&self, key: &str) -> Result<Option<Notification>, BusError> {
-        let value = self.store.get(key).await.map_err(kv_error)?;
-        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+    pub(super) async fn put(&self, notification: &Notification) -> Result<(), BusError> {
+        self.entries.put(&Self::key(&notification.job_id, &notification.kind), notification).await
     }
 
-    pub fn store(&self) -> &kv::Store {
-        &self.store
-    }
-
-    pub async fn put(&self, notification: &Notification) -> Result<(), BusError> {
-        let value = serde_json::to_vec(notification).expect("notifications serialize");
-        self.store.put(Self::key(&notification.job_id, &notification.kind), value.into()).await.map_err(kv_error)?;
-        Ok(())
+    /// Every entry, each read on its own so that one unreadable entry is reported with its
+    /// key and the rest are still listed.
+    pub(super) async fn all(&self) -> Result<Vec<(String, Result<Notification, BusError>)>, BusError> {
+        let mut all = Vec::new();
+        for key in self.entries.keys().await? {
+            match self.entries.get(&key).await {
+                Ok(Some(entry)) => all.push((key, Ok(entry))),
+                Ok(None) => {}
+                Err(error) => all.push((key, Err(error))),
+            }
+        }
+        Ok(all)
     }
 }

@@ -1,40 +1,18 @@
 //! Where mail goes (an SMTP server or the outbox folder), and what a failure means:
 //! whether to retry, and what the user should do about it.
 
-use std::time::Duration;
 
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{SmtpConfig, TlsMode};
+use crate::failure::Failure;
 
 #[derive(Clone)]
 pub enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Outbox(AsyncFileTransport<Tokio1Executor>),
-}
-
-/// Why a mail was not accepted.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct SendError {
-    /// What happened, as the server or the network said it (never the password).
-    pub message: String,
-    /// Trying again cannot help (5xx replies, refused login, TLS set up wrong).
-    pub permanent: bool,
-    /// What to do about it, in words a user can act on.
-    pub hint: Option<String>,
-}
-
-impl SendError {
-    /// The message and, when there is one, the hint.
-    pub fn explained(&self) -> String {
-        match &self.hint {
-            Some(hint) => format!("{} — {hint}", self.message),
-            None => self.message.clone(),
-        }
-    }
 }
 
 impl Transport {
@@ -67,7 +45,7 @@ impl Transport {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
             .port(smtp.port)
             .tls(tls)
-            .timeout(Some(Duration::from_secs(smtp.timeout)));
+            .timeout(Some(smtp.timeout));
         if !smtp.username.is_empty() {
             builder = builder.credentials(Credentials::new(smtp.username.clone(), smtp.password.expose().to_string()));
         }
@@ -75,22 +53,22 @@ impl Transport {
         Ok(Transport::Smtp(builder.build()))
     }
 
-    pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<(), SendError> {
+    pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<(), Failure> {
         match self {
-            Transport::Outbox(outbox) => outbox.send(message).await.map(|_| ()).map_err(|e| SendError {
-                message: format!("writing to the outbox {} failed: {e}", smtp.outbox_dir.display()),
-                permanent: false,
-                hint: None,
+            Transport::Outbox(outbox) => outbox.send(message).await.map(|_| ()).map_err(|e| {
+                Failure::transient(format!("writing to the outbox {} failed: {e}", smtp.outbox_dir.display()))
+                    .caused_by(e)
             }),
-            Transport::Smtp(transport) => transport.send(message).await.map(|_| ()).map_err(|e| classify(&e, smtp)),
+            Transport::Smtp(transport) => transport.send(message).await.map(|_| ()).map_err(|e| classify(e, smtp)),
         }
     }
 }
 
-/// Sorts an SMTP failure into retry or give up, and finds advice for the user.
-pub fn classify(error: &lettre::transport::smtp::Error, smtp: &SmtpConfig) -> SendError {
+/// Sorts an SMTP failure into retry or give up, and adds advice for the user: the
+/// reason reads "what the server or network said — what to do about it".
+pub(super) fn classify(error: lettre::transport::smtp::Error, smtp: &SmtpConfig) -> Failure {
     let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         message = format!("{message}: {cause}");
         source = cause.source();
@@ -110,13 +88,17 @@ pub fn classify(error: &lettre::transport::smtp::Error, smtp: &SmtpConfig) -> Se
         (true, Some("the server refused the sender or a recipient: with QQ Mail, 163 and Gmail, [smtp] from must be the same address as [smtp] username; check the recipients' addresses".to_string()))
     } else if error.is_permanent() {
         (true, None)
-    } else if message.contains("STARTTLS is not supported") {
-        (
-            true,
-            Some(format!(
+    } else if error.is_client() {
+        // The client and server share no way to talk: with STARTTLS required, the usual
+        // cause is a server that offers no STARTTLS (lettre's other client errors are
+        // missing auth mechanisms and SMTPUTF8, also configuration).
+        let hint = match smtp.effective_tls() {
+            TlsMode::Starttls => format!(
                 "{address} does not offer STARTTLS: use port 465 with implicit TLS, or set [smtp] tls = \"none\" only for a trusted relay on your own network"
-            )),
-        )
+            ),
+            _ => format!("{address} and huiying share no way to send this mail: check [smtp] tls, port and username"),
+        };
+        (true, Some(hint))
     } else if error.is_tls() {
         let hint = port_hint.map(String::from).unwrap_or_else(|| {
             "the TLS connection failed: check [smtp] host, and [smtp] ca_file for a self-signed server".into()
@@ -125,7 +107,7 @@ pub fn classify(error: &lettre::transport::smtp::Error, smtp: &SmtpConfig) -> Se
     } else if error.is_timeout() {
         let hint = port_hint
             .map(String::from)
-            .unwrap_or_else(|| format!("{address} did not answer within [smtp] timeout ({} s)", smtp.timeout));
+            .unwrap_or_else(|| format!("{address} did not answer within [smtp] timeout ({} s)", smtp.timeout.as_secs()));
         (false, Some(hint))
     } else if error.is_transient() {
         (false, Some("the server asked to try again later; huiying will".to_string()))
@@ -137,5 +119,9 @@ pub fn classify(error: &lettre::transport::smtp::Error, smtp: &SmtpConfig) -> Se
             )),
         )
     };
-    SendError { message, permanent, hint }
+    let reason = match hint {
+        Some(hint) => format!("{message} — {hint}"),
+        None => message,
+    };
+    if permanent { Failure::permanent(reason) } else { Failure::transient(reason) }.caused_by(error)
 }

@@ -6,68 +6,27 @@ use std::path::PathBuf;
 
 use async_nats::service::ServiceExt;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
-use super::records::{Record, RecordPage, RecordQuery, Records};
-
-pub const RECORDS_LIST: &str = "huiying.records.list";
-pub const RECORDS_GET: &str = "huiying.records.get";
-pub const IMAGES_LIST: &str = "huiying.images.list";
-
-/// Every reply: `{"ok": ...}` or `{"error": {"status", "message"}}` (status as in HTTP).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Answer<T> {
-    Ok(T),
-    Error { status: u16, message: String },
-}
-
-/// A record as the API shows it: the stored fields plus an absolute link.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecordView {
-    #[serde(flatten)]
-    pub record: Record,
-    pub url: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RecordViewPage {
-    pub records: Vec<RecordView>,
-    pub total: u64,
-    pub page: u32,
-    pub limit: u32,
-    pub pages: u64,
-}
-
-/// A picture in `images_dir`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ImageFile {
-    pub filename: String,
-    pub url: String,
-    /// RFC 3339, UTC.
-    pub created_time: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ImageList {
-    pub images: Vec<ImageFile>,
-}
+use super::records::{RecordPage, Records};
+use crate::contract::records::{
+    Answer, IMAGES_LIST, ImageFile, ImageList, RECORDS_GET, RECORDS_LIST, Record, RecordQuery, RecordView, RecordViewPage,
+};
 
 /// What answering needs.
 #[derive(Clone)]
-pub struct StoreApi {
-    pub records: Records,
-    pub images_dir: PathBuf,
-    pub public_base_url: String,
+pub(super) struct StoreApi {
+    pub(super) records: Records,
+    pub(super) images_dir: PathBuf,
+    pub(super) public_base_url: String,
 }
 
 impl StoreApi {
     /// Answers requests until `shutdown` fires.
-    pub async fn serve(self, client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub(super) async fn serve(self, client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
         let service = client
             .service_builder()
             .description("huiying store: records and images")
@@ -124,7 +83,7 @@ impl StoreApi {
     }
 
     fn local_url(&self, filename: &str) -> String {
-        super::local_url(&self.public_base_url, filename)
+        crate::contract::local_url(&self.public_base_url, filename)
     }
 
     fn view(&self, record: Record) -> RecordView {

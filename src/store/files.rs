@@ -17,7 +17,7 @@ const MAX_KEYWORDS: usize = 5;
 /// `huiying_image_<YYYYMMDD_HHMMSS>_<short id>_<english keywords>.<ext>`.
 ///
 /// The time is the job's (not the write's), so a redelivery writes the same name.
-pub fn file_name(job_id: &str, at: OffsetDateTime, english_prompt: &str, extension: &str) -> String {
+pub(super) fn file_name(job_id: &str, at: OffsetDateTime, english_prompt: &str, extension: &str) -> String {
     let stamp = at
         .format(format_description!("[year][month][day]_[hour][minute][second]"))
         .expect("the format fits every date");
@@ -26,7 +26,7 @@ pub fn file_name(job_id: &str, at: OffsetDateTime, english_prompt: &str, extensi
 }
 
 /// Lower-case ASCII words of the prompt, stop words dropped, joined by `_`; `image` if none.
-pub fn keywords(prompt: &str) -> String {
+pub(super) fn keywords(prompt: &str) -> String {
     let words: Vec<String> = prompt
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| w.len() > 1)
@@ -44,7 +44,7 @@ const PARTIAL_PREFIX: &str = ".partial-";
 /// Writes `bytes` to `dir/name` so that readers never see a half-written file:
 /// a temporary file in the same folder, flushed to disk, then renamed (and the folder
 /// flushed, so that the new name survives a power loss).
-pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+pub(super) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let target = dir.join(name);
     let mut temp = tempfile::Builder::new().prefix(PARTIAL_PREFIX).tempfile_in(dir)?;
@@ -60,7 +60,7 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result
 /// Removes pictures left half-written by a store that crashed mid-write; returns how many.
 /// Run at start. Should another store instance be writing one right now, its rename fails
 /// and it writes the picture again (a retry), so nothing is lost.
-pub fn remove_partial_files(dir: &Path) -> usize {
+pub(super) fn remove_partial_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .filter_map(Result::ok)

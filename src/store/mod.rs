@@ -1,40 +1,43 @@
 //! The store: `image.generated` → processed file on disk + SQLite record →
 //! `image.completed` (or `image.failed` when the picture is unusable).
 
-pub mod api;
-pub mod files;
+mod api;
+mod files;
 pub mod processing;
 pub mod records;
-pub mod remote;
+mod remote;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::{Config, ImageProcessingConfig};
-use crate::events::{self, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, Stage};
-use crate::jobs::{JobBoard, JobState, JobStatus};
-use crate::worker::{self, Outcome, Received};
-use records::{Record, Records};
+use crate::contract::events::{self, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, Stage as JobStage};
+use crate::contract::jobs::{JobState, JobStatus};
+use crate::contract::records::Record;
+use crate::contract::{consumers, local_url};
+use crate::failure::{Failure, RetryPolicy};
+use crate::jobs::JobBoard;
+use crate::parts::{Objects, Publish};
+use crate::worker::{self, Received, Stage};
+use records::Records;
 
-/// Path under ingest's address where stored pictures are served.
-pub const STATIC_IMAGES_PATH: &str = "/static/images";
+/// NATS and disk hiccups pass: retry soon, then less often.
+const POLICY: RetryPolicy =
+    RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(300), jitter: 0.2, max_attempts: u32::MAX };
 
-/// The absolute link through ingest to a stored file.
-pub fn local_url(public_base_url: &str, filename: &str) -> String {
-    format!("{public_base_url}{STATIC_IMAGES_PATH}/{filename}")
-}
-
-/// Everything one store instance needs to handle a generated picture.
+/// The store stage: one instance's parts and settings.
 #[derive(Clone)]
 pub struct Store {
-    bus: Bus,
+    publisher: Arc<dyn Publish>,
     jobs: JobBoard,
+    objects: Arc<dyn Objects>,
     records: Records,
     images_dir: PathBuf,
     public_base_url: String,
@@ -42,13 +45,13 @@ pub struct Store {
     remote: Option<Arc<remote::RemoteStore>>,
 }
 
-pub fn consumer_spec(ack_wait: Duration) -> ConsumerSpec {
+fn consumer_spec(config: &Config) -> ConsumerSpec {
     ConsumerSpec {
-        durable: "store",
+        durable: consumers::STORE,
         description: "huiying store: processes, writes and records pictures",
         subjects: &[events::IMAGE_GENERATED],
-        ack_wait,
-        // The handler decides what is final; infrastructure hiccups retry until healthy.
+        ack_wait: config.nats.ack_wait,
+        // The stage decides what is final; infrastructure hiccups retry until healthy.
         max_deliver: -1,
         max_ack_pending: 64,
     }
@@ -58,89 +61,105 @@ pub fn consumer_spec(ack_wait: Duration) -> ConsumerSpec {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let records = Records::open(&config.database.path)
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.database.path.display()))?;
-    std::fs::create_dir_all(&config.server.images_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create images_dir {}: {e}", config.server.images_dir.display()))?;
     let partial = files::remove_partial_files(&config.server.images_dir);
     if partial > 0 {
         tracing::warn!(partial, "removed pictures left half-written by a crash; their jobs are stored again");
     }
-    let remote = remote::RemoteStore::from_config(&config.cloudflare_r2)?.map(Arc::new);
     let bus = Bus::connect(&config.nats, "huiying-store", &shutdown).await?;
-    let spec = consumer_spec(config.nats.ack_wait());
-    let consumer = bus.durable_consumer(&spec).await?;
+    let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
+    let store = Store::new(&config, records.clone(), bus.publisher(), bus.job_board(), Arc::new(bus.images.clone()))?;
     tracing::info!(images_dir = %config.server.images_dir.display(), database = %config.database.path.display(), "store ready");
     let api = api::StoreApi {
-        records: records.clone(),
+        records,
         images_dir: config.server.images_dir.clone(),
         public_base_url: config.server.public_base_url(),
     };
     let answering = tokio::spawn(api.serve(bus.client.clone(), shutdown.clone()));
-    let store = Store {
-        jobs: JobBoard::new(bus.jobs.clone()),
-        bus: bus.clone(),
-        records,
-        images_dir: config.server.images_dir.clone(),
-        public_base_url: config.server.public_base_url(),
-        processing: Arc::new(config.image_processing.clone()),
-        remote,
-    };
     // Processing is CPU-bound: no more at once than there are cores.
     let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
-    worker::run(bus, consumer, concurrency, worker::Patience::from_config(&config.nats), shutdown, move |received| {
-        let store = store.clone();
-        async move { store.handle(received).await }
-    })
-    .await?;
+    worker::run(consumer, bus.publisher(), worker::Settings::new(concurrency, &config.nats, POLICY), shutdown, store)
+        .await;
     answering.await?
 }
 
 impl Store {
+    /// A store on these parts, writing where `config` says.
+    pub fn new(
+        config: &Config,
+        records: Records,
+        publisher: Arc<dyn Publish>,
+        jobs: JobBoard,
+        objects: Arc<dyn Objects>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.server.images_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create images_dir {}: {e}", config.server.images_dir.display()))?;
+        Ok(Self {
+            publisher,
+            jobs,
+            objects,
+            records,
+            images_dir: config.server.images_dir.clone(),
+            public_base_url: config.server.public_base_url(),
+            processing: Arc::new(config.image_processing.clone()),
+            remote: remote::RemoteStore::from_config(&config.cloudflare_r2)?.map(Arc::new),
+        })
+    }
+}
+
+impl Stage for Store {
     /// Handles one delivery of `image.generated`.
-    pub async fn handle(&self, received: Received) -> Outcome {
-        let generated: ImageGenerated = match serde_json::from_slice(&received.payload) {
-            Ok(event) => event,
-            Err(e) => return Outcome::Reject(format!("not an image.generated event: {e}")),
-        };
-        if generated.version > EVENT_VERSION {
-            return Outcome::Reject(format!("event version {} is newer than this store", generated.version));
-        }
+    async fn handle(&self, received: Received) -> Result<(), Failure> {
+        let generated: ImageGenerated = received.decode()?;
         match self.store(&generated).await {
-            Ok(completed) => self.announce(&completed).await,
-            Err(StoreFailure::Unusable(reason)) => self.fail(&generated, reason, received.attempt).await,
-            Err(StoreFailure::Retry(problem)) => {
-                tracing::warn!(job = %generated.id, %problem, "storing failed; will retry");
-                Outcome::Retry(worker::backoff(Duration::from_secs(1), received.attempt, Duration::from_secs(300)))
+            Ok(completed) => {
+                self.jobs.finish(&*self.publisher, &completed).await?;
+                // The object store copy is left for the bucket's max age (24 h) to remove:
+                // deleting each picture (a purge per object) slowed nats-server's file
+                // store down to a few pictures a second after about a thousand jobs.
+                tracing::info!(job = %completed.id, url = %completed.url, "stored");
+                Ok(())
+            }
+            Err(failure) if failure.is_transient() => {
+                tracing::warn!(job = %generated.id, error = %failure, "storing failed; will retry");
+                Err(failure)
+            }
+            Err(unusable) => {
+                tracing::warn!(job = %generated.id, reason = %unusable, "picture unusable");
+                let failed = ImageFailed::new(generated.facts(), JobStage::Store, unusable.reason, false, received.attempt);
+                self.jobs.finish(&*self.publisher, &failed).await?;
+                Ok(())
             }
         }
     }
+}
 
+impl Store {
     /// Writes the file and the record (once per job) and returns the completion event.
-    async fn store(&self, generated: &ImageGenerated) -> Result<ImageCompleted, StoreFailure> {
+    /// A permanent failure means the picture itself is unusable.
+    async fn store(&self, generated: &ImageGenerated) -> Result<ImageCompleted, Failure> {
         let records = self.records.clone();
         let job_id = generated.id.clone();
-        let existing = blocking(move || records.by_job(&job_id)).await?;
-        if let Some(record) = existing {
+        if let Some(record) = blocking(move || records.by_job(&job_id)).await? {
             // A redelivery after the record was written: announce it again, write nothing.
             return Ok(self.completed_event(generated, &record));
         }
-        self.jobs
-            .set(&JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model)))
-            .await
-            .map_err(|e| StoreFailure::Retry(e.to_string()))?;
+        let storing = JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model));
+        self.jobs.set(&storing).await?;
 
-        let input = self.fetch_picture(generated).await?;
+        let Some(input) = self.objects.get(&generated.object).await? else {
+            return Err(Failure::permanent(format!(
+                "the generated picture is no longer in the object store ({})",
+                generated.object
+            )));
+        };
         let settings = self.processing.clone();
         let processed = tokio::task::spawn_blocking(move || processing::process(&input, &settings))
             .await
-            .map_err(|e| StoreFailure::Retry(format!("processing crashed: {e}")))?
-            .map_err(|e| StoreFailure::Unusable(e.to_string()))?;
+            .map_err(|e| Failure::transient(format!("processing crashed: {e}")))?
+            .map_err(|e| Failure::permanent(e.to_string()).caused_by(e))?;
 
-        let name = files::file_name(
-            &generated.id,
-            generated.generated_at,
-            &generated.english_prompt,
-            processed.format.extension(),
-        );
+        let name =
+            files::file_name(&generated.id, generated.generated_at, &generated.english_prompt, processed.format.extension());
         let dir = self.images_dir.clone();
         let bytes = Arc::new(processed.bytes);
         let file_size = bytes.len() as u64;
@@ -154,7 +173,7 @@ impl Store {
                 Ok(url) => (Some(url), None),
                 Err(error) => {
                     tracing::warn!(job = %generated.id, %error, "kept locally only");
-                    (None, Some(error))
+                    (None, Some(error.to_string()))
                 }
             },
         };
@@ -176,27 +195,10 @@ impl Store {
             created_at: now.clone(),
             updated_at: now,
         };
-        let records = self.records.clone();
-        let to_insert = record.clone();
+        let (records, to_insert) = (self.records.clone(), record.clone());
         blocking(move || records.insert(&to_insert)).await?;
         worker::crash_point("store.after_record");
         Ok(self.completed_event(generated, &record))
-    }
-
-    async fn fetch_picture(&self, generated: &ImageGenerated) -> Result<Vec<u8>, StoreFailure> {
-        let mut object = match self.bus.images.get(&generated.object).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => {
-                return Err(StoreFailure::Unusable(format!(
-                    "the generated picture is no longer in the object store ({})",
-                    generated.object
-                )));
-            }
-            Err(e) => return Err(StoreFailure::Retry(format!("reading the picture: {e}"))),
-        };
-        let mut bytes = Vec::with_capacity(generated.byte_size as usize);
-        object.read_to_end(&mut bytes).await.map_err(|e| StoreFailure::Retry(format!("reading the picture: {e}")))?;
-        Ok(bytes)
     }
 
     fn completed_event(&self, generated: &ImageGenerated, record: &Record) -> ImageCompleted {
@@ -223,59 +225,16 @@ impl Store {
             notify_email: generated.notify_email.clone(),
         }
     }
-
-    /// Publishes the completion and marks the job.
-    async fn announce(&self, completed: &ImageCompleted) -> Outcome {
-        if let Err(e) = self.bus.publish(completed).await {
-            tracing::warn!(job = %completed.id, error = %e, "will retry");
-            return Outcome::Retry(Duration::from_secs(1));
-        }
-        if let Err(e) = self.jobs.set(&JobStatus::completed(completed)).await {
-            tracing::warn!(job = %completed.id, error = %e, "will retry");
-            return Outcome::Retry(Duration::from_secs(1));
-        }
-        // The object store copy is left for the bucket's max age (24 h) to remove: deleting
-        // each picture (a purge per object) slowed nats-server's file store down to a few
-        // pictures a second after about a thousand jobs (see docs/operations.md).
-        tracing::info!(job = %completed.id, url = %completed.url, "stored");
-        Outcome::Done
-    }
-
-    async fn fail(&self, generated: &ImageGenerated, reason: String, attempts: u32) -> Outcome {
-        tracing::warn!(job = %generated.id, %reason, "picture unusable");
-        let failed = ImageFailed {
-            version: EVENT_VERSION,
-            id: generated.id.clone(),
-            prompt: generated.prompt.clone(),
-            model: generated.model.clone(),
-            stage: Stage::Store,
-            error: reason,
-            transient: false,
-            attempts,
-            failed_at: OffsetDateTime::now_utc(),
-            notify_email: generated.notify_email.clone(),
-        };
-        if self.bus.publish(&failed).await.is_err() || self.jobs.set(&JobStatus::failed(&failed)).await.is_err() {
-            return Outcome::Retry(Duration::from_secs(1));
-        }
-        Outcome::Done
-    }
 }
 
-/// Why a picture was not stored: worth another try, or never going to work.
-enum StoreFailure {
-    Retry(String),
-    Unusable(String),
-}
-
-/// Runs blocking work (SQLite, file writes) off the async threads.
-async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, StoreFailure>
+/// Runs blocking work (SQLite, file writes) off the async threads; its errors pass.
+async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, Failure>
 where
     T: Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
 {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| StoreFailure::Retry(format!("blocking task crashed: {e}")))?
-        .map_err(|e| StoreFailure::Retry(e.to_string()))
+        .map_err(|e| Failure::transient(format!("blocking task crashed: {e}")))?
+        .map_err(|e| Failure::transient(e.to_string()).caused_by(e))
 }

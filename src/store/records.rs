@@ -5,38 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
-use time::{Date, Duration as Days};
+use time::Duration as Days;
 
-/// One stored picture, with the original service's fields plus the job id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// Row number; 0 before insertion.
-    #[serde(default)]
-    pub id: i64,
-    pub job_id: String,
-    pub original_prompt: String,
-    pub english_prompt: String,
-    pub model: String,
-    pub local_path: String,
-    pub r2_url: Option<String>,
-    /// Why the R2 upload failed, when it did (the picture is then local only).
-    #[serde(default)]
-    pub r2_error: Option<String>,
-    pub file_size: u64,
-    pub width: u32,
-    pub height: u32,
-    pub format: String,
-    /// RFC 3339, UTC.
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl Record {
-    /// The stored file's name (the last part of `local_path`).
-    pub fn filename(&self) -> String {
-        std::path::Path::new(&self.local_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    }
-}
+use crate::contract::records::{Record, RecordQuery};
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -217,17 +188,6 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         updated_at: row.get(12)?,
         r2_error: row.get(13)?,
     })
-}
-
-/// What `GET /records` asks for; ingest checks it, the store runs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordQuery {
-    pub page: u32,
-    pub limit: u32,
-    pub keyword: Option<String>,
-    pub model: Option<String>,
-    pub date_from: Option<Date>,
-    pub date_to: Option<Date>,
 }
 
 /// One page of records, as `GET /records` answers it.

@@ -17,15 +17,16 @@ use object_store::{
 const UPLOAD_BUDGET: Duration = Duration::from_secs(30);
 
 use crate::config::CloudflareR2Config;
+use crate::failure::Failure;
 
-pub struct RemoteStore {
+pub(super) struct RemoteStore {
     store: Arc<AmazonS3>,
     public_url: String,
 }
 
 impl RemoteStore {
     /// `None` when no bucket is configured.
-    pub fn from_config(r2: &CloudflareR2Config) -> anyhow::Result<Option<Self>> {
+    pub(super) fn from_config(r2: &CloudflareR2Config) -> anyhow::Result<Option<Self>> {
         if r2.bucket.is_empty() {
             return Ok(None);
         }
@@ -63,7 +64,7 @@ impl RemoteStore {
     }
 
     /// Uploads the picture and returns its public link, or why it failed.
-    pub async fn upload(&self, filename: &str, bytes: Vec<u8>, content_type: &str) -> Result<String, String> {
+    pub(crate) async fn upload(&self, filename: &str, bytes: Vec<u8>, content_type: &str) -> Result<String, Failure> {
         let key = format!("images/{filename}");
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, content_type.to_string().into());
@@ -72,8 +73,8 @@ impl RemoteStore {
         let put = self.store.put_opts(&path, PutPayload::from(bytes), options);
         match tokio::time::timeout(UPLOAD_BUDGET + Duration::from_secs(5), put).await {
             Ok(Ok(_)) => Ok(format!("{}/{key}", self.public_url)),
-            Ok(Err(e)) => Err(format!("uploading {key} to R2 failed: {e}")),
-            Err(_) => Err(format!("uploading {key} to R2 timed out")),
+            Ok(Err(e)) => Err(Failure::transient(format!("uploading {key} to R2 failed: {e}")).caused_by(e)),
+            Err(_) => Err(Failure::transient(format!("uploading {key} to R2 timed out"))),
         }
     }
 }

@@ -4,20 +4,20 @@
 //! Keys live for 24 hours in the key-value bucket `huiying_idempotency`. Claiming one is a
 //! single atomic create, so concurrent requests with the same key also get one job.
 
-use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 
-use crate::bus::{BusError, IDEMPOTENCY_BUCKET};
+use crate::bus::BusError;
+use crate::parts::JsonBucket;
 
 /// What a key already stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claimed {
-    pub job_id: String,
+pub(crate) struct Claimed {
+    pub(crate) job_id: String,
     /// Identifies the request body, so a key reused for another request is caught.
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
 }
 
-pub enum Claim {
+pub(crate) enum Claim {
     /// The key is new and now names this job.
     New,
     /// The key was used before, for this job.
@@ -25,39 +25,34 @@ pub enum Claim {
 }
 
 #[derive(Clone)]
-pub struct IdempotencyKeys {
-    store: kv::Store,
-}
-
-fn kv_error(e: impl std::fmt::Display) -> BusError {
-    BusError::KeyValue { bucket: IDEMPOTENCY_BUCKET, message: e.to_string() }
+pub(crate) struct IdempotencyKeys {
+    claims: JsonBucket<Claimed>,
 }
 
 impl IdempotencyKeys {
-    pub fn new(store: kv::Store) -> Self {
-        Self { store }
+    pub(crate) fn new(claims: JsonBucket<Claimed>) -> Self {
+        Self { claims }
     }
 
-    /// Claims `key` for `job_id`, or returns what it was claimed for.
-    pub async fn claim(&self, key: &str, claimed: &Claimed) -> Result<Claim, BusError> {
+    /// Claims `key` for `claimed.job_id`, or returns what it was claimed for.
+    pub(crate) async fn claim(&self, key: &str, claimed: &Claimed) -> Result<Claim, BusError> {
         let storage_key = storage_key(key);
-        let value = serde_json::to_vec(claimed).expect("claims serialize");
-        match self.store.create(&storage_key, value.into()).await {
-            Ok(_) => Ok(Claim::New),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                let value = self.store.get(&storage_key).await.map_err(kv_error)?;
-                let existing = value
-                    .and_then(|v| serde_json::from_slice(&v).ok())
-                    .ok_or_else(|| kv_error("the key vanished while being read"))?;
-                Ok(Claim::Existing(existing))
-            }
-            Err(e) => Err(kv_error(e)),
+        if self.claims.create(&storage_key, claimed).await? {
+            return Ok(Claim::New);
+        }
+        match self.claims.get(&storage_key).await? {
+            Some(existing) => Ok(Claim::Existing(existing)),
+            // Released between our create and our read: a retry will claim it.
+            None => Err(BusError::KeyValue {
+                bucket: crate::contract::IDEMPOTENCY_BUCKET.into(),
+                source: "the key vanished while being read".into(),
+            }),
         }
     }
 
     /// Frees a key whose job could not be queued, so that a retry can queue it.
-    pub async fn release(&self, key: &str) {
-        if let Err(error) = self.store.delete(storage_key(key)).await {
+    pub(crate) async fn release(&self, key: &str) {
+        if let Err(error) = self.claims.delete(&storage_key(key)).await {
             tracing::warn!(%error, "idempotency key not released");
         }
     }
@@ -70,7 +65,7 @@ fn storage_key(key: &str) -> String {
 }
 
 /// A stable fingerprint of a request's meaning.
-pub fn fingerprint(request: &impl Serialize) -> String {
+pub(crate) fn fingerprint(request: &impl Serialize) -> String {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6875_6979_696e_6700_0000_0000_0000_0003);
     let canonical = serde_json::to_vec(request).expect("requests serialize");
     uuid::Uuid::new_v5(&NAMESPACE, &canonical).to_string()

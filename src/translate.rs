@@ -1,14 +1,15 @@
-//! Translating Chinese prompts to English before generation (the original service's
+//! Translating Chinese prompts (the generator before drawing, ingest for `POST /translate`) to English before generation (the original service's
 //! `english_prompt`): most image models understand English best, and file names are made
 //! of English keywords.
 
 use serde_json::json;
 
-use super::http;
+use crate::model_api as http;
+use crate::failure::Failure;
 use crate::config::Config;
 
 /// Whether `text` holds CJK ideographs (any block, not only the basic one).
-pub fn has_cjk(text: &str) -> bool {
+pub(crate) fn has_cjk(text: &str) -> bool {
     text.chars().any(|c| {
         matches!(c as u32,
             0x3400..=0x4DBF     // Extension A
@@ -24,7 +25,7 @@ pub fn has_cjk(text: &str) -> bool {
 
 /// An OpenAI-compatible chat endpoint that translates (ModelScope by default).
 #[derive(Clone)]
-pub struct Translator {
+pub(crate) struct Translator {
     http: reqwest::Client,
     url: String,
     model: String,
@@ -33,13 +34,13 @@ pub struct Translator {
 
 impl Translator {
     /// `None` when translation is switched off or has no token.
-    pub fn from_config(config: &Config) -> reqwest::Result<Option<Self>> {
+    pub(crate) fn from_config(config: &Config) -> reqwest::Result<Option<Self>> {
         let token = &config.api_keys.model_scope_token;
         if !config.translation.enable || !token.is_set() {
             return Ok(None);
         }
         Ok(Some(Self {
-            http: http::client(10, config.translation.timeout)?,
+            http: http::client(std::time::Duration::from_secs(10), config.translation.timeout)?,
             url: format!("{}/chat/completions", config.translation.base_url.trim_end_matches('/')),
             model: config.models.model_scope_model.clone(),
             token: token.clone(),
@@ -47,7 +48,7 @@ impl Translator {
     }
 
     /// The English version of `text`.
-    pub async fn translate(&self, text: &str) -> Result<String, String> {
+    pub(crate) async fn translate(&self, text: &str) -> Result<String, Failure> {
         let body = json!({
             "model": self.model,
             "temperature": 0,
@@ -57,14 +58,13 @@ impl Translator {
             ],
         });
         let answer = http::post_json(&self.http, "the translation service", &self.url, &self.token, &[], &body)
-            .await
-            .map_err(|e| e.message)?;
+            .await?;
         let translated = answer
             .pointer("/choices/0/message/content")
             .and_then(|c| c.as_str())
             .map(|c| c.trim().trim_matches('"').trim().to_string())
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| "the translation service answered without text".to_string())?;
+            .ok_or_else(|| Failure::permanent("the translation service answered without text"))?;
         Ok(translated)
     }
 }

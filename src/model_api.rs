@@ -1,4 +1,4 @@
-//! What every provider client shares: one JSON POST with timeouts, and the sorting of
+//! Calling model APIs over HTTP (image models and the translator): one JSON POST with timeouts, and the sorting of
 //! its failures into retry-later (with the server's `Retry-After`) or give-up.
 
 use std::time::{Duration, SystemTime};
@@ -7,26 +7,23 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::GenerateError;
 use crate::config::Secret;
+use crate::failure::Failure;
 
-pub fn client(connect_timeout: u64, timeout: u64) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(connect_timeout))
-        .timeout(Duration::from_secs(timeout))
-        .build()
+pub(crate) fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder().connect_timeout(connect_timeout).timeout(timeout).build()
 }
 
 /// POSTs `body` as JSON and returns the JSON answer, or a classified failure that
 /// names `provider` and quotes its message (shortened, never a key or base64).
-pub async fn post_json(
+pub(crate) async fn post_json(
     http: &reqwest::Client,
     provider: &str,
     url: &str,
     key: &Secret,
     extra_headers: &[(&str, &str)],
     body: &impl Serialize,
-) -> Result<Value, GenerateError> {
+) -> Result<Value, Failure> {
     let mut request = http.post(url).bearer_auth(key.expose()).json(body);
     for (name, value) in extra_headers {
         if !value.is_empty() {
@@ -35,12 +32,12 @@ pub async fn post_json(
     }
     let response = request.send().await.map_err(|e| {
         let what = if e.is_timeout() { "timed out" } else { "could not be reached" };
-        GenerateError::transient(format!("{provider} at {url} {what}: {}", error_chain(&e)))
+        Failure::transient(format!("{provider} at {url} {what}: {}", error_chain(&e)))
     })?;
     let status = response.status();
     let retry_after = retry_after(response.headers());
     let text =
-        response.text().await.map_err(|e| GenerateError::transient(format!("{provider}'s answer was cut off: {e}")))?;
+        response.text().await.map_err(|e| Failure::transient(format!("{provider}'s answer was cut off: {e}")))?;
     // A provider may echo the key in its answer ("Incorrect API key provided: sk-..."):
     // it must not travel on into events, records and mails.
     let text = redact(&text, key);
@@ -48,18 +45,18 @@ pub async fn post_json(
         let error = format!("{provider} answered {status}: {}", provider_message(&text));
         let transient = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
         return Err(if transient {
-            GenerateError { retry_after, ..GenerateError::transient(error) }
+            Failure::transient(error).after(retry_after)
         } else {
-            GenerateError::permanent(error)
+            Failure::permanent(error)
         });
     }
     serde_json::from_str(&text).map_err(|e| {
-        GenerateError::permanent(format!("{provider}'s answer is not JSON ({e}): {}", shorten(&scrub(&text), 200)))
+        Failure::permanent(format!("{provider}'s answer is not JSON ({e}): {}", shorten(&scrub(&text), 200)))
     })
 }
 
 /// `text` with every occurrence of the secret replaced by `***`.
-pub fn redact(text: &str, secret: &Secret) -> String {
+pub(crate) fn redact(text: &str, secret: &Secret) -> String {
     match secret.expose() {
         "" => text.to_string(),
         value => text.replace(value, "***"),
@@ -67,7 +64,7 @@ pub fn redact(text: &str, secret: &Secret) -> String {
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -77,7 +74,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The provider's own error message when it sent one, else the start of the body.
-pub fn provider_message(body: &str) -> String {
+pub(crate) fn provider_message(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let message = parsed
         .as_ref()
@@ -89,7 +86,7 @@ pub fn provider_message(body: &str) -> String {
 }
 
 /// Replaces long base64 runs (pictures inside messages) with a marker.
-pub fn scrub(text: &str) -> String {
+pub(crate) fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(1024));
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
@@ -112,7 +109,7 @@ pub fn scrub(text: &str) -> String {
     out
 }
 
-pub fn shorten(text: &str, max_chars: usize) -> String {
+pub(crate) fn shorten(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
@@ -120,7 +117,7 @@ pub fn shorten(text: &str, max_chars: usize) -> String {
 }
 
 /// reqwest hides the useful part ("Connection refused") in the error's sources.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,10 +1,9 @@
-//! The event contract: one subject per event type, JSON bodies, version 1.
-//!
-//! `docs/events.md` documents the same thing for people and other languages;
-//! a change here is a change there.
+//! The events: one subject per event type, JSON bodies, version 1.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+use super::values::{InvalidValue, MAX_PROMPT_CHARS};
 
 /// ingest (or anyone) → generator: please draw this.
 pub const IMAGE_REQUESTED: &str = "image.requested";
@@ -69,19 +68,23 @@ pub struct GenerationOptions {
 
 impl GenerationOptions {
     /// Checks the values themselves (whether a provider supports them is its business).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidValue> {
         if let Some(n) = self.n
             && n != 1
         {
-            return Err(format!("n is {n}; each job makes one picture, so n must be 1 (send several requests)"));
+            return Err(InvalidValue::new(
+                "n",
+                format!("n is {n}; each job makes one picture, so n must be 1 (send several requests)"),
+            ));
         }
         if let Some(size) = &self.size {
             let parsed = size.split_once('x').and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
             match parsed {
                 Some((w, h)) if (64..=4096).contains(&w) && (64..=4096).contains(&h) => {}
                 _ => {
-                    return Err(format!(
-                        "size {size:?} must be WIDTHxHEIGHT with each side from 64 to 4096, e.g. 1024x1024"
+                    return Err(InvalidValue::new(
+                        "size",
+                        format!("size {size:?} must be WIDTHxHEIGHT with each side from 64 to 4096, e.g. 1024x1024"),
                     ));
                 }
             }
@@ -89,7 +92,10 @@ impl GenerationOptions {
         if let Some(negative) = &self.negative_prompt
             && negative.chars().count() > MAX_PROMPT_CHARS
         {
-            return Err(format!("negative_prompt is longer than {MAX_PROMPT_CHARS} characters"));
+            return Err(InvalidValue::new(
+                "negative_prompt",
+                format!("negative_prompt is longer than {MAX_PROMPT_CHARS} characters"),
+            ));
         }
         Ok(())
     }
@@ -110,17 +116,6 @@ impl GenerationOptions {
             names.push("seed");
         }
         names
-    }
-}
-
-/// Checks a model name's form: it can be known to be wrong before any call.
-pub fn check_model(model: &str) -> Result<(), String> {
-    let valid =
-        !model.is_empty() && model.len() <= 200 && model.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("model {model:?} is not a model name (letters, digits and -_./:@ only, no spaces)"))
     }
 }
 
@@ -194,6 +189,15 @@ pub enum Stage {
     Store,
 }
 
+/// The facts about a job that every failure event repeats.
+#[derive(Debug, Clone, Copy)]
+pub struct JobFacts<'a> {
+    pub id: &'a str,
+    pub prompt: &'a str,
+    pub model: &'a str,
+    pub notify_email: Option<&'a str>,
+}
+
 /// A job that ended without a picture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageFailed {
@@ -213,6 +217,30 @@ pub struct ImageFailed {
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
+}
+
+impl ImageFailed {
+    /// The one way a stage ends a job without a picture.
+    pub fn new(job: JobFacts<'_>, stage: Stage, error: String, transient: bool, attempts: u32) -> Self {
+        Self {
+            version: EVENT_VERSION,
+            id: job.id.into(),
+            prompt: job.prompt.into(),
+            model: job.model.into(),
+            stage,
+            error,
+            transient,
+            attempts,
+            failed_at: OffsetDateTime::now_utc(),
+            notify_email: job.notify_email.map(String::from),
+        }
+    }
+}
+
+impl ImageGenerated {
+    pub fn facts(&self) -> JobFacts<'_> {
+        JobFacts { id: &self.id, prompt: &self.prompt, model: &self.model, notify_email: self.notify_email.as_deref() }
+    }
 }
 
 fn version_one() -> u32 {
@@ -248,25 +276,4 @@ pub fn derived_job_id(stream: &str, stream_sequence: u64, published: OffsetDateT
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6875_6979_696e_6700_0000_0000_0000_0001);
     let name = format!("{stream}/{stream_sequence}/{}", published.unix_timestamp_nanos());
     uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
-}
-
-/// Longest prompt accepted, in characters.
-pub const MAX_PROMPT_CHARS: usize = 4000;
-
-/// Checks a prompt the same way wherever it enters (HTTP or NATS).
-pub fn check_prompt(prompt: &str) -> Result<(), String> {
-    if prompt.trim().is_empty() {
-        return Err("prompt must not be empty".into());
-    }
-    if let Some(c) = prompt.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        return Err(format!(
-            "prompt holds the control character U+{:04X}; only line breaks and tabs are allowed",
-            c as u32
-        ));
-    }
-    let chars = prompt.chars().count();
-    if chars > MAX_PROMPT_CHARS {
-        return Err(format!("prompt is {chars} characters long; at most {MAX_PROMPT_CHARS} are allowed"));
-    }
-    Ok(())
 }

@@ -1,0 +1,207 @@
+//! Loading: defaults, then the file, then the environment; and the checks that types
+//! cannot express.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use super::Config;
+
+/// The original service's environment names, kept working as aliases.
+/// When both an alias and the `SECTION_KEY` name are set, the `SECTION_KEY` name wins.
+pub const ALIASES: &[(&str, &str, &str)] = &[
+    ("PORT", "server", "port"),
+    ("IMAGES_DIR", "server", "images_dir"),
+    ("TIMEOUT", "server", "timeout"),
+    ("OPENROUTER_API_KEY", "api_keys", "openrouter_api_key"),
+    ("MODEL_SCOPE_TOKEN", "api_keys", "model_scope_token"),
+    ("OPENAI_API_KEY", "api_keys", "openai_api_key"),
+];
+
+/// Why a configuration could not be loaded. `Display` is the one line a user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("bad configuration: {key} (from {origin}): {problem}")]
+    Invalid { key: String, origin: String, problem: String },
+}
+
+/// A loaded configuration and the file it came from, if any.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: Option<PathBuf>,
+}
+
+/// Loads the configuration from the process environment and the file it names.
+pub fn load(explicit_file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    load_from(explicit_file, std::env::vars())
+}
+
+/// Loads the configuration with the given environment (tests pass their own).
+pub fn load_from(
+    explicit_file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
+    let env: HashMap<String, String> = env.into_iter().collect();
+    let file = explicit_file
+        .map(Path::to_path_buf)
+        .or_else(|| env.get("HUIYING_CONFIG").filter(|p| !p.is_empty()).map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from("config.toml")).filter(|p| p.is_file()));
+
+    let mut merged = defaults_table();
+    let mut origins: HashMap<String, String> = HashMap::new();
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.clone(),
+            message: e.message().to_string(),
+        })?;
+        for (section, values) in table {
+            let Some(values) = values.as_table() else {
+                return Err(ConfigError::Invalid {
+                    key: section,
+                    origin: path.display().to_string(),
+                    problem: "expected a [section] table".into(),
+                });
+            };
+            for (key, value) in values {
+                origins.insert(format!("{section}.{key}"), path.display().to_string());
+                section_mut(&mut merged, &section).insert(key.clone(), value.clone());
+            }
+        }
+    }
+    apply_env(&mut merged, &mut origins, &env)?;
+
+    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+        let key = e.path().to_string();
+        let origin = origins.get(&key).cloned().unwrap_or_else(|| "defaults".into());
+        ConfigError::Invalid { key, origin, problem: e.into_inner().to_string() }
+    })?;
+    validate(&config, &origins)?;
+    Ok(Loaded { config, file })
+}
+
+fn defaults_table() -> toml::Table {
+    toml::Table::try_from(Config::default()).expect("the default configuration serializes")
+}
+
+fn section_mut<'a>(table: &'a mut toml::Table, section: &str) -> &'a mut toml::Table {
+    table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("sections are tables")
+}
+
+/// Overlays environment variables onto `merged`, each read as its key's default type.
+fn apply_env(
+    merged: &mut toml::Table,
+    origins: &mut HashMap<String, String>,
+    env: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    let defaults = defaults_table();
+    // Aliases first, so that the SECTION_KEY names written after them win.
+    let mut overrides: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    for (alias, section, key) in ALIASES {
+        if let Some(value) = env.get(*alias) {
+            overrides.insert((section.to_string(), key.to_string()), (alias.to_string(), value.clone()));
+        }
+    }
+    for (section, keys) in &defaults {
+        let prefix = format!("{}_", section.to_uppercase());
+        let vars: HashMap<String, String> = envy::prefixed(prefix.as_str())
+            .from_iter(env.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .expect("a map of strings always deserializes");
+        let keys = keys.as_table().expect("sections are tables");
+        for (key, value) in vars {
+            if keys.contains_key(&key) {
+                let name = format!("{prefix}{}", key.to_uppercase());
+                overrides.insert((section.clone(), key), (name, value));
+            }
+        }
+    }
+    for ((section, key), (var, raw)) in overrides {
+        let template = &defaults[&section][&key];
+        let value = parse_env_value(template, &raw).map_err(|problem| ConfigError::Invalid {
+            key: format!("{section}.{key}"),
+            origin: format!("environment variable {var}"),
+            problem,
+        })?;
+        origins.insert(format!("{section}.{key}"), format!("environment variable {var}"));
+        section_mut(merged, &section).insert(key, value);
+    }
+    Ok(())
+}
+
+/// Reads an environment string as the TOML type of the key's default value.
+fn parse_env_value(template: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    let text = raw.trim();
+    match template {
+        toml::Value::Integer(_) => {
+            text.parse::<i64>().map(toml::Value::Integer).map_err(|_| format!("expected a whole number, got {raw:?}"))
+        }
+        toml::Value::Boolean(_) => match text.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
+            _ => Err(format!("expected true or false, got {raw:?}")),
+        },
+        toml::Value::Array(_) => Ok(toml::Value::Array(
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+        )),
+        _ => Ok(toml::Value::String(raw.to_string())),
+    }
+}
+
+/// Checks that cannot be expressed as types.
+fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let invalid = |key: &str, problem: String| ConfigError::Invalid {
+        key: key.to_string(),
+        origin: origins.get(key).cloned().unwrap_or_else(|| "defaults".into()),
+        problem,
+    };
+    let smtp = &config.smtp;
+    if smtp.enable {
+        for (key, value) in [("smtp.host", &smtp.host), ("smtp.from", &smtp.from)] {
+            if value.trim().is_empty() {
+                return Err(invalid(key, "must be set when smtp.enable is true".into()));
+            }
+        }
+        if smtp.to.is_empty() {
+            return Err(invalid("smtp.to", "must name at least one recipient when smtp.enable is true".into()));
+        }
+        if smtp.port == 0 {
+            return Err(invalid("smtp.port", "must be a port number from 1 to 65535".into()));
+        }
+    }
+    let quality = config.image_processing.quality;
+    if !(1..=100).contains(&quality) {
+        return Err(invalid("image_processing.quality", format!("expected 1 to 100, got {quality}")));
+    }
+    let r2 = &config.cloudflare_r2;
+    if !r2.bucket.is_empty() && r2.public_url.is_empty() {
+        return Err(invalid(
+            "cloudflare_r2.public_url",
+            "must be set with a bucket: it is the bucket's public domain, so that links open".into(),
+        ));
+    }
+    if config.nats.ack_wait.is_zero() {
+        return Err(invalid("nats.ack_wait", "must be at least 1 second".into()));
+    }
+    if config.nats.user.is_empty() == config.nats.password.is_set() {
+        return Err(invalid("nats.user", "set nats.user and nats.password together (or neither)".into()));
+    }
+    if config.generator.max_attempts == 0 {
+        return Err(invalid("generator.max_attempts", "must be at least 1".into()));
+    }
+    if smtp.max_attempts == 0 {
+        return Err(invalid("smtp.max_attempts", "must be at least 1".into()));
+    }
+    let public_url = &config.server.public_url;
+    if !(public_url.is_empty() || public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        return Err(invalid("server.public_url", "must start with http:// or https://".into()));
+    }
+    Ok(())
+}

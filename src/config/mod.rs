@@ -1,0 +1,42 @@
+//! One configuration loader for every binary.
+//!
+//! Layers, later wins: built-in defaults, then a TOML file (`--config PATH`, else
+//! `HUIYING_CONFIG`, else `./config.toml` when present), then environment variables.
+//!
+//! One rule names every environment variable: `[section] key` is read from
+//! `SECTION_KEY` in upper case (`[smtp] host` → `SMTP_HOST`). The original service's
+//! short names (`PORT`, `OPENROUTER_API_KEY`, ...) are accepted too; see [`ALIASES`].
+//! An environment value is read as the type its key has (number, true/false, text,
+//! comma-separated list), so a bad value is reported with the variable's name.
+
+mod load;
+mod sections;
+mod smtp;
+mod values;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
+pub use sections::*;
+pub use smtp::{SmtpConfig, TlsMode};
+pub use values::{CorsOrigin, Language, Provider, ResponseFormat, Route, Secret};
+
+/// The whole configuration. Every section has defaults, so an empty file is valid.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub api_keys: ApiKeysConfig,
+    pub models: ModelsConfig,
+    pub openrouter: OpenRouterConfig,
+    pub openai: OpenAiConfig,
+    pub translation: TranslationConfig,
+    pub generator: GeneratorConfig,
+    pub cloudflare_r2: CloudflareR2Config,
+    pub image_processing: ImageProcessingConfig,
+    pub logging: LoggingConfig,
+    pub smtp: SmtpConfig,
+    pub nats: NatsConfig,
+    pub database: DatabaseConfig,
+}
+

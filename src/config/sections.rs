@@ -1,0 +1,336 @@
+//! The sections of the configuration file and their defaults (all but `[smtp]`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{CorsOrigin, ResponseFormat, Route, Secret, one_or_many_parsed, seconds, secrets_one_or_many};
+use crate::failure::RetryPolicy;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address ingest listens on. Loopback by default; set `api_keys` before opening it up.
+    pub host: String,
+    pub port: u16,
+    /// Where the store writes images and ingest serves them from.
+    pub images_dir: PathBuf,
+    /// Seconds `POST /generate-image` waits for the result before answering 202.
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Absolute base URL that links in events and emails start with.
+    /// Empty means `http://localhost:<port>`.
+    pub public_url: String,
+    /// Keys a client must send as `Authorization: Bearer <key>`; every endpoint but
+    /// `/health` then needs one. Empty: no auth (keep `host` on loopback then).
+    #[serde(deserialize_with = "secrets_one_or_many")]
+    pub api_keys: Vec<Secret>,
+    /// Whether picture links (`/static/images/...`) open without an API key, so that the
+    /// links in mails work for their readers. `false`: they need a key like the rest.
+    pub public_pictures: bool,
+    /// Origins (`https://app.example.com`) whose web pages may call the API from a
+    /// browser. Empty: no CORS headers (same origin only); `*`: any origin.
+    #[serde(deserialize_with = "one_or_many_parsed")]
+    pub cors_origins: Vec<CorsOrigin>,
+    /// Requests per minute one API key (or, without keys, one client address) may make;
+    /// more get 429. 0: no limit.
+    pub rate_limit_per_minute: u32,
+    /// Jobs that may wait for or be in generation at once; `POST /generate-image` answers
+    /// 503 with Retry-After beyond that. 0: no bound.
+    pub max_queued_jobs: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    pub openrouter_api_key: Secret,
+    pub model_scope_token: Secret,
+    /// Key for the OpenAI-compatible images API (`[openai] base_url`).
+    pub openai_api_key: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Model used when a request names none and an OpenRouter key is set.
+    pub default_openrouter_model: String,
+    /// Chat model that translates Chinese prompts (used by the translation step).
+    pub model_scope_model: String,
+    /// Which provider serves which models: `prefix=provider` items, the longest matching
+    /// prefix wins; providers are `openrouter`, `openai` and `placeholder`. A model that
+    /// matches none goes to OpenRouter when its key is set, else to the OpenAI-compatible API.
+    #[serde(deserialize_with = "one_or_many_parsed")]
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenRouterConfig {
+    pub base_url: String,
+    /// Seconds one call may take in all (image models can take a minute).
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Seconds to wait for the connection.
+    #[serde(with = "seconds")]
+    pub connect_timeout: Duration,
+    /// Sent as `HTTP-Referer` (OpenRouter's app attribution).
+    pub http_referer: String,
+    /// Sent as `X-Title`.
+    pub x_title: String,
+    /// Calls in flight at once from one generator.
+    pub max_concurrency: usize,
+    /// Calls started per minute (free tiers allow about 20); 0: no limit.
+    pub requests_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// Base of an OpenAI-compatible images API (OpenAI, LocalAI, ...).
+    pub base_url: String,
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    #[serde(with = "seconds")]
+    pub connect_timeout: Duration,
+    /// `b64_json` (the picture in the answer) or `url` (a link the generator downloads).
+    pub response_format: ResponseFormat,
+    /// Model used when a request names none and only this API has a key.
+    pub default_model: String,
+    pub max_concurrency: usize,
+    pub requests_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranslationConfig {
+    /// Translate prompts holding Chinese before generation (needs `model_scope_token`).
+    pub enable: bool,
+    /// OpenAI-compatible chat endpoint; the model is `[models] model_scope_model`.
+    pub base_url: String,
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Fail the job when translation fails, instead of using the original prompt.
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// Deliveries of one request before a transient provider failure becomes final.
+    pub max_attempts: u32,
+    /// Seconds before the first retry; doubles with each attempt.
+    #[serde(with = "seconds")]
+    pub retry_delay: Duration,
+    /// Requests one generator works on at once.
+    pub concurrency: usize,
+    /// Largest picture accepted from a provider, in bytes.
+    pub max_image_bytes: u64,
+    /// Seconds to download a picture a provider returned as a link.
+    #[serde(with = "seconds")]
+    pub download_timeout: Duration,
+    /// Allow downloading from loopback, private and link-local addresses. Off: such links
+    /// are refused, so a provider's answer cannot reach into your network.
+    pub allow_private_urls: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudflareR2Config {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub endpoint: String,
+    pub bucket: String,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageProcessingConfig {
+    pub enable_resize: bool,
+    pub max_width: u32,
+    pub max_height: u32,
+    /// 1-100, for lossy formats.
+    pub quality: u8,
+    pub format: ImageFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    Webp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A tracing filter: `info`, `debug`, `huiying=debug,async_nats=warn`, ...
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    /// `nats-server` program that `huiying up` starts when none answers at `url`.
+    /// Empty: `.huiying/bin/nats-server`, then `nats-server` on PATH.
+    pub server_bin: String,
+    /// Configuration file of the nats-server that `huiying up` starts.
+    pub server_config: PathBuf,
+    /// NATS user this service logs in as (nats.conf has one per service: `ingest`,
+    /// `generator`, `store`, `mailer`, and `admin`). Empty: connect without a login.
+    /// `huiying up` fills both in when it starts its own nats-server.
+    pub user: String,
+    pub password: Secret,
+    /// Seconds a delivery may stay unacknowledged before JetStream gives it to another
+    /// instance. Long model calls send progress acks, so this need not cover them.
+    #[serde(with = "seconds")]
+    pub ack_wait: Duration,
+    /// Seconds a stopping service lets the messages in hand finish; the rest are handed
+    /// back at once for another instance (keep it below your supervisor's stop timeout).
+    #[serde(with = "seconds")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// SQLite file of the store's records.
+    pub path: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            images_dir: "images".into(),
+            timeout: Duration::from_secs(60),
+            public_url: String::new(),
+            api_keys: Vec::new(),
+            public_pictures: true,
+            cors_origins: Vec::new(),
+            rate_limit_per_minute: 0,
+            max_queued_jobs: 10_000,
+        }
+    }
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            default_openrouter_model: "google/gemini-2.5-flash-image-preview:free".into(),
+            model_scope_model: "deepseek-ai/DeepSeek-V3.1".into(),
+            routes: ["dall-e-=openai", "gpt-image-=openai", "huiying/=placeholder"]
+                .into_iter()
+                .map(|route| route.parse().expect("the default routes parse"))
+                .collect(),
+        }
+    }
+}
+
+impl Default for OpenRouterConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://openrouter.ai/api/v1".into(),
+            timeout: Duration::from_secs(180),
+            connect_timeout: Duration::from_secs(10),
+            http_referer: String::new(),
+            x_title: "huiying".into(),
+            max_concurrency: 4,
+            requests_per_minute: 0,
+        }
+    }
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".into(),
+            timeout: Duration::from_secs(180),
+            connect_timeout: Duration::from_secs(10),
+            response_format: ResponseFormat::B64Json,
+            default_model: "dall-e-3".into(),
+            max_concurrency: 4,
+            requests_per_minute: 0,
+        }
+    }
+}
+
+impl Default for TranslationConfig {
+    fn default() -> Self {
+        Self {
+            enable: true,
+            base_url: "https://api-inference.modelscope.cn/v1".into(),
+            timeout: Duration::from_secs(30),
+            required: false,
+        }
+    }
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            retry_delay: Duration::from_secs(5),
+            concurrency: 4,
+            max_image_bytes: 20 * 1024 * 1024,
+            download_timeout: Duration::from_secs(60),
+            allow_private_urls: false,
+        }
+    }
+}
+
+impl Default for ImageProcessingConfig {
+    fn default() -> Self {
+        Self { enable_resize: true, max_width: 1920, max_height: 1080, quality: 85, format: ImageFormat::Jpeg }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            server_bin: String::new(),
+            server_config: "nats.conf".into(),
+            user: String::new(),
+            password: Secret::default(),
+            ack_wait: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { path: "huiying.db".into() }
+    }
+}
+
+impl ServerConfig {
+    /// The base of every absolute link, without a trailing slash.
+    pub fn public_base_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://localhost:{}", self.port)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+}
+
+impl GeneratorConfig {
+    /// Provider failures: `retry_delay`, doubling to ten minutes, `max_attempts` tries.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { base: self.retry_delay, cap: Duration::from_secs(600), jitter: 0.2, max_attempts: self.max_attempts }
+    }
+}
+

@@ -1,0 +1,125 @@
+//! `[smtp]`: how notifications are mailed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{Language, Secret, one_or_many, seconds};
+use crate::failure::RetryPolicy;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Send real mail when true; otherwise write each mail as an .eml file to `outbox_dir`.
+    pub enable: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// The mailbox's authorization code (QQ, 163) or app password (Gmail).
+    pub password: Secret,
+    /// Sender address, optionally with a display name: `绘影 <me@qq.com>`.
+    pub from: String,
+    /// Recipient(s): one address, several separated by commas, or a TOML array.
+    #[serde(deserialize_with = "one_or_many")]
+    pub to: Vec<String>,
+    /// Copy recipients, same forms as `to`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub cc: Vec<String>,
+    /// Blind-copy recipients (not shown in the mail), same forms as `to`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub bcc: Vec<String>,
+    /// Addresses (or `@domain` for a whole domain) that a request may name as its own
+    /// recipient with `notify_email`. Empty: requests cannot choose recipients.
+    #[serde(deserialize_with = "one_or_many")]
+    pub allowed_recipients: Vec<String>,
+    /// Also attach the picture inline (`cid:`), so it shows when the link is unreachable.
+    pub attach_image: bool,
+    /// At most this many mails a minute (providers throttle bursts); 0: no limit.
+    pub max_per_minute: u32,
+    pub tls: TlsMode,
+    /// Extra trusted CA certificate (PEM), e.g. for a self-signed relay.
+    pub ca_file: String,
+    /// Seconds for connecting and for each SMTP command.
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Deliveries of one notification before a transient failure becomes final.
+    pub max_attempts: u32,
+    /// Seconds before the first retry; doubles with each attempt.
+    #[serde(with = "seconds")]
+    pub retry_delay: Duration,
+    pub outbox_dir: PathBuf,
+    /// `zh-CN` (default) or `en`: which template set to use.
+    pub language: Language,
+    /// Folder of your own templates (`<language>/<kind>.<part>.hbs`); empty: the
+    /// templates built into the binary.
+    pub templates_dir: PathBuf,
+}
+
+/// How the mailer secures the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Implicit TLS on port 465, STARTTLS (required) on every other port.
+    Auto,
+    Starttls,
+    Tls,
+    /// Plain text; only for a trusted relay on the same host or network.
+    None,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            enable: false,
+            host: String::new(),
+            port: 587,
+            username: String::new(),
+            password: Secret::default(),
+            from: String::new(),
+            to: Vec::new(),
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            allowed_recipients: Vec::new(),
+            attach_image: false,
+            max_per_minute: 0,
+            tls: TlsMode::Auto,
+            ca_file: String::new(),
+            timeout: Duration::from_secs(30),
+            max_attempts: 10,
+            retry_delay: Duration::from_secs(30),
+            outbox_dir: "outbox".into(),
+            language: Language::ZhCn,
+            templates_dir: PathBuf::new(),
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// Whether a request may send its notification to `address` (`allowed_recipients`).
+    pub fn allows_recipient(&self, address: &str) -> bool {
+        let address = address.trim().to_ascii_lowercase();
+        self.allowed_recipients.iter().any(|allowed| {
+            let allowed = allowed.to_ascii_lowercase();
+            match allowed.strip_prefix('@') {
+                Some(domain) => address.rsplit_once('@').is_some_and(|(_, d)| d == domain),
+                None => address == allowed,
+            }
+        })
+    }
+
+    /// Mail server failures: `retry_delay`, doubling to an hour, `max_attempts` tries.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { base: self.retry_delay, cap: Duration::from_secs(3600), jitter: 0.2, max_attempts: self.max_attempts }
+    }
+
+    /// The mode actually used on this port.
+    pub fn effective_tls(&self) -> TlsMode {
+        match self.tls {
+            TlsMode::Auto if self.port == 465 => TlsMode::Tls,
+            TlsMode::Auto => TlsMode::Starttls,
+            other => other,
+        }
+    }
+}
+

@@ -1,0 +1,196 @@
+//! Configuration values that are parsed into types where they are read, so that a
+//! mistake stops the program at start with the key's name.
+
+use std::fmt;
+use std::str::FromStr;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Reads a list from a TOML array or from one string of comma-separated items.
+pub(super) fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text.split(',').map(String::from).collect(),
+        OneOrMany::Many(items) => items,
+    };
+    Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
+pub(super) fn secrets_one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
+    Ok(one_or_many(deserializer)?.into_iter().map(Secret).collect())
+}
+
+
+/// Reads a list (as [`one_or_many`]) and parses each item.
+pub(super) fn one_or_many_parsed<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    one_or_many(deserializer)?.iter().map(|item| item.parse().map_err(serde::de::Error::custom)).collect()
+}
+
+/// Durations are written as whole seconds.
+pub(super) mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(in crate::config) fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_secs())
+    }
+
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
+    }
+}
+
+/// A password or key: readable only through [`Secret::expose`], never shown by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_set() { "Secret(***)" } else { "Secret(<unset>)" })
+    }
+}
+
+
+/// An image API huiying can call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    OpenRouter,
+    OpenAi,
+    /// The offline placeholder: draws the prompt's text, never passed off as AI.
+    Placeholder,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::OpenRouter => "openrouter",
+            Provider::OpenAi => "openai",
+            Provider::Placeholder => "placeholder",
+        }
+    }
+}
+
+/// `prefix=provider` in `[models] routes`: models whose names start with `prefix` go to
+/// `provider`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: String,
+    pub provider: Provider,
+}
+
+impl FromStr for Route {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let provider = |name: &str| {
+            [Provider::OpenRouter, Provider::OpenAi, Provider::Placeholder].into_iter().find(|p| p.name() == name)
+        };
+        match text.split_once('=') {
+            Some((prefix, name)) if !prefix.is_empty() && provider(name).is_some() => {
+                Ok(Self { prefix: prefix.into(), provider: provider(name).expect("checked") })
+            }
+            _ => Err(format!("{text:?} is not prefix=provider with provider openrouter, openai or placeholder")),
+        }
+    }
+}
+
+impl Serialize for Route {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}={}", self.prefix, self.provider.name()))
+    }
+}
+
+/// An origin whose web pages may call the API (`[server] cors_origins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigin {
+    /// `*`: any origin.
+    Any,
+    /// Scheme and host (and port), without a trailing slash: `https://app.example.com`.
+    Exact(String),
+}
+
+impl FromStr for CorsOrigin {
+    type Err = String;
+
+    fn from_str(origin: &str) -> Result<Self, String> {
+        if origin == "*" {
+            return Ok(Self::Any);
+        }
+        let trimmed = origin.trim_end_matches('/');
+        let well_formed = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && !trimmed.split("://").nth(1).unwrap_or("").contains('/')
+            && origin.is_ascii()
+            && !origin.contains(char::is_whitespace)
+            && axum::http::HeaderValue::from_str(trimmed).is_ok();
+        if !well_formed {
+            return Err(format!(
+                "{origin:?} is not an origin like \"https://app.example.com\" (scheme and host, no path) or \"*\""
+            ));
+        }
+        Ok(Self::Exact(trimmed.into()))
+    }
+}
+
+impl Serialize for CorsOrigin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CorsOrigin::Any => serializer.serialize_str("*"),
+            CorsOrigin::Exact(origin) => serializer.serialize_str(origin),
+        }
+    }
+}
+
+/// How the OpenAI-compatible API hands back the picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseFormat {
+    /// In the answer, as base64.
+    #[serde(rename = "b64_json")]
+    B64Json,
+    /// As a link the generator downloads.
+    #[serde(rename = "url")]
+    Url,
+}
+
+/// Which template set the mailer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Language {
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+}
+
+impl Language {
+    /// The templates' folder name.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Language::ZhCn => "zh-CN",
+            Language::En => "en",
+        }
+    }
+}
+

@@ -1,0 +1,94 @@
+//! The records request/reply API: ingest asks, any store instance answers (NATS service
+//! API, one queue group), so that ingest never opens the database.
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+/// `RecordQuery` → `RecordViewPage`.
+pub const RECORDS_LIST: &str = "huiying.records.list";
+/// A job id (the bare bytes) → `RecordView`.
+pub const RECORDS_GET: &str = "huiying.records.get";
+/// Empty → `ImageList`.
+pub const IMAGES_LIST: &str = "huiying.images.list";
+
+/// Every reply: `{"ok": ...}` or `{"error": {"status", "message"}}` (status as in HTTP).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Answer<T> {
+    Ok(T),
+    Error { status: u16, message: String },
+}
+
+/// One stored picture, with the original service's fields plus the job id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Row number; 0 before insertion.
+    #[serde(default)]
+    pub id: i64,
+    pub job_id: String,
+    pub original_prompt: String,
+    pub english_prompt: String,
+    pub model: String,
+    pub local_path: String,
+    pub r2_url: Option<String>,
+    /// Why the R2 upload failed, when it did (the picture is then local only).
+    #[serde(default)]
+    pub r2_error: Option<String>,
+    pub file_size: u64,
+    pub width: u32,
+    pub height: u32,
+    pub format: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Record {
+    /// The stored file's name (the last part of `local_path`).
+    pub fn filename(&self) -> String {
+        std::path::Path::new(&self.local_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
+/// What `GET /records` asks for; ingest checks it, the store runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordQuery {
+    pub page: u32,
+    pub limit: u32,
+    pub keyword: Option<String>,
+    pub model: Option<String>,
+    pub date_from: Option<Date>,
+    pub date_to: Option<Date>,
+}
+
+/// A record as the API shows it: the stored fields plus an absolute link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordView {
+    #[serde(flatten)]
+    pub record: Record,
+    pub url: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecordViewPage {
+    pub records: Vec<RecordView>,
+    pub total: u64,
+    pub page: u32,
+    pub limit: u32,
+    pub pages: u64,
+}
+
+/// A picture in `images_dir`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ImageFile {
+    pub filename: String,
+    pub url: String,
+    /// RFC 3339, UTC.
+    pub created_time: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ImageList {
+    pub images: Vec<ImageFile>,
+}

@@ -1,0 +1,50 @@
+//! The bound on queued jobs: how many wait for or are in generation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::contract::consumers;
+use crate::parts::Backlog;
+
+/// The generator consumer's pending and unacknowledged messages, read at most once a
+/// second and counted up locally between readings.
+pub(crate) struct QueueBound {
+    backlog: Arc<dyn Backlog>,
+    max: u64,
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl QueueBound {
+    pub(crate) fn new(backlog: Arc<dyn Backlog>, max: u64) -> Self {
+        Self { backlog, max, last: Mutex::new(None) }
+    }
+
+    /// `Some(waiting)` when the queue holds `[server] max_queued_jobs` or more.
+    pub(crate) async fn is_full(&self) -> Option<u64> {
+        if self.max == 0 {
+            return None;
+        }
+        let mut last = self.last.lock().await;
+        let fresh = last.is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1));
+        if !fresh {
+            // Before the generator first ran there is no consumer: nothing to count yet.
+            // Unknown counts as empty: the publish that follows decides (503 when NATS is away).
+            let waiting = self.backlog.waiting(consumers::GENERATOR).await.unwrap_or(0);
+            *last = Some((Instant::now(), waiting));
+        }
+        let waiting = last.map_or(0, |(_, waiting)| waiting);
+        (waiting >= self.max).then_some(waiting)
+    }
+
+    /// Counts a job queued since the last reading.
+    pub(crate) fn queued(&self) {
+        if let Ok(mut last) = self.last.try_lock()
+            && let Some((_, waiting)) = last.as_mut()
+        {
+            *waiting += 1;
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! `POST /generate-image`: check the request, record the job as queued, publish
+//! `image.requested` (answering only after JetStream stored it) and, unless the client
+//! prefers an asynchronous answer, wait for the job to finish.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::access::KeyNumber;
+use super::body::{idempotency_key, json_body, parse_object, prefers_async};
+use super::error::ApiError;
+use super::idempotency::{Claim, Claimed, fingerprint};
+use super::AppState;
+use crate::config::SmtpConfig;
+use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, Stage};
+use crate::contract::jobs::{JobState, JobStatus};
+use crate::contract::values::{JobId, ModelName, Prompt};
+use crate::parts;
+
+/// The body of `POST /generate-image`, as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateRequest {
+    prompt: String,
+    #[serde(default)]
+    model: Option<String>,
+    /// Mail the outcome to this address instead of `[smtp] to` (must be allowed).
+    #[serde(default)]
+    notify_email: Option<String>,
+    #[serde(default)]
+    size: Option<String>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    negative_prompt: Option<String>,
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+/// A request that passed every check: what the job is made of.
+struct NewJob {
+    prompt: Prompt,
+    model: Option<ModelName>,
+    notify_email: Option<String>,
+    options: GenerationOptions,
+}
+
+impl GenerateRequest {
+    fn parse(self, smtp: &SmtpConfig) -> Result<NewJob, ApiError> {
+        let prompt = Prompt::parse(self.prompt)?;
+        // Its own fields rather than a flattened struct: serde cannot deny unknown fields
+        // through a flatten.
+        let options =
+            GenerationOptions { size: self.size, n: self.n, negative_prompt: self.negative_prompt, seed: self.seed };
+        options.check()?;
+        let model = self.model.filter(|m| !m.trim().is_empty()).map(ModelName::parse).transpose()?;
+        if let Some(address) = &self.notify_email {
+            check_recipient(address, smtp)?;
+        }
+        Ok(NewJob { prompt, model, notify_email: self.notify_email, options })
+    }
+}
+
+pub(super) async fn generate_image(
+    State(state): State<AppState>,
+    api_key: Option<Extension<KeyNumber>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(&headers, body)?;
+    let request: GenerateRequest = parse_object(&body, r#"{"prompt": "..."}"#)?;
+    let job = request.parse(&state.smtp)?;
+    // Each API key has its own Idempotency-Keys: two clients that pick the same one never
+    // get each other's job.
+    let idempotency_key = idempotency_key(&headers)?.map(|key| match api_key {
+        Some(Extension(number)) => format!("api-key-{}:{key}", number.0),
+        None => key,
+    });
+    // While NATS is away the client would buffer the publish and send it on reconnect,
+    // after we answered 503: a job the client was told is not queued. Refuse up front.
+    if !state.publisher.is_connected() {
+        return Err(ApiError::queue_unavailable());
+    }
+    if let Some(waiting) = state.queue.is_full().await {
+        let message =
+            format!("the queue is full ({waiting} jobs waiting, [server] max_queued_jobs); try again shortly");
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(5));
+    }
+    let event = ImageRequested {
+        version: EVENT_VERSION,
+        id: JobId::random().to_string(),
+        options: job.options,
+        model: job.model.map(String::from),
+        prompt: job.prompt.into(),
+        notify_email: job.notify_email,
+        requested_at: OffsetDateTime::now_utc(),
+    };
+    let unavailable = |e: crate::bus::BusError| {
+        tracing::warn!(error = %e, "cannot queue a job");
+        ApiError::queue_unavailable()
+    };
+    if let Some(key) = &idempotency_key {
+        let meaning = (&event.prompt, &event.model, &event.notify_email, &event.options);
+        let claimed = Claimed { job_id: event.id.clone(), fingerprint: fingerprint(&meaning) };
+        match state.idempotency.claim(key, &claimed).await.map_err(unavailable)? {
+            Claim::New => {}
+            Claim::Existing(existing) if existing.fingerprint != claimed.fingerprint => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "this Idempotency-Key was used for a different request; use a new key for a new request",
+                ));
+            }
+            // The same request again: its job, not a second one.
+            Claim::Existing(existing) => return answer_for_job(&state, &headers, existing.job_id).await,
+        }
+    }
+
+    let queued = JobStatus::new(&event.id, JobState::Queued, &event.prompt, event.model.as_deref());
+    let queue = async {
+        state.jobs.set(&queued).await?;
+        parts::publish(&*state.publisher, &event).await
+    };
+    if let Err(e) = queue.await {
+        if let Some(key) = &idempotency_key {
+            state.idempotency.release(key).await;
+        }
+        return Err(unavailable(e));
+    }
+    state.queue.queued();
+    tracing::info!(job = %event.id, "queued");
+    answer_for_job(&state, &headers, event.id).await
+}
+
+/// The answer for a queued job: 202 at once when the client prefers it, else the result
+/// once the job ends (or 202 when `[server] timeout` passes first).
+async fn answer_for_job(state: &AppState, headers: &HeaderMap, id: String) -> Result<Response, ApiError> {
+    let accepted = || {
+        let body = json!({
+            "id": id,
+            "status": "queued",
+            "status_url": format!("{}/jobs/{id}", state.public_base_url),
+        });
+        (StatusCode::ACCEPTED, Json(body)).into_response()
+    };
+    if prefers_async(headers) {
+        return Ok(accepted());
+    }
+    let finished = match state.jobs.wait_until_final(&id, state.wait_timeout).await {
+        Ok(finished) => finished,
+        Err(error) => {
+            // The job is queued and will run: say so (a 503 would invite a second job).
+            tracing::warn!(%error, job = %id, "cannot follow a job; answering with its status URL");
+            return Ok(accepted());
+        }
+    };
+    match finished {
+        Some(JobStatus { result: Some(done), .. }) => {
+            let body = json!({
+                "id": id,
+                "created": done.completed_at.unix_timestamp(),
+                "data": [{ "url": done.url }],
+            });
+            Ok(Json(body).into_response())
+        }
+        Some(JobStatus { error: Some(failed), .. }) => {
+            let status = match failed.stage {
+                Stage::Request => StatusCode::BAD_REQUEST,
+                Stage::Generate => StatusCode::BAD_GATEWAY,
+                Stage::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError::new(status, failed.error).for_job(id))
+        }
+        // Still running when the wait ended: the client polls status_url.
+        _ => Ok(accepted()),
+    }
+}
+
+/// A request may choose its recipient only among `[smtp] allowed_recipients`.
+fn check_recipient(address: &str, smtp: &SmtpConfig) -> Result<(), ApiError> {
+    if address.parse::<lettre::Address>().is_err() {
+        return Err(ApiError::bad_request(format!("notify_email {address:?} is not an email address")));
+    }
+    if !smtp.allows_recipient(address) {
+        return Err(ApiError::bad_request(format!(
+            "notify_email {address:?} is not among this server's allowed recipients ([smtp] allowed_recipients)"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! ingest: the HTTP API and the web page.
+//!
+//! One file per resource: [`generate`] (`POST /generate-image`), [`jobs`], [`records`]
+//! (asked of the store), [`translate`], [`health`]; [`access`] decides who may call, and
+//! [`error`] is the one shape of an error answer. Every route answers at its path and
+//! under `/api`.
+
+mod access;
+mod backlog;
+mod body;
+mod error;
+mod generate;
+mod health;
+mod idempotency;
+mod jobs;
+mod records;
+#[cfg(test)]
+mod tests;
+mod translate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Html;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::services::ServeDir;
+
+use crate::bus::Bus;
+use crate::config::{Config, SmtpConfig};
+use crate::contract::STATIC_IMAGES_PATH;
+use crate::jobs::JobBoard;
+use crate::parts::{Backlog, JsonBucket, KeyValue, Publish, Requests};
+use crate::translate::Translator;
+use backlog::QueueBound;
+use error::ApiError;
+use idempotency::IdempotencyKeys;
+
+/// Largest request body accepted (a prompt is at most 4000 characters).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The parts ingest works with.
+pub struct IngestParts {
+    pub publisher: Arc<dyn Publish>,
+    pub jobs: JobBoard,
+    pub idempotency: Arc<dyn KeyValue>,
+    pub store: Arc<dyn Requests>,
+    pub backlog: Arc<dyn Backlog>,
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    publisher: Arc<dyn Publish>,
+    jobs: JobBoard,
+    idempotency: IdempotencyKeys,
+    store: Arc<dyn Requests>,
+    queue: Arc<QueueBound>,
+    translator: Option<Translator>,
+    public_base_url: String,
+    wait_timeout: Duration,
+    smtp: Arc<SmtpConfig>,
+}
+
+impl AppState {
+    pub fn new(config: &Config, parts: IngestParts) -> anyhow::Result<Self> {
+        Ok(Self {
+            publisher: parts.publisher,
+            jobs: parts.jobs,
+            idempotency: IdempotencyKeys::new(JsonBucket::new(parts.idempotency)),
+            store: parts.store,
+            queue: Arc::new(QueueBound::new(parts.backlog, config.server.max_queued_jobs)),
+            translator: Translator::from_config(config)?,
+            public_base_url: config.server.public_base_url(),
+            wait_timeout: config.server.timeout,
+            smtp: Arc::new(config.smtp.clone()),
+        })
+    }
+}
+
+/// Binds `[server] host:port` and serves until `shutdown` fires.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let address = format!("{}:{}", config.server.host, config.server.port);
+    let listener = TcpListener::bind(&address)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address} ([server] host and port): {e}"))?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves on `listener` (tests pass one bound to port 0).
+pub async fn serve(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let bus = Bus::connect(&config.nats, "huiying-ingest", &shutdown).await?;
+    let parts = IngestParts {
+        publisher: bus.publisher(),
+        jobs: bus.job_board(),
+        idempotency: Arc::new(bus.idempotency.clone()),
+        store: Arc::new(bus.client.clone()),
+        backlog: Arc::new(bus.stream.clone()),
+    };
+    let app = router(AppState::new(&config, parts)?, &config)?;
+    let address = listener.local_addr()?;
+    if config.server.api_keys.is_empty() && !address.ip().is_loopback() {
+        tracing::warn!(%address, "listening beyond this machine without [server] api_keys: anyone who reaches it may use it");
+    }
+    tracing::info!(%address, public_url = %config.server.public_base_url(), "ingest ready");
+    // Client addresses for rate limits without API keys.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    Ok(())
+}
+
+/// Every route, each registered once and answered at its path and under `/api`.
+pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
+    std::fs::create_dir_all(&config.server.images_dir)?;
+    let api = Router::new()
+        .route("/generate-image", post(generate::generate_image))
+        .route("/jobs/{id}", get(jobs::job_status))
+        .route("/records", get(records::list_records))
+        .route("/records/{id}", get(records::get_record))
+        .route("/images", get(records::list_images))
+        .route("/translate", post(translate::translate))
+        .route("/health", get(health::health));
+    Ok(Router::new()
+        .route("/", get(index))
+        .merge(api.clone())
+        .nest("/api", api)
+        .nest_service(STATIC_IMAGES_PATH, ServeDir::new(&config.server.images_dir))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(access::Access::new(&config.server)), access::check))
+        // Outside the key check: browsers send preflight requests without keys.
+        .layer(tower::util::option_layer(access::cors(&config.server)))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state))
+}
+
+/// The web page, built into the binary.
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}

@@ -1,0 +1,112 @@
+//! `GET /records`, `GET /records/{id}`, `GET /images`: asked of the store over NATS, so
+//! that ingest, on any host, never opens the database.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::contract::records::{
+    Answer, IMAGES_LIST, ImageList, RECORDS_GET, RECORDS_LIST, RecordQuery, RecordView, RecordViewPage,
+};
+use crate::contract::values::JobId;
+use crate::parts::RequestError;
+
+/// Asks the store; its answer, or an error a client can act on.
+async fn ask_store<T: DeserializeOwned>(state: &AppState, subject: &'static str, payload: Bytes) -> Result<T, ApiError> {
+    let reply = state.store.request(subject, payload).await.map_err(|error| match error {
+        RequestError::NoResponders(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is not running; try again shortly")
+        }
+        RequestError::TimedOut(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the store did not answer in time"),
+        RequestError::Failed { .. } => {
+            tracing::warn!(%error, "store request failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store did not answer; try again shortly")
+        }
+    })?;
+    match serde_json::from_slice::<Answer<T>>(&reply) {
+        Ok(Answer::Ok(value)) => Ok(value),
+        Ok(Answer::Error { status, message }) => {
+            Err(ApiError::new(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), message))
+        }
+        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("the store's answer was unreadable: {e}"))),
+    }
+}
+
+/// `GET /records?page&limit&keyword&model&date_from&date_to` (dates are UTC days, inclusive).
+pub(super) async fn list_records(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let query = record_query(&params)?;
+    let payload = serde_json::to_vec(&query).expect("queries serialize");
+    let page: RecordViewPage = ask_store(&state, RECORDS_LIST, payload.into()).await?;
+    Ok(Json(page).into_response())
+}
+
+/// The parameters of `GET /records` as a query, naming the one that is wrong.
+fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiError> {
+    const KNOWN: [&str; 6] = ["page", "limit", "keyword", "model", "date_from", "date_to"];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", "))));
+    }
+    let number = |name: &str, default: u32, max: u32| -> Result<u32, ApiError> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_request(format!("{name} must be a whole number from 1 to {max}, got {text:?}"))),
+            },
+        }
+    };
+    let date = |name: &str| -> Result<Option<time::Date>, ApiError> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        params
+            .get(name)
+            .map(|text| {
+                time::Date::parse(text, format).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "{name} must be a date like 2026-11-29 (YYYY-MM-DD, UTC), got {text:?}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let text = |name: &str| params.get(name).map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    let query = RecordQuery {
+        page: number("page", 1, u32::MAX)?,
+        limit: number("limit", 20, 100)?,
+        keyword: text("keyword"),
+        model: text("model"),
+        date_from: date("date_from")?,
+        date_to: date("date_to")?,
+    };
+    if query.keyword.as_ref().is_some_and(|k| k.chars().count() > 200) {
+        return Err(ApiError::bad_request("keyword is longer than 200 characters"));
+    }
+    if let (Some(from), Some(to)) = (query.date_from, query.date_to)
+        && from > to
+    {
+        return Err(ApiError::bad_request(format!("date_from ({from}) is after date_to ({to})")));
+    }
+    Ok(query)
+}
+
+pub(super) async fn get_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let Ok(id) = JobId::parse(id.as_str()) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no record with id {id:?}")));
+    };
+    let record: RecordView = ask_store(&state, RECORDS_GET, String::from(id).into()).await?;
+    Ok(Json(record).into_response())
+}
+
+pub(super) async fn list_images(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let images: ImageList = ask_store(&state, IMAGES_LIST, Bytes::new()).await?;
+    Ok(Json(images).into_response())
+}

@@ -1,0 +1,81 @@
+//! A key-value bucket whose values are JSON of one type.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::KeyValue;
+use crate::bus::BusError;
+
+/// Typed access to a [`KeyValue`] bucket. An entry that does not decode is an error
+/// ([`BusError::Corrupt`]), never read as absent: absent would let a stage do its side
+/// effect (a mail, say) a second time.
+pub struct JsonBucket<T> {
+    kv: Arc<dyn KeyValue>,
+    value: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for JsonBucket<T> {
+    fn clone(&self) -> Self {
+        Self { kv: self.kv.clone(), value: PhantomData }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
+    pub fn new(kv: Arc<dyn KeyValue>) -> Self {
+        Self { kv, value: PhantomData }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<T>, BusError> {
+        match self.kv.get(key).await? {
+            Some(bytes) => self.decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn put(&self, key: &str, value: &T) -> Result<(), BusError> {
+        self.kv.put(key, encode(value)).await
+    }
+
+    /// Stores `value` unless `key` exists; false when it existed.
+    pub async fn create(&self, key: &str, value: &T) -> Result<bool, BusError> {
+        self.kv.create(key, encode(value)).await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), BusError> {
+        self.kv.delete(key).await
+    }
+
+    pub async fn keys(&self) -> Result<Vec<String>, BusError> {
+        self.kv.keys().await
+    }
+
+    /// The key's current value, if any, then every later one.
+    pub async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<T, BusError>>, BusError> {
+        let (bucket, key) = (self.kv.name().to_string(), key.to_string());
+        let updates = self.kv.watch(&key).await?;
+        Ok(updates
+            .map(move |update| {
+                let bytes = update?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|source| BusError::Corrupt { bucket: bucket.clone(), key: key.clone(), source })
+            })
+            .boxed())
+    }
+
+    fn decode(&self, key: &str, bytes: &[u8]) -> Result<T, BusError> {
+        serde_json::from_slice(bytes).map_err(|source| {
+            let error = BusError::Corrupt { bucket: self.kv.name().into(), key: key.into(), source };
+            tracing::error!(%error, "unreadable key-value entry");
+            error
+        })
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> bytes::Bytes {
+    serde_json::to_vec(value).expect("bucket values serialize").into()
+}

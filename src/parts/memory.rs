@@ -1,0 +1,240 @@
+//! The parts in memory, for tests that run a stage or a route without a nats-server.
+//! They behave as JetStream does where stages rely on it: a repeated message id is
+//! stored once, `create` is atomic, and a watch sees the current value then every change.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::broadcast;
+
+use super::{Backlog, KeyValue, Objects, Publish, RequestError, Requests};
+use crate::bus::BusError;
+use crate::contract::events::Event;
+
+fn unavailable(what: &str) -> BusError {
+    BusError::KeyValue { bucket: what.into(), source: "switched off by the test".into() }
+}
+
+/// A published message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub subject: String,
+    pub message_id: String,
+    pub payload: Bytes,
+}
+
+/// The stream in memory: what was published and what was dead-lettered.
+#[derive(Default)]
+pub struct MemoryStream {
+    published: Mutex<Vec<Published>>,
+    seen: Mutex<HashSet<String>>,
+    dead: Mutex<Vec<(String, String)>>,
+    down: AtomicBool,
+}
+
+impl MemoryStream {
+    /// Every event of type `E` published so far, in order.
+    pub fn events<E: Event>(&self) -> Vec<E> {
+        let published = self.published.lock().unwrap();
+        published
+            .iter()
+            .filter(|p| p.subject == E::SUBJECT)
+            .map(|p| serde_json::from_slice(&p.payload).expect("published events decode"))
+            .collect()
+    }
+
+    /// How many messages were published in all.
+    pub fn count(&self) -> usize {
+        self.published.lock().unwrap().len()
+    }
+
+    /// `(subject, reason)` of each dead letter.
+    pub fn dead_letters(&self) -> Vec<(String, String)> {
+        self.dead.lock().unwrap().clone()
+    }
+
+    /// While down, publishing fails as it does when NATS is away.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Publish for MemoryStream {
+    async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), BusError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BusError::Publish { subject: subject.into(), source: "NATS is down (test)".into() });
+        }
+        if self.seen.lock().unwrap().insert(message_id.clone()) {
+            self.published.lock().unwrap().push(Published { subject: subject.into(), message_id, payload });
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, subject: &str, _payload: Bytes, reason: &str) -> Result<(), BusError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BusError::Publish { subject: subject.into(), source: "NATS is down (test)".into() });
+        }
+        self.dead.lock().unwrap().push((subject.into(), reason.into()));
+        Ok(())
+    }
+
+    fn is_connected(&self) -> bool {
+        !self.down.load(Ordering::SeqCst)
+    }
+}
+
+/// A key-value bucket in memory.
+pub struct MemoryKv {
+    name: String,
+    entries: Mutex<BTreeMap<String, Bytes>>,
+    changes: broadcast::Sender<(String, Bytes)>,
+    down: AtomicBool,
+}
+
+impl MemoryKv {
+    pub fn new(name: &str) -> Self {
+        Self { name: name.into(), entries: Mutex::default(), changes: broadcast::channel(1024).0, down: AtomicBool::new(false) }
+    }
+
+    /// Writes raw bytes, as a damaged or foreign entry would be.
+    pub fn put_raw(&self, key: &str, value: &[u8]) {
+        self.entries.lock().unwrap().insert(key.into(), Bytes::copy_from_slice(value));
+    }
+
+    /// While down, every call fails as it does when NATS is away.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), BusError> {
+        if self.down.load(Ordering::SeqCst) { Err(unavailable(&self.name)) } else { Ok(()) }
+    }
+
+    fn store(&self, key: &str, value: Bytes) {
+        self.entries.lock().unwrap().insert(key.into(), value.clone());
+        let _ = self.changes.send((key.into(), value));
+    }
+}
+
+#[async_trait]
+impl KeyValue for MemoryKv {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+        self.check()?;
+        Ok(self.entries.lock().unwrap().get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
+        self.check()?;
+        self.store(key, value);
+        Ok(())
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<bool, BusError> {
+        self.check()?;
+        let mut entries = self.entries.lock().unwrap();
+        if entries.contains_key(key) {
+            return Ok(false);
+        }
+        entries.insert(key.into(), value.clone());
+        let _ = self.changes.send((key.into(), value));
+        Ok(true)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BusError> {
+        self.check()?;
+        self.entries.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, BusError> {
+        self.check()?;
+        Ok(self.entries.lock().unwrap().keys().cloned().collect())
+    }
+
+    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError> {
+        self.check()?;
+        // Subscribe before reading the current value, so no change falls in between.
+        let changes = tokio_stream_of(self.changes.subscribe(), key.to_string());
+        let current = self.entries.lock().unwrap().get(key).cloned();
+        Ok(futures::stream::iter(current.map(Ok)).chain(changes).boxed())
+    }
+}
+
+fn tokio_stream_of(
+    receiver: broadcast::Receiver<(String, Bytes)>,
+    key: String,
+) -> BoxStream<'static, Result<Bytes, BusError>> {
+    futures::stream::unfold((receiver, key), |(mut receiver, key)| async move {
+        loop {
+            match receiver.recv().await {
+                Ok((changed, value)) if changed == key => return Some((Ok(value), (receiver, key))),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .boxed()
+}
+
+/// The picture object store in memory.
+#[derive(Default)]
+pub struct MemoryObjects {
+    objects: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl MemoryObjects {
+    pub fn names(&self) -> Vec<String> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl Objects for MemoryObjects {
+    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), BusError> {
+        self.objects.lock().unwrap().insert(name.into(), bytes.to_vec());
+        Ok(())
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, BusError> {
+        Ok(self.objects.lock().unwrap().get(name).cloned())
+    }
+}
+
+/// A service that answers each subject with a fixed reply, or nobody.
+#[derive(Default)]
+pub struct MemoryReplies {
+    replies: Mutex<HashMap<&'static str, Bytes>>,
+}
+
+impl MemoryReplies {
+    pub fn answer(&self, subject: &'static str, reply: impl Into<Bytes>) {
+        self.replies.lock().unwrap().insert(subject, reply.into());
+    }
+}
+
+#[async_trait]
+impl Requests for MemoryReplies {
+    async fn request(&self, subject: &'static str, _payload: Bytes) -> Result<Bytes, RequestError> {
+        self.replies.lock().unwrap().get(subject).cloned().ok_or(RequestError::NoResponders(subject))
+    }
+}
+
+/// A consumer backlog of a fixed size.
+pub struct FixedBacklog(pub Option<u64>);
+
+#[async_trait]
+impl Backlog for FixedBacklog {
+    async fn waiting(&self, _consumer: &str) -> Option<u64> {
+        self.0
+    }
+}

@@ -1,0 +1,95 @@
+//! The narrow parts a stage is built from: publishing events, key-value buckets (job
+//! states, the notification log, idempotency keys), the picture object store, and
+//! request/reply. Each is a trait with one NATS implementation ([`nats`]) and one in
+//! memory ([`memory`]) for tests that need no nats-server.
+
+mod bucket;
+pub mod memory;
+pub mod nats;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub use bucket::JsonBucket;
+
+use crate::bus::BusError;
+use crate::contract::events::Event;
+
+/// Publishes messages on the stream and keeps rejected ones.
+#[async_trait]
+pub trait Publish: Send + Sync {
+    /// Publishes and waits until the stream stored it. A repeated `message_id` within the
+    /// stream's duplicate window is stored once.
+    async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), BusError>;
+
+    /// Keeps a rejected message where an operator can see it, with the reason.
+    async fn dead_letter(&self, subject: &str, payload: Bytes, reason: &str) -> Result<(), BusError>;
+
+    /// Whether the connection is up right now (a publish would otherwise wait for it).
+    fn is_connected(&self) -> bool {
+        true
+    }
+}
+
+/// Publishes `event` on its subject with its `Nats-Msg-Id` (one message per job and subject).
+pub async fn publish<E: Event>(to: &dyn Publish, event: &E) -> Result<(), BusError> {
+    let payload = serde_json::to_vec(event).expect("events serialize");
+    to.publish(E::SUBJECT, message_id::<E>(event.job_id()), payload.into()).await
+}
+
+/// `Nats-Msg-Id` of an event: one message per job and subject.
+pub fn message_id<E: Event>(job_id: &str) -> String {
+    format!("{}:{job_id}", E::SUBJECT)
+}
+
+/// A key-value bucket of raw values; [`JsonBucket`] gives it a type.
+#[async_trait]
+pub trait KeyValue: Send + Sync {
+    /// The bucket's name, for messages.
+    fn name(&self) -> &str;
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, BusError>;
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError>;
+    /// Stores `value` unless `key` exists (atomically); false when it existed.
+    async fn create(&self, key: &str, value: Bytes) -> Result<bool, BusError>;
+    async fn delete(&self, key: &str) -> Result<(), BusError>;
+    async fn keys(&self) -> Result<Vec<String>, BusError>;
+    /// The key's current value, if any, then every later one.
+    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError>;
+}
+
+/// Where generated pictures wait for the store.
+#[async_trait]
+pub trait Objects: Send + Sync {
+    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), BusError>;
+    /// `None` when there is no such object (never written, or expired).
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, BusError>;
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("nobody answers {0}")]
+    NoResponders(&'static str),
+    #[error("{0} did not answer in time")]
+    TimedOut(&'static str),
+    #[error("request to {subject} failed: {source}")]
+    Failed {
+        subject: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Request/reply to a service (the store's records API).
+#[async_trait]
+pub trait Requests: Send + Sync {
+    async fn request(&self, subject: &'static str, payload: Bytes) -> Result<Bytes, RequestError>;
+}
+
+/// How many messages a consumer has not finished: pending plus unacknowledged.
+#[async_trait]
+pub trait Backlog: Send + Sync {
+    /// `None` when unknown (no such consumer yet, or NATS did not answer).
+    async fn waiting(&self, consumer: &str) -> Option<u64>;
+}

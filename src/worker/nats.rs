@@ -1,0 +1,68 @@
+//! The loop's source on JetStream: a durable pull consumer.
+
+use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::{Ack, Delivery, Received, Source};
+use crate::bus::BusError;
+
+/// A JetStream message and what the loop reads of it.
+pub struct NatsDelivery {
+    message: Message,
+    received: Received,
+}
+
+impl Delivery for NatsDelivery {
+    fn received(&self) -> &Received {
+        &self.received
+    }
+
+    async fn settle(&self, ack: Ack) -> Result<(), BusError> {
+        let result = match ack {
+            Ack::Done => self.message.double_ack().await,
+            Ack::Nak(delay) => self.message.ack_with(AckKind::Nak(delay)).await,
+            Ack::Term => self.message.ack_with(AckKind::Term).await,
+            Ack::Progress => self.message.ack_with(AckKind::Progress).await,
+        };
+        result.map_err(|source| BusError::Publish { subject: "an acknowledgement".into(), source })
+    }
+}
+
+impl Source for PullConsumer {
+    type Delivery = NatsDelivery;
+
+    async fn pull(&self, batch: usize) -> Result<BoxStream<'static, Result<NatsDelivery, BusError>>, BusError> {
+        let messages = self
+            .stream()
+            .max_messages_per_batch(batch)
+            .messages()
+            .await
+            .map_err(|e| BusError::Setup { what: "pulling messages", source: e.into() })?;
+        Ok(messages
+            .filter_map(|message| async move {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => return Some(Err(BusError::Setup { what: "pulling messages", source: e.into() })),
+                };
+                match message.info() {
+                    Ok(info) => {
+                        let received = Received {
+                            subject: message.subject.to_string(),
+                            payload: message.payload.clone(),
+                            attempt: u32::try_from(info.delivered).unwrap_or(1).max(1),
+                            stream: info.stream.to_string(),
+                            stream_sequence: info.stream_sequence,
+                            published: info.published,
+                        };
+                        Some(Ok(NatsDelivery { received, message }))
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "message without JetStream metadata; ignoring it");
+                        None
+                    }
+                }
+            })
+            .boxed())
+    }
+}
