@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use huiying::config::{SmtpConfig, TlsMode};
-use huiying::events::ImageCompleted;
+use huiying::contract::events::ImageCompleted;
 use huiying::mailer::{Composer, Notice, Transport};
 
 fn config(port: u16) -> SmtpConfig {

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use huiying::store::records::{Record, RecordQuery, Records, timestamp};
+use huiying::contract::records::{Record, RecordQuery};
+use huiying::store::records::{Records, timestamp};
 use time::macros::{date, datetime};
 
 const SUBJECTS: &[(&str, &str)] = &[

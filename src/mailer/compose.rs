@@ -17,7 +17,7 @@ const IMAGE_CID: &str = "image@huiying";
 /// One notification, ready to be composed.
 #[derive(Debug, Clone)]
 pub struct Notice {
-    pub(crate) kind: Kind,
+    pub(super) kind: Kind,
     pub job_id: String,
     /// What the templates see.
     pub context: Value,

@@ -42,7 +42,7 @@ async fn with_api_keys_every_endpoint_but_health_needs_a_valid_bearer_key() {
     }
     // No job was queued by any of that.
     let js = async_nats::jetstream::new(app.nats.clone());
-    let mut stream = js.get_stream(huiying::bus::STREAM).await.unwrap();
+    let mut stream = js.get_stream(huiying::contract::STREAM).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 0, "no event published");
 
     let health = app.http.get(url("/health")).send().await.unwrap();
@@ -76,7 +76,7 @@ async fn with_api_keys_every_endpoint_but_health_needs_a_valid_bearer_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn browsers_may_call_the_api_only_from_the_configured_origins() {
     let app = TestApp::spawn_with(|config, _| {
-        config.server.cors_origins = vec!["https://app.example.com".into()];
+        config.server.cors_origins = vec!["https://app.example.com".parse().unwrap()];
     })
     .await;
     let preflight = |origin: &'static str| {
@@ -194,13 +194,13 @@ async fn each_nats_user_may_do_its_own_work_and_nothing_else() {
         for subject in forbidden {
             session.must_not("publish another stage's event", subject).await;
         }
-        let stream = huiying::bus::STREAM;
+        let stream = huiying::contract::STREAM;
         for (act, subject) in [
             ("delete the stream", format!("$JS.API.STREAM.DELETE.{stream}")),
             ("purge the stream", format!("$JS.API.STREAM.PURGE.{stream}")),
             ("change the stream (e.g. its retention)", format!("$JS.API.STREAM.UPDATE.{stream}")),
-            ("delete the job states", format!("$JS.API.STREAM.DELETE.KV_{}", huiying::bus::JOBS_BUCKET)),
-            ("delete the mail log", format!("$JS.API.STREAM.DELETE.KV_{}", huiying::bus::MAIL_BUCKET)),
+            ("delete the job states", format!("$JS.API.STREAM.DELETE.KV_{}", huiying::contract::JOBS_BUCKET)),
+            ("delete the mail log", format!("$JS.API.STREAM.DELETE.KV_{}", huiying::contract::MAIL_BUCKET)),
         ] {
             session.must_not(act, &subject).await;
         }
@@ -228,7 +228,7 @@ async fn each_nats_user_may_do_its_own_work_and_nothing_else() {
 
     // The stream and its events are all still there, and nothing was added to them.
     let js = async_nats::jetstream::new(app.nats.clone());
-    let mut stream = js.get_stream(huiying::bus::STREAM).await.unwrap();
+    let mut stream = js.get_stream(huiying::contract::STREAM).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 3, "requested, generated, completed");
 }
 
@@ -298,7 +298,7 @@ async fn the_subscriber_template_in_nats_conf_reads_results_through_its_own_cons
 
     let session = Session::open(&app.nats_server.url, "webhooks").await;
     let js = async_nats::jetstream::new(session.client.clone());
-    let stream = js.get_stream(huiying::bus::STREAM).await.unwrap();
+    let stream = js.get_stream(huiying::contract::STREAM).await.unwrap();
     let consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             "webhooks",

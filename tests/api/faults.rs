@@ -75,7 +75,7 @@ async fn nats_down_for_ten_seconds_means_503s_meanwhile_and_every_accepted_job_c
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_store_killed_between_writing_the_file_and_publishing_still_gives_one_of_everything() {
-    let mut app = TestApp::spawn_with(|config, _| config.nats.ack_wait = 2).await;
+    let mut app = TestApp::spawn_with(|config, _| config.nats.ack_wait = Duration::from_secs(2)).await;
     // The store runs as its own process, so that it can die.
     app.stop_service("store").await;
     let ids = [
@@ -118,7 +118,7 @@ async fn a_generator_stopped_gracefully_mid_call_finishes_that_job_first_and_not
     let fake = FakeApi::start().await;
     let mut app = TestApp::spawn_with(|config, _| {
         fake.configure(config);
-        config.nats.ack_wait = 2;
+        config.nats.ack_wait = Duration::from_secs(2);
     })
     .await;
     // A slow model: the job is inside the generator when it is told to stop.
@@ -142,7 +142,7 @@ async fn a_generator_stopped_while_a_call_outlasts_the_grace_hands_the_job_back_
     let fake = FakeApi::start().await;
     let mut app = TestApp::spawn_with(|config, _| {
         fake.configure(config);
-        config.nats.shutdown_grace = 1;
+        config.nats.shutdown_grace = Duration::from_secs(1);
     })
     .await;
     // A model call far longer than the grace period.

@@ -130,7 +130,7 @@ async fn prefer_respond_async_answers_202_at_once_and_the_status_url_follows_the
 
 #[tokio::test(flavor = "multi_thread")]
 async fn when_the_wait_times_out_ingest_answers_202_with_a_status_url() {
-    let mut app = TestApp::spawn_with(|config, _| config.server.timeout = 1).await;
+    let mut app = TestApp::spawn_with(|config, _| config.server.timeout = Duration::from_secs(1)).await;
     app.stop_service("generator").await;
 
     let response = app.post_generate(json!({"prompt": "nobody is drawing"})).await;

@@ -102,7 +102,7 @@ impl NatsServer {
         assert!(self.process.is_none(), "nats-server is already running");
         let (port, store) = (self.port, &self.store);
         let mut command = Command::new(nats_server_program());
-        for user in huiying::up::NATS_USERS.iter().chain(&["webhooks"]) {
+        for user in huiying::service::NATS_USERS.iter().chain(&["webhooks"]) {
             command.env(huiying::up::NatsLogins::env_var(user), nats_password(user));
         }
         let process = command
@@ -703,11 +703,11 @@ impl TestApp {
         config.server.port = listener.local_addr().unwrap().port();
         config.server.public_url = address.clone();
         config.server.images_dir = dir.path().join("images");
-        config.server.timeout = 30;
+        config.server.timeout = Duration::from_secs(30);
         config.database.path = dir.path().join("huiying.db");
         config.nats.url = nats_server.url.clone();
         config = logged_in_as(&config, "admin");
-        config.generator.retry_delay = 0;
+        config.generator.retry_delay = Duration::from_secs(0);
         config.smtp.enable = true;
         config.smtp.host = "localhost".into();
         config.smtp.port = smtp.starttls_port;
@@ -717,7 +717,7 @@ impl TestApp {
         config.smtp.from = format!("绘影 <{SMTP_USER}>");
         config.smtp.to = vec![MAIL_TO.into()];
         config.smtp.ca_file = certificates().ca.display().to_string();
-        config.smtp.retry_delay = 0;
+        config.smtp.retry_delay = Duration::from_secs(0);
         config.smtp.outbox_dir = dir.path().join("outbox");
         config.smtp.templates_dir = Path::new(REPO).join("templates");
         tweak(&mut config, &smtp);
@@ -834,7 +834,7 @@ impl TestApp {
             let js = js.clone();
             async move {
                 let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-                    js.get_stream(huiying::bus::STREAM).await.ok()?.get_consumer(consumer).await.ok()?;
+                    js.get_stream(huiying::contract::STREAM).await.ok()?.get_consumer(consumer).await.ok()?;
                 let info = consumer.info().await.ok()?;
                 (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
             }
@@ -869,13 +869,9 @@ impl TestApp {
     /// Starts a service's real binary (`mailer`, `store`) with the test's configuration,
     /// logged in to NATS as that service, with `env` added.
     pub fn spawn_process(&self, service: &str, env: &[(&str, &str)]) -> Child {
-        let program = match service {
-            "mailer" => env!("CARGO_BIN_EXE_mailer"),
-            "store" => env!("CARGO_BIN_EXE_store"),
-            other => panic!("no binary for {other} in the tests"),
-        };
-        let mut command = Command::new(program);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_huiying"));
         command
+            .arg(service)
             .arg("--config")
             .arg(self.config_file())
             .env_remove("HUIYING_CONFIG")
@@ -893,7 +889,7 @@ impl TestApp {
     pub async fn count_events(&self, subject: &str) -> u64 {
         use futures::StreamExt;
         let js = async_nats::jetstream::new(self.nats.clone());
-        let stream = js.get_stream(huiying::bus::STREAM).await.unwrap();
+        let stream = js.get_stream(huiying::contract::STREAM).await.unwrap();
         let mut info = stream.info_with_subjects(subject).await.unwrap();
         let mut count = 0;
         while let Some(entry) = info.next().await {
@@ -918,7 +914,7 @@ impl TestApp {
     pub async fn mail_log(&self) -> Vec<serde_json::Value> {
         use futures::StreamExt;
         let js = async_nats::jetstream::new(self.nats.clone());
-        let bucket = js.get_key_value(huiying::bus::MAIL_BUCKET).await.unwrap();
+        let bucket = js.get_key_value(huiying::contract::MAIL_BUCKET).await.unwrap();
         let keys: Vec<String> = bucket.keys().await.unwrap().map(|k| k.unwrap()).collect().await;
         let mut entries = Vec::new();
         for key in keys {

@@ -158,7 +158,7 @@ async fn poison_on_every_subject_is_set_aside_with_its_reason_and_good_jobs_go_o
     assert_eq!(good.status(), 200);
 
     let js = async_nats::jetstream::new(app.nats.clone());
-    let dead = js.get_stream(huiying::bus::DEAD_LETTER_STREAM).await.unwrap();
+    let dead = js.get_stream(huiying::contract::DEAD_LETTER_STREAM).await.unwrap();
     crate::helpers::wait_for("five dead letters", std::time::Duration::from_secs(30), || {
         let mut stream = dead.clone();
         async move { (stream.info().await.ok()?.state.messages == 5).then_some(()) }
@@ -184,7 +184,7 @@ async fn poison_on_every_subject_is_set_aside_with_its_reason_and_good_jobs_go_o
         app.wait_until_consumer_idle(consumer).await;
     }
     let mut generator: async_nats::jetstream::consumer::PullConsumer =
-        js.get_stream(huiying::bus::STREAM).await.unwrap().get_consumer("generator").await.unwrap();
+        js.get_stream(huiying::contract::STREAM).await.unwrap().get_consumer("generator").await.unwrap();
     assert_eq!(generator.info().await.unwrap().num_redelivered, 0, "terminated on first delivery");
     assert_eq!(app.smtp.wait_for_mails(1).await.len(), 1);
 }

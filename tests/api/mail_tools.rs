@@ -78,7 +78,7 @@ async fn a_notification_that_failed_is_listed_and_can_be_sent_again() {
 /// A completion event for a job that never ran, as the store would publish it.
 fn completed_event(n: usize) -> String {
     let now = OffsetDateTime::now_utc();
-    let event = huiying::events::ImageCompleted {
+    let event = huiying::contract::events::ImageCompleted {
         version: 1,
         id: format!("00000000-0000-4000-8000-{n:012}"),
         prompt: format!("queued picture {n}"),
@@ -102,7 +102,7 @@ fn completed_event(n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mailer_killed_with_200_events_queued_sends_exactly_200_mails_after_restart() {
-    let mut app = TestApp::spawn_with(|config, _| config.nats.ack_wait = 2).await;
+    let mut app = TestApp::spawn_with(|config, _| config.nats.ack_wait = Duration::from_secs(2)).await;
     app.stop_service("mailer").await;
     // Halfway, the SMTP server holds every new RCPT for a while: the kill then lands while
     // sends are in flight but none is between "accepted" and "logged".

@@ -269,7 +269,7 @@ async fn a_slow_model_is_not_called_twice_while_the_first_call_still_runs() {
     let app = TestApp::spawn_with(|config, _| {
         api.configure(config);
         // Far shorter than the call: only progress acks keep the message from redelivery.
-        config.nats.ack_wait = 1;
+        config.nats.ack_wait = Duration::from_secs(1);
     })
     .await;
 

@@ -46,7 +46,7 @@ async fn restarting_the_mailer_after_it_sent_a_mail_sends_nothing_again() {
     app.stop_service("mailer").await;
     // Replay the same completion event, as a redelivery would.
     let js = async_nats::jetstream::new(app.nats.clone());
-    let stream = js.get_stream(huiying::bus::STREAM).await.unwrap();
+    let stream = js.get_stream(huiying::contract::STREAM).await.unwrap();
     let completed = stream.get_last_raw_message_by_subject("image.completed").await.unwrap();
     let payload = String::from_utf8(completed.payload.to_vec()).unwrap();
     app.publish("image.completed", &payload).await;
@@ -127,7 +127,7 @@ async fn with_smtp_disabled_the_mail_is_written_to_the_outbox_as_an_eml_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn when_the_mail_server_is_down_for_a_while_the_mail_arrives_once_it_is_back() {
-    let mut app = TestApp::spawn_with(|config, _| config.smtp.retry_delay = 1).await;
+    let mut app = TestApp::spawn_with(|config, _| config.smtp.retry_delay = Duration::from_secs(1)).await;
     app.smtp.stop();
 
     assert_eq!(app.post_generate(json!({"prompt": "patience"})).await.status(), 200);
@@ -200,7 +200,7 @@ async fn several_recipients_copies_and_blind_copies_each_get_the_mail() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_english_templates_can_be_chosen() {
-    let app = TestApp::spawn_with(|config, _| config.smtp.language = "en".into()).await;
+    let app = TestApp::spawn_with(|config, _| config.smtp.language = huiying::config::Language::En).await;
 
     assert_eq!(app.post_generate(json!({"prompt": "in English please"})).await.status(), 200);
 
@@ -265,7 +265,7 @@ async fn a_broken_template_stops_the_mailer_at_start_naming_the_file_and_line() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_mail_server_delays_a_mail_once_and_newer_mail_is_not_stuck_behind_it() {
-    let app = TestApp::spawn_with(|config, _| config.smtp.retry_delay = 4).await;
+    let app = TestApp::spawn_with(|config, _| config.smtp.retry_delay = Duration::from_secs(4)).await;
     app.smtp.set_busy(true);
 
     let first = app.submit(json!({"prompt": "sent while busy"})).await;

@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 use time::macros::datetime;
 
-use huiying::store::records::{Record, Records, timestamp};
+use huiying::contract::records::Record;
+use huiying::store::records::{Records, timestamp};
 
 use crate::helpers::{TestApp, wait_for};
 
@@ -182,7 +183,7 @@ async fn a_redelivered_generated_event_leaves_one_record() {
     let app = spawn_with_store().await;
     assert_eq!(app.post_generate(json!({"prompt": "only one of me"})).await.status(), 200);
     let js = async_nats::jetstream::new(app.nats.clone());
-    let stream = js.get_stream(huiying::bus::STREAM).await.unwrap();
+    let stream = js.get_stream(huiying::contract::STREAM).await.unwrap();
     let generated = stream.get_last_raw_message_by_subject("image.generated").await.unwrap();
 
     app.publish("image.generated", std::str::from_utf8(&generated.payload).unwrap()).await;
@@ -195,18 +196,18 @@ async fn a_redelivered_generated_event_leaves_one_record() {
 async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason() {
     let app = spawn_with_store().await;
     let js = async_nats::jetstream::new(app.nats.clone());
-    let bucket = js.get_object_store(huiying::bus::IMAGES_BUCKET).await.unwrap();
+    let bucket = js.get_object_store(huiying::contract::IMAGES_BUCKET).await.unwrap();
     let id = "00000000-0000-4000-8000-0000000000bd";
     bucket.put(id, &mut "this is not a picture".as_bytes()).await.unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let generated = huiying::events::ImageGenerated {
+    let generated = huiying::contract::events::ImageGenerated {
         version: 1,
         id: id.into(),
         prompt: "broken bytes".into(),
         english_prompt: "broken bytes".into(),
         model: "some/model".into(),
         provider: "openrouter".into(),
-        bucket: huiying::bus::IMAGES_BUCKET.into(),
+        bucket: huiying::contract::IMAGES_BUCKET.into(),
         object: id.into(),
         content_type: "image/png".into(),
         byte_size: 21,

@@ -103,7 +103,7 @@ async fn canary_secrets_appear_nowhere_even_when_providers_echo_them() {
     assert!(haystack.contains("DEBUG"), "the log ran at debug level");
     haystack.push_str(&answers);
     let js = async_nats::jetstream::new(app.nats.clone());
-    for stream_name in [huiying::bus::STREAM, huiying::bus::DEAD_LETTER_STREAM] {
+    for stream_name in [huiying::contract::STREAM, huiying::contract::DEAD_LETTER_STREAM] {
         let mut stream = js.get_stream(stream_name).await.unwrap();
         let last = stream.info().await.unwrap().state.last_sequence;
         for sequence in 1..=last {
@@ -113,7 +113,7 @@ async fn canary_secrets_appear_nowhere_even_when_providers_echo_them() {
             }
         }
     }
-    for bucket in [huiying::bus::JOBS_BUCKET, huiying::bus::MAIL_BUCKET, huiying::bus::IDEMPOTENCY_BUCKET] {
+    for bucket in [huiying::contract::JOBS_BUCKET, huiying::contract::MAIL_BUCKET, huiying::contract::IDEMPOTENCY_BUCKET] {
         let store = js.get_key_value(bucket).await.unwrap();
         let keys: Vec<String> = store.keys().await.unwrap().map(|k| k.unwrap()).collect().await;
         for key in keys {
