@@ -145,7 +145,6 @@ fn write_service_config(dir: &Path, nats_url: &str, http_port: u16) -> anyhow::R
     config.server.images_dir = dir.join("images");
     config.database.path = dir.join("huiying.db");
     config.smtp.outbox_dir = dir.join("outbox");
-    config.smtp.templates_dir = std::fs::canonicalize(&config.smtp.templates_dir).context("finding templates/")?;
     config.nats.url = nats_url.into();
     let path = dir.join("config.toml");
     std::fs::write(&path, toml::to_string(&config)?)?;

@@ -1,1 +1,139 @@
+//! The generator stage on in-memory parts: what it publishes and records for each kind of
+//! request, and when it asks for a retry.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
 use super::*;
+use crate::contract::JOBS_BUCKET;
+use crate::contract::events::Stage as FailedAt;
+use crate::parts::memory::{MemoryKv, MemoryObjects, MemoryStream};
+
+struct Parts {
+    stream: Arc<MemoryStream>,
+    states: Arc<MemoryKv>,
+    objects: Arc<MemoryObjects>,
+    jobs: JobBoard,
+}
+
+fn generator_with(change: impl FnOnce(&mut Config)) -> (Generator, Parts) {
+    let mut config = Config::default();
+    config.generator.retry_delay = Duration::ZERO;
+    change(&mut config);
+    let states = Arc::new(MemoryKv::new(JOBS_BUCKET));
+    let parts = Parts {
+        stream: Arc::new(MemoryStream::default()),
+        jobs: JobBoard::new(crate::parts::JsonBucket::new(states.clone())),
+        states,
+        objects: Arc::new(MemoryObjects::default()),
+    };
+    let generator = Generator::new(&config, parts.stream.clone(), parts.jobs.clone(), parts.objects.clone()).unwrap();
+    (generator, parts)
+}
+
+fn generator() -> (Generator, Parts) {
+    generator_with(|_| {})
+}
+
+fn delivery(body: &str, attempt: u32) -> Received {
+    Received {
+        subject: events::IMAGE_REQUESTED.into(),
+        payload: Bytes::copy_from_slice(body.as_bytes()),
+        attempt,
+        stream: "HUIYING".into(),
+        stream_sequence: 7,
+        published: OffsetDateTime::now_utc(),
+    }
+}
+
+#[tokio::test]
+async fn a_request_becomes_a_picture_in_the_object_store_and_an_image_generated_event() {
+    let (generator, parts) = generator();
+    let body = r#"{"id": "job-1", "prompt": "a red fox", "model": "huiying/placeholder"}"#;
+    generator.handle(delivery(body, 1)).await.unwrap();
+    let generated = parts.stream.events::<ImageGenerated>();
+    assert_eq!(generated.len(), 1);
+    assert_eq!((generated[0].id.as_str(), generated[0].prompt.as_str()), ("job-1", "a red fox"));
+    assert_eq!(generated[0].content_type, "image/png");
+    assert_eq!(parts.objects.names(), ["job-1"]);
+    let state = parts.jobs.get("job-1").await.unwrap().unwrap();
+    assert_eq!(state.status, JobState::Generating, "the store moves it on");
+}
+
+#[tokio::test]
+async fn a_request_without_an_id_gets_one_derived_from_its_place_in_the_stream() {
+    let (generator, parts) = generator();
+    let received = delivery(r#"{"prompt": "a red fox"}"#, 1);
+    let expected = events::derived_job_id("HUIYING", 7, received.published);
+    generator.handle(received).await.unwrap();
+    assert_eq!(parts.stream.events::<ImageGenerated>()[0].id, expected);
+}
+
+#[tokio::test]
+async fn a_redelivery_after_the_job_moved_on_draws_nothing() {
+    let (generator, parts) = generator();
+    parts.jobs.set(&JobStatus::new("job-1", JobState::Storing, "a red fox", None)).await.unwrap();
+    generator.handle(delivery(r#"{"id": "job-1", "prompt": "a red fox"}"#, 2)).await.unwrap();
+    assert_eq!(parts.stream.count(), 0);
+    assert!(parts.objects.names().is_empty());
+}
+
+#[tokio::test]
+async fn an_unusable_request_ends_the_job_at_stage_request_and_is_acknowledged() {
+    let (generator, parts) = generator();
+    for (id, body) in [
+        ("empty", r#"{"id": "empty", "prompt": "  "}"#),
+        ("many", r#"{"id": "many", "prompt": "a fox", "n": 3}"#),
+        ("spaced", r#"{"id": "spaced", "prompt": "a fox", "model": "my model"}"#),
+    ] {
+        generator.handle(delivery(body, 1)).await.unwrap();
+        let state = parts.jobs.get(id).await.unwrap().unwrap();
+        assert_eq!(state.status, JobState::Failed, "{id}");
+        assert_eq!(state.error.unwrap().stage, FailedAt::Request, "{id}");
+    }
+    assert_eq!(parts.stream.events::<ImageFailed>().len(), 3);
+    assert!(parts.stream.events::<ImageGenerated>().is_empty());
+}
+
+#[tokio::test]
+async fn an_unreadable_or_newer_event_is_rejected_for_good() {
+    let (generator, _parts) = generator();
+    for body in ["{not json", r#"{"version": 99, "prompt": "a fox"}"#, r#"{"id": "a.b", "prompt": "a fox"}"#] {
+        let failure = generator.handle(delivery(body, 1)).await.unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Permanent, "{body}: {failure}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_model_is_retried_until_the_last_attempt_then_fails_the_job_once() {
+    let (generator, parts) = generator_with(|config| {
+        config.api_keys.openai_api_key = crate::config::Secret::new("sk-test");
+        config.openai.base_url = "http://127.0.0.1:9/v1".into();
+        config.generator.max_attempts = 2;
+    });
+    let body = r#"{"id": "job-1", "prompt": "a fox", "model": "dall-e-3"}"#;
+    let first = generator.handle(delivery(body, 1)).await.unwrap_err();
+    assert!(first.is_transient(), "{first}");
+    assert!(parts.stream.events::<ImageFailed>().is_empty(), "attempts are left");
+    generator.handle(delivery(body, 2)).await.unwrap();
+    let failed = parts.stream.events::<ImageFailed>();
+    assert_eq!(failed.len(), 1);
+    assert_eq!((failed[0].stage, failed[0].transient, failed[0].attempts), (FailedAt::Generate, true, 2));
+    assert!(failed[0].error.contains("could not be reached"), "{}", failed[0].error);
+}
+
+#[tokio::test]
+async fn while_nats_is_away_the_request_is_retried_and_then_published_once() {
+    let (generator, parts) = generator();
+    let body = r#"{"id": "job-1", "prompt": "a fox"}"#;
+    parts.stream.set_down(true);
+    assert!(generator.handle(delivery(body, 1)).await.unwrap_err().is_transient());
+    parts.states.set_down(true);
+    assert!(generator.handle(delivery(body, 2)).await.unwrap_err().is_transient());
+    parts.stream.set_down(false);
+    parts.states.set_down(false);
+    generator.handle(delivery(body, 3)).await.unwrap();
+    generator.handle(delivery(body, 4)).await.unwrap();
+    assert_eq!(parts.stream.events::<ImageGenerated>().len(), 1, "one message per job and subject");
+}

@@ -1,1 +1,141 @@
+//! The store stage on in-memory parts and a real SQLite file in a temporary folder.
+
+use bytes::Bytes;
+
 use super::*;
+use crate::contract::JOBS_BUCKET;
+use crate::contract::events::IMAGE_GENERATED;
+use crate::parts::JsonBucket;
+use crate::parts::memory::{MemoryKv, MemoryObjects, MemoryStream};
+
+struct Parts {
+    stream: Arc<MemoryStream>,
+    objects: Arc<MemoryObjects>,
+    jobs: JobBoard,
+    records: Records,
+    dir: tempfile::TempDir,
+}
+
+fn store() -> (Store, Parts) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.images_dir = dir.path().join("images");
+    let records = Records::open(&dir.path().join("huiying.db")).unwrap();
+    let parts = Parts {
+        stream: Arc::new(MemoryStream::default()),
+        objects: Arc::new(MemoryObjects::default()),
+        jobs: JobBoard::new(JsonBucket::new(Arc::new(MemoryKv::new(JOBS_BUCKET)))),
+        records: records.clone(),
+        dir,
+    };
+    let store = Store::new(&config, records, parts.stream.clone(), parts.jobs.clone(), parts.objects.clone()).unwrap();
+    (store, parts)
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(width, height, image::Rgb([200, 80, 40]))
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .unwrap();
+    bytes.into_inner()
+}
+
+fn generated(id: &str) -> ImageGenerated {
+    let now = OffsetDateTime::now_utc();
+    ImageGenerated {
+        version: EVENT_VERSION,
+        id: id.into(),
+        prompt: "一只狐狸".into(),
+        english_prompt: "a red fox".into(),
+        model: "huiying/placeholder".into(),
+        provider: "placeholder".into(),
+        bucket: crate::contract::IMAGES_BUCKET.into(),
+        object: id.into(),
+        content_type: "image/png".into(),
+        byte_size: 0,
+        attempts: 1,
+        notify_email: None,
+        requested_at: now,
+        generated_at: now,
+    }
+}
+
+fn delivery(event: &ImageGenerated, attempt: u32) -> Received {
+    Received {
+        subject: IMAGE_GENERATED.into(),
+        payload: Bytes::from(serde_json::to_vec(event).unwrap()),
+        attempt,
+        stream: "HUIYING".into(),
+        stream_sequence: 1,
+        published: OffsetDateTime::now_utc(),
+    }
+}
+
+fn files(parts: &Parts) -> Vec<String> {
+    std::fs::read_dir(parts.dir.path().join("images"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_generated_picture_becomes_a_file_a_record_and_an_image_completed_event() {
+    let (store, parts) = store();
+    parts.objects.put("job-1", &png(64, 48)).await.unwrap();
+    store.handle(delivery(&generated("job-1"), 1)).await.unwrap();
+    let completed = parts.stream.events::<ImageCompleted>();
+    assert_eq!(completed.len(), 1);
+    assert_eq!((completed[0].width, completed[0].height, completed[0].format.as_str()), (64, 48, "jpeg"));
+    assert_eq!(files(&parts), [completed[0].filename.clone()]);
+    assert!(completed[0].filename.contains("red_fox"), "{}", completed[0].filename);
+    let record = parts.records.by_job("job-1").unwrap().unwrap();
+    assert_eq!(record.original_prompt, "一只狐狸");
+    assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Completed);
+}
+
+#[tokio::test]
+async fn a_redelivery_writes_nothing_twice() {
+    let (store, parts) = store();
+    parts.objects.put("job-1", &png(32, 32)).await.unwrap();
+    for attempt in 1..=3 {
+        store.handle(delivery(&generated("job-1"), attempt)).await.unwrap();
+    }
+    assert_eq!(parts.stream.events::<ImageCompleted>().len(), 1);
+    assert_eq!(files(&parts).len(), 1);
+    let page = parts.records.query(&crate::contract::records::RecordQuery {
+        page: 1,
+        limit: 10,
+        keyword: None,
+        model: None,
+        date_from: None,
+        date_to: None,
+    });
+    assert_eq!(page.unwrap().total, 1);
+}
+
+#[tokio::test]
+async fn an_unusable_picture_ends_the_job_at_stage_store_and_writes_no_file() {
+    let (store, parts) = store();
+    parts.objects.put("corrupt", b"\x89PNG but not really").await.unwrap();
+    store.handle(delivery(&generated("corrupt"), 1)).await.unwrap();
+    store.handle(delivery(&generated("missing"), 1)).await.unwrap();
+    let failed = parts.stream.events::<ImageFailed>();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.iter().all(|f| f.stage == JobStage::Store && !f.transient));
+    assert!(failed[1].error.contains("no longer in the object store"), "{}", failed[1].error);
+    assert!(files(&parts).is_empty());
+    assert_eq!(parts.jobs.get("corrupt").await.unwrap().unwrap().status, JobState::Failed);
+}
+
+#[tokio::test]
+async fn while_nats_is_away_the_stored_picture_is_announced_later_and_once() {
+    let (store, parts) = store();
+    parts.objects.put("job-1", &png(32, 32)).await.unwrap();
+    parts.stream.set_down(true);
+    let failure = store.handle(delivery(&generated("job-1"), 1)).await.unwrap_err();
+    assert!(failure.is_transient(), "{failure}");
+    parts.stream.set_down(false);
+    store.handle(delivery(&generated("job-1"), 2)).await.unwrap();
+    assert_eq!(parts.stream.events::<ImageCompleted>().len(), 1);
+    assert_eq!(files(&parts).len(), 1, "the first attempt's file is the one announced");
+}

@@ -871,9 +871,9 @@ impl TestApp {
     pub fn spawn_process(&self, service: &str, env: &[(&str, &str)]) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_huiying"));
         command
-            .arg(service)
             .arg("--config")
             .arg(self.config_file())
+            .arg(service)
             .env_remove("HUIYING_CONFIG")
             .env("NATS_USER", service)
             .env("NATS_PASSWORD", nats_password(service))
