@@ -1,1 +1,218 @@
+//! Every route through `oneshot`, on in-memory parts: the answers a client gets, and
+//! what reaches the queue, with no nats-server.
+
+use axum::body::Body;
+use axum::http::{Request, Response, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
 use super::*;
+use crate::config::Secret;
+use crate::contract::events::ImageRequested;
+use crate::contract::jobs::JobState;
+use crate::contract::records::RECORDS_LIST;
+use crate::contract::{IDEMPOTENCY_BUCKET, JOBS_BUCKET};
+use crate::parts::memory::{FixedBacklog, MemoryKv, MemoryReplies, MemoryStream};
+
+/// ingest on memory parts, and handles to look at them.
+struct TestIngest {
+    app: Router,
+    stream: Arc<MemoryStream>,
+    store: Arc<MemoryReplies>,
+    jobs: JobBoard,
+    _images: tempfile::TempDir,
+}
+
+fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>) -> TestIngest {
+    let images = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.images_dir = images.path().to_path_buf();
+    change(&mut config);
+    let stream = Arc::new(MemoryStream::default());
+    let store = Arc::new(MemoryReplies::default());
+    let jobs = JobBoard::new(JsonBucket::new(Arc::new(MemoryKv::new(JOBS_BUCKET))));
+    let parts = IngestParts {
+        publisher: stream.clone(),
+        jobs: jobs.clone(),
+        idempotency: Arc::new(MemoryKv::new(IDEMPOTENCY_BUCKET)),
+        store: store.clone(),
+        backlog: Arc::new(FixedBacklog(waiting)),
+    };
+    let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
+    TestIngest { app, stream, store, jobs, _images: images }
+}
+
+fn ingest() -> TestIngest {
+    ingest_with(|_| {}, None)
+}
+
+/// A POST of `body` to `/generate-image` that asks for an answer at once.
+fn generate(body: &str) -> Request<Body> {
+    Request::post("/generate-image")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("prefer", "respond-async")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+impl TestIngest {
+    async fn send(&self, request: Request<Body>) -> (u16, Value, Response<()>) {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (parts.status.as_u16(), json, Response::from_parts(parts, ()))
+    }
+
+    fn queued(&self) -> Vec<ImageRequested> {
+        self.stream.events::<ImageRequested>()
+    }
+}
+
+#[tokio::test]
+async fn a_prompt_is_queued_with_a_202_and_its_job_reads_queued() {
+    let ingest = ingest();
+    let (status, answer, _) = ingest.send(generate(r#"{"prompt": "一只狐狸", "model": "huiying/placeholder"}"#)).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["id"].as_str().unwrap();
+    assert_eq!(answer["status_url"], format!("http://localhost:8000/jobs/{id}"));
+    let queued = ingest.queued();
+    assert_eq!((queued[0].id.as_str(), queued[0].prompt.as_str()), (id, "一只狐狸"));
+    assert_eq!(ingest.jobs.get(id).await.unwrap().unwrap().status, JobState::Queued);
+    let (status, job, _) = ingest.send(Request::get(format!("/api/jobs/{id}")).body(Body::empty()).unwrap()).await;
+    assert_eq!((status, job["status"].as_str()), (200, Some("queued")));
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_400_that_names_the_problem_and_nothing_is_queued() {
+    let ingest = ingest();
+    let long_prompt = "画".repeat(4001);
+    let cases: Vec<(String, &str)> = vec![
+        ("this is not json".into(), "not valid JSON"),
+        ("{}".into(), "missing field `prompt`"),
+        (r#"{"prompt": ""}"#.into(), "prompt must not be empty"),
+        (r#"{"prompt": "   "}"#.into(), "prompt must not be empty"),
+        (json!({"prompt": long_prompt}).to_string(), "4001 characters"),
+        (r#"{"prompt": 42}"#.into(), "prompt"),
+        (r#"{"prompt": "cat", "model": 7}"#.into(), "model"),
+        (r#"{"prompt": "cat", "style": "anime"}"#.into(), "unknown field `style`"),
+        (r#"{"prompt": "cat", "n": 4}"#.into(), "n must be 1"),
+        (r#"{"prompt": "cat", "size": "huge"}"#.into(), "WIDTHxHEIGHT"),
+        (r#"{"prompt": "cat", "seed": -1}"#.into(), "seed"),
+        (r#"{"prompt": "cat", "model": "my model"}"#.into(), "not a model name"),
+        (r#"{"prompt": "a\u0007b"}"#.into(), "control character"),
+        (r#"{"prompt": "cat", "notify_email": "someone@example.com"}"#.into(), "allowed recipients"),
+        (r#"["prompt"]"#.into(), "invalid"),
+    ];
+    for (body, expected) in cases {
+        let (status, answer, _) = ingest.send(generate(&body)).await;
+        assert_eq!(status, 400, "for {body}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_else(|| panic!("no error field for {body}"));
+        assert!(error.contains(expected), "for {body}: {error}");
+    }
+    assert!(ingest.queued().is_empty());
+}
+
+#[tokio::test]
+async fn another_content_type_is_a_415_and_a_large_body_a_413() {
+    let ingest = ingest();
+    let form = Request::post("/generate-image")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("prompt=cat"))
+        .unwrap();
+    let (status, answer, _) = ingest.send(form).await;
+    assert_eq!(status, 415, "{answer}");
+    let huge = json!({"prompt": "cat", "negative_prompt": "x".repeat(100 * 1024)}).to_string();
+    let (status, answer, _) = ingest.send(generate(&huge)).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("larger than"), "{answer}");
+    assert!(ingest.queued().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405_as_json() {
+    let ingest = ingest();
+    let (status, answer, _) = ingest.send(Request::get("/nowhere").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, answer["error"].is_string()), (404, true));
+    let (status, answer, _) = ingest.send(Request::get("/api/generate-image").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, answer["error"].is_string()), (405, true));
+}
+
+#[tokio::test]
+async fn with_api_keys_a_missing_key_is_401_a_wrong_one_403_and_the_page_stays_open() {
+    let ingest = ingest_with(|config| config.server.api_keys = vec![Secret::new("key-one")], None);
+    let (status, _, response) = ingest.send(generate(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!(status, 401);
+    assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    let mut wrong = generate(r#"{"prompt": "cat"}"#);
+    wrong.headers_mut().insert(header::AUTHORIZATION, "Bearer key-two".parse().unwrap());
+    assert_eq!(ingest.send(wrong).await.0, 403);
+    assert!(ingest.queued().is_empty());
+    let mut right = generate(r#"{"prompt": "cat"}"#);
+    right.headers_mut().insert(header::AUTHORIZATION, "Bearer key-one".parse().unwrap());
+    assert_eq!(ingest.send(right).await.0, 202);
+    let (status, page, _) = ingest.send(Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(page.as_str().unwrap().contains("绘影"), "the web page is served");
+    assert_eq!(ingest.send(Request::get("/health").body(Body::empty()).unwrap()).await.0, 200);
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_a_caller_gets_429_with_retry_after() {
+    let ingest = ingest_with(|config| config.server.rate_limit_per_minute = 2, None);
+    for _ in 0..2 {
+        assert_eq!(ingest.send(generate(r#"{"prompt": "cat"}"#)).await.0, 202);
+    }
+    let (status, answer, response) = ingest.send(generate(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(ingest.queued().len(), 2);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_gives_the_same_job_and_reused_for_another_request_a_422() {
+    let ingest = ingest();
+    let keyed = |body: &str| {
+        let mut request = generate(body);
+        request.headers_mut().insert("idempotency-key", "order-42".parse().unwrap());
+        request
+    };
+    let (_, first, _) = ingest.send(keyed(r#"{"prompt": "cat"}"#)).await;
+    let (status, again, _) = ingest.send(keyed(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!((status, &again["id"]), (202, &first["id"]));
+    let (status, answer, _) = ingest.send(keyed(r#"{"prompt": "dog"}"#)).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(ingest.queued().len(), 1);
+}
+
+#[tokio::test]
+async fn without_nats_or_with_a_full_queue_the_job_is_refused_with_503() {
+    let ingest = ingest_with(|config| config.server.max_queued_jobs = 3, Some(3));
+    let (status, answer, response) = ingest.send(generate(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("queue is full"), "{answer}");
+    assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+
+    let ingest = self::ingest();
+    ingest.stream.set_down(true);
+    let (status, answer, _) = ingest.send(generate(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!(status, 503, "{answer}");
+    let (status, health, _) = ingest.send(Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, health["status"].as_str()), (503, Some("degraded")));
+}
+
+#[tokio::test]
+async fn records_come_from_the_store_and_bad_parameters_are_named() {
+    let ingest = ingest();
+    let (status, answer, _) = ingest.send(Request::get("/records").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, 503, "no store running: {answer}");
+    ingest.store.answer(RECORDS_LIST, r#"{"ok": {"records": [], "total": 0, "page": 1, "limit": 20, "pages": 0}}"#);
+    let (status, page, _) = ingest.send(Request::get("/api/records?page=1").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, &page["total"]), (200, &json!(0)));
+    for (query, named) in [("limit=500", "limit"), ("date_from=yesterday", "date_from"), ("colour=red", "colour")] {
+        let (status, answer, _) = ingest.send(Request::get(format!("/records?{query}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(answer["error"].as_str().unwrap().contains(named), "{query}: {answer}");
+    }
+}

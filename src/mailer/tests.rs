@@ -1,1 +1,119 @@
+//! The mailer stage on an in-memory notification log, writing to an outbox folder.
+
+use bytes::Bytes;
+
 use super::*;
+use crate::contract::events::{EVENT_VERSION, IMAGE_COMPLETED};
+use crate::parts::memory::MemoryKv;
+
+struct Parts {
+    log: Arc<MemoryKv>,
+    outbox: tempfile::TempDir,
+}
+
+fn mailer() -> (Mailer, Parts) {
+    let outbox = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.smtp.outbox_dir = outbox.path().to_path_buf();
+    config.smtp.to = vec!["me@example.com".into()];
+    let log = Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET));
+    (Mailer::new(&config, log.clone()).unwrap(), Parts { log, outbox })
+}
+
+fn completed(id: &str) -> Received {
+    let now = OffsetDateTime::now_utc();
+    let event = ImageCompleted {
+        version: EVENT_VERSION,
+        id: id.into(),
+        prompt: "一只狐狸".into(),
+        english_prompt: "a red fox".into(),
+        model: "huiying/placeholder".into(),
+        url: "http://localhost:8000/static/images/x.jpg".into(),
+        local_url: "http://localhost:8000/static/images/x.jpg".into(),
+        r2_url: None,
+        filename: "x.jpg".into(),
+        width: 64,
+        height: 64,
+        format: "jpeg".into(),
+        file_size: 1000,
+        requested_at: now,
+        completed_at: now,
+        duration_ms: 1200,
+        notify_email: None,
+    };
+    Received {
+        subject: IMAGE_COMPLETED.into(),
+        payload: Bytes::from(serde_json::to_vec(&event).unwrap()),
+        attempt: 1,
+        stream: "HUIYING".into(),
+        stream_sequence: 1,
+        published: now,
+    }
+}
+
+fn mails(parts: &Parts) -> Vec<String> {
+    std::fs::read_dir(parts.outbox.path())
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_completed_job_is_mailed_once_however_often_its_event_comes() {
+    let (mailer, parts) = mailer();
+    for _ in 0..3 {
+        mailer.handle(completed("job-1")).await.unwrap();
+    }
+    let mails = mails(&parts);
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("To: me@example.com"), "{}", mails[0]);
+    let entry = mailer.log.get("job-1", "completed").await.unwrap().unwrap();
+    assert_eq!(entry.state, DeliveryState::Sent);
+}
+
+#[tokio::test]
+async fn an_unreadable_log_entry_is_a_dead_letter_never_a_second_mail() {
+    let (mailer, parts) = mailer();
+    parts.log.put_raw("job-1.completed", b"{half an entry");
+    let failure = mailer.handle(completed("job-1")).await.unwrap_err();
+    assert_eq!(failure.kind, crate::failure::FailureKind::Permanent, "{failure}");
+    assert!(failure.reason.contains("unreadable"), "{failure}");
+    assert!(mails(&parts).is_empty());
+}
+
+#[tokio::test]
+async fn a_notification_given_up_before_is_not_sent_again_by_a_redelivery() {
+    let (mailer, parts) = mailer();
+    let given_up = Notification {
+        job_id: "job-1".into(),
+        kind: "completed".into(),
+        state: DeliveryState::Failed,
+        recipients: vec!["me@example.com".into()],
+        attempts: 10,
+        last_error: Some("550 no such user".into()),
+        sent_at: None,
+        updated_at: OffsetDateTime::now_utc(),
+    };
+    mailer.log.put(&given_up).await.unwrap();
+    mailer.handle(completed("job-1")).await.unwrap();
+    assert!(mails(&parts).is_empty());
+}
+
+#[tokio::test]
+async fn while_the_log_cannot_be_read_the_event_is_retried_and_nothing_is_sent() {
+    let (mailer, parts) = mailer();
+    parts.log.set_down(true);
+    assert!(mailer.handle(completed("job-1")).await.unwrap_err().is_transient());
+    assert!(mails(&parts).is_empty());
+    parts.log.set_down(false);
+    mailer.handle(completed("job-1")).await.unwrap();
+    assert_eq!(mails(&parts).len(), 1);
+}
+
+#[tokio::test]
+async fn an_event_on_another_subject_is_rejected() {
+    let (mailer, _parts) = mailer();
+    let mut received = completed("job-1");
+    received.subject = "image.requested".into();
+    assert!(!mailer.handle(received).await.unwrap_err().is_transient());
+}
