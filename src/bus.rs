@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::NatsConfig;
 use crate::contract::events;
 use crate::contract::jobs::JobStatus;
-use crate::contract::{DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, IDEMPOTENCY_BUCKET, IMAGES_BUCKET, JOBS_BUCKET, MAIL_BUCKET, STREAM};
+use crate::contract::{
+    DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, IDEMPOTENCY_BUCKET, IMAGES_BUCKET, JOBS_BUCKET, MAIL_BUCKET, STREAM,
+};
 use crate::failure::Failure;
 use crate::jobs::JobBoard;
 use crate::parts::{JsonBucket, nats::NatsPublisher};
@@ -254,10 +256,7 @@ pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::
             // service `_INBOX_<user>.>`, not everyone's `_INBOX.>`).
             .custom_inbox_prefix(format!("_INBOX_{}", config.user));
     }
-    options
-        .connect(&config.url)
-        .await
-        .map_err(|source| BusError::Connect { url: config.url.clone(), source })
+    options.connect(&config.url).await.map_err(|source| BusError::Connect { url: config.url.clone(), source })
 }
 
 /// Refuses servers older than [`MIN_SERVER_VERSION`].

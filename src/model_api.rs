@@ -44,11 +44,7 @@ pub(crate) async fn post_json(
     if !status.is_success() {
         let error = format!("{provider} answered {status}: {}", provider_message(&text));
         let transient = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
-        return Err(if transient {
-            Failure::transient(error).after(retry_after)
-        } else {
-            Failure::permanent(error)
-        });
+        return Err(if transient { Failure::transient(error).after(retry_after) } else { Failure::permanent(error) });
     }
     serde_json::from_str(&text).map_err(|e| {
         Failure::permanent(format!("{provider}'s answer is not JSON ({e}): {}", shorten(&scrub(&text), 200)))

@@ -4,9 +4,9 @@
 
 use serde_json::json;
 
-use crate::model_api as http;
-use crate::failure::Failure;
 use crate::config::Config;
+use crate::failure::Failure;
+use crate::model_api as http;
 
 /// Whether `text` holds CJK ideographs (any block, not only the basic one).
 pub(crate) fn has_cjk(text: &str) -> bool {
@@ -57,8 +57,7 @@ impl Translator {
                 {"role": "user", "content": text},
             ],
         });
-        let answer = http::post_json(&self.http, "the translation service", &self.url, &self.token, &[], &body)
-            .await?;
+        let answer = http::post_json(&self.http, "the translation service", &self.url, &self.token, &[], &body).await?;
         let translated = answer
             .pointer("/choices/0/message/content")
             .and_then(|c| c.as_str())

@@ -39,4 +39,3 @@ pub struct Config {
     pub nats: NatsConfig,
     pub database: DatabaseConfig,
 }
-

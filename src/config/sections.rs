@@ -330,7 +330,11 @@ impl ServerConfig {
 impl GeneratorConfig {
     /// Provider failures: `retry_delay`, doubling to ten minutes, `max_attempts` tries.
     pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy { base: self.retry_delay, cap: Duration::from_secs(600), jitter: 0.2, max_attempts: self.max_attempts }
+        RetryPolicy {
+            base: self.retry_delay,
+            cap: Duration::from_secs(600),
+            jitter: 0.2,
+            max_attempts: self.max_attempts,
+        }
     }
 }
-

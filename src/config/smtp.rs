@@ -110,7 +110,12 @@ impl SmtpConfig {
 
     /// Mail server failures: `retry_delay`, doubling to an hour, `max_attempts` tries.
     pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy { base: self.retry_delay, cap: Duration::from_secs(3600), jitter: 0.2, max_attempts: self.max_attempts }
+        RetryPolicy {
+            base: self.retry_delay,
+            cap: Duration::from_secs(3600),
+            jitter: 0.2,
+            max_attempts: self.max_attempts,
+        }
     }
 
     /// The mode actually used on this port.
@@ -122,4 +127,3 @@ impl SmtpConfig {
         }
     }
 }
-

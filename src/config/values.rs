@@ -1,9 +1,9 @@
 //! Configuration values that are parsed into types where they are read, so that a
 //! mistake stops the program at start with the key's name.
 
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use serde::{Deserialize, Deserializer, Serialize};
 
 /// Reads a list from a TOML array or from one string of comma-separated items.
 pub(super) fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
@@ -23,7 +23,6 @@ pub(super) fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> 
 pub(super) fn secrets_one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
     Ok(one_or_many(deserializer)?.into_iter().map(Secret).collect())
 }
-
 
 /// Reads a list (as [`one_or_many`]) and parses each item.
 pub(super) fn one_or_many_parsed<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
@@ -73,7 +72,6 @@ impl fmt::Debug for Secret {
         f.write_str(if self.is_set() { "Secret(***)" } else { "Secret(<unset>)" })
     }
 }
-
 
 /// An image API huiying can call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,4 +191,3 @@ impl Language {
         }
     }
 }
-

@@ -8,9 +8,9 @@ use std::time::Duration;
 use base64::Engine;
 use reqwest::Url;
 
+use crate::config::GeneratorConfig;
 use crate::failure::Failure;
 use crate::model_api::{error_chain, shorten};
-use crate::config::GeneratorConfig;
 
 const MAX_REDIRECTS: usize = 3;
 
@@ -50,9 +50,7 @@ impl Fetcher {
             let response = self.get(&url).await?;
             if response.status().is_redirection() {
                 let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("");
-                url = url
-                    .join(location)
-                    .map_err(|_| Failure::permanent("a bad redirect from the image link"))?;
+                url = url.join(location).map_err(|_| Failure::permanent("a bad redirect from the image link"))?;
                 continue;
             }
             if !response.status().is_success() {
@@ -98,9 +96,11 @@ impl Fetcher {
             .resolve_to_addrs(host, &addresses)
             .build()
             .map_err(|e| Failure::permanent(format!("cannot prepare the download: {e}")))?;
-        client.get(url.clone()).send().await.map_err(|e| {
-            Failure::transient(format!("downloading the picture from {host} failed: {}", error_chain(&e)))
-        })
+        client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| Failure::transient(format!("downloading the picture from {host} failed: {}", error_chain(&e))))
     }
 
     async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, Failure> {
@@ -125,8 +125,8 @@ impl Fetcher {
         if bytes.len() as u64 > self.max_bytes {
             return Err(Failure::permanent(format!("the picture is larger than {} bytes", self.max_bytes)));
         }
-        let format = image::guess_format(&bytes)
-            .map_err(|_| Failure::permanent("the provider's answer is not a picture"))?;
+        let format =
+            image::guess_format(&bytes).map_err(|_| Failure::permanent("the provider's answer is not a picture"))?;
         Ok(Fetched { content_type: format.to_mime_type().to_string(), bytes })
     }
 }

@@ -4,12 +4,11 @@
 
 use serde_json::json;
 
-use crate::model_api as http;
 use super::ImageAnswer;
-use crate::failure::Failure;
 use crate::config::{OpenAiConfig, ResponseFormat, Secret};
 use crate::contract::events::GenerationOptions;
-
+use crate::failure::Failure;
+use crate::model_api as http;
 
 #[derive(Clone)]
 pub(super) struct OpenAiClient {

@@ -6,12 +6,11 @@
 
 use serde_json::{Value, json};
 
-use crate::model_api::{self as http, shorten};
 use super::ImageAnswer;
-use crate::failure::Failure;
 use crate::config::{OpenRouterConfig, Secret};
 use crate::contract::events::GenerationOptions;
-
+use crate::failure::Failure;
+use crate::model_api::{self as http, shorten};
 
 #[derive(Clone)]
 pub(super) struct OpenRouterClient {

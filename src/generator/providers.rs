@@ -8,9 +8,9 @@ use super::fetch::Fetcher;
 use super::openai::OpenAiClient;
 use super::openrouter::OpenRouterClient;
 use super::{GeneratedImage, placeholder};
-use crate::failure::Failure;
 use crate::config::{Config, Provider as ProviderKind};
 use crate::contract::events::GenerationOptions;
+use crate::failure::Failure;
 use crate::limit::RateLimit;
 
 /// Request options `provider` honours.

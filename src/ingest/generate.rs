@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::AppState;
 use super::access::KeyNumber;
 use super::body::{idempotency_key, json_body, parse_object, prefers_async};
 use super::error::ApiError;
 use super::idempotency::{Claim, Claimed, fingerprint};
-use super::AppState;
 use crate::config::SmtpConfig;
 use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, Stage};
 use crate::contract::jobs::{JobState, JobStatus};

@@ -19,7 +19,11 @@ use crate::contract::values::JobId;
 use crate::parts::RequestError;
 
 /// Asks the store; its answer, or an error a client can act on.
-async fn ask_store<T: DeserializeOwned>(state: &AppState, subject: &'static str, payload: Bytes) -> Result<T, ApiError> {
+async fn ask_store<T: DeserializeOwned>(
+    state: &AppState,
+    subject: &'static str,
+    payload: Bytes,
+) -> Result<T, ApiError> {
     let reply = state.store.request(subject, payload).await.map_err(|error| match error {
         RequestError::NoResponders(_) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is not running; try again shortly")

@@ -61,7 +61,8 @@ impl TestIngest {
         let response = self.app.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let json =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (parts.status.as_u16(), json, Response::from_parts(parts, ()))
     }
 
@@ -211,7 +212,8 @@ async fn records_come_from_the_store_and_bad_parameters_are_named() {
     let (status, page, _) = ingest.send(Request::get("/api/records?page=1").body(Body::empty()).unwrap()).await;
     assert_eq!((status, &page["total"]), (200, &json!(0)));
     for (query, named) in [("limit=500", "limit"), ("date_from=yesterday", "date_from"), ("colour=red", "colour")] {
-        let (status, answer, _) = ingest.send(Request::get(format!("/records?{query}")).body(Body::empty()).unwrap()).await;
+        let (status, answer, _) =
+            ingest.send(Request::get(format!("/records?{query}")).body(Body::empty()).unwrap()).await;
         assert_eq!(status, 400, "{query}");
         assert!(answer["error"].as_str().unwrap().contains(named), "{query}: {answer}");
     }

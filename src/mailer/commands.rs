@@ -18,10 +18,7 @@ pub async fn test(config: &Config) -> anyhow::Result<String> {
     let transport = Transport::from_config(smtp)?;
     let message = composer.compose_test()?;
     let recipients = smtp.to.join(", ");
-    transport
-        .send(message, smtp)
-        .await
-        .map_err(|e| anyhow::anyhow!("the test mail was not sent: {e}"))?;
+    transport.send(message, smtp).await.map_err(|e| anyhow::anyhow!("the test mail was not sent: {e}"))?;
     Ok(match transport {
         Transport::Outbox(_) => format!(
             "SMTP is disabled ([smtp] enable = false): the test mail was written to {}. Set enable = true to send real mail.",

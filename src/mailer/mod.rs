@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::{Config, SmtpConfig};
-use crate::contract::events::{self, ImageCompleted, ImageFailed};
 use crate::contract::consumers;
+use crate::contract::events::{self, ImageCompleted, ImageFailed};
 use crate::failure::{Failure, RetryPolicy};
 use crate::limit::RateLimit;
 use crate::parts::{JsonBucket, KeyValue};

@@ -1,7 +1,6 @@
 //! Where mail goes (an SMTP server or the outbox folder), and what a failure means:
 //! whether to retry, and what the user should do about it.
 
-
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -105,9 +104,9 @@ pub(super) fn classify(error: lettre::transport::smtp::Error, smtp: &SmtpConfig)
         });
         (true, Some(hint))
     } else if error.is_timeout() {
-        let hint = port_hint
-            .map(String::from)
-            .unwrap_or_else(|| format!("{address} did not answer within [smtp] timeout ({} s)", smtp.timeout.as_secs()));
+        let hint = port_hint.map(String::from).unwrap_or_else(|| {
+            format!("{address} did not answer within [smtp] timeout ({} s)", smtp.timeout.as_secs())
+        });
         (false, Some(hint))
     } else if error.is_transient() {
         (false, Some("the server asked to try again later; huiying will".to_string()))

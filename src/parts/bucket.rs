@@ -61,8 +61,11 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
         Ok(updates
             .map(move |update| {
                 let bytes = update?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|source| BusError::Corrupt { bucket: bucket.clone(), key: key.clone(), source })
+                serde_json::from_slice(&bytes).map_err(|source| BusError::Corrupt {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    source,
+                })
             })
             .boxed())
     }

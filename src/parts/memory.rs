@@ -99,7 +99,12 @@ pub struct MemoryKv {
 
 impl MemoryKv {
     pub fn new(name: &str) -> Self {
-        Self { name: name.into(), entries: Mutex::default(), changes: broadcast::channel(1024).0, down: AtomicBool::new(false) }
+        Self {
+            name: name.into(),
+            entries: Mutex::default(),
+            changes: broadcast::channel(1024).0,
+            down: AtomicBool::new(false),
+        }
     }
 
     /// Writes raw bytes, as a damaged or foreign entry would be.

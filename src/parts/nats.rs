@@ -26,7 +26,8 @@ pub struct NatsPublisher {
 #[async_trait]
 impl Publish for NatsPublisher {
     async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), BusError> {
-        let failed = |source: Box<dyn std::error::Error + Send + Sync>| BusError::Publish { subject: subject.into(), source };
+        let failed =
+            |source: Box<dyn std::error::Error + Send + Sync>| BusError::Publish { subject: subject.into(), source };
         let message = jetstream::message::PublishMessage::build().payload(payload).message_id(message_id);
         let ack = self.jetstream.send_publish(subject.to_string(), message).await.map_err(|e| failed(e.into()))?;
         ack.await.map_err(|e| failed(e.into()))?;
@@ -37,8 +38,10 @@ impl Publish for NatsPublisher {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Huiying-Reason", reason.replace(['\r', '\n'], " ").as_str());
         headers.insert("Huiying-Subject", subject);
-        let failed =
-            |source: Box<dyn std::error::Error + Send + Sync>| BusError::Publish { subject: DEAD_LETTER_PREFIX.into(), source };
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| BusError::Publish {
+            subject: DEAD_LETTER_PREFIX.into(),
+            source,
+        };
         let ack = self
             .jetstream
             .publish_with_headers(format!("{DEAD_LETTER_PREFIX}.{subject}"), headers, payload)
@@ -113,7 +116,10 @@ impl KeyValue for kv::Store {
 #[async_trait]
 impl Objects for object_store::ObjectStore {
     async fn put(&self, name: &str, mut bytes: &[u8]) -> Result<(), BusError> {
-        object_store::ObjectStore::put(self, name, &mut bytes).await.map(drop).map_err(|e| BusError::Object { source: e.into() })
+        object_store::ObjectStore::put(self, name, &mut bytes)
+            .await
+            .map(drop)
+            .map_err(|e| BusError::Object { source: e.into() })
     }
 
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, BusError> {

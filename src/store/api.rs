@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::records::{RecordPage, Records};
 use crate::contract::records::{
-    Answer, IMAGES_LIST, ImageFile, ImageList, RECORDS_GET, RECORDS_LIST, Record, RecordQuery, RecordView, RecordViewPage,
+    Answer, IMAGES_LIST, ImageFile, ImageList, RECORDS_GET, RECORDS_LIST, Record, RecordQuery, RecordView,
+    RecordViewPage,
 };
 
 /// What answering needs.

@@ -125,7 +125,8 @@ impl Stage for Store {
             }
             Err(unusable) => {
                 tracing::warn!(job = %generated.id, reason = %unusable, "picture unusable");
-                let failed = ImageFailed::new(generated.facts(), JobStage::Store, unusable.reason, false, received.attempt);
+                let failed =
+                    ImageFailed::new(generated.facts(), JobStage::Store, unusable.reason, false, received.attempt);
                 self.jobs.finish(&*self.publisher, &failed).await?;
                 Ok(())
             }
@@ -158,8 +159,12 @@ impl Store {
             .map_err(|e| Failure::transient(format!("processing crashed: {e}")))?
             .map_err(|e| Failure::permanent(e.to_string()).caused_by(e))?;
 
-        let name =
-            files::file_name(&generated.id, generated.generated_at, &generated.english_prompt, processed.format.extension());
+        let name = files::file_name(
+            &generated.id,
+            generated.generated_at,
+            &generated.english_prompt,
+            processed.format.extension(),
+        );
         let dir = self.images_dir.clone();
         let bytes = Arc::new(processed.bytes);
         let file_size = bytes.len() as u64;

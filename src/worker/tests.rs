@@ -75,13 +75,15 @@ fn settings(concurrency: usize) -> Settings {
     }
 }
 
-fn start(settings: Settings, stage: impl Fn(Received) -> BoxFuture<'static, Result<(), Failure>> + Send + Sync + 'static) -> Harness {
+fn start(
+    settings: Settings,
+    stage: impl Fn(Received) -> BoxFuture<'static, Result<(), Failure>> + Send + Sync + 'static,
+) -> Harness {
     let (send, receive) = mpsc::unbounded_channel();
     let dead = Arc::new(MemoryStream::default());
     let shutdown = CancellationToken::new();
     let source = TestSource(Mutex::new(Some(receive)));
-    let loop_done =
-        tokio::spawn(run(source, dead.clone(), settings, shutdown.clone(), FnStage(Arc::new(stage))));
+    let loop_done = tokio::spawn(run(source, dead.clone(), settings, shutdown.clone(), FnStage(Arc::new(stage))));
     Harness { send, acks: Acks::default(), dead, shutdown, loop_done }
 }
 
@@ -101,7 +103,13 @@ impl Harness {
     /// Waits until `payload` got an acknowledgement other than progress, and returns it.
     async fn final_ack(&self, payload: &str) -> Ack {
         for _ in 0..500 {
-            let found = self.acks.lock().unwrap().iter().find(|(tag, ack)| tag == payload && *ack != Ack::Progress).map(|(_, ack)| *ack);
+            let found = self
+                .acks
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(tag, ack)| tag == payload && *ack != Ack::Progress)
+                .map(|(_, ack)| *ack);
             if let Some(ack) = found {
                 return ack;
             }

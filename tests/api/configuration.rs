@@ -1,9 +1,9 @@
 //! Configuration: defaults, a file, environment variables that win, and clear errors.
 
-use std::time::Duration;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use huiying::config::{self, ConfigError, CorsOrigin, TlsMode};
 

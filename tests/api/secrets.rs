@@ -113,7 +113,9 @@ async fn canary_secrets_appear_nowhere_even_when_providers_echo_them() {
             }
         }
     }
-    for bucket in [huiying::contract::JOBS_BUCKET, huiying::contract::MAIL_BUCKET, huiying::contract::IDEMPOTENCY_BUCKET] {
+    for bucket in
+        [huiying::contract::JOBS_BUCKET, huiying::contract::MAIL_BUCKET, huiying::contract::IDEMPOTENCY_BUCKET]
+    {
         let store = js.get_key_value(bucket).await.unwrap();
         let keys: Vec<String> = store.keys().await.unwrap().map(|k| k.unwrap()).collect().await;
         for key in keys {

@@ -1,0 +1,133 @@
+//! A nats-server of the test's own, and the NATS logins of nats.conf.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use huiying::config::{Config, Secret};
+use tempfile::TempDir;
+
+use super::*;
+
+/// A nats-server 2.10+ of the test's own, killed on drop.
+pub struct NatsServer {
+    process: Option<Child>,
+    pub url: String,
+    port: u16,
+    store: TempDir,
+    config: PathBuf,
+}
+
+/// The nats-server program: `HUIYING_TEST_NATS_SERVER`, else `.huiying/bin/nats-server`
+/// (scripts/install-nats-server.sh puts it there), else the one on PATH if 2.10+.
+pub fn nats_server_program() -> PathBuf {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    PROGRAM
+        .get_or_init(|| {
+            let mut candidates = vec![];
+            if let Ok(path) = std::env::var("HUIYING_TEST_NATS_SERVER") {
+                candidates.push(PathBuf::from(path));
+            }
+            candidates.push(Path::new(REPO).join(".huiying/bin/nats-server"));
+            candidates.push(PathBuf::from("nats-server"));
+            for candidate in candidates {
+                let Ok(output) = Command::new(&candidate).arg("--version").output() else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&output.stdout).to_string();
+                let version = text.split_whitespace().find(|w| w.starts_with('v')).unwrap_or("v0").to_string();
+                if huiying::bus::check_server_version("", &version).is_ok() {
+                    return candidate;
+                }
+            }
+            panic!("the tests need nats-server 2.10 or newer: run scripts/install-nats-server.sh");
+        })
+        .clone()
+}
+
+impl NatsServer {
+    /// A server with the project's own nats.conf, so the tests check it (and its logins) too.
+    pub async fn start() -> Self {
+        Self::start_with(&Path::new(REPO).join("nats.conf")).await
+    }
+
+    /// A server with another configuration file.
+    pub async fn start_with(config: &Path) -> Self {
+        let mut server = Self {
+            process: None,
+            url: String::new(),
+            port: free_port(),
+            store: TempDir::new().unwrap(),
+            config: config.to_path_buf(),
+        };
+        server.restart().await;
+        server
+    }
+
+    /// Starts the server (again) on its port with its JetStream folder.
+    pub async fn restart(&mut self) {
+        assert!(self.process.is_none(), "nats-server is already running");
+        let (port, store) = (self.port, &self.store);
+        let mut command = Command::new(nats_server_program());
+        for user in huiying::service::NATS_USERS.iter().chain(&["webhooks"]) {
+            command.env(huiying::up::NatsLogins::env_var(user), nats_password(user));
+        }
+        let process = command
+            .arg("-c")
+            .arg(&self.config)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(store.path())
+            .stdout(Stdio::null())
+            // Permission violations show up here; HUIYING_TEST_NATS_LOG keeps it for a look.
+            .stderr(match std::env::var_os("HUIYING_TEST_NATS_LOG") {
+                Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
+                None => Stdio::null(),
+            })
+            .spawn()
+            .expect("starting nats-server");
+        let url = format!("nats://127.0.0.1:{port}");
+        let probe = url.clone();
+        wait_for("nats-server to accept connections", Duration::from_secs(15), || {
+            let url = probe.clone();
+            async move { connect_as(&url, "admin").await.ok() }
+        })
+        .await;
+        self.process = Some(process);
+        self.url = url;
+    }
+}
+
+/// The password of a nats.conf user in the tests' nats-servers.
+pub fn nats_password(user: &str) -> String {
+    format!("test-{user}-password")
+}
+
+/// Connects to NATS as one of the users of nats.conf.
+pub async fn connect_as(url: &str, user: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::with_user_and_password(user.into(), nats_password(user)).connect(url).await
+}
+
+/// `config` logged in to NATS as `user`.
+pub fn logged_in_as(config: &Config, user: &str) -> Config {
+    let mut config = config.clone();
+    config.nats.user = user.into();
+    config.nats.password = Secret::new(nats_password(user));
+    config
+}
+
+impl NatsServer {
+    /// Kills the server at once, as a crash would; [`restart`](Self::restart) brings it back.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
