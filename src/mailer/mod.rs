@@ -7,13 +7,13 @@
 
 pub mod commands;
 mod compose;
+mod outgoing;
 mod sent;
 mod templates;
 #[cfg(test)]
 mod tests;
 mod transport;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,32 +21,23 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
-use crate::config::{Config, SmtpConfig};
+use crate::config::Config;
 use crate::contract::consumers;
 use crate::contract::events::{self, ImageCompleted, ImageFailed};
 use crate::failure::{Failure, RetryPolicy};
-use crate::limit::RateLimit;
 use crate::parts::{JsonBucket, KeyValue};
 use crate::worker::{self, Received, Stage};
 pub use compose::{Composer, Notice};
-use compose::{ImageRef, InlineImage};
+use outgoing::Outgoing;
 use sent::{DeliveryState, Notification, SentLog};
 pub use transport::Transport;
-
-/// Largest picture attached inline; a larger one is linked only.
-const MAX_ATTACHMENT_BYTES: usize = 15 * 1024 * 1024;
 
 /// The mailer stage: one instance's parts and settings.
 #[derive(Clone)]
 pub struct Mailer {
     log: SentLog,
-    composer: Arc<Composer>,
-    transport: Transport,
-    limit: Arc<RateLimit>,
-    settings: Arc<SmtpConfig>,
+    outgoing: Arc<Outgoing>,
     policy: RetryPolicy,
-    images_dir: PathBuf,
-    http: reqwest::Client,
 }
 
 fn consumer_spec(config: &Config) -> ConsumerSpec {
@@ -65,12 +56,11 @@ fn consumer_spec(config: &Config) -> ConsumerSpec {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Templates, addresses and TLS files first: a mistake stops the mailer at start, not
     // after NATS answers.
-    Composer::from_config(&config.smtp)?;
-    Transport::from_config(&config.smtp)?;
+    let outgoing = Outgoing::from_config(&config)?;
     let bus = Bus::connect(&config.nats, "huiying-mailer", &shutdown).await?;
-    let mailer = Mailer::new(&config, Arc::new(bus.mail.clone()))?;
+    let mailer = Mailer::with(outgoing, Arc::new(bus.mail.clone()), config.smtp.retry_policy());
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
-    match &mailer.transport {
+    match &mailer.outgoing.transport {
         Transport::Smtp(_) => tracing::info!(
             host = %config.smtp.host, port = config.smtp.port, tls = ?config.smtp.effective_tls(),
             "mailer ready: sending over SMTP"
@@ -88,16 +78,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 impl Mailer {
     /// A mailer keeping its notification log in `log`.
     pub fn new(config: &Config, log: Arc<dyn KeyValue>) -> anyhow::Result<Self> {
-        Ok(Mailer {
-            log: SentLog::new(JsonBucket::new(log)),
-            composer: Arc::new(Composer::from_config(&config.smtp)?),
-            transport: Transport::from_config(&config.smtp)?,
-            limit: Arc::new(RateLimit::per_minute(config.smtp.max_per_minute)),
-            settings: Arc::new(config.smtp.clone()),
-            policy: config.smtp.retry_policy(),
-            images_dir: config.server.images_dir.clone(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
-        })
+        Ok(Self::with(Outgoing::from_config(config)?, log, config.smtp.retry_policy()))
+    }
+
+    fn with(outgoing: Outgoing, log: Arc<dyn KeyValue>, policy: RetryPolicy) -> Self {
+        Mailer { log: SentLog::new(JsonBucket::new(log)), outgoing: Arc::new(outgoing), policy }
     }
 }
 
@@ -133,13 +118,13 @@ impl Mailer {
             job_id: notice.job_id.clone(),
             kind: notice.kind.name().into(),
             state: DeliveryState::Sent,
-            recipients: self.composer.all_recipients(notice),
+            recipients: self.outgoing.composer.all_recipients(notice),
             attempts: attempt,
             last_error: None,
             sent_at: None,
             updated_at: OffsetDateTime::now_utc(),
         };
-        match self.send(notice).await {
+        match self.outgoing.send(notice).await {
             Ok(()) => {
                 notification.sent_at = Some(OffsetDateTime::now_utc());
                 tracing::info!(job = %notice.job_id, kind = notice.kind.name(), "mail sent");
@@ -167,44 +152,5 @@ impl Mailer {
             }
         }
         notification
-    }
-
-    async fn send(&self, notice: &Notice) -> Result<(), Failure> {
-        let image = match (&notice.image, self.settings.attach_image) {
-            (Some(image), true) => self.load_image(image).await,
-            _ => None,
-        };
-        let message = self
-            .composer
-            .compose(notice, image)
-            .map_err(|e| Failure::permanent(format!("the mail could not be composed: {e:#}")))?;
-        self.limit.acquire().await;
-        self.transport.send(message, &self.settings).await
-    }
-
-    /// The stored picture, from `images_dir` when this host has it, else from its URL.
-    async fn load_image(&self, image: &ImageRef) -> Option<InlineImage> {
-        let local = self.images_dir.join(&image.filename);
-        let bytes = match tokio::fs::read(&local).await {
-            Ok(bytes) => Some(bytes),
-            Err(_) => self.download(&image.url).await,
-        };
-        match bytes {
-            Some(bytes) if bytes.len() <= MAX_ATTACHMENT_BYTES => {
-                Some(InlineImage { bytes, content_type: image.content_type })
-            }
-            _ => {
-                tracing::warn!(url = %image.url, "picture not attached (unreadable or too large); the mail links it");
-                None
-            }
-        }
-    }
-
-    async fn download(&self, url: &str) -> Option<Vec<u8>> {
-        let response = self.http.get(url).send().await.ok()?.error_for_status().ok()?;
-        if response.content_length().is_some_and(|n| n as usize > MAX_ATTACHMENT_BYTES) {
-            return None;
-        }
-        Some(response.bytes().await.ok()?.to_vec())
     }
 }
