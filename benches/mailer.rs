@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use huiying::config::{SmtpConfig, TlsMode};
 use huiying::contract::events::ImageCompleted;
-use huiying::mailer::{Composer, Notice, Transport};
+use huiying::mailer::{Composer, Notice};
+use huiying::smtp::Transport;
 
 fn config(port: u16) -> SmtpConfig {
     SmtpConfig {
@@ -48,6 +49,7 @@ fn notice(n: usize) -> Notice {
         completed_at: now,
         duration_ms: 12_345,
         notify_email: None,
+        callback: Default::default(),
     })
 }
 

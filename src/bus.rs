@@ -187,24 +187,32 @@ impl Bus {
         JobBoard::new(JsonBucket::<JobStatus>::new(Arc::new(self.jobs.clone())))
     }
 
-    /// Creates (or updates) a durable pull consumer and returns it.
+    /// Creates (or updates) a durable pull consumer on the `HUIYING` stream and returns it.
     pub async fn durable_consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, BusError> {
-        let mut config = consumer::pull::Config {
-            durable_name: Some(spec.durable.into()),
-            description: Some(spec.description.into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: spec.ack_wait,
-            max_deliver: spec.max_deliver,
-            max_ack_pending: spec.max_ack_pending,
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        };
-        match spec.subjects {
-            [one] => config.filter_subject = one.to_string(),
-            many => config.filter_subjects = many.iter().map(|s| s.to_string()).collect(),
-        }
-        self.stream.create_consumer(config).await.map_err(setup_failed("consumer"))
+        durable_consumer_on(&self.stream, spec).await
     }
+}
+
+/// Creates (or updates) a durable pull consumer on `stream` and returns it.
+pub async fn durable_consumer_on(
+    stream: &stream::Stream,
+    spec: &ConsumerSpec,
+) -> Result<consumer::PullConsumer, BusError> {
+    let mut config = consumer::pull::Config {
+        durable_name: Some(spec.durable.into()),
+        description: Some(spec.description.into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        max_deliver: spec.max_deliver,
+        max_ack_pending: spec.max_ack_pending,
+        deliver_policy: consumer::DeliverPolicy::All,
+        ..Default::default()
+    };
+    match spec.subjects {
+        [one] => config.filter_subject = one.to_string(),
+        many => config.filter_subjects = many.iter().map(|s| s.to_string()).collect(),
+    }
+    stream.create_consumer(config).await.map_err(setup_failed("consumer"))
 }
 
 /// What a service consumes, and how patiently.
@@ -220,13 +228,13 @@ pub struct ConsumerSpec {
     pub max_ack_pending: i64,
 }
 
-fn setup_failed<E: Into<Source>>(what: &'static str) -> impl FnOnce(E) -> BusError {
+pub(crate) fn setup_failed<E: Into<Source>>(what: &'static str) -> impl FnOnce(E) -> BusError {
     move |e| BusError::Setup { what, source: e.into() }
 }
 
 /// The stream `config` names as it is, created when missing. Never updated: a stream
 /// someone changed on purpose stays changed, and services need no right to update.
-async fn stream_or_create(
+pub(crate) async fn stream_or_create(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> Result<stream::Stream, async_nats::Error> {
@@ -269,7 +277,7 @@ pub fn check_server_version(url: &str, version: &str) -> Result<(), BusError> {
     Ok(())
 }
 
-async fn key_value(
+pub(crate) async fn key_value(
     js: &jetstream::Context,
     bucket: &'static str,
     description: &str,

@@ -24,7 +24,7 @@
 //! - [`parts`]: the narrow parts a stage is built from (publish, key-value, objects,
 //!   requests), on NATS and in memory; [`bus`]: connecting to NATS and its topology;
 //!   [`jobs`]: job states;
-//! - [`config`] (one loader), [`translate`] and [`model_api`] (calling model APIs),
+//! - [`config`] (one loader), [`smtp`] (where mail goes), [`translate`] and [`model_api`] (calling model APIs),
 //!   [`limit`] (per-minute limits).
 //!
 //! [`service`], [`cli`], [`up`] and [`load`] (the load test) are what `huiying` runs.
@@ -43,9 +43,12 @@ pub(crate) mod limit;
 pub mod load;
 pub mod mailer;
 pub(crate) mod model_api;
+pub(crate) mod outbound;
 pub mod parts;
 pub mod service;
+pub mod smtp;
 pub mod store;
 pub(crate) mod translate;
 pub mod up;
+pub mod webhook;
 pub mod worker;

@@ -17,9 +17,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run all four services, starting a nats-server when none answers at [nats] url.
+    /// Run all five services, starting a nats-server when none answers at [nats] url.
     Up,
-    /// Run one service: ingest (the HTTP API), generator, store or mailer.
+    /// Run one service: ingest (the HTTP API), generator, store, mailer or webhook.
     #[command(name = "ingest")]
     Ingest,
     #[command(name = "generator")]
@@ -28,12 +28,46 @@ enum Command {
     Store,
     #[command(name = "mailer")]
     Mailer,
+    #[command(name = "webhook")]
+    Webhook,
     /// Check the mail setup, list failed notifications, send them again.
     #[command(subcommand)]
     Mail(MailCommand),
-    /// Load-test a pipeline of its own (nats-server and the four services as processes,
+    /// See webhook endpoints and deliveries, send deliveries again, try an endpoint.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+    /// Load-test a pipeline of its own (nats-server and the services as processes,
     /// placeholder model, mail to the outbox): throughput, latency per stage, memory.
     Load(huiying::load::LoadArgs),
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// The configured endpoints and their state.
+    List,
+    /// Deliveries and their attempts.
+    Deliveries {
+        /// Only those that failed for good.
+        #[arg(long)]
+        failed: bool,
+        /// Only those touched since (2026-12-01 or 2026-12-01T08:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Send deliveries again, with the same webhook-id.
+    Replay {
+        /// Delivery ids (msg_...), as `deliveries` lists them.
+        ids: Vec<String>,
+        /// Every failed delivery (with --since).
+        #[arg(long, requires = "since")]
+        failed: bool,
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Send a signed test event to an endpoint now.
+    Test { endpoint: String },
+    /// Enable an endpoint that was disabled.
+    Enable { endpoint: String },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +97,8 @@ async fn main() -> ExitCode {
         Command::Generator => service(args, Service::Generator).await,
         Command::Store => service(args, Service::Store).await,
         Command::Mailer => service(args, Service::Mailer).await,
+        Command::Webhook => service(args, Service::Webhook).await,
+        Command::Webhooks(command) => webhooks(args, command).await,
         Command::Mail(command) => mail(args, command).await,
         Command::Load(load) => match load_config(args, "huiying load") {
             Ok(config) => match huiying::load::run(config, load).await {
@@ -81,6 +117,48 @@ async fn service(args: &ConfigArgs, service: Service) -> ExitCode {
     run_service(service.name(), args, |config, shutdown| service.run(config, shutdown)).await
 }
 
+async fn webhooks(args: &ConfigArgs, command: WebhooksCommand) -> ExitCode {
+    use huiying::webhook::commands;
+    let program = "huiying webhooks";
+    let config = match load_config(args, program) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let since = |text: Option<String>| text.map(|t| commands::parse_since(&t)).transpose();
+    let result = match command {
+        WebhooksCommand::List => commands::list(&config).await,
+        WebhooksCommand::Deliveries { failed, since: text } => match since(text) {
+            Ok(since) => commands::deliveries(&config, failed, since).await,
+            Err(error) => Err(error),
+        },
+        WebhooksCommand::Replay { ids, failed: true, since: text } if ids.is_empty() => match since(text) {
+            Ok(Some(since)) => commands::replay_failed(&config, since).await,
+            Ok(None) => Err(anyhow::anyhow!("--failed needs --since")),
+            Err(error) => Err(error),
+        },
+        WebhooksCommand::Replay { ids, .. } if !ids.is_empty() => commands::replay(&config, &ids).await,
+        WebhooksCommand::Replay { .. } => Err(anyhow::anyhow!("name delivery ids, or use --failed --since T")),
+        WebhooksCommand::Test { endpoint } => commands::test(&config, &endpoint).await.map(|line| vec![line]),
+        WebhooksCommand::Enable { endpoint } => commands::enable(&config, &endpoint).await.map(|line| vec![line]),
+    };
+    print_lines(program, result)
+}
+
+fn print_lines(program: &str, result: anyhow::Result<Vec<String>>) -> ExitCode {
+    match result {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{program}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn mail(args: &ConfigArgs, command: MailCommand) -> ExitCode {
     let program = "huiying mail";
     let config = match load_config(args, program) {
@@ -95,16 +173,5 @@ async fn mail(args: &ConfigArgs, command: MailCommand) -> ExitCode {
             .map(|lines| if lines.is_empty() { vec!["no failed notifications".to_string()] } else { lines }),
         MailCommand::Resend { job_ids, force } => commands::resend(&config, &job_ids, force).await,
     };
-    match result {
-        Ok(lines) => {
-            for line in lines {
-                println!("{line}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("{program}: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    print_lines(program, result)
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::Config;
+use super::{Config, Secret, WEBHOOK_EVENTS, secret_key};
 
 /// The original service's environment names, kept working as aliases.
 /// When both an alias and the `SECTION_KEY` name are set, the `SECTION_KEY` name wins.
@@ -80,6 +80,8 @@ pub fn load_from(
         let origin = origins.get(&key).cloned().unwrap_or_else(|| "defaults".into());
         ConfigError::Invalid { key, origin, problem: e.into_inner().to_string() }
     })?;
+    let mut config = config;
+    read_endpoint_secrets(&mut config, &env)?;
     validate(&config, &origins)?;
     Ok(Loaded { config, file })
 }
@@ -148,9 +150,17 @@ fn parse_env_value(template: &toml::Value, raw: &str) -> Result<toml::Value, Str
             "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
             _ => Err(format!("expected true or false, got {raw:?}")),
         },
-        toml::Value::Array(_) => Ok(toml::Value::Array(
-            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
-        )),
+        // A list of whole numbers (its default holds one) or of text.
+        toml::Value::Array(items) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|item| match items.first() {
+                Some(number @ toml::Value::Integer(_)) => parse_env_value(number, item),
+                _ => Ok(toml::Value::String(item.into())),
+            })
+            .collect::<Result<_, _>>()
+            .map(toml::Value::Array),
         _ => Ok(toml::Value::String(raw.to_string())),
     }
 }
@@ -199,9 +209,64 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
     if smtp.max_attempts == 0 {
         return Err(invalid("smtp.max_attempts", "must be at least 1".into()));
     }
+    validate_webhooks(config, &invalid)?;
     let public_url = &config.server.public_url;
     if !(public_url.is_empty() || public_url.starts_with("http://") || public_url.starts_with("https://")) {
         return Err(invalid("server.public_url", "must start with http:// or https://".into()));
+    }
+    Ok(())
+}
+
+/// `secret_env` of each webhook endpoint: its secret(s), comma-separated, from the
+/// environment, so that no secret need be written in the file.
+fn read_endpoint_secrets(config: &mut Config, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    for (index, endpoint) in config.webhooks.endpoints.iter_mut().enumerate() {
+        if endpoint.secret_env.is_empty() {
+            continue;
+        }
+        let Some(value) = env.get(&endpoint.secret_env).filter(|v| !v.trim().is_empty()) else {
+            return Err(ConfigError::Invalid {
+                key: format!("webhooks.endpoints[{index}].secret_env"),
+                origin: format!("environment variable {}", endpoint.secret_env),
+                problem: "is not set".into(),
+            });
+        };
+        endpoint.secret = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Secret::new).collect();
+    }
+    Ok(())
+}
+
+fn validate_webhooks(config: &Config, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+    let webhooks = &config.webhooks;
+    let check_secrets = |key: &str, secrets: &[Secret]| -> Result<(), ConfigError> {
+        if secrets.iter().any(|secret| secret_key(secret).is_none_or(|key| key.is_empty())) {
+            return Err(invalid(key, "must be whsec_ followed by base64 (as Standard Webhooks secrets are)".into()));
+        }
+        Ok(())
+    };
+    check_secrets("webhooks.request_secret", &webhooks.request_secret)?;
+    if !webhooks.allowed_urls.is_empty() && webhooks.request_secret.is_empty() {
+        return Err(invalid(
+            "webhooks.request_secret",
+            "must be set when webhooks.allowed_urls lets requests name a webhook".into(),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (index, endpoint) in webhooks.endpoints.iter().enumerate() {
+        let key = |field: &str| format!("webhooks.endpoints[{index}].{field}");
+        if reqwest::Url::parse(&endpoint.url).map_or(true, |url| !matches!(url.scheme(), "http" | "https")) {
+            return Err(invalid(&key("url"), format!("{:?} is not an http(s) URL", endpoint.url)));
+        }
+        if endpoint.secret.is_empty() {
+            return Err(invalid(&key("secret"), "set secret or secret_env: every delivery is signed".into()));
+        }
+        check_secrets(&key("secret"), &endpoint.secret)?;
+        if let Some(unknown) = endpoint.events.iter().find(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
+            return Err(invalid(&key("events"), format!("{unknown:?} is not one of {}", WEBHOOK_EVENTS.join(", "))));
+        }
+        if !names.insert(endpoint.id()) {
+            return Err(invalid(&key("name"), format!("{:?} names two endpoints", endpoint.id())));
+        }
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod load;
 mod sections;
 mod smtp;
 mod values;
+mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,7 @@ pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
 pub use sections::*;
 pub use smtp::{SmtpConfig, TlsMode};
 pub use values::{CorsOrigin, Language, Provider, ResponseFormat, Route, Secret};
+pub use webhooks::{EndpointConfig, WEBHOOK_EVENTS, WebhooksConfig, endpoint_id_for, secret_key};
 
 /// The whole configuration. Every section has defaults, so an empty file is valid.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -38,4 +40,5 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub nats: NatsConfig,
     pub database: DatabaseConfig,
+    pub webhooks: WebhooksConfig,
 }

@@ -41,11 +41,35 @@ pub struct ImageRequested {
     /// Who to notify instead of `[smtp] to`; must be in `[smtp] allowed_recipients`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
+    /// From the request.
+    #[serde(flatten)]
+    pub callback: RequestWebhook,
     /// Optional settings for the model; one it cannot honour fails the job clearly.
     #[serde(flatten)]
     pub options: GenerationOptions,
     #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
+}
+
+/// A webhook the request named for itself (as Replicate's API takes it): signed with
+/// `[webhooks] request_secret`, sent for the events in the filter (all when absent).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestWebhook {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// `image.completed`, `image.failed` (or `completed`, `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_events_filter: Option<Vec<String>>,
+}
+
+impl RequestWebhook {
+    /// Whether `event` (a subject) goes to the request's webhook.
+    pub fn wants(&self, event: &str) -> bool {
+        self.webhook.is_some()
+            && self.webhook_events_filter.as_ref().is_none_or(|filter| {
+                filter.iter().any(|wanted| wanted == event || Some(wanted.as_str()) == event.strip_prefix("image."))
+            })
+    }
 }
 
 /// What users of image APIs expect to set besides the prompt. A provider that cannot
@@ -139,6 +163,9 @@ pub struct ImageGenerated {
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
+    /// From the request.
+    #[serde(flatten)]
+    pub callback: RequestWebhook,
 
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
@@ -175,6 +202,9 @@ pub struct ImageCompleted {
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
+    /// From the request.
+    #[serde(flatten)]
+    pub callback: RequestWebhook,
 }
 
 /// The stage a job failed in.
@@ -196,6 +226,7 @@ pub struct JobFacts<'a> {
     pub prompt: &'a str,
     pub model: &'a str,
     pub notify_email: Option<&'a str>,
+    pub callback: &'a RequestWebhook,
 }
 
 /// A job that ended without a picture.
@@ -217,6 +248,9 @@ pub struct ImageFailed {
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
+    /// From the request.
+    #[serde(flatten)]
+    pub callback: RequestWebhook,
 }
 
 impl ImageFailed {
@@ -233,17 +267,24 @@ impl ImageFailed {
             attempts,
             failed_at: OffsetDateTime::now_utc(),
             notify_email: job.notify_email.map(String::from),
+            callback: job.callback.clone(),
         }
     }
 }
 
 impl ImageGenerated {
     pub fn facts(&self) -> JobFacts<'_> {
-        JobFacts { id: &self.id, prompt: &self.prompt, model: &self.model, notify_email: self.notify_email.as_deref() }
+        JobFacts {
+            id: &self.id,
+            prompt: &self.prompt,
+            model: &self.model,
+            notify_email: self.notify_email.as_deref(),
+            callback: &self.callback,
+        }
     }
 }
 
-fn version_one() -> u32 {
+pub(crate) fn version_one() -> u32 {
     EVENT_VERSION
 }
 

@@ -9,6 +9,7 @@ pub mod events;
 pub mod jobs;
 pub mod records;
 pub mod values;
+pub mod webhooks;
 
 /// The one stream that holds every pipeline event.
 pub const STREAM: &str = "HUIYING";
@@ -34,6 +35,10 @@ pub mod consumers {
     pub const STORE: &str = "store";
     /// Reads `image.completed` and `image.failed`.
     pub const MAILER: &str = "mailer";
+    /// Reads `image.completed` and `image.failed`, and makes a delivery task per endpoint.
+    pub const WEBHOOK: &str = "webhook";
+    /// Reads the delivery tasks of `HUIYING_WEBHOOKS`.
+    pub const WEBHOOK_DELIVERY: &str = "webhook-delivery";
 }
 
 /// Path under ingest's address where stored pictures are served; the store builds links

@@ -2,7 +2,6 @@
 //! link carefully. A provider's answer must not be able to make us fetch from inside the
 //! network (loopback, private, link-local, cloud metadata), pull endless bytes, or hang.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine;
@@ -11,6 +10,7 @@ use reqwest::Url;
 use crate::config::GeneratorConfig;
 use crate::failure::Failure;
 use crate::model_api::{error_chain, shorten};
+use crate::outbound::{self, Refusal};
 
 const MAX_REDIRECTS: usize = 3;
 
@@ -73,28 +73,14 @@ impl Fetcher {
             return Err(Failure::permanent(format!("image links must be http or https, not {}:", url.scheme())));
         }
         let host = url.host_str().ok_or_else(|| Failure::permanent("the image link has no host"))?;
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(|e| Failure::transient(format!("cannot resolve {host}: {e}")))?
-            .collect();
-        if addresses.is_empty() {
-            return Err(Failure::transient(format!("{host} has no address")));
-        }
-        if !self.allow_private
-            && let Some(blocked) = addresses.iter().find(|a| !is_public(a.ip()))
-        {
-            return Err(Failure::permanent(format!(
-                "refused to download the picture from {host}: it resolves to {}, a private or local address \
-                     (set [generator] allow_private_urls = true to allow)",
-                blocked.ip()
-            )));
-        }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(self.timeout)
-            .resolve_to_addrs(host, &addresses)
-            .build()
+        let addresses = outbound::resolve(url, self.allow_private).await.map_err(|refusal| match refusal {
+            Refusal::Private(blocked) => Failure::permanent(format!(
+                "refused to download the picture from {host}: it resolves to {blocked}, a private or local address \
+                     (set [generator] allow_private_urls = true to allow)"
+            )),
+            unresolved => Failure::transient(unresolved.to_string()),
+        })?;
+        let client = outbound::pinned_client(host, &addresses, self.timeout)
             .map_err(|e| Failure::permanent(format!("cannot prepare the download: {e}")))?;
         client
             .get(url.clone())
@@ -141,37 +127,6 @@ pub(super) fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
     Some((if mime.is_empty() { "application/octet-stream".into() } else { mime.into() }, bytes))
 }
 
-/// Addresses a provider's link may point at: public unicast only.
-pub(super) fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local() // includes 169.254.169.254, the cloud metadata address
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
-                || (a == 198 && (b == 18 || b == 19)) // benchmarking
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link-local
-        }
-    }
-}
-
 fn host_of(url: &Url) -> String {
     url.host_str().unwrap_or("?").to_string()
 }
@@ -179,28 +134,6 @@ fn host_of(url: &Url) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_public_addresses_pass() {
-        for blocked in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(blocked.parse().unwrap()), "{blocked}");
-        }
-        for allowed in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
-            assert!(is_public(allowed.parse().unwrap()), "{allowed}");
-        }
-    }
 
     #[test]
     fn a_data_url_is_split_into_type_and_bytes() {

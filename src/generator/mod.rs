@@ -124,6 +124,7 @@ impl Stage for Generator {
             prompt: &request.prompt,
             model: &model,
             notify_email: request.notify_email.as_deref(),
+            callback: &request.callback,
         };
         let checked = Prompt::parse(request.prompt.as_str())
             .and_then(|_| request.options.check())
@@ -163,6 +164,7 @@ impl Stage for Generator {
             byte_size: image.bytes.len() as u64,
             attempts: attempt,
             notify_email: request.notify_email.clone(),
+            callback: request.callback.clone(),
             requested_at: request.requested_at,
             generated_at: OffsetDateTime::now_utc(),
         };

@@ -17,10 +17,11 @@ use super::access::KeyNumber;
 use super::body::{idempotency_key, json_body, parse_object, prefers_async};
 use super::error::ApiError;
 use super::idempotency::{Claim, Claimed, fingerprint};
-use crate::config::SmtpConfig;
-use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, Stage};
+use crate::config::{SmtpConfig, WEBHOOK_EVENTS, WebhooksConfig};
+use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, RequestWebhook, Stage};
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::values::{JobId, ModelName, Prompt};
+use crate::outbound::{self, Refusal};
 use crate::parts;
 
 /// The body of `POST /generate-image`, as sent.
@@ -41,6 +42,11 @@ struct GenerateRequest {
     negative_prompt: Option<String>,
     #[serde(default)]
     seed: Option<u64>,
+    /// A webhook of the request's own (must start with one of `[webhooks] allowed_urls`).
+    #[serde(default)]
+    webhook: Option<String>,
+    #[serde(default)]
+    webhook_events_filter: Option<Vec<String>>,
 }
 
 /// A request that passed every check: what the job is made of.
@@ -49,10 +55,11 @@ struct NewJob {
     model: Option<ModelName>,
     notify_email: Option<String>,
     options: GenerationOptions,
+    callback: RequestWebhook,
 }
 
 impl GenerateRequest {
-    fn parse(self, smtp: &SmtpConfig) -> Result<NewJob, ApiError> {
+    fn parse(self, smtp: &SmtpConfig, webhooks: &WebhooksConfig) -> Result<NewJob, ApiError> {
         let prompt = Prompt::parse(self.prompt)?;
         // Its own fields rather than a flattened struct: serde cannot deny unknown fields
         // through a flatten.
@@ -63,7 +70,9 @@ impl GenerateRequest {
         if let Some(address) = &self.notify_email {
             check_recipient(address, smtp)?;
         }
-        Ok(NewJob { prompt, model, notify_email: self.notify_email, options })
+        let callback = RequestWebhook { webhook: self.webhook, webhook_events_filter: self.webhook_events_filter };
+        check_webhook(&callback, webhooks)?;
+        Ok(NewJob { prompt, model, notify_email: self.notify_email, options, callback })
     }
 }
 
@@ -75,7 +84,10 @@ pub(super) async fn generate_image(
 ) -> Result<Response, ApiError> {
     let body = json_body(&headers, body)?;
     let request: GenerateRequest = parse_object(&body, r#"{"prompt": "..."}"#)?;
-    let job = request.parse(&state.smtp)?;
+    let job = request.parse(&state.smtp, &state.webhooks)?;
+    if let Some(url) = &job.callback.webhook {
+        check_webhook_address(url, &state.webhooks).await?;
+    }
     // Each API key has its own Idempotency-Keys: two clients that pick the same one never
     // get each other's job.
     let idempotency_key = idempotency_key(&headers)?.map(|key| match api_key {
@@ -99,6 +111,7 @@ pub(super) async fn generate_image(
         model: job.model.map(String::from),
         prompt: job.prompt.into(),
         notify_email: job.notify_email,
+        callback: job.callback,
         requested_at: OffsetDateTime::now_utc(),
     };
     let unavailable = |e: crate::bus::BusError| {
@@ -107,7 +120,12 @@ pub(super) async fn generate_image(
     };
     if let Some(key) = &idempotency_key {
         let meaning = (&event.prompt, &event.model, &event.notify_email, &event.options);
-        let claimed = Claimed { job_id: event.id.clone(), fingerprint: fingerprint(&meaning) };
+        // The webhook joined the request later: keys of requests without one keep their meaning.
+        let fingerprint = match &event.callback.webhook {
+            None => fingerprint(&meaning),
+            Some(_) => fingerprint(&(meaning, &event.callback)),
+        };
+        let claimed = Claimed { job_id: event.id.clone(), fingerprint };
         match state.idempotency.claim(key, &claimed).await.map_err(unavailable)? {
             Claim::New => {}
             Claim::Existing(existing) if existing.fingerprint != claimed.fingerprint => {
@@ -192,4 +210,44 @@ fn check_recipient(address: &str, smtp: &SmtpConfig) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// A request's own webhook: a URL under `[webhooks] allowed_urls`, and known events.
+fn check_webhook(callback: &RequestWebhook, webhooks: &WebhooksConfig) -> Result<(), ApiError> {
+    if let Some(filter) = &callback.webhook_events_filter {
+        let known =
+            |event: &String| WEBHOOK_EVENTS.iter().any(|e| e == event || e.strip_prefix("image.") == Some(event));
+        if let Some(unknown) = filter.iter().find(|event| !known(event)) {
+            return Err(ApiError::bad_request(format!(
+                "webhook_events_filter: {unknown:?} is not one of {} (or completed, failed)",
+                WEBHOOK_EVENTS.join(", ")
+            )));
+        }
+        if callback.webhook.is_none() {
+            return Err(ApiError::bad_request("webhook_events_filter needs a webhook"));
+        }
+    }
+    let Some(url) = &callback.webhook else { return Ok(()) };
+    if !webhooks.allowed_urls.iter().any(|prefix| url.starts_with(prefix.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "webhook {url:?} is not among this server's allowed webhook URLs ([webhooks] allowed_urls)"
+        )));
+    }
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => Ok(()),
+        _ => Err(ApiError::bad_request(format!("webhook {url:?} is not an http(s) URL"))),
+    }
+}
+
+/// The webhook must not lead into this network (unless `[webhooks] allow_private`).
+async fn check_webhook_address(url: &str, webhooks: &WebhooksConfig) -> Result<(), ApiError> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|_| ApiError::bad_request(format!("webhook {url:?} is not a URL")))?;
+    match outbound::resolve(&parsed, webhooks.allow_private).await {
+        Ok(_) => Ok(()),
+        Err(Refusal::Private(address)) => Err(ApiError::bad_request(format!(
+            "webhook {url:?} resolves to {address}, a private or local address; it is refused"
+        ))),
+        Err(refusal) => Err(ApiError::bad_request(format!("webhook {url:?}: {refusal}"))),
+    }
 }

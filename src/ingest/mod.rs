@@ -1,7 +1,7 @@
 //! ingest: the HTTP API and the web page.
 //!
 //! One file per resource: [`generate`] (`POST /generate-image`), [`jobs`], [`records`]
-//! (asked of the store), [`translate`], [`health`]; [`access`] decides who may call, and
+//! (asked of the store), [`translate`], [`health`], [`webhooks`] (read-only views); [`access`] decides who may call, and
 //! [`error`] is the one shape of an error answer. Every route answers at its path and
 //! under `/api`.
 
@@ -17,6 +17,7 @@ mod records;
 #[cfg(test)]
 mod tests;
 mod translate;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,9 +32,11 @@ use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeDir;
 
 use crate::bus::Bus;
-use crate::config::{Config, SmtpConfig};
+use crate::config::{Config, SmtpConfig, WebhooksConfig};
 use crate::contract::STATIC_IMAGES_PATH;
+use crate::contract::webhooks::{Delivery, EndpointState, WEBHOOK_DELIVERIES_BUCKET, WEBHOOK_ENDPOINTS_BUCKET};
 use crate::jobs::JobBoard;
+use crate::parts::nats::LaterBucket;
 use crate::parts::{Backlog, JsonBucket, KeyValue, Publish, Requests};
 use crate::translate::Translator;
 use backlog::QueueBound;
@@ -50,6 +53,9 @@ pub struct IngestParts {
     pub idempotency: Arc<dyn KeyValue>,
     pub store: Arc<dyn Requests>,
     pub backlog: Arc<dyn Backlog>,
+    /// The webhook service's delivery log and endpoint states (read only).
+    pub webhook_log: Arc<dyn KeyValue>,
+    pub webhook_states: Arc<dyn KeyValue>,
 }
 
 /// What every handler sees.
@@ -64,6 +70,9 @@ pub struct AppState {
     public_base_url: String,
     wait_timeout: Duration,
     smtp: Arc<SmtpConfig>,
+    webhooks: Arc<WebhooksConfig>,
+    webhook_log: JsonBucket<Delivery>,
+    webhook_states: JsonBucket<EndpointState>,
 }
 
 impl AppState {
@@ -78,6 +87,9 @@ impl AppState {
             public_base_url: config.server.public_base_url(),
             wait_timeout: config.server.timeout,
             smtp: Arc::new(config.smtp.clone()),
+            webhooks: Arc::new(config.webhooks.clone()),
+            webhook_log: JsonBucket::new(parts.webhook_log),
+            webhook_states: JsonBucket::new(parts.webhook_states),
         })
     }
 }
@@ -100,6 +112,8 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
         idempotency: Arc::new(bus.idempotency.clone()),
         store: Arc::new(bus.client.clone()),
         backlog: Arc::new(bus.stream.clone()),
+        webhook_log: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_DELIVERIES_BUCKET)),
+        webhook_states: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_ENDPOINTS_BUCKET)),
     };
     let app = router(AppState::new(&config, parts)?, &config)?;
     let address = listener.local_addr()?;
@@ -123,7 +137,9 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/records/{id}", get(records::get_record))
         .route("/images", get(records::list_images))
         .route("/translate", post(translate::translate))
-        .route("/health", get(health::health));
+        .route("/health", get(health::health))
+        .route("/webhooks", get(webhooks::endpoints))
+        .route("/webhooks/deliveries", get(webhooks::deliveries));
     Ok(Router::new()
         .route("/", get(index))
         .merge(api.clone())

@@ -38,6 +38,8 @@ fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>) -> TestIn
         idempotency: Arc::new(MemoryKv::new(IDEMPOTENCY_BUCKET)),
         store: store.clone(),
         backlog: Arc::new(FixedBacklog(waiting)),
+        webhook_log: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_DELIVERIES_BUCKET)),
+        webhook_states: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_ENDPOINTS_BUCKET)),
     };
     let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
     TestIngest { app, stream, store, jobs, _images: images }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Composer, DeliveryState, Mailer, Notice, SentLog, Transport};
+use super::{Composer, DeliveryState, Mailer, Notice, SentLog};
 use crate::bus::Bus;
 use crate::config::{Config, TlsMode};
 use crate::parts::JsonBucket;
+use crate::smtp::Transport;
 
 /// Sends a test mail with the current configuration. `Ok` says where it went; `Err`
 /// says why it failed and what to do, never showing the password.

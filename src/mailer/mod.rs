@@ -12,7 +12,6 @@ mod sent;
 mod templates;
 #[cfg(test)]
 mod tests;
-mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +25,11 @@ use crate::contract::consumers;
 use crate::contract::events::{self, ImageCompleted, ImageFailed};
 use crate::failure::{Failure, RetryPolicy};
 use crate::parts::{JsonBucket, KeyValue};
+use crate::smtp::Transport;
 use crate::worker::{self, Received, Stage};
 pub use compose::{Composer, Notice};
 use outgoing::Outgoing;
 use sent::{DeliveryState, Notification, SentLog};
-pub use transport::Transport;
 
 /// The mailer stage: one instance's parts and settings.
 #[derive(Clone)]

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::compose::{Composer, ImageRef, InlineImage, Notice};
-use super::transport::Transport;
 use crate::config::{Config, SmtpConfig};
 use crate::failure::Failure;
 use crate::limit::RateLimit;
+use crate::smtp::Transport;
 
 /// Largest picture attached inline; a larger one is linked only.
 const MAX_ATTACHMENT_BYTES: usize = 15 * 1024 * 1024;

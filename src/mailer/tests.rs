@@ -40,6 +40,7 @@ fn completed(id: &str) -> Received {
         completed_at: now,
         duration_ms: 1200,
         notify_email: None,
+        callback: Default::default(),
     };
     Received {
         subject: IMAGE_COMPLETED.into(),

@@ -159,3 +159,74 @@ impl Backlog for stream::Stream {
         }
     }
 }
+
+/// A bucket another service creates: looked up on first use, and read as empty until it
+/// exists (ingest's views of the webhook log work before the webhook service first ran).
+pub struct LaterBucket {
+    jetstream: jetstream::Context,
+    name: &'static str,
+    found: tokio::sync::OnceCell<kv::Store>,
+}
+
+impl LaterBucket {
+    pub fn new(jetstream: jetstream::Context, name: &'static str) -> Self {
+        Self { jetstream, name, found: tokio::sync::OnceCell::new() }
+    }
+
+    async fn store(&self) -> Option<&kv::Store> {
+        self.found.get_or_try_init(|| self.jetstream.get_key_value(self.name)).await.ok()
+    }
+}
+
+#[async_trait]
+impl KeyValue for LaterBucket {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+        match self.store().await {
+            Some(store) => KeyValue::get(store, key).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
+        match self.store().await {
+            Some(store) => KeyValue::put(store, key, value).await,
+            None => {
+                Err(BusError::KeyValue { bucket: self.name.into(), source: "the bucket does not exist yet".into() })
+            }
+        }
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<bool, BusError> {
+        match self.store().await {
+            Some(store) => KeyValue::create(store, key, value).await,
+            None => {
+                Err(BusError::KeyValue { bucket: self.name.into(), source: "the bucket does not exist yet".into() })
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BusError> {
+        match self.store().await {
+            Some(store) => KeyValue::delete(store, key).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, BusError> {
+        match self.store().await {
+            Some(store) => KeyValue::keys(store).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError> {
+        match self.store().await {
+            Some(store) => KeyValue::watch(store, key).await,
+            None => Ok(futures::stream::pending().boxed()),
+        }
+    }
+}

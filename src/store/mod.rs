@@ -228,6 +228,7 @@ impl Store {
             completed_at,
             duration_ms: (completed_at - generated.requested_at).whole_milliseconds().max(0) as u64,
             notify_email: generated.notify_email.clone(),
+            callback: generated.callback.clone(),
         }
     }
 }

@@ -55,6 +55,7 @@ fn generated(id: &str) -> ImageGenerated {
         byte_size: 0,
         attempts: 1,
         notify_email: None,
+        callback: Default::default(),
         requested_at: now,
         generated_at: now,
     }

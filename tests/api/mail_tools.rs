@@ -96,6 +96,7 @@ fn completed_event(n: usize) -> String {
         completed_at: now,
         duration_ms: 1,
         notify_email: None,
+        callback: Default::default(),
     };
     serde_json::to_string(&event).unwrap()
 }

@@ -213,6 +213,7 @@ async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason() 
         byte_size: 21,
         attempts: 1,
         notify_email: None,
+        callback: Default::default(),
         requested_at: now,
         generated_at: now,
     };

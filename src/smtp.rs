@@ -1,5 +1,6 @@
 //! Where mail goes (an SMTP server or the outbox folder), and what a failure means:
-//! whether to retry, and what the user should do about it.
+//! whether to retry, and what the user should do about it. The mailer sends
+//! notifications through it; the webhook service, its operator alerts.
 
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};

@@ -1,0 +1,79 @@
+//! One delivery task per event and endpoint that wants it.
+
+use std::sync::Arc;
+
+use super::endpoints::Endpoints;
+use super::payload;
+use crate::config::endpoint_id_for;
+use crate::contract::events::{
+    EVENT_VERSION, IMAGE_COMPLETED, IMAGE_FAILED, ImageCompleted, ImageFailed, RequestWebhook,
+};
+use crate::contract::webhooks::{EndpointKind, WebhookTask};
+use crate::failure::Failure;
+use crate::parts::{self, Publish};
+use crate::worker::{Received, Stage};
+
+#[derive(Clone)]
+pub struct FanOut {
+    publisher: Arc<dyn Publish>,
+    endpoints: Endpoints,
+}
+
+impl FanOut {
+    pub fn new(publisher: Arc<dyn Publish>, endpoints: Endpoints) -> Self {
+        Self { publisher, endpoints }
+    }
+}
+
+impl Stage for FanOut {
+    async fn handle(&self, received: Received) -> Result<(), Failure> {
+        let (job_id, callback, event, at) = match received.subject.as_str() {
+            IMAGE_COMPLETED => {
+                let event: ImageCompleted = received.decode()?;
+                (event.id.clone(), event.callback.clone(), serde_json::to_value(&event), event.completed_at)
+            }
+            IMAGE_FAILED => {
+                let event: ImageFailed = received.decode()?;
+                (event.id.clone(), event.callback.clone(), serde_json::to_value(&event), event.failed_at)
+            }
+            other => return Err(Failure::permanent(format!("the webhook service does not handle {other}"))),
+        };
+        let event = event.expect("events serialize");
+        let subject = received.subject.as_str();
+        let body = payload::body(subject, &event, at);
+        for task in self.tasks(subject, &job_id, &callback, &body) {
+            // Its id is its Nats-Msg-Id: a redelivered event makes no second task.
+            parts::publish(&*self.publisher, &task).await?;
+        }
+        Ok(())
+    }
+}
+
+impl FanOut {
+    /// A task for each enabled configured endpoint that wants `subject`, and for the
+    /// request's own webhook when its filter lets the event through.
+    fn tasks(&self, subject: &str, job_id: &str, callback: &RequestWebhook, body: &str) -> Vec<WebhookTask> {
+        let task = |endpoint: String, kind, url: &str| WebhookTask {
+            version: EVENT_VERSION,
+            id: WebhookTask::delivery_id(subject, job_id, &endpoint),
+            job_id: job_id.into(),
+            endpoint,
+            kind,
+            url: url.into(),
+            event: subject.into(),
+            body: body.into(),
+            replay: false,
+        };
+        let mut tasks: Vec<WebhookTask> = self
+            .endpoints
+            .configured()
+            .iter()
+            .filter(|endpoint| endpoint.enabled && endpoint.events.iter().any(|e| e == subject))
+            .map(|endpoint| task(endpoint.id.clone(), EndpointKind::Configured, &endpoint.url))
+            .collect();
+        if let Some(url) = callback.webhook.as_deref().filter(|_| callback.wants(subject)) {
+            tasks.push(task(endpoint_id_for(url), EndpointKind::Request, url));
+        }
+        tasks
+    }
+}
