@@ -76,7 +76,7 @@ async fn a_notification_that_failed_is_listed_and_can_be_sent_again() {
 }
 
 /// A completion event for a job that never ran, as the store would publish it.
-fn completed_event(n: usize) -> String {
+pub fn completed_event(n: usize) -> String {
     let now = OffsetDateTime::now_utc();
     let event = huiying::contract::events::ImageCompleted {
         version: 1,

@@ -15,3 +15,4 @@ mod notifications;
 mod records;
 mod secrets;
 mod storage;
+mod webhooks;

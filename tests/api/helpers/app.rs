@@ -88,7 +88,7 @@ impl TestApp {
         };
         let ingest_config = logged_in_as(&app.config, "ingest");
         app.track("ingest", move |stop| huiying::ingest::serve(listener, ingest_config, stop));
-        for service in ["generator", "store", "mailer"] {
+        for service in ["generator", "store", "mailer", "webhook"] {
             app.start_service(service);
         }
         app.wait_until_healthy().await;
@@ -113,6 +113,7 @@ impl TestApp {
             "generator" => self.track(name, move |stop| huiying::generator::run(config, stop)),
             "store" => self.track(name, move |stop| huiying::store::run(config, stop)),
             "mailer" => self.track(name, move |stop| huiying::mailer::run(config, stop)),
+            "webhook" => self.track(name, move |stop| huiying::webhook::run(config, stop)),
             other => panic!("no service {other}"),
         }
     }

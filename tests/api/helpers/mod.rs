@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 mod app;
 mod fake_api;
 mod nats;
+mod receiver;
 mod s3;
 mod smtp;
 
 pub use app::*;
 pub use fake_api::*;
 pub use nats::*;
+pub use receiver::*;
 pub use s3::*;
 pub use smtp::*;
 
