@@ -146,13 +146,15 @@ async fn poison_on_every_subject_is_set_aside_with_its_reason_and_good_jobs_go_o
 
     let js = async_nats::jetstream::new(app.nats.clone());
     let dead = js.get_stream(huiying::contract::DEAD_LETTER_STREAM).await.unwrap();
-    crate::helpers::wait_for("five dead letters", std::time::Duration::from_secs(30), || {
+    // Seven: the poison on image.completed and image.failed is set aside by each of their
+    // two consumers, the mailer and the webhook service.
+    crate::helpers::wait_for("seven dead letters", std::time::Duration::from_secs(30), || {
         let mut stream = dead.clone();
-        async move { (stream.info().await.ok()?.state.messages == 5).then_some(()) }
+        async move { (stream.info().await.ok()?.state.messages == 7).then_some(()) }
     })
     .await;
     let mut reasons = Vec::new();
-    for sequence in 1..=5 {
+    for sequence in 1..=7 {
         let message = dead.get_raw_message(sequence).await.unwrap();
         let headers = message.headers;
         reasons.push(format!(
@@ -167,7 +169,7 @@ async fn poison_on_every_subject_is_set_aside_with_its_reason_and_good_jobs_go_o
     assert!(reasons.iter().any(|r| r.starts_with("image.generated | not an image.generated event")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("image.completed | not an image.completed event")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("image.failed | not an image.failed event")), "{reasons:?}");
-    for consumer in ["generator", "store", "mailer"] {
+    for consumer in ["generator", "store", "mailer", "webhook"] {
         app.wait_until_consumer_idle(consumer).await;
     }
     let mut generator: async_nats::jetstream::consumer::PullConsumer =

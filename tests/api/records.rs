@@ -156,15 +156,14 @@ async fn date_filters_are_whole_utc_days_inclusive() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_is_fetched_by_job_id_and_an_unknown_one_is_a_404() {
     let app = spawn_with_store().await;
-    let response = app.post_generate(json!({"prompt": "a record to fetch"})).await;
-    let answer: Value = response.json().await.unwrap();
-    let id = answer["id"].as_str().unwrap();
+    let id = app.submit(json!({"prompt": "a record to fetch"})).await;
+    let job = app.wait_for_job(&id).await;
 
     let (status, record) = get(&app, &format!("/records/{id}")).await;
     assert_eq!(status, 200);
-    assert_eq!(record["job_id"], id);
+    assert_eq!(record["job_id"], id.as_str());
     assert_eq!(record["original_prompt"], "a record to fetch");
-    assert_eq!(record["url"], answer["data"][0]["url"]);
+    assert_eq!(record["url"], job["result"]["url"]);
 
     let (status, missing) = get(&app, "/api/records/00000000-0000-4000-8000-000000000000").await;
     assert_eq!(status, 404);
@@ -173,7 +172,7 @@ async fn a_record_is_fetched_by_job_id_and_an_unknown_one_is_a_404() {
     let (status, images) = get(&app, "/images").await;
     assert_eq!(status, 200);
     let image = &images["images"][0];
-    assert_eq!(image["url"], answer["data"][0]["url"]);
+    assert_eq!(image["url"], job["result"]["url"]);
     assert!(image["filename"].as_str().unwrap().starts_with("huiying_image_") && image["size"].as_u64().unwrap() > 0);
     assert!(image["created_time"].as_str().unwrap().ends_with('Z'));
 }
