@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing:
 # - nats-server 2.10+ in .huiying/bin (scripts/install-nats-server.sh),
-# - python3 with aiosmtpd (the tests' real SMTP server) and moto (a real S3-compatible server),
+# - python3 with aiosmtpd (the tests' real SMTP server), moto (a real S3-compatible server),
+#   standardwebhooks (verifies webhook signatures independently), nats-py (runs the Python
+#   example) and jsonschema (validates events against docs/schemas),
 # - openssl (the tests make their own CA and server certificate).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,5 +23,11 @@ fi
 if ! python3 -c 'import moto.server' 2>/dev/null; then
   python3 -m pip install --quiet "moto[server]" || python3 -m pip install --quiet --break-system-packages "moto[server]"
 fi
+pip_install() {
+  python3 -m pip install --quiet "$@" || python3 -m pip install --quiet --break-system-packages "$@"
+}
+python3 -c 'import standardwebhooks' 2>/dev/null || pip_install standardwebhooks
+python3 -c 'import nats' 2>/dev/null || pip_install nats-py
+python3 -c 'import jsonschema' 2>/dev/null || pip_install jsonschema
 python3 -c 'import aiosmtpd; print("aiosmtpd:", aiosmtpd.__version__)'
 python3 -c 'import moto; print("moto:", moto.__version__)'

@@ -27,7 +27,7 @@
 //! - [`config`] (one loader), [`smtp`] (where mail goes), [`translate`] and [`model_api`] (calling model APIs),
 //!   [`limit`] (per-minute limits).
 //!
-//! [`service`], [`cli`], [`up`] and [`load`] (the load test) are what `huiying` runs.
+//! [`service`], [`cli`], [`up`], [`submit`] and [`load`] (the load test) are what `huiying` runs.
 
 #![deny(unreachable_pub)]
 
@@ -48,6 +48,7 @@ pub mod parts;
 pub mod service;
 pub mod smtp;
 pub mod store;
+pub mod submit;
 pub(crate) mod translate;
 pub mod up;
 pub mod webhook;

@@ -33,6 +33,8 @@ enum Command {
     /// Check the mail setup, list failed notifications, send them again.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Queue a picture straight on NATS, as any client could (--wait prints its link).
+    Submit(huiying::submit::SubmitArgs),
     /// See webhook endpoints and deliveries, send deliveries again, try an endpoint.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
@@ -99,6 +101,12 @@ async fn main() -> ExitCode {
         Command::Mailer => service(args, Service::Mailer).await,
         Command::Webhook => service(args, Service::Webhook).await,
         Command::Webhooks(command) => webhooks(args, command).await,
+        Command::Submit(submit) => match load_config(args, "huiying submit") {
+            Ok(config) => {
+                print_lines("huiying submit", huiying::submit::run(&config, submit).await.map(|line| vec![line]))
+            }
+            Err(code) => code,
+        },
         Command::Mail(command) => mail(args, command).await,
         Command::Load(load) => match load_config(args, "huiying load") {
             Ok(config) => match huiying::load::run(config, load).await {

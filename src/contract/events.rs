@@ -1,5 +1,6 @@
 //! The events: one subject per event type, JSON bodies, version 1.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -27,7 +28,7 @@ pub trait Event: Serialize + for<'de> Deserialize<'de> {
 
 /// A request for a picture. Only `prompt` is required: anyone may publish
 /// `{"prompt": "..."}` to `image.requested`, and the generator assigns an id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageRequested {
     #[serde(default = "version_one")]
     pub version: u32,
@@ -48,12 +49,13 @@ pub struct ImageRequested {
     #[serde(flatten)]
     pub options: GenerationOptions,
     #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
 }
 
 /// A webhook the request named for itself (as Replicate's API takes it): signed with
 /// `[webhooks] request_secret`, sent for the events in the filter (all when absent).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestWebhook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
@@ -74,7 +76,7 @@ impl RequestWebhook {
 
 /// What users of image APIs expect to set besides the prompt. A provider that cannot
 /// honour one refuses the job (stage `request`); nothing is silently dropped.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GenerationOptions {
     /// `WIDTHxHEIGHT`, e.g. `1024x1024`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +147,7 @@ impl GenerationOptions {
 
 /// A generated picture waiting for the store. The bytes are not in the message:
 /// they are object `object` of the JetStream object store bucket `bucket`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageGenerated {
     #[serde(default = "version_one")]
     pub version: u32,
@@ -168,13 +170,15 @@ pub struct ImageGenerated {
     pub callback: RequestWebhook,
 
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub generated_at: OffsetDateTime,
 }
 
 /// A stored picture, with an absolute link.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageCompleted {
     #[serde(default = "version_one")]
     pub version: u32,
@@ -194,8 +198,10 @@ pub struct ImageCompleted {
     pub format: String,
     pub file_size: u64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub completed_at: OffsetDateTime,
     /// From request to stored picture, in milliseconds.
     pub duration_ms: u64,
@@ -208,7 +214,7 @@ pub struct ImageCompleted {
 }
 
 /// The stage a job failed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// The request itself was unusable (e.g. an empty prompt published straight to NATS).
@@ -230,7 +236,7 @@ pub struct JobFacts<'a> {
 }
 
 /// A job that ended without a picture.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageFailed {
     #[serde(default = "version_one")]
     pub version: u32,
@@ -244,6 +250,7 @@ pub struct ImageFailed {
     pub transient: bool,
     pub attempts: u32,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub failed_at: OffsetDateTime,
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]

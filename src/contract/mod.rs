@@ -8,6 +8,7 @@
 pub mod events;
 pub mod jobs;
 pub mod records;
+pub mod schemas;
 pub mod values;
 pub mod webhooks;
 

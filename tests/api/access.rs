@@ -284,26 +284,19 @@ impl Session {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_subscriber_template_in_nats_conf_reads_results_through_its_own_consumer_and_nothing_else() {
-    // nats.conf with its commented-out `webhooks` user switched on, as the comment says.
-    let original = std::fs::read_to_string(std::path::Path::new(crate::helpers::REPO).join("nats.conf")).unwrap();
-    let (head, template) = original.split_once("# { user: webhooks").expect("the template is in nats.conf");
-    let (template, tail) = template.split_once("# } }").unwrap();
-    let uncommented: String =
-        template.lines().map(|line| line.trim_start().trim_start_matches('#')).collect::<Vec<_>>().join("\n");
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), format!("{head}{{ user: webhooks{uncommented}}} }}{tail}")).unwrap();
+    let config = crate::helpers::nats_conf_with_subscriber();
     let app = TestApp::spawn_on(crate::helpers::NatsServer::start_with(config.path()).await, |_, _| {}).await;
     let done = app.post_generate(json!({"prompt": "for the webhook"})).await;
     let id = done.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
 
-    let session = Session::open(&app.nats_server.url, "webhooks").await;
+    let session = Session::open(&app.nats_server.url, "subscriber").await;
     let js = async_nats::jetstream::new(session.client.clone());
     let stream = js.get_stream(huiying::contract::STREAM).await.unwrap();
     let consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
-            "webhooks",
+            "subscriber",
             async_nats::jetstream::consumer::pull::Config {
-                durable_name: Some("webhooks".into()),
+                durable_name: Some("subscriber".into()),
                 filter_subject: "image.completed".into(),
                 ..Default::default()
             },

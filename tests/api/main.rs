@@ -15,4 +15,5 @@ mod notifications;
 mod records;
 mod secrets;
 mod storage;
+mod subscribers;
 mod webhooks;

@@ -70,7 +70,7 @@ impl NatsServer {
         assert!(self.process.is_none(), "nats-server is already running");
         let (port, store) = (self.port, &self.store);
         let mut command = Command::new(nats_server_program());
-        for user in huiying::service::NATS_USERS.iter().chain(&["webhooks"]) {
+        for user in huiying::service::NATS_USERS.iter().chain(&["subscriber"]) {
             command.env(huiying::up::NatsLogins::env_var(user), nats_password(user));
         }
         let process = command
@@ -130,4 +130,16 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// nats.conf with its commented-out `subscriber` user switched on, as the comment says.
+pub fn nats_conf_with_subscriber() -> tempfile::NamedTempFile {
+    let original = std::fs::read_to_string(std::path::Path::new(REPO).join("nats.conf")).unwrap();
+    let (head, template) = original.split_once("# { user: subscriber").expect("the template is in nats.conf");
+    let (template, tail) = template.split_once("# } }").unwrap();
+    let uncommented: String =
+        template.lines().map(|line| line.trim_start().trim_start_matches('#')).collect::<Vec<_>>().join("\n");
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), format!("{head}{{ user: subscriber{uncommented}}} }}{tail}")).unwrap();
+    config
 }
