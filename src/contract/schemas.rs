@@ -13,8 +13,13 @@ use super::events::{
 /// `(subject, schema)` for every event.
 pub fn all() -> Vec<(&'static str, Value)> {
     let value = |schema: schemars::Schema| serde_json::to_value(schema).expect("schemas serialize");
+    let mut requested = value(schema_for!(ImageRequested));
+    // Its default is "the time of reading", not the time the schema was made.
+    if let Some(property) = requested.pointer_mut("/properties/requested_at").and_then(Value::as_object_mut) {
+        property.remove("default");
+    }
     vec![
-        (IMAGE_REQUESTED, value(schema_for!(ImageRequested))),
+        (IMAGE_REQUESTED, requested),
         (IMAGE_GENERATED, value(schema_for!(ImageGenerated))),
         (IMAGE_COMPLETED, value(schema_for!(ImageCompleted))),
         (IMAGE_FAILED, value(schema_for!(ImageFailed))),
