@@ -15,6 +15,8 @@
 //! - [`store`]: processes the picture, writes the file and the SQLite record, publishes
 //!   `image.completed`.
 //! - [`mailer`]: renders the mail templates and sends the mail (or writes it to the outbox).
+//! - [`webhook`]: sends each finished job to HTTP endpoints, signed as Standard Webhooks
+//!   asks, retried on a schedule, logged.
 //!
 //! No service imports another. What they share:
 //! - [`contract`]: everything that crosses a process boundary (events and subjects,
