@@ -123,6 +123,22 @@ struct Delivering {
     log: JsonBucket<Delivery>,
     states: JsonBucket<EndpointState>,
     task: WebhookTask,
+    /// Where the operator's alerts go (SMTP off: the outbox).
+    outbox: tempfile::TempDir,
+}
+
+impl Delivering {
+    fn alerts(&self) -> Vec<String> {
+        std::fs::read_dir(self.outbox.path())
+            .unwrap()
+            .map(|entry| {
+                let raw = std::fs::read(entry.unwrap().path()).unwrap();
+                let mail = mail_parser::MessageParser::default().parse(&raw).unwrap();
+                let to = mail.to().and_then(|to| to.first()).and_then(|a| a.address()).unwrap_or_default();
+                format!("To: {to}\n{}", mail.body_text(0).unwrap_or_default())
+            })
+            .collect()
+    }
 }
 
 async fn delivering(url: &str) -> Delivering {
@@ -132,9 +148,13 @@ async fn delivering(url: &str) -> Delivering {
     FanOut::new(stream.clone(), endpoints.clone()).handle(failed_event(RequestWebhook::default())).await.unwrap();
     let log = JsonBucket::new(std::sync::Arc::new(MemoryKv::new("deliveries")));
     let states = JsonBucket::new(std::sync::Arc::new(MemoryKv::new("states")));
-    let alerts = alerts::Alerts::from_config(&crate::config::Config::default()).unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let mut config = crate::config::Config::default();
+    config.smtp.outbox_dir = outbox.path().to_path_buf();
+    config.smtp.to = vec!["operator@example.com".into()];
+    let alerts = alerts::Alerts::from_config(&config).unwrap();
     let deliverer = Deliverer::new(&settings, endpoints, log.clone(), states.clone(), alerts);
-    Delivering { deliverer, log, states, task: stream.events::<WebhookTask>().remove(0) }
+    Delivering { deliverer, log, states, task: stream.events::<WebhookTask>().remove(0), outbox }
 }
 
 fn task_delivery(task: &WebhookTask, attempt: u32) -> Received {
@@ -193,6 +213,9 @@ async fn gone_disables_the_endpoint_and_later_deliveries_are_not_sent() {
     setup.deliverer.handle(task_delivery(&setup.task, 1)).await.unwrap();
     let state = setup.states.get("orders").await.unwrap().unwrap();
     assert!(state.disabled, "{state:?}");
+    let alerts = setup.alerts();
+    assert_eq!(alerts.len(), 1, "the operator is told once");
+    assert!(alerts[0].contains("To: operator@example.com") && alerts[0].contains("410 Gone"), "{}", alerts[0]);
     let replay = WebhookTask { replay: true, ..setup.task.clone() };
     setup.deliverer.handle(task_delivery(&replay, 1)).await.unwrap();
     assert_eq!(receiver.seen.lock().unwrap().len(), 1, "nothing goes to a disabled endpoint");
@@ -207,4 +230,5 @@ async fn an_endpoint_failing_longer_than_disable_after_is_disabled() {
     setup.deliverer.handle(task_delivery(&setup.task, 1)).await.unwrap();
     assert!(setup.states.get("orders").await.unwrap().unwrap().disabled);
     assert_eq!(setup.log.get(&setup.task.id).await.unwrap().unwrap().state, DeliveryState::Failed);
+    assert!(setup.alerts()[0].contains("webhooks enable orders"), "the alert says how to enable it again");
 }
