@@ -188,6 +188,7 @@ async fn each_nats_user_may_do_its_own_work_and_nothing_else() {
         ("generator", vec!["image.requested", "image.completed"]),
         ("store", vec!["image.requested", "image.generated"]),
         ("mailer", vec!["image.requested", "image.generated", "image.completed", "image.failed"]),
+        ("webhook", vec!["image.requested", "image.generated", "image.completed", "image.failed"]),
     ];
     for (user, forbidden) in &users {
         let session = Session::open(url, user).await;
@@ -209,7 +210,7 @@ async fn each_nats_user_may_do_its_own_work_and_nothing_else() {
             session.must_not_subscribe(subject).await;
         }
         // Nor take another stage's messages.
-        for other in ["generator", "store", "mailer"].iter().filter(|o| *o != user) {
+        for other in ["generator", "store", "mailer", "webhook"].iter().filter(|o| *o != user) {
             session
                 .must_not("take another stage's messages", &format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{other}"))
                 .await;
@@ -218,6 +219,16 @@ async fn each_nats_user_may_do_its_own_work_and_nothing_else() {
     // The records API answers only the store; the mailer may not ask it.
     let mailer = Session::open(url, "mailer").await;
     mailer.must_not("read the records", "huiying.records.list").await;
+    // Webhook tasks come only from the webhook service; it may not touch job states or mail.
+    for user in ["ingest", "generator", "store", "mailer"] {
+        Session::open(url, user).await.must_not("queue a webhook delivery", "huiying.webhooks.deliver").await;
+    }
+    let webhook = Session::open(url, "webhook").await;
+    webhook.must_not("write a job state", "$KV.huiying_jobs.x").await;
+    webhook.must_not("write the mail log", "$KV.huiying_mail.x").await;
+    webhook.must_not("delete the webhook tasks", "$JS.API.STREAM.DELETE.HUIYING_WEBHOOKS").await;
+    let ingest = Session::open(url, "ingest").await;
+    ingest.must_not("write the webhook log", "$KV.huiying_webhook_deliveries.x").await;
 
     // Nobody gets in without a login, or with another user's password.
     assert!(async_nats::connect(url.as_str()).await.is_err(), "no login: refused");
