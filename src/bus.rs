@@ -106,16 +106,7 @@ pub struct Bus {
 impl Bus {
     /// Connects (retrying until NATS answers or `shutdown` fires) and sets up the topology.
     pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, BusError> {
-        let client = loop {
-            match try_connect(config, name).await {
-                Ok(client) => break client,
-                Err(error) => tracing::warn!(%error, "waiting for NATS"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Err(BusError::Cancelled),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        };
+        let client = connect_retrying(config, name, shutdown).await?;
         check_server_version(&config.url, &client.server_info().version)?;
         Self::setup(client).await
     }
@@ -249,6 +240,25 @@ pub(crate) async fn stream_or_create(
     }
 }
 
+/// Connects, trying again every second until NATS answers or `shutdown` fires.
+async fn connect_retrying(
+    config: &NatsConfig,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> Result<async_nats::Client, BusError> {
+    let client = loop {
+        match try_connect(config, name).await {
+            Ok(client) => break client,
+            Err(error) => tracing::warn!(%error, "waiting for NATS"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(BusError::Cancelled),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    Ok(client)
+}
+
 /// Connects once with the login in `config`, without retrying (`huiying up` probes with
 /// it; [`Bus::connect`] retries it).
 pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::Client, BusError> {
@@ -310,16 +320,7 @@ pub struct Subscriber {
 impl Subscriber {
     /// Connects (retrying until NATS answers or `shutdown` fires) and finds the stream.
     pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, BusError> {
-        let client = loop {
-            match try_connect(config, name).await {
-                Ok(client) => break client,
-                Err(error) => tracing::warn!(%error, "waiting for NATS"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Err(BusError::Cancelled),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        };
+        let client = connect_retrying(config, name, shutdown).await?;
         let jetstream = jetstream::new(client.clone());
         let stream = jetstream.get_stream(STREAM).await.map_err(setup_failed("stream"))?;
         Ok(Self { client, jetstream, stream })
