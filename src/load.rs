@@ -1,6 +1,6 @@
 //! `huiying load`: a load test of the whole pipeline.
 //!
-//! Starts a nats-server (with nats.conf and its per-service logins) and the four services
+//! Starts a nats-server (with nats.conf and its per-service logins) and the services
 //! as separate processes in a temporary folder, on the offline placeholder model with
 //! mail written to the outbox. Submits N jobs at a given rate over HTTP, waits until every
 //! job has its mail, then reports throughput, latency percentiles per stage (from the

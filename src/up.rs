@@ -19,7 +19,7 @@ use crate::config::{Config, Secret, TlsMode};
 use crate::generator;
 use crate::service::{ADMIN_USER, NATS_USERS, Service};
 
-/// Runs all four services until `shutdown` fires or one of them fails.
+/// Runs every service until `shutdown` fires or one of them fails.
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (nats_server, nats_note) = ensure_nats(&mut config).await?;
     print_banner(&config, &nats_note);
