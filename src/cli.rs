@@ -21,7 +21,12 @@ pub struct ConfigArgs {
 /// Loads the configuration or explains in one line why not.
 pub fn load_config(args: &ConfigArgs, program: &str) -> Result<Config, ExitCode> {
     match config::load(args.config.as_deref()) {
-        Ok(loaded) => Ok(loaded.config),
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("{program}: note: {warning}");
+            }
+            Ok(loaded.config)
+        }
         Err(error) => {
             eprintln!("{program}: {error}");
             Err(ExitCode::from(2))

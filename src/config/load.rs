@@ -4,18 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::{Config, Secret, WEBHOOK_EVENTS, secret_key};
+use super::{Config, Secret, WEBHOOK_EVENTS, legacy, secret_key};
 
-/// The original service's environment names, kept working as aliases.
-/// When both an alias and the `SECTION_KEY` name are set, the `SECTION_KEY` name wins.
-pub const ALIASES: &[(&str, &str, &str)] = &[
-    ("PORT", "server", "port"),
-    ("IMAGES_DIR", "server", "images_dir"),
-    ("TIMEOUT", "server", "timeout"),
-    ("OPENROUTER_API_KEY", "api_keys", "openrouter_api_key"),
-    ("MODEL_SCOPE_TOKEN", "api_keys", "model_scope_token"),
-    ("OPENAI_API_KEY", "api_keys", "openai_api_key"),
-];
+/// The original service's environment names, kept working as aliases. When both an
+/// alias and the `SECTION_KEY` name are set, the `SECTION_KEY` name wins.
+pub const ALIASES: &[(&str, &str, &str)] = legacy::ORIGINAL_ENV;
 
 /// Why a configuration could not be loaded. `Display` is the one line a user sees.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +26,9 @@ pub enum ConfigError {
 pub struct Loaded {
     pub config: Config,
     pub file: Option<PathBuf>,
+    /// One line each: a setting of the original service that huiying reads differently
+    /// or not at all, and what it does instead. Shown at start.
+    pub warnings: Vec<String>,
 }
 
 /// Loads the configuration from the process environment and the file it names.
@@ -53,12 +49,17 @@ pub fn load_from(
 
     let mut merged = defaults_table();
     let mut origins: HashMap<String, String> = HashMap::new();
+    let mut warnings = legacy::retired_env(&env);
+    let mut original_file = false;
     if let Some(path) = &file {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
             path: path.clone(),
             message: e.message().to_string(),
         })?;
+        let retired = legacy::take_retired_keys(&mut table);
+        original_file = !retired.is_empty();
+        warnings.extend(retired);
         for (section, values) in table {
             let Some(values) = values.as_table() else {
                 return Err(ConfigError::Invalid {
@@ -83,7 +84,24 @@ pub fn load_from(
     let mut config = config;
     read_endpoint_secrets(&mut config, &env)?;
     validate(&config, &origins)?;
-    Ok(Loaded { config, file })
+    let missing = config.cloudflare_r2.missing();
+    if !config.cloudflare_r2.bucket.is_empty() && !missing.is_empty() {
+        warnings.push(format!(
+            "[cloudflare_r2] bucket is set but {} is not: R2 is off, pictures are kept locally only",
+            missing.join(", ")
+        ));
+    }
+    if original_file {
+        // The original's `timeout` was an HTTP client's; its clients wait for the picture.
+        config.server.original_timeout = true;
+        warnings.push(format!(
+            "this is the original service's config file: server.timeout ({} s) is not a limit on the wait, a \
+             synchronous POST /generate-image waits for its picture (up to {} s) as the original did",
+            config.server.timeout.as_secs(),
+            crate::config::ORIGINAL_SYNC_WAIT.as_secs()
+        ));
+    }
+    Ok(Loaded { config, file, warnings })
 }
 
 fn defaults_table() -> toml::Table {
@@ -108,7 +126,8 @@ fn apply_env(
     // Aliases first, so that the SECTION_KEY names written after them win.
     let mut overrides: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
     for (alias, section, key) in ALIASES {
-        if let Some(value) = env.get(*alias) {
+        // An empty value counts as unset, as the original read it (compose files write ${VAR:-}).
+        if let Some(value) = env.get(*alias).filter(|v| !v.trim().is_empty()) {
             overrides.insert((section.to_string(), key.to_string()), (alias.to_string(), value.clone()));
         }
     }
@@ -119,7 +138,7 @@ fn apply_env(
             .expect("a map of strings always deserializes");
         let keys = keys.as_table().expect("sections are tables");
         for (key, value) in vars {
-            if keys.contains_key(&key) {
+            if keys.contains_key(&key) && !value.trim().is_empty() {
                 let name = format!("{prefix}{}", key.to_uppercase());
                 overrides.insert((section.clone(), key), (name, value));
             }
@@ -189,13 +208,6 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
     let quality = config.image_processing.quality;
     if !(1..=100).contains(&quality) {
         return Err(invalid("image_processing.quality", format!("expected 1 to 100, got {quality}")));
-    }
-    let r2 = &config.cloudflare_r2;
-    if !r2.bucket.is_empty() && r2.public_url.is_empty() {
-        return Err(invalid(
-            "cloudflare_r2.public_url",
-            "must be set with a bucket: it is the bucket's public domain, so that links open".into(),
-        ));
     }
     if config.nats.ack_wait.is_zero() {
         return Err(invalid("nats.ack_wait", "must be at least 1 second".into()));

@@ -9,6 +9,7 @@
 //! An environment value is read as the type its key has (number, true/false, text,
 //! comma-separated list), so a bad value is reported with the variable's name.
 
+mod legacy;
 mod load;
 mod sections;
 mod smtp;

@@ -39,7 +39,14 @@ pub struct ServerConfig {
     /// Jobs that may wait for or be in generation at once; `POST /generate-image` answers
     /// 503 with Retry-After beyond that. 0: no bound.
     pub max_queued_jobs: u64,
+    /// Set when the file is the original service's: `timeout` then does not cut the
+    /// synchronous wait short (see [`ServerConfig::sync_wait`]). Never read from a file.
+    #[serde(skip)]
+    pub original_timeout: bool,
 }
+
+/// How long a synchronous request waits under an original service's config file.
+pub const ORIGINAL_SYNC_WAIT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -156,12 +163,25 @@ pub struct ImageProcessingConfig {
     pub format: ImageFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageFormat {
     Jpeg,
     Png,
     Webp,
+}
+
+impl<'de> Deserialize<'de> for ImageFormat {
+    /// `jpeg` or `jpg`, `png`, `webp`, in any case (the original took `jpg` and `JPEG`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.to_ascii_lowercase().as_str() {
+            "jpeg" | "jpg" => Ok(ImageFormat::Jpeg),
+            "png" => Ok(ImageFormat::Png),
+            "webp" => Ok(ImageFormat::Webp),
+            _ => Err(serde::de::Error::custom(format!("expected jpeg (or jpg), png or webp, got {text:?}"))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,6 +235,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             rate_limit_per_minute: 0,
             max_queued_jobs: 10_000,
+            original_timeout: false,
         }
     }
 }
@@ -316,7 +337,37 @@ impl Default for DatabaseConfig {
     }
 }
 
+impl CloudflareR2Config {
+    /// What R2 still needs besides a bucket; empty when it is complete.
+    pub fn missing(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.access_key_id.is_empty() {
+            missing.push("access_key_id");
+        }
+        if !self.access_key_secret.is_set() {
+            missing.push("access_key_secret");
+        }
+        if self.endpoint.is_empty() && self.account_id.is_empty() {
+            missing.push("endpoint (or account_id)");
+        }
+        if self.public_url.is_empty() {
+            missing.push("public_url (the bucket's public domain, so that links open)");
+        }
+        missing
+    }
+
+    /// Whether pictures go to R2: a bucket and everything it needs.
+    pub fn is_on(&self) -> bool {
+        !self.bucket.is_empty() && self.missing().is_empty()
+    }
+}
+
 impl ServerConfig {
+    /// How long a synchronous `POST /generate-image` waits before answering 202.
+    pub fn sync_wait(&self) -> Duration {
+        if self.original_timeout { ORIGINAL_SYNC_WAIT } else { self.timeout }
+    }
+
     /// The base of every absolute link, without a trailing slash.
     pub fn public_base_url(&self) -> String {
         if self.public_url.is_empty() {

@@ -85,7 +85,7 @@ impl AppState {
             queue: Arc::new(QueueBound::new(parts.backlog, config.server.max_queued_jobs)),
             translator: Translator::from_config(config)?,
             public_base_url: config.server.public_base_url(),
-            wait_timeout: config.server.timeout,
+            wait_timeout: config.server.sync_wait(),
             smtp: Arc::new(config.smtp.clone()),
             webhooks: Arc::new(config.webhooks.clone()),
             webhook_log: JsonBucket::new(parts.webhook_log),

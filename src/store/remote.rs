@@ -27,7 +27,7 @@ pub(super) struct RemoteStore {
 impl RemoteStore {
     /// `None` when no bucket is configured.
     pub(super) fn from_config(r2: &CloudflareR2Config) -> anyhow::Result<Option<Self>> {
-        if r2.bucket.is_empty() {
+        if !r2.is_on() {
             return Ok(None);
         }
         let endpoint = match (r2.endpoint.as_str(), r2.account_id.as_str()) {

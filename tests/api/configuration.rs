@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use huiying::config::{self, ConfigError, CorsOrigin, TlsMode};
+use huiying::config::{self, ConfigError, CorsOrigin, ImageFormat, TlsMode};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -228,4 +228,87 @@ fn a_binary_with_a_bad_value_exits_non_zero_with_one_line_and_no_panic() {
         assert!(stderr.contains("smtp.port") && stderr.contains("SMTP_PORT") && stderr.contains("58x"), "{stderr}");
         assert!(!stderr.contains("panicked") && !stderr.contains("do-not-print-me"));
     }
+}
+
+/// The original service's `config.example.toml`, as its repository has it.
+fn original_example() -> std::path::PathBuf {
+    Path::new(crate::helpers::REPO).join("tests/fixtures/original/config.example.toml")
+}
+
+#[test]
+fn the_original_example_config_loads_with_one_note_per_setting_read_differently() {
+    let loaded = config::load_from(Some(&original_example()), env(&[])).unwrap();
+    let notes = loaded.warnings.join("\n");
+    for expected in ["server.max_retries", "logging.format", "logging.file", "[cloudflare_d1]", "R2 is off", "600 s"] {
+        assert!(notes.contains(expected), "no note about {expected}: {notes}");
+    }
+    assert_eq!(loaded.warnings.len(), 6, "{notes}");
+    let config = loaded.config;
+    assert_eq!((config.server.port, config.image_processing.quality), (8000, 85));
+    assert_eq!(config.server.images_dir, Path::new("public/static/images"));
+    assert!(!config.cloudflare_r2.is_on(), "the original left R2 off without credentials");
+    assert_eq!(config.server.sync_wait(), Duration::from_secs(600), "an original client waits for its picture");
+
+    // A misspelt key is still an error, in an original file too.
+    let text = std::fs::read_to_string(original_example()).unwrap().replace("max_retries = 3", "max_retrys = 3");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    let error = config::load_from(Some(file.path()), env(&[])).unwrap_err().to_string();
+    assert!(error.contains("max_retrys"), "{error}");
+}
+
+#[test]
+fn image_formats_are_read_in_any_case_and_jpg_is_jpeg() {
+    for (value, expected) in [("jpg", ImageFormat::Jpeg), ("JPEG", ImageFormat::Jpeg), ("Png", ImageFormat::Png)] {
+        let config = config::load_from(None, env(&[("IMAGE_FORMAT", value)])).unwrap().config;
+        assert_eq!(config.image_processing.format, expected, "{value}");
+    }
+    assert!(config::load_from(None, env(&[("IMAGE_FORMAT", "gif")])).is_err());
+}
+
+#[test]
+fn each_original_environment_name_sets_its_key_and_an_empty_one_changes_nothing() {
+    let config = config::load_from(
+        None,
+        env(&[
+            ("DEFAULT_OPENROUTER_MODEL", "vendor/model-a"),
+            ("MODEL_SCOPE_MODEL", "vendor/translator"),
+            ("IMAGE_MAX_WIDTH", "800"),
+            ("IMAGE_MAX_HEIGHT", "600"),
+            ("IMAGE_QUALITY", "70"),
+            ("IMAGE_FORMAT", "png"),
+            ("IMAGE_ENABLE_RESIZE", "false"),
+            ("LOG_LEVEL", "debug"),
+            ("CLOUDFLARE_R2_ACCOUNT_KEY_ID", "key-id"),
+            ("CLOUDFLARE_R2_ACCOUNT_KEY_SECRET", "key-secret"),
+            ("CLOUDFLARE_R2_URL", "https://acct.r2.cloudflarestorage.com"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(config.models.default_openrouter_model, "vendor/model-a");
+    assert_eq!(config.models.model_scope_model, "vendor/translator");
+    let image = &config.image_processing;
+    assert_eq!((image.max_width, image.max_height, image.quality), (800, 600, 70));
+    assert_eq!((image.format, image.enable_resize), (ImageFormat::Png, false));
+    assert_eq!(config.logging.level, "debug");
+    let r2 = &config.cloudflare_r2;
+    assert_eq!((r2.access_key_id.as_str(), r2.access_key_secret.expose()), ("key-id", "key-secret"));
+    assert_eq!(r2.endpoint, "https://acct.r2.cloudflarestorage.com");
+
+    let loaded = config::load_from(None, env(&[("MAX_RETRIES", "5")])).unwrap();
+    assert!(loaded.warnings.iter().any(|w| w.contains("MAX_RETRIES")), "{:?}", loaded.warnings);
+
+    // Compose files write ${VAR:-}: an empty value is no value.
+    let defaults = config::load_from(None, env(&[])).unwrap().config;
+    let emptied = config::load_from(
+        None,
+        env(&[("PORT", ""), ("IMAGE_QUALITY", ""), ("SMTP_HOST", " "), ("DEFAULT_OPENROUTER_MODEL", "")]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(emptied.server.port, defaults.server.port);
+    assert_eq!(emptied.image_processing.quality, defaults.image_processing.quality);
+    assert_eq!(emptied.smtp.host, defaults.smtp.host);
+    assert_eq!(emptied.models.default_openrouter_model, defaults.models.default_openrouter_model);
 }
