@@ -2,6 +2,8 @@
 //! whether to retry, and what the user should do about it. The mailer sends
 //! notifications through it; the webhook service, its operator alerts.
 
+use std::path::{Path, PathBuf};
+
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -12,16 +14,27 @@ use crate::failure::Failure;
 #[derive(Clone)]
 pub enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    Outbox(AsyncFileTransport<Tokio1Executor>),
+    /// `.eml` files in a folder, the newest `keep` of them (0: all).
+    Outbox {
+        files: AsyncFileTransport<Tokio1Executor>,
+        dir: PathBuf,
+        keep: u32,
+    },
+    /// `[smtp] enable = false` without an outbox: no mail at all.
+    Off,
 }
 
 impl Transport {
     pub fn from_config(smtp: &SmtpConfig) -> anyhow::Result<Self> {
+        if !smtp.enable && smtp.outbox_dir.as_os_str().is_empty() {
+            return Ok(Transport::Off);
+        }
         if !smtp.enable {
             std::fs::create_dir_all(&smtp.outbox_dir).map_err(|e| {
                 anyhow::anyhow!("bad configuration: smtp.outbox_dir {}: {e}", smtp.outbox_dir.display())
             })?;
-            return Ok(Transport::Outbox(AsyncFileTransport::new(&smtp.outbox_dir)));
+            let files = AsyncFileTransport::new(&smtp.outbox_dir);
+            return Ok(Transport::Outbox { files, dir: smtp.outbox_dir.clone(), keep: smtp.outbox_keep });
         }
         let mut parameters = TlsParameters::builder(smtp.host.clone());
         if !smtp.ca_file.is_empty() {
@@ -55,12 +68,36 @@ impl Transport {
 
     pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<(), Failure> {
         match self {
-            Transport::Outbox(outbox) => outbox.send(message).await.map(|_| ()).map_err(|e| {
-                Failure::transient(format!("writing to the outbox {} failed: {e}", smtp.outbox_dir.display()))
-                    .caused_by(e)
-            }),
+            Transport::Outbox { files, dir, keep } => {
+                files.send(message).await.map_err(|e| {
+                    Failure::transient(format!("writing to the outbox {} failed: {e}", dir.display())).caused_by(e)
+                })?;
+                prune(dir, *keep);
+                Ok(())
+            }
+            Transport::Off => Ok(()),
             Transport::Smtp(transport) => transport.send(message).await.map(|_| ()).map_err(|e| classify(e, smtp)),
         }
+    }
+}
+
+/// Keeps the newest `keep` mails of the outbox, so that it cannot fill a disk.
+fn prune(dir: &Path, keep: u32) {
+    if keep == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut mails: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "eml"))
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+        .collect();
+    if mails.len() <= keep as usize {
+        return;
+    }
+    mails.sort();
+    for (_, old) in &mails[..mails.len() - keep as usize] {
+        let _ = std::fs::remove_file(old);
     }
 }
 

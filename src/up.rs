@@ -22,6 +22,11 @@ use crate::service::{ADMIN_USER, NATS_USERS, Service};
 /// Runs every service until `shutdown` fires or one of them fails.
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (nats_server, nats_note) = ensure_nats(&mut config).await?;
+    // The first-run demo: with SMTP off and no outbox chosen, mails go to ./outbox so that
+    // a new user sees one (the banner says so).
+    if !config.smtp.enable && config.smtp.outbox_dir.as_os_str().is_empty() {
+        config.smtp.outbox_dir = "outbox".into();
+    }
     print_banner(&config, &nats_note);
 
     // Each service logs in as its own NATS user when we started nats-server with logins.
@@ -279,7 +284,7 @@ fn print_banner(config: &Config, nats_note: &str) {
         format!("SMTP {}:{} ({tls}) → {}", config.smtp.host, config.smtp.port, config.smtp.to.join(", "))
     } else {
         format!(
-            "SMTP disabled ([smtp] enable): each mail is written as an .eml file to {}",
+            "SMTP disabled ([smtp] enable): each mail is written as an .eml file to {} (set [smtp] outbox_dir, or enable SMTP)",
             config.smtp.outbox_dir.display()
         )
     };

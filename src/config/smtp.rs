@@ -11,7 +11,7 @@ use crate::failure::RetryPolicy;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
-    /// Send real mail when true; otherwise write each mail as an .eml file to `outbox_dir`.
+    /// Send real mail when true. False: no mail at all, unless `outbox_dir` is set.
     pub enable: bool,
     pub host: String,
     pub port: u16,
@@ -48,7 +48,11 @@ pub struct SmtpConfig {
     /// Seconds before the first retry; doubles with each attempt.
     #[serde(with = "seconds")]
     pub retry_delay: Duration,
+    /// With `enable = false`: write each mail as an .eml file into this folder instead of
+    /// sending it (`huiying up` sets it for its first-run demo). Empty: no mail at all.
     pub outbox_dir: PathBuf,
+    /// The newest mails the outbox keeps; older ones are removed. 0: keep all.
+    pub outbox_keep: u32,
     /// `zh-CN` (default) or `en`: which template set to use.
     pub language: Language,
     /// Folder of your own templates (`<language>/<kind>.<part>.hbs`); empty: the
@@ -88,7 +92,8 @@ impl Default for SmtpConfig {
             timeout: Duration::from_secs(30),
             max_attempts: 10,
             retry_delay: Duration::from_secs(30),
-            outbox_dir: "outbox".into(),
+            outbox_dir: PathBuf::new(),
+            outbox_keep: 1000,
             language: Language::ZhCn,
             templates_dir: PathBuf::new(),
         }

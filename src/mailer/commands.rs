@@ -17,11 +17,17 @@ pub async fn test(config: &Config) -> anyhow::Result<String> {
     let smtp = &config.smtp;
     let composer = Composer::from_config(smtp)?;
     let transport = Transport::from_config(smtp)?;
+    if matches!(transport, Transport::Off) {
+        anyhow::bail!(
+            "mail is off: [smtp] enable = false and no [smtp] outbox_dir. Set enable = true (with host, from, to) to send mail"
+        );
+    }
     let message = composer.compose_test()?;
     let recipients = smtp.to.join(", ");
     transport.send(message, smtp).await.map_err(|e| anyhow::anyhow!("the test mail was not sent: {e}"))?;
     Ok(match transport {
-        Transport::Outbox(_) => format!(
+        Transport::Off => unreachable!("refused above"),
+        Transport::Outbox { .. } => format!(
             "SMTP is disabled ([smtp] enable = false): the test mail was written to {}. Set enable = true to send real mail.",
             smtp.outbox_dir.display()
         ),

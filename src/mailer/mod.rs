@@ -64,10 +64,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             host = %config.smtp.host, port = config.smtp.port, tls = ?config.smtp.effective_tls(),
             "mailer ready: sending over SMTP"
         ),
-        Transport::Outbox(_) => tracing::info!(
+        Transport::Outbox { .. } => tracing::info!(
             outbox = %config.smtp.outbox_dir.display(),
             "mailer ready: SMTP disabled, writing mails to the outbox"
         ),
+        Transport::Off => tracing::info!("mailer ready: mail is off ([smtp] enable = false, no outbox_dir)"),
     }
     let settings = worker::Settings::new(4, &config.nats, mailer.policy);
     worker::run(consumer, bus.publisher(), settings, shutdown, mailer).await;
@@ -88,6 +89,9 @@ impl Mailer {
 impl Stage for Mailer {
     /// Handles one delivery of `image.completed` or `image.failed`.
     async fn handle(&self, received: Received) -> Result<(), Failure> {
+        if matches!(self.outgoing.transport, Transport::Off) {
+            return Ok(()); // mail is off: nothing to send, nothing to log
+        }
         let notice = match received.subject.as_str() {
             events::IMAGE_COMPLETED => Notice::completed(&received.decode::<ImageCompleted>()?),
             events::IMAGE_FAILED => Notice::failed(&received.decode::<ImageFailed>()?),

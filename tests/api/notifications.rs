@@ -287,3 +287,36 @@ async fn a_busy_mail_server_delays_a_mail_once_and_newer_mail_is_not_stuck_behin
     let delayed = log.iter().find(|n| n["job_id"] == first.as_str()).unwrap();
     assert_eq!((delayed["state"].as_str(), delayed["attempts"].as_u64()), (Some("sent"), Some(2)));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_smtp_disabled_and_no_outbox_a_job_completes_and_no_mail_or_file_is_made() {
+    let app = TestApp::spawn_with(|config, _| {
+        config.smtp.enable = false;
+        config.smtp.outbox_dir = Default::default();
+    })
+    .await;
+    let id = app.submit(json!({"prompt": "nobody is told"})).await;
+    assert_eq!(app.wait_for_job(&id).await["status"], "completed");
+    app.wait_until_consumer_idle("mailer").await;
+    assert!(app.smtp.mails().is_empty(), "no mail sent");
+    assert!(app.mail_log().await.is_empty(), "nothing to log");
+    let outbox = app.config.server.images_dir.parent().unwrap().join("outbox");
+    assert!(!outbox.exists(), "no outbox folder was made");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outbox_keeps_only_its_newest_mails() {
+    let app = TestApp::spawn_with(|config, _| {
+        config.smtp.enable = false;
+        config.smtp.outbox_keep = 2;
+    })
+    .await;
+    for n in 0..3 {
+        let id = app.submit(json!({"prompt": format!("mail {n}")})).await;
+        app.wait_for_job(&id).await;
+    }
+    app.wait_until_consumer_idle("mailer").await;
+    let outbox = &app.config.smtp.outbox_dir;
+    let kept = std::fs::read_dir(outbox).unwrap().count();
+    assert_eq!(kept, 2, "the oldest mail was removed");
+}
