@@ -50,6 +50,7 @@ fn notice(n: usize) -> Notice {
         duration_ms: 12_345,
         notify_email: None,
         callback: Default::default(),
+        ignored_options: Vec::new(),
     })
 }
 

@@ -40,6 +40,7 @@ fn main() {
                 format: "jpeg".into(),
                 created_at: timestamp(at),
                 updated_at: timestamp(at),
+                user: None,
             })
             .unwrap();
     }

@@ -46,6 +46,7 @@ pub async fn run(config: &Config, args: SubmitArgs) -> anyhow::Result<String> {
         notify_email: None,
         options: Default::default(),
         callback: Default::default(),
+        user: None,
         requested_at: OffsetDateTime::now_utc(),
     };
     // Watch before publishing, so a quick job's end is not missed.

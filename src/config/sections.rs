@@ -39,6 +39,10 @@ pub struct ServerConfig {
     /// Jobs that may wait for or be in generation at once; `POST /generate-image` answers
     /// 503 with Retry-After beyond that. 0: no bound.
     pub max_queued_jobs: u64,
+    /// An option the chosen model cannot honour (`size` on OpenRouter, `quality` on the
+    /// placeholder ...) fails the job with 400 instead of being left out (and named in the
+    /// `Huiying-Ignored` header), as the original service left it out.
+    pub strict_options: bool,
     /// Set when the file is the original service's: `timeout` then does not cut the
     /// synchronous wait short (see [`ServerConfig::sync_wait`]). Never read from a file.
     #[serde(skip)]
@@ -235,6 +239,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             rate_limit_per_minute: 0,
             max_queued_jobs: 10_000,
+            strict_options: false,
             original_timeout: false,
         }
     }

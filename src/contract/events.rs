@@ -45,9 +45,13 @@ pub struct ImageRequested {
     /// From the request.
     #[serde(flatten)]
     pub callback: RequestWebhook,
-    /// Optional settings for the model; one it cannot honour fails the job clearly.
+    /// Optional settings for the model. One it cannot honour is left out (and named in
+    /// `ignored_options` downstream), or fails the job with `[server] strict_options`.
     #[serde(flatten)]
     pub options: GenerationOptions,
+    /// Who asked, as the client says (OpenAI's `user`); kept on the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
@@ -90,6 +94,12 @@ pub struct GenerationOptions {
     /// For repeatable results where the model supports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// `standard`, `hd` ... as the model names them (OpenAI-compatible APIs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    /// `vivid`, `natural` ... as the model names them (OpenAI-compatible APIs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
 }
 
 impl GenerationOptions {
@@ -113,6 +123,13 @@ impl GenerationOptions {
                         format!("size {size:?} must be WIDTHxHEIGHT with each side from 64 to 4096, e.g. 1024x1024"),
                     ));
                 }
+            }
+        }
+        for (name, value) in [("quality", &self.quality), ("style", &self.style)] {
+            if let Some(value) = value
+                && (value.trim().is_empty() || value.chars().count() > 50 || value.chars().any(char::is_control))
+            {
+                return Err(InvalidValue::new(name, format!("{name} {value:?} must be a short word, e.g. hd")));
             }
         }
         if let Some(negative) = &self.negative_prompt
@@ -141,7 +158,26 @@ impl GenerationOptions {
         if self.seed.is_some() {
             names.push("seed");
         }
+        if self.quality.is_some() {
+            names.push("quality");
+        }
+        if self.style.is_some() {
+            names.push("style");
+        }
         names
+    }
+
+    /// These options without the ones named.
+    pub fn without(&self, names: &[&str]) -> Self {
+        let keep = |name: &str| !names.contains(&name);
+        Self {
+            size: self.size.clone().filter(|_| keep("size")),
+            n: self.n.filter(|_| keep("n")),
+            negative_prompt: self.negative_prompt.clone().filter(|_| keep("negative_prompt")),
+            seed: self.seed.filter(|_| keep("seed")),
+            quality: self.quality.clone().filter(|_| keep("quality")),
+            style: self.style.clone().filter(|_| keep("style")),
+        }
     }
 }
 
@@ -162,6 +198,12 @@ pub struct ImageGenerated {
     pub byte_size: u64,
     /// How many deliveries of the request it took.
     pub attempts: u32,
+    /// Options of the request the model could not honour, left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_options: Vec<String>,
+    /// From the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
@@ -205,6 +247,9 @@ pub struct ImageCompleted {
     pub completed_at: OffsetDateTime,
     /// From request to stored picture, in milliseconds.
     pub duration_ms: u64,
+    /// Options of the request the model could not honour, left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_options: Vec<String>,
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,

@@ -41,6 +41,9 @@ pub struct Record {
     /// RFC 3339, UTC.
     pub created_at: String,
     pub updated_at: String,
+    /// Who asked, as the request's `user` said.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 impl Record {

@@ -39,6 +39,8 @@ struct GeneratedImage {
     content_type: String,
     model: String,
     provider: &'static str,
+    /// Options of the request this model cannot honour, left out.
+    ignored: Vec<String>,
 }
 
 /// Where a provider put the picture: a `data:` URL or an http(s) link.
@@ -56,6 +58,8 @@ pub struct Generator {
     providers: Arc<Providers>,
     translator: Option<Translator>,
     translation_required: bool,
+    /// `[server] strict_options`: an option the model cannot honour fails the job.
+    strict_options: bool,
     policy: RetryPolicy,
 }
 
@@ -102,6 +106,7 @@ impl Generator {
             providers: Providers::from_config(config)?,
             translator: Translator::from_config(config)?,
             translation_required: config.translation.required,
+            strict_options: config.server.strict_options,
             policy: config.generator.retry_policy(),
         })
     }
@@ -146,7 +151,8 @@ impl Stage for Generator {
             Err(failure) => return self.after_failure(job, failure, attempt).await,
         };
         tracing::info!(job = %request.id, %model, attempt, "generating");
-        let image = match self.providers.generate(&english_prompt, &model, &request.options).await {
+        let image = match self.providers.generate(&english_prompt, &model, &request.options, self.strict_options).await
+        {
             Ok(image) => image,
             Err(failure) => return self.after_failure(job, failure, attempt).await,
         };
@@ -163,6 +169,8 @@ impl Stage for Generator {
             content_type: image.content_type,
             byte_size: image.bytes.len() as u64,
             attempts: attempt,
+            ignored_options: image.ignored,
+            user: request.user.clone(),
             notify_email: request.notify_email.clone(),
             callback: request.callback.clone(),
             requested_at: request.requested_at,

@@ -29,7 +29,7 @@ impl OpenAiClient {
     }
 
     /// The options this API takes; the others are refused before any call.
-    pub(super) const SUPPORTED: &'static [&'static str] = &["size", "n"];
+    pub(super) const SUPPORTED: &'static [&'static str] = &["size", "n", "quality", "style"];
 
     pub(super) async fn generate(
         &self,
@@ -43,8 +43,10 @@ impl OpenAiClient {
             "n": 1,
             "response_format": self.response_format,
         });
-        if let Some(size) = &options.size {
-            body["size"] = json!(size);
+        for (name, value) in [("size", &options.size), ("quality", &options.quality), ("style", &options.style)] {
+            if let Some(value) = value {
+                body[name] = json!(value);
+            }
         }
         let url = format!("{}/images/generations", self.base_url);
         let answer = http::post_json(&self.http, "the OpenAI-compatible API", &url, &self.api_key, &[], &body).await?;

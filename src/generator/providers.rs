@@ -120,15 +120,18 @@ impl Providers {
     }
 
     /// Draws `prompt` with `model`, honouring `options` or refusing them clearly.
+    /// Options the model cannot honour are left out and named in the image's `ignored`,
+    /// as the original service did; with `strict` they refuse the job instead.
     pub(super) async fn generate(
         &self,
         prompt: &str,
         model: &str,
         options: &GenerationOptions,
+        strict: bool,
     ) -> Result<GeneratedImage, Failure> {
         let kind = self.route(model)?;
         let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !supports(kind).contains(o)).collect();
-        if !unsupported.is_empty() {
+        if strict && !unsupported.is_empty() {
             return Err(Failure::refused(format!(
                 "{} is not supported by {} (model {model}); it supports {}",
                 unsupported.join(", "),
@@ -136,6 +139,18 @@ impl Providers {
                 supports(kind).join(", ")
             )));
         }
+        let mut image = self.draw(kind, prompt, model, &options.without(&unsupported)).await?;
+        image.ignored = unsupported.iter().map(|o| o.to_string()).collect();
+        Ok(image)
+    }
+
+    async fn draw(
+        &self,
+        kind: ProviderKind,
+        prompt: &str,
+        model: &str,
+        options: &GenerationOptions,
+    ) -> Result<GeneratedImage, Failure> {
         let answer = match kind {
             ProviderKind::Placeholder => {
                 let (prompt, options) = (prompt.to_string(), options.clone());
@@ -147,6 +162,7 @@ impl Providers {
                     content_type: "image/png".into(),
                     model: model.into(),
                     provider: kind.name(),
+                    ignored: Vec::new(),
                 });
             }
             ProviderKind::OpenRouter => {
@@ -166,6 +182,7 @@ impl Providers {
             content_type: fetched.content_type,
             model: model.into(),
             provider: kind.name(),
+            ignored: Vec::new(),
         })
     }
 }

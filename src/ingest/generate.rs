@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -42,6 +43,16 @@ struct GenerateRequest {
     negative_prompt: Option<String>,
     #[serde(default)]
     seed: Option<u64>,
+    #[serde(default)]
+    quality: Option<String>,
+    #[serde(default)]
+    style: Option<String>,
+    /// `url` (the default) or `b64_json`: the picture itself in the answer too.
+    #[serde(default)]
+    response_format: Option<String>,
+    /// Who asks, as the client names them (OpenAI's `user`); kept on the record.
+    #[serde(default)]
+    user: Option<String>,
     /// A webhook of the request's own (must start with one of `[webhooks] allowed_urls`).
     #[serde(default)]
     webhook: Option<String>,
@@ -56,6 +67,8 @@ struct NewJob {
     notify_email: Option<String>,
     options: GenerationOptions,
     callback: RequestWebhook,
+    user: Option<String>,
+    with_picture: bool,
 }
 
 impl GenerateRequest {
@@ -63,8 +76,14 @@ impl GenerateRequest {
         let prompt = Prompt::parse(self.prompt)?;
         // Its own fields rather than a flattened struct: serde cannot deny unknown fields
         // through a flatten.
-        let options =
-            GenerationOptions { size: self.size, n: self.n, negative_prompt: self.negative_prompt, seed: self.seed };
+        let options = GenerationOptions {
+            size: self.size,
+            n: self.n,
+            negative_prompt: self.negative_prompt,
+            seed: self.seed,
+            quality: self.quality,
+            style: self.style,
+        };
         options.check()?;
         let model = self.model.filter(|m| !m.trim().is_empty()).map(ModelName::parse).transpose()?;
         if let Some(address) = &self.notify_email {
@@ -72,7 +91,19 @@ impl GenerateRequest {
         }
         let callback = RequestWebhook { webhook: self.webhook, webhook_events_filter: self.webhook_events_filter };
         check_webhook(&callback, webhooks)?;
-        Ok(NewJob { prompt, model, notify_email: self.notify_email, options, callback })
+        let with_picture = match self.response_format.as_deref() {
+            None | Some("url") => false,
+            Some("b64_json") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!("response_format must be url or b64_json, got {other:?}")));
+            }
+        };
+        if let Some(user) = &self.user
+            && (user.chars().count() > 200 || user.chars().any(char::is_control))
+        {
+            return Err(ApiError::bad_request("user must be at most 200 characters, without control characters"));
+        }
+        Ok(NewJob { prompt, model, notify_email: self.notify_email, options, callback, user: self.user, with_picture })
     }
 }
 
@@ -112,8 +143,10 @@ pub(super) async fn generate_image(
         prompt: job.prompt.into(),
         notify_email: job.notify_email,
         callback: job.callback,
+        user: job.user,
         requested_at: OffsetDateTime::now_utc(),
     };
+    let with_picture = job.with_picture;
     let unavailable = |e: crate::bus::BusError| {
         tracing::warn!(error = %e, "cannot queue a job");
         ApiError::queue_unavailable()
@@ -135,7 +168,7 @@ pub(super) async fn generate_image(
                 ));
             }
             // The same request again: its job, not a second one.
-            Claim::Existing(existing) => return answer_for_job(&state, &headers, existing.job_id).await,
+            Claim::Existing(existing) => return answer_for_job(&state, &headers, existing.job_id, with_picture).await,
         }
     }
 
@@ -152,12 +185,18 @@ pub(super) async fn generate_image(
     }
     state.queue.queued();
     tracing::info!(job = %event.id, "queued");
-    answer_for_job(&state, &headers, event.id).await
+    answer_for_job(&state, &headers, event.id, with_picture).await
 }
 
 /// The answer for a queued job: 202 at once when the client prefers it, else the result
-/// once the job ends (or 202 when `[server] timeout` passes first).
-async fn answer_for_job(state: &AppState, headers: &HeaderMap, id: String) -> Result<Response, ApiError> {
+/// once the job ends (or 202 when `[server] timeout` passes first). `with_picture` puts the
+/// picture in the answer as `b64_json` too.
+async fn answer_for_job(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: String,
+    with_picture: bool,
+) -> Result<Response, ApiError> {
     let accepted = || {
         let body = json!({
             "id": id,
@@ -179,12 +218,25 @@ async fn answer_for_job(state: &AppState, headers: &HeaderMap, id: String) -> Re
     };
     match finished {
         Some(JobStatus { result: Some(done), .. }) => {
-            let body = json!({
-                "id": id,
-                "created": done.completed_at.unix_timestamp(),
-                "data": [{ "url": done.url }],
-            });
-            Ok(Json(body).into_response())
+            let mut picture = json!({ "url": done.url, "revised_prompt": done.english_prompt });
+            if with_picture {
+                let path = state.images_dir.join(&done.filename);
+                let bytes = tokio::fs::read(&path).await.map_err(|e| {
+                    tracing::warn!(error = %e, path = %path.display(), "the stored picture cannot be read back");
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the picture is stored but cannot be read back")
+                        .for_job(id.clone())
+                })?;
+                picture["b64_json"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+            }
+            let body = json!({ "id": id, "created": done.completed_at.unix_timestamp(), "data": [picture] });
+            let mut response = Json(body).into_response();
+            // What the model could not honour and left out (`[server] strict_options` refuses instead).
+            if !done.ignored_options.is_empty()
+                && let Ok(value) = done.ignored_options.join(", ").parse()
+            {
+                response.headers_mut().insert("huiying-ignored", value);
+            }
+            Ok(response)
         }
         Some(JobStatus { error: Some(failed), .. }) => {
             let status = match failed.stage {

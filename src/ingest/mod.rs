@@ -71,6 +71,8 @@ pub struct AppState {
     wait_timeout: Duration,
     smtp: Arc<SmtpConfig>,
     webhooks: Arc<WebhooksConfig>,
+    /// Where the store writes pictures (read back for `response_format: b64_json`).
+    images_dir: std::path::PathBuf,
     webhook_log: JsonBucket<Delivery>,
     webhook_states: JsonBucket<EndpointState>,
 }
@@ -88,6 +90,7 @@ impl AppState {
             wait_timeout: config.server.sync_wait(),
             smtp: Arc::new(config.smtp.clone()),
             webhooks: Arc::new(config.webhooks.clone()),
+            images_dir: config.server.images_dir.clone(),
             webhook_log: JsonBucket::new(parts.webhook_log),
             webhook_states: JsonBucket::new(parts.webhook_states),
         })

@@ -60,12 +60,15 @@ fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiErro
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", "))));
     }
+    // Out of range is clamped, as the original service did: below 1 is the default, above
+    // `max` is `max`. Not a number is a 400.
     let number = |name: &str, default: u32, max: u32| -> Result<u32, ApiError> {
-        match params.get(name) {
+        match params.get(name).map(|t| t.trim()).filter(|t| !t.is_empty()) {
             None => Ok(default),
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if (1..=max).contains(&n) => Ok(n),
-                _ => Err(ApiError::bad_request(format!("{name} must be a whole number from 1 to {max}, got {text:?}"))),
+            Some(text) => match text.parse::<i64>() {
+                Ok(n) if n < 1 => Ok(default),
+                Ok(n) => Ok(n.min(i64::from(max)) as u32),
+                Err(_) => Err(ApiError::bad_request(format!("{name} must be a whole number, got {text:?}"))),
             },
         }
     };
@@ -102,11 +105,17 @@ fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiErro
     Ok(query)
 }
 
+/// `GET /records/{id}`: the record's number (the `id` that `/records` shows, as the
+/// original service's clients use it) or its job id.
 pub(super) async fn get_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let Ok(id) = JobId::parse(id.as_str()) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no record with id {id:?}")));
+    let key = match id.parse::<i64>() {
+        Ok(number) => number.to_string(),
+        Err(_) => match JobId::parse(id.as_str()) {
+            Ok(job) => String::from(job),
+            Err(_) => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no record with id {id:?}"))),
+        },
     };
-    let record: RecordView = ask_store(&state, RECORDS_GET, String::from(id).into()).await?;
+    let record: RecordView = ask_store(&state, RECORDS_GET, key.into()).await?;
     Ok(Json(record).into_response())
 }
 

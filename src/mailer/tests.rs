@@ -41,6 +41,7 @@ fn completed(id: &str) -> Received {
         duration_ms: 1200,
         notify_email: None,
         callback: Default::default(),
+        ignored_options: Vec::new(),
     };
     Received {
         subject: IMAGE_COMPLETED.into(),

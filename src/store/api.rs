@@ -68,10 +68,18 @@ impl StoreApi {
                 Err(e) => error_reply(400, &format!("bad records query: {e}")),
             },
             RECORDS_GET => {
-                let job_id = String::from_utf8_lossy(payload).to_string();
-                match self.records.by_job(&job_id) {
+                // A number is a record's own id; failing that (or otherwise), a job id.
+                let key = String::from_utf8_lossy(payload).to_string();
+                let found = match key.parse::<i64>() {
+                    Ok(number) => self.records.by_id(number).and_then(|r| match r {
+                        Some(record) => Ok(Some(record)),
+                        None => self.records.by_job(&key),
+                    }),
+                    Err(_) => self.records.by_job(&key),
+                };
+                match found {
                     Ok(Some(record)) => ok_reply(&self.view(record)),
-                    Ok(None) => error_reply(404, &format!("no record with id {job_id:?}")),
+                    Ok(None) => error_reply(404, &format!("no record with id {key:?}")),
                     Err(e) => error_reply(500, &format!("reading the records failed: {e}")),
                 }
             }
@@ -114,7 +122,8 @@ impl StoreApi {
             let entry = entry?;
             let filename = entry.file_name().to_string_lossy().into_owned();
             let metadata = entry.metadata()?;
-            if !metadata.is_file() || !filename.starts_with("huiying_image_") {
+            // The original service's pictures (ai_image_...) are listed too.
+            if !metadata.is_file() || !(filename.starts_with("huiying_image_") || filename.starts_with("ai_image_")) {
                 continue;
             }
             let modified: OffsetDateTime = metadata.modified()?.into();

@@ -199,6 +199,7 @@ impl Store {
             format: processed.format.name().into(),
             created_at: now.clone(),
             updated_at: now,
+            user: generated.user.clone(),
         };
         let (records, to_insert) = (self.records.clone(), record.clone());
         blocking(move || records.insert(&to_insert)).await?;
@@ -227,6 +228,7 @@ impl Store {
             requested_at: generated.requested_at,
             completed_at,
             duration_ms: (completed_at - generated.requested_at).whole_milliseconds().max(0) as u64,
+            ignored_options: generated.ignored_options.clone(),
             notify_email: generated.notify_email.clone(),
             callback: generated.callback.clone(),
         }

@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX image_records_model_created ON image_records (model, created_at);
 "#,
     r#"ALTER TABLE image_records ADD COLUMN r2_error TEXT;"#,
+    r#"ALTER TABLE image_records ADD COLUMN user TEXT;"#,
 ];
 
 #[derive(Clone)]
@@ -81,8 +82,8 @@ impl Records {
         let connection = self.connection.lock().expect("no panics while holding the lock");
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
-                 file_size, width, height, format, created_at, updated_at, r2_error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 file_size, width, height, format, created_at, updated_at, r2_error, user)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (job_id) DO NOTHING",
             params![
                 record.job_id,
@@ -98,9 +99,16 @@ impl Records {
                 record.created_at,
                 record.updated_at,
                 record.r2_error,
+                record.user,
             ],
         )?;
         Ok(inserted == 1)
+    }
+
+    /// The record numbered `id` (its row).
+    pub fn by_id(&self, id: i64) -> rusqlite::Result<Option<Record>> {
+        let connection = self.connection.lock().expect("no panics while holding the lock");
+        connection.query_row(&format!("SELECT {COLUMNS} FROM image_records WHERE id = ?1"), [id], record).optional()
     }
 
     pub fn by_job(&self, job_id: &str) -> rusqlite::Result<Option<Record>> {
@@ -169,7 +177,7 @@ pub fn timestamp(at: time::OffsetDateTime) -> String {
 }
 
 const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
-                       width, height, format, created_at, updated_at, r2_error";
+                       width, height, format, created_at, updated_at, r2_error, user";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -187,6 +195,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         created_at: row.get(11)?,
         updated_at: row.get(12)?,
         r2_error: row.get(13)?,
+        user: row.get(14)?,
     })
 }
 
@@ -231,6 +240,7 @@ mod tests {
             format: "jpeg".into(),
             created_at: "2026-11-29T08:00:00Z".into(),
             updated_at: "2026-11-29T08:00:00Z".into(),
+            user: None,
         }
     }
 

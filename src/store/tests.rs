@@ -56,6 +56,8 @@ fn generated(id: &str) -> ImageGenerated {
         attempts: 1,
         notify_email: None,
         callback: Default::default(),
+        ignored_options: Vec::new(),
+        user: None,
         requested_at: now,
         generated_at: now,
     }

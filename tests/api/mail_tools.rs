@@ -97,6 +97,7 @@ pub fn completed_event(n: usize) -> String {
         duration_ms: 1,
         notify_email: None,
         callback: Default::default(),
+        ignored_options: Vec::new(),
     };
     serde_json::to_string(&event).unwrap()
 }

@@ -12,6 +12,7 @@ mod input;
 mod mail_tools;
 mod models;
 mod notifications;
+mod original;
 mod records;
 mod secrets;
 mod storage;

@@ -209,10 +209,14 @@ async fn a_content_policy_refusal_fails_at_once_with_the_providers_words() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_option_the_model_cannot_honour_is_refused_with_a_400_before_any_call() {
+async fn in_strict_mode_an_option_the_model_cannot_honour_is_refused_with_a_400_before_any_call() {
     let api = FakeApi::start().await;
     api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
-    let app = TestApp::spawn_with(|config, _| api.configure(config)).await;
+    let app = TestApp::spawn_with(|config, _| {
+        api.configure(config);
+        config.server.strict_options = true;
+    })
+    .await;
 
     let response = app.post_generate(json!({"prompt": "a cat", "negative_prompt": "dogs"})).await;
 

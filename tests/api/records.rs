@@ -29,6 +29,7 @@ fn seed(app: &TestApp, rows: &[(&str, &str, &str, time::OffsetDateTime)]) {
                 format: "jpeg".into(),
                 created_at: timestamp(*at),
                 updated_at: timestamp(*at),
+                user: None,
                 job_id,
             })
             .unwrap();
@@ -79,9 +80,16 @@ async fn records_come_newest_first_in_pages_and_an_empty_page_is_an_empty_list()
     let (_, all) = get(&app, "/records?limit=100").await;
     assert_eq!(all["records"].as_array().unwrap().len(), 45);
 
-    for (query, parameter) in
-        [("limit=101", "limit"), ("limit=0", "limit"), ("page=0", "page"), ("page=two", "page"), ("sort=asc", "sort")]
+    // Out of range, as the original service did: clamped, and the values used are echoed.
+    for (query, page, limit) in
+        [("limit=101", 1, 100), ("limit=0", 1, 20), ("page=0", 1, 20), ("page=-3&limit=-1", 1, 20)]
     {
+        let (status, body) = get(&app, &format!("/records?{query}")).await;
+        assert_eq!(status, 200, "{query}");
+        assert_eq!((body["page"].as_u64(), body["limit"].as_u64()), (Some(page), Some(limit)), "{query}");
+    }
+    // Not a number, or not a parameter at all: a 400 naming it.
+    for (query, parameter) in [("page=two", "page"), ("sort=asc", "sort")] {
         let (status, body) = get(&app, &format!("/records?{query}")).await;
         assert_eq!(status, 400, "{query}");
         assert!(body["error"].as_str().unwrap().contains(parameter), "{query}: {body}");
@@ -213,6 +221,8 @@ async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason() 
         attempts: 1,
         notify_email: None,
         callback: Default::default(),
+        ignored_options: Vec::new(),
+        user: None,
         requested_at: now,
         generated_at: now,
     };

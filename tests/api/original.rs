@@ -1,0 +1,158 @@
+//! A drop-in for the original service: its config file, its environment, its clients.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    FakeApi, FakeResponse, NatsServer, OPENAI_PATH, OPENROUTER_PATH, TestApp, free_port, nats_password,
+    openrouter_image, tiny_png, wait_for,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_original_config_example_starts_every_service_with_its_notes_and_no_error() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(crate::helpers::REPO).join("tests/fixtures/original/config.example.toml");
+    let port = free_port().to_string();
+    let mut running = Vec::new();
+    for service in ["ingest", "generator", "store", "mailer", "webhook"] {
+        let log = dir.path().join(format!("{service}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_huiying"))
+            .arg("--config")
+            .arg(&fixture)
+            .arg(service)
+            .current_dir(dir.path())
+            .env_remove("HUIYING_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("NATS_URL", &nats.url)
+            .env("NATS_USER", service)
+            .env("NATS_PASSWORD", nats_password(service))
+            .env("PORT", &port)
+            // Empty, as compose files pass unset variables: changes nothing.
+            .env("IMAGE_QUALITY", "")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        running.push((service, child, log));
+    }
+    for (service, _, log) in &running {
+        let text = wait_for(&format!("{service} to be ready"), Duration::from_secs(30), || async {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            text.contains("ready").then_some(text)
+        })
+        .await;
+        for note in ["server.max_retries", "logging.format", "logging.file", "[cloudflare_d1]", "R2 is off", "600 s"] {
+            assert!(text.contains(note), "{service} says nothing of {note}: {text}");
+        }
+        assert!(!text.contains("ERROR") && !text.contains("bad configuration"), "{service}: {text}");
+    }
+    for (_, mut child, _) in running {
+        assert!(child.try_wait().unwrap().is_none(), "still running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_original_clients_fields_are_accepted_and_what_a_model_cannot_honour_is_named() {
+    let api = FakeApi::start().await;
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(tiny_png());
+    api.respond(OPENAI_PATH, vec![FakeResponse::ok(json!({"created": 1, "data": [{"b64_json": b64}]}))]);
+    let app = TestApp::spawn_with(|config, _| api.configure(config)).await;
+
+    // Every field the original took, on an OpenRouter model: size, quality and style are
+    // left out (named in a header); the picture comes back inline; the user is recorded.
+    let body = json!({"prompt": "a cat", "size": "1024x1024", "quality": "hd", "style": "vivid",
+        "response_format": "b64_json", "user": "alice"});
+    let response = app.post_generate(body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["huiying-ignored"], "size, quality, style");
+    let answer: Value = response.json().await.unwrap();
+    let picture =
+        base64::engine::general_purpose::STANDARD.decode(answer["data"][0]["b64_json"].as_str().unwrap()).unwrap();
+    assert!(image::load_from_memory(&picture).is_ok(), "b64_json is a picture");
+    assert!(answer["data"][0]["url"].as_str().unwrap().contains("/static/images/"), "the link too");
+    assert!(api.calls(OPENROUTER_PATH)[0].body.get("size").is_none(), "nothing unknown reached the model");
+    let id = answer["id"].as_str().unwrap();
+    let record: Value =
+        app.http.get(format!("{}/records/{id}", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(record["user"], "alice");
+
+    // A model that takes them gets them, and nothing is named.
+    let response =
+        app.post_generate(json!({"prompt": "a fox", "model": "dall-e-3", "quality": "hd", "style": "natural"})).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("huiying-ignored").is_none());
+    let sent = &api.calls(OPENAI_PATH)[0].body;
+    assert_eq!((sent["quality"].as_str(), sent["style"].as_str()), (Some("hd"), Some("natural")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_options_still_refuse_what_a_model_cannot_honour() {
+    let api = FakeApi::start().await;
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    let app = TestApp::spawn_with(|config, _| {
+        api.configure(config);
+        config.server.strict_options = true;
+    })
+    .await;
+    let response = app.post_generate(json!({"prompt": "a cat", "quality": "hd"})).await;
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["error"].as_str().unwrap().contains("quality is not supported"), "{answer}");
+    assert!(api.calls(OPENROUTER_PATH).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_answer_their_integer_id_and_old_pictures_are_listed() {
+    let app = TestApp::spawn().await;
+    let first = app.post_generate(json!({"prompt": "numbered"})).await.json::<Value>().await.unwrap();
+    let listed: Value = app.http.get(format!("{}/records", app.address)).send().await.unwrap().json().await.unwrap();
+    let number = listed["records"][0]["id"].as_i64().unwrap();
+    let by_number: Value =
+        app.http.get(format!("{}/api/records/{number}", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(by_number["job_id"], first["id"]);
+    let missing = app.http.get(format!("{}/records/99999", app.address)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // A picture the original service saved in the same folder.
+    std::fs::write(app.config.server.images_dir.join("ai_image_20250831_102430_1a2b3c4d_cat.jpg"), tiny_png()).unwrap();
+    let images: Value = app.http.get(format!("{}/images", app.address)).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> =
+        images["images"].as_array().unwrap().iter().map(|i| i["filename"].as_str().unwrap()).collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("ai_image_")) && names.iter().any(|n| n.starts_with("huiying_image_")),
+        "{names:?}"
+    );
+
+    let health: Value = app.http.get(format!("{}/health", app.address)).send().await.unwrap().json().await.unwrap();
+    for field in ["status", "timestamp", "version"] {
+        assert!(health.get(field).is_some(), "the original's {field} is kept: {health}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guides_one_cors_line_lets_the_original_web_app_call_from_its_origin() {
+    let app = TestApp::spawn_with(|config, _| {
+        config.server.cors_origins = vec!["https://your-app.example".parse().unwrap()];
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, format!("{}/api/generate-image", app.address))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://your-app.example").await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://your-app.example");
+    let other = preflight("https://elsewhere.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
