@@ -33,6 +33,10 @@ enum Command {
     /// Check the mail setup, list failed notifications, send them again.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// The history of records: `huiying records import <dump.sql>` brings in the original
+    /// service's Cloudflare D1 export.
+    #[command(subcommand)]
+    Records(RecordsCommand),
     /// Queue a picture straight on NATS, as any client could (--wait prints its link).
     Submit(huiying::submit::SubmitArgs),
     /// See webhook endpoints and deliveries, send deliveries again, try an endpoint.
@@ -41,6 +45,12 @@ enum Command {
     /// Load-test a pipeline of its own (nats-server and the services as processes,
     /// placeholder model, mail to the outbox): throughput, latency per stage, memory.
     Load(huiying::load::LoadArgs),
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Import a `wrangler d1 export` of the original service's database (idempotent).
+    Import(huiying::store::import::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -101,6 +111,10 @@ async fn main() -> ExitCode {
         Command::Mailer => service(args, Service::Mailer).await,
         Command::Webhook => service(args, Service::Webhook).await,
         Command::Webhooks(command) => webhooks(args, command).await,
+        Command::Records(RecordsCommand::Import(import)) => match load_config(args, "huiying records import") {
+            Ok(config) => print_lines("huiying records import", huiying::store::import::run(&config, import).await),
+            Err(code) => code,
+        },
         Command::Submit(submit) => match load_config(args, "huiying submit") {
             Ok(config) => {
                 print_lines("huiying submit", huiying::submit::run(&config, submit).await.map(|line| vec![line]))

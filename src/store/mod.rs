@@ -3,6 +3,7 @@
 
 mod api;
 mod files;
+pub mod import;
 pub mod processing;
 pub mod records;
 mod remote;

@@ -156,3 +156,64 @@ async fn the_guides_one_cors_line_lets_the_original_web_app_call_from_its_origin
     let other = preflight("https://elsewhere.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_d1_export_of_the_original_history_is_imported_once_with_its_prompts_links_sizes_and_times() {
+    let api = FakeApi::start().await;
+    api.serve_file("images/20250831_102430_cute_little_cat.png", tiny_png());
+    let app = TestApp::spawn_with(|config, _| config.generator.allow_private_urls = true).await;
+    let fixture = std::path::Path::new(crate::helpers::REPO).join("tests/fixtures/original/d1_export.sql");
+    let dump = tempfile::NamedTempFile::new().unwrap();
+    let text = std::fs::read_to_string(fixture).unwrap().replace("{PICTURES}", &format!("{}/files", api.address));
+    std::fs::write(dump.path(), text).unwrap();
+    let import = |extra: &[&str]| {
+        let mut args = vec!["records", "import", dump.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let output = app.huiying(&args, &[]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+
+    let counted = import(&["--dry-run"]);
+    assert!(counted.contains("image_records: would import 3, 0 already there"), "{counted}");
+    assert!(app.records().is_empty(), "a dry run changes nothing");
+
+    let imported = import(&["--fetch-pictures"]);
+    assert!(imported.contains("image_records: imported 3, 0 already there"), "{imported}");
+    assert!(imported.contains("image_edit_records: imported 1") && imported.contains("skipped 1"), "{imported}");
+
+    let get = |query: &str| {
+        let url = format!("{}/records{query}", app.address);
+        let http = app.http.clone();
+        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let all = get("?limit=100").await;
+    assert_eq!(all["total"], 4);
+    let by_prompt = |prompt: &str| {
+        all["records"].as_array().unwrap().iter().find(|r| r["original_prompt"] == prompt).unwrap().clone()
+    };
+    let cat = by_prompt("一只可爱的小猫");
+    assert_eq!(
+        (cat["english_prompt"].as_str(), cat["width"].as_u64(), cat["file_size"].as_u64()),
+        (Some("a cute little cat"), Some(1024), Some(123456))
+    );
+    assert_eq!(cat["created_at"], "2025-08-31T02:24:30.000000Z");
+    assert!(
+        cat["url"].as_str().unwrap().ends_with("/images/20250831_102430_cute_little_cat.png"),
+        "the R2 link stays the link"
+    );
+    let fetched = std::path::Path::new(cat["local_path"].as_str().unwrap());
+    assert_eq!(std::fs::read(fetched).unwrap(), tiny_png(), "--fetch-pictures brought the picture into images_dir");
+    let lighthouse = by_prompt("海边的灯塔");
+    assert!(lighthouse["r2_url"].is_null(), "a NULL link stays none");
+    assert_eq!(by_prompt("It's a dog")["format"], "png");
+    assert_eq!(by_prompt("Apply style: 把小猫画成油画")["model"], "Qwen/Qwen-Image-Edit");
+    let day = get("?date_from=2025-08-31&date_to=2025-08-31").await;
+    assert_eq!(day["total"], 1, "UTC days as before");
+    let search = get("?keyword=灯塔").await;
+    assert_eq!(search["total"], 1);
+
+    let again = import(&[]);
+    assert!(again.contains("image_records: imported 0, 3 already there"), "{again}");
+    assert_eq!(get("").await["total"], 4, "nothing twice");
+}
