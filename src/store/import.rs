@@ -114,9 +114,9 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 local_path: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
                 r2_url: row.get::<_, Option<String>>(4)?.filter(|u| !u.is_empty()),
                 r2_error: None,
-                file_size: row.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
-                width: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u32,
-                height: row.get::<_, Option<i64>>(7)?.unwrap_or(0).max(0) as u32,
+                file_size: number(row, 5)?,
+                width: number(row, 6)? as u32,
+                height: number(row, 7)? as u32,
                 format: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
                 created_at: utc(&created),
                 updated_at: utc(&row.get::<_, Option<String>>(10)?.unwrap_or(created)),
@@ -168,9 +168,9 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 local_path: local,
                 r2_url: link,
                 r2_error: None,
-                file_size: row.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
-                width: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u32,
-                height: row.get::<_, Option<i64>>(7)?.unwrap_or(0).max(0) as u32,
+                file_size: number(row, 5)?,
+                width: number(row, 6)? as u32,
+                height: number(row, 7)? as u32,
                 format: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
                 created_at: utc(&created),
                 updated_at: utc(&completed),
@@ -185,6 +185,11 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
         }
     }
     Ok((rows, skipped))
+}
+
+/// A size column: NULL or negative is 0.
+fn number(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<u64> {
+    Ok(row.get::<_, Option<i64>>(column)?.unwrap_or(0).max(0) as u64)
 }
 
 fn has_table(db: &Connection, name: &str) -> rusqlite::Result<bool> {

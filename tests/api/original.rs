@@ -64,6 +64,8 @@ async fn the_original_clients_fields_are_accepted_and_what_a_model_cannot_honour
     let b64 = base64::engine::general_purpose::STANDARD.encode(tiny_png());
     api.respond(OPENAI_PATH, vec![FakeResponse::ok(json!({"created": 1, "data": [{"b64_json": b64}]}))]);
     let app = TestApp::spawn_with(|config, _| api.configure(config)).await;
+    // (Strict mode, which refuses instead: models::in_strict_mode_...; the guide's CORS line:
+    // access::browsers_may_call_the_api_only_from_the_configured_origins.)
 
     // Every field the original took, on an OpenRouter model: size, quality and style are
     // left out (named in a header); the picture comes back inline; the user is recorded.
@@ -93,22 +95,6 @@ async fn the_original_clients_fields_are_accepted_and_what_a_model_cannot_honour
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn strict_options_still_refuse_what_a_model_cannot_honour() {
-    let api = FakeApi::start().await;
-    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
-    let app = TestApp::spawn_with(|config, _| {
-        api.configure(config);
-        config.server.strict_options = true;
-    })
-    .await;
-    let response = app.post_generate(json!({"prompt": "a cat", "quality": "hd"})).await;
-    assert_eq!(response.status(), 400);
-    let answer: Value = response.json().await.unwrap();
-    assert!(answer["error"].as_str().unwrap().contains("quality is not supported"), "{answer}");
-    assert!(api.calls(OPENROUTER_PATH).is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn records_answer_their_integer_id_and_old_pictures_are_listed() {
     let app = TestApp::spawn().await;
     let first = app.post_generate(json!({"prompt": "numbered"})).await.json::<Value>().await.unwrap();
@@ -134,27 +120,6 @@ async fn records_answer_their_integer_id_and_old_pictures_are_listed() {
     for field in ["status", "timestamp", "version"] {
         assert!(health.get(field).is_some(), "the original's {field} is kept: {health}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_guides_one_cors_line_lets_the_original_web_app_call_from_its_origin() {
-    let app = TestApp::spawn_with(|config, _| {
-        config.server.cors_origins = vec!["https://your-app.example".parse().unwrap()];
-    })
-    .await;
-    let preflight = |origin: &'static str| {
-        app.http
-            .request(reqwest::Method::OPTIONS, format!("{}/api/generate-image", app.address))
-            .header("Origin", origin)
-            .header("Access-Control-Request-Method", "POST")
-            .header("Access-Control-Request-Headers", "content-type")
-            .send()
-    };
-    let allowed = preflight("https://your-app.example").await.unwrap();
-    assert!(allowed.status().is_success());
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://your-app.example");
-    let other = preflight("https://elsewhere.example").await.unwrap();
-    assert!(other.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
