@@ -108,7 +108,7 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
 
 async fn start_nats(config: &Config, dir: &Path, port: u16, logins: &NatsLogins) -> anyhow::Result<Process> {
     let program = crate::up::find_nats_server(&config.nats.server_bin)?;
-    let nats_conf = std::fs::canonicalize(&config.nats.server_config)
+    let nats_conf = std::fs::canonicalize(crate::up::nats_conf(config, dir)?)
         .with_context(|| format!("finding {} ([nats] server_config)", config.nats.server_config.display()))?;
     // Absolute: nats-server runs in the temporary folder.
     let mut command = Command::new(std::fs::canonicalize(&program.path).unwrap_or(program.path));

@@ -97,6 +97,23 @@ impl NatsLogins {
     }
 }
 
+/// The project's nats.conf, for folders that have none.
+const BUILT_IN_NATS_CONF: &str = include_str!("../nats.conf");
+
+/// `[nats] server_config` when it is there; when it is the default `nats.conf` and this
+/// folder has none, the built-in one, written into `dir` (so a copied binary still gives
+/// each service its own login).
+pub(crate) fn nats_conf(config: &Config, dir: &Path) -> anyhow::Result<PathBuf> {
+    let configured = &config.nats.server_config;
+    if configured.is_file() || configured != Path::new("nats.conf") {
+        return Ok(configured.clone());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let built_in = dir.join("nats.conf");
+    std::fs::write(&built_in, BUILT_IN_NATS_CONF).with_context(|| format!("writing {}", built_in.display()))?;
+    Ok(built_in)
+}
+
 /// A nats-server `huiying up` started (stopped when dropped).
 struct StartedNats {
     process: Child,
@@ -135,6 +152,14 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<StartedNats>
     let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
 
     let mut command = Command::new(&program.path);
+    // No nats.conf in this folder (a binary copied elsewhere, an old service's folder): the
+    // one built into the binary, written where the user can read it, so the services still
+    // get a login each.
+    let chosen = nats_conf(config, Path::new(".huiying"))?;
+    if chosen != config.nats.server_config {
+        println!("No nats.conf here: using the built-in one, written to {}", chosen.display());
+        config.nats.server_config = chosen;
+    }
     // The store folder is the config file's `store_dir`; without the file, our default.
     let (store_dir, logins) = if config.nats.server_config.is_file() {
         command.arg("-c").arg(&config.nats.server_config);

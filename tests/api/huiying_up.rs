@@ -104,6 +104,61 @@ async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_ma
     assert!(left.is_empty(), "still running in the folder: {left:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binary_copied_to_an_empty_folder_runs_a_job_end_to_end_with_mail_and_logins() {
+    // No nats.conf, no templates/: what the binary carries is enough.
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, nats_port) = (free_port(), free_port());
+    let binary = dir.path().join("huiying");
+    std::fs::copy(env!("CARGO_BIN_EXE_huiying"), &binary).unwrap();
+    let mut up = Command::new(&binary)
+        .arg("up")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("PORT", http_port.to_string())
+        .env("NATS_URL", format!("nats://127.0.0.1:{nats_port}"))
+        .env("NATS_SERVER_BIN", nats_server_program())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    for line in BufReader::new(up.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Try:") {
+            break;
+        }
+    }
+    assert!(banner.contains("using the built-in one"), "{banner}");
+    assert!(banner.contains("one login per service"), "{banner}");
+
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{http_port}");
+    wait_for("huiying up to answer", Duration::from_secs(30), || async {
+        http.get(format!("{url}/health")).send().await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+    let response =
+        http.post(format!("{url}/generate-image")).json(&serde_json::json!({"prompt": "搬家"})).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mail = wait_for("the mail in the outbox", Duration::from_secs(30), || async {
+        let entry = std::fs::read_dir(dir.path().join("outbox")).ok()?.next()?.ok()?;
+        Some(std::fs::read(entry.path()).unwrap())
+    })
+    .await;
+    let mail = crate::helpers::ReceivedMail::parse(&mail);
+    assert!(mail.html.contains("搬家"), "the built-in Chinese templates: {}", mail.subject);
+    assert!(dir.path().join(".huiying/nats.conf").is_file());
+    assert!(async_nats::connect(format!("nats://127.0.0.1:{nats_port}")).await.is_err(), "no login: refused");
+
+    Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
+    assert!(up.wait().unwrap().success());
+}
+
 #[test]
 fn huiying_up_without_a_new_enough_nats_server_says_which_version_it_needs() {
     let dir = tempfile::tempdir().unwrap();
