@@ -10,45 +10,18 @@ use crate::helpers::{REPO, free_port, nats_server_program, wait_for};
 #[tokio::test(flavor = "multi_thread")]
 async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_mail_in_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
-    let (http_port, nats_port) = (free_port(), free_port());
     std::fs::copy(Path::new(REPO).join("nats.conf"), dir.path().join("nats.conf")).unwrap();
-    let mut up = Command::new(env!("CARGO_BIN_EXE_huiying"))
-        .arg("up")
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("PORT", http_port.to_string())
-        .env("NATS_URL", format!("nats://127.0.0.1:{nats_port}"))
-        .env("NATS_SERVER_BIN", nats_server_program())
-        .env("SMTP_TEMPLATES_DIR", Path::new(REPO).join("templates"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-
+    let templates = Path::new(REPO).join("templates").display().to_string();
+    let mut up = Up::start(dir.path(), Path::new(env!("CARGO_BIN_EXE_huiying")), &[("SMTP_TEMPLATES_DIR", &templates)]);
     // The banner says where to send requests and where the mail goes.
-    let mut banner = String::new();
-    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.starts_with("Try:") {
-            break;
-        }
-    }
+    let (banner, http_port, nats_port) = (up.banner.clone(), up.http_port, up.nats_port);
     assert!(banner.contains(&format!("http://localhost:{http_port}/")), "{banner}");
     assert!(banner.contains("started by huiying: nats-server 2.1"), "{banner}");
     assert!(banner.contains("SMTP disabled") && banner.contains("outbox"), "{banner}");
     assert!(banner.contains("offline placeholder"), "{banner}");
 
     let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{http_port}");
-    wait_for("huiying up to answer", Duration::from_secs(30), || async {
-        http.get(format!("{url}/health")).send().await.ok().filter(|r| r.status().is_success())
-    })
-    .await;
+    let url = up.until_healthy().await;
     let response = http
         .post(format!("{url}/generate-image"))
         .json(&serde_json::json!({"prompt": "测试绘影邮件通知功能"}))
@@ -59,13 +32,7 @@ async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_ma
     let body: serde_json::Value = response.json().await.unwrap();
     let image_url = body["data"][0]["url"].as_str().unwrap();
     assert!(image_url.starts_with(&format!("http://localhost:{http_port}/static/images/huiying_image_")));
-    let outbox = dir.path().join("outbox");
-    let mail = wait_for("the mail in the outbox", Duration::from_secs(30), || async {
-        let entry = std::fs::read_dir(&outbox).ok()?.next()?.ok()?;
-        Some(std::fs::read(entry.path()).unwrap())
-    })
-    .await;
-    let mail = crate::helpers::ReceivedMail::parse(&mail);
+    let mail = first_outbox_mail(dir.path()).await;
     assert!(mail.html.contains("测试绘影邮件通知功能") && mail.html.contains(image_url));
     assert!(dir.path().join("huiying.db").is_file());
     assert!(dir.path().join(".huiying/nats/jetstream").is_dir(), "JetStream data where nats.conf says");
@@ -89,8 +56,8 @@ async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_ma
     drop(admin);
 
     // SIGTERM stops everything, including the nats-server it started.
-    Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
-    let status = up.wait().unwrap();
+    Command::new("kill").args(["-TERM", &up.process.id().to_string()]).status().unwrap();
+    let status = up.process.wait().unwrap();
     assert!(status.success(), "{status}");
     // The nats-server it started is gone too: no process is left in the folder.
     let left: Vec<String> = std::fs::read_dir("/proc")
@@ -108,55 +75,27 @@ async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_ma
 async fn a_binary_copied_to_an_empty_folder_runs_a_job_end_to_end_with_mail_and_logins() {
     // No nats.conf, no templates/: what the binary carries is enough.
     let dir = tempfile::tempdir().unwrap();
-    let (http_port, nats_port) = (free_port(), free_port());
     let binary = dir.path().join("huiying");
     std::fs::copy(env!("CARGO_BIN_EXE_huiying"), &binary).unwrap();
-    let mut up = Command::new(&binary)
-        .arg("up")
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("PORT", http_port.to_string())
-        .env("NATS_URL", format!("nats://127.0.0.1:{nats_port}"))
-        .env("NATS_SERVER_BIN", nats_server_program())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    for line in BufReader::new(up.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.starts_with("Try:") {
-            break;
-        }
-    }
-    assert!(banner.contains("using the built-in one"), "{banner}");
-    assert!(banner.contains("one login per service"), "{banner}");
+    let mut up = Up::start(dir.path(), &binary, &[]);
+    assert!(up.banner.contains("using the built-in one"), "{}", up.banner);
+    assert!(up.banner.contains("one login per service"), "{}", up.banner);
 
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{http_port}");
-    wait_for("huiying up to answer", Duration::from_secs(30), || async {
-        http.get(format!("{url}/health")).send().await.ok().filter(|r| r.status().is_success())
-    })
-    .await;
-    let response =
-        http.post(format!("{url}/generate-image")).json(&serde_json::json!({"prompt": "搬家"})).send().await.unwrap();
+    let url = up.until_healthy().await;
+    let response = reqwest::Client::new()
+        .post(format!("{url}/generate-image"))
+        .json(&serde_json::json!({"prompt": "搬家"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let mail = wait_for("the mail in the outbox", Duration::from_secs(30), || async {
-        let entry = std::fs::read_dir(dir.path().join("outbox")).ok()?.next()?.ok()?;
-        Some(std::fs::read(entry.path()).unwrap())
-    })
-    .await;
-    let mail = crate::helpers::ReceivedMail::parse(&mail);
+    let mail = first_outbox_mail(dir.path()).await;
     assert!(mail.html.contains("搬家"), "the built-in Chinese templates: {}", mail.subject);
     assert!(dir.path().join(".huiying/nats.conf").is_file());
-    assert!(async_nats::connect(format!("nats://127.0.0.1:{nats_port}")).await.is_err(), "no login: refused");
+    assert!(async_nats::connect(format!("nats://127.0.0.1:{}", up.nats_port)).await.is_err(), "no login: refused");
 
-    Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
-    assert!(up.wait().unwrap().success());
+    Command::new("kill").args(["-TERM", &up.process.id().to_string()]).status().unwrap();
+    assert!(up.process.wait().unwrap().success());
 }
 
 #[test]
@@ -206,4 +145,66 @@ fn huiying_load_runs_a_pipeline_of_its_own_and_reports_latency_and_memory() {
         let peak: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
         assert!(peak > 1.0, "{process} memory measured: {line}");
     }
+}
+
+/// `huiying up` (the binary `program`) started in `dir` on free ports, its banner read.
+struct Up {
+    process: std::process::Child,
+    banner: String,
+    http_port: u16,
+    nats_port: u16,
+}
+
+impl Up {
+    fn start(dir: &Path, program: &Path, env: &[(&str, &str)]) -> Self {
+        let (http_port, nats_port) = (free_port(), free_port());
+        let mut process = Command::new(program)
+            .arg("up")
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("PORT", http_port.to_string())
+            .env("NATS_URL", format!("nats://127.0.0.1:{nats_port}"))
+            .env("NATS_SERVER_BIN", nats_server_program())
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut banner = String::new();
+        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Try:") {
+                break;
+            }
+        }
+        // Keep reading: a closed pipe would fail its next line.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { process, banner, http_port, nats_port }
+    }
+
+    /// Its address, once `/health` answers.
+    async fn until_healthy(&self) -> String {
+        let (http, url) = (reqwest::Client::new(), format!("http://127.0.0.1:{}", self.http_port));
+        wait_for("huiying up to answer", Duration::from_secs(30), || async {
+            http.get(format!("{url}/health")).send().await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        url
+    }
+}
+
+/// The first mail `huiying up` wrote into `dir`'s outbox.
+async fn first_outbox_mail(dir: &Path) -> crate::helpers::ReceivedMail {
+    let outbox = dir.join("outbox");
+    let raw = wait_for("the mail in the outbox", Duration::from_secs(30), || async {
+        let entry = std::fs::read_dir(&outbox).ok()?.next()?.ok()?;
+        Some(std::fs::read(entry.path()).unwrap())
+    })
+    .await;
+    crate::helpers::ReceivedMail::parse(&raw)
 }
