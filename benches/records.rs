@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use huiying::contract::records::{Record, RecordQuery};
-use huiying::store::records::{Records, timestamp};
+use huiying::store::records::{SqliteRecords as Records, timestamp};
 use time::macros::{date, datetime};
 
 const SUBJECTS: &[(&str, &str)] = &[

@@ -4,7 +4,10 @@
 # - python3 with aiosmtpd (the tests' real SMTP server), moto (a real S3-compatible server),
 #   standardwebhooks (verifies webhook signatures independently), nats-py (runs the Python
 #   example) and jsonschema (validates events against docs/schemas),
-# - openssl (the tests make their own CA and server certificate).
+# - openssl (the tests make their own CA and server certificate),
+# - a running PostgreSQL on 127.0.0.1:5432 (the records tests run on it as well as on
+#   SQLite; each test creates and drops a database of its own): started when installed
+#   but not running, installed from Debian when missing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -31,3 +34,22 @@ python3 -c 'import nats' 2>/dev/null || pip_install nats-py
 python3 -c 'import jsonschema' 2>/dev/null || pip_install jsonschema
 python3 -c 'import aiosmtpd; print("aiosmtpd:", aiosmtpd.__version__)'
 python3 -c 'import moto; print("moto:", moto.__version__)'
+
+# PostgreSQL for the records tests (HUIYING_TEST_POSTGRES names another server).
+if [ -z "${HUIYING_TEST_POSTGRES:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if [ ! -d /etc/postgresql ] || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    apt_install postgresql postgresql-contrib
+    # A fresh install asks for passwords over TCP; the tests log in as postgres, as on
+    # the CI machines, with trust from loopback only.
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+    done
+  fi
+  for version in $(ls /etc/postgresql); do
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  done
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+if [ -z "${HUIYING_TEST_POSTGRES:-}" ]; then
+  pg_isready -h 127.0.0.1 -p 5432
+fi

@@ -75,6 +75,14 @@ pub enum BusError {
         #[source]
         source: serde_json::Error,
     },
+    /// A stream (or bucket) exists with another replica count than `[nats] replicas`.
+    /// Services never change streams, so an operator must, or the setting must.
+    #[error(
+        "stream {stream} has {found} replica(s) but [nats] replicas = {wanted}. Services never change an \
+         existing stream: scale it with `nats --user admin stream edit {stream} --replicas {wanted}` (for every \
+         stream `nats stream ls` shows), or set [nats] replicas = {found}"
+    )]
+    Replicas { stream: String, found: usize, wanted: usize },
     #[error("stopped before NATS answered")]
     Cancelled,
 }
@@ -84,7 +92,9 @@ impl From<BusError> for Failure {
     fn from(error: BusError) -> Self {
         let reason = error.to_string();
         let failure = match &error {
-            BusError::Corrupt { .. } | BusError::ServerTooOld { .. } => Failure::permanent(reason),
+            BusError::Corrupt { .. } | BusError::ServerTooOld { .. } | BusError::Replicas { .. } => {
+                Failure::permanent(reason)
+            }
             _ => Failure::transient(reason),
         };
         failure.caused_by(error)
@@ -101,17 +111,32 @@ pub struct Bus {
     pub mail: kv::Store,
     pub idempotency: kv::Store,
     pub images: object_store::ObjectStore,
+    /// `[nats] replicas`: what anything else a service creates is created with.
+    pub replicas: usize,
 }
 
 impl Bus {
     /// Connects (retrying until NATS answers or `shutdown` fires) and sets up the topology.
     pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, BusError> {
         let client = connect_retrying(config, name, shutdown).await?;
-        check_server_version(&config.url, &client.server_info().version)?;
-        Self::setup(client).await
+        check_server_version(&config.url.to_string(), &client.server_info().version)?;
+        // A cluster still forming (no leader yet, too few peers for the replicas) answers
+        // setup with errors that pass: wait for it, as for the connection itself.
+        loop {
+            match Self::setup(client.clone(), config.replicas).await {
+                Err(error @ (BusError::Setup { .. } | BusError::KeyValue { .. })) => {
+                    tracing::warn!(%error, "waiting for JetStream to set up the streams")
+                }
+                done => return done,
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(BusError::Cancelled),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
-    async fn setup(client: async_nats::Client) -> Result<Self, BusError> {
+    async fn setup(client: async_nats::Client, replicas: usize) -> Result<Self, BusError> {
         let js = jetstream::new(client.clone());
         let stream = stream_or_create(
             &js,
@@ -128,11 +153,11 @@ impl Bus {
                 storage: stream::StorageType::File,
                 max_age: EVENT_RETENTION,
                 duplicate_window: DUPLICATE_WINDOW,
+                num_replicas: replicas,
                 ..Default::default()
             },
         )
-        .await
-        .map_err(setup_failed("stream"))?;
+        .await?;
         stream_or_create(
             &js,
             stream::Config {
@@ -141,31 +166,37 @@ impl Bus {
                 subjects: vec![format!("{DEAD_LETTER_PREFIX}.>")],
                 storage: stream::StorageType::File,
                 max_age: Duration::from_secs(30 * 24 * 3600),
+                num_replicas: replicas,
                 ..Default::default()
             },
         )
-        .await
-        .map_err(setup_failed("dead-letter stream"))?;
+        .await?;
 
-        let jobs = key_value(&js, JOBS_BUCKET, "huiying job states", EVENT_RETENTION).await?;
+        let jobs = key_value(&js, JOBS_BUCKET, "huiying job states", EVENT_RETENTION, replicas).await?;
         let mail =
-            key_value(&js, MAIL_BUCKET, "huiying notification outcomes", Duration::from_secs(30 * 24 * 3600)).await?;
+            key_value(&js, MAIL_BUCKET, "huiying notification outcomes", Duration::from_secs(30 * 24 * 3600), replicas)
+                .await?;
         let idempotency =
-            key_value(&js, IDEMPOTENCY_BUCKET, "huiying Idempotency-Keys", Duration::from_secs(24 * 3600)).await?;
+            key_value(&js, IDEMPOTENCY_BUCKET, "huiying Idempotency-Keys", Duration::from_secs(24 * 3600), replicas)
+                .await?;
         let images = match js.get_object_store(IMAGES_BUCKET).await {
-            Ok(store) => store,
+            Ok(store) => {
+                check_replicas(&js, &format!("OBJ_{IMAGES_BUCKET}"), replicas).await?;
+                store
+            }
             Err(_) => js
                 .create_object_store(object_store::Config {
                     bucket: IMAGES_BUCKET.into(),
                     description: Some("generated pictures on their way to the store".into()),
                     max_age: Duration::from_secs(24 * 3600),
                     storage: stream::StorageType::File,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await
                 .map_err(setup_failed("object store"))?,
         };
-        Ok(Self { client, jetstream: js, stream, jobs, mail, idempotency, images })
+        Ok(Self { client, jetstream: js, stream, jobs, mail, idempotency, images, replicas })
     }
 
     /// The stream as a [`crate::parts::Publish`] part.
@@ -224,20 +255,42 @@ pub(crate) fn setup_failed<E: Into<Source>>(what: &'static str) -> impl FnOnce(E
 }
 
 /// The stream `config` names as it is, created when missing. Never updated: a stream
-/// someone changed on purpose stays changed, and services need no right to update.
+/// someone changed on purpose stays changed, and services need no right to update; but
+/// one with another replica count than `config` asks for is an error (see
+/// [`BusError::Replicas`]), not silently accepted.
 pub(crate) async fn stream_or_create(
     js: &jetstream::Context,
     config: stream::Config,
-) -> Result<stream::Stream, async_nats::Error> {
+) -> Result<stream::Stream, BusError> {
+    let what = "stream";
     match js.get_stream(&config.name).await {
-        Ok(stream) => Ok(stream),
+        Ok(stream) => {
+            replicas_match(&config.name, stream.cached_info().config.num_replicas, config.num_replicas)?;
+            Ok(stream)
+        }
         // Not found (or another JetStream answer): create. Two services racing to
         // create the same config both succeed.
         Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(_)) => {
-            Ok(js.create_stream(config).await?)
+            js.create_stream(config).await.map_err(setup_failed(what))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(setup_failed(what)(e)),
     }
+}
+
+/// Checks an existing stream's replica count against `[nats] replicas`.
+async fn check_replicas(js: &jetstream::Context, stream: &str, wanted: usize) -> Result<(), BusError> {
+    let mut found = js.get_stream(stream).await.map_err(setup_failed("stream"))?;
+    let found = found.info().await.map_err(setup_failed("stream"))?.config.num_replicas;
+    replicas_match(stream, found, wanted)
+}
+
+fn replicas_match(stream: &str, found: usize, wanted: usize) -> Result<(), BusError> {
+    // A stream created without a count reports 1.
+    let found = found.max(1);
+    if found != wanted.max(1) {
+        return Err(BusError::Replicas { stream: stream.into(), found, wanted });
+    }
+    Ok(())
 }
 
 /// Connects, trying again every second until NATS answers or `shutdown` fires.
@@ -274,7 +327,9 @@ pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::
             // service `_INBOX_<user>.>`, not everyone's `_INBOX.>`).
             .custom_inbox_prefix(format!("_INBOX_{}", config.user));
     }
-    options.connect(&config.url).await.map_err(|source| BusError::Connect { url: config.url.clone(), source })
+    // Every server of the list is in the client's pool: it connects to one and
+    // reconnects to whichever member answers.
+    options.connect(config.url.urls()).await.map_err(|source| BusError::Connect { url: config.url.to_string(), source })
 }
 
 /// Refuses servers older than [`MIN_SERVER_VERSION`].
@@ -292,8 +347,10 @@ pub(crate) async fn key_value(
     bucket: &'static str,
     description: &str,
     max_age: Duration,
+    replicas: usize,
 ) -> Result<kv::Store, BusError> {
     if let Ok(store) = js.get_key_value(bucket).await {
+        check_replicas(js, &format!("KV_{bucket}"), replicas).await?;
         return Ok(store);
     }
     js.create_key_value(kv::Config {
@@ -302,6 +359,7 @@ pub(crate) async fn key_value(
         history: 1,
         max_age,
         storage: stream::StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -315,6 +373,8 @@ pub struct Subscriber {
     pub client: async_nats::Client,
     pub jetstream: jetstream::Context,
     pub stream: stream::Stream,
+    /// `[nats] replicas`, for its own bucket.
+    replicas: usize,
 }
 
 impl Subscriber {
@@ -323,7 +383,7 @@ impl Subscriber {
         let client = connect_retrying(config, name, shutdown).await?;
         let jetstream = jetstream::new(client.clone());
         let stream = jetstream.get_stream(STREAM).await.map_err(setup_failed("stream"))?;
-        Ok(Self { client, jetstream, stream })
+        Ok(Self { client, jetstream, stream, replicas: config.replicas })
     }
 
     /// Its durable consumer, created when missing.
@@ -336,8 +396,8 @@ impl Subscriber {
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        let store =
-            key_value(&self.jetstream, name, "a huiying subscriber's own", Duration::from_secs(30 * 86400)).await?;
+        let retention = Duration::from_secs(30 * 86400);
+        let store = key_value(&self.jetstream, name, "a huiying subscriber's own", retention, self.replicas).await?;
         Ok(JsonBucket::new(Arc::new(store)))
     }
 

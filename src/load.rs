@@ -36,6 +36,10 @@ pub struct LoadArgs {
     /// Keep the temporary folder (logs of every process, database, pictures, outbox).
     #[arg(long)]
     pub keep: bool,
+    /// Run on a three-node nats-server cluster on this machine, everything with three
+    /// replicas (compare with a run without it).
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// One started process whose memory we watch.
@@ -52,15 +56,31 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let logins = NatsLogins::random();
-    let nats_port = free_port()?;
     let http_port = free_port()?;
-    let url = format!("nats://127.0.0.1:{nats_port}");
 
     let mut processes = Vec::new();
-    processes.push(start_nats(&config, dir.path(), nats_port, &logins).await?);
+    let (url, replicas) = if args.cluster {
+        let route_ports = [free_port()?, free_port()?, free_port()?];
+        let mut urls = Vec::new();
+        for (name, route_port) in ["node-a", "node-b", "node-c"].into_iter().zip(route_ports) {
+            let node_dir = dir.path().join(name);
+            std::fs::create_dir_all(&node_dir)?;
+            let conf = node_dir.join("nats.conf");
+            std::fs::write(&conf, crate::up::cluster_node_conf(name, route_port, &route_ports))?;
+            let port = free_port()?;
+            processes.push(start_nats(&config, &conf, &node_dir, port, &logins).await?);
+            urls.push(format!("nats://127.0.0.1:{port}"));
+        }
+        (urls.join(","), 3)
+    } else {
+        let port = free_port()?;
+        let conf = crate::up::nats_conf(&config, dir.path())?;
+        processes.push(start_nats(&config, &conf, dir.path(), port, &logins).await?);
+        (format!("nats://127.0.0.1:{port}"), 1)
+    };
     let admin = connect_admin(&url, &logins).await?;
 
-    let config_file = write_service_config(dir.path(), &url, http_port)?;
+    let config_file = write_service_config(dir.path(), &url, replicas, http_port)?;
     let exe = std::env::current_exe()?;
     for service in Service::ALL {
         let name = service.name();
@@ -82,7 +102,8 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{http_port}");
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     wait_until_healthy(&http, &base).await?;
-    println!("huiying load: {} jobs at {}/s, pipeline in {}", args.jobs, args.rate, dir.path().display());
+    let nats = if args.cluster { "a three-node cluster, 3 replicas" } else { "one nats-server" };
+    println!("huiying load: {} jobs at {}/s on {nats}, pipeline in {}", args.jobs, args.rate, dir.path().display());
 
     let processes = Arc::new(Mutex::new(processes));
     let started = Instant::now();
@@ -106,10 +127,17 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_nats(config: &Config, dir: &Path, port: u16, logins: &NatsLogins) -> anyhow::Result<Process> {
+/// A nats-server with `conf`, its JetStream data in `dir`.
+async fn start_nats(
+    config: &Config,
+    conf: &Path,
+    dir: &Path,
+    port: u16,
+    logins: &NatsLogins,
+) -> anyhow::Result<Process> {
     let program = crate::up::find_nats_server(&config.nats.server_bin)?;
-    let nats_conf = std::fs::canonicalize(crate::up::nats_conf(config, dir)?)
-        .with_context(|| format!("finding {} ([nats] server_config)", config.nats.server_config.display()))?;
+    let nats_conf =
+        std::fs::canonicalize(conf).with_context(|| format!("finding {} ([nats] server_config)", conf.display()))?;
     // Absolute: nats-server runs in the temporary folder.
     let mut command = Command::new(std::fs::canonicalize(&program.path).unwrap_or(program.path));
     logins.pass_to(&mut command);
@@ -126,11 +154,18 @@ async fn start_nats(config: &Config, dir: &Path, port: u16, logins: &NatsLogins)
     Ok(Process { name: "nats-server", child, samples: Vec::new() })
 }
 
+/// The admin's connection, once JetStream answers (on a cluster: once it has a leader).
 async fn connect_admin(url: &str, logins: &NatsLogins) -> anyhow::Result<async_nats::Client> {
-    let mut nats = crate::config::NatsConfig { url: url.into(), user: ADMIN_USER.into(), ..Default::default() };
+    let mut nats = crate::config::NatsConfig {
+        url: url.parse().map_err(anyhow::Error::msg)?,
+        user: ADMIN_USER.into(),
+        ..Default::default()
+    };
     nats.password = logins.password(ADMIN_USER);
-    for _ in 0..150 {
-        if let Ok(client) = bus::try_connect(&nats, "huiying-load").await {
+    for _ in 0..300 {
+        if let Ok(client) = bus::try_connect(&nats, "huiying-load").await
+            && jetstream::new(client.clone()).query_account().await.is_ok()
+        {
             return Ok(client);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -139,13 +174,14 @@ async fn connect_admin(url: &str, logins: &NatsLogins) -> anyhow::Result<async_n
 }
 
 /// The services' configuration: defaults, placeholder model, mail to the outbox.
-fn write_service_config(dir: &Path, nats_url: &str, http_port: u16) -> anyhow::Result<PathBuf> {
+fn write_service_config(dir: &Path, nats_url: &str, replicas: usize, http_port: u16) -> anyhow::Result<PathBuf> {
     let mut config = Config::default();
     config.server.port = http_port;
     config.server.images_dir = dir.join("images");
     config.database.path = dir.join("huiying.db");
     config.smtp.outbox_dir = dir.join("outbox");
-    config.nats.url = nats_url.into();
+    config.nats.url = nats_url.parse().map_err(anyhow::Error::msg)?;
+    config.nats.replicas = replicas;
     let path = dir.join("config.toml");
     std::fs::write(&path, toml::to_string(&config)?)?;
     Ok(path)

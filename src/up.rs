@@ -114,6 +114,40 @@ pub(crate) fn nats_conf(config: &Config, dir: &Path) -> anyhow::Result<PathBuf> 
     Ok(built_in)
 }
 
+/// The built-in nats.conf for one node of a cluster on loopback (`huiying load
+/// --cluster`, the cluster tests): its own `server_name`, and the commented `cluster {}`
+/// block switched on with this node's route port and every node's route.
+pub fn cluster_node_conf(name: &str, route_port: u16, all_route_ports: &[u16]) -> String {
+    let mut out = String::new();
+    let mut in_block = false;
+    for line in BUILT_IN_NATS_CONF.lines() {
+        let uncommented = line.strip_prefix("# ").unwrap_or(line);
+        if line.starts_with("server_name:") {
+            out += &format!("server_name: {name}\n");
+        } else if line == "# cluster {" {
+            in_block = true;
+            out += "cluster {\n";
+        } else if in_block && uncommented.trim_start().starts_with("listen:") {
+            out += &format!("  listen: 127.0.0.1:{route_port}\n");
+        } else if in_block && uncommented.trim_start().starts_with("nats-route://") {
+            // The example's routes give way to this machine's.
+            if line.contains("node-a") {
+                for port in all_route_ports {
+                    out += &format!("    nats-route://127.0.0.1:{port}\n");
+                }
+            }
+        } else if in_block {
+            out += uncommented;
+            out.push('\n');
+            in_block = line != "# }";
+        } else {
+            out += line;
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// A nats-server `huiying up` started (stopped when dropped).
 struct StartedNats {
     process: Child,
@@ -123,8 +157,9 @@ struct StartedNats {
 /// Makes sure a suitable NATS answers at `config.nats.url`, starting one if needed.
 /// Returns the started server (if any) and a line saying which NATS is used.
 async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<StartedNats>, String)> {
-    let url = config.nats.url.clone();
-    let (host, port) = host_and_port(&url)?;
+    let url = config.nats.url.to_string();
+    // With a list (a cluster), the first server is the one started when none answers.
+    let (host, port) = host_and_port(config.nats.url.first())?;
     let found_old = match bus::try_connect(&config.nats, "huiying-up").await {
         Ok(client) => {
             let version = client.server_info().version;
@@ -178,7 +213,7 @@ async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<StartedNats>
     let mut child = command.spawn().with_context(|| format!("starting {}", program.path.display()))?;
 
     let new_url = format!("nats://127.0.0.1:{port}");
-    config.nats.url = new_url.clone();
+    config.nats.url = new_url.parse().map_err(anyhow::Error::msg)?;
     if let Some(logins) = &logins {
         config.nats.user = ADMIN_USER.into();
         config.nats.password = logins.password(ADMIN_USER);
@@ -276,7 +311,6 @@ fn nats_server_version(path: &Path) -> Option<String> {
 fn host_and_port(url: &str) -> anyhow::Result<(String, u16)> {
     let rest = url.split("://").last().unwrap_or(url);
     let rest = rest.rsplit('@').next().unwrap_or(rest);
-    let rest = rest.split(',').next().unwrap_or(rest);
     match rest.rsplit_once(':') {
         Some((host, port)) => {
             Ok((host.to_string(), port.parse().context("bad configuration: nats.url has a bad port")?))
@@ -344,6 +378,16 @@ fn print_banner(config: &Config, nats_note: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_node_gets_its_name_and_the_routes_of_all() {
+        let conf = cluster_node_conf("node-b", 6302, &[6301, 6302, 6303]);
+        assert!(conf.contains("server_name: node-b\n"));
+        assert!(conf.contains("cluster {\n  name: huiying\n  listen: 127.0.0.1:6302\n"), "{conf}");
+        assert!(conf.contains("nats-route://127.0.0.1:6301\n    nats-route://127.0.0.1:6302\n"), "{conf}");
+        assert!(!conf.contains("node-a.internal"));
+        assert!(conf.contains("authorization {"), "the logins stay");
+    }
 
     #[test]
     fn the_nats_url_gives_host_and_port() {

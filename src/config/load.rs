@@ -215,6 +215,21 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
     if config.nats.user.is_empty() == config.nats.password.is_set() {
         return Err(invalid("nats.user", "set nats.user and nats.password together (or neither)".into()));
     }
+    if !(1..=5).contains(&config.nats.replicas) {
+        return Err(invalid(
+            "nats.replicas",
+            format!("expected 1 to 5 (JetStream's limit), got {}", config.nats.replicas),
+        ));
+    }
+    if config.database.url.is_set() {
+        // The URL holds a password: the message names the problem, never the value.
+        if let Err(e) = config.database.url.expose().parse::<tokio_postgres::Config>() {
+            return Err(invalid("database.url", format!("expected postgres://user:password@host:port/database ({e})")));
+        }
+    }
+    if config.database.pool_size == 0 {
+        return Err(invalid("database.pool_size", "must be at least 1".into()));
+    }
     if config.generator.max_attempts == 0 {
         return Err(invalid("generator.max_attempts", "must be at least 1".into()));
     }

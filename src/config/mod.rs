@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
 pub use sections::*;
 pub use smtp::{SmtpConfig, TlsMode};
-pub use values::{CorsOrigin, Language, Provider, ResponseFormat, Route, Secret};
+pub use values::{CorsOrigin, Language, NatsServers, Provider, ResponseFormat, Route, Secret};
 pub use webhooks::{EndpointConfig, WEBHOOK_EVENTS, WebhooksConfig, endpoint_id_for, secret_key};
 
 /// The whole configuration. Every section has defaults, so an empty file is valid.

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{CorsOrigin, ResponseFormat, Route, Secret, one_or_many_parsed, seconds, secrets_one_or_many};
+use super::values::{
+    CorsOrigin, NatsServers, ResponseFormat, Route, Secret, one_or_many_parsed, seconds, secrets_one_or_many,
+};
 use crate::failure::RetryPolicy;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,7 +200,13 @@ pub struct LoggingConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsConfig {
-    pub url: String,
+    /// The NATS server, or several members of one cluster (`["nats://a:4222",
+    /// "nats://b:4222"]`, or `NATS_URL=nats://a:4222,nats://b:4222`).
+    pub url: NatsServers,
+    /// Copies JetStream keeps of each stream, bucket and the object store when a service
+    /// creates them: 1 on one server, 3 on a cluster of three (docs/cluster.md). Existing
+    /// streams are never changed: a mismatch stops the service with the command to run.
+    pub replicas: usize,
     /// `nats-server` program that `huiying up` starts when none answers at `url`.
     /// Empty: `.huiying/bin/nats-server`, then `nats-server` on PATH.
     pub server_bin: String,
@@ -222,8 +230,13 @@ pub struct NatsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// SQLite file of the store's records.
+    /// SQLite file of the store's records (when `url` is empty).
     pub path: PathBuf,
+    /// A PostgreSQL database for the records instead of SQLite, shared by store
+    /// instances on several hosts: `postgres://user:password@host:5432/huiying`.
+    pub url: Secret,
+    /// Connections each store instance keeps open to PostgreSQL.
+    pub pool_size: usize,
 }
 
 impl Default for ServerConfig {
@@ -325,7 +338,8 @@ impl Default for LoggingConfig {
 impl Default for NatsConfig {
     fn default() -> Self {
         Self {
-            url: "nats://127.0.0.1:4222".into(),
+            url: "nats://127.0.0.1:4222".parse().expect("a valid address"),
+            replicas: 1,
             server_bin: String::new(),
             server_config: "nats.conf".into(),
             user: String::new(),
@@ -338,7 +352,7 @@ impl Default for NatsConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { path: "huiying.db".into() }
+        Self { path: "huiying.db".into(), url: Secret::default(), pool_size: 8 }
     }
 }
 

@@ -191,3 +191,69 @@ impl Language {
         }
     }
 }
+
+/// The NATS servers to connect to: one, or several members of one cluster (the client
+/// keeps them as its server pool and reconnects to any). Written as a TOML array or as
+/// one comma-separated string (the form `NATS_URL` takes).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsServers(Vec<String>);
+
+impl NatsServers {
+    /// The servers, each a URL such as `nats://10.0.0.1:4222`.
+    pub fn urls(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The first server (the one `huiying up` checks and, when local, starts).
+    pub fn first(&self) -> &str {
+        &self.0[0]
+    }
+}
+
+impl FromStr for NatsServers {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let urls: Vec<String> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        Self::try_from(urls)
+    }
+}
+
+impl TryFrom<Vec<String>> for NatsServers {
+    type Error = String;
+
+    fn try_from(urls: Vec<String>) -> Result<Self, String> {
+        if urls.is_empty() {
+            return Err("name at least one NATS server".into());
+        }
+        for url in &urls {
+            url.parse::<async_nats::ServerAddr>().map_err(|e| format!("{url:?} is not a NATS server address: {e}"))?;
+        }
+        Ok(Self(urls))
+    }
+}
+
+impl fmt::Display for NatsServers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+impl fmt::Debug for NatsServers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl Serialize for NatsServers {
+    /// As one string, so that the environment's comma-separated form overlays it.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NatsServers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::try_from(one_or_many(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}

@@ -37,6 +37,31 @@ pub struct Mailer {
     log: SentLog,
     outgoing: Arc<Outgoing>,
     policy: RetryPolicy,
+    /// Notices this mailer is sending right now. A redelivery of one of them (its ack
+    /// wait ran out while the log could not be written) waits, never mails again.
+    in_hand: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A notice marked in hand for as long as this lives.
+struct InHand {
+    key: String,
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl InHand {
+    /// Marks `key` in hand; `None` when it already is.
+    fn take(set: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>, key: String) -> Option<Self> {
+        set.lock()
+            .expect("no panics while holding the lock")
+            .insert(key.clone())
+            .then(|| Self { key, set: set.clone() })
+    }
+}
+
+impl Drop for InHand {
+    fn drop(&mut self) {
+        self.set.lock().expect("no panics while holding the lock").remove(&self.key);
+    }
 }
 
 fn consumer_spec(config: &Config) -> ConsumerSpec {
@@ -82,7 +107,12 @@ impl Mailer {
     }
 
     fn with(outgoing: Outgoing, log: Arc<dyn KeyValue>, policy: RetryPolicy) -> Self {
-        Mailer { log: SentLog::new(JsonBucket::new(log)), outgoing: Arc::new(outgoing), policy }
+        Mailer {
+            log: SentLog::new(JsonBucket::new(log)),
+            outgoing: Arc::new(outgoing),
+            policy,
+            in_hand: Arc::default(),
+        }
     }
 }
 
@@ -96,6 +126,9 @@ impl Stage for Mailer {
             events::IMAGE_COMPLETED => Notice::completed(&received.decode::<ImageCompleted>()?),
             events::IMAGE_FAILED => Notice::failed(&received.decode::<ImageFailed>()?),
             other => return Err(Failure::permanent(format!("the mailer does not handle {other}"))),
+        };
+        let Some(_in_hand) = InHand::take(&self.in_hand, format!("{}.{}", notice.job_id, notice.kind.name())) else {
+            return Err(Failure::transient("this mailer is still sending it").after(Some(Duration::from_secs(5))));
         };
         // Sent, or given up, before: a redelivery must not mail again. An unreadable entry
         // is a permanent failure (a dead letter to look at), never a second mail.
@@ -112,6 +145,9 @@ impl Stage for Mailer {
         }
     }
 }
+
+/// How long the mailer keeps trying to log a mail it has sent.
+const LOG_PATIENCE: Duration = Duration::from_secs(120);
 
 impl Mailer {
     /// Sends the notice once and records the outcome: sent, failed, or (when a retry is
@@ -143,15 +179,22 @@ impl Mailer {
                 notification.last_error = Some(error.reason);
             }
         }
-        // After a send, the log must say so even if NATS stumbles: retry the write here
-        // rather than redeliver the event (which would mail again).
-        for try_number in 1..=5u64 {
+        // After a send, the log must say so even if NATS stumbles (a cluster electing a new
+        // leader for the bucket takes seconds): retry the write here, for as long as it
+        // takes within LOG_PATIENCE, rather than redeliver the event (which would mail
+        // again). The worker's progress acks keep the delivery ours meanwhile.
+        let deadline = tokio::time::Instant::now() + LOG_PATIENCE;
+        for try_number in 1u32.. {
             match self.log.put(&notification).await {
                 Ok(()) => break,
-                Err(e) if try_number == 5 => {
-                    tracing::error!(job = %notice.job_id, error = %e, "notification log not written")
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    tracing::error!(job = %notice.job_id, error = %e, "notification log not written");
+                    break;
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200 * try_number)).await,
+                Err(e) => {
+                    tracing::warn!(job = %notice.job_id, error = %e, try_number, "notification log not written yet");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(try_number.min(10)))).await
+                }
             }
         }
         notification

@@ -113,6 +113,29 @@ async fn while_the_log_cannot_be_read_the_event_is_retried_and_nothing_is_sent()
 }
 
 #[tokio::test]
+async fn a_redelivery_while_the_sent_mail_is_still_being_logged_mails_nothing() {
+    let (mailer, parts) = mailer();
+    let mailer = Arc::new(mailer);
+    // The log reads but cannot be written (a cluster electing the bucket's leader).
+    parts.log.set_read_only(true);
+    let first = tokio::spawn({
+        let mailer = mailer.clone();
+        async move { mailer.handle(completed("job-1")).await }
+    });
+    while mails(&parts).is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Its ack wait ran out: the same event comes again meanwhile.
+    let again = mailer.handle(completed("job-1")).await.unwrap_err();
+    assert!(again.is_transient(), "{again}");
+    parts.log.set_read_only(false);
+    first.await.unwrap().unwrap();
+    mailer.handle(completed("job-1")).await.unwrap();
+    assert_eq!(mails(&parts).len(), 1);
+    assert_eq!(mailer.log.get("job-1", "completed").await.unwrap().unwrap().state, DeliveryState::Sent);
+}
+
+#[tokio::test]
 async fn an_event_on_another_subject_is_rejected() {
     let (mailer, _parts) = mailer();
     let mut received = completed("job-1");

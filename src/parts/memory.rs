@@ -95,6 +95,7 @@ pub struct MemoryKv {
     entries: Mutex<BTreeMap<String, Bytes>>,
     changes: broadcast::Sender<(String, Bytes)>,
     down: AtomicBool,
+    read_only: AtomicBool,
 }
 
 impl MemoryKv {
@@ -104,7 +105,19 @@ impl MemoryKv {
             entries: Mutex::default(),
             changes: broadcast::channel(1024).0,
             down: AtomicBool::new(false),
+            read_only: AtomicBool::new(false),
         }
+    }
+
+    /// While read-only, reads work and writes fail, as on a cluster whose bucket has lost
+    /// its leader (replicas still answer direct gets).
+    pub fn set_read_only(&self, read_only: bool) {
+        self.read_only.store(read_only, Ordering::SeqCst);
+    }
+
+    fn check_write(&self) -> Result<(), BusError> {
+        self.check()?;
+        if self.read_only.load(Ordering::SeqCst) { Err(unavailable(&self.name)) } else { Ok(()) }
     }
 
     /// Writes raw bytes, as a damaged or foreign entry would be.
@@ -139,13 +152,13 @@ impl KeyValue for MemoryKv {
     }
 
     async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
-        self.check()?;
+        self.check_write()?;
         self.store(key, value);
         Ok(())
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<bool, BusError> {
-        self.check()?;
+        self.check_write()?;
         let mut entries = self.entries.lock().unwrap();
         if entries.contains_key(key) {
             return Ok(false);
@@ -156,7 +169,7 @@ impl KeyValue for MemoryKv {
     }
 
     async fn delete(&self, key: &str) -> Result<(), BusError> {
-        self.check()?;
+        self.check_write()?;
         self.entries.lock().unwrap().remove(key);
         Ok(())
     }

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
-use super::records::{RecordPage, Records};
+use super::records::{RecordPage, Records, RecordsError};
 use crate::contract::records::{
     Answer, IMAGES_LIST, ImageFile, ImageList, RECORDS_GET, RECORDS_LIST, Record, RecordQuery, RecordView,
     RecordViewPage,
@@ -48,9 +48,7 @@ impl StoreApi {
             tokio::spawn(async move {
                 let subject = request.message.subject.to_string();
                 let payload = request.message.payload.clone();
-                let reply = tokio::task::spawn_blocking(move || api.answer(&subject, &payload))
-                    .await
-                    .unwrap_or_else(|e| error_reply(500, &format!("the store crashed answering: {e}")));
+                let reply = api.answer(&subject, &payload).await;
                 if let Err(error) = request.respond(Ok(reply.into())).await {
                     tracing::warn!(%error, "could not answer a records request");
                 }
@@ -60,22 +58,23 @@ impl StoreApi {
         Ok(())
     }
 
-    /// The JSON reply to one request (blocking: SQLite and the file system).
-    fn answer(&self, subject: &str, payload: &[u8]) -> Vec<u8> {
+    /// The JSON reply to one request.
+    async fn answer(&self, subject: &str, payload: &[u8]) -> Vec<u8> {
         match subject {
             RECORDS_LIST => match serde_json::from_slice::<RecordQuery>(payload) {
-                Ok(query) => reply(self.records.query(&query).map(|page| self.view_page(page))),
+                Ok(query) => reply(self.records.query(&query).await.map(|page| self.view_page(page))),
                 Err(e) => error_reply(400, &format!("bad records query: {e}")),
             },
             RECORDS_GET => {
                 // A number is a record's own id; failing that (or otherwise), a job id.
                 let key = String::from_utf8_lossy(payload).to_string();
-                let found = match key.parse::<i64>() {
-                    Ok(number) => self.records.by_id(number).and_then(|r| match r {
-                        Some(record) => Ok(Some(record)),
-                        None => self.records.by_job(&key),
-                    }),
-                    Err(_) => self.records.by_job(&key),
+                let by_number = match key.parse::<i64>() {
+                    Ok(number) => self.records.by_id(number).await,
+                    Err(_) => Ok(None),
+                };
+                let found = match by_number {
+                    Ok(None) => self.records.by_job(&key).await,
+                    other => other,
                 };
                 match found {
                     Ok(Some(record)) => ok_reply(&self.view(record)),
@@ -83,10 +82,14 @@ impl StoreApi {
                     Err(e) => error_reply(500, &format!("reading the records failed: {e}")),
                 }
             }
-            IMAGES_LIST => match self.images() {
-                Ok(list) => ok_reply(&list),
-                Err(e) => error_reply(500, &format!("listing {} failed: {e}", self.images_dir.display())),
-            },
+            IMAGES_LIST => {
+                let api = self.clone();
+                match tokio::task::spawn_blocking(move || api.images()).await {
+                    Ok(Ok(list)) => ok_reply(&list),
+                    Ok(Err(e)) => error_reply(500, &format!("listing {} failed: {e}", self.images_dir.display())),
+                    Err(e) => error_reply(500, &format!("the store crashed answering: {e}")),
+                }
+            }
             other => error_reply(404, &format!("no such request: {other}")),
         }
     }
@@ -143,7 +146,7 @@ fn ok_reply<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(&Answer::Ok(value)).expect("answers serialize")
 }
 
-fn reply<T: Serialize>(result: rusqlite::Result<T>) -> Vec<u8> {
+fn reply<T: Serialize>(result: Result<T, RecordsError>) -> Vec<u8> {
     match result {
         Ok(value) => ok_reply(&value),
         Err(e) => error_reply(500, &format!("reading the records failed: {e}")),

@@ -42,12 +42,13 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<Vec<String
     let text =
         std::fs::read_to_string(&args.dump).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.dump.display()))?;
     let (rows, skipped_edits) = read_dump(&text)?;
-    let records = Records::open(&config.database.path)
-        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.database.path.display()))?;
+    let records = Records::open(&config.database).await.map_err(|e| {
+        anyhow::anyhow!("cannot open the records database ({}): {e}", Records::describe_config(&config.database))
+    })?;
     let mut counts = std::collections::BTreeMap::<&str, (usize, usize)>::new();
     for Row { mut record, table } in rows {
         let entry = counts.entry(table).or_default();
-        if records.by_job(&record.job_id)?.is_some() {
+        if records.by_job(&record.job_id).await?.is_some() {
             entry.1 += 1;
             continue;
         }
@@ -63,7 +64,7 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<Vec<String
                 Err(error) => tracing::warn!(%url, %error, "picture not fetched; its link is kept"),
             }
         }
-        records.insert(&record)?;
+        records.insert(&record).await?;
     }
     let verb = if args.dry_run { "would import" } else { "imported" };
     let mut lines: Vec<String> =

@@ -29,9 +29,11 @@ use crate::parts::{Objects, Publish};
 use crate::worker::{self, Received, Stage};
 use records::Records;
 
-/// NATS and disk hiccups pass: retry soon, then less often.
+/// NATS, database and disk hiccups pass: retry soon, then every 15 s at most. A cluster
+/// elects a new leader in seconds; pictures should not wait minutes behind a long backoff
+/// after it (a retry costs a lookup or two).
 const POLICY: RetryPolicy =
-    RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(300), jitter: 0.2, max_attempts: u32::MAX };
+    RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(15), jitter: 0.2, max_attempts: u32::MAX };
 
 /// The store stage: one instance's parts and settings.
 #[derive(Clone)]
@@ -60,8 +62,9 @@ fn consumer_spec(config: &Config) -> ConsumerSpec {
 
 /// Runs the store until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let records = Records::open(&config.database.path)
-        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.database.path.display()))?;
+    let records = Records::open(&config.database).await.map_err(|e| {
+        anyhow::anyhow!("cannot open the records database ({}): {e}", Records::describe_config(&config.database))
+    })?;
     let partial = files::remove_partial_files(&config.server.images_dir);
     if partial > 0 {
         tracing::warn!(partial, "removed pictures left half-written by a crash; their jobs are stored again");
@@ -69,7 +72,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let bus = Bus::connect(&config.nats, "huiying-store", &shutdown).await?;
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let store = Store::new(&config, records.clone(), bus.publisher(), bus.job_board(), Arc::new(bus.images.clone()))?;
-    tracing::info!(images_dir = %config.server.images_dir.display(), database = %config.database.path.display(), "store ready");
+    tracing::info!(images_dir = %config.server.images_dir.display(), database = %Records::describe_config(&config.database), "store ready");
     let api = api::StoreApi {
         records,
         images_dir: config.server.images_dir.clone(),
@@ -139,9 +142,7 @@ impl Store {
     /// Writes the file and the record (once per job) and returns the completion event.
     /// A permanent failure means the picture itself is unusable.
     async fn store(&self, generated: &ImageGenerated) -> Result<ImageCompleted, Failure> {
-        let records = self.records.clone();
-        let job_id = generated.id.clone();
-        if let Some(record) = blocking(move || records.by_job(&job_id)).await? {
+        if let Some(record) = self.records.by_job(&generated.id).await? {
             // A redelivery after the record was written: announce it again, write nothing.
             return Ok(self.completed_event(generated, &record));
         }
@@ -202,8 +203,7 @@ impl Store {
             updated_at: now,
             user: generated.user.clone(),
         };
-        let (records, to_insert) = (self.records.clone(), record.clone());
-        blocking(move || records.insert(&to_insert)).await?;
+        self.records.insert(&record).await?;
         worker::crash_point("store.after_record");
         Ok(self.completed_event(generated, &record))
     }

@@ -20,7 +20,7 @@ fn store() -> (Store, Parts) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.images_dir = dir.path().join("images");
-    let records = Records::open(&dir.path().join("huiying.db")).unwrap();
+    let records = Records::Sqlite(records::SqliteRecords::open(&dir.path().join("huiying.db")).unwrap());
     let parts = Parts {
         stream: Arc::new(MemoryStream::default()),
         objects: Arc::new(MemoryObjects::default()),
@@ -91,7 +91,7 @@ async fn a_generated_picture_becomes_a_file_a_record_and_an_image_completed_even
     assert_eq!((completed[0].width, completed[0].height, completed[0].format.as_str()), (64, 48, "jpeg"));
     assert_eq!(files(&parts), [completed[0].filename.clone()]);
     assert!(completed[0].filename.contains("red_fox"), "{}", completed[0].filename);
-    let record = parts.records.by_job("job-1").unwrap().unwrap();
+    let record = parts.records.by_job("job-1").await.unwrap().unwrap();
     assert_eq!(record.original_prompt, "一只狐狸");
     assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Completed);
 }
@@ -113,7 +113,7 @@ async fn a_redelivery_writes_nothing_twice() {
         date_from: None,
         date_to: None,
     });
-    assert_eq!(page.unwrap().total, 1);
+    assert_eq!(page.await.unwrap().total, 1);
 }
 
 #[tokio::test]

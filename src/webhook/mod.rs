@@ -110,16 +110,17 @@ impl Topology {
                 storage: stream::StorageType::File,
                 max_age: TASK_RETENTION,
                 duplicate_window: Duration::from_secs(30 * 60),
+                num_replicas: bus.replicas,
                 ..Default::default()
             },
         )
-        .await
-        .map_err(bus::setup_failed("webhook stream"))?;
+        .await?;
         let retention = Duration::from_secs(settings.log_retention_days.max(1) * 24 * 3600);
+        let (js, replicas) = (&bus.jetstream, bus.replicas);
         let deliveries =
-            bus::key_value(&bus.jetstream, WEBHOOK_DELIVERIES_BUCKET, "huiying webhook deliveries", retention).await?;
+            bus::key_value(js, WEBHOOK_DELIVERIES_BUCKET, "huiying webhook deliveries", retention, replicas).await?;
         let states =
-            bus::key_value(&bus.jetstream, WEBHOOK_ENDPOINTS_BUCKET, "huiying webhook endpoint states", retention)
+            bus::key_value(js, WEBHOOK_ENDPOINTS_BUCKET, "huiying webhook endpoint states", retention, replicas)
                 .await?;
         Ok(Self {
             stream,

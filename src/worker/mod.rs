@@ -188,7 +188,13 @@ pub async fn run<S: Source, T: Stage>(
                         drop(slot);
                     });
                 }
-                Some(Err(error)) => tracing::warn!(%error, "pull consumer reported a problem"),
+                Some(Err(error)) => {
+                    // The pull may have gone with a server (a cluster node died, the
+                    // consumer's leader moved): start it afresh rather than wait it out.
+                    tracing::warn!(%error, "pull consumer reported a problem; pulling afresh");
+                    hand_back_buffered(&mut messages).await;
+                    continue 'connect;
+                }
                 None => continue 'connect,
             }
             while in_flight.try_join_next().is_some() {}

@@ -7,6 +7,10 @@ use futures::stream::BoxStream;
 use super::{Ack, Delivery, Received, Source};
 use crate::bus::BusError;
 
+/// How long one pull request waits for messages, and how often the server says it is alive.
+const PULL_EXPIRES: std::time::Duration = std::time::Duration::from_secs(10);
+const PULL_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A JetStream message and what the loop reads of it.
 pub struct NatsDelivery {
     message: Message,
@@ -36,6 +40,10 @@ impl Source for PullConsumer {
         let messages = self
             .stream()
             .max_messages_per_batch(batch)
+            // Short pulls with heartbeats: a pull lost with a server is noticed within
+            // seconds (the defaults, 30 s and 15 s, stalled a failover for half a minute).
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
             .messages()
             .await
             .map_err(|e| BusError::Setup { what: "pulling messages", source: e.into() })?;

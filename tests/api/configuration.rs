@@ -90,7 +90,7 @@ fn environment_variables_win_over_the_file_and_follow_one_naming_rule() {
     assert_eq!(config.smtp.tls, TlsMode::None);
     assert_eq!(config.server.public_base_url(), "https://img.example.com");
     assert_eq!(config.database.path, Path::new("/var/lib/huiying/records.db"));
-    assert_eq!(config.nats.url, "nats://10.0.0.5:4222");
+    assert_eq!(config.nats.url.to_string(), "nats://10.0.0.5:4222");
     assert_eq!(config.image_processing.quality, 70);
     assert_eq!(config.image_processing.format, huiying::config::ImageFormat::Webp);
     assert_eq!(config.cloudflare_r2.bucket, "pictures");
@@ -311,4 +311,35 @@ fn each_original_environment_name_sets_its_key_and_an_empty_one_changes_nothing(
     assert_eq!(emptied.image_processing.quality, defaults.image_processing.quality);
     assert_eq!(emptied.smtp.host, defaults.smtp.host);
     assert_eq!(emptied.models.default_openrouter_model, defaults.models.default_openrouter_model);
+}
+
+#[test]
+fn a_cluster_is_a_list_of_servers_in_the_file_or_the_environment() {
+    let cluster = file("[nats]\nurl = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\nreplicas = 3\n");
+    let config = config::load_from(Some(cluster.path()), env(&[])).unwrap().config;
+    assert_eq!(config.nats.url.urls(), ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]);
+    assert_eq!(config.nats.replicas, 3);
+
+    let config =
+        config::load_from(None, env(&[("NATS_URL", "nats://a:4222, nats://b:4222,nats://c:4222")])).unwrap().config;
+    assert_eq!(config.nats.url.urls(), ["nats://a:4222", "nats://b:4222", "nats://c:4222"]);
+    assert_eq!(config.nats.replicas, 1, "one replica unless asked");
+
+    let error = config::load_from(None, env(&[("NATS_URL", ",")])).unwrap_err().to_string();
+    assert!(error.contains("nats.url") && error.contains("at least one NATS server"), "{error}");
+    let error = config::load_from(None, env(&[("NATS_REPLICAS", "7")])).unwrap_err().to_string();
+    assert!(error.contains("nats.replicas") && error.contains("1 to 5"), "{error}");
+}
+
+#[test]
+fn a_postgresql_url_is_checked_at_start_without_showing_its_password() {
+    let error = config::load_from(None, env(&[("DATABASE_URL", "postgres://huiying:s3cret@db:notaport/huiying")]))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("database.url"), "{error}");
+    assert!(!error.contains("s3cret"), "{error}");
+    let config =
+        config::load_from(None, env(&[("DATABASE_URL", "postgres://huiying:s3cret@db:5432/huiying")])).unwrap().config;
+    assert!(config.database.url.is_set());
+    assert!(!format!("{:?}", config.database).contains("s3cret"));
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod access;
+mod cluster;
 mod configuration;
 mod faults;
 mod generate;

@@ -29,6 +29,8 @@ pub struct TestApp {
     services: HashMap<&'static str, Vec<Running>>,
     _dir: TempDir,
     pub nats_server: NatsServer,
+    /// The other nodes, when the pipeline runs on a cluster.
+    pub nats_peers: Vec<NatsServer>,
 }
 
 impl TestApp {
@@ -44,6 +46,26 @@ impl TestApp {
 
     /// The pipeline on a nats-server the test started.
     pub async fn spawn_on(nats_server: NatsServer, tweak: impl FnOnce(&mut Config, &SmtpServer)) -> Self {
+        Self::spawn_on_nodes(vec![nats_server], tweak).await
+    }
+
+    /// The pipeline on a three-node cluster: every service given all three URLs, and
+    /// everything created with three replicas.
+    pub async fn spawn_on_cluster(cluster: NatsCluster, tweak: impl FnOnce(&mut Config, &SmtpServer)) -> Self {
+        Self::spawn_on_nodes(cluster.nodes, |config, smtp| {
+            config.nats.replicas = 3;
+            tweak(config, smtp)
+        })
+        .await
+    }
+
+    /// Every nats-server of the test (one, or a cluster's nodes).
+    pub fn nats_nodes_mut(&mut self) -> impl Iterator<Item = &mut NatsServer> {
+        std::iter::once(&mut self.nats_server).chain(self.nats_peers.iter_mut())
+    }
+
+    async fn spawn_on_nodes(mut nodes: Vec<NatsServer>, tweak: impl FnOnce(&mut Config, &SmtpServer)) -> Self {
+        let urls = nodes.iter().map(|n| n.url.clone()).collect::<Vec<_>>().join(",");
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()))
             .with_test_writer()
@@ -59,7 +81,7 @@ impl TestApp {
         config.server.images_dir = dir.path().join("images");
         config.server.timeout = Duration::from_secs(30);
         config.database.path = dir.path().join("huiying.db");
-        config.nats.url = nats_server.url.clone();
+        config.nats.url = urls.parse().unwrap();
         config = logged_in_as(&config, "admin");
         config.generator.retry_delay = Duration::from_secs(0);
         config.smtp.enable = true;
@@ -79,12 +101,13 @@ impl TestApp {
         let mut app = Self {
             address,
             http: reqwest::Client::new(),
-            nats: connect_as(&nats_server.url, "admin").await.unwrap(),
+            nats: connect_as(&urls, "admin").await.unwrap(),
             smtp,
             config,
             services: HashMap::new(),
             _dir: dir,
-            nats_server,
+            nats_server: nodes.remove(0),
+            nats_peers: nodes,
         };
         let ingest_config = logged_in_as(&app.config, "ingest");
         app.track("ingest", move |stop| huiying::ingest::serve(listener, ingest_config, stop));
@@ -107,8 +130,15 @@ impl TestApp {
 
     /// Starts (another instance of) a service; several instances share the work.
     pub fn start_service(&mut self, name: &'static str) {
+        self.start_service_with(name, |_| {});
+    }
+
+    /// Starts another instance of a service with its own settings (another host's
+    /// working folder, say).
+    pub fn start_service_with(&mut self, name: &'static str, tweak: impl FnOnce(&mut Config)) {
         // Each service as its own NATS user, as `huiying up` runs them.
-        let config = logged_in_as(&self.config, name);
+        let mut config = logged_in_as(&self.config, name);
+        tweak(&mut config);
         match name {
             "generator" => self.track(name, move |stop| huiying::generator::run(config, stop)),
             "store" => self.track(name, move |stop| huiying::store::run(config, stop)),
@@ -116,6 +146,20 @@ impl TestApp {
             "webhook" => self.track(name, move |stop| huiying::webhook::run(config, stop)),
             other => panic!("no service {other}"),
         }
+    }
+
+    /// Starts another ingest (as on another host behind a load balancer); returns its address.
+    pub async fn start_ingest(&mut self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let config = logged_in_as(&self.config, "ingest");
+        self.track("ingest", move |stop| huiying::ingest::serve(listener, config, stop));
+        let url = format!("{address}/health");
+        wait_for("the second ingest to be healthy", Duration::from_secs(30), || async {
+            self.http.get(&url).send().await.ok()?.status().is_success().then_some(())
+        })
+        .await;
+        address
     }
 
     /// Stops every instance of a service gracefully and waits until they are gone.

@@ -14,6 +14,8 @@ use super::*;
 pub struct NatsServer {
     process: Option<Child>,
     pub url: String,
+    /// Its `server_name` (nodes of a cluster each have their own).
+    pub name: String,
     port: u16,
     store: TempDir,
     config: PathBuf,
@@ -57,12 +59,21 @@ impl NatsServer {
         let mut server = Self {
             process: None,
             url: String::new(),
+            name: "huiying".into(),
             port: free_port(),
             store: TempDir::new().unwrap(),
             config: config.to_path_buf(),
         };
         server.restart().await;
         server
+    }
+
+    /// A node that is not started yet, with the configuration text `conf`.
+    fn node(name: &str, conf: &str) -> Self {
+        let store = TempDir::new().unwrap();
+        let config = store.path().join("nats.conf");
+        std::fs::write(&config, conf).unwrap();
+        Self { process: None, url: String::new(), name: name.into(), port: free_port(), store, config }
     }
 
     /// Starts the server (again) on its port with its JetStream folder.
@@ -98,14 +109,53 @@ impl NatsServer {
     }
 }
 
+/// Three nats-servers on loopback forming one JetStream cluster, each with the project's
+/// nats.conf and its `cluster {}` block switched on (`huiying::up::cluster_node_conf`).
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub async fn start() -> Self {
+        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes: Vec<NatsServer> = ["node-a", "node-b", "node-c"]
+            .iter()
+            .zip(&route_ports)
+            .map(|(name, port)| NatsServer::node(name, &huiying::up::cluster_node_conf(name, *port, &route_ports)))
+            .collect();
+        // Started together: each waits for the others' routes before it answers.
+        futures::future::join_all(nodes.iter_mut().map(|node| node.restart())).await;
+        let cluster = Self { nodes };
+        cluster.wait_until_ready().await;
+        cluster
+    }
+
+    /// Every node's URL, comma-separated, as `NATS_URL` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(|n| n.url.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits until JetStream has a meta leader, so streams can be created.
+    async fn wait_until_ready(&self) {
+        let client = connect_as(&self.urls(), "admin").await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        wait_for("the cluster to elect a JetStream leader", Duration::from_secs(30), || {
+            let js = js.clone();
+            async move { js.query_account().await.ok() }
+        })
+        .await;
+    }
+}
+
 /// The password of a nats.conf user in the tests' nats-servers.
 pub fn nats_password(user: &str) -> String {
     format!("test-{user}-password")
 }
 
-/// Connects to NATS as one of the users of nats.conf.
-pub async fn connect_as(url: &str, user: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::with_user_and_password(user.into(), nats_password(user)).connect(url).await
+/// Connects to NATS (one URL, or several comma-separated) as one of the users of nats.conf.
+pub async fn connect_as(urls: &str, user: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let urls: Vec<&str> = urls.split(',').collect();
+    async_nats::ConnectOptions::with_user_and_password(user.into(), nats_password(user)).connect(urls).await
 }
 
 /// `config` logged in to NATS as `user`.

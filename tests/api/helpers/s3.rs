@@ -47,6 +47,47 @@ impl S3Server {
     /// An object's bytes and content type, read back from the server (signed, as the
     /// bucket is private; the public domain is R2's business).
     pub async fn object(&self, key: &str) -> Option<(Vec<u8>, String)> {
+        S3Reader { endpoint: self.endpoint.clone(), bucket: self.bucket.clone() }.object(key).await
+    }
+}
+
+impl S3Server {
+    /// The bucket's public domain, as R2 gives one (`https://pics.example.com/<key>`): a
+    /// loopback server answering GET with the object, read from the bucket with its key.
+    /// Returns its base URL, for `[cloudflare_r2] public_url`.
+    pub async fn serve_public_domain(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = S3Reader { endpoint: self.endpoint.clone(), bucket: self.bucket.clone() };
+        let app = axum::Router::new().route(
+            "/{*key}",
+            axum::routing::get(move |axum::extract::Path(key): axum::extract::Path<String>| {
+                let server = server.clone();
+                async move {
+                    use axum::response::IntoResponse;
+                    match server.object(&key).await {
+                        Some((bytes, content_type)) => {
+                            ([(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response()
+                        }
+                        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+                    }
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+}
+
+/// Reads objects of a bucket on the test's S3 server.
+#[derive(Clone)]
+struct S3Reader {
+    endpoint: String,
+    bucket: String,
+}
+
+impl S3Reader {
+    async fn object(&self, key: &str) -> Option<(Vec<u8>, String)> {
         use object_store::ObjectStore;
         let store = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)

@@ -1,12 +1,13 @@
-//! The store's records in SQLite: one row per job, whatever the redeliveries.
+//! Records in a SQLite file: the default, embedded backend. Its calls block (run them
+//! off the async threads, as [`super::Records`] does).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::{Deserialize, Serialize};
 use time::Duration as Days;
 
+use super::RecordPage;
 use crate::contract::records::{Record, RecordQuery};
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts those applied.
@@ -58,11 +59,11 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 #[derive(Clone)]
-pub struct Records {
+pub struct SqliteRecords {
     connection: Arc<Mutex<Connection>>,
 }
 
-impl Records {
+impl SqliteRecords {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -122,13 +123,13 @@ impl Records {
     pub fn query(&self, query: &RecordQuery) -> rusqlite::Result<RecordPage> {
         let mut conditions: Vec<&str> = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(keyword) = query.keyword.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+        if let Some(keyword) = super::keyword(query) {
             if keyword.chars().count() >= 3 {
                 conditions.push("id IN (SELECT rowid FROM image_records_fts WHERE image_records_fts MATCH ?)");
                 values.push(format!("\"{}\"", keyword.replace('"', "\"\"")).into());
             } else {
                 conditions.push("(original_prompt LIKE ? ESCAPE '\\' OR english_prompt LIKE ? ESCAPE '\\')");
-                let pattern = format!("%{}%", keyword.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                let pattern = super::like_pattern(keyword);
                 values.push(pattern.clone().into());
                 values.push(pattern.into());
             }
@@ -163,17 +164,8 @@ impl Records {
         let records = statement
             .query_map(rusqlite::params_from_iter(page_values.iter()), record)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let pages = total.div_ceil(u64::from(query.limit.max(1)));
-        Ok(RecordPage { records, total, page: query.page, limit: query.limit, pages })
+        Ok(RecordPage::new(records, total, query))
     }
-}
-
-/// Record times: RFC 3339 in UTC with a fixed six-digit fraction, so that comparing the
-/// text orders them by time (the list's sort and date filters rely on it).
-pub fn timestamp(at: time::OffsetDateTime) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
-    at.to_offset(time::UtcOffset::UTC).format(format).expect("every UTC time formats")
 }
 
 const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
@@ -197,16 +189,6 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         r2_error: row.get(13)?,
         user: row.get(14)?,
     })
-}
-
-/// One page of records, as `GET /records` answers it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecordPage {
-    pub records: Vec<Record>,
-    pub total: u64,
-    pub page: u32,
-    pub limit: u32,
-    pub pages: u64,
 }
 
 fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
@@ -247,12 +229,12 @@ mod tests {
     #[test]
     fn a_job_gets_one_record_however_often_it_is_inserted() {
         let dir = tempfile::tempdir().unwrap();
-        let records = Records::open(&dir.path().join("db.sqlite")).unwrap();
+        let records = SqliteRecords::open(&dir.path().join("db.sqlite")).unwrap();
         assert!(records.insert(&sample("job-1")).unwrap());
         assert!(!records.insert(&sample("job-1")).unwrap());
         assert_eq!(records.by_job("job-1").unwrap(), Some(Record { id: 1, ..sample("job-1") }));
         // Reopening applies no migration twice.
-        let reopened = Records::open(&dir.path().join("db.sqlite")).unwrap();
+        let reopened = SqliteRecords::open(&dir.path().join("db.sqlite")).unwrap();
         assert!(reopened.by_job("job-1").unwrap().is_some());
     }
 }

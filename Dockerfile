@@ -1,0 +1,20 @@
+# huiying in a container: one image, every service (`huiying ingest`, `huiying store`, ...).
+# Templates, the web page and the built-in nats.conf are embedded in the binary.
+# Not built in huiying's CI (its machines run no container engine); see docs/cluster.md.
+FROM rust:1.89-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin huiying
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --create-home --home-dir /var/lib/huiying huiying
+COPY --from=build /src/target/release/huiying /usr/local/bin/huiying
+USER huiying
+WORKDIR /var/lib/huiying
+# ingest's HTTP port (set SERVER_HOST=0.0.0.0 to listen beyond the container).
+EXPOSE 8000
+ENTRYPOINT ["huiying"]
+CMD ["ingest"]

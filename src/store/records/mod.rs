@@ -1,0 +1,156 @@
+//! The store's records: one row per job, whatever the redeliveries. Kept in SQLite (the
+//! default, a file beside the store) or in PostgreSQL (`[database] url`), which store
+//! instances on several hosts share. Both answer the same queries with the same results.
+
+mod postgres;
+mod sqlite;
+
+use serde::{Deserialize, Serialize};
+
+pub use postgres::PostgresRecords;
+pub use sqlite::SqliteRecords;
+
+use crate::config::DatabaseConfig;
+use crate::contract::records::{Record, RecordQuery};
+use crate::failure::Failure;
+
+/// Where the records are.
+#[derive(Clone)]
+pub enum Records {
+    Sqlite(SqliteRecords),
+    Postgres(PostgresRecords),
+}
+
+/// What went wrong with the records; the kind says which database, and whether the
+/// record itself is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL: no connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A record whose time is not RFC 3339 (PostgreSQL keeps times as times).
+    #[error("record time {0:?} is not an RFC 3339 time")]
+    BadTime(String),
+    #[error("the records task crashed: {0}")]
+    Crashed(String),
+}
+
+impl From<RecordsError> for Failure {
+    /// A database away passes; a record that cannot be written as it is will not.
+    fn from(error: RecordsError) -> Self {
+        let reason = error.to_string();
+        match error {
+            RecordsError::BadTime(_) => Failure::permanent(reason),
+            other => Failure::transient(reason).caused_by(other),
+        }
+    }
+}
+
+impl Records {
+    /// Opens the configured database (PostgreSQL when `url` is set, else the SQLite file)
+    /// and brings its schema up to date.
+    pub async fn open(config: &DatabaseConfig) -> Result<Self, RecordsError> {
+        if config.url.is_set() {
+            return Ok(Self::Postgres(PostgresRecords::open(config.url.expose(), config.pool_size).await?));
+        }
+        let path = config.path.clone();
+        Ok(Self::Sqlite(blocking(move || SqliteRecords::open(&path)).await?))
+    }
+
+    /// Which database `config` names, for messages: never the URL (it holds a password).
+    pub fn describe_config(config: &DatabaseConfig) -> String {
+        if config.url.is_set() {
+            "PostgreSQL at [database] url".into()
+        } else {
+            format!("SQLite {}", config.path.display())
+        }
+    }
+
+    /// Inserts the record unless the job has one already; true when it was inserted.
+    pub async fn insert(&self, record: &Record) -> Result<bool, RecordsError> {
+        match self {
+            Self::Sqlite(db) => {
+                let (db, record) = (db.clone(), record.clone());
+                blocking(move || db.insert(&record)).await
+            }
+            Self::Postgres(db) => db.insert(record).await,
+        }
+    }
+
+    /// The record numbered `id` (its row).
+    pub async fn by_id(&self, id: i64) -> Result<Option<Record>, RecordsError> {
+        match self {
+            Self::Sqlite(db) => {
+                let db = db.clone();
+                blocking(move || db.by_id(id)).await
+            }
+            Self::Postgres(db) => db.by_id(id).await,
+        }
+    }
+
+    pub async fn by_job(&self, job_id: &str) -> Result<Option<Record>, RecordsError> {
+        match self {
+            Self::Sqlite(db) => {
+                let (db, job_id) = (db.clone(), job_id.to_string());
+                blocking(move || db.by_job(&job_id)).await
+            }
+            Self::Postgres(db) => db.by_job(job_id).await,
+        }
+    }
+
+    /// One page of records matching `query`, newest first (ties broken by row, newest first).
+    pub async fn query(&self, query: &RecordQuery) -> Result<RecordPage, RecordsError> {
+        match self {
+            Self::Sqlite(db) => {
+                let (db, query) = (db.clone(), query.clone());
+                blocking(move || db.query(&query)).await
+            }
+            Self::Postgres(db) => db.query(query).await,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, RecordsError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| RecordsError::Crashed(e.to_string()))?.map_err(Into::into)
+}
+
+/// One page of records, as `GET /records` answers it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordPage {
+    pub records: Vec<Record>,
+    pub total: u64,
+    pub page: u32,
+    pub limit: u32,
+    pub pages: u64,
+}
+
+impl RecordPage {
+    fn new(records: Vec<Record>, total: u64, query: &RecordQuery) -> Self {
+        let pages = total.div_ceil(u64::from(query.limit.max(1)));
+        Self { records, total, page: query.page, limit: query.limit, pages }
+    }
+}
+
+/// Record times: RFC 3339 in UTC with a fixed six-digit fraction, so that comparing the
+/// text orders them by time (SQLite's sort and date filters rely on it; PostgreSQL's
+/// times come back in the same form).
+pub fn timestamp(at: time::OffsetDateTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    at.to_offset(time::UtcOffset::UTC).format(format).expect("every UTC time formats")
+}
+
+/// The keyword a query searches for, trimmed; `None` when there is none.
+fn keyword(query: &RecordQuery) -> Option<&str> {
+    query.keyword.as_deref().map(str::trim).filter(|k| !k.is_empty())
+}
+
+/// `keyword` as a LIKE pattern matching it anywhere, with `\` escaping `%`, `_` and `\`.
+fn like_pattern(keyword: &str) -> String {
+    format!("%{}%", keyword.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}

@@ -1,0 +1,331 @@
+//! More than one machine: the services on a real three-node nats-server cluster with
+//! three replicas of everything, and what an operator sees when the settings disagree.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use serde_json::json;
+
+use huiying::config::Secret;
+use huiying::contract::records::RecordQuery;
+use huiying::store::records::{Records, SqliteRecords};
+
+use crate::helpers::{NatsCluster, PostgresDatabase, S3Server, TestApp, nats_password, wait_for};
+
+/// Jobs the steady load submits, and how fast.
+const JOBS: usize = 300;
+const PER_SECOND: f64 = 20.0;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_stream_leader_under_load_loses_no_job_and_doubles_nothing() {
+    // A delivery whose acknowledgement is lost with the node comes again after ack_wait;
+    // 5 s (not the default 60) lets the test see that it is not sent twice, sooner.
+    let mut app = TestApp::spawn_on_cluster(NatsCluster::start().await, |config, _| {
+        config.nats.ack_wait = Duration::from_secs(5)
+    })
+    .await;
+    let js = jetstream::new(app.nats.clone());
+    for stream in
+        ["HUIYING", "HUIYING_DEAD", "HUIYING_WEBHOOKS", "KV_huiying_jobs", "KV_huiying_mail", "OBJ_huiying_images"]
+    {
+        let replicas = wait_for(&format!("{stream} to be created"), Duration::from_secs(20), || async {
+            Some(js.get_stream(stream).await.ok()?.cached_info().config.num_replicas)
+        })
+        .await;
+        assert_eq!(replicas, 3, "{stream} has three copies");
+    }
+
+    let started = Instant::now();
+    let load = tokio::spawn(submit_steadily(app.http.clone(), app.address.clone()));
+    // Five seconds into the load, the node leading the event stream dies as in a crash
+    // (SIGKILL), and comes back ten seconds later.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let leader = stream_leader(&js).await;
+    let killed_at = started.elapsed();
+    let node = app.nats_nodes_mut().find(|node| node.name == leader).expect("the leader is one of ours");
+    node.kill();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    node.restart().await;
+    let new_leader = stream_leader(&js).await;
+    let submitted = load.await.unwrap();
+
+    for id in &submitted.accepted {
+        let job = last_state_within(&app, id, Duration::from_secs(90)).await;
+        assert_eq!(job["status"], "completed", "{job}");
+    }
+    app.wait_until_consumer_idle("mailer").await;
+    let finished_in = started.elapsed();
+
+    let mut records_per_job: HashMap<String, usize> = HashMap::new();
+    let mut completed_at = Vec::new();
+    for record in app.records() {
+        *records_per_job.entry(record["job_id"].clone()).or_default() += 1;
+        completed_at.push(record["created_at"].clone());
+    }
+    let mut mails_per_job: HashMap<String, usize> = HashMap::new();
+    for mail in app.smtp.mails() {
+        let job = mail.message_id.split('.').nth(2).unwrap_or_default().split('@').next().unwrap().to_string();
+        *mails_per_job.entry(job).or_default() += 1;
+    }
+    let doubled_records = records_per_job.values().filter(|&&n| n > 1).count();
+    let doubled_mails = mails_per_job.values().filter(|&&n| n > 1).count();
+    completed_at.sort();
+    let longest_stall = longest_gap(&completed_at);
+    println!(
+        "cluster failover: {JOBS} jobs at {PER_SECOND}/s; leader {leader} killed at {:.1} s, back 10 s later \
+         (new leader {new_leader}); accepted {}, refused at first and accepted on retry {}, never accepted {}; \
+         completed {}; records {}, mails {}; doubled records {doubled_records}, doubled mails {doubled_mails}; \
+         longest accept {:.2} s; longest stall between completions {:.2} s; all done in {:.1} s",
+        killed_at.as_secs_f64(),
+        submitted.accepted.len(),
+        submitted.retried,
+        submitted.refused,
+        records_per_job.len(),
+        records_per_job.values().sum::<usize>(),
+        mails_per_job.values().sum::<usize>(),
+        submitted.longest_accept.as_secs_f64(),
+        longest_stall,
+        finished_in.as_secs_f64(),
+    );
+
+    assert_eq!(submitted.refused, 0, "a client retrying with its Idempotency-Key gets every job in");
+    assert_eq!(submitted.accepted.len(), JOBS);
+    for id in &submitted.accepted {
+        assert_eq!(records_per_job.get(id), Some(&1), "job {id}: one record");
+        assert_eq!(mails_per_job.get(id), Some(&1), "job {id}: one mail");
+    }
+    assert_eq!(records_per_job.len(), JOBS, "no record of a job nobody asked for");
+    assert_eq!(mails_per_job.len(), JOBS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_asked_of_a_single_copy_stream_stop_the_service_with_the_fix() {
+    // An existing single-server deployment (streams with one copy) ...
+    let app = TestApp::spawn().await;
+    // ... and a store started with replicas = 3: it refuses, and changes nothing.
+    let mut store = std::process::Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .arg("--config")
+        .arg(app.config_file())
+        .arg("store")
+        .env_remove("HUIYING_CONFIG")
+        .envs([("NATS_REPLICAS", "3"), ("NATS_USER", "store"), ("NATS_PASSWORD", &nats_password("store"))])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for("the store to stop", Duration::from_secs(20), || {
+        let status = store.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut store.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("stream HUIYING has 1 replica(s) but [nats] replicas = 3"), "{stderr}");
+    assert!(stderr.contains("nats --user admin stream edit HUIYING --replicas 3"), "{stderr}");
+    let js = jetstream::new(app.nats.clone());
+    let info = js.get_stream("HUIYING").await.unwrap().info().await.unwrap().clone();
+    assert_eq!(info.config.num_replicas, 1, "not silently changed");
+}
+
+/// The job's state once final, or as it is after `patience`.
+async fn last_state_within(app: &TestApp, id: &str, patience: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + patience;
+    loop {
+        let state: serde_json::Value = app.get_job(id).await.json().await.unwrap_or_default();
+        if matches!(state["status"].as_str(), Some("completed" | "failed")) || Instant::now() > deadline {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the steady load got.
+struct Submitted {
+    accepted: Vec<String>,
+    /// Jobs accepted only after the client tried again.
+    retried: usize,
+    /// Jobs never accepted within the client's patience.
+    refused: usize,
+    longest_accept: Duration,
+}
+
+/// Submits [`JOBS`] jobs at [`PER_SECOND`], each as a careful client does: with an
+/// Idempotency-Key, trying again for up to 30 s while the answer is a 5xx or none.
+async fn submit_steadily(http: reqwest::Client, address: String) -> Submitted {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / PER_SECOND));
+    let mut clients = Vec::new();
+    for n in 0..JOBS {
+        tick.tick().await;
+        let (http, address) = (http.clone(), address.clone());
+        clients.push(tokio::spawn(async move {
+            let key = format!("steady-{n}-{}", uuid::Uuid::new_v4());
+            let started = Instant::now();
+            let mut tries = 0;
+            while started.elapsed() < Duration::from_secs(30) {
+                tries += 1;
+                let answer = http
+                    .post(format!("{address}/generate-image"))
+                    .header("Prefer", "respond-async")
+                    .header("Idempotency-Key", &key)
+                    .timeout(Duration::from_secs(10))
+                    .json(&json!({"prompt": format!("steady load {n}")}))
+                    .send()
+                    .await;
+                if let Ok(response) = answer
+                    && response.status() == 202
+                {
+                    let body: serde_json::Value = response.json().await.unwrap();
+                    return Some((body["id"].as_str().unwrap().to_string(), tries, started.elapsed()));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            None
+        }));
+    }
+    let mut submitted = Submitted { accepted: Vec::new(), retried: 0, refused: 0, longest_accept: Duration::ZERO };
+    for client in clients {
+        match client.await.unwrap() {
+            Some((id, tries, took)) => {
+                submitted.accepted.push(id);
+                submitted.retried += usize::from(tries > 1);
+                submitted.longest_accept = submitted.longest_accept.max(took);
+            }
+            None => submitted.refused += 1,
+        }
+    }
+    submitted
+}
+
+/// The server leading the `HUIYING` stream, once the cluster has one.
+async fn stream_leader(js: &jetstream::Context) -> String {
+    wait_for("the event stream to have a leader", Duration::from_secs(30), || async {
+        let mut stream = js.get_stream(huiying::contract::STREAM).await.ok()?;
+        stream.info().await.ok()?.cluster.clone()?.leader
+    })
+    .await
+}
+
+/// The longest time between two successive completions, in seconds (RFC 3339 times).
+fn longest_gap(times: &[String]) -> f64 {
+    let parse = |t: &String| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap().unix_timestamp_nanos()
+    };
+    times.windows(2).map(|pair| (parse(&pair[1]) - parse(&pair[0])) as f64 / 1e9).fold(0.0, f64::max)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_stores_on_one_postgresql_write_one_history_that_every_ingest_shows() {
+    let s3 = S3Server::start().await;
+    let public_domain = s3.serve_public_domain().await;
+    let database = PostgresDatabase::create().await;
+    let mut app = TestApp::spawn_with(|config, _| {
+        s3.configure(config);
+        config.cloudflare_r2.public_url = public_domain.clone();
+        config.database.url = Secret::new(database.url.clone());
+        config.smtp.attach_image = true;
+    })
+    .await;
+    // Two stores and a mailer, each on a "host" of its own: a working folder nobody else
+    // sees. They share only NATS, PostgreSQL and S3.
+    app.stop_service("store").await;
+    app.stop_service("mailer").await;
+    let hosts: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::TempDir::new().unwrap()).collect();
+    for host in &hosts[..2] {
+        app.start_service_with("store", |config| config.server.images_dir = host.path().join("images"));
+    }
+    app.start_service_with("mailer", |config| config.server.images_dir = hosts[2].path().join("images"));
+    let second_ingest = app.start_ingest().await;
+    let ingests = [app.address.clone(), second_ingest];
+
+    let subjects = ["海边的灯塔", "一只坐在月球上的猫", "a red fox in the snow", "City at night"];
+    let mut submitted = Vec::new();
+    for n in 0..200 {
+        let response = app
+            .http
+            .post(format!("{}/generate-image", ingests[n % 2]))
+            .header("Prefer", "respond-async")
+            .json(&json!({"prompt": format!("{} {n}", subjects[n % 4])}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        submitted.push(response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+    for id in &submitted {
+        assert_eq!(app.wait_for_job(id).await["status"], "completed");
+    }
+
+    // Both stores did part of the work, and their pictures are in S3.
+    let stored: Vec<usize> =
+        hosts[..2].iter().map(|h| std::fs::read_dir(h.path().join("images")).map_or(0, |d| d.count())).collect();
+    assert!(stored.iter().all(|&n| n > 0) && stored.iter().sum::<usize>() == 200, "pictures per store: {stored:?}");
+    // Either ingest answers the whole history, in the same order.
+    let mut histories = Vec::new();
+    for ingest in &ingests {
+        let mut ids = Vec::new();
+        for page in 1..=2 {
+            let body: serde_json::Value = app
+                .http
+                .get(format!("{ingest}/records?limit=100&page={page}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(body["total"], 200, "{ingest}");
+            for record in body["records"].as_array().unwrap() {
+                assert!(record["url"].as_str().unwrap().starts_with(&public_domain), "an S3 link: {record}");
+                ids.push(record["job_id"].as_str().unwrap().to_string());
+            }
+        }
+        histories.push(ids);
+    }
+    assert_eq!(histories[0], histories[1]);
+    let mut all = histories[0].clone();
+    all.sort();
+    submitted.sort();
+    assert_eq!(all, submitted);
+    // The mailer, with no picture on its host, attached each from S3.
+    let mails = app.smtp.wait_for_mails(200).await;
+    let attached = mails.iter().filter(|m| m.content_types.contains(&"image/jpeg".to_string())).count();
+    assert_eq!(attached, 200, "every mail carries its picture");
+
+    // Search and paging give what SQLite gives on the same records.
+    let postgres = Records::open(&app.config.database).await.unwrap();
+    let sqlite_dir = tempfile::TempDir::new().unwrap();
+    let sqlite = Records::Sqlite(SqliteRecords::open(&sqlite_dir.path().join("same.db")).unwrap());
+    let mut copied = Vec::new();
+    for page in 1..=2 {
+        copied.extend(postgres.query(&query(None, page, 100)).await.unwrap().records);
+    }
+    // Oldest first, so that both number the rows in the same order (ties in time go by row).
+    for record in copied.iter().rev() {
+        sqlite.insert(record).await.unwrap();
+    }
+    for (keyword, page, limit) in [
+        (None, 3, 7),
+        (Some("灯塔"), 1, 20),
+        (Some("月球上的"), 2, 10),
+        (Some("FOX"), 1, 100),
+        (Some("night 1"), 1, 100),
+        (Some("猫 19"), 1, 5),
+    ] {
+        let (expected, found) = (
+            sqlite.query(&query(keyword, page, limit)).await.unwrap(),
+            postgres.query(&query(keyword, page, limit)).await.unwrap(),
+        );
+        let ids = |page: &huiying::store::records::RecordPage| -> Vec<String> {
+            page.records.iter().map(|r| r.job_id.clone()).collect()
+        };
+        assert_eq!((found.total, found.pages), (expected.total, expected.pages), "{keyword:?}");
+        assert_eq!(ids(&found), ids(&expected), "{keyword:?} page {page}");
+        assert!(found.total > 0, "{keyword:?} finds something");
+    }
+}
+
+fn query(keyword: Option<&str>, page: u32, limit: u32) -> RecordQuery {
+    RecordQuery { page, limit, keyword: keyword.map(String::from), model: None, date_from: None, date_to: None }
+}
