@@ -12,7 +12,7 @@ use rusqlite::{Connection, limits::Limit};
 use time::PrimitiveDateTime;
 use time::macros::format_description;
 
-use super::records::{Records, timestamp};
+use super::records::{Records, RecordsError, timestamp};
 use crate::config::Config;
 use crate::contract::records::Record;
 use crate::outbound;
@@ -46,6 +46,7 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<Vec<String
         anyhow::anyhow!("cannot open the records database ({}): {e}", Records::describe_config(&config.database))
     })?;
     let mut counts = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+    let mut bad_times = Vec::new();
     for Row { mut record, table } in rows {
         let entry = counts.entry(table).or_default();
         if records.by_job(&record.job_id).await?.is_some() {
@@ -64,11 +65,23 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<Vec<String
                 Err(error) => tracing::warn!(%url, %error, "picture not fetched; its link is kept"),
             }
         }
-        records.insert(&record).await?;
+        match records.insert(&record).await {
+            // SQLite keeps any text; PostgreSQL only times. Skipped, and said so.
+            Err(RecordsError::BadTime(time)) => {
+                entry.0 -= 1;
+                bad_times.push(format!("{} ({time:?})", record.job_id));
+            }
+            other => {
+                other?;
+            }
+        }
     }
     let verb = if args.dry_run { "would import" } else { "imported" };
     let mut lines: Vec<String> =
         counts.iter().map(|(table, (new, known))| format!("{table}: {verb} {new}, {known} already there")).collect();
+    if !bad_times.is_empty() {
+        lines.push(format!("skipped {} whose time is not a time: {}", bad_times.len(), bad_times.join(", ")));
+    }
     if skipped_edits > 0 {
         lines.push(format!("image_edit_records: skipped {skipped_edits} that never completed (no picture)"));
     }

@@ -46,6 +46,9 @@ pub struct Store {
     public_base_url: String,
     processing: Arc<ImageProcessingConfig>,
     remote: Option<Arc<remote::RemoteStore>>,
+    /// One permit per core: picture processing is CPU-bound, the rest of a job waits on
+    /// NATS, the disk and the database, so more jobs are in flight than pictures in work.
+    cores: Arc<tokio::sync::Semaphore>,
 }
 
 fn consumer_spec(config: &Config) -> ConsumerSpec {
@@ -79,8 +82,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         public_base_url: config.server.public_base_url(),
     };
     let answering = tokio::spawn(api.serve(bus.client.clone(), shutdown.clone()));
-    // Processing is CPU-bound: no more at once than there are cores.
-    let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Jobs in flight: more than cores, as most of a job is waiting (on a cluster, each
+    // write waits for a majority of the nodes); processing itself is held to one per core.
+    let concurrency = cores() * 4;
     worker::run(consumer, bus.publisher(), worker::Settings::new(concurrency, &config.nats, POLICY), shutdown, store)
         .await;
     answering.await?
@@ -106,6 +110,7 @@ impl Store {
             public_base_url: config.server.public_base_url(),
             processing: Arc::new(config.image_processing.clone()),
             remote: remote::RemoteStore::from_config(&config.cloudflare_r2)?.map(Arc::new),
+            cores: Arc::new(tokio::sync::Semaphore::new(cores())),
         })
     }
 }
@@ -156,10 +161,12 @@ impl Store {
             )));
         };
         let settings = self.processing.clone();
+        let core = self.cores.clone().acquire_owned().await.expect("the semaphore is never closed");
         let processed = tokio::task::spawn_blocking(move || processing::process(&input, &settings))
             .await
             .map_err(|e| Failure::transient(format!("processing crashed: {e}")))?
             .map_err(|e| Failure::permanent(e.to_string()).caused_by(e))?;
+        drop(core);
 
         let name = files::file_name(
             &generated.id,
@@ -234,6 +241,10 @@ impl Store {
             callback: generated.callback.clone(),
         }
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Runs blocking work (SQLite, file writes) off the async threads; its errors pass.
