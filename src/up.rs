@@ -97,8 +97,8 @@ impl NatsLogins {
     }
 }
 
-/// The project's nats.conf, for folders that have none.
-const BUILT_IN_NATS_CONF: &str = include_str!("../nats.conf");
+/// The project's nats.conf, for folders that have none (`huiying nats-conf` prints it).
+pub const BUILT_IN_NATS_CONF: &str = include_str!("../nats.conf");
 
 /// `[nats] server_config` when it is there; when it is the default `nats.conf` and this
 /// folder has none, the built-in one, written into `dir` (so a copied binary still gives

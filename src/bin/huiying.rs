@@ -42,6 +42,10 @@ enum Command {
     /// See webhook endpoints and deliveries, send deliveries again, try an endpoint.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Print the nats.conf built into this binary (on a cluster node without the
+    /// repository: `huiying nats-conf > nats.conf`, then edit it as docs/cluster.md says).
+    #[command(name = "nats-conf")]
+    NatsConf,
     /// Load-test a pipeline of its own (nats-server and the services as processes,
     /// placeholder model, mail to the outbox): throughput, latency per stage, memory.
     Load(huiying::load::LoadArgs),
@@ -105,6 +109,10 @@ async fn main() -> ExitCode {
     let args = &cli.config;
     match cli.command {
         Command::Up => run_service("huiying up", args, huiying::up::run).await,
+        Command::NatsConf => {
+            print!("{}", huiying::up::BUILT_IN_NATS_CONF);
+            ExitCode::SUCCESS
+        }
         Command::Ingest => service(args, Service::Ingest).await,
         Command::Generator => service(args, Service::Generator).await,
         Command::Store => service(args, Service::Store).await,

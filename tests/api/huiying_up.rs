@@ -99,6 +99,15 @@ async fn a_binary_copied_to_an_empty_folder_runs_a_job_end_to_end_with_mail_and_
 }
 
 #[test]
+fn a_cluster_node_gets_the_nats_conf_from_the_binary_itself() {
+    let output = Command::new(env!("CARGO_BIN_EXE_huiying")).arg("nats-conf").output().unwrap();
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(printed, std::fs::read_to_string(Path::new(REPO).join("nats.conf")).unwrap());
+    assert!(printed.contains("# cluster {"), "with the cluster block to switch on");
+}
+
+#[test]
 fn huiying_up_without_a_new_enough_nats_server_says_which_version_it_needs() {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("nats-server");
