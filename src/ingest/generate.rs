@@ -19,7 +19,9 @@ use super::body::{idempotency_key, json_body, parse_object, prefers_async};
 use super::error::ApiError;
 use super::idempotency::{Claim, Claimed, fingerprint};
 use crate::config::{SmtpConfig, WEBHOOK_EVENTS, WebhooksConfig};
-use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, RequestWebhook, Stage};
+use crate::contract::events::{
+    EVENT_VERSION, GenerationOptions, ImageCompleted, ImageRequested, RequestWebhook, Stage,
+};
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::values::{JobId, ModelName, Prompt};
 use crate::outbound::{self, Refusal};
@@ -188,6 +190,38 @@ pub(super) async fn generate_image(
     answer_for_job(&state, &headers, event.id, with_picture).await
 }
 
+/// Largest picture read back into an answer.
+const MAX_PICTURE_BYTES: usize = 50 * 1024 * 1024;
+
+/// The stored picture's bytes: from `images_dir` when a store on this host wrote it, else
+/// from its S3 / R2 link (a store on another host wrote it).
+async fn stored_picture(state: &AppState, done: &ImageCompleted) -> Option<Vec<u8>> {
+    let path = state.images_dir.join(&done.filename);
+    let local_error = match tokio::fs::read(&path).await {
+        Ok(bytes) => return Some(bytes),
+        Err(error) => error,
+    };
+    let Some(url) = &done.r2_url else {
+        tracing::warn!(error = %local_error, path = %path.display(), "the stored picture cannot be read back");
+        return None;
+    };
+    let fetched = async {
+        let response = state.http.get(url).send().await?.error_for_status()?;
+        response.bytes().await
+    };
+    match fetched.await {
+        Ok(bytes) if bytes.len() <= MAX_PICTURE_BYTES => Some(bytes.to_vec()),
+        Ok(bytes) => {
+            tracing::warn!(%url, size = bytes.len(), "the stored picture is too large to answer with");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%url, %error, "the stored picture cannot be fetched from its link");
+            None
+        }
+    }
+}
+
 /// The answer for a queued job: 202 at once when the client prefers it, else the result
 /// once the job ends (or 202 when `[server] timeout` passes first). `with_picture` puts the
 /// picture in the answer as `b64_json` too.
@@ -220,9 +254,7 @@ async fn answer_for_job(
         Some(JobStatus { result: Some(done), .. }) => {
             let mut picture = json!({ "url": done.url, "revised_prompt": done.english_prompt });
             if with_picture {
-                let path = state.images_dir.join(&done.filename);
-                let bytes = tokio::fs::read(&path).await.map_err(|e| {
-                    tracing::warn!(error = %e, path = %path.display(), "the stored picture cannot be read back");
+                let bytes = stored_picture(state, &done).await.ok_or_else(|| {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the picture is stored but cannot be read back")
                         .for_job(id.clone())
                 })?;

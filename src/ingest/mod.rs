@@ -73,6 +73,8 @@ pub struct AppState {
     webhooks: Arc<WebhooksConfig>,
     /// Where the store writes pictures (read back for `response_format: b64_json`).
     images_dir: std::path::PathBuf,
+    /// Fetches a picture this host does not have from its S3 / R2 link (several hosts).
+    http: reqwest::Client,
     webhook_log: JsonBucket<Delivery>,
     webhook_states: JsonBucket<EndpointState>,
 }
@@ -91,6 +93,7 @@ impl AppState {
             smtp: Arc::new(config.smtp.clone()),
             webhooks: Arc::new(config.webhooks.clone()),
             images_dir: config.server.images_dir.clone(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
             webhook_log: JsonBucket::new(parts.webhook_log),
             webhook_states: JsonBucket::new(parts.webhook_states),
         })

@@ -324,6 +324,25 @@ async fn two_stores_on_one_postgresql_write_one_history_that_every_ingest_shows(
         assert_eq!(ids(&found), ids(&expected), "{keyword:?} page {page}");
         assert!(found.total > 0, "{keyword:?} finds something");
     }
+
+    // An ingest with no picture on its host answers one in the body (b64_json) from S3.
+    let answer: serde_json::Value = app
+        .http
+        .post(format!("{}/generate-image", ingests[1]))
+        .json(&json!({"prompt": "海边的灯塔 inline", "response_format": "b64_json"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let inline = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        answer["data"][0]["b64_json"].as_str().unwrap_or_else(|| panic!("{answer}")),
+    )
+    .unwrap();
+    let key = answer["data"][0]["url"].as_str().unwrap().trim_start_matches(&format!("{public_domain}/")).to_string();
+    assert_eq!(inline, s3.object(&key).await.unwrap().0, "the stored picture, as S3 has it");
 }
 
 fn query(keyword: Option<&str>, page: u32, limit: u32) -> RecordQuery {
