@@ -169,8 +169,23 @@ pub(super) async fn generate_image(
                     "this Idempotency-Key was used for a different request; use a new key for a new request",
                 ));
             }
-            // The same request again: its job, not a second one.
-            Claim::Existing(existing) => return answer_for_job(&state, &headers, existing.job_id, with_picture).await,
+            // The same request again: its job, not a second one. If that job is still
+            // queued, the first try may have failed, or timed out after JetStream stored it
+            // (a cluster electing a leader): publish it again under the same id, which
+            // JetStream drops (by its Nats-Msg-Id) when the first copy arrived.
+            Claim::Existing(existing) => {
+                let job_id = existing.job_id;
+                if matches!(
+                    state.jobs.get(&job_id).await,
+                    Ok(None) | Ok(Some(JobStatus { status: JobState::Queued, .. }))
+                ) {
+                    let again = ImageRequested { id: job_id.clone(), ..event };
+                    let queued = JobStatus::new(&job_id, JobState::Queued, &again.prompt, again.model.as_deref());
+                    state.jobs.set(&queued).await.map_err(unavailable)?;
+                    parts::publish(&*state.publisher, &again).await.map_err(unavailable)?;
+                }
+                return answer_for_job(&state, &headers, job_id, with_picture).await;
+            }
         }
     }
 
@@ -180,9 +195,8 @@ pub(super) async fn generate_image(
         parts::publish(&*state.publisher, &event).await
     };
     if let Err(e) = queue.await {
-        if let Some(key) = &idempotency_key {
-            state.idempotency.release(key).await;
-        }
+        // The key keeps its job: the publish may have been stored although its answer was
+        // lost, and a retry with the key publishes the same job again (see above).
         return Err(unavailable(e));
     }
     state.queue.queued();

@@ -42,18 +42,11 @@ impl IdempotencyKeys {
         }
         match self.claims.get(&storage_key).await? {
             Some(existing) => Ok(Claim::Existing(existing)),
-            // Released between our create and our read: a retry will claim it.
+            // Gone between our create and our read (expired): a retry will claim it.
             None => Err(BusError::KeyValue {
                 bucket: crate::contract::IDEMPOTENCY_BUCKET.into(),
                 source: "the key vanished while being read".into(),
             }),
-        }
-    }
-
-    /// Frees a key whose job could not be queued, so that a retry can queue it.
-    pub(crate) async fn release(&self, key: &str) {
-        if let Err(error) = self.claims.delete(&storage_key(key)).await {
-            tracing::warn!(%error, "idempotency key not released");
         }
     }
 }

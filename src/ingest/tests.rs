@@ -176,6 +176,37 @@ async fn an_idempotency_key_gives_the_same_job_and_reused_for_another_request_a_
 }
 
 #[tokio::test]
+async fn a_retry_with_its_key_after_an_unsure_refusal_queues_the_job_exactly_once() {
+    let keyed = |body: &str| {
+        let mut request = generate(body);
+        request.headers_mut().insert("idempotency-key", "order-7".parse().unwrap());
+        request
+    };
+    // Stored, but the answer from NATS was lost: the client is told 503 ...
+    let ingest = ingest();
+    ingest.stream.set_acks_lost(true);
+    let (status, _, _) = ingest.send(keyed(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!(status, 503);
+    ingest.stream.set_acks_lost(false);
+    // ... and its retry gets that job, not a second one.
+    let (status, answer, _) = ingest.send(keyed(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!(status, 202, "{answer}");
+    let queued = ingest.queued();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(answer["id"], queued[0].id.as_str());
+
+    // Not stored at all: the retry queues it.
+    let ingest = self::ingest();
+    ingest.stream.set_down(true);
+    assert_eq!(ingest.send(keyed(r#"{"prompt": "cat"}"#)).await.0, 503);
+    ingest.stream.set_down(false);
+    let (status, answer, _) = ingest.send(keyed(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(ingest.queued().len(), 1);
+    assert_eq!(answer["id"], ingest.queued()[0].id.as_str());
+}
+
+#[tokio::test]
 async fn without_nats_or_with_a_full_queue_the_job_is_refused_with_503() {
     let ingest = ingest_with(|config| config.server.max_queued_jobs = 3, Some(3));
     let (status, answer, response) = ingest.send(generate(r#"{"prompt": "cat"}"#)).await;

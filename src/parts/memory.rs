@@ -35,9 +35,16 @@ pub struct MemoryStream {
     seen: Mutex<HashSet<String>>,
     dead: Mutex<Vec<(String, String)>>,
     down: AtomicBool,
+    acks_lost: AtomicBool,
 }
 
 impl MemoryStream {
+    /// While set, publishing stores the message but reports a failure, as when the
+    /// acknowledgement is lost (a cluster node dying after it stored the message).
+    pub fn set_acks_lost(&self, lost: bool) {
+        self.acks_lost.store(lost, Ordering::SeqCst);
+    }
+
     /// Every event of type `E` published so far, in order.
     pub fn events<E: Event>(&self) -> Vec<E> {
         let published = self.published.lock().unwrap();
@@ -72,6 +79,9 @@ impl Publish for MemoryStream {
         }
         if self.seen.lock().unwrap().insert(message_id.clone()) {
             self.published.lock().unwrap().push(Published { subject: subject.into(), message_id, payload });
+        }
+        if self.acks_lost.load(Ordering::SeqCst) {
+            return Err(BusError::Publish { subject: subject.into(), source: "ack lost (test)".into() });
         }
         Ok(())
     }
