@@ -9,6 +9,7 @@
 //! An environment value is read as the type its key has (number, true/false, text,
 //! comma-separated list), so a bad value is reported with the variable's name.
 
+mod backends;
 mod legacy;
 mod load;
 mod sections;
@@ -18,6 +19,7 @@ mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
+pub use backends::{DatabaseConfig, NatsConfig};
 pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
 pub use sections::*;
 pub use smtp::{SmtpConfig, TlsMode};

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{
-    CorsOrigin, NatsServers, ResponseFormat, Route, Secret, one_or_many_parsed, seconds, secrets_one_or_many,
-};
+use super::values::{CorsOrigin, ResponseFormat, Route, Secret, one_or_many_parsed, seconds, secrets_one_or_many};
 use crate::failure::RetryPolicy;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,48 +195,6 @@ pub struct LoggingConfig {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsConfig {
-    /// The NATS server, or several members of one cluster (`["nats://a:4222",
-    /// "nats://b:4222"]`, or `NATS_URL=nats://a:4222,nats://b:4222`).
-    pub url: NatsServers,
-    /// Copies JetStream keeps of each stream, bucket and the object store when a service
-    /// creates them: 1 on one server, 3 on a cluster of three (docs/cluster.md). Existing
-    /// streams are never changed: a mismatch stops the service with the command to run.
-    pub replicas: usize,
-    /// `nats-server` program that `huiying up` starts when none answers at `url`.
-    /// Empty: `.huiying/bin/nats-server`, then `nats-server` on PATH.
-    pub server_bin: String,
-    /// Configuration file of the nats-server that `huiying up` starts.
-    pub server_config: PathBuf,
-    /// NATS user this service logs in as (nats.conf has one per service: `ingest`,
-    /// `generator`, `store`, `mailer`, and `admin`). Empty: connect without a login.
-    /// `huiying up` fills both in when it starts its own nats-server.
-    pub user: String,
-    pub password: Secret,
-    /// Seconds a delivery may stay unacknowledged before JetStream gives it to another
-    /// instance. Long model calls send progress acks, so this need not cover them.
-    #[serde(with = "seconds")]
-    pub ack_wait: Duration,
-    /// Seconds a stopping service lets the messages in hand finish; the rest are handed
-    /// back at once for another instance (keep it below your supervisor's stop timeout).
-    #[serde(with = "seconds")]
-    pub shutdown_grace: Duration,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// SQLite file of the store's records (when `url` is empty).
-    pub path: PathBuf,
-    /// A PostgreSQL database for the records instead of SQLite, shared by store
-    /// instances on several hosts: `postgres://user:password@host:5432/huiying`.
-    pub url: Secret,
-    /// Connections each store instance keeps open to PostgreSQL.
-    pub pool_size: usize,
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -332,27 +288,6 @@ impl Default for ImageProcessingConfig {
 impl Default for LoggingConfig {
     fn default() -> Self {
         Self { level: "info".into() }
-    }
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        Self {
-            url: "nats://127.0.0.1:4222".parse().expect("a valid address"),
-            replicas: 1,
-            server_bin: String::new(),
-            server_config: "nats.conf".into(),
-            user: String::new(),
-            password: Secret::default(),
-            ack_wait: Duration::from_secs(60),
-            shutdown_grace: Duration::from_secs(20),
-        }
-    }
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self { path: "huiying.db".into(), url: Secret::default(), pool_size: 8 }
     }
 }
 

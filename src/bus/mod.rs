@@ -23,6 +23,9 @@ use crate::failure::Failure;
 use crate::jobs::JobBoard;
 use crate::parts::{JsonBucket, nats::NatsPublisher};
 
+mod subscriber;
+pub use subscriber::Subscriber;
+
 /// Oldest nats-server this build runs against (key-value buckets, several filter subjects).
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
 
@@ -364,45 +367,4 @@ pub(crate) async fn key_value(
     })
     .await
     .map_err(|e| BusError::KeyValue { bucket: bucket.into(), source: e.into() })
-}
-
-/// A subscriber of your own: connected with a login that may do no more than read its
-/// own consumer (see the `subscriber` template in nats.conf). It only looks up the
-/// `HUIYING` stream and creates nothing but its consumer and, if asked, its own bucket.
-pub struct Subscriber {
-    pub client: async_nats::Client,
-    pub jetstream: jetstream::Context,
-    pub stream: stream::Stream,
-    /// `[nats] replicas`, for its own bucket.
-    replicas: usize,
-}
-
-impl Subscriber {
-    /// Connects (retrying until NATS answers or `shutdown` fires) and finds the stream.
-    pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, BusError> {
-        let client = connect_retrying(config, name, shutdown).await?;
-        let jetstream = jetstream::new(client.clone());
-        let stream = jetstream.get_stream(STREAM).await.map_err(setup_failed("stream"))?;
-        Ok(Self { client, jetstream, stream, replicas: config.replicas })
-    }
-
-    /// Its durable consumer, created when missing.
-    pub async fn consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, BusError> {
-        durable_consumer_on(&self.stream, spec).await
-    }
-
-    /// A key-value bucket of its own (kept 30 days), created when missing.
-    pub async fn bucket<T>(&self, name: &'static str) -> Result<JsonBucket<T>, BusError>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    {
-        let retention = Duration::from_secs(30 * 86400);
-        let store = key_value(&self.jetstream, name, "a huiying subscriber's own", retention, self.replicas).await?;
-        Ok(JsonBucket::new(Arc::new(store)))
-    }
-
-    /// Where rejected messages go (`huiying.dead.<subject>`).
-    pub fn publisher(&self) -> Arc<NatsPublisher> {
-        Arc::new(NatsPublisher { client: self.client.clone(), jetstream: self.jetstream.clone() })
-    }
 }
