@@ -125,18 +125,8 @@ impl Bus {
         check_server_version(&config.url.to_string(), &client.server_info().version)?;
         // A cluster still forming (no leader yet, too few peers for the replicas) answers
         // setup with errors that pass: wait for it, as for the connection itself.
-        loop {
-            match Self::setup(client.clone(), config.replicas).await {
-                Err(error @ (BusError::Setup { .. } | BusError::KeyValue { .. })) => {
-                    tracing::warn!(%error, "waiting for JetStream to set up the streams")
-                }
-                done => return done,
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Err(BusError::Cancelled),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
+        retry_every_second("JetStream to set up the streams", shutdown, || Self::setup(client.clone(), config.replicas))
+            .await
     }
 
     async fn setup(client: async_nats::Client, replicas: usize) -> Result<Self, BusError> {
@@ -302,17 +292,31 @@ async fn connect_retrying(
     name: &str,
     shutdown: &CancellationToken,
 ) -> Result<async_nats::Client, BusError> {
-    let client = loop {
-        match try_connect(config, name).await {
-            Ok(client) => break client,
-            Err(error) => tracing::warn!(%error, "waiting for NATS"),
+    retry_every_second("NATS", shutdown, || try_connect(config, name)).await
+}
+
+/// Tries `attempt` every second while it fails in a way that passes (NATS away, JetStream
+/// without a leader), until it succeeds, fails for good, or `shutdown` fires.
+async fn retry_every_second<T, Attempt>(
+    waiting_for: &str,
+    shutdown: &CancellationToken,
+    mut attempt: impl FnMut() -> Attempt,
+) -> Result<T, BusError>
+where
+    Attempt: Future<Output = Result<T, BusError>>,
+{
+    loop {
+        match attempt().await {
+            Err(error @ (BusError::Connect { .. } | BusError::Setup { .. } | BusError::KeyValue { .. })) => {
+                tracing::warn!(%error, "waiting for {waiting_for}")
+            }
+            done => return done,
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Err(BusError::Cancelled),
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-    };
-    Ok(client)
+    }
 }
 
 /// Connects once with the login in `config`, without retrying (`huiying up` probes with

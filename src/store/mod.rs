@@ -247,7 +247,7 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// Runs blocking work (SQLite, file writes) off the async threads; its errors pass.
+/// Runs blocking work (file writes) off the async threads; its errors pass.
 async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, Failure>
 where
     T: Send + 'static,

@@ -266,15 +266,7 @@ async fn two_stores_on_one_postgresql_write_one_history_that_every_ingest_shows(
     for ingest in &ingests {
         let mut ids = Vec::new();
         for page in 1..=2 {
-            let body: serde_json::Value = app
-                .http
-                .get(format!("{ingest}/records?limit=100&page={page}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let body = json_of(app.http.get(format!("{ingest}/records?limit=100&page={page}"))).await;
             assert_eq!(body["total"], 200, "{ingest}");
             for record in body["records"].as_array().unwrap() {
                 assert!(record["url"].as_str().unwrap().starts_with(&public_domain), "an S3 link: {record}");
@@ -326,16 +318,8 @@ async fn two_stores_on_one_postgresql_write_one_history_that_every_ingest_shows(
     }
 
     // An ingest with no picture on its host answers one in the body (b64_json) from S3.
-    let answer: serde_json::Value = app
-        .http
-        .post(format!("{}/generate-image", ingests[1]))
-        .json(&json!({"prompt": "海边的灯塔 inline", "response_format": "b64_json"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inline_request = json!({"prompt": "海边的灯塔 inline", "response_format": "b64_json"});
+    let answer = json_of(app.http.post(format!("{}/generate-image", ingests[1])).json(&inline_request)).await;
     let inline = base64::Engine::decode(
         &base64::engine::general_purpose::STANDARD,
         answer["data"][0]["b64_json"].as_str().unwrap_or_else(|| panic!("{answer}")),
@@ -343,6 +327,11 @@ async fn two_stores_on_one_postgresql_write_one_history_that_every_ingest_shows(
     .unwrap();
     let key = answer["data"][0]["url"].as_str().unwrap().trim_start_matches(&format!("{public_domain}/")).to_string();
     assert_eq!(inline, s3.object(&key).await.unwrap().0, "the stored picture, as S3 has it");
+}
+
+/// The JSON body of the answer to `request`.
+async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 fn query(keyword: Option<&str>, page: u32, limit: u32) -> RecordQuery {
