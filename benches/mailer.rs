@@ -45,6 +45,7 @@ fn notice(n: usize) -> Notice {
         height: 1024,
         format: "jpeg".into(),
         file_size: 234_567,
+        labels: Default::default(),
         requested_at: now,
         completed_at: now,
         duration_ms: 12_345,

@@ -41,6 +41,7 @@ fn main() {
                 created_at: timestamp(at),
                 updated_at: timestamp(at),
                 user: None,
+                labels: Default::default(),
             })
             .unwrap();
     }
@@ -49,7 +50,16 @@ fn main() {
         start.elapsed().as_secs_f64()
     );
 
-    let base = RecordQuery { page: 1, limit: 20, keyword: None, model: None, date_from: None, date_to: None };
+    let base = RecordQuery {
+        page: 1,
+        limit: 20,
+        keyword: None,
+        model: None,
+        date_from: None,
+        date_to: None,
+        implicit_label: None,
+        explicit_label: None,
+    };
     let cases = [
         ("newest page", base.clone()),
         ("page 2000 of 5000", RecordQuery { page: 2000, ..base.clone() }),

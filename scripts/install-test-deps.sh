@@ -4,6 +4,8 @@
 # - python3 with aiosmtpd (the tests' real SMTP server), moto (a real S3-compatible server),
 #   standardwebhooks (verifies webhook signatures independently), nats-py (runs the Python
 #   example) and jsonschema (validates events against docs/schemas),
+# - exiftool (Debian's libimage-exiftool-perl): reads the pictures' AI-content labels as an
+#   independent reader would,
 # - openssl (the tests make their own CA and server certificate),
 # - a running PostgreSQL on 127.0.0.1:5432 (the records tests run on it as well as on
 #   SQLite; each test creates and drops a database of its own): started when installed
@@ -19,6 +21,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }
 command -v openssl >/dev/null || apt_install openssl
+command -v exiftool >/dev/null || apt_install libimage-exiftool-perl
 command -v python3 >/dev/null || apt_install python3 python3-pip
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd

@@ -41,6 +41,7 @@ pub mod failure;
 pub mod generator;
 pub mod ingest;
 pub mod jobs;
+pub mod labels;
 pub(crate) mod limit;
 pub mod load;
 pub mod mailer;

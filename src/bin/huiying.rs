@@ -37,6 +37,9 @@ enum Command {
     /// service's Cloudflare D1 export.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// A picture's AI-content labels (GB 45438-2025): `huiying labels check <file>`.
+    #[command(subcommand)]
+    Labels(LabelsCommand),
     /// Queue a picture straight on NATS, as any client could (--wait prints its link).
     Submit(huiying::submit::SubmitArgs),
     /// See webhook endpoints and deliveries, send deliveries again, try an endpoint.
@@ -55,6 +58,19 @@ enum Command {
 enum RecordsCommand {
     /// Import a `wrangler d1 export` of the original service's database (idempotent).
     Import(huiying::store::import::ImportArgs),
+}
+
+#[derive(Subcommand)]
+enum LabelsCommand {
+    /// Print the labels a file carries: its TC260 AIGC metadata, whether that still
+    /// matches the pixels, the IPTC source type, the visible label as recorded. Exits 0
+    /// when the file has the implicit label, 1 when it has none, 2 when it is unreadable.
+    Check {
+        file: std::path::PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +139,7 @@ async fn main() -> ExitCode {
             Ok(config) => print_lines("huiying records import", huiying::store::import::run(&config, import).await),
             Err(code) => code,
         },
+        Command::Labels(LabelsCommand::Check { file, json }) => check_labels(&file, json),
         Command::Submit(submit) => match load_config(args, "huiying submit") {
             Ok(config) => {
                 print_lines("huiying submit", huiying::submit::run(&config, submit).await.map(|line| vec![line]))
@@ -140,6 +157,25 @@ async fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+    }
+}
+
+fn check_labels(file: &std::path::Path, json: bool) -> ExitCode {
+    let report = std::fs::read(file)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| huiying::labels::check::check(&bytes).map_err(|e| e.to_string()));
+    match report {
+        Ok(report) => {
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize")),
+                false => println!("{}: {report}", file.display()),
+            }
+            if report.has_implicit_label() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(error) => {
+            eprintln!("huiying labels check: {}: {error}", file.display());
+            ExitCode::from(2)
+        }
     }
 }
 

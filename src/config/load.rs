@@ -237,6 +237,15 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
         return Err(invalid("smtp.max_attempts", "must be at least 1".into()));
     }
     validate_webhooks(config, &invalid)?;
+    if let Some(missing) = crate::labels::visible::missing_glyph(&config.labels.text) {
+        return Err(invalid(
+            "labels.text",
+            format!(
+                "the built-in label font has no {missing:?}; use printable ASCII and \
+                 人工智能生成合成内容由本图片制作标识"
+            ),
+        ));
+    }
     let public_url = &config.server.public_url;
     if !(public_url.is_empty() || public_url.starts_with("http://") || public_url.starts_with("https://")) {
         return Err(invalid("server.public_url", "must start with http:// or https://".into()));

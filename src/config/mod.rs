@@ -10,6 +10,7 @@
 //! comma-separated list), so a bad value is reported with the variable's name.
 
 mod backends;
+mod labels;
 mod legacy;
 mod load;
 mod sections;
@@ -20,6 +21,7 @@ mod webhooks;
 use serde::{Deserialize, Serialize};
 
 pub use backends::{DatabaseConfig, NatsConfig};
+pub use labels::LabelsConfig;
 pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
 pub use sections::*;
 pub use smtp::{SmtpConfig, TlsMode};
@@ -44,4 +46,5 @@ pub struct Config {
     pub nats: NatsConfig,
     pub database: DatabaseConfig,
     pub webhooks: WebhooksConfig,
+    pub labels: LabelsConfig,
 }

@@ -239,6 +239,9 @@ pub struct ImageCompleted {
     /// `jpeg`, `png` or `webp`: the format of the stored file.
     pub format: String,
     pub file_size: u64,
+    /// The AI-content labels the file carries (absent in events from before labels: none).
+    #[serde(default)]
+    pub labels: Labels,
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
@@ -256,6 +259,14 @@ pub struct ImageCompleted {
     /// From the request.
     #[serde(flatten)]
     pub callback: RequestWebhook,
+}
+
+/// Which AI-content labels a stored picture carries (GB 45438-2025): `implicit`, the
+/// XMP metadata (TC260 `AIGC`, IPTC digital source type); `explicit`, the visible text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Labels {
+    pub implicit: bool,
+    pub explicit: bool,
 }
 
 /// The stage a job failed in.

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
+use super::events::Labels;
+
 /// `RecordQuery` → `RecordViewPage`.
 pub const RECORDS_LIST: &str = "huiying.records.list";
 /// A job id (the bare bytes) → `RecordView`.
@@ -44,6 +46,9 @@ pub struct Record {
     /// Who asked, as the request's `user` said.
     #[serde(default)]
     pub user: Option<String>,
+    /// The AI-content labels the file carries (none on pictures stored before labels).
+    #[serde(default)]
+    pub labels: Labels,
 }
 
 impl Record {
@@ -62,6 +67,12 @@ pub struct RecordQuery {
     pub model: Option<String>,
     pub date_from: Option<Date>,
     pub date_to: Option<Date>,
+    /// Only pictures that carry (true) or lack (false) the implicit label.
+    #[serde(default)]
+    pub implicit_label: Option<bool>,
+    /// Only pictures that carry (true) or lack (false) the visible label.
+    #[serde(default)]
+    pub explicit_label: Option<bool>,
 }
 
 /// A record as the API shows it: the stored fields plus an absolute link.

@@ -43,7 +43,8 @@ async fn ask_store<T: DeserializeOwned>(
     }
 }
 
-/// `GET /records?page&limit&keyword&model&date_from&date_to` (dates are UTC days, inclusive).
+/// `GET /records?page&limit&keyword&model&date_from&date_to&implicit_label&explicit_label`
+/// (dates are UTC days, inclusive; labels `true` or `false`).
 pub(super) async fn list_records(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -56,7 +57,8 @@ pub(super) async fn list_records(
 
 /// The parameters of `GET /records` as a query, naming the one that is wrong.
 fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiError> {
-    const KNOWN: [&str; 6] = ["page", "limit", "keyword", "model", "date_from", "date_to"];
+    const KNOWN: [&str; 8] =
+        ["page", "limit", "keyword", "model", "date_from", "date_to", "implicit_label", "explicit_label"];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", "))));
     }
@@ -85,6 +87,14 @@ fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiErro
             })
             .transpose()
     };
+    let flag = |name: &str| -> Result<Option<bool>, ApiError> {
+        match params.get(name).map(|t| t.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") => Ok(None),
+            Some("true" | "1") => Ok(Some(true)),
+            Some("false" | "0") => Ok(Some(false)),
+            Some(_) => Err(ApiError::bad_request(format!("{name} must be true or false, got {:?}", params[name]))),
+        }
+    };
     let text = |name: &str| params.get(name).map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
     let query = RecordQuery {
         page: number("page", 1, u32::MAX)?,
@@ -93,6 +103,8 @@ fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiErro
         model: text("model"),
         date_from: date("date_from")?,
         date_to: date("date_to")?,
+        implicit_label: flag("implicit_label")?,
+        explicit_label: flag("explicit_label")?,
     };
     if query.keyword.as_ref().is_some_and(|k| k.chars().count() > 200) {
         return Err(ApiError::bad_request("keyword is longer than 200 characters"));

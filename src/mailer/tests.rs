@@ -36,6 +36,7 @@ fn completed(id: &str) -> Received {
         height: 64,
         format: "jpeg".into(),
         file_size: 1000,
+        labels: Default::default(),
         requested_at: now,
         completed_at: now,
         duration_ms: 1200,

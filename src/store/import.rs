@@ -14,6 +14,7 @@ use time::macros::format_description;
 
 use super::records::{Records, RecordsError, timestamp};
 use crate::config::Config;
+use crate::contract::events::Labels;
 use crate::contract::records::Record;
 use crate::outbound;
 
@@ -135,6 +136,8 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 created_at: utc(&created),
                 updated_at: utc(&row.get::<_, Option<String>>(10)?.unwrap_or(created)),
                 user: None,
+                // The original service labelled nothing.
+                labels: Labels::default(),
             })
         })?;
         for record in found {
@@ -189,6 +192,7 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 created_at: utc(&created),
                 updated_at: utc(&completed),
                 user: None,
+                labels: Labels::default(),
             }))
         })?;
         for record in found {

@@ -18,13 +18,14 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
-use crate::config::{Config, ImageProcessingConfig};
+use crate::config::{Config, ImageProcessingConfig, LabelsConfig};
 use crate::contract::events::{self, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, Stage as JobStage};
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::records::Record;
 use crate::contract::{consumers, local_url};
 use crate::failure::{Failure, RetryPolicy};
 use crate::jobs::JobBoard;
+use crate::labels::{ImplicitLabel, Labelling, VisibleLabel};
 use crate::parts::{Objects, Publish};
 use crate::worker::{self, Received, Stage};
 use records::Records;
@@ -45,6 +46,9 @@ pub struct Store {
     images_dir: PathBuf,
     public_base_url: String,
     processing: Arc<ImageProcessingConfig>,
+    labels: Arc<LabelsConfig>,
+    /// `ContentPropagator` of the implicit label.
+    propagator: String,
     remote: Option<Arc<remote::RemoteStore>>,
     /// One permit per core: picture processing is CPU-bound, the rest of a job waits on
     /// NATS, the disk and the database, so more jobs are in flight than pictures in work.
@@ -76,6 +80,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let store = Store::new(&config, records.clone(), bus.publisher(), bus.job_board(), Arc::new(bus.images.clone()))?;
     tracing::info!(images_dir = %config.server.images_dir.display(), database = %Records::describe_config(&config.database), "store ready");
+    if config.labels.implicit && config.labels.producer.trim().is_empty() {
+        tracing::warn!(
+            "[labels] producer is not set: pictures name \"huiying\" as their producer; \
+             set it to your organisation's name or filing number (GB 45438-2025)"
+        );
+    }
     let api = api::StoreApi {
         records,
         images_dir: config.server.images_dir.clone(),
@@ -101,6 +111,13 @@ impl Store {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.server.images_dir)
             .map_err(|e| anyhow::anyhow!("cannot create images_dir {}: {e}", config.server.images_dir.display()))?;
+        let remote = remote::RemoteStore::from_config(&config.cloudflare_r2)?.map(Arc::new);
+        // Where people get the pictures: R2's public URL when pictures go there.
+        let propagator = match (config.labels.propagator.trim(), &remote) {
+            ("", Some(remote)) if !remote.public_url().is_empty() => remote.public_url().to_string(),
+            ("", _) => config.server.public_base_url(),
+            (propagator, _) => propagator.to_string(),
+        };
         Ok(Self {
             publisher,
             jobs,
@@ -109,7 +126,9 @@ impl Store {
             images_dir: config.server.images_dir.clone(),
             public_base_url: config.server.public_base_url(),
             processing: Arc::new(config.image_processing.clone()),
-            remote: remote::RemoteStore::from_config(&config.cloudflare_r2)?.map(Arc::new),
+            labels: Arc::new(config.labels.clone()),
+            propagator,
+            remote,
             cores: Arc::new(tokio::sync::Semaphore::new(cores())),
         })
     }
@@ -160,20 +179,21 @@ impl Store {
                 generated.object
             )));
         };
+        let name = files::file_name(
+            &generated.id,
+            generated.generated_at,
+            &generated.english_prompt,
+            self.processing.format.extension(),
+        );
         let settings = self.processing.clone();
+        let labelling = self.labelling(generated, &name);
         let core = self.cores.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let processed = tokio::task::spawn_blocking(move || processing::process(&input, &settings))
+        let processed = tokio::task::spawn_blocking(move || processing::process(&input, &settings, &labelling))
             .await
             .map_err(|e| Failure::transient(format!("processing crashed: {e}")))?
             .map_err(|e| Failure::permanent(e.to_string()).caused_by(e))?;
         drop(core);
 
-        let name = files::file_name(
-            &generated.id,
-            generated.generated_at,
-            &generated.english_prompt,
-            processed.format.extension(),
-        );
         let dir = self.images_dir.clone();
         let bytes = Arc::new(processed.bytes);
         let file_size = bytes.len() as u64;
@@ -209,10 +229,28 @@ impl Store {
             created_at: now.clone(),
             updated_at: now,
             user: generated.user.clone(),
+            labels: processed.labels,
         };
         self.records.insert(&record).await?;
         worker::crash_point("store.after_record");
         Ok(self.completed_event(generated, &record))
+    }
+
+    /// The labels this job's picture gets, as `[labels]` says.
+    fn labelling(&self, generated: &ImageGenerated, file_name: &str) -> Labelling {
+        let labels = &self.labels;
+        Labelling {
+            implicit: labels.implicit.then(|| ImplicitLabel {
+                producer: labels.producer().to_string(),
+                job_id: generated.id.clone(),
+                propagator: self.propagator.clone(),
+                file_name: file_name.to_string(),
+                model: generated.model.clone(),
+            }),
+            visible: labels
+                .explicit
+                .then(|| VisibleLabel { text: labels.visible_text().to_string(), corner: labels.position }),
+        }
     }
 
     fn completed_event(&self, generated: &ImageGenerated, record: &Record) -> ImageCompleted {
@@ -233,6 +271,7 @@ impl Store {
             height: record.height,
             format: record.format.clone(),
             file_size: record.file_size,
+            labels: record.labels,
             requested_at: generated.requested_at,
             completed_at,
             duration_ms: (completed_at - generated.requested_at).whole_milliseconds().max(0) as u64,

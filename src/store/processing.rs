@@ -1,5 +1,6 @@
 //! Turning a provider's picture into the file we keep: decode (format told by content),
-//! shrink to fit the limits, encode to the configured format.
+//! shrink to fit the limits, draw the visible label, encode to the configured format with
+//! the implicit label (XMP) written by the encoder.
 
 use std::io::Cursor;
 
@@ -7,6 +8,13 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageReader};
 
 use crate::config::{ImageFormat, ImageProcessingConfig};
+use crate::contract::events::Labels;
+use crate::labels::Labelling;
+
+/// What precedes an XMP packet in a JPEG APP1 segment (XMP specification, part 3).
+const JPEG_XMP_HEADER: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
+/// The keyword of the PNG iTXt chunk holding XMP.
+const PNG_XMP_KEYWORD: &str = "XML:com.adobe.xmp";
 
 /// A picture ready to be written.
 #[derive(Debug)]
@@ -15,6 +23,8 @@ pub struct Processed {
     pub width: u32,
     pub height: u32,
     pub format: ImageFormat,
+    /// The labels the file carries.
+    pub labels: Labels,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,22 +61,32 @@ impl ImageFormat {
     }
 }
 
-/// Decodes, resizes and encodes. CPU-bound: call it from a blocking thread.
-pub fn process(input: &[u8], settings: &ImageProcessingConfig) -> Result<Processed, ProcessError> {
+/// Decodes, resizes, labels and encodes. CPU-bound: call it from a blocking thread.
+pub fn process(
+    input: &[u8],
+    settings: &ImageProcessingConfig,
+    labelling: &Labelling,
+) -> Result<Processed, ProcessError> {
     let decoded = ImageReader::new(Cursor::new(input))
         .with_guessed_format()
         .map_err(|e| ProcessError::Decode(e.to_string()))?
         .decode()
         .map_err(|e| ProcessError::Decode(e.to_string()))?;
     let fits = decoded.width() <= settings.max_width && decoded.height() <= settings.max_height;
-    let image = if settings.enable_resize && !fits {
+    let mut image = if settings.enable_resize && !fits {
         let (width, height) = fit(decoded.width(), decoded.height(), settings.max_width, settings.max_height);
         shrink(decoded, width, height)?
     } else {
         decoded
     };
-    let bytes = encode(&image, settings.format, settings.quality)?;
-    Ok(Processed { bytes, width: image.width(), height: image.height(), format: settings.format })
+    if let Some(visible) = &labelling.visible {
+        visible.draw(&mut image);
+    }
+    let pixels = encoded_pixels(image, settings.format);
+    let xmp = labelling.implicit.as_ref().map(|implicit| implicit.packet(&pixels, labelling.visible.as_ref()));
+    let bytes = encode(&pixels, settings.format, settings.quality, xmp)?;
+    let labels = Labels { implicit: labelling.implicit.is_some(), explicit: labelling.visible.is_some() };
+    Ok(Processed { bytes, width: pixels.width(), height: pixels.height(), format: settings.format, labels })
 }
 
 /// The largest size within both limits that keeps the aspect ratio.
@@ -91,27 +111,71 @@ fn shrink(image: DynamicImage, width: u32, height: u32) -> Result<DynamicImage, 
     Ok(target)
 }
 
-fn encode(image: &DynamicImage, format: ImageFormat, quality: u8) -> Result<Vec<u8>, ProcessError> {
-    let failed = |e: image::ImageError| ProcessError::Encode { format, message: e.to_string() };
-    let mut out = Cursor::new(Vec::new());
-    match format {
-        // JPEG has no alpha channel: flatten to RGB first. jpeg-encoder (SIMD) is about
-        // twice as fast as the image crate's own encoder.
-        ImageFormat::Jpeg => {
-            let rgb = image.to_rgb8();
-            let (width, height) = (u16::try_from(rgb.width()), u16::try_from(rgb.height()));
-            let (Ok(width), Ok(height)) = (width, height) else {
-                return Err(ProcessError::Encode { format, message: "JPEG allows at most 65535 pixels a side".into() });
-            };
-            jpeg_encoder::Encoder::new(&mut out, quality)
-                .encode(rgb.as_raw(), width, height, jpeg_encoder::ColorType::Rgb)
-                .map_err(|e| ProcessError::Encode { format, message: e.to_string() })?
-        }
-        ImageFormat::Png => image.write_to(&mut out, image::ImageFormat::Png).map_err(failed)?,
-        // The image crate writes lossless WebP only; `quality` does not apply.
-        ImageFormat::Webp => image.to_rgba8().write_to(&mut out, image::ImageFormat::WebP).map_err(failed)?,
+/// The pixels exactly as they will be encoded: 8-bit RGB for JPEG (it has no alpha),
+/// 8-bit RGBA for WebP, and 8-bit RGB or RGBA (as the picture has alpha) for PNG. The
+/// implicit label's pixel digest is taken from these.
+fn encoded_pixels(image: DynamicImage, format: ImageFormat) -> DynamicImage {
+    match (format, image) {
+        (ImageFormat::Jpeg, image @ DynamicImage::ImageRgb8(_)) => image,
+        (ImageFormat::Jpeg, image) => DynamicImage::ImageRgb8(image.into_rgb8()),
+        (ImageFormat::Webp, image @ DynamicImage::ImageRgba8(_)) => image,
+        (ImageFormat::Webp, image) => DynamicImage::ImageRgba8(image.into_rgba8()),
+        (ImageFormat::Png, image @ (DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_))) => image,
+        (ImageFormat::Png, image) if image.color().has_alpha() => DynamicImage::ImageRgba8(image.into_rgba8()),
+        (ImageFormat::Png, image) => DynamicImage::ImageRgb8(image.into_rgb8()),
     }
-    Ok(out.into_inner())
+}
+
+/// Encodes `pixels` (from [`encoded_pixels`]), the XMP packet written by the encoder
+/// itself: pixels are the same with or without it.
+fn encode(
+    pixels: &DynamicImage,
+    format: ImageFormat,
+    quality: u8,
+    xmp: Option<String>,
+) -> Result<Vec<u8>, ProcessError> {
+    let failed = |message: String| ProcessError::Encode { format, message };
+    let (width, height) = (pixels.width(), pixels.height());
+    let mut out = Vec::new();
+    match format {
+        // jpeg-encoder (SIMD) is about twice as fast as the image crate's own encoder.
+        ImageFormat::Jpeg => {
+            let (Ok(width), Ok(height)) = (u16::try_from(width), u16::try_from(height)) else {
+                return Err(failed("JPEG allows at most 65535 pixels a side".into()));
+            };
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+            if let Some(xmp) = xmp {
+                encoder
+                    .add_app_segment(1, [JPEG_XMP_HEADER, xmp.as_bytes()].concat())
+                    .map_err(|e| failed(e.to_string()))?;
+            }
+            encoder
+                .encode(pixels.as_bytes(), width, height, jpeg_encoder::ColorType::Rgb)
+                .map_err(|e| failed(e.to_string()))?
+        }
+        ImageFormat::Png => {
+            let mut encoder = png::Encoder::new(&mut out, width, height);
+            encoder.set_color(if pixels.color().has_alpha() { png::ColorType::Rgba } else { png::ColorType::Rgb });
+            encoder.set_depth(png::BitDepth::Eight);
+            if let Some(xmp) = xmp {
+                encoder.add_itxt_chunk(PNG_XMP_KEYWORD.into(), xmp).map_err(|e| failed(e.to_string()))?;
+            }
+            let mut writer = encoder.write_header().map_err(|e| failed(e.to_string()))?;
+            writer.write_image_data(pixels.as_bytes()).map_err(|e| failed(e.to_string()))?;
+            writer.finish().map_err(|e| failed(e.to_string()))?;
+        }
+        // Lossless WebP (image-webp writes no lossy WebP); `quality` does not apply.
+        ImageFormat::Webp => {
+            let mut encoder = image_webp::WebPEncoder::new(&mut out);
+            if let Some(xmp) = xmp {
+                encoder.set_xmp_metadata(xmp.into_bytes());
+            }
+            encoder
+                .encode(pixels.as_bytes(), width, height, image_webp::ColorType::Rgba8)
+                .map_err(|e| failed(e.to_string()))?
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -130,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_large_square_picture_is_shrunk_to_fit_both_limits() {
-        let processed = process(&png(2048, 2048), &settings(ImageFormat::Jpeg)).unwrap();
+        let processed = process(&png(2048, 2048), &settings(ImageFormat::Jpeg), &Labelling::default()).unwrap();
         assert_eq!((processed.width, processed.height), (1080, 1080));
         let decoded = image::load_from_memory(&processed.bytes).unwrap();
         assert_eq!(image::guess_format(&processed.bytes).unwrap(), image::ImageFormat::Jpeg);
@@ -139,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_small_picture_keeps_its_size_and_gets_the_configured_format() {
-        let processed = process(&png(300, 200), &settings(ImageFormat::Webp)).unwrap();
+        let processed = process(&png(300, 200), &settings(ImageFormat::Webp), &Labelling::default()).unwrap();
         assert_eq!((processed.width, processed.height), (300, 200));
         assert_eq!(image::guess_format(&processed.bytes).unwrap(), image::ImageFormat::WebP);
     }
@@ -170,7 +234,8 @@ mod tests {
             let bytes = encoded(600, 1500, input);
             for (output, expected) in outputs {
                 let settings = ImageProcessingConfig { max_width: 800, max_height: 600, ..settings(output) };
-                let processed = process(&bytes, &settings).unwrap_or_else(|e| panic!("{input:?} → {output:?}: {e}"));
+                let processed = process(&bytes, &settings, &Labelling::default())
+                    .unwrap_or_else(|e| panic!("{input:?} → {output:?}: {e}"));
                 assert_eq!(image::guess_format(&processed.bytes).unwrap(), expected, "{input:?} → {output:?}");
                 assert_eq!((processed.width, processed.height), (240, 600), "{input:?} → {output:?}");
                 let decoded = image::load_from_memory(&processed.bytes).unwrap();
@@ -183,21 +248,81 @@ mod tests {
     fn near_square_pictures_fit_both_limits() {
         // The original service got this wrong: 1100x1000 into 1920x1080 must be 1100x1000,
         // and 2000x1900 must shrink to fit 1080 in height, not 1920 in width.
-        let unchanged = process(&png(1100, 1000), &settings(ImageFormat::Png)).unwrap();
+        let unchanged = process(&png(1100, 1000), &settings(ImageFormat::Png), &Labelling::default()).unwrap();
         assert_eq!((unchanged.width, unchanged.height), (1100, 1000));
-        let shrunk = process(&png(2000, 1900), &settings(ImageFormat::Png)).unwrap();
+        let shrunk = process(&png(2000, 1900), &settings(ImageFormat::Png), &Labelling::default()).unwrap();
         assert_eq!((shrunk.width, shrunk.height), (1137, 1080));
     }
 
     #[test]
     fn resizing_can_be_switched_off() {
         let settings = ImageProcessingConfig { enable_resize: false, ..settings(ImageFormat::Png) };
-        let processed = process(&png(2500, 1200), &settings).unwrap();
+        let processed = process(&png(2500, 1200), &settings, &Labelling::default()).unwrap();
         assert_eq!((processed.width, processed.height), (2500, 1200));
     }
 
     #[test]
     fn bytes_that_are_no_picture_are_a_decode_error() {
-        assert!(matches!(process(b"not a picture", &settings(ImageFormat::Png)), Err(ProcessError::Decode(_))));
+        assert!(matches!(
+            process(b"not a picture", &settings(ImageFormat::Png), &Labelling::default()),
+            Err(ProcessError::Decode(_))
+        ));
+    }
+
+    fn labelling(implicit: bool, explicit: bool) -> Labelling {
+        Labelling {
+            implicit: implicit.then(|| crate::labels::ImplicitLabel {
+                producer: "测试运营者".into(),
+                job_id: "job-42".into(),
+                propagator: "https://pics.example.com".into(),
+                file_name: "huiying_image_42.png".into(),
+                model: "huiying/placeholder".into(),
+            }),
+            visible: explicit.then(|| crate::labels::VisibleLabel {
+                text: "AI生成".into(),
+                corner: crate::labels::Corner::BottomRight,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_implicit_label_is_in_every_format_and_leaves_the_pixels_as_they_were() {
+        let input = encoded(640, 480, image::ImageFormat::Png);
+        for format in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp] {
+            let bare = process(&input, &settings(format), &labelling(false, false)).unwrap();
+            let labelled = process(&input, &settings(format), &labelling(true, false)).unwrap();
+            assert_eq!(labelled.labels, Labels { implicit: true, explicit: false });
+            assert!(labelled.bytes.len() > bare.bytes.len(), "{format:?}: the packet adds bytes");
+            let decoded = |bytes: &[u8]| image::load_from_memory(bytes).unwrap().to_rgba8();
+            assert!(decoded(&bare.bytes) == decoded(&labelled.bytes), "{format:?}: pixels changed");
+
+            let report = crate::labels::check::check(&labelled.bytes).unwrap();
+            let aigc = report.aigc.as_ref().unwrap_or_else(|| panic!("{format:?}: no AIGC label"));
+            assert_eq!((aigc.label.as_str(), aigc.produce_id.as_str()), ("1", "job-42"));
+            assert_eq!(aigc.content_producer, "测试运营者");
+            assert_eq!(report.ai_system.as_deref(), Some("huiying/placeholder"));
+            let lossless = format != ImageFormat::Jpeg;
+            assert_eq!(report.pixels_match, lossless.then_some(true), "{format:?}");
+            assert!(crate::labels::check::check(&bare.bytes).unwrap().aigc.is_none());
+        }
+    }
+
+    #[test]
+    fn the_visible_label_changes_only_its_corner() {
+        let input = encoded(1024, 1024, image::ImageFormat::Png);
+        let bare = process(&input, &settings(ImageFormat::Png), &labelling(false, false)).unwrap();
+        let labelled = process(&input, &settings(ImageFormat::Png), &labelling(false, true)).unwrap();
+        assert_eq!(labelled.labels, Labels { implicit: false, explicit: true });
+        let (bare, labelled) = (
+            image::load_from_memory(&bare.bytes).unwrap().to_rgb8(),
+            image::load_from_memory(&labelled.bytes).unwrap().to_rgb8(),
+        );
+        let changed: Vec<(u32, u32)> = bare
+            .enumerate_pixels()
+            .filter(|(x, y, p)| labelled.get_pixel(*x, *y) != *p)
+            .map(|(x, y, _)| (x, y))
+            .collect();
+        assert!(changed.len() > 1000, "the label is visible: {} pixels changed", changed.len());
+        assert!(changed.iter().all(|&(x, y)| x >= 512 && y >= 512), "only the bottom-right corner changes");
     }
 }

@@ -63,6 +63,11 @@ impl RemoteStore {
         Ok(Some(Self { store: Arc::new(store), public_url: r2.public_url.trim_end_matches('/').to_string() }))
     }
 
+    /// Where the uploaded pictures are served from.
+    pub(super) fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
     /// Uploads the picture and returns its public link, or why it failed.
     pub(crate) async fn upload(&self, filename: &str, bytes: Vec<u8>, content_type: &str) -> Result<String, Failure> {
         let key = format!("images/{filename}");

@@ -112,6 +112,8 @@ async fn a_redelivery_writes_nothing_twice() {
         model: None,
         date_from: None,
         date_to: None,
+        implicit_label: None,
+        explicit_label: None,
     });
     assert_eq!(page.await.unwrap().total, 1);
 }

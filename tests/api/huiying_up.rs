@@ -212,7 +212,9 @@ async fn first_outbox_mail(dir: &Path) -> crate::helpers::ReceivedMail {
     let outbox = dir.join("outbox");
     let raw = wait_for("the mail in the outbox", Duration::from_secs(30), || async {
         let entry = std::fs::read_dir(&outbox).ok()?.next()?.ok()?;
-        Some(std::fs::read(entry.path()).unwrap())
+        let raw = std::fs::read(entry.path()).unwrap();
+        // The file may still be being written: whole once the closing MIME boundary is in.
+        String::from_utf8_lossy(&raw).trim_end().ends_with("--").then_some(raw)
     })
     .await;
     crate::helpers::ReceivedMail::parse(&raw)

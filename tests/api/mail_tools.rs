@@ -92,6 +92,7 @@ pub fn completed_event(n: usize) -> String {
         height: 512,
         format: "jpeg".into(),
         file_size: 1000,
+        labels: Default::default(),
         requested_at: now,
         completed_at: now,
         duration_ms: 1,

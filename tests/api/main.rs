@@ -10,6 +10,7 @@ mod faults;
 mod generate;
 mod huiying_up;
 mod input;
+mod labels;
 mod mail_tools;
 mod models;
 mod notifications;

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use time::macros::datetime;
 
+use huiying::contract::events::Labels;
 use huiying::contract::records::Record;
 use huiying::store::records::{Records, timestamp};
 
@@ -17,6 +18,7 @@ crate::on_both_backends!(
     a_record_is_fetched_by_job_id_and_an_unknown_one_is_a_404,
     a_redelivered_generated_event_leaves_one_record,
     bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason,
+    records_say_which_labels_their_pictures_carry_and_filter_on_them,
 );
 
 /// Writes records straight into the store's database, with chosen times.
@@ -40,6 +42,8 @@ async fn seed(app: &TestApp, rows: &[(&str, &str, &str, time::OffsetDateTime)]) 
                 created_at: timestamp(*at),
                 updated_at: timestamp(*at),
                 user: None,
+                // Every second picture has the implicit label, every third the visible one.
+                labels: Labels { implicit: n % 2 == 0, explicit: n % 3 == 0 },
                 job_id,
             })
             .await
@@ -173,6 +177,35 @@ async fn date_filters_are_whole_utc_days_inclusive(backend: Backend) {
         assert_eq!(status, 400, "{query}");
         assert!(body["error"].as_str().unwrap().contains(parameter), "{query}: {body}");
     }
+}
+
+async fn records_say_which_labels_their_pictures_carry_and_filter_on_them(backend: Backend) {
+    let (app, _records) = spawn_with_store(backend).await;
+    let at = datetime!(2026-11-28 12:00 UTC);
+    // seed() labels picture n implicitly when n is even, visibly when n is a multiple of 3.
+    let rows: Vec<(String, time::OffsetDateTime)> =
+        (0..6).map(|n| (format!("picture {n}"), at + time::Duration::minutes(n))).collect();
+    let rows: Vec<(&str, &str, &str, time::OffsetDateTime)> =
+        rows.iter().map(|(prompt, at)| (prompt.as_str(), prompt.as_str(), "m", *at)).collect();
+    seed(&app, &rows).await;
+
+    let prompts = |page: &Value| -> Vec<String> {
+        page["records"].as_array().unwrap().iter().map(|r| r["original_prompt"].as_str().unwrap().to_string()).collect()
+    };
+    let (_, all) = get(&app, "/records").await;
+    assert_eq!(all["records"][0]["original_prompt"], "picture 5");
+    assert_eq!(all["records"][0]["labels"], json!({"implicit": false, "explicit": false}));
+    assert_eq!(all["records"][5]["labels"], json!({"implicit": true, "explicit": true}));
+    let (_, implicit) = get(&app, "/records?implicit_label=true").await;
+    assert_eq!(prompts(&implicit), ["picture 4", "picture 2", "picture 0"]);
+    let (_, unlabelled) = get(&app, "/records?implicit_label=false&explicit_label=false").await;
+    assert_eq!(prompts(&unlabelled), ["picture 5", "picture 1"]);
+    let (_, visible) = get(&app, "/records?explicit_label=1").await;
+    assert_eq!(prompts(&visible), ["picture 3", "picture 0"]);
+
+    let (status, body) = get(&app, "/records?explicit_label=maybe").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("explicit_label must be true or false"), "{body}");
 }
 
 async fn a_record_is_fetched_by_job_id_and_an_unknown_one_is_a_404(backend: Backend) {

@@ -11,10 +11,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{RecordPage, RecordsError};
+use crate::contract::events::Labels;
 use crate::contract::records::{Record, RecordQuery};
 
 /// Schema changes, applied in order; `huiying_schema_migrations` lists those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE EXTENSION IF NOT EXISTS pg_trgm;
     CREATE TABLE image_records (
         id              BIGSERIAL PRIMARY KEY,
@@ -37,14 +39,21 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE INDEX image_records_model_created ON image_records (model, created_at DESC);
     CREATE INDEX image_records_original_trgm ON image_records USING gin (original_prompt gin_trgm_ops);
     CREATE INDEX image_records_english_trgm ON image_records USING gin (english_prompt gin_trgm_ops);
-"#];
+"#,
+    // Which AI-content labels the file carries; pictures stored before labels carry none.
+    r#"
+    ALTER TABLE image_records ADD COLUMN implicit_label BOOLEAN NOT NULL DEFAULT false,
+                              ADD COLUMN explicit_label BOOLEAN NOT NULL DEFAULT false;
+"#,
+];
 
 /// Any number the store's instances agree on: they take this lock while migrating, so
 /// that two starting at once do not apply the same change twice.
 const MIGRATION_LOCK: i64 = 0x0068_7569_7969_6e67; // "huiying" in ASCII
 
 const COLUMNS: &str = r#"id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size,
-                         width, height, format, created_at, updated_at, r2_error, "user""#;
+                         width, height, format, created_at, updated_at, r2_error, "user",
+                         implicit_label, explicit_label"#;
 
 #[derive(Clone)]
 pub struct PostgresRecords {
@@ -97,8 +106,9 @@ impl PostgresRecords {
         let statement = client
             .prepare_cached(
                 r#"INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
-                       file_size, width, height, format, created_at, updated_at, r2_error, "user")
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                       file_size, width, height, format, created_at, updated_at, r2_error, "user",
+                       implicit_label, explicit_label)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                    ON CONFLICT (job_id) DO NOTHING"#,
             )
             .await?;
@@ -120,6 +130,8 @@ impl PostgresRecords {
                     &parse_time(&record.updated_at)?,
                     &record.r2_error,
                     &record.user,
+                    &record.labels.implicit,
+                    &record.labels.explicit,
                 ],
             )
             .await?;
@@ -151,6 +163,14 @@ impl PostgresRecords {
         if let Some(model) = &query.model {
             let model = filter.bind(model.clone());
             filter.conditions.push(format!("model = {model}"));
+        }
+        if let Some(implicit) = query.implicit_label {
+            let implicit = filter.bind(implicit);
+            filter.conditions.push(format!("implicit_label = {implicit}"));
+        }
+        if let Some(explicit) = query.explicit_label {
+            let explicit = filter.bind(explicit);
+            filter.conditions.push(format!("explicit_label = {explicit}"));
         }
         // Dates are whole UTC days, `date_to` included.
         if let Some(from) = query.date_from {
@@ -228,5 +248,6 @@ fn record(row: &Row) -> Result<Record, RecordsError> {
         updated_at: super::timestamp(row.try_get(12)?),
         r2_error: row.try_get(13)?,
         user: row.try_get(14)?,
+        labels: Labels { implicit: row.try_get(15)?, explicit: row.try_get(16)? },
     })
 }

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::Duration as Days;
 
 use super::RecordPage;
+use crate::contract::events::Labels;
 use crate::contract::records::{Record, RecordQuery};
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts those applied.
@@ -56,6 +57,11 @@ const MIGRATIONS: &[&str] = &[
 "#,
     r#"ALTER TABLE image_records ADD COLUMN r2_error TEXT;"#,
     r#"ALTER TABLE image_records ADD COLUMN user TEXT;"#,
+    // Which AI-content labels the file carries; pictures stored before labels carry none.
+    r#"
+    ALTER TABLE image_records ADD COLUMN implicit_label INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE image_records ADD COLUMN explicit_label INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 #[derive(Clone)]
@@ -83,8 +89,9 @@ impl SqliteRecords {
         let connection = self.connection.lock().expect("no panics while holding the lock");
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
-                 file_size, width, height, format, created_at, updated_at, r2_error, user)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 file_size, width, height, format, created_at, updated_at, r2_error, user,
+                 implicit_label, explicit_label)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
              ON CONFLICT (job_id) DO NOTHING",
             params![
                 record.job_id,
@@ -101,6 +108,8 @@ impl SqliteRecords {
                 record.updated_at,
                 record.r2_error,
                 record.user,
+                record.labels.implicit,
+                record.labels.explicit,
             ],
         )?;
         Ok(inserted == 1)
@@ -138,6 +147,14 @@ impl SqliteRecords {
             conditions.push("model = ?");
             values.push(model.clone().into());
         }
+        if let Some(implicit) = query.implicit_label {
+            conditions.push("implicit_label = ?");
+            values.push(i64::from(implicit).into());
+        }
+        if let Some(explicit) = query.explicit_label {
+            conditions.push("explicit_label = ?");
+            values.push(i64::from(explicit).into());
+        }
         // Dates are UTC days; created_at is RFC 3339 in UTC, so text comparison orders it.
         if let Some(from) = query.date_from {
             conditions.push("created_at >= ?");
@@ -169,7 +186,7 @@ impl SqliteRecords {
 }
 
 const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
-                       width, height, format, created_at, updated_at, r2_error, user";
+                       width, height, format, created_at, updated_at, r2_error, user, implicit_label, explicit_label";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -188,6 +205,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         updated_at: row.get(12)?,
         r2_error: row.get(13)?,
         user: row.get(14)?,
+        labels: Labels { implicit: row.get(15)?, explicit: row.get(16)? },
     })
 }
 
@@ -223,6 +241,7 @@ mod tests {
             created_at: "2026-11-29T08:00:00Z".into(),
             updated_at: "2026-11-29T08:00:00Z".into(),
             user: None,
+            labels: Labels { implicit: true, explicit: false },
         }
     }
 

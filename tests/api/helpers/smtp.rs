@@ -223,6 +223,8 @@ pub struct ReceivedMail {
     pub html: String,
     pub text: String,
     pub content_types: Vec<String>,
+    /// The pictures inside the mail, decoded.
+    pub images: Vec<Vec<u8>>,
     /// Names of the top-level headers, as sent.
     pub header_names: Vec<String>,
 }
@@ -243,6 +245,12 @@ impl ReceivedMail {
             html: message.body_html(0).map(|b| b.into_owned()).unwrap_or_default(),
             text: message.body_text(0).map(|b| b.into_owned()).unwrap_or_default(),
             header_names: message.headers().iter().map(|h| h.name().to_string()).collect(),
+            images: message
+                .parts
+                .iter()
+                .filter(|p| p.content_type().is_some_and(|c| c.ctype() == "image"))
+                .map(|p| p.contents().to_vec())
+                .collect(),
             content_types: message
                 .parts
                 .iter()
