@@ -168,7 +168,7 @@ fn check_labels(file: &std::path::Path, json: bool) -> ExitCode {
         Ok(report) => {
             match json {
                 true => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize")),
-                false => println!("{}: {report}", file.display()),
+                false => println!("{}\n{report}", file.display()),
             }
             if report.has_implicit_label() { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }

@@ -97,10 +97,11 @@ impl fmt::Display for Report {
                 writeln!(f, "  Label: {} ({meaning})", aigc.label)?;
                 writeln!(f, "  ContentProducer: {}", aigc.content_producer)?;
                 writeln!(f, "  ProduceID: {}", aigc.produce_id)?;
-                let integrity = match self.pixels_match {
-                    Some(true) => "matches the pixels",
-                    Some(false) => "does NOT match the pixels: they changed after labelling",
-                    None => "not checkable from this file (lossy compression, or not a sha256 value)",
+                let integrity = match (self.pixels_match, aigc.reserved_code1.starts_with("sha256:")) {
+                    (Some(true), _) => "matches the pixels",
+                    (Some(false), _) => "does NOT match the pixels: they changed after labelling",
+                    (None, true) => "not checkable: lossy compression changed the pixels it names",
+                    (None, false) => "not a pixel digest huiying writes; not checked",
                 };
                 writeln!(f, "  ReservedCode1: {} ({integrity})", aigc.reserved_code1)?;
                 writeln!(f, "  ContentPropagator: {}", aigc.content_propagator)?;
@@ -119,5 +120,55 @@ impl fmt::Display for Report {
             Some(text) => write!(f, "visible label: \"{text}\" (as the metadata records it; look at the picture)"),
             None => write!(f, "visible label: not recorded in the metadata (look at the picture)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::ImplicitLabel;
+
+    /// A PNG of `pixels` carrying `xmp`, as any tool could write it.
+    fn png_with_xmp(pixels: &image::RgbImage, xmp: String) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, pixels.width(), pixels.height());
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.add_itxt_chunk("XML:com.adobe.xmp".into(), xmp).unwrap();
+        encoder.write_header().unwrap().write_image_data(pixels.as_raw()).unwrap();
+        out
+    }
+
+    #[test]
+    fn pixels_changed_after_labelling_are_told_apart_from_untouched_ones() {
+        let original = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+        let label = ImplicitLabel {
+            producer: "运营者".into(),
+            job_id: "job-7".into(),
+            propagator: "https://pics.example.com".into(),
+            file_name: "huiying_image_7.png".into(),
+            model: "m".into(),
+        };
+        let xmp = label.packet(&DynamicImage::ImageRgb8(original.clone()), None);
+        let mut edited = original.clone();
+        edited.put_pixel(10, 10, image::Rgb([255, 0, 0]));
+
+        let untouched = check(&png_with_xmp(&original, xmp.clone())).unwrap();
+        let tampered = check(&png_with_xmp(&edited, xmp)).unwrap();
+
+        assert!(untouched.has_implicit_label() && tampered.has_implicit_label());
+        assert_eq!(untouched.pixels_match, Some(true));
+        assert_eq!(tampered.pixels_match, Some(false));
+        assert!(tampered.to_string().contains("does NOT match the pixels"), "{tampered}");
+        assert_eq!(tampered.aigc.unwrap().produce_id, "job-7");
+    }
+
+    #[test]
+    fn a_file_without_labels_says_so_and_bytes_that_are_no_picture_are_an_error() {
+        let mut bare = Vec::new();
+        DynamicImage::new_rgb8(8, 8).write_to(&mut Cursor::new(&mut bare), image::ImageFormat::Png).unwrap();
+        let report = check(&bare).unwrap();
+        assert!(!report.has_implicit_label());
+        assert!(report.to_string().contains("implicit label (TC260 AIGC): none"), "{report}");
+        assert!(matches!(check(b"not a picture"), Err(CheckError::NotAPicture(_))));
     }
 }

@@ -84,7 +84,7 @@ async fn every_format_carries_the_implicit_label_that_exiftool_reads() {
         let printed = String::from_utf8_lossy(&check.stdout);
         assert_eq!(check.status.code(), Some(0), "{printed}");
         assert!(printed.contains(&format!("ProduceID: {id}")), "{printed}");
-        let integrity = if format == ImageFormat::Jpeg { "not checkable" } else { "matches the pixels" };
+        let integrity = if format == ImageFormat::Jpeg { "not checkable: lossy" } else { "matches the pixels" };
         assert!(printed.contains(integrity), "{format:?}: {printed}");
     }
 }
@@ -133,6 +133,9 @@ async fn each_label_can_be_turned_off_and_the_record_says_so() {
     assert_eq!(bare_job["result"]["labels"], json!({"implicit": false, "explicit": false}));
     assert_eq!(record_labels(&app, bare_job["id"].as_str().unwrap()), ("0".into(), "0".into()));
     assert_eq!(aigc(&exiftool(&bare, "png")), None);
+    let path = app.config.server.images_dir.join(bare_job["result"]["filename"].as_str().unwrap());
+    let check = app.huiying(&["labels", "check", path.to_str().unwrap()], &[]);
+    assert_eq!(check.status.code(), Some(1), "no implicit label: exit 1");
     let bare = decode(&bare);
     assert_eq!(bare.dimensions(), (1920, 1080));
 
