@@ -144,6 +144,7 @@ async fn with_api_keys_a_missing_key_is_401_a_wrong_one_403_and_the_page_stays_o
     let (status, page, _) = ingest.send(Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(status, 200);
     assert!(page.as_str().unwrap().contains("绘影"), "the web page is served");
+    assert!(page.as_str().unwrap().contains(">AI生成</span>"), "with the AI badge for the picture");
     assert_eq!(ingest.send(Request::get("/health").body(Body::empty()).unwrap()).await.0, 200);
 }
 
