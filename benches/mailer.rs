@@ -46,6 +46,8 @@ fn notice(n: usize) -> Notice {
         format: "jpeg".into(),
         file_size: 234_567,
         labels: Default::default(),
+        kind: Default::default(),
+        inputs: Vec::new(),
         requested_at: now,
         completed_at: now,
         duration_ms: 12_345,

@@ -42,6 +42,8 @@ fn main() {
                 updated_at: timestamp(at),
                 user: None,
                 labels: Default::default(),
+                kind: Default::default(),
+                inputs: Vec::new(),
             })
             .unwrap();
     }
@@ -59,6 +61,8 @@ fn main() {
         date_to: None,
         implicit_label: None,
         explicit_label: None,
+        kind: None,
+        edits_only: false,
     };
     let cases = [
         ("newest page", base.clone()),

@@ -38,6 +38,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod failure;
+pub(crate) mod fetch;
 pub mod generator;
 pub mod ingest;
 pub mod jobs;

@@ -24,13 +24,24 @@ pub(crate) async fn post_json(
     extra_headers: &[(&str, &str)],
     body: &impl Serialize,
 ) -> Result<Value, Failure> {
-    let mut request = http.post(url).bearer_auth(key.expose()).json(body);
+    let mut request = http.post(url).json(body);
     for (name, value) in extra_headers {
         if !value.is_empty() {
             request = request.header(*name, *value);
         }
     }
-    let response = request.send().await.map_err(|e| {
+    json_answer(provider, url, key, request).await
+}
+
+/// Sends `request` (any method or body; the key is added here) and returns the JSON
+/// answer, classified as [`post_json`] does.
+pub(crate) async fn json_answer(
+    provider: &str,
+    url: &str,
+    key: &Secret,
+    request: reqwest::RequestBuilder,
+) -> Result<Value, Failure> {
+    let response = request.bearer_auth(key.expose()).send().await.map_err(|e| {
         let what = if e.is_timeout() { "timed out" } else { "could not be reached" };
         Failure::transient(format!("{provider} at {url} {what}: {}", error_chain(&e)))
     })?;

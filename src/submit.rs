@@ -47,6 +47,8 @@ pub async fn run(config: &Config, args: SubmitArgs) -> anyhow::Result<String> {
         options: Default::default(),
         callback: Default::default(),
         user: None,
+        kind: Default::default(),
+        inputs: Vec::new(),
         requested_at: OffsetDateTime::now_utc(),
     };
     // Watch before publishing, so a quick job's end is not missed.

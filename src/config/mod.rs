@@ -13,6 +13,8 @@ mod backends;
 mod labels;
 mod legacy;
 mod load;
+mod modelscope;
+mod routing;
 mod sections;
 mod smtp;
 mod values;
@@ -23,6 +25,8 @@ use serde::{Deserialize, Serialize};
 pub use backends::{DatabaseConfig, NatsConfig};
 pub use labels::LabelsConfig;
 pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
+pub use modelscope::ModelScopeConfig;
+pub use routing::PLACEHOLDER_MODEL;
 pub use sections::*;
 pub use smtp::{SmtpConfig, TlsMode};
 pub use values::{CorsOrigin, Language, NatsServers, Provider, ResponseFormat, Route, Secret};
@@ -37,6 +41,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub openrouter: OpenRouterConfig,
     pub openai: OpenAiConfig,
+    pub modelscope: ModelScopeConfig,
     pub translation: TranslationConfig,
     pub generator: GeneratorConfig,
     pub cloudflare_r2: CloudflareR2Config,

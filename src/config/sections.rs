@@ -68,6 +68,9 @@ pub struct ModelsConfig {
     pub default_openrouter_model: String,
     /// Chat model that translates Chinese prompts (used by the translation step).
     pub model_scope_model: String,
+    /// Model for edits (edit, compose, style, fusion) that name none. Empty:
+    /// `Qwen/Qwen-Image-Edit` when `model_scope_token` is set, else the generation default.
+    pub default_edit_model: String,
     /// Which provider serves which models: `prefix=provider` items, the longest matching
     /// prefix wins; providers are `openrouter`, `openai` and `placeholder`. A model that
     /// matches none goes to OpenRouter when its key is set, else to the OpenAI-compatible API.
@@ -219,7 +222,8 @@ impl Default for ModelsConfig {
         Self {
             default_openrouter_model: "google/gemini-2.5-flash-image-preview:free".into(),
             model_scope_model: "deepseek-ai/DeepSeek-V3.1".into(),
-            routes: ["dall-e-=openai", "gpt-image-=openai", "huiying/=placeholder"]
+            default_edit_model: String::new(),
+            routes: ["dall-e-=openai", "gpt-image-=openai", "huiying/=placeholder", "Qwen/Qwen-Image=modelscope"]
                 .into_iter()
                 .map(|route| route.parse().expect("the default routes parse"))
                 .collect(),

@@ -78,6 +78,8 @@ impl fmt::Debug for Secret {
 pub enum Provider {
     OpenRouter,
     OpenAi,
+    /// ModelScope's asynchronous image API (`Qwen/Qwen-Image-Edit`), with `model_scope_token`.
+    ModelScope,
     /// The offline placeholder: draws the prompt's text, never passed off as AI.
     Placeholder,
 }
@@ -87,7 +89,23 @@ impl Provider {
         match self {
             Provider::OpenRouter => "openrouter",
             Provider::OpenAi => "openai",
+            Provider::ModelScope => "modelscope",
             Provider::Placeholder => "placeholder",
+        }
+    }
+
+    /// How many input pictures one edit call with `model` takes: a compose or fusion with
+    /// more is refused naming the model, never cut down to the first picture.
+    pub fn max_edit_inputs(self, model: &str) -> usize {
+        match self {
+            // Chat models with image input (Gemini and others) take several pictures.
+            Provider::OpenRouter => 10,
+            // dall-e-2 edits one picture; gpt-image-1 takes up to 16.
+            Provider::OpenAi if model.starts_with("dall-e") => 1,
+            Provider::OpenAi => 10,
+            // Qwen/Qwen-Image-Edit takes one image_url.
+            Provider::ModelScope => 1,
+            Provider::Placeholder => 10,
         }
     }
 }
@@ -105,13 +123,17 @@ impl FromStr for Route {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let provider = |name: &str| {
-            [Provider::OpenRouter, Provider::OpenAi, Provider::Placeholder].into_iter().find(|p| p.name() == name)
+            [Provider::OpenRouter, Provider::OpenAi, Provider::ModelScope, Provider::Placeholder]
+                .into_iter()
+                .find(|p| p.name() == name)
         };
         match text.split_once('=') {
             Some((prefix, name)) if !prefix.is_empty() && provider(name).is_some() => {
                 Ok(Self { prefix: prefix.into(), provider: provider(name).expect("checked") })
             }
-            _ => Err(format!("{text:?} is not prefix=provider with provider openrouter, openai or placeholder")),
+            _ => Err(format!(
+                "{text:?} is not prefix=provider with provider openrouter, openai, modelscope or placeholder"
+            )),
         }
     }
 }

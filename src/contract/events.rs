@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use super::edits::{InputPicture, JobKind};
 use super::values::{InvalidValue, MAX_PROMPT_CHARS};
 
 /// ingest (or anyone) → generator: please draw this.
@@ -52,6 +53,12 @@ pub struct ImageRequested {
     /// Who asked, as the client says (OpenAI's `user`); kept on the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// What the job makes; absent: `generate`.
+    #[serde(default, skip_serializing_if = "JobKind::is_generate")]
+    pub kind: JobKind,
+    /// The pictures an edit starts from (none for a generation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputPicture>,
     #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
@@ -210,6 +217,12 @@ pub struct ImageGenerated {
     /// From the request.
     #[serde(flatten)]
     pub callback: RequestWebhook,
+    /// What the job makes; absent: `generate`.
+    #[serde(default, skip_serializing_if = "JobKind::is_generate")]
+    pub kind: JobKind,
+    /// The pictures an edit starts from (none for a generation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputPicture>,
 
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
@@ -242,6 +255,12 @@ pub struct ImageCompleted {
     /// The AI-content labels the file carries (absent in events from before labels: none).
     #[serde(default)]
     pub labels: Labels,
+    /// What the job makes; absent: `generate`.
+    #[serde(default, skip_serializing_if = "JobKind::is_generate")]
+    pub kind: JobKind,
+    /// The pictures an edit starts from (none for a generation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputPicture>,
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
@@ -289,6 +308,7 @@ pub struct JobFacts<'a> {
     pub model: &'a str,
     pub notify_email: Option<&'a str>,
     pub callback: &'a RequestWebhook,
+    pub kind: JobKind,
 }
 
 /// A job that ended without a picture.
@@ -314,6 +334,9 @@ pub struct ImageFailed {
     /// From the request.
     #[serde(flatten)]
     pub callback: RequestWebhook,
+    /// What the job was to make; absent: `generate`.
+    #[serde(default, skip_serializing_if = "JobKind::is_generate")]
+    pub kind: JobKind,
 }
 
 impl ImageFailed {
@@ -331,6 +354,7 @@ impl ImageFailed {
             failed_at: OffsetDateTime::now_utc(),
             notify_email: job.notify_email.map(String::from),
             callback: job.callback.clone(),
+            kind: job.kind,
         }
     }
 }
@@ -343,6 +367,7 @@ impl ImageGenerated {
             model: &self.model,
             notify_email: self.notify_email.as_deref(),
             callback: &self.callback,
+            kind: self.kind,
         }
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::events::{ImageCompleted, ImageFailed};
+use super::events::{ImageCompleted, ImageFailed, JobKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,6 +29,9 @@ pub struct JobStatus {
     pub status: JobState,
     pub prompt: String,
     pub model: Option<String>,
+    /// What the job makes; absent: `generate`.
+    #[serde(default, skip_serializing_if = "JobKind::is_generate")]
+    pub kind: JobKind,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,6 +47,7 @@ impl JobStatus {
             status,
             prompt: prompt.into(),
             model: model.map(String::from),
+            kind: JobKind::Generate,
             updated_at: OffsetDateTime::now_utc(),
             result: None,
             error: None,
@@ -51,10 +55,18 @@ impl JobStatus {
     }
 }
 
+impl JobStatus {
+    /// The same state of a job of `kind`.
+    pub fn of_kind(self, kind: JobKind) -> Self {
+        Self { kind, ..self }
+    }
+}
+
 impl From<&ImageCompleted> for JobStatus {
     fn from(event: &ImageCompleted) -> Self {
         Self {
             result: Some(event.clone()),
+            kind: event.kind,
             ..Self::new(&event.id, JobState::Completed, &event.prompt, Some(&event.model))
         }
     }
@@ -62,6 +74,10 @@ impl From<&ImageCompleted> for JobStatus {
 
 impl From<&ImageFailed> for JobStatus {
     fn from(event: &ImageFailed) -> Self {
-        Self { error: Some(event.clone()), ..Self::new(&event.id, JobState::Failed, &event.prompt, Some(&event.model)) }
+        Self {
+            error: Some(event.clone()),
+            kind: event.kind,
+            ..Self::new(&event.id, JobState::Failed, &event.prompt, Some(&event.model))
+        }
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use super::events::Labels;
+use super::events::{JobKind, Labels};
 
 /// `RecordQuery` → `RecordViewPage`.
 pub const RECORDS_LIST: &str = "huiying.records.list";
@@ -49,6 +49,13 @@ pub struct Record {
     /// The AI-content labels the file carries (none on pictures stored before labels).
     #[serde(default)]
     pub labels: Labels,
+    /// What the job made: `generate`, or an edit (`edit`, `compose`, `style`, `fusion`).
+    #[serde(default)]
+    pub kind: JobKind,
+    /// An edit's input pictures, as the client named them (`upload:<id>`,
+    /// `record:<job id>` or the URL).
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 impl Record {
@@ -73,6 +80,12 @@ pub struct RecordQuery {
     /// Only pictures that carry (true) or lack (false) the visible label.
     #[serde(default)]
     pub explicit_label: Option<bool>,
+    /// Only pictures of this kind.
+    #[serde(default)]
+    pub kind: Option<JobKind>,
+    /// Only edits (any kind but `generate`).
+    #[serde(default)]
+    pub edits_only: bool,
 }
 
 /// A record as the API shows it: the stored fields plus an absolute link.

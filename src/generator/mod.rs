@@ -1,7 +1,7 @@
 //! The generator: `image.requested` → (translation) → an image model → picture in the
 //! object store → `image.generated` (or `image.failed`).
 
-mod fetch;
+mod modelscope;
 mod openai;
 mod openrouter;
 mod placeholder;
@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::Config;
 use crate::contract::events::{
-    self, EVENT_VERSION, ImageFailed, ImageGenerated, ImageRequested, JobFacts, Stage as JobStage,
+    self, EVENT_VERSION, ImageFailed, ImageGenerated, ImageRequested, JobFacts, JobKind, Stage as JobStage,
 };
 use crate::contract::jobs::{JobState, JobStatus};
-use crate::contract::values::{JobId, ModelName, Prompt};
+use crate::contract::values::{InvalidValue, JobId, ModelName, Prompt};
 use crate::contract::{IMAGES_BUCKET, consumers};
 use crate::failure::{Failure, FailureKind, RetryPolicy};
 use crate::jobs::JobBoard;
@@ -30,7 +30,7 @@ use crate::worker::{self, Received, Stage};
 use providers::Providers;
 
 /// The offline placeholder's model name (never passed off as AI).
-pub use placeholder::MODEL as PLACEHOLDER_MODEL;
+pub use crate::config::PLACEHOLDER_MODEL;
 
 /// A picture as a provider returned it, before the store processes it.
 #[derive(Debug)]
@@ -41,6 +41,40 @@ struct GeneratedImage {
     provider: &'static str,
     /// Options of the request this model cannot honour, left out.
     ignored: Vec<String>,
+}
+
+/// A picture an edit starts from, read back from the object store.
+#[derive(Debug, Clone)]
+struct EditInput {
+    bytes: Vec<u8>,
+    content_type: String,
+    /// What the client named: `upload:<id>`, `record:<job id>` or a URL.
+    source: String,
+}
+
+impl EditInput {
+    fn data_url(&self) -> String {
+        use base64::Engine;
+        format!("data:{};base64,{}", self.content_type, base64::engine::general_purpose::STANDARD.encode(&self.bytes))
+    }
+
+    /// The client's link when it gave one (the provider may fetch it itself), else the
+    /// picture as a `data:` URL.
+    fn url_for_provider(&self) -> String {
+        match self.source.starts_with("http://") || self.source.starts_with("https://") {
+            true => self.source.clone(),
+            false => self.data_url(),
+        }
+    }
+
+    fn extension(&self) -> &'static str {
+        match self.content_type.as_str() {
+            "image/jpeg" => "jpg",
+            "image/webp" => "webp",
+            "image/gif" => "gif",
+            _ => "png",
+        }
+    }
 }
 
 /// Where a provider put the picture: a `data:` URL or an http(s) link.
@@ -82,7 +116,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let generator = Generator::new(&config, bus.publisher(), bus.job_board(), Arc::new(bus.images.clone()))?;
     tracing::info!(
-        default_model = generator.providers.default_model(),
+        default_model = generator.providers.default_model(JobKind::Generate),
+        default_edit_model = generator.providers.default_model(JobKind::Edit),
         translation = generator.translator.is_some(),
         "generator ready"
     );
@@ -122,7 +157,7 @@ impl Stage for Generator {
             return Err(Failure::permanent(invalid.problem));
         }
         let model = request.model.clone().filter(|m| !m.trim().is_empty());
-        let model = model.unwrap_or_else(|| self.providers.default_model().to_string());
+        let model = model.unwrap_or_else(|| self.providers.default_model(request.kind));
         let attempt = received.attempt;
         let job = JobFacts {
             id: &request.id,
@@ -130,10 +165,12 @@ impl Stage for Generator {
             model: &model,
             notify_email: request.notify_email.as_deref(),
             callback: &request.callback,
+            kind: request.kind,
         };
         let checked = Prompt::parse(request.prompt.as_str())
             .and_then(|_| request.options.check())
-            .and_then(|()| ModelName::parse(model.as_str()));
+            .and_then(|()| ModelName::parse(model.as_str()))
+            .and_then(|_| check_inputs(&request));
         if let Err(invalid) = checked {
             return self.fail(job, JobStage::Request, invalid.problem, false, attempt).await;
         }
@@ -144,15 +181,24 @@ impl Stage for Generator {
         {
             return Ok(());
         }
-        self.jobs.set(&JobStatus::new(&request.id, JobState::Generating, &request.prompt, Some(&model))).await?;
+        let generating = JobStatus::new(&request.id, JobState::Generating, &request.prompt, Some(&model));
+        self.jobs.set(&generating.of_kind(request.kind)).await?;
 
         let english_prompt = match self.english_prompt(&request).await {
             Ok(english) => english,
             Err(failure) => return self.after_failure(job, failure, attempt).await,
         };
-        tracing::info!(job = %request.id, %model, attempt, "generating");
-        let image = match self.providers.generate(&english_prompt, &model, &request.options, self.strict_options).await
-        {
+        tracing::info!(job = %request.id, %model, kind = request.kind.name(), attempt, "generating");
+        let drawn = match request.kind {
+            JobKind::Generate => {
+                self.providers.generate(&english_prompt, &model, &request.options, self.strict_options).await
+            }
+            _ => match self.inputs(&request).await? {
+                Ok(inputs) => self.providers.edit(&english_prompt, &model, &inputs, &request.options).await,
+                Err(gone) => Err(gone),
+            },
+        };
+        let image = match drawn {
             Ok(image) => image,
             Err(failure) => return self.after_failure(job, failure, attempt).await,
         };
@@ -173,6 +219,8 @@ impl Stage for Generator {
             user: request.user.clone(),
             notify_email: request.notify_email.clone(),
             callback: request.callback.clone(),
+            kind: request.kind,
+            inputs: request.inputs.clone(),
             requested_at: request.requested_at,
             generated_at: OffsetDateTime::now_utc(),
         };
@@ -182,7 +230,36 @@ impl Stage for Generator {
     }
 }
 
+/// An edit has as many input pictures as its kind takes; a generation none.
+fn check_inputs(request: &ImageRequested) -> Result<(), InvalidValue> {
+    let (least, most) = request.kind.inputs();
+    let count = request.inputs.len();
+    if count < least || count > most {
+        return Err(InvalidValue::new(
+            "inputs",
+            format!("a {} job takes {least} to {most} input pictures, and this one has {count}", request.kind.name()),
+        ));
+    }
+    Ok(())
+}
+
 impl Generator {
+    /// The input pictures from the object store. The outer error is NATS (retry); the
+    /// inner one a picture that is gone (the job fails).
+    async fn inputs(&self, request: &ImageRequested) -> Result<Result<Vec<EditInput>, Failure>, Failure> {
+        let mut inputs = Vec::with_capacity(request.inputs.len());
+        for input in &request.inputs {
+            let Some(bytes) = self.objects.get(&input.object).await? else {
+                return Ok(Err(Failure::permanent(format!(
+                    "the input picture {} is no longer kept (input pictures are kept for 24 hours)",
+                    input.source
+                ))));
+            };
+            inputs.push(EditInput { bytes, content_type: input.content_type.clone(), source: input.source.clone() });
+        }
+        Ok(Ok(inputs))
+    }
+
     /// The prompt in English: translated when it holds Chinese and a translator is set.
     /// A failed translation falls back to the original prompt unless it is required.
     async fn english_prompt(&self, request: &ImageRequested) -> Result<String, Failure> {

@@ -1,10 +1,12 @@
 //! OpenAI-compatible image APIs (OpenAI, LocalAI and many hosted services):
 //! `POST {base_url}/images/generations` with `model`, `prompt`, `n`, `size` and
-//! `response_format`; the answer is `data[0].b64_json` or `data[0].url`.
+//! `response_format`; edits are `POST {base_url}/images/edits`, multipart, with the
+//! pictures as `image` (one) or `image[]` (several). The answer is `data[0].b64_json` or
+//! `data[0].url`.
 
 use serde_json::json;
 
-use super::ImageAnswer;
+use super::{EditInput, ImageAnswer};
 use crate::config::{OpenAiConfig, ResponseFormat, Secret};
 use crate::contract::events::GenerationOptions;
 use crate::failure::Failure;
@@ -50,19 +52,59 @@ impl OpenAiClient {
         }
         let url = format!("{}/images/generations", self.base_url);
         let answer = http::post_json(&self.http, "the OpenAI-compatible API", &url, &self.api_key, &[], &body).await?;
-        let first = answer.pointer("/data/0");
-        if let Some(b64) = first.and_then(|d| d.get("b64_json")).and_then(|v| v.as_str()) {
-            // The type is told by the bytes later; the API does not say it.
-            return Ok(ImageAnswer { url: format!("data:image/png;base64,{b64}") });
-        }
-        if let Some(url) = first.and_then(|d| d.get("url")).and_then(|v| v.as_str()) {
-            return Ok(ImageAnswer { url: url.to_string() });
-        }
-        Err(Failure::permanent(format!(
-            "the OpenAI-compatible API answered without an image: {}",
-            http::provider_message(&answer.to_string())
-        )))
+        picture_in(&answer)
     }
+
+    /// Edits `inputs` (every one of them is sent) as `prompt` says.
+    pub(super) async fn edit(
+        &self,
+        prompt: &str,
+        model: &str,
+        inputs: &[EditInput],
+        options: &GenerationOptions,
+    ) -> Result<ImageAnswer, Failure> {
+        use reqwest::multipart::{Form, Part};
+        let mut form = Form::new().text("model", model.to_string()).text("prompt", prompt.to_string()).text("n", "1");
+        // gpt-image models always answer b64_json and refuse the parameter.
+        if model.starts_with("dall-e") {
+            let format = match self.response_format {
+                ResponseFormat::B64Json => "b64_json",
+                ResponseFormat::Url => "url",
+            };
+            form = form.text("response_format", format);
+        }
+        if let Some(size) = &options.size {
+            form = form.text("size", size.clone());
+        }
+        let field = if inputs.len() == 1 { "image" } else { "image[]" };
+        for (n, input) in inputs.iter().enumerate() {
+            let part = Part::bytes(input.bytes.clone())
+                .file_name(format!("input{}.{}", n + 1, input.extension()))
+                .mime_str(&input.content_type)
+                .map_err(|e| Failure::permanent(format!("bad input type {}: {e}", input.content_type)))?;
+            form = form.part(field, part);
+        }
+        let url = format!("{}/images/edits", self.base_url);
+        let request = self.http.post(&url).multipart(form);
+        let answer = http::json_answer("the OpenAI-compatible API", &url, &self.api_key, request).await?;
+        picture_in(&answer)
+    }
+}
+
+/// The picture in an images API answer: base64 or a link.
+fn picture_in(answer: &serde_json::Value) -> Result<ImageAnswer, Failure> {
+    let first = answer.pointer("/data/0");
+    if let Some(b64) = first.and_then(|d| d.get("b64_json")).and_then(|v| v.as_str()) {
+        // The type is told by the bytes later; the API does not say it.
+        return Ok(ImageAnswer { url: format!("data:image/png;base64,{b64}") });
+    }
+    if let Some(url) = first.and_then(|d| d.get("url")).and_then(|v| v.as_str()) {
+        return Ok(ImageAnswer { url: url.to_string() });
+    }
+    Err(Failure::permanent(format!(
+        "the OpenAI-compatible API answered without an image: {}",
+        http::provider_message(&answer.to_string())
+    )))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::ImageAnswer;
+use super::{EditInput, ImageAnswer};
 use crate::config::{OpenRouterConfig, Secret};
 use crate::contract::events::GenerationOptions;
 use crate::failure::Failure;
@@ -41,9 +41,33 @@ impl OpenRouterClient {
         model: &str,
         options: &GenerationOptions,
     ) -> Result<ImageAnswer, Failure> {
+        self.chat(prompt, model, &[], options).await
+    }
+
+    /// Edits `inputs`: every picture goes into the user message as an `image_url` part
+    /// (a `data:` URL), after the text.
+    pub(super) async fn edit(
+        &self,
+        prompt: &str,
+        model: &str,
+        inputs: &[EditInput],
+        options: &GenerationOptions,
+    ) -> Result<ImageAnswer, Failure> {
+        self.chat(prompt, model, inputs, options).await
+    }
+
+    async fn chat(
+        &self,
+        prompt: &str,
+        model: &str,
+        inputs: &[EditInput],
+        options: &GenerationOptions,
+    ) -> Result<ImageAnswer, Failure> {
+        let mut content = vec![json!({"type": "text", "text": prompt})];
+        content.extend(inputs.iter().map(|input| json!({"type": "image_url", "image_url": {"url": input.data_url()}})));
         let mut body = json!({
             "model": model,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+            "messages": [{"role": "user", "content": content}],
             "modalities": ["image", "text"],
         });
         if let Some(seed) = options.seed {
@@ -151,7 +175,7 @@ mod tests {
     }
 
     fn png_bytes(url: &str) -> Vec<u8> {
-        let (mime, bytes) = super::super::fetch::decode_data_url(url).unwrap();
+        let (mime, bytes) = crate::fetch::decode_data_url(url).unwrap();
         assert_eq!(mime, "image/png");
         assert_eq!(image::guess_format(&bytes).unwrap(), image::ImageFormat::Png);
         bytes

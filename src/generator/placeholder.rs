@@ -9,9 +9,6 @@ use image::{ImageFormat, Rgb, RgbImage};
 
 use crate::contract::events::GenerationOptions;
 
-/// The model name requests use to ask for it, and the one records show.
-pub const MODEL: &str = "huiying/placeholder";
-
 const SIZE: u32 = 512;
 
 /// Draws the placeholder for `prompt` as PNG bytes: 512×512 unless `options.size` says
@@ -48,6 +45,40 @@ pub(super) fn draw(prompt: &str, options: &GenerationOptions) -> Vec<u8> {
     png.into_inner()
 }
 
+/// The placeholder's "edit": every input side by side at one height (at most 512), tinted
+/// by the prompt's colour. Offline and deterministic, so edits work end to end with no
+/// key; like `draw`, it is not AI and its model name says so.
+pub(super) fn edit(prompt: &str, inputs: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    let decoded = inputs
+        .iter()
+        .map(|bytes| image::load_from_memory(bytes).map(|i| i.to_rgb8()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("an input picture cannot be decoded: {e}"))?;
+    let height = decoded.iter().map(|i| i.height()).min().unwrap_or(SIZE).clamp(16, SIZE);
+    let scaled: Vec<RgbImage> = decoded
+        .iter()
+        .map(|i| {
+            let width = (i.width() as u64 * height as u64 / i.height().max(1) as u64).max(1) as u32;
+            image::imageops::resize(i, width, height, image::imageops::FilterType::Triangle)
+        })
+        .collect();
+    let width: u32 = scaled.iter().map(|i| i.width()).sum::<u32>().max(1);
+    let seed = fnv1a(prompt.as_bytes());
+    let tint = [(seed & 0xff) as f32, ((seed >> 8) & 0xff) as f32, ((seed >> 16) & 0xff) as f32];
+    let mut out = RgbImage::new(width, height);
+    let mut left = 0;
+    for picture in &scaled {
+        for (x, y, pixel) in picture.enumerate_pixels() {
+            let mixed = std::array::from_fn(|c| (pixel.0[c] as f32 * 0.7 + tint[c] * 0.3) as u8);
+            out.put_pixel(left + x, y, Rgb(mixed));
+        }
+        left += picture.width();
+    }
+    let mut png = Cursor::new(Vec::new());
+    out.write_to(&mut png, ImageFormat::Png).expect("encoding a PNG in memory cannot fail");
+    Ok(png.into_inner())
+}
+
 /// FNV-1a: a stable hash (std's hasher may change between Rust releases).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3))
@@ -69,5 +100,15 @@ mod tests {
         let wide = GenerationOptions { size: Some("640x360".into()), ..Default::default() };
         let decoded = image::load_from_memory(&draw("一只猫", &wide)).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (640, 360));
+    }
+
+    #[test]
+    fn an_edit_puts_every_input_side_by_side() {
+        let wide = GenerationOptions { size: Some("200x100".into()), ..Default::default() };
+        let square = GenerationOptions { size: Some("100x100".into()), ..Default::default() };
+        let inputs = [draw("one", &wide), draw("two", &square), draw("three", &square)];
+        let edited = image::load_from_memory(&edit("compose them", &inputs).unwrap()).unwrap();
+        assert_eq!((edited.width(), edited.height()), (400, 100));
+        assert!(edit("x", &[b"not a picture".to_vec()]).is_err());
     }
 }

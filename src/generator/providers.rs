@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::fetch::Fetcher;
+use super::modelscope::ModelScopeClient;
 use super::openai::OpenAiClient;
 use super::openrouter::OpenRouterClient;
-use super::{GeneratedImage, placeholder};
+use super::{EditInput, GeneratedImage, ImageAnswer, placeholder};
 use crate::config::{Config, Provider as ProviderKind};
-use crate::contract::events::GenerationOptions;
+use crate::contract::events::{GenerationOptions, JobKind};
 use crate::failure::Failure;
+use crate::fetch::Fetcher;
 use crate::limit::RateLimit;
 
 /// Request options `provider` honours.
@@ -19,6 +20,7 @@ fn supports(provider: ProviderKind) -> &'static [&'static str] {
         ProviderKind::Placeholder => &["size", "seed", "n"],
         ProviderKind::OpenRouter => OpenRouterClient::SUPPORTED,
         ProviderKind::OpenAi => OpenAiClient::SUPPORTED,
+        ProviderKind::ModelScope => ModelScopeClient::SUPPORTED,
     }
 }
 
@@ -44,9 +46,9 @@ impl Limits {
 pub(super) struct Providers {
     openrouter: Option<(OpenRouterClient, Limits)>,
     openai: Option<(OpenAiClient, Limits)>,
-    /// `(prefix, provider)`, longest prefix first.
-    routes: Vec<(String, ProviderKind)>,
-    default_model: String,
+    modelscope: Option<(ModelScopeClient, Limits)>,
+    /// Routing: `[models]` and which keys are set (shared with ingest).
+    config: Config,
     fetcher: Fetcher,
 }
 
@@ -67,56 +69,28 @@ impl Providers {
             )),
             false => None,
         };
-        let default_model = match (&openrouter, &openai) {
-            (Some(_), _) => config.models.default_openrouter_model.clone(),
-            (None, Some(_)) => config.openai.default_model.clone(),
-            (None, None) => placeholder::MODEL.to_string(),
+        // ModelScope's free tier is small: tasks one or two at a time.
+        let modelscope = match keys.model_scope_token.is_set() {
+            true => {
+                Some((ModelScopeClient::new(&config.modelscope, keys.model_scope_token.clone())?, Limits::new(2, 0)))
+            }
+            false => None,
         };
-        let mut routes: Vec<(String, ProviderKind)> =
-            config.models.routes.iter().map(|route| (route.prefix.clone(), route.provider)).collect();
-        routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-        let fetcher = Fetcher::new(&config.generator);
-        Ok(Arc::new(Self { openrouter, openai, routes, default_model, fetcher }))
+        let fetcher = Fetcher::new(&config.generator, "the provider's answer");
+        Ok(Arc::new(Self { openrouter, openai, modelscope, config: config.clone(), fetcher }))
     }
 
     /// The model a request without one gets.
-    pub(super) fn default_model(&self) -> &str {
-        &self.default_model
+    pub(super) fn default_model(&self, kind: JobKind) -> String {
+        match kind {
+            JobKind::Generate => self.config.default_model(),
+            _ => self.config.default_edit_model(),
+        }
     }
 
-    /// The provider for `model`: the longest matching route, else OpenRouter when it has
-    /// a key, else the OpenAI-compatible API when it has one.
+    /// The provider for `model`.
     pub(super) fn route(&self, model: &str) -> Result<ProviderKind, Failure> {
-        if model == placeholder::MODEL {
-            return Ok(ProviderKind::Placeholder);
-        }
-        let routed = self.routes.iter().find(|(prefix, _)| model.starts_with(prefix.as_str())).map(|(_, kind)| *kind);
-        let kind = routed.or(if self.openrouter.is_some() {
-            Some(ProviderKind::OpenRouter)
-        } else if self.openai.is_some() {
-            Some(ProviderKind::OpenAi)
-        } else {
-            None
-        });
-        let configured = match kind {
-            Some(ProviderKind::OpenRouter) => self.openrouter.is_some(),
-            Some(ProviderKind::OpenAi) => self.openai.is_some(),
-            Some(ProviderKind::Placeholder) => true,
-            None => false,
-        };
-        match kind {
-            Some(kind) if configured => Ok(kind),
-            Some(kind) => Err(Failure::refused(format!(
-                "model {model} is served by {} ([models] routes), which has no API key: set {}",
-                kind.name(),
-                if kind == ProviderKind::OpenAi { "OPENAI_API_KEY" } else { "OPENROUTER_API_KEY" }
-            ))),
-            None => Err(Failure::refused(format!(
-                "model {model} needs an image API, and none is configured: set OPENROUTER_API_KEY or \
-                 OPENAI_API_KEY, or use model {} for the offline placeholder",
-                placeholder::MODEL
-            ))),
-        }
+        self.config.provider_for(model).map_err(Failure::refused)
     }
 
     /// Draws `prompt` with `model`, honouring `options` or refusing them clearly.
@@ -175,7 +149,76 @@ impl Providers {
                 let _slot = limits.enter().await;
                 client.generate(prompt, model, options).await?
             }
+            ProviderKind::ModelScope => {
+                return Err(Failure::refused(format!(
+                    "model {model} edits pictures (ModelScope's image API here); use it with /edit-image, \
+                     /style-transfer, /compose-images or /fusion-images"
+                )));
+            }
         };
+        self.fetched(answer, model, kind).await
+    }
+
+    /// Edits `inputs` with `model`: every input goes to the model; more than it takes
+    /// is refused naming the model (ingest refuses it first, with 400).
+    pub(super) async fn edit(
+        &self,
+        prompt: &str,
+        model: &str,
+        inputs: &[EditInput],
+        options: &GenerationOptions,
+    ) -> Result<GeneratedImage, Failure> {
+        let kind = self.route(model)?;
+        let most = kind.max_edit_inputs(model);
+        if inputs.len() > most {
+            return Err(Failure::refused(format!(
+                "model {model} takes at most {most} input picture{}, and this job has {}",
+                if most == 1 { "" } else { "s" },
+                inputs.len()
+            )));
+        }
+        let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !supports(kind).contains(o)).collect();
+        let options = options.without(&unsupported);
+        let answer = match kind {
+            ProviderKind::Placeholder => {
+                let (prompt, bytes) = (prompt.to_string(), inputs.iter().map(|i| i.bytes.clone()).collect::<Vec<_>>());
+                let bytes = tokio::task::spawn_blocking(move || placeholder::edit(&prompt, &bytes))
+                    .await
+                    .map_err(|e| Failure::permanent(format!("the placeholder crashed: {e}")))?
+                    .map_err(Failure::permanent)?;
+                let mut image = GeneratedImage {
+                    bytes,
+                    content_type: "image/png".into(),
+                    model: model.into(),
+                    provider: kind.name(),
+                    ignored: Vec::new(),
+                };
+                image.ignored = unsupported.iter().map(|o| o.to_string()).collect();
+                return Ok(image);
+            }
+            ProviderKind::OpenRouter => {
+                let (client, limits) = self.openrouter.as_ref().expect("routed only when configured");
+                let _slot = limits.enter().await;
+                client.edit(prompt, model, inputs, &options).await?
+            }
+            ProviderKind::OpenAi => {
+                let (client, limits) = self.openai.as_ref().expect("routed only when configured");
+                let _slot = limits.enter().await;
+                client.edit(prompt, model, inputs, &options).await?
+            }
+            ProviderKind::ModelScope => {
+                let (client, limits) = self.modelscope.as_ref().expect("routed only when configured");
+                let _slot = limits.enter().await;
+                client.edit(prompt, model, &inputs[0]).await?
+            }
+        };
+        let mut image = self.fetched(answer, model, kind).await?;
+        image.ignored = unsupported.iter().map(|o| o.to_string()).collect();
+        Ok(image)
+    }
+
+    /// The picture behind a provider's answer.
+    async fn fetched(&self, answer: ImageAnswer, model: &str, kind: ProviderKind) -> Result<GeneratedImage, Failure> {
         let fetched = self.fetcher.fetch(&answer.url).await?;
         Ok(GeneratedImage {
             bytes: fetched.bytes,

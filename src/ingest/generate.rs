@@ -146,6 +146,8 @@ pub(super) async fn generate_image(
         notify_email: job.notify_email,
         callback: job.callback,
         user: job.user,
+        kind: Default::default(),
+        inputs: Vec::new(),
         requested_at: OffsetDateTime::now_utc(),
     };
     let with_picture = job.with_picture;

@@ -1,6 +1,7 @@
 //! `GET /records`, `GET /records/{id}`, `GET /images`: asked of the store over NATS, so
 //! that ingest, on any host, never opens the database.
 
+use crate::contract::events::JobKind;
 use std::collections::HashMap;
 
 use axum::Json;
@@ -57,8 +58,8 @@ pub(super) async fn list_records(
 
 /// The parameters of `GET /records` as a query, naming the one that is wrong.
 fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiError> {
-    const KNOWN: [&str; 8] =
-        ["page", "limit", "keyword", "model", "date_from", "date_to", "implicit_label", "explicit_label"];
+    const KNOWN: [&str; 9] =
+        ["page", "limit", "keyword", "model", "date_from", "date_to", "implicit_label", "explicit_label", "kind"];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", "))));
     }
@@ -105,6 +106,13 @@ fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiErro
         date_to: date("date_to")?,
         implicit_label: flag("implicit_label")?,
         explicit_label: flag("explicit_label")?,
+        kind: match text("kind") {
+            None => None,
+            Some(kind) => Some(JobKind::parse(&kind).ok_or_else(|| {
+                ApiError::bad_request(format!("kind must be generate, edit, compose, style or fusion, got {kind:?}"))
+            })?),
+        },
+        edits_only: false,
     };
     if query.keyword.as_ref().is_some_and(|k| k.chars().count() > 200) {
         return Err(ApiError::bad_request("keyword is longer than 200 characters"));

@@ -37,6 +37,8 @@ fn completed(id: &str) -> Received {
         format: "jpeg".into(),
         file_size: 1000,
         labels: Default::default(),
+        kind: Default::default(),
+        inputs: Vec::new(),
         requested_at: now,
         completed_at: now,
         duration_ms: 1200,

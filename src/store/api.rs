@@ -126,7 +126,11 @@ impl StoreApi {
             let filename = entry.file_name().to_string_lossy().into_owned();
             let metadata = entry.metadata()?;
             // The original service's pictures (ai_image_...) are listed too.
-            if !metadata.is_file() || !(filename.starts_with("huiying_image_") || filename.starts_with("ai_image_")) {
+            if !metadata.is_file()
+                || !(filename.starts_with("huiying_image_")
+                    || filename.starts_with("huiying_edit_")
+                    || filename.starts_with("ai_image_"))
+            {
                 continue;
             }
             let modified: OffsetDateTime = metadata.modified()?.into();

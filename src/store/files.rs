@@ -4,6 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
+
+use crate::contract::events::JobKind;
 use time::macros::format_description;
 
 /// Words that say nothing about a picture; left out of file names.
@@ -14,15 +16,23 @@ const STOP_WORDS: &[&str] = &[
 ];
 const MAX_KEYWORDS: usize = 5;
 
-/// `huiying_image_<YYYYMMDD_HHMMSS>_<short id>_<english keywords>.<ext>`.
+/// `huiying_image_<YYYYMMDD_HHMMSS>_<short id>_<english keywords>.<ext>`; an edit's
+/// picture is `huiying_edit_...`.
 ///
 /// The time is the job's (not the write's), so a redelivery writes the same name.
-pub(super) fn file_name(job_id: &str, at: OffsetDateTime, english_prompt: &str, extension: &str) -> String {
+pub(super) fn file_name(
+    kind: JobKind,
+    job_id: &str,
+    at: OffsetDateTime,
+    english_prompt: &str,
+    extension: &str,
+) -> String {
     let stamp = at
         .format(format_description!("[year][month][day]_[hour][minute][second]"))
         .expect("the format fits every date");
     let short_id: String = job_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
-    format!("huiying_image_{stamp}_{short_id}_{}.{extension}", keywords(english_prompt))
+    let what = if kind.is_generate() { "image" } else { "edit" };
+    format!("huiying_{what}_{stamp}_{short_id}_{}.{extension}", keywords(english_prompt))
 }
 
 /// Lower-case ASCII words of the prompt, stop words dropped, joined by `_`; `image` if none.
@@ -76,13 +86,17 @@ mod tests {
 
     #[test]
     fn names_follow_the_documented_pattern() {
-        let name = file_name(
-            "3f2a9c1e-0000-4000-8000-000000000000",
-            datetime!(2026-11-29 08:05:09 UTC),
-            "A cute Cat sitting on the Moon, digital art!",
-            "jpg",
-        );
-        assert_eq!(name, "huiying_image_20261129_080509_3f2a9c1e_cute_cat_sitting_moon_digital.jpg");
+        let name = |kind| {
+            file_name(
+                kind,
+                "3f2a9c1e-0000-4000-8000-000000000000",
+                datetime!(2026-11-29 08:05:09 UTC),
+                "A cute Cat sitting on the Moon, digital art!",
+                "jpg",
+            )
+        };
+        assert_eq!(name(JobKind::Generate), "huiying_image_20261129_080509_3f2a9c1e_cute_cat_sitting_moon_digital.jpg");
+        assert_eq!(name(JobKind::Style), "huiying_edit_20261129_080509_3f2a9c1e_cute_cat_sitting_moon_digital.jpg");
     }
 
     #[test]

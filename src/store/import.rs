@@ -138,6 +138,8 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 user: None,
                 // The original service labelled nothing.
                 labels: Labels::default(),
+                kind: Default::default(),
+                inputs: Vec::new(),
             })
         })?;
         for record in found {
@@ -193,6 +195,8 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 updated_at: utc(&completed),
                 user: None,
                 labels: Labels::default(),
+                kind: Default::default(),
+                inputs: Vec::new(),
             }))
         })?;
         for record in found {

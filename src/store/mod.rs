@@ -180,6 +180,7 @@ impl Store {
             )));
         };
         let name = files::file_name(
+            generated.kind,
             &generated.id,
             generated.generated_at,
             &generated.english_prompt,
@@ -230,6 +231,8 @@ impl Store {
             updated_at: now,
             user: generated.user.clone(),
             labels: processed.labels,
+            kind: generated.kind,
+            inputs: generated.inputs.iter().map(|input| input.source.clone()).collect(),
         };
         self.records.insert(&record).await?;
         worker::crash_point("store.after_record");
@@ -272,6 +275,8 @@ impl Store {
             format: record.format.clone(),
             file_size: record.file_size,
             labels: record.labels,
+            kind: generated.kind,
+            inputs: generated.inputs.clone(),
             requested_at: generated.requested_at,
             completed_at,
             duration_ms: (completed_at - generated.requested_at).whole_milliseconds().max(0) as u64,

@@ -58,6 +58,8 @@ fn generated(id: &str) -> ImageGenerated {
         callback: Default::default(),
         ignored_options: Vec::new(),
         user: None,
+        kind: Default::default(),
+        inputs: Vec::new(),
         requested_at: now,
         generated_at: now,
     }
@@ -114,6 +116,8 @@ async fn a_redelivery_writes_nothing_twice() {
         date_to: None,
         implicit_label: None,
         explicit_label: None,
+        kind: None,
+        edits_only: false,
     });
     assert_eq!(page.await.unwrap().total, 1);
 }

@@ -83,7 +83,14 @@ fn settings(url: &str) -> WebhooksConfig {
 }
 
 fn failed_event(callback: RequestWebhook) -> Received {
-    let job = JobFacts { id: "job-1", prompt: "一只狐狸", model: "m", notify_email: None, callback: &callback };
+    let job = JobFacts {
+        id: "job-1",
+        prompt: "一只狐狸",
+        model: "m",
+        notify_email: None,
+        callback: &callback,
+        kind: Default::default(),
+    };
     let event = ImageFailed::new(job, FailedAt::Generate, "the model is down".into(), true, 3);
     Received {
         subject: "image.failed".into(),

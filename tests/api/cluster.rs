@@ -344,5 +344,7 @@ fn query(keyword: Option<&str>, page: u32, limit: u32) -> RecordQuery {
         date_to: None,
         implicit_label: None,
         explicit_label: None,
+        kind: None,
+        edits_only: false,
     }
 }

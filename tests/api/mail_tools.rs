@@ -93,6 +93,8 @@ pub fn completed_event(n: usize) -> String {
         format: "jpeg".into(),
         file_size: 1000,
         labels: Default::default(),
+        kind: Default::default(),
+        inputs: Vec::new(),
         requested_at: now,
         completed_at: now,
         duration_ms: 1,

@@ -44,6 +44,8 @@ async fn seed(app: &TestApp, rows: &[(&str, &str, &str, time::OffsetDateTime)]) 
                 user: None,
                 // Every second picture has the implicit label, every third the visible one.
                 labels: Labels { implicit: n % 2 == 0, explicit: n % 3 == 0 },
+                kind: Default::default(),
+                inputs: Vec::new(),
                 job_id,
             })
             .await
@@ -267,6 +269,8 @@ async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason(ba
         callback: Default::default(),
         ignored_options: Vec::new(),
         user: None,
+        kind: Default::default(),
+        inputs: Vec::new(),
         requested_at: now,
         generated_at: now,
     };

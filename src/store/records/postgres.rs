@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{RecordPage, RecordsError};
-use crate::contract::events::Labels;
+use crate::contract::events::{JobKind, Labels};
 use crate::contract::records::{Record, RecordQuery};
 
 /// Schema changes, applied in order; `huiying_schema_migrations` lists those applied.
@@ -45,6 +45,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE image_records ADD COLUMN implicit_label BOOLEAN NOT NULL DEFAULT false,
                               ADD COLUMN explicit_label BOOLEAN NOT NULL DEFAULT false;
 "#,
+    // Edits: what the job made, and its input pictures (what the client named).
+    r#"
+    ALTER TABLE image_records ADD COLUMN kind TEXT NOT NULL DEFAULT 'generate',
+                              ADD COLUMN inputs JSONB NOT NULL DEFAULT '[]';
+    CREATE INDEX image_records_kind_created ON image_records (kind, created_at DESC);
+"#,
 ];
 
 /// Any number the store's instances agree on: they take this lock while migrating, so
@@ -53,7 +59,7 @@ const MIGRATION_LOCK: i64 = 0x0068_7569_7969_6e67; // "huiying" in ASCII
 
 const COLUMNS: &str = r#"id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size,
                          width, height, format, created_at, updated_at, r2_error, "user",
-                         implicit_label, explicit_label"#;
+                         implicit_label, explicit_label, kind, inputs"#;
 
 #[derive(Clone)]
 pub struct PostgresRecords {
@@ -107,8 +113,8 @@ impl PostgresRecords {
             .prepare_cached(
                 r#"INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                        file_size, width, height, format, created_at, updated_at, r2_error, "user",
-                       implicit_label, explicit_label)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                       implicit_label, explicit_label, kind, inputs)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                    ON CONFLICT (job_id) DO NOTHING"#,
             )
             .await?;
@@ -132,6 +138,8 @@ impl PostgresRecords {
                     &record.user,
                     &record.labels.implicit,
                     &record.labels.explicit,
+                    &record.kind.name(),
+                    &serde_json::to_value(&record.inputs).expect("strings serialize"),
                 ],
             )
             .await?;
@@ -171,6 +179,13 @@ impl PostgresRecords {
         if let Some(explicit) = query.explicit_label {
             let explicit = filter.bind(explicit);
             filter.conditions.push(format!("explicit_label = {explicit}"));
+        }
+        if let Some(kind) = query.kind {
+            let kind = filter.bind(kind.name().to_string());
+            filter.conditions.push(format!("kind = {kind}"));
+        }
+        if query.edits_only {
+            filter.conditions.push("kind <> 'generate'".into());
         }
         // Dates are whole UTC days, `date_to` included.
         if let Some(from) = query.date_from {
@@ -249,5 +264,7 @@ fn record(row: &Row) -> Result<Record, RecordsError> {
         r2_error: row.try_get(13)?,
         user: row.try_get(14)?,
         labels: Labels { implicit: row.try_get(15)?, explicit: row.try_get(16)? },
+        kind: JobKind::parse(row.try_get(17)?).unwrap_or_default(),
+        inputs: serde_json::from_value(row.try_get(18)?).unwrap_or_default(),
     })
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::Duration as Days;
 
 use super::RecordPage;
-use crate::contract::events::Labels;
+use crate::contract::events::{JobKind, Labels};
 use crate::contract::records::{Record, RecordQuery};
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts those applied.
@@ -62,6 +62,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE image_records ADD COLUMN implicit_label INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE image_records ADD COLUMN explicit_label INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Edits: what the job made, and its input pictures (a JSON array of what the client named).
+    r#"
+    ALTER TABLE image_records ADD COLUMN kind TEXT NOT NULL DEFAULT 'generate';
+    ALTER TABLE image_records ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX image_records_kind_created ON image_records (kind, created_at);
+"#,
 ];
 
 #[derive(Clone)]
@@ -90,8 +96,8 @@ impl SqliteRecords {
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                  file_size, width, height, format, created_at, updated_at, r2_error, user,
-                 implicit_label, explicit_label)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 implicit_label, explicit_label, kind, inputs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
              ON CONFLICT (job_id) DO NOTHING",
             params![
                 record.job_id,
@@ -110,6 +116,8 @@ impl SqliteRecords {
                 record.user,
                 record.labels.implicit,
                 record.labels.explicit,
+                record.kind.name(),
+                serde_json::to_string(&record.inputs).expect("strings serialize"),
             ],
         )?;
         Ok(inserted == 1)
@@ -155,6 +163,13 @@ impl SqliteRecords {
             conditions.push("explicit_label = ?");
             values.push(i64::from(explicit).into());
         }
+        if let Some(kind) = query.kind {
+            conditions.push("kind = ?");
+            values.push(kind.name().to_string().into());
+        }
+        if query.edits_only {
+            conditions.push("kind <> 'generate'");
+        }
         // Dates are UTC days; created_at is RFC 3339 in UTC, so text comparison orders it.
         if let Some(from) = query.date_from {
             conditions.push("created_at >= ?");
@@ -186,7 +201,7 @@ impl SqliteRecords {
 }
 
 const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
-                       width, height, format, created_at, updated_at, r2_error, user, implicit_label, explicit_label";
+                       width, height, format, created_at, updated_at, r2_error, user, implicit_label, explicit_label, kind, inputs";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -206,6 +221,8 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         r2_error: row.get(13)?,
         user: row.get(14)?,
         labels: Labels { implicit: row.get(15)?, explicit: row.get(16)? },
+        kind: JobKind::parse(&row.get::<_, String>(17)?).unwrap_or_default(),
+        inputs: serde_json::from_str(&row.get::<_, String>(18)?).unwrap_or_default(),
     })
 }
 
@@ -242,6 +259,8 @@ mod tests {
             updated_at: "2026-11-29T08:00:00Z".into(),
             user: None,
             labels: Labels { implicit: true, explicit: false },
+            kind: JobKind::Style,
+            inputs: vec!["upload:abc".into()],
         }
     }
 

@@ -1,6 +1,7 @@
-//! Getting the picture a provider answered with: decoding a `data:` URL, or downloading a
-//! link carefully. A provider's answer must not be able to make us fetch from inside the
-//! network (loopback, private, link-local, cloud metadata), pull endless bytes, or hang.
+//! Getting a picture someone else named: the link a provider answered with (generator), or
+//! an edit's input URL (ingest). Decodes a `data:` URL, or downloads a link carefully:
+//! neither may make us fetch from inside the network (loopback, private, link-local,
+//! cloud metadata), pull endless bytes, or hang.
 
 use std::time::Duration;
 
@@ -15,21 +16,24 @@ use crate::outbound::{self, Refusal};
 const MAX_REDIRECTS: usize = 3;
 
 /// A picture's bytes and the type they turned out to be.
-pub(super) struct Fetched {
+pub(crate) struct Fetched {
     pub bytes: Vec<u8>,
     pub content_type: String,
 }
 
 #[derive(Clone)]
-pub(super) struct Fetcher {
+pub(crate) struct Fetcher {
+    /// Who named the link, for messages: "the provider", "the input URL".
+    source: &'static str,
     max_bytes: u64,
     timeout: Duration,
     allow_private: bool,
 }
 
 impl Fetcher {
-    pub(super) fn new(settings: &GeneratorConfig) -> Self {
+    pub(crate) fn new(settings: &GeneratorConfig, source: &'static str) -> Self {
         Self {
+            source,
             max_bytes: settings.max_image_bytes,
             timeout: settings.download_timeout,
             allow_private: settings.allow_private_urls,
@@ -37,14 +41,14 @@ impl Fetcher {
     }
 
     /// The picture behind `url`: a `data:` URL or an http(s) link.
-    pub(super) async fn fetch(&self, url: &str) -> Result<Fetched, Failure> {
+    pub(crate) async fn fetch(&self, url: &str) -> Result<Fetched, Failure> {
         if url.starts_with("data:") {
             let (_, bytes) = decode_data_url(url)
-                .ok_or_else(|| Failure::permanent("the provider's data: URL is not valid base64"))?;
+                .ok_or_else(|| Failure::permanent(format!("{}'s data: URL is not valid base64", self.source)))?;
             return self.checked(bytes);
         }
         let mut url = Url::parse(url).map_err(|_| {
-            Failure::permanent(format!("the provider returned an unusable image link: {}", shorten(url, 120)))
+            Failure::permanent(format!("{} named an unusable image link: {}", self.source, shorten(url, 120)))
         })?;
         for _ in 0..=MAX_REDIRECTS {
             let response = self.get(&url).await?;
@@ -112,13 +116,13 @@ impl Fetcher {
             return Err(Failure::permanent(format!("the picture is larger than {} bytes", self.max_bytes)));
         }
         let format =
-            image::guess_format(&bytes).map_err(|_| Failure::permanent("the provider's answer is not a picture"))?;
+            image::guess_format(&bytes).map_err(|_| Failure::permanent(format!("{} is not a picture", self.source)))?;
         Ok(Fetched { content_type: format.to_mime_type().to_string(), bytes })
     }
 }
 
 /// Splits `data:<mime>;base64,<payload>` into the mime type and the decoded bytes.
-pub(super) fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
+pub(crate) fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
     let rest = url.strip_prefix("data:")?;
     let (meta, payload) = rest.split_once(',')?;
     let mime = meta.strip_suffix(";base64")?;

@@ -1,0 +1,67 @@
+//! Which provider serves a model, from `[models]` and the keys that are set. The
+//! generator routes by it; ingest checks edits against it before queuing them.
+
+use super::{Config, Provider};
+
+/// The offline placeholder's model name (never passed off as AI).
+pub const PLACEHOLDER_MODEL: &str = "huiying/placeholder";
+
+impl Config {
+    /// Whether `provider` has what it needs to be called.
+    pub fn has_key_for(&self, provider: Provider) -> bool {
+        match provider {
+            Provider::OpenRouter => self.api_keys.openrouter_api_key.is_set(),
+            Provider::OpenAi => self.api_keys.openai_api_key.is_set(),
+            Provider::ModelScope => self.api_keys.model_scope_token.is_set(),
+            Provider::Placeholder => true,
+        }
+    }
+
+    /// The model a generation without one gets.
+    pub fn default_model(&self) -> String {
+        if self.has_key_for(Provider::OpenRouter) {
+            self.models.default_openrouter_model.clone()
+        } else if self.has_key_for(Provider::OpenAi) {
+            self.openai.default_model.clone()
+        } else {
+            PLACEHOLDER_MODEL.to_string()
+        }
+    }
+
+    /// The model an edit without one gets.
+    pub fn default_edit_model(&self) -> String {
+        match self.models.default_edit_model.trim() {
+            "" if self.has_key_for(Provider::ModelScope) => "Qwen/Qwen-Image-Edit".to_string(),
+            "" => self.default_model(),
+            model => model.to_string(),
+        }
+    }
+
+    /// The provider for `model`: the longest matching route, else OpenRouter when it has
+    /// a key, else the OpenAI-compatible API when it has one. The error says what to set.
+    pub fn provider_for(&self, model: &str) -> Result<Provider, String> {
+        if model == PLACEHOLDER_MODEL {
+            return Ok(Provider::Placeholder);
+        }
+        let mut routes: Vec<_> = self.models.routes.iter().collect();
+        routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
+        let routed = routes.iter().find(|route| model.starts_with(route.prefix.as_str())).map(|route| route.provider);
+        let fallback = [Provider::OpenRouter, Provider::OpenAi].into_iter().find(|p| self.has_key_for(*p));
+        match routed.or(fallback) {
+            Some(provider) if self.has_key_for(provider) => Ok(provider),
+            Some(provider) => Err(format!(
+                "model {model} is served by {} ([models] routes), which has no API key: set {}",
+                provider.name(),
+                match provider {
+                    Provider::OpenAi => "OPENAI_API_KEY",
+                    Provider::ModelScope => "MODEL_SCOPE_TOKEN",
+                    _ => "OPENROUTER_API_KEY",
+                }
+            )),
+            None => Err(format!(
+                "model {model} needs an image API, and none is configured: set OPENROUTER_API_KEY or \
+                 OPENAI_API_KEY, or use model {PLACEHOLDER_MODEL} for the offline placeholder"
+            )),
+        }
+    }
+}
