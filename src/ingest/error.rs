@@ -34,6 +34,10 @@ impl ApiError {
         self
     }
 
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn for_job(mut self, id: String) -> Self {
         self.job_id = Some(id);
         self

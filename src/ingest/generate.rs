@@ -121,22 +121,6 @@ pub(super) async fn generate_image(
     if let Some(url) = &job.callback.webhook {
         check_webhook_address(url, &state.webhooks).await?;
     }
-    // Each API key has its own Idempotency-Keys: two clients that pick the same one never
-    // get each other's job.
-    let idempotency_key = idempotency_key(&headers)?.map(|key| match api_key {
-        Some(Extension(number)) => format!("api-key-{}:{key}", number.0),
-        None => key,
-    });
-    // While NATS is away the client would buffer the publish and send it on reconnect,
-    // after we answered 503: a job the client was told is not queued. Refuse up front.
-    if !state.publisher.is_connected() {
-        return Err(ApiError::queue_unavailable());
-    }
-    if let Some(waiting) = state.queue.is_full().await {
-        let message =
-            format!("the queue is full ({waiting} jobs waiting, [server] max_queued_jobs); try again shortly");
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(5));
-    }
     let event = ImageRequested {
         version: EVENT_VERSION,
         id: JobId::random().to_string(),
@@ -150,7 +134,35 @@ pub(super) async fn generate_image(
         inputs: Vec::new(),
         requested_at: OffsetDateTime::now_utc(),
     };
-    let with_picture = job.with_picture;
+    let id = queue_job(&state, &headers, api_key, event, None).await?;
+    answer_for_job(&state, &headers, id, job.with_picture).await
+}
+
+/// Queues `event`: checks the queue, claims its `Idempotency-Key` (each API key has its
+/// own), records the job as queued and publishes it. Returns the job's id: the event's,
+/// or the earlier job's when the same request came with the same key. `edit` is what
+/// else the request meant (an edit's kind and inputs) for the key's fingerprint.
+pub(super) async fn queue_job(
+    state: &AppState,
+    headers: &HeaderMap,
+    api_key: Option<Extension<KeyNumber>>,
+    event: ImageRequested,
+    edit: Option<serde_json::Value>,
+) -> Result<String, ApiError> {
+    let idempotency_key = idempotency_key(headers)?.map(|key| match api_key {
+        Some(Extension(number)) => format!("api-key-{}:{key}", number.0),
+        None => key,
+    });
+    // While NATS is away the client would buffer the publish and send it on reconnect,
+    // after we answered 503: a job the client was told is not queued. Refuse up front.
+    if !state.publisher.is_connected() {
+        return Err(ApiError::queue_unavailable());
+    }
+    if let Some(waiting) = state.queue.is_full().await {
+        let message =
+            format!("the queue is full ({waiting} jobs waiting, [server] max_queued_jobs); try again shortly");
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(5));
+    }
     let unavailable = |e: crate::bus::BusError| {
         tracing::warn!(error = %e, "cannot queue a job");
         ApiError::queue_unavailable()
@@ -158,9 +170,10 @@ pub(super) async fn generate_image(
     if let Some(key) = &idempotency_key {
         let meaning = (&event.prompt, &event.model, &event.notify_email, &event.options);
         // The webhook joined the request later: keys of requests without one keep their meaning.
-        let fingerprint = match &event.callback.webhook {
-            None => fingerprint(&meaning),
-            Some(_) => fingerprint(&(meaning, &event.callback)),
+        let fingerprint = match (&event.callback.webhook, &edit) {
+            (None, None) => fingerprint(&meaning),
+            (_, None) => fingerprint(&(meaning, &event.callback)),
+            (_, Some(edit)) => fingerprint(&(meaning, &event.callback, edit)),
         };
         let claimed = Claimed { job_id: event.id.clone(), fingerprint };
         match state.idempotency.claim(key, &claimed).await.map_err(unavailable)? {
@@ -183,15 +196,15 @@ pub(super) async fn generate_image(
                 ) {
                     let again = ImageRequested { id: job_id.clone(), ..event };
                     let queued = JobStatus::new(&job_id, JobState::Queued, &again.prompt, again.model.as_deref());
-                    state.jobs.set(&queued).await.map_err(unavailable)?;
+                    state.jobs.set(&queued.of_kind(again.kind)).await.map_err(unavailable)?;
                     parts::publish(&*state.publisher, &again).await.map_err(unavailable)?;
                 }
-                return answer_for_job(&state, &headers, job_id, with_picture).await;
+                return Ok(job_id);
             }
         }
     }
 
-    let queued = JobStatus::new(&event.id, JobState::Queued, &event.prompt, event.model.as_deref());
+    let queued = JobStatus::new(&event.id, JobState::Queued, &event.prompt, event.model.as_deref()).of_kind(event.kind);
     let queue = async {
         state.jobs.set(&queued).await?;
         parts::publish(&*state.publisher, &event).await
@@ -202,8 +215,8 @@ pub(super) async fn generate_image(
         return Err(unavailable(e));
     }
     state.queue.queued();
-    tracing::info!(job = %event.id, "queued");
-    answer_for_job(&state, &headers, event.id, with_picture).await
+    tracing::info!(job = %event.id, kind = event.kind.name(), "queued");
+    Ok(event.id)
 }
 
 /// Largest picture read back into an answer.
@@ -300,7 +313,7 @@ async fn answer_for_job(
 }
 
 /// A request may choose its recipient only among `[smtp] allowed_recipients`.
-fn check_recipient(address: &str, smtp: &SmtpConfig) -> Result<(), ApiError> {
+pub(super) fn check_recipient(address: &str, smtp: &SmtpConfig) -> Result<(), ApiError> {
     if address.parse::<lettre::Address>().is_err() {
         return Err(ApiError::bad_request(format!("notify_email {address:?} is not an email address")));
     }

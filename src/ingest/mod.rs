@@ -1,13 +1,16 @@
 //! ingest: the HTTP API and the web page.
 //!
-//! One file per resource: [`generate`] (`POST /generate-image`), [`jobs`], [`records`]
-//! (asked of the store), [`translate`], [`health`], [`webhooks`] (read-only views); [`access`] decides who may call, and
+//! One file per resource: [`generate`] (`POST /generate-image`), [`edits`] (the four edit
+//! routes, edit tasks and records, preset styles), [`uploads`] (pictures edits start
+//! from), [`jobs`], [`records`] (asked of the store), [`translate`], [`health`],
+//! [`webhooks`] (read-only views); [`access`] decides who may call, and
 //! [`error`] is the one shape of an error answer. Every route answers at its path and
 //! under `/api`.
 
 mod access;
 mod backlog;
 mod body;
+mod edits;
 mod error;
 mod generate;
 mod health;
@@ -16,7 +19,10 @@ mod jobs;
 mod records;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_edits;
 mod translate;
+mod uploads;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -35,9 +41,10 @@ use crate::bus::Bus;
 use crate::config::{Config, SmtpConfig, WebhooksConfig};
 use crate::contract::STATIC_IMAGES_PATH;
 use crate::contract::webhooks::{Delivery, EndpointState, WEBHOOK_DELIVERIES_BUCKET, WEBHOOK_ENDPOINTS_BUCKET};
+use crate::fetch::Fetcher;
 use crate::jobs::JobBoard;
 use crate::parts::nats::LaterBucket;
-use crate::parts::{Backlog, JsonBucket, KeyValue, Publish, Requests};
+use crate::parts::{Backlog, JsonBucket, KeyValue, Objects, Publish, Requests};
 use crate::translate::Translator;
 use backlog::QueueBound;
 use error::ApiError;
@@ -56,6 +63,8 @@ pub struct IngestParts {
     /// The webhook service's delivery log and endpoint states (read only).
     pub webhook_log: Arc<dyn KeyValue>,
     pub webhook_states: Arc<dyn KeyValue>,
+    /// The images bucket: uploads and edits' input pictures go there.
+    pub objects: Arc<dyn Objects>,
 }
 
 /// What every handler sees.
@@ -77,6 +86,11 @@ pub struct AppState {
     http: reqwest::Client,
     webhook_log: JsonBucket<Delivery>,
     webhook_states: JsonBucket<EndpointState>,
+    objects: Arc<dyn Objects>,
+    /// Fetches edits' input URLs through the download guard.
+    fetcher: Fetcher,
+    /// Model routing and defaults (edits are checked against the model before queuing).
+    config: Arc<Config>,
 }
 
 impl AppState {
@@ -96,6 +110,9 @@ impl AppState {
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
             webhook_log: JsonBucket::new(parts.webhook_log),
             webhook_states: JsonBucket::new(parts.webhook_states),
+            objects: parts.objects,
+            fetcher: Fetcher::new(&config.generator, "the input URL"),
+            config: Arc::new(config.clone()),
         })
     }
 }
@@ -120,6 +137,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
         backlog: Arc::new(bus.stream.clone()),
         webhook_log: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_DELIVERIES_BUCKET)),
         webhook_states: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_ENDPOINTS_BUCKET)),
+        objects: Arc::new(bus.images.clone()),
     };
     let app = router(AppState::new(&config, parts)?, &config)?;
     let address = listener.local_addr()?;
@@ -145,7 +163,19 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/translate", post(translate::translate))
         .route("/health", get(health::health))
         .route("/webhooks", get(webhooks::endpoints))
-        .route("/webhooks/deliveries", get(webhooks::deliveries));
+        .route("/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/edit-image", post(edits::edit_image))
+        .route("/compose-images", post(edits::compose_images))
+        .route("/style-transfer", post(edits::style_transfer))
+        .route("/fusion-images", post(edits::fusion_images))
+        .route("/edit-tasks/{id}", get(edits::edit_task))
+        .route("/edit-records", get(edits::edit_records))
+        .route("/preset-styles", get(edits::preset_styles))
+        .route(
+            "/upload-image",
+            post(uploads::upload_image).layer(axum::extract::DefaultBodyLimit::max(uploads::MAX_UPLOAD_BODY)),
+        )
+        .route("/uploads/{id}", get(uploads::get_upload));
     Ok(Router::new()
         .route("/", get(index))
         .merge(api.clone())

@@ -20,7 +20,7 @@ use crate::contract::values::JobId;
 use crate::parts::RequestError;
 
 /// Asks the store; its answer, or an error a client can act on.
-async fn ask_store<T: DeserializeOwned>(
+pub(super) async fn ask_store<T: DeserializeOwned>(
     state: &AppState,
     subject: &'static str,
     payload: Bytes,
@@ -57,7 +57,7 @@ pub(super) async fn list_records(
 }
 
 /// The parameters of `GET /records` as a query, naming the one that is wrong.
-fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiError> {
+pub(super) fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiError> {
     const KNOWN: [&str; 9] =
         ["page", "limit", "keyword", "model", "date_from", "date_to", "implicit_label", "explicit_label", "kind"];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {

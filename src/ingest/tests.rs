@@ -13,18 +13,19 @@ use crate::contract::events::ImageRequested;
 use crate::contract::jobs::JobState;
 use crate::contract::records::RECORDS_LIST;
 use crate::contract::{IDEMPOTENCY_BUCKET, JOBS_BUCKET};
-use crate::parts::memory::{FixedBacklog, MemoryKv, MemoryReplies, MemoryStream};
+use crate::parts::memory::{FixedBacklog, MemoryKv, MemoryObjects, MemoryReplies, MemoryStream};
 
 /// ingest on memory parts, and handles to look at them.
-struct TestIngest {
-    app: Router,
-    stream: Arc<MemoryStream>,
+pub(super) struct TestIngest {
+    pub(super) app: Router,
+    pub(super) stream: Arc<MemoryStream>,
     store: Arc<MemoryReplies>,
-    jobs: JobBoard,
+    pub(super) jobs: JobBoard,
+    pub(super) objects: Arc<MemoryObjects>,
     _images: tempfile::TempDir,
 }
 
-fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>) -> TestIngest {
+pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>) -> TestIngest {
     let images = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.images_dir = images.path().to_path_buf();
@@ -32,6 +33,7 @@ fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>) -> TestIn
     let stream = Arc::new(MemoryStream::default());
     let store = Arc::new(MemoryReplies::default());
     let jobs = JobBoard::new(JsonBucket::new(Arc::new(MemoryKv::new(JOBS_BUCKET))));
+    let objects = Arc::new(MemoryObjects::default());
     let parts = IngestParts {
         publisher: stream.clone(),
         jobs: jobs.clone(),
@@ -40,9 +42,10 @@ fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>) -> TestIn
         backlog: Arc::new(FixedBacklog(waiting)),
         webhook_log: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_DELIVERIES_BUCKET)),
         webhook_states: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_ENDPOINTS_BUCKET)),
+        objects: objects.clone(),
     };
     let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
-    TestIngest { app, stream, store, jobs, _images: images }
+    TestIngest { app, stream, store, jobs, objects, _images: images }
 }
 
 fn ingest() -> TestIngest {
@@ -59,7 +62,7 @@ fn generate(body: &str) -> Request<Body> {
 }
 
 impl TestIngest {
-    async fn send(&self, request: Request<Body>) -> (u16, Value, Response<()>) {
+    pub(super) async fn send(&self, request: Request<Body>) -> (u16, Value, Response<()>) {
         let response = self.app.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
@@ -68,7 +71,7 @@ impl TestIngest {
         (parts.status.as_u16(), json, Response::from_parts(parts, ()))
     }
 
-    fn queued(&self) -> Vec<ImageRequested> {
+    pub(super) fn queued(&self) -> Vec<ImageRequested> {
         self.stream.events::<ImageRequested>()
     }
 }

@@ -1,0 +1,385 @@
+//! The original service's edit routes, through the pipeline: `POST /edit-image`,
+//! `/compose-images`, `/style-transfer`, `/fusion-images` queue an edit job (kind and
+//! input pictures on `image.requested`); `GET /edit-tasks/{id}` shows it in the
+//! original's shape; `GET /edit-records` lists stored edits; `GET /preset-styles`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::AppState;
+use super::access::KeyNumber;
+use super::body::{json_body, parse_object};
+use super::error::ApiError;
+use super::generate::queue_job;
+use super::records::{ask_store, record_query};
+use super::uploads::resolve_input;
+use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, JobKind};
+use crate::contract::jobs::{JobState, JobStatus};
+use crate::contract::records::{RECORDS_LIST, RecordViewPage};
+use crate::contract::values::{JobId, ModelName, Prompt};
+
+/// The original's preset styles: `style_type` of `/style-transfer` takes an `id`.
+const PRESETS: [(&str, &str, &str, &str); 6] = [
+    ("anime", "动漫风格", "将图片转换为动漫/卡通风格", "convert to anime style, cartoon style, vibrant colors"),
+    (
+        "oil_painting",
+        "油画风格",
+        "将图片转换为古典油画风格",
+        "convert to oil painting style, classical painting, artistic brushstrokes",
+    ),
+    (
+        "watercolor",
+        "水彩画风格",
+        "将图片转换为水彩画风格",
+        "convert to watercolor painting style, soft colors, artistic",
+    ),
+    ("sketch", "素描风格", "将图片转换为铅笔素描风格", "convert to pencil sketch style, black and white drawing"),
+    (
+        "cyberpunk",
+        "赛博朋克",
+        "将图片转换为赛博朋克未来科技风格",
+        "convert to cyberpunk style, neon lights, futuristic, high tech",
+    ),
+    ("vintage", "复古风格", "将图片转换为复古怀旧风格", "convert to vintage style, retro, old-fashioned, sepia tones"),
+];
+
+/// `GET /preset-styles`.
+pub(super) async fn preset_styles() -> Json<Value> {
+    let styles: Vec<Value> = PRESETS
+        .iter()
+        .map(|(id, name, description, prompt)| json!({"id": id, "name": name, "description": description, "prompt": prompt}))
+        .collect();
+    Json(json!({ "styles": styles }))
+}
+
+/// Every edit body: the original's fields for the four routes, plus huiying's own
+/// (`model`, `notify_email`, `size`, `seed`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditBody {
+    image_url: Option<String>,
+    image_urls: Option<Vec<String>>,
+    image1_url: Option<String>,
+    image2_url: Option<String>,
+    /// The original's record numbers; a picture by number when no URL is given.
+    image_id: Option<i64>,
+    image_ids: Option<Vec<i64>>,
+    image1_id: Option<i64>,
+    image2_id: Option<i64>,
+    edit_prompt: Option<String>,
+    compose_prompt: Option<String>,
+    style_prompt: Option<String>,
+    fusion_prompt: Option<String>,
+    /// A preset id (`anime`, ...): its prompt goes before `style_prompt`.
+    style_type: Option<String>,
+    /// 0 to 1: how much of the first picture the fusion keeps (said in the prompt).
+    fusion_ratio: Option<f64>,
+    model: Option<String>,
+    notify_email: Option<String>,
+    size: Option<String>,
+    seed: Option<u64>,
+}
+
+pub(super) async fn edit_image(
+    state: State<AppState>,
+    key: Option<Extension<KeyNumber>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    submit(state, key, headers, body, JobKind::Edit).await
+}
+
+pub(super) async fn compose_images(
+    state: State<AppState>,
+    key: Option<Extension<KeyNumber>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    submit(state, key, headers, body, JobKind::Compose).await
+}
+
+pub(super) async fn style_transfer(
+    state: State<AppState>,
+    key: Option<Extension<KeyNumber>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    submit(state, key, headers, body, JobKind::Style).await
+}
+
+pub(super) async fn fusion_images(
+    state: State<AppState>,
+    key: Option<Extension<KeyNumber>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    submit(state, key, headers, body, JobKind::Fusion).await
+}
+
+/// What the body asks for: the prompt and the pictures (as `(field, reference)`).
+fn prompt_and_pictures(body: &EditBody, kind: JobKind) -> Result<(String, Vec<(String, String)>), ApiError> {
+    let required = |value: &Option<String>, name: &str| {
+        value
+            .clone()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))
+    };
+    let picture = |url: &Option<String>, id: Option<i64>, field: &str| -> Result<(String, String), ApiError> {
+        match (url.as_ref().filter(|u| !u.trim().is_empty()), id) {
+            (Some(url), _) => Ok((field.to_string(), url.clone())),
+            (None, Some(id)) => Ok((field.to_string(), format!("record:{id}"))),
+            (None, None) => Err(ApiError::bad_request(format!("{field} is required"))),
+        }
+    };
+    Ok(match kind {
+        JobKind::Edit => {
+            (required(&body.edit_prompt, "edit_prompt")?, vec![picture(&body.image_url, body.image_id, "image_url")?])
+        }
+        JobKind::Style => {
+            let preset = match body.style_type.as_deref().filter(|t| !t.is_empty()) {
+                None => None,
+                Some(id) => Some(PRESETS.iter().find(|p| p.0 == id).map(|p| p.3).ok_or_else(|| {
+                    let ids: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+                    ApiError::bad_request(format!("style_type {id:?} is not a preset: {}", ids.join(", ")))
+                })?),
+            };
+            let own = body.style_prompt.clone().filter(|p| !p.trim().is_empty());
+            let prompt = match (preset, own) {
+                (Some(preset), Some(own)) => format!("{preset}, {own}"),
+                (Some(preset), None) => preset.to_string(),
+                (None, Some(own)) => own,
+                (None, None) => return Err(ApiError::bad_request("style_prompt (or a preset style_type) is required")),
+            };
+            (prompt, vec![picture(&body.image_url, body.image_id, "image_url")?])
+        }
+        JobKind::Compose => {
+            let urls = body.image_urls.clone().unwrap_or_default();
+            let ids = body.image_ids.clone().unwrap_or_default();
+            let pictures: Vec<(String, String)> = if urls.is_empty() {
+                ids.iter().enumerate().map(|(n, id)| (format!("image_ids[{n}]"), format!("record:{id}"))).collect()
+            } else {
+                urls.iter().enumerate().map(|(n, url)| (format!("image_urls[{n}]"), url.clone())).collect()
+            };
+            let (least, most) = kind.inputs();
+            if pictures.len() < least || pictures.len() > most {
+                return Err(ApiError::bad_request(format!(
+                    "image_urls must hold {least} to {most} pictures, got {}",
+                    pictures.len()
+                )));
+            }
+            (required(&body.compose_prompt, "compose_prompt")?, pictures)
+        }
+        JobKind::Fusion => {
+            let mut prompt = required(&body.fusion_prompt, "fusion_prompt")?;
+            if let Some(ratio) = body.fusion_ratio {
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err(ApiError::bad_request(format!("fusion_ratio must be from 0 to 1, got {ratio}")));
+                }
+                let first = (ratio * 100.0).round();
+                prompt = format!("{prompt} (about {first}% of the first picture, {}% of the second)", 100.0 - first);
+            }
+            let pictures = vec![
+                picture(&body.image1_url, body.image1_id, "image1_url")?,
+                picture(&body.image2_url, body.image2_id, "image2_url")?,
+            ];
+            (prompt, pictures)
+        }
+        JobKind::Generate => unreachable!("edit routes only"),
+    })
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    key: Option<Extension<KeyNumber>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    kind: JobKind,
+) -> Result<Response, ApiError> {
+    let body = json_body(&headers, body)?;
+    let request: EditBody = parse_object(&body, r#"{"image_url": "https://...", "edit_prompt": "..."}"#)?;
+    let (prompt, pictures) = prompt_and_pictures(&request, kind)?;
+    let prompt = Prompt::parse(prompt)?;
+    let model = match request.model.as_deref().filter(|m| !m.trim().is_empty()) {
+        Some(model) => String::from(ModelName::parse(model)?),
+        None => state.config.default_edit_model(),
+    };
+    // Refused here, with the model named, rather than cut down to the first picture.
+    let provider = state.config.provider_for(&model).map_err(ApiError::bad_request)?;
+    let most = provider.max_edit_inputs(&model);
+    if pictures.len() > most {
+        return Err(ApiError::bad_request(format!(
+            "model {model} takes {most} input picture{} and this {} has {}; choose a model that takes several \
+             (for example gpt-image-1 or an OpenRouter model with image input)",
+            if most == 1 { "" } else { "s" },
+            kind.name(),
+            pictures.len()
+        )));
+    }
+    if let Some(address) = &request.notify_email {
+        super::generate::check_recipient(address, &state.smtp)?;
+    }
+    let options = GenerationOptions { size: request.size.clone(), seed: request.seed, ..Default::default() };
+    options.check()?;
+    let id = JobId::random().to_string();
+    let mut inputs = Vec::with_capacity(pictures.len());
+    for (n, (field, reference)) in pictures.iter().enumerate() {
+        inputs.push(resolve_input(&state, field, reference, &id, n).await?);
+    }
+    let sources: Vec<&str> = pictures.iter().map(|(_, reference)| reference.as_str()).collect();
+    let event = ImageRequested {
+        version: EVENT_VERSION,
+        id,
+        prompt: prompt.into(),
+        model: Some(model),
+        notify_email: request.notify_email.clone(),
+        callback: Default::default(),
+        options,
+        user: None,
+        kind,
+        inputs,
+        requested_at: OffsetDateTime::now_utc(),
+    };
+    let created_at = event.requested_at;
+    let meaning = json!({"kind": kind.name(), "inputs": sources});
+    let id = queue_job(&state, &headers, key, event, Some(meaning)).await?;
+    if !prefers_wait(&headers) {
+        let body = json!({
+            "task_id": id,
+            "status": "pending",
+            "edit_type": kind.name(),
+            "created_at": created_at.format(&Rfc3339).unwrap_or_default(),
+            "message": "编辑任务已创建 the edit is queued; follow it at /edit-tasks/<task_id>",
+            "status_url": format!("{}/edit-tasks/{id}", state.public_base_url),
+        });
+        return Ok(Json(body).into_response());
+    }
+    let finished = state.jobs.wait_until_final(&id, state.wait_timeout).await.ok().flatten();
+    let status = match finished {
+        Some(status) => status,
+        None => state.jobs.get(&id).await.ok().flatten().ok_or_else(ApiError::queue_unavailable)?,
+    };
+    Ok(Json(task_view(&status)).into_response())
+}
+
+/// `Prefer: wait` or `Prefer: wait=N` (RFC 7240): answer when the edit ends, up to
+/// `[server] timeout`. Edits answer at once otherwise, as the original did.
+fn prefers_wait(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().to_ascii_lowercase().starts_with("wait"))
+}
+
+/// `GET /edit-tasks/{task_id}`: the original's task shape, from the job state (the same
+/// job `GET /jobs/{id}` shows).
+pub(super) async fn edit_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, "任务不存在 no such task");
+    let id = JobId::parse(id.as_str()).map_err(|_| missing())?;
+    let status = state.jobs.get(id.as_str()).await.map_err(|_| ApiError::queue_unavailable())?.ok_or_else(missing)?;
+    Ok(Json(task_view(&status)).into_response())
+}
+
+/// A job as the original's edit task: status pending / processing / completed / failed
+/// with progress 0 / 50 / 100 / -1.
+fn task_view(job: &JobStatus) -> Value {
+    let (status, progress) = match job.status {
+        JobState::Queued => ("pending", 0),
+        JobState::Generating | JobState::Storing => ("processing", 50),
+        JobState::Completed => ("completed", 100),
+        JobState::Failed => ("failed", -1),
+    };
+    let format = |at: OffsetDateTime| at.format(&Rfc3339).unwrap_or_default();
+    let mut view = json!({
+        "id": job.id,
+        "task_id": job.id,
+        "status": status,
+        "edit_type": job.kind.name(),
+        "edit_prompt": job.prompt,
+        "model": job.model,
+        "progress": progress,
+        "created_at": format(job.result.as_ref().map_or(job.updated_at, |done| done.requested_at)),
+    });
+    if let Some(done) = &job.result {
+        view["result_image_url"] = json!(done.url);
+        view["r2_url"] = json!(done.r2_url);
+        view["local_url"] = json!(done.local_url);
+        view["completed_at"] = json!(format(done.completed_at));
+        view["inputs"] = json!(done.inputs.iter().map(|i| &i.source).collect::<Vec<_>>());
+    }
+    if let Some(failed) = &job.error {
+        view["error_message"] = json!(failed.error);
+        view["completed_at"] = json!(format(failed.failed_at));
+    }
+    view
+}
+
+/// `GET /edit-records`: stored edits, paged and filtered as `/records` is, plus
+/// `edit_type` and `status` (records hold finished pictures, so only `completed` matches).
+pub(super) async fn edit_records(
+    State(state): State<AppState>,
+    Query(mut params): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let edit_type = params.remove("edit_type").filter(|t| !t.is_empty());
+    let status = params.remove("status").filter(|s| !s.is_empty());
+    let mut query = record_query(&params)?;
+    query.edits_only = true;
+    if let Some(edit_type) = edit_type {
+        let kind = JobKind::parse(&edit_type).filter(|k| !k.is_generate()).ok_or_else(|| {
+            ApiError::bad_request(format!("edit_type must be edit, compose, style or fusion, got {edit_type:?}"))
+        })?;
+        query.kind = Some(kind);
+    }
+    let page: RecordViewPage = match status.as_deref() {
+        None | Some("completed") => {
+            let payload = serde_json::to_vec(&query).expect("queries serialize");
+            ask_store(&state, RECORDS_LIST, payload.into()).await?
+        }
+        Some("pending" | "processing" | "failed") => {
+            RecordViewPage { records: Vec::new(), total: 0, page: query.page, limit: query.limit, pages: 0 }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "status must be pending, processing, completed or failed, got {other:?}"
+            )));
+        }
+    };
+    let records: Vec<Value> = page
+        .records
+        .iter()
+        .map(|view| {
+            let record = &view.record;
+            json!({
+                "id": record.id,
+                "task_id": record.job_id,
+                "edit_type": record.kind.name(),
+                "edit_prompt": record.original_prompt,
+                "input_image_urls": record.inputs,
+                "result_image_url": view.url,
+                "local_path": record.local_path,
+                "r2_url": record.r2_url,
+                "status": "completed",
+                "file_size": record.file_size,
+                "width": record.width,
+                "height": record.height,
+                "format": record.format,
+                "model": record.model,
+                "labels": record.labels,
+                "created_at": record.created_at,
+                "completed_at": record.updated_at,
+            })
+        })
+        .collect();
+    let body =
+        json!({"records": records, "total": page.total, "page": page.page, "limit": page.limit, "pages": page.pages});
+    Ok(Json(body).into_response())
+}
