@@ -99,7 +99,9 @@ impl NatsServer {
             .expect("starting nats-server");
         let url = format!("nats://127.0.0.1:{port}");
         let probe = url.clone();
-        wait_for("nats-server to accept connections", Duration::from_secs(15), || {
+        // A cluster node recovering its JetStream store on a busy two-core machine has
+        // taken over 15 s; the wait is for a server that never comes up, not a slow one.
+        wait_for("nats-server to accept connections", Duration::from_secs(60), || {
             let url = probe.clone();
             async move { connect_as(&url, "admin").await.ok() }
         })
