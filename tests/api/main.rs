@@ -6,6 +6,7 @@ mod helpers;
 mod access;
 mod cluster;
 mod configuration;
+mod edits;
 mod faults;
 mod generate;
 mod huiying_up;

@@ -91,11 +91,15 @@ pub struct FakeRequest {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: serde_json::Value,
+    /// The body as sent (multipart forms are not JSON).
+    pub raw: Vec<u8>,
 }
 
 pub const OPENROUTER_PATH: &str = "/api/v1/chat/completions";
 pub const OPENAI_PATH: &str = "/v1/images/generations";
 pub const MODELSCOPE_PATH: &str = "/modelscope/v1/chat/completions";
+pub const OPENAI_EDITS_PATH: &str = "/v1/images/edits";
+pub const MODELSCOPE_IMAGES_PATH: &str = "/modelscope/v1/images/generations";
 
 impl FakeApi {
     pub async fn start() -> Self {
@@ -126,6 +130,7 @@ impl FakeApi {
                     path: path.clone(),
                     headers,
                     body: serde_json::from_slice(&body).unwrap_or_default(),
+                    raw: body.to_vec(),
                 });
                 let delay = *state.delay.lock().unwrap();
                 tokio::time::sleep(delay).await;
@@ -189,6 +194,7 @@ impl FakeApi {
         config.openai.base_url = format!("{}/v1", self.address);
         config.api_keys.model_scope_token = Secret::new("ms-test-token");
         config.translation.base_url = format!("{}/modelscope/v1", self.address);
+        config.modelscope.base_url = format!("{}/modelscope/v1", self.address);
     }
 }
 
