@@ -67,4 +67,7 @@ pub struct InputPicture {
     pub height: u32,
     /// What the client named: `upload:<id>`, `record:<job id>` or the URL.
     pub source: String,
+    /// Where ingest serves this input while it is kept (24 hours): mails show it.
+    #[serde(default)]
+    pub url: String,
 }

@@ -175,7 +175,8 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             "/upload-image",
             post(uploads::upload_image).layer(axum::extract::DefaultBodyLimit::max(uploads::MAX_UPLOAD_BODY)),
         )
-        .route("/uploads/{id}", get(uploads::get_upload));
+        .route("/uploads/{id}", get(uploads::get_upload))
+        .route("/inputs/{job}/{n}", get(uploads::get_input));
     Ok(Router::new()
         .route("/", get(index))
         .merge(api.clone())

@@ -158,6 +158,19 @@ pub(super) async fn get_upload(State(state): State<AppState>, Path(id): Path<Str
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }
 
+/// `GET /inputs/{job}/{n}`: an edit's input picture, while it is kept (24 hours).
+pub(super) async fn get_input(
+    State(state): State<AppState>,
+    Path((job, n)): Path<(String, u32)>,
+) -> Result<Response, ApiError> {
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, "no such input picture (inputs are kept for 24 hours)");
+    let job = JobId::parse(job.as_str()).map_err(|_| missing())?;
+    let object = format!("input/{}/{n}", job.as_str());
+    let bytes = state.objects.get(&object).await.map_err(|_| ApiError::queue_unavailable())?.ok_or_else(missing)?;
+    let content_type = image::guess_format(&bytes).map(|f| f.to_mime_type()).unwrap_or("application/octet-stream");
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
 /// Turns what a request named as a picture into an input of job `job_id` (number `n`):
 /// `upload:<id>` or this server's `/uploads/<id>` link, `record:<job id or number>` or this
 /// server's `/static/images/<file>` link, or an http(s) URL fetched once through the
@@ -200,6 +213,7 @@ pub(super) async fn resolve_input(
     let object = format!("input/{job_id}/{n}");
     state.objects.put(&object, &picture.bytes).await.map_err(|_| ApiError::queue_unavailable())?;
     Ok(InputPicture {
+        url: format!("{}/inputs/{job_id}/{n}", state.public_base_url),
         object,
         content_type: picture.content_type.to_string(),
         width: picture.width,

@@ -68,6 +68,9 @@ impl Notice {
                 "file_size_human": human_size(event.file_size),
                 "duration_seconds": seconds(event.duration_ms),
                 "completed_at": event.completed_at.format(TIME_FORMAT).unwrap_or_default(),
+                // An edit's pictures, shown small beside the result.
+                "edit_type": (!event.kind.is_generate()).then(|| event.kind.name()),
+                "inputs": event.inputs.iter().map(|input| json!({"url": input.url, "source": input.source})).collect::<Vec<_>>(),
             }),
             notify_email: event.notify_email.clone(),
             image: Some(ImageRef { filename: event.filename.clone(), url: event.url.clone(), content_type }),

@@ -96,6 +96,10 @@ async fn an_edit_moves_from_pending_to_processing_to_completed_and_is_stored_rec
     assert!(record["inputs"].contains("upload:"), "{record:?}");
     let mail = &app.smtp.wait_for_mails(1).await[0];
     assert!(mail.html.contains(link), "the mail links the edited picture");
+    let thumbnail = format!("{}/inputs/{id}/0", app.address);
+    assert!(mail.html.contains(&format!("src=\"{thumbnail}\"")), "and shows the picture it started from");
+    let input = app.http.get(&thumbnail).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(input.to_vec(), mine);
 
     let records: Value =
         app.http.get(format!("{}/edit-records", app.address)).send().await.unwrap().json().await.unwrap();
@@ -143,6 +147,88 @@ async fn compose_sends_every_picture_to_a_model_that_takes_several() {
     let calls = fake.calls(OPENAI_EDITS_PATH);
     assert_eq!(calls.len(), 1, "the one-picture model was never called");
     assert_eq!(form_parts(&calls[0].raw, "image[]"), 3, "all three pictures");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_edit_kind_sends_its_pictures_and_prompt_and_is_recorded_as_that_kind() {
+    let fake = FakeApi::start().await;
+    let app = TestApp::spawn_with(|config, _| fake.configure(config)).await;
+    fake.respond(OPENAI_EDITS_PATH, vec![FakeResponse::ok(openai_picture(&picture(64, [5, 5, 5])))]);
+    let mut urls = Vec::new();
+    for n in 0..3u8 {
+        urls.push(upload(&app, &picture(40, [n * 80, 100, 200])).await);
+    }
+    let model = "gpt-image-1";
+    let requests = [
+        (
+            "/edit-image",
+            json!({"image_url": urls[0], "edit_prompt": "add a hat", "model": model}),
+            "edit",
+            1,
+            "add a hat",
+        ),
+        (
+            "/compose-images",
+            json!({"image_urls": urls, "compose_prompt": "a group photo", "model": model}),
+            "compose",
+            3,
+            "a group photo",
+        ),
+        (
+            "/style-transfer",
+            json!({"image_url": urls[1], "style_type": "watercolor", "style_prompt": "soft", "model": model}),
+            "style",
+            1,
+            "convert to watercolor painting style, soft colors, artistic, soft",
+        ),
+        (
+            "/fusion-images",
+            json!({"image1_url": urls[0], "image2_url": urls[2], "fusion_prompt": "blend", "fusion_ratio": 0.7, "model": model}),
+            "fusion",
+            2,
+            "blend (about 70% of the first picture, 30% of the second)",
+        ),
+    ];
+    for (n, (path, body, kind, pictures, prompt)) in requests.into_iter().enumerate() {
+        let (status, answer) = post(&app, &format!("/api{path}"), body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        let id = answer["task_id"].as_str().unwrap();
+        let done = task_reaches(&app, id, "completed").await;
+        assert_eq!(done["edit_type"], kind);
+        let call = &fake.calls(OPENAI_EDITS_PATH)[n];
+        let field = if pictures == 1 { "image" } else { "image[]" };
+        assert_eq!(form_parts(&call.raw, field), pictures, "{kind}: every picture sent");
+        assert!(String::from_utf8_lossy(&call.raw).contains(prompt), "{kind}: the prompt sent");
+        let mails = app.smtp.wait_for_mails(n + 1).await;
+        let mail = mails.iter().find(|m| m.html.contains(id)).expect("its mail");
+        assert_eq!(mail.html.matches("/inputs/").count(), pictures * 2, "{kind}: each input shown (link and img)");
+    }
+
+    // Prefer: wait answers with the finished task.
+    let response = app
+        .http
+        .post(format!("{}/edit-image", app.address))
+        .header("prefer", "wait=30")
+        .json(&json!({"image_url": urls[2], "edit_prompt": "again", "model": model}))
+        .send()
+        .await
+        .unwrap();
+    let waited: Value = response.json().await.unwrap();
+    assert_eq!((waited["status"].as_str(), waited["progress"].as_i64()), (Some("completed"), Some(100)), "{waited}");
+
+    let records = |query: &str| {
+        let url = format!("{}/edit-records?{query}", app.address);
+        let http = app.http.clone();
+        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let first = records("limit=2").await;
+    assert_eq!((first["total"].as_u64(), first["pages"].as_u64()), (Some(5), Some(3)));
+    assert_eq!(first["records"].as_array().unwrap().len(), 2);
+    let fusion = records("edit_type=fusion").await;
+    assert_eq!(fusion["total"], 1);
+    assert_eq!(fusion["records"][0]["input_image_urls"].as_array().unwrap().len(), 2);
+    assert_eq!(records("status=failed").await["total"], 0);
+    assert_eq!(records("keyword=group").await["total"], 1);
 }
 
 /// ModelScope's submit answer and task states.
