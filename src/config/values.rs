@@ -94,6 +94,11 @@ impl Provider {
         }
     }
 
+    /// Whether an edit with `model` may carry a mask (OpenAI-compatible `/images/edits`).
+    pub fn takes_mask(self) -> bool {
+        self == Provider::OpenAi
+    }
+
     /// How many input pictures one edit call with `model` takes: a compose or fusion with
     /// more is refused naming the model, never cut down to the first picture.
     pub fn max_edit_inputs(self, model: &str) -> usize {

@@ -70,4 +70,8 @@ pub struct InputPicture {
     /// Where ingest serves this input while it is kept (24 hours): mails show it.
     #[serde(default)]
     pub url: String,
+    /// A mask for the picture before it (transparent where the model may paint), not a
+    /// picture of its own; only models that take masks accept one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mask: bool,
 }

@@ -50,6 +50,8 @@ struct EditInput {
     content_type: String,
     /// What the client named: `upload:<id>`, `record:<job id>` or a URL.
     source: String,
+    /// A mask for the picture before it, not a picture of its own.
+    mask: bool,
 }
 
 impl EditInput {
@@ -233,7 +235,7 @@ impl Stage for Generator {
 /// An edit has as many input pictures as its kind takes; a generation none.
 fn check_inputs(request: &ImageRequested) -> Result<(), InvalidValue> {
     let (least, most) = request.kind.inputs();
-    let count = request.inputs.len();
+    let count = request.inputs.iter().filter(|input| !input.mask).count();
     if count < least || count > most {
         return Err(InvalidValue::new(
             "inputs",
@@ -255,7 +257,12 @@ impl Generator {
                     input.source
                 ))));
             };
-            inputs.push(EditInput { bytes, content_type: input.content_type.clone(), source: input.source.clone() });
+            inputs.push(EditInput {
+                bytes,
+                content_type: input.content_type.clone(),
+                source: input.source.clone(),
+                mask: input.mask,
+            });
         }
         Ok(Ok(inputs))
     }

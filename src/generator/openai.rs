@@ -76,8 +76,10 @@ impl OpenAiClient {
         if let Some(size) = &options.size {
             form = form.text("size", size.clone());
         }
-        let field = if inputs.len() == 1 { "image" } else { "image[]" };
+        let pictures = inputs.iter().filter(|input| !input.mask).count();
+        let field = if pictures == 1 { "image" } else { "image[]" };
         for (n, input) in inputs.iter().enumerate() {
+            let field = if input.mask { "mask" } else { field };
             let part = Part::bytes(input.bytes.clone())
                 .file_name(format!("input{}.{}", n + 1, input.extension()))
                 .mime_str(&input.content_type)

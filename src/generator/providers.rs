@@ -170,11 +170,15 @@ impl Providers {
     ) -> Result<GeneratedImage, Failure> {
         let kind = self.route(model)?;
         let most = kind.max_edit_inputs(model);
-        if inputs.len() > most {
+        if inputs.iter().any(|input| input.mask) && !kind.takes_mask() {
+            return Err(Failure::refused(format!("model {model} ({}) takes no mask", kind.name())));
+        }
+        let pictures = inputs.iter().filter(|input| !input.mask).count();
+        if pictures > most {
             return Err(Failure::refused(format!(
                 "model {model} takes at most {most} input picture{}, and this job has {}",
                 if most == 1 { "" } else { "s" },
-                inputs.len()
+                pictures
             )));
         }
         let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !supports(kind).contains(o)).collect();

@@ -78,6 +78,9 @@ struct EditBody {
     compose_prompt: Option<String>,
     style_prompt: Option<String>,
     fusion_prompt: Option<String>,
+    /// `/edit-image` only: a mask (PNG, transparent where the model may paint), for models
+    /// that take one (OpenAI-compatible `/images/edits`).
+    mask_url: Option<String>,
     /// A preset id (`anime`, ...): its prompt goes before `style_prompt`.
     style_type: Option<String>,
     /// 0 to 1: how much of the first picture the fusion keeps (said in the prompt).
@@ -223,6 +226,17 @@ async fn submit(
             pictures.len()
         )));
     }
+    let mask = request.mask_url.as_ref().filter(|m| !m.trim().is_empty());
+    if let Some(_mask) = mask {
+        if kind != JobKind::Edit {
+            return Err(ApiError::bad_request("mask_url is taken by /edit-image only"));
+        }
+        if !provider.takes_mask() {
+            return Err(ApiError::bad_request(format!(
+                "model {model} takes no mask; masks go to OpenAI-compatible models (gpt-image-1, dall-e-2)"
+            )));
+        }
+    }
     if let Some(address) = &request.notify_email {
         super::generate::check_recipient(address, &state.smtp)?;
     }
@@ -233,7 +247,13 @@ async fn submit(
     for (n, (field, reference)) in pictures.iter().enumerate() {
         inputs.push(resolve_input(&state, field, reference, &id, n).await?);
     }
-    let sources: Vec<&str> = pictures.iter().map(|(_, reference)| reference.as_str()).collect();
+    if let Some(mask) = mask {
+        let mut input = resolve_input(&state, "mask_url", mask, &id, pictures.len()).await?;
+        input.mask = true;
+        inputs.push(input);
+    }
+    let mut sources: Vec<&str> = pictures.iter().map(|(_, reference)| reference.as_str()).collect();
+    sources.extend(mask.map(String::as_str));
     let event = ImageRequested {
         version: EVENT_VERSION,
         id,

@@ -219,6 +219,7 @@ pub(super) async fn resolve_input(
         width: picture.width,
         height: picture.height,
         source,
+        mask: false,
     })
 }
 

@@ -231,6 +231,62 @@ async fn each_edit_kind_sends_its_pictures_and_prompt_and_is_recorded_as_that_ki
     assert_eq!(records("keyword=group").await["total"], 1);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mask_goes_to_an_openai_compatible_model_beside_the_picture() {
+    let fake = FakeApi::start().await;
+    let app = TestApp::spawn_with(|config, _| fake.configure(config)).await;
+    fake.respond(OPENAI_EDITS_PATH, vec![FakeResponse::ok(openai_picture(&picture(50, [7, 7, 7])))]);
+    let (url, mask) = (upload(&app, &picture(50, [200, 0, 0])).await, upload(&app, &picture(50, [0, 0, 0])).await);
+
+    let body = json!({"image_url": url, "mask_url": mask, "edit_prompt": "paint a window", "model": "gpt-image-1"});
+    let (status, answer) = post(&app, "/edit-image", body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    task_reaches(&app, answer["task_id"].as_str().unwrap(), "completed").await;
+    let raw = &fake.calls(OPENAI_EDITS_PATH)[0].raw;
+    assert_eq!((form_parts(raw, "image"), form_parts(raw, "mask")), (1, 1), "one picture and its mask");
+
+    let mut unmaskable = body;
+    unmaskable["model"] = json!("huiying/placeholder");
+    let (status, refused) = post(&app, "/edit-image", unmaskable).await;
+    assert_eq!(status, 400);
+    assert!(refused["error"].as_str().unwrap().contains("model huiying/placeholder takes no mask"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fusion_of_two_urls_sends_both_pictures_to_an_openrouter_model() {
+    let fake = FakeApi::start().await;
+    let app = TestApp::spawn_with(|config, _| {
+        fake.configure(config);
+        // The pictures are served by the fake on loopback.
+        config.generator.allow_private_urls = true;
+    })
+    .await;
+    let (first, second) = (picture(30, [255, 255, 0]), picture(30, [0, 255, 255]));
+    let urls = [fake.serve_file("first.png", first.clone()), fake.serve_file("second.png", second.clone())];
+    fake.respond(
+        crate::helpers::OPENROUTER_PATH,
+        vec![FakeResponse::ok(crate::helpers::openrouter_image(&tiny_png()))],
+    );
+
+    let body = json!({"image1_url": urls[0], "image2_url": urls[1], "fusion_prompt": "one creature", "model": "google/gemini-2.5-flash-image-preview"});
+    let (status, answer) = post(&app, "/fusion-images", body).await;
+    assert_eq!(status, 200, "{answer}");
+    let done = task_reaches(&app, answer["task_id"].as_str().unwrap(), "completed").await;
+    assert_eq!(done["inputs"], json!(urls), "the URLs as the client named them");
+
+    let chat = &fake.calls(crate::helpers::OPENROUTER_PATH)[0].body;
+    let parts = chat["messages"][0]["content"].as_array().unwrap();
+    assert_eq!(parts[0]["text"], "one creature");
+    let sent: Vec<Vec<u8>> = parts[1..]
+        .iter()
+        .map(|p| {
+            let url = p["image_url"]["url"].as_str().unwrap();
+            base64::engine::general_purpose::STANDARD.decode(url.split_once(",").unwrap().1).unwrap()
+        })
+        .collect();
+    assert_eq!(sent, vec![first, second], "both pictures, fetched once at the edge, in order");
+}
+
 /// ModelScope's submit answer and task states.
 fn task_state(status: &str, output: Option<&str>) -> FakeResponse {
     match output {

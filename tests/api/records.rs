@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use time::macros::datetime;
 
-use huiying::contract::events::Labels;
+use huiying::contract::events::{JobKind, Labels};
 use huiying::contract::records::Record;
 use huiying::store::records::{Records, timestamp};
 
@@ -19,6 +19,7 @@ crate::on_both_backends!(
     a_redelivered_generated_event_leaves_one_record,
     bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason,
     records_say_which_labels_their_pictures_carry_and_filter_on_them,
+    edit_records_list_edits_by_kind_and_records_filter_on_kind,
 );
 
 /// Writes records straight into the store's database, with chosen times.
@@ -208,6 +209,57 @@ async fn records_say_which_labels_their_pictures_carry_and_filter_on_them(backen
     let (status, body) = get(&app, "/records?explicit_label=maybe").await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("explicit_label must be true or false"), "{body}");
+}
+
+async fn edit_records_list_edits_by_kind_and_records_filter_on_kind(backend: Backend) {
+    let (app, _records) = spawn_with_store(backend).await;
+    let at = datetime!(2026-11-28 12:00 UTC);
+    let kinds = [JobKind::Generate, JobKind::Edit, JobKind::Style, JobKind::Compose, JobKind::Generate];
+    let records = Records::open(&app.config.database).await.unwrap();
+    for (n, kind) in kinds.into_iter().enumerate() {
+        let when = timestamp(at + time::Duration::minutes(n as i64));
+        records
+            .insert(&Record {
+                id: 0,
+                job_id: format!("00000000-0000-4000-9100-{n:012}"),
+                original_prompt: format!("{} {n}", kind.name()),
+                english_prompt: format!("{} {n}", kind.name()),
+                model: "m".into(),
+                local_path: format!("images/huiying_edit_{n}.jpg"),
+                r2_url: None,
+                r2_error: None,
+                file_size: 1,
+                width: 8,
+                height: 8,
+                format: "jpeg".into(),
+                created_at: when.clone(),
+                updated_at: when,
+                user: None,
+                labels: Labels::default(),
+                kind,
+                inputs: (0..n).map(|i| format!("upload:input-{i}")).collect(),
+            })
+            .await
+            .unwrap();
+    }
+    // /records shows original_prompt, /edit-records the original's edit_prompt.
+    let prompts = |page: &Value| -> Vec<String> {
+        let prompt = |r: &Value| r.get("edit_prompt").unwrap_or(&r["original_prompt"]).as_str().unwrap().to_string();
+        page["records"].as_array().unwrap().iter().map(prompt).collect()
+    };
+
+    let (_, edits) = get(&app, "/edit-records").await;
+    assert_eq!(prompts(&edits), ["compose 3", "style 2", "edit 1"], "edits only, newest first");
+    assert_eq!(edits["records"][0]["input_image_urls"], json!(["upload:input-0", "upload:input-1", "upload:input-2"]));
+    assert_eq!(edits["records"][0]["edit_type"], "compose");
+    let (_, style) = get(&app, "/edit-records?edit_type=style").await;
+    assert_eq!(prompts(&style), ["style 2"]);
+    let (_, paged) = get(&app, "/edit-records?limit=2&page=2").await;
+    assert_eq!((prompts(&paged), paged["pages"].as_u64()), (vec!["edit 1".to_string()], Some(2)));
+    let (_, generations) = get(&app, "/records?kind=generate").await;
+    assert_eq!(prompts(&generations), ["generate 4", "generate 0"]);
+    let (status, body) = get(&app, "/edit-records?edit_type=generate").await;
+    assert_eq!(status, 400, "{body}");
 }
 
 async fn a_record_is_fetched_by_job_id_and_an_unknown_one_is_a_404(backend: Backend) {
