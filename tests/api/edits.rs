@@ -82,6 +82,9 @@ async fn an_edit_moves_from_pending_to_processing_to_completed_and_is_stored_rec
     let link = done["result_image_url"].as_str().unwrap();
     assert!(link.contains("/static/images/huiying_edit_"), "{link}");
     assert_eq!(app.get_job(&id).await.json::<Value>().await.unwrap()["status"], "completed", "also a job");
+    let file = app.config.server.images_dir.join(link.rsplit('/').next().unwrap());
+    let labels = app.huiying(&["labels", "check", file.to_str().unwrap()], &[]);
+    assert_eq!(labels.status.code(), Some(0), "an edit carries the AI label too");
 
     // The model got the prompt and the uploaded picture itself.
     let calls = fake.calls(OPENAI_EDITS_PATH);
