@@ -1,12 +1,12 @@
 //! The original service's edit routes, through the pipeline: `POST /edit-image`,
 //! `/compose-images`, `/style-transfer`, `/fusion-images` queue an edit job (kind and
-//! input pictures on `image.requested`); `GET /edit-tasks/{id}` shows it in the
-//! original's shape; `GET /edit-records` lists stored edits; `GET /preset-styles`.
+//! input pictures on `image.requested`); `GET /preset-styles`. Following them:
+//! [`super::edit_tasks`].
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -17,13 +17,11 @@ use time::format_description::well_known::Rfc3339;
 use super::AppState;
 use super::access::KeyNumber;
 use super::body::{json_body, parse_object};
+use super::edit_tasks::task_view;
 use super::error::ApiError;
 use super::generate::queue_job;
-use super::records::{ask_store, record_query};
 use super::uploads::resolve_input;
 use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, JobKind};
-use crate::contract::jobs::{JobState, JobStatus};
-use crate::contract::records::{RECORDS_LIST, RecordViewPage};
 use crate::contract::values::{JobId, ModelName, Prompt};
 
 /// The original's preset styles: `style_type` of `/style-transfer` takes an `id`.
@@ -298,108 +296,4 @@ fn prefers_wait(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().to_ascii_lowercase().starts_with("wait"))
-}
-
-/// `GET /edit-tasks/{task_id}`: the original's task shape, from the job state (the same
-/// job `GET /jobs/{id}` shows).
-pub(super) async fn edit_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let missing = || ApiError::new(StatusCode::NOT_FOUND, "任务不存在 no such task");
-    let id = JobId::parse(id.as_str()).map_err(|_| missing())?;
-    let status = state.jobs.get(id.as_str()).await.map_err(|_| ApiError::queue_unavailable())?.ok_or_else(missing)?;
-    Ok(Json(task_view(&status)).into_response())
-}
-
-/// A job as the original's edit task: status pending / processing / completed / failed
-/// with progress 0 / 50 / 100 / -1.
-fn task_view(job: &JobStatus) -> Value {
-    let (status, progress) = match job.status {
-        JobState::Queued => ("pending", 0),
-        JobState::Generating | JobState::Storing => ("processing", 50),
-        JobState::Completed => ("completed", 100),
-        JobState::Failed => ("failed", -1),
-    };
-    let format = |at: OffsetDateTime| at.format(&Rfc3339).unwrap_or_default();
-    let mut view = json!({
-        "id": job.id,
-        "task_id": job.id,
-        "status": status,
-        "edit_type": job.kind.name(),
-        "edit_prompt": job.prompt,
-        "model": job.model,
-        "progress": progress,
-        "created_at": format(job.result.as_ref().map_or(job.updated_at, |done| done.requested_at)),
-    });
-    if let Some(done) = &job.result {
-        view["result_image_url"] = json!(done.url);
-        view["r2_url"] = json!(done.r2_url);
-        view["local_url"] = json!(done.local_url);
-        view["completed_at"] = json!(format(done.completed_at));
-        view["inputs"] = json!(done.inputs.iter().map(|i| &i.source).collect::<Vec<_>>());
-    }
-    if let Some(failed) = &job.error {
-        view["error_message"] = json!(failed.error);
-        view["completed_at"] = json!(format(failed.failed_at));
-    }
-    view
-}
-
-/// `GET /edit-records`: stored edits, paged and filtered as `/records` is, plus
-/// `edit_type` and `status` (records hold finished pictures, so only `completed` matches).
-pub(super) async fn edit_records(
-    State(state): State<AppState>,
-    Query(mut params): Query<std::collections::HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let edit_type = params.remove("edit_type").filter(|t| !t.is_empty());
-    let status = params.remove("status").filter(|s| !s.is_empty());
-    let mut query = record_query(&params)?;
-    query.edits_only = true;
-    if let Some(edit_type) = edit_type {
-        let kind = JobKind::parse(&edit_type).filter(|k| !k.is_generate()).ok_or_else(|| {
-            ApiError::bad_request(format!("edit_type must be edit, compose, style or fusion, got {edit_type:?}"))
-        })?;
-        query.kind = Some(kind);
-    }
-    let page: RecordViewPage = match status.as_deref() {
-        None | Some("completed") => {
-            let payload = serde_json::to_vec(&query).expect("queries serialize");
-            ask_store(&state, RECORDS_LIST, payload.into()).await?
-        }
-        Some("pending" | "processing" | "failed") => {
-            RecordViewPage { records: Vec::new(), total: 0, page: query.page, limit: query.limit, pages: 0 }
-        }
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "status must be pending, processing, completed or failed, got {other:?}"
-            )));
-        }
-    };
-    let records: Vec<Value> = page
-        .records
-        .iter()
-        .map(|view| {
-            let record = &view.record;
-            json!({
-                "id": record.id,
-                "task_id": record.job_id,
-                "edit_type": record.kind.name(),
-                "edit_prompt": record.original_prompt,
-                "input_image_urls": record.inputs,
-                "result_image_url": view.url,
-                "local_path": record.local_path,
-                "r2_url": record.r2_url,
-                "status": "completed",
-                "file_size": record.file_size,
-                "width": record.width,
-                "height": record.height,
-                "format": record.format,
-                "model": record.model,
-                "labels": record.labels,
-                "created_at": record.created_at,
-                "completed_at": record.updated_at,
-            })
-        })
-        .collect();
-    let body =
-        json!({"records": records, "total": page.total, "page": page.page, "limit": page.limit, "pages": page.pages});
-    Ok(Json(body).into_response())
 }

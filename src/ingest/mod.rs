@@ -10,6 +10,7 @@
 mod access;
 mod backlog;
 mod body;
+mod edit_tasks;
 mod edits;
 mod error;
 mod generate;
@@ -168,8 +169,8 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/compose-images", post(edits::compose_images))
         .route("/style-transfer", post(edits::style_transfer))
         .route("/fusion-images", post(edits::fusion_images))
-        .route("/edit-tasks/{id}", get(edits::edit_task))
-        .route("/edit-records", get(edits::edit_records))
+        .route("/edit-tasks/{id}", get(edit_tasks::edit_task))
+        .route("/edit-records", get(edit_tasks::edit_records))
         .route("/preset-styles", get(edits::preset_styles))
         .route(
             "/upload-image",
