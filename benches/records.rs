@@ -52,18 +52,7 @@ fn main() {
         start.elapsed().as_secs_f64()
     );
 
-    let base = RecordQuery {
-        page: 1,
-        limit: 20,
-        keyword: None,
-        model: None,
-        date_from: None,
-        date_to: None,
-        implicit_label: None,
-        explicit_label: None,
-        kind: None,
-        edits_only: false,
-    };
+    let base = RecordQuery::default();
     let cases = [
         ("newest page", base.clone()),
         ("page 2000 of 5000", RecordQuery { page: 2000, ..base.clone() }),

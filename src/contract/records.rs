@@ -88,6 +88,24 @@ pub struct RecordQuery {
     pub edits_only: bool,
 }
 
+impl Default for RecordQuery {
+    /// The first page of 20, unfiltered (as `GET /records` without parameters).
+    fn default() -> Self {
+        Self {
+            page: 1,
+            limit: 20,
+            keyword: None,
+            model: None,
+            date_from: None,
+            date_to: None,
+            implicit_label: None,
+            explicit_label: None,
+            kind: None,
+            edits_only: false,
+        }
+    }
+}
+
 /// A record as the API shows it: the stored fields plus an absolute link.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordView {

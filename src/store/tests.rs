@@ -107,18 +107,7 @@ async fn a_redelivery_writes_nothing_twice() {
     }
     assert_eq!(parts.stream.events::<ImageCompleted>().len(), 1);
     assert_eq!(files(&parts).len(), 1);
-    let page = parts.records.query(&crate::contract::records::RecordQuery {
-        page: 1,
-        limit: 10,
-        keyword: None,
-        model: None,
-        date_from: None,
-        date_to: None,
-        implicit_label: None,
-        explicit_label: None,
-        kind: None,
-        edits_only: false,
-    });
+    let page = parts.records.query(&crate::contract::records::RecordQuery { limit: 10, ..Default::default() });
     assert_eq!(page.await.unwrap().total, 1);
 }
 

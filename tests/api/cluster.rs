@@ -335,16 +335,5 @@ async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
 }
 
 fn query(keyword: Option<&str>, page: u32, limit: u32) -> RecordQuery {
-    RecordQuery {
-        page,
-        limit,
-        keyword: keyword.map(String::from),
-        model: None,
-        date_from: None,
-        date_to: None,
-        implicit_label: None,
-        explicit_label: None,
-        kind: None,
-        edits_only: false,
-    }
+    RecordQuery { page, limit, keyword: keyword.map(String::from), ..Default::default() }
 }
