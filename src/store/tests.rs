@@ -107,8 +107,8 @@ async fn a_redelivery_writes_nothing_twice() {
     }
     assert_eq!(parts.stream.events::<ImageCompleted>().len(), 1);
     assert_eq!(files(&parts).len(), 1);
-    let page = parts.records.query(&crate::contract::records::RecordQuery { limit: 10, ..Default::default() });
-    assert_eq!(page.await.unwrap().total, 1);
+    let query = crate::contract::records::RecordQuery { limit: 10, ..Default::default() };
+    assert_eq!(parts.records.query(&query).await.unwrap().total, 1);
 }
 
 #[tokio::test]
