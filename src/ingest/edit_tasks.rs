@@ -98,6 +98,8 @@ pub(super) async fn edit_records(
             json!({
                 "id": record.id,
                 "task_id": record.job_id,
+                // The original's link to a record; inputs are named in input_image_urls here.
+                "original_image_id": Value::Null,
                 "edit_type": record.kind.name(),
                 "edit_prompt": record.original_prompt,
                 "input_image_urls": record.inputs,
@@ -105,6 +107,7 @@ pub(super) async fn edit_records(
                 "local_path": record.local_path,
                 "r2_url": record.r2_url,
                 "status": "completed",
+                "error_message": Value::Null,
                 "file_size": record.file_size,
                 "width": record.width,
                 "height": record.height,
