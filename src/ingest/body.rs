@@ -1,5 +1,7 @@
 //! Reading requests: JSON bodies, and the headers that shape an answer.
 
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
@@ -54,6 +56,31 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
         return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters"));
     }
     Ok(Some(key.to_string()))
+}
+
+/// The longest `Prefer: wait=N` honoured: an answer held longer than this helps nobody.
+const MAX_PREFERRED_WAIT: Duration = Duration::from_secs(600);
+
+/// What `Prefer` (RFC 7240) says about waiting: `wait=N` is the per-request form of
+/// `[server] timeout` (at most ten minutes); a bare `wait` means the server's.
+pub(super) enum WaitPreference {
+    None,
+    ServerDefault,
+    Seconds(Duration),
+}
+
+pub(super) fn preferred_wait(headers: &HeaderMap) -> WaitPreference {
+    let preferences = headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    let mut found = WaitPreference::None;
+    for preference in preferences {
+        let preference = preference.trim().to_ascii_lowercase();
+        if preference == "wait" {
+            found = WaitPreference::ServerDefault;
+        } else if let Some(seconds) = preference.strip_prefix("wait=").and_then(|n| n.trim().parse::<u64>().ok()) {
+            return WaitPreference::Seconds(Duration::from_secs(seconds).min(MAX_PREFERRED_WAIT));
+        }
+    }
+    found
 }
 
 /// `Prefer: respond-async` (RFC 7240) asks for 202 at once.

@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
 use super::access::KeyNumber;
-use super::body::{json_body, parse_object};
+use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
 use super::edit_tasks::task_view;
 use super::error::ApiError;
 use super::generate::queue_job;
@@ -268,7 +268,14 @@ async fn submit(
     let created_at = event.requested_at;
     let meaning = json!({"kind": kind.name(), "inputs": sources});
     let id = queue_job(&state, &headers, key, event, Some(meaning)).await?;
-    if !prefers_wait(&headers) {
+    // Edits answer at once, as the original did, unless the client prefers to wait
+    // (`Prefer: wait` for `[server] timeout`, `wait=N` for N seconds; RFC 7240).
+    let wait = match preferred_wait(&headers) {
+        WaitPreference::None => None,
+        WaitPreference::ServerDefault => Some(state.wait_timeout),
+        WaitPreference::Seconds(seconds) => Some(seconds),
+    };
+    let Some(wait) = wait else {
         let body = json!({
             "task_id": id,
             "status": "pending",
@@ -278,22 +285,11 @@ async fn submit(
             "status_url": format!("{}/edit-tasks/{id}", state.public_base_url),
         });
         return Ok(Json(body).into_response());
-    }
-    let finished = state.jobs.wait_until_final(&id, state.wait_timeout).await.ok().flatten();
+    };
+    let finished = state.jobs.wait_until_final(&id, wait).await.ok().flatten();
     let status = match finished {
         Some(status) => status,
         None => state.jobs.get(&id).await.ok().flatten().ok_or_else(ApiError::queue_unavailable)?,
     };
     Ok(Json(task_view(&status)).into_response())
-}
-
-/// `Prefer: wait` or `Prefer: wait=N` (RFC 7240): answer when the edit ends, up to
-/// `[server] timeout`. Edits answer at once otherwise, as the original did.
-fn prefers_wait(headers: &HeaderMap) -> bool {
-    headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim().to_ascii_lowercase().starts_with("wait"))
 }

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::access::KeyNumber;
-use super::body::{idempotency_key, json_body, parse_object, prefers_async};
+use super::body::{WaitPreference, idempotency_key, json_body, parse_object, preferred_wait, prefers_async};
 use super::error::ApiError;
 use super::idempotency::{Claim, Claimed, fingerprint};
 use crate::config::{SmtpConfig, WEBHOOK_EVENTS, WebhooksConfig};
@@ -271,7 +271,11 @@ async fn answer_for_job(
     if prefers_async(headers) {
         return Ok(accepted());
     }
-    let finished = match state.jobs.wait_until_final(&id, state.wait_timeout).await {
+    let wait = match preferred_wait(headers) {
+        WaitPreference::Seconds(seconds) => seconds,
+        WaitPreference::None | WaitPreference::ServerDefault => state.wait_timeout,
+    };
+    let finished = match state.jobs.wait_until_final(&id, wait).await {
         Ok(finished) => finished,
         Err(error) => {
             // The job is queued and will run: say so (a 503 would invite a second job).

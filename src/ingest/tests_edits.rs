@@ -190,3 +190,18 @@ async fn the_preset_styles_are_the_originals_and_style_type_takes_one() {
     assert_eq!(status, 400);
     assert!(answer["error"].as_str().unwrap().contains("anime, oil_painting"), "{answer}");
 }
+
+#[tokio::test]
+async fn prefer_wait_n_is_the_per_request_timeout_of_a_generation() {
+    // No generator runs here: the job stays queued, so the answer comes when the wait ends.
+    let ingest = ingest_with(|config| config.server.timeout = std::time::Duration::from_secs(120), None);
+    let request = Request::post("/generate-image")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("prefer", "wait=1")
+        .body(Body::from(r#"{"prompt": "a slow fox"}"#))
+        .unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), ingest.send(request)).await;
+    let (status, body, _) = answer.expect("answered after about 1 s, not [server] timeout's 120 s");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+}
