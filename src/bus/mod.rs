@@ -202,6 +202,19 @@ impl Bus {
         JobBoard::new(JsonBucket::<JobStatus>::new(Arc::new(self.jobs.clone())))
     }
 
+    /// Answers NATS service pings as `name` (`huiying-generator` ...) until `stop` is
+    /// called on the handle (dropping it is not enough), so that ingest's `/health` can
+    /// tell the service runs.
+    pub async fn announce(&self, name: &str, description: &str) -> Result<async_nats::service::Service, BusError> {
+        use async_nats::service::ServiceExt;
+        self.client
+            .service_builder()
+            .description(description)
+            .start(name, env!("CARGO_PKG_VERSION"))
+            .await
+            .map_err(|e| BusError::Setup { what: "the service ping", source: e.to_string().into() })
+    }
+
     /// Creates (or updates) a durable pull consumer on the `HUIYING` stream and returns it.
     pub async fn durable_consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, BusError> {
         durable_consumer_on(&self.stream, spec).await

@@ -116,6 +116,7 @@ fn consumer_spec(config: &Config) -> ConsumerSpec {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let bus = Bus::connect(&config.nats, "huiying-generator", &shutdown).await?;
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
+    let pings = bus.announce("huiying-generator", "huiying generator: draws pictures").await?;
     let generator = Generator::new(&config, bus.publisher(), bus.job_board(), Arc::new(bus.images.clone()))?;
     tracing::info!(
         default_model = generator.providers.default_model(JobKind::Generate),
@@ -125,6 +126,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     let settings = worker::Settings::new(config.generator.concurrency, &config.nats, generator.policy);
     worker::run(consumer, bus.publisher(), settings, shutdown, generator).await;
+    let _ = pings.stop().await;
     Ok(())
 }
 

@@ -241,3 +241,18 @@ async fn records_come_from_the_store_and_bad_parameters_are_named() {
         assert!(answer["error"].as_str().unwrap().contains(named), "{query}: {answer}");
     }
 }
+
+#[tokio::test]
+async fn health_names_the_services_that_do_not_answer_their_ping() {
+    let ingest = ingest();
+    ingest.store.answer("$SRV.PING.huiying-generator", "{}");
+    ingest.store.answer("$SRV.PING.huiying-store", "{}");
+    let (status, health, _) = ingest.send(Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, 200, "ingest can still queue");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["missing"], json!(["mailer", "webhook"]));
+    assert_eq!(health["services"], json!({"generator": "up", "store": "up", "mailer": "down", "webhook": "down"}));
+    for field in ["timestamp", "version", "nats"] {
+        assert!(health.get(field).is_some(), "{field} kept");
+    }
+}

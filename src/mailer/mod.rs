@@ -84,6 +84,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let bus = Bus::connect(&config.nats, "huiying-mailer", &shutdown).await?;
     let mailer = Mailer::with(outgoing, Arc::new(bus.mail.clone()), config.smtp.retry_policy());
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
+    let pings = bus.announce("huiying-mailer", "huiying mailer: notification mails").await?;
     match &mailer.outgoing.transport {
         Transport::Smtp(_) => tracing::info!(
             host = %config.smtp.host, port = config.smtp.port, tls = ?config.smtp.effective_tls(),
@@ -97,6 +98,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let settings = worker::Settings::new(4, &config.nats, mailer.policy);
     worker::run(consumer, bus.publisher(), settings, shutdown, mailer).await;
+    let _ = pings.stop().await;
     Ok(())
 }
 

@@ -55,6 +55,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let webhooks = Topology::ensure(&bus, &config.webhooks).await?;
     let events = bus.durable_consumer(&fan_out_spec(&config)).await?;
     let tasks = bus::durable_consumer_on(&webhooks.stream, &delivery_spec(&config)).await?;
+    let pings = bus.announce("huiying-webhook", "huiying webhook: signed deliveries").await?;
     tracing::info!(endpoints = endpoints.configured().len(), "webhook service ready");
 
     let fan_out = FanOut::new(bus.publisher(), endpoints.clone());
@@ -65,6 +66,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         worker::run(events, bus.publisher(), fan_out_settings, shutdown.clone(), fan_out),
         worker::run(tasks, bus.publisher(), delivery_settings, shutdown, deliverer),
     );
+    let _ = pings.stop().await;
     Ok(())
 }
 

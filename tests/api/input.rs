@@ -33,14 +33,34 @@ async fn an_unknown_job_is_a_404_with_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn health_reports_ok_with_a_timestamp_and_version_and_503_when_nats_is_gone() {
+async fn health_names_a_missing_service_and_is_503_when_nats_is_gone() {
     let mut app = TestApp::spawn().await;
-    let response = app.http.get(format!("{}/health", app.address)).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "ok");
+    let health = async |app: &TestApp| -> (u16, serde_json::Value) {
+        let response = app.http.get(format!("{}/health", app.address)).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    };
+    let wait = std::time::Duration::from_secs(20);
+    let body = crate::helpers::wait_for("every service to answer", wait, || async {
+        let (status, body) = health(&app).await;
+        (status == 200 && body["status"] == "ok").then_some(body)
+    })
+    .await;
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    let up = serde_json::json!({"generator": "up", "store": "up", "mailer": "up", "webhook": "up"});
+    assert_eq!(body["services"], up);
+
+    // The generator stops: ingest still queues (200), and says who is missing.
+    app.stop_service("generator").await;
+    let (status, body) = health(&app).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("degraded")), "{body}");
+    assert_eq!(body["missing"], serde_json::json!(["generator"]));
+    assert_eq!(body["services"]["generator"], "down");
+    app.start_service("generator");
+    crate::helpers::wait_for("the generator to answer again", wait, || async {
+        (health(&app).await.1["status"] == "ok").then_some(())
+    })
+    .await;
 
     app.kill_nats();
     let degraded = crate::helpers::wait_for("health to notice", std::time::Duration::from_secs(20), || async {
