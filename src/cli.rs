@@ -73,7 +73,17 @@ where
         Err(code) => return code,
     };
     init_logging(&config);
-    match run(config, shutdown_on_signal()).await {
+    let shutdown = shutdown_on_signal();
+    crate::telemetry::handle();
+    if !config.metrics.listen.trim().is_empty() {
+        let (listen, stop) = (config.metrics.listen.trim().to_string(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = crate::telemetry::serve(listen, stop).await {
+                tracing::error!(%error, "metrics listener stopped");
+            }
+        });
+    }
+    match run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{program}: {error:#}");

@@ -42,7 +42,11 @@ impl JobBoard {
         for<'a> JobStatus: From<&'a E>,
     {
         parts::publish(publisher, event).await?;
-        self.set(&JobStatus::from(event)).await
+        let status = JobStatus::from(event);
+        self.set(&status).await?;
+        let state = if status.result.is_some() { "completed" } else { "failed" };
+        metrics::counter!("huiying_jobs_finished_total", "kind" => status.kind.name(), "status" => state).increment(1);
+        Ok(())
     }
 
     /// Waits until the job is completed or failed; `None` when `timeout` passes first.

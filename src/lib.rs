@@ -53,6 +53,7 @@ pub mod service;
 pub mod smtp;
 pub mod store;
 pub mod submit;
+pub mod telemetry;
 pub(crate) mod translate;
 pub mod up;
 pub mod webhook;

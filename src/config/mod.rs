@@ -52,4 +52,5 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub webhooks: WebhooksConfig,
     pub labels: LabelsConfig,
+    pub metrics: MetricsConfig,
 }

@@ -191,6 +191,14 @@ impl<'de> Deserialize<'de> for ImageFormat {
     }
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` of a small listener serving `GET /metrics` (Prometheus) for the
+    /// services in this process; empty: none (ingest always serves `/metrics`).
+    pub listen: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoggingConfig {

@@ -124,7 +124,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         translation = generator.translator.is_some(),
         "generator ready"
     );
-    let settings = worker::Settings::new(config.generator.concurrency, &config.nats, generator.policy);
+    let settings = worker::Settings::new("generator", config.generator.concurrency, &config.nats, generator.policy);
     worker::run(consumer, bus.publisher(), settings, shutdown, generator).await;
     let _ = pings.stop().await;
     Ok(())
@@ -202,6 +202,14 @@ impl Stage for Generator {
                 Err(gone) => Err(gone),
             },
         };
+        let provider = self.providers.route(&model).map_or("none", |p| p.name());
+        let result = match &drawn {
+            Ok(_) => "ok",
+            Err(failure) if failure.is_transient() => "transient_error",
+            Err(_) => "error",
+        };
+        metrics::counter!("huiying_provider_calls_total", "provider" => provider, "model" => model.clone(), "result" => result)
+            .increment(1);
         let image = match drawn {
             Ok(image) => image,
             Err(failure) => return self.after_failure(job, failure, attempt).await,

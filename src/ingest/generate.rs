@@ -215,6 +215,7 @@ pub(super) async fn queue_job(
         return Err(unavailable(e));
     }
     state.queue.queued();
+    metrics::counter!("huiying_jobs_accepted_total", "kind" => event.kind.name()).increment(1);
     tracing::info!(job = %event.id, kind = event.kind.name(), "queued");
     Ok(event.id)
 }

@@ -177,7 +177,8 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             post(uploads::upload_image).layer(axum::extract::DefaultBodyLimit::max(uploads::MAX_UPLOAD_BODY)),
         )
         .route("/uploads/{id}", get(uploads::get_upload))
-        .route("/inputs/{job}/{n}", get(uploads::get_input));
+        .route("/inputs/{job}/{n}", get(uploads::get_input))
+        .route("/metrics", get(metrics));
     Ok(Router::new()
         .route("/", get(index))
         .merge(api.clone())
@@ -193,6 +194,15 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .layer(tower::util::option_layer(access::cors(&config.server)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state))
+}
+
+/// `GET /metrics`: Prometheus' text format, with the generator's backlog read now.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {
+    if let Some(waiting) = state.queue.waiting().await {
+        metrics::gauge!("huiying_queue_waiting", "consumer" => crate::contract::consumers::GENERATOR)
+            .set(waiting as f64);
+    }
+    crate::telemetry::render()
 }
 
 /// The web page, built into the binary.

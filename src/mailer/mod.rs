@@ -96,7 +96,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ),
         Transport::Off => tracing::info!("mailer ready: mail is off ([smtp] enable = false, no outbox_dir)"),
     }
-    let settings = worker::Settings::new(4, &config.nats, mailer.policy);
+    let settings = worker::Settings::new("mailer", 4, &config.nats, mailer.policy);
     worker::run(consumer, bus.publisher(), settings, shutdown, mailer).await;
     let _ = pings.stop().await;
     Ok(())
@@ -141,6 +141,12 @@ impl Stage for Mailer {
         }
         let may_retry = !self.policy.is_last(received.attempt);
         let outcome = self.notify(&notice, received.attempt, may_retry).await;
+        let result = match outcome.state {
+            DeliveryState::Sent => "sent",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Retrying => "retried",
+        };
+        metrics::counter!("huiying_mails_total", "result" => result).increment(1);
         match outcome.state {
             DeliveryState::Retrying => Err(Failure::transient(outcome.last_error.unwrap_or_default())),
             DeliveryState::Sent | DeliveryState::Failed => Ok(()),

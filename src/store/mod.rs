@@ -95,8 +95,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Jobs in flight: more than cores, as most of a job is waiting (on a cluster, each
     // write waits for a majority of the nodes); processing itself is held to one per core.
     let concurrency = cores() * 4;
-    worker::run(consumer, bus.publisher(), worker::Settings::new(concurrency, &config.nats, POLICY), shutdown, store)
-        .await;
+    worker::run(
+        consumer,
+        bus.publisher(),
+        worker::Settings::new("store", concurrency, &config.nats, POLICY),
+        shutdown,
+        store,
+    )
+    .await;
     answering.await?
 }
 

@@ -119,6 +119,8 @@ impl Stage for Deliverer {
         }
 
         let sent = send(&endpoint, &task.id, &task.body, self.timeout, self.allow_private).await;
+        let result = if sent.succeeded() { "delivered" } else { "failed_attempt" };
+        metrics::counter!("huiying_webhook_deliveries_total", "result" => result).increment(1);
         delivery.attempts.push(sent.logged(number));
         delivery.updated_at = OffsetDateTime::now_utc();
         if sent.succeeded() {

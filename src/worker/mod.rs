@@ -122,6 +122,8 @@ pub trait Source: Send + Sync {
 /// How the loop works a consumer.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
+    /// The stage's name in metrics (`generator`, `store`, ...).
+    pub name: &'static str,
     /// Messages worked on at once.
     pub concurrency: usize,
     /// The consumer's ack wait; progress acks go out every third of it.
@@ -134,8 +136,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(concurrency: usize, nats: &NatsConfig, policy: RetryPolicy) -> Self {
-        Self { concurrency, ack_wait: nats.ack_wait, shutdown_grace: nats.shutdown_grace, policy }
+    pub fn new(name: &'static str, concurrency: usize, nats: &NatsConfig, policy: RetryPolicy) -> Self {
+        Self { name, concurrency, ack_wait: nats.ack_wait, shutdown_grace: nats.shutdown_grace, policy }
     }
 }
 
@@ -226,6 +228,7 @@ async fn handle_one<D: Delivery, T: Stage>(
     hand_back: &CancellationToken,
 ) {
     let received = delivery.received().clone();
+    let started = std::time::Instant::now();
     let work = stage.handle(received.clone());
     tokio::pin!(work);
     let period = (settings.ack_wait / 3).max(Duration::from_millis(100));
@@ -248,6 +251,14 @@ async fn handle_one<D: Delivery, T: Stage>(
         }
     };
     let outcome = decide(result, received.attempt, &settings.policy);
+    let name = settings.name;
+    metrics::histogram!("huiying_stage_duration_seconds", "stage" => name).record(started.elapsed().as_secs_f64());
+    let result = match outcome {
+        Outcome::Done => "done",
+        Outcome::Retry(_) => "retry",
+        Outcome::Reject(_) => "reject",
+    };
+    metrics::counter!("huiying_stage_deliveries_total", "stage" => name, "outcome" => result).increment(1);
     let settled = match &outcome {
         Outcome::Done => delivery.settle(Ack::Done).await,
         Outcome::Retry(delay) => {

@@ -68,6 +68,7 @@ struct Harness {
 
 fn settings(concurrency: usize) -> Settings {
     Settings {
+        name: "test",
         concurrency,
         ack_wait: Duration::from_millis(300),
         shutdown_grace: Duration::from_millis(200),

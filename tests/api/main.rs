@@ -13,6 +13,7 @@ mod huiying_up;
 mod input;
 mod labels;
 mod mail_tools;
+mod metrics;
 mod models;
 mod notifications;
 mod original;
