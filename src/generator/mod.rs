@@ -124,7 +124,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         translation = generator.translator.is_some(),
         "generator ready"
     );
-    let settings = worker::Settings::new("generator", config.generator.concurrency, &config.nats, generator.policy);
+    let settings =
+        worker::Settings::new(config.generator.concurrency, &config.nats, generator.policy).named("generator");
     worker::run(consumer, bus.publisher(), settings, shutdown, generator).await;
     let _ = pings.stop().await;
     Ok(())

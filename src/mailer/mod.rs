@@ -96,7 +96,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ),
         Transport::Off => tracing::info!("mailer ready: mail is off ([smtp] enable = false, no outbox_dir)"),
     }
-    let settings = worker::Settings::new("mailer", 4, &config.nats, mailer.policy);
+    let settings = worker::Settings::new(4, &config.nats, mailer.policy).named("mailer");
     worker::run(consumer, bus.publisher(), settings, shutdown, mailer).await;
     let _ = pings.stop().await;
     Ok(())

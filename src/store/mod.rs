@@ -98,7 +98,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     worker::run(
         consumer,
         bus.publisher(),
-        worker::Settings::new("store", concurrency, &config.nats, POLICY),
+        worker::Settings::new(concurrency, &config.nats, POLICY).named("store"),
         shutdown,
         store,
     )

@@ -60,8 +60,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let fan_out = FanOut::new(bus.publisher(), endpoints.clone());
     let deliverer = Deliverer::new(&config.webhooks, endpoints, webhooks.deliveries, webhooks.states, alerts);
-    let fan_out_settings = worker::Settings::new("webhook", 4, &config.nats, FAN_OUT_POLICY);
-    let delivery_settings = worker::Settings::new("webhook-delivery", 32, &config.nats, deliver::POLICY);
+    let fan_out_settings = worker::Settings::new(4, &config.nats, FAN_OUT_POLICY).named("webhook");
+    let delivery_settings = worker::Settings::new(32, &config.nats, deliver::POLICY).named("webhook-delivery");
     tokio::join!(
         worker::run(events, bus.publisher(), fan_out_settings, shutdown.clone(), fan_out),
         worker::run(tasks, bus.publisher(), delivery_settings, shutdown, deliverer),

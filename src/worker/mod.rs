@@ -122,7 +122,7 @@ pub trait Source: Send + Sync {
 /// How the loop works a consumer.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
-    /// The stage's name in metrics (`generator`, `store`, ...).
+    /// The stage's name in metrics (`generator`, `store`, ...; `subscriber` unless named).
     pub name: &'static str,
     /// Messages worked on at once.
     pub concurrency: usize,
@@ -136,8 +136,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(name: &'static str, concurrency: usize, nats: &NatsConfig, policy: RetryPolicy) -> Self {
-        Self { name, concurrency, ack_wait: nats.ack_wait, shutdown_grace: nats.shutdown_grace, policy }
+    pub fn new(concurrency: usize, nats: &NatsConfig, policy: RetryPolicy) -> Self {
+        Self { name: "subscriber", concurrency, ack_wait: nats.ack_wait, shutdown_grace: nats.shutdown_grace, policy }
+    }
+
+    /// The same settings under the stage's name in metrics.
+    pub fn named(self, name: &'static str) -> Self {
+        Self { name, ..self }
     }
 }
 
