@@ -3,7 +3,8 @@
 # - nats-server 2.10+ in .huiying/bin (scripts/install-nats-server.sh),
 # - python3 with aiosmtpd (the tests' real SMTP server), moto (a real S3-compatible server),
 #   standardwebhooks (verifies webhook signatures independently), nats-py (runs the Python
-#   example) and jsonschema (validates events against docs/schemas),
+#   example), jsonschema (validates events against docs/schemas) and openai (the official
+#   client, pointed at huiying's OpenAI-compatible images API),
 # - exiftool (Debian's libimage-exiftool-perl): reads the pictures' AI-content labels as an
 #   independent reader would,
 # - openssl (the tests make their own CA and server certificate),
@@ -35,6 +36,7 @@ pip_install() {
 python3 -c 'import standardwebhooks' 2>/dev/null || pip_install standardwebhooks
 python3 -c 'import nats' 2>/dev/null || pip_install nats-py
 python3 -c 'import jsonschema' 2>/dev/null || pip_install jsonschema
+python3 -c 'import openai' 2>/dev/null || pip_install openai
 python3 -c 'import aiosmtpd; print("aiosmtpd:", aiosmtpd.__version__)'
 python3 -c 'import moto; print("moto:", moto.__version__)'
 

@@ -3,7 +3,8 @@
 //! One file per resource: [`generate`] (`POST /generate-image`), [`edits`] (the four edit
 //! routes, edit tasks and records, preset styles), [`uploads`] (pictures edits start
 //! from), [`jobs`], [`records`] (asked of the store), [`translate`], [`health`],
-//! [`webhooks`] (read-only views); [`access`] decides who may call, and
+//! [`webhooks`] (read-only views), [`openai`] (OpenAI's Images API at `/v1`); [`access`]
+//! decides who may call, and
 //! [`error`] is the one shape of an error answer. Every route answers at its path and
 //! under `/api`.
 
@@ -17,6 +18,7 @@ mod generate;
 mod health;
 mod idempotency;
 mod jobs;
+mod openai;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -181,6 +183,8 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/metrics", get(metrics));
     Ok(Router::new()
         .route("/", get(index))
+        .route("/v1/images/generations", post(openai::generations))
+        .route("/v1/models", get(openai::models))
         .merge(api.clone())
         .nest("/api", api)
         .nest_service(STATIC_IMAGES_PATH, ServeDir::new(&config.server.images_dir))

@@ -256,3 +256,27 @@ async fn health_names_the_services_that_do_not_answer_their_ping() {
         assert!(health.get(field).is_some(), "{field} kept");
     }
 }
+
+#[tokio::test]
+async fn the_openai_images_api_answers_errors_in_openais_shape_and_lists_models() {
+    let ingest = ingest();
+    let request = |body: &str| {
+        Request::post("/v1/images/generations")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, answer, _) = ingest.send(request(r#"{"prompt": "a fox", "background": "transparent"}"#)).await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["type"], "invalid_request_error");
+    assert_eq!(answer["error"]["param"], "background");
+    let (status, answer, _) = ingest.send(request(r#"{"prompt": "a fox", "n": 2}"#)).await;
+    assert_eq!(status, 400);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("n must be 1"), "{answer}");
+    assert!(ingest.queued().is_empty());
+
+    let (status, models, _) = ingest.send(Request::get("/v1/models").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "huiying/placeholder");
+}

@@ -16,6 +16,7 @@ mod mail_tools;
 mod metrics;
 mod models;
 mod notifications;
+mod openai_client;
 mod original;
 mod records;
 mod secrets;
