@@ -205,3 +205,14 @@ async fn prefer_wait_n_is_the_per_request_timeout_of_a_generation() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "queued");
 }
+
+#[tokio::test]
+async fn a_stored_picture_link_cannot_leave_the_images_folder() {
+    let ingest = ingest();
+    for file in ["../huiying.db", "..%2Fsecret", "a/b.png"] {
+        let body = json!({"image_url": format!("http://localhost:8000/static/images/{file}"), "edit_prompt": "x", "model": "huiying/placeholder"});
+        let (status, answer, _) = ingest.send(post_json("/edit-image", body)).await;
+        assert_eq!(status, 400, "{file}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("no stored picture"), "{file}: {answer}");
+    }
+}

@@ -195,9 +195,12 @@ pub(super) async fn resolve_input(
     } else if let Some(key) = reference.strip_prefix("record:").map(String::from) {
         (stored_record_picture(state, field, &key).await?, format!("record:{key}"))
     } else if let Some(file) = own("/static/images/") {
-        let bytes = tokio::fs::read(state.images_dir.join(&file)).await;
-        let bytes = bytes.ok().filter(|_| !file.contains('/') && !file.contains(".."));
-        let bytes = bytes.ok_or_else(|| ApiError::bad_request(format!("{field}: no stored picture {file:?}")))?;
+        let no_such = || ApiError::bad_request(format!("{field}: no stored picture {file:?}"));
+        // A file name only: nothing outside images_dir.
+        if file.is_empty() || file.contains(['/', '\\']) || file.contains("..") {
+            return Err(no_such());
+        }
+        let bytes = tokio::fs::read(state.images_dir.join(&file)).await.map_err(|_| no_such())?;
         (check_picture(bytes, field)?, reference.to_string())
     } else if reference.starts_with("http://") || reference.starts_with("https://") {
         let fetched = state.fetcher.fetch(reference).await.map_err(|failure| {
