@@ -49,6 +49,14 @@ impl JobBoard {
         Ok(())
     }
 
+    /// The job's state now, then each change (a state written again is still sent).
+    pub async fn watch(
+        &self,
+        id: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<JobStatus, BusError>>, BusError> {
+        Ok(self.states.watch(id).await?)
+    }
+
     /// Waits until the job is completed or failed; `None` when `timeout` passes first.
     pub async fn wait_until_final(&self, id: &str, timeout: Duration) -> Result<Option<JobStatus>, BusError> {
         // The watch starts with the current value, so nothing between a check and the

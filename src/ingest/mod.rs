@@ -160,6 +160,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let api = Router::new()
         .route("/generate-image", post(generate::generate_image))
         .route("/jobs/{id}", get(jobs::job_status))
+        .route("/jobs/{id}/events", get(jobs::job_events))
         .route("/records", get(records::list_records))
         .route("/records/{id}", get(records::get_record))
         .route("/images", get(records::list_images))

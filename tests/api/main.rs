@@ -7,6 +7,7 @@ mod access;
 mod cluster;
 mod configuration;
 mod edits;
+mod events;
 mod faults;
 mod generate;
 mod huiying_up;
