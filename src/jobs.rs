@@ -54,7 +54,7 @@ impl JobBoard {
         &self,
         id: &str,
     ) -> Result<futures::stream::BoxStream<'static, Result<JobStatus, BusError>>, BusError> {
-        Ok(self.states.watch(id).await?)
+        self.states.watch(id).await
     }
 
     /// Waits until the job is completed or failed; `None` when `timeout` passes first.
