@@ -57,6 +57,14 @@ impl JobBoard {
         self.states.watch(id).await
     }
 
+    /// Every job's changes of state from now on, or after `revision`, with their revisions.
+    pub async fn changes(
+        &self,
+        after: Option<u64>,
+    ) -> Result<futures::stream::BoxStream<'static, Result<(u64, JobStatus), BusError>>, BusError> {
+        self.states.changes(after).await
+    }
+
     /// Waits until the job is completed or failed; `None` when `timeout` passes first.
     pub async fn wait_until_final(&self, id: &str, timeout: Duration) -> Result<Option<JobStatus>, BusError> {
         // The watch starts with the current value, so nothing between a check and the

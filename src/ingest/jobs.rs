@@ -64,6 +64,34 @@ pub(super) async fn job_events(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
+/// `GET /events`: every job's changes of state, as events `status` whose id is the change's
+/// revision in the job-state bucket. A client reconnecting with `Last-Event-ID` gets what
+/// changed after it (the latest state of each job at least).
+pub(super) async fn all_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let after = match headers.get("last-event-id").map(|v| v.to_str().unwrap_or("").trim().parse::<u64>()) {
+        None => None,
+        Some(Ok(revision)) => Some(revision),
+        Some(Err(_)) => return Err(ApiError::bad_request("Last-Event-ID must be an event id this stream sent")),
+    };
+    let changes = state.jobs.changes(after).await.map_err(unavailable)?;
+    let events = changes
+        .take_while(|change| {
+            if let Err(error) = change {
+                tracing::warn!(%error, "job state changes failed; ending the event stream");
+            }
+            futures::future::ready(change.is_ok())
+        })
+        .filter_map(|change| async move {
+            let (revision, status) = change.ok()?;
+            let event = Event::default().event("status").id(revision.to_string()).json_data(&status);
+            Some(Ok(event.expect("job states serialize")))
+        });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
 fn state_name(state: JobState) -> &'static str {
     match state {
         JobState::Queued => "queued",

@@ -161,6 +161,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/generate-image", post(generate::generate_image))
         .route("/jobs/{id}", get(jobs::job_status))
         .route("/jobs/{id}/events", get(jobs::job_events))
+        .route("/events", get(jobs::all_events))
         .route("/records", get(records::list_records))
         .route("/records/{id}", get(records::get_record))
         .route("/images", get(records::list_images))

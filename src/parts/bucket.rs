@@ -55,6 +55,33 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
     }
 
     /// The key's current value, if any, then every later one.
+    /// Every key's changes from now on, or after `revision`, read as `T`; entries that
+    /// are not `T` are skipped (logged).
+    pub async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<(u64, T), BusError>>, BusError>
+    where
+        T: 'static,
+    {
+        let bucket = self.kv.name().to_string();
+        let changes = self.kv.changes(after).await?;
+        Ok(changes
+            .filter_map(move |change| {
+                let bucket = bucket.clone();
+                async move {
+                    match change {
+                        Ok(change) => match serde_json::from_slice(&change.value) {
+                            Ok(value) => Some(Ok((change.revision, value))),
+                            Err(error) => {
+                                tracing::warn!(%bucket, key = %change.key, %error, "skipping an unreadable entry");
+                                None
+                            }
+                        },
+                        Err(error) => Some(Err(error)),
+                    }
+                }
+            })
+            .boxed())
+    }
+
     pub async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<T, BusError>>, BusError> {
         let (bucket, key) = (self.kv.name().to_string(), key.to_string());
         let updates = self.kv.watch(&key).await?;

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use super::{Backlog, KeyValue, Objects, Publish, RequestError, Requests};
+use super::{Backlog, Change, KeyValue, Objects, Publish, RequestError, Requests};
 use crate::bus::BusError;
 use crate::contract::events::Event;
 
@@ -104,6 +104,9 @@ pub struct MemoryKv {
     name: String,
     entries: Mutex<BTreeMap<String, Bytes>>,
     changes: broadcast::Sender<(String, Bytes)>,
+    /// Every write, numbered, for `changes`.
+    writes: broadcast::Sender<Change>,
+    revision: std::sync::atomic::AtomicU64,
     down: AtomicBool,
     read_only: AtomicBool,
 }
@@ -114,6 +117,8 @@ impl MemoryKv {
             name: name.into(),
             entries: Mutex::default(),
             changes: broadcast::channel(1024).0,
+            writes: broadcast::channel(1024).0,
+            revision: std::sync::atomic::AtomicU64::new(0),
             down: AtomicBool::new(false),
             read_only: AtomicBool::new(false),
         }
@@ -146,6 +151,12 @@ impl MemoryKv {
 
     fn store(&self, key: &str, value: Bytes) {
         self.entries.lock().unwrap().insert(key.into(), value.clone());
+        self.announce(key, value);
+    }
+
+    fn announce(&self, key: &str, value: Bytes) {
+        let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.writes.send(Change { key: key.into(), revision, value: value.clone() });
         let _ = self.changes.send((key.into(), value));
     }
 }
@@ -174,7 +185,7 @@ impl KeyValue for MemoryKv {
             return Ok(false);
         }
         entries.insert(key.into(), value.clone());
-        let _ = self.changes.send((key.into(), value));
+        self.announce(key, value);
         Ok(true)
     }
 
@@ -195,6 +206,22 @@ impl KeyValue for MemoryKv {
         let changes = tokio_stream_of(self.changes.subscribe(), key.to_string());
         let current = self.entries.lock().unwrap().get(key).cloned();
         Ok(futures::stream::iter(current.map(Ok)).chain(changes).boxed())
+    }
+
+    /// From now on only: memory keeps no history to resume from.
+    async fn changes(&self, _after: Option<u64>) -> Result<BoxStream<'static, Result<Change, BusError>>, BusError> {
+        self.check()?;
+        let receiver = self.writes.subscribe();
+        Ok(futures::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(change) => return Some((Ok(change), receiver)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed())
     }
 }
 

@@ -56,6 +56,18 @@ pub trait KeyValue: Send + Sync {
     async fn keys(&self) -> Result<Vec<String>, BusError>;
     /// The key's current value, if any, then every later one.
     async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError>;
+    /// Every key's changes from now on, or those after `revision` that the bucket still
+    /// keeps (the latest of each key at least), each with its key and revision.
+    async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, BusError>>, BusError>;
+}
+
+/// One write to a key-value bucket.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: String,
+    /// The bucket's sequence number of the write: later writes have larger ones.
+    pub revision: u64,
+    pub value: Bytes,
 }
 
 /// Where generated pictures wait for the store.

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::io::AsyncReadExt;
 
-use super::{Backlog, KeyValue, Objects, Publish, RequestError, Requests};
+use super::{Backlog, Change, KeyValue, Objects, Publish, RequestError, Requests};
 use crate::bus::BusError;
 use crate::contract::DEAD_LETTER_PREFIX;
 
@@ -104,6 +104,29 @@ impl KeyValue for kv::Store {
                 async move {
                     match entry {
                         Ok(entry) if entry.operation == kv::Operation::Put => Some(Ok(entry.value)),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(BusError::KeyValue { bucket, source: e.into() })),
+                    }
+                }
+            })
+            .boxed())
+    }
+
+    async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, BusError>>, BusError> {
+        let entries = match after {
+            None => self.watch_all().await,
+            Some(revision) => self.watch_all_from_revision(revision + 1).await,
+        }
+        .map_err(|e| kv_error(self, e))?;
+        let bucket = self.name.clone();
+        Ok(entries
+            .filter_map(move |entry| {
+                let bucket = bucket.clone();
+                async move {
+                    match entry {
+                        Ok(entry) if entry.operation == kv::Operation::Put => {
+                            Some(Ok(Change { key: entry.key, revision: entry.revision, value: entry.value }))
+                        }
                         Ok(_) => None,
                         Err(e) => Some(Err(BusError::KeyValue { bucket, source: e.into() })),
                     }
@@ -226,6 +249,13 @@ impl KeyValue for LaterBucket {
     async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError> {
         match self.store().await {
             Some(store) => KeyValue::watch(store, key).await,
+            None => Ok(futures::stream::pending().boxed()),
+        }
+    }
+
+    async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, BusError>>, BusError> {
+        match self.store().await {
+            Some(store) => KeyValue::changes(store, after).await,
             None => Ok(futures::stream::pending().boxed()),
         }
     }

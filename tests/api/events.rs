@@ -65,3 +65,66 @@ async fn a_job_is_followed_from_its_state_now_to_the_end_and_a_reconnect_misses_
     let missing = app.http.get(format!("{}/jobs/no-such-job/events", app.address)).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+/// Reads the events of an endless stream into a list shared with the test.
+async fn follow(
+    app: &TestApp,
+    url: &str,
+    last_event_id: Option<&str>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(u64, Value)>>> {
+    let mut request = app.http.get(url);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    // The answer's headers come once the server watches: nothing after this is missed.
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = seen.clone();
+    tokio::spawn(async move {
+        let (mut body, mut text) = (response.bytes_stream(), String::new());
+        while let Some(Ok(chunk)) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).map(str::trim);
+                if let (Some(id), Some(data)) = (field("id"), field("data")) {
+                    into.lock().unwrap().push((id.parse().unwrap(), serde_json::from_str(data).unwrap()));
+                }
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_jobs_changes_stream_at_events_and_a_reconnect_resumes_after_its_last_id() {
+    let app = TestApp::spawn().await;
+    let url = format!("{}/events", app.address);
+    let live = follow(&app, &url, None).await;
+
+    let ids = [app.submit(json!({"prompt": "first"})).await, app.submit(json!({"prompt": "second"})).await];
+    let done = |seen: &[(u64, Value)], id: &str| seen.iter().any(|(_, s)| s["id"] == id && s["status"] == "completed");
+    crate::helpers::wait_for("both jobs to complete on the stream", Duration::from_secs(30), || async {
+        let seen = live.lock().unwrap().clone();
+        ids.iter().all(|id| done(&seen, id)).then_some(())
+    })
+    .await;
+    let seen = live.lock().unwrap().clone();
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "revisions grow");
+    assert!(seen.iter().any(|(_, s)| s["id"] == ids[0].as_str() && s["status"] == "queued"));
+
+    // Reconnecting after the first event: everything later that the bucket keeps, which
+    // is at least each job's latest state.
+    let first = seen[0].0;
+    let resumed = follow(&app, &url, Some(&first.to_string())).await;
+    crate::helpers::wait_for("the resumed stream to catch up", Duration::from_secs(30), || async {
+        let seen = resumed.lock().unwrap().clone();
+        ids.iter().all(|id| done(&seen, id)).then_some(())
+    })
+    .await;
+    assert!(resumed.lock().unwrap().iter().all(|(revision, _)| *revision > first), "nothing at or before it");
+
+    let bad = app.http.get(&url).header("last-event-id", "yesterday").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+}
