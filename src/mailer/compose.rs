@@ -9,7 +9,9 @@ use time::macros::format_description;
 
 use super::templates::{Kind, Templates};
 use crate::config::{Language, SmtpConfig};
-use crate::contract::events::{ImageCompleted, ImageFailed};
+use crate::contract::events::{
+    EVENT_VERSION, ImageCompleted, ImageFailed, InputPicture, JobFacts, JobKind, Labels, Stage,
+};
 
 /// Content-ID of the inline picture.
 const IMAGE_CID: &str = "image@huiying";
@@ -77,6 +79,58 @@ impl Notice {
         }
     }
 
+    /// A generation, an edit and a failure, as the templates see real ones: every
+    /// template is rendered with them at start, so that one failing on real data stops
+    /// the mailer there rather than failing each mail.
+    fn samples() -> [Notice; 3] {
+        let now = time::OffsetDateTime::now_utc();
+        let url = "http://localhost:8000/static/images/huiying_image_sample.jpg".to_string();
+        let generation = ImageCompleted {
+            version: EVENT_VERSION,
+            id: "sample".into(),
+            prompt: "一只在月球上的猫".into(),
+            english_prompt: "a cat on the moon".into(),
+            model: "huiying/placeholder".into(),
+            url: url.clone(),
+            local_url: url,
+            r2_url: None,
+            filename: "huiying_image_sample.jpg".into(),
+            width: 512,
+            height: 512,
+            format: "jpeg".into(),
+            file_size: 20_000,
+            labels: Labels { implicit: true, explicit: true },
+            kind: JobKind::Generate,
+            inputs: Vec::new(),
+            requested_at: now,
+            completed_at: now,
+            duration_ms: 1500,
+            ignored_options: vec!["seed".into()],
+            notify_email: None,
+            callback: Default::default(),
+        };
+        let input = InputPicture {
+            object: "input/sample/0".into(),
+            content_type: "image/png".into(),
+            width: 64,
+            height: 64,
+            source: "upload:sample".into(),
+            url: "http://localhost:8000/inputs/sample/0".into(),
+            mask: false,
+        };
+        let edit = ImageCompleted { kind: JobKind::Compose, inputs: vec![input.clone(), input], ..generation.clone() };
+        let facts = JobFacts {
+            id: "sample",
+            prompt: "一只在月球上的猫",
+            model: "huiying/placeholder",
+            notify_email: None,
+            callback: &Default::default(),
+            kind: JobKind::Generate,
+        };
+        let failure = ImageFailed::new(facts, Stage::Generate, "the model answered 503".into(), true, 3);
+        [Notice::completed(&generation), Notice::completed(&edit), Notice::failed(&failure)]
+    }
+
     pub fn failed(event: &ImageFailed) -> Self {
         Self {
             kind: Kind::Failed,
@@ -112,6 +166,11 @@ impl Composer {
     /// not at the first mail.
     pub fn from_config(smtp: &SmtpConfig) -> anyhow::Result<Self> {
         let templates = Templates::load(&smtp.templates_dir, smtp.language)?;
+        for sample in Notice::samples() {
+            templates
+                .render(sample.kind, &sample.context)
+                .map_err(|e| anyhow::anyhow!("bad configuration: [smtp] templates_dir: {e}"))?;
+        }
         let default_name = if smtp.language == Language::En { "huiying" } else { "绘影" };
         let from = match smtp.from.trim() {
             "" => format!("{default_name} <huiying@localhost>"),

@@ -145,3 +145,32 @@ async fn an_event_on_another_subject_is_rejected() {
     received.subject = "image.requested".into();
     assert!(!mailer.handle(received).await.unwrap_err().is_transient());
 }
+
+#[test]
+fn a_template_that_fails_on_real_data_stops_the_mailer_at_start() {
+    let templates = tempfile::tempdir().unwrap();
+    for language in ["zh-CN", "en"] {
+        let dir = templates.path().join(language);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in
+            ["completed.subject", "completed.html", "completed.text", "failed.subject", "failed.html", "failed.text"]
+        {
+            let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates")
+                .join(language)
+                .join(format!("{name}.hbs"));
+            std::fs::copy(source, dir.join(format!("{name}.hbs"))).unwrap();
+        }
+    }
+    let mut config = Config::default();
+    config.smtp.to = vec!["me@example.com".into()];
+    config.smtp.templates_dir = templates.path().to_path_buf();
+    assert!(super::compose::Composer::from_config(&config.smtp).is_ok(), "the shipped templates render");
+
+    // Parses, but cannot render: handlebars has no `length` of a list.
+    let html = templates.path().join("zh-CN/completed.html.hbs");
+    let source = std::fs::read_to_string(&html).unwrap();
+    std::fs::write(&html, source.replace("原图", "原图 {{inputs.length}}")).unwrap();
+    let error = super::compose::Composer::from_config(&config.smtp).err().expect("refused at start").to_string();
+    assert!(error.contains("completed.html"), "{error}");
+}
