@@ -41,22 +41,12 @@ impl OpenRouterClient {
         model: &str,
         options: &GenerationOptions,
     ) -> Result<ImageAnswer, Failure> {
-        self.chat(prompt, model, &[], options).await
+        self.edit(prompt, model, &[], options).await
     }
 
-    /// Edits `inputs`: every picture goes into the user message as an `image_url` part
-    /// (a `data:` URL), after the text.
+    /// Edits `inputs` (none: a generation): every picture goes into the user message as
+    /// an `image_url` part (a `data:` URL), after the text.
     pub(super) async fn edit(
-        &self,
-        prompt: &str,
-        model: &str,
-        inputs: &[EditInput],
-        options: &GenerationOptions,
-    ) -> Result<ImageAnswer, Failure> {
-        self.chat(prompt, model, inputs, options).await
-    }
-
-    async fn chat(
         &self,
         prompt: &str,
         model: &str,
