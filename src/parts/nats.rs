@@ -97,19 +97,7 @@ impl KeyValue for kv::Store {
 
     async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError> {
         let entries = self.watch_with_history(key).await.map_err(|e| kv_error(self, e))?;
-        let bucket = self.name.clone();
-        Ok(entries
-            .filter_map(move |entry| {
-                let bucket = bucket.clone();
-                async move {
-                    match entry {
-                        Ok(entry) if entry.operation == kv::Operation::Put => Some(Ok(entry.value)),
-                        Ok(_) => None,
-                        Err(e) => Some(Err(BusError::KeyValue { bucket, source: e.into() })),
-                    }
-                }
-            })
-            .boxed())
+        Ok(puts(entries, &self.name).map(|change| change.map(|change| change.value)).boxed())
     }
 
     async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, BusError>>, BusError> {
@@ -118,22 +106,27 @@ impl KeyValue for kv::Store {
             Some(revision) => self.watch_all_from_revision(revision + 1).await,
         }
         .map_err(|e| kv_error(self, e))?;
-        let bucket = self.name.clone();
-        Ok(entries
-            .filter_map(move |entry| {
-                let bucket = bucket.clone();
-                async move {
-                    match entry {
-                        Ok(entry) if entry.operation == kv::Operation::Put => {
-                            Some(Ok(Change { key: entry.key, revision: entry.revision, value: entry.value }))
-                        }
-                        Ok(_) => None,
-                        Err(e) => Some(Err(BusError::KeyValue { bucket, source: e.into() })),
-                    }
-                }
-            })
-            .boxed())
+        Ok(puts(entries, &self.name))
     }
+}
+
+/// The writes of a key-value watch (deletes and purges left out), errors naming the bucket.
+fn puts(entries: kv::Watch, bucket: &str) -> BoxStream<'static, Result<Change, BusError>> {
+    let bucket = bucket.to_string();
+    entries
+        .filter_map(move |entry| {
+            let bucket = bucket.clone();
+            async move {
+                match entry {
+                    Ok(entry) if entry.operation == kv::Operation::Put => {
+                        Some(Ok(Change { key: entry.key, revision: entry.revision, value: entry.value }))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(BusError::KeyValue { bucket, source: e.into() })),
+                }
+            }
+        })
+        .boxed()
 }
 
 #[async_trait]
