@@ -8,6 +8,9 @@
 # - exiftool (Debian's libimage-exiftool-perl): reads the pictures' AI-content labels as an
 #   independent reader would,
 # - openssl (the tests make their own CA and server certificate),
+# - Debian's chromium and fonts-noto-cjk, driven by playwright from PyPI (the web page's
+#   browser tests; playwright is pointed at the system browser and downloads none), and
+#   schemathesis from PyPI (checks the running server against its OpenAPI description),
 # - a running PostgreSQL on 127.0.0.1:5432 (the records tests run on it as well as on
 #   SQLite; each test creates and drops a database of its own): started when installed
 #   but not running, installed from Debian when missing.
@@ -37,6 +40,10 @@ python3 -c 'import standardwebhooks' 2>/dev/null || pip_install standardwebhooks
 python3 -c 'import nats' 2>/dev/null || pip_install nats-py
 python3 -c 'import jsonschema' 2>/dev/null || pip_install jsonschema
 python3 -c 'import openai' 2>/dev/null || pip_install openai
+command -v chromium >/dev/null || apt_install chromium
+fc-list 2>/dev/null | grep -q "Noto Sans CJK" || apt_install fonts-noto-cjk fontconfig
+python3 -c 'import playwright' 2>/dev/null || pip_install playwright
+command -v schemathesis >/dev/null || pip_install schemathesis
 python3 -c 'import aiosmtpd; print("aiosmtpd:", aiosmtpd.__version__)'
 python3 -c 'import moto; print("moto:", moto.__version__)'
 

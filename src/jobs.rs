@@ -7,7 +7,7 @@ use futures::StreamExt;
 
 use crate::bus::BusError;
 use crate::contract::events::Event;
-use crate::contract::jobs::JobStatus;
+use crate::contract::jobs::{CancelRequest, JobStatus};
 use crate::contract::values::JobId;
 use crate::parts::{self, JsonBucket, Publish};
 
@@ -15,11 +15,29 @@ use crate::parts::{self, JsonBucket, Publish};
 #[derive(Clone)]
 pub struct JobBoard {
     states: JsonBucket<JobStatus>,
+    /// Requests to stop a job, beside its state (key `<id>.cancel`).
+    cancels: JsonBucket<CancelRequest>,
+}
+
+/// Where a job's cancel request is kept: beside its state, so no other bucket (or
+/// permission) is needed. Job ids hold no dots, so no job's state has this key.
+fn cancel_key(id: &str) -> String {
+    format!("{id}.cancel")
 }
 
 impl JobBoard {
     pub fn new(states: JsonBucket<JobStatus>) -> Self {
-        Self { states }
+        Self { cancels: states.holding(), states }
+    }
+
+    /// Asks every stage to stop the job. The first request stands; a repeat changes nothing.
+    pub async fn request_cancel(&self, id: &str, request: &CancelRequest) -> Result<(), BusError> {
+        self.cancels.create(&cancel_key(id), request).await.map(|_| ())
+    }
+
+    /// The job's cancel request, if someone asked.
+    pub async fn cancel_request(&self, id: &str) -> Result<Option<CancelRequest>, BusError> {
+        self.cancels.get(&cancel_key(id)).await
     }
 
     pub async fn set(&self, status: &JobStatus) -> Result<(), BusError> {
@@ -44,8 +62,8 @@ impl JobBoard {
         parts::publish(publisher, event).await?;
         let status = JobStatus::from(event);
         self.set(&status).await?;
-        let state = if status.result.is_some() { "completed" } else { "failed" };
-        metrics::counter!("huiying_jobs_finished_total", "kind" => status.kind.name(), "status" => state).increment(1);
+        metrics::counter!("huiying_jobs_finished_total", "kind" => status.kind.name(), "status" => status.status.name())
+            .increment(1);
         Ok(())
     }
 
@@ -62,7 +80,7 @@ impl JobBoard {
         &self,
         after: Option<u64>,
     ) -> Result<futures::stream::BoxStream<'static, Result<(u64, JobStatus), BusError>>, BusError> {
-        self.states.changes(after).await
+        self.states.changes_where(after, |key| !key.contains('.')).await
     }
 
     /// Waits until the job is completed or failed; `None` when `timeout` passes first.

@@ -50,6 +50,7 @@ pub async fn run(config: &Config, args: SubmitArgs) -> anyhow::Result<String> {
         kind: Default::default(),
         inputs: Vec::new(),
         requested_at: OffsetDateTime::now_utc(),
+        deadline: None,
     };
     // Watch before publishing, so a quick job's end is not missed.
     let jobs = JobBoard::new(JsonBucket::new(Arc::new(js.get_key_value(JOBS_BUCKET).await?)));

@@ -62,6 +62,10 @@ pub struct ImageRequested {
     #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
+    /// A job that has not reached the model by then is cancelled, not drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub deadline: Option<OffsetDateTime>,
 }
 
 /// A webhook the request named for itself (as Replicate's API takes it): signed with
@@ -195,6 +199,27 @@ pub enum Stage {
     Generate,
     /// The picture could not be processed or stored.
     Store,
+    /// Nobody wanted it any more: cancelled, or its deadline passed before it started.
+    Cancelled,
+}
+
+/// Why a job was cancelled, and whether its owner still wants the usual mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Cancellation {
+    pub by: CancelledBy,
+    /// The canceller asked for the failure mail (`{"notify": true}`); otherwise a
+    /// cancelled job mails nobody.
+    #[serde(default)]
+    pub notify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelledBy {
+    /// `POST /jobs/{id}/cancel`.
+    Request,
+    /// The request's `deadline` passed before the job reached the model.
+    Deadline,
 }
 
 /// The facts about a job that every failure event repeats.
@@ -234,6 +259,9 @@ pub struct ImageFailed {
     /// What the job was to make; absent: `generate`.
     #[serde(default, skip_serializing_if = "JobKind::is_generate")]
     pub kind: JobKind,
+    /// Set when the job was cancelled (`stage` is then `cancelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<Cancellation>,
 }
 
 impl ImageFailed {
@@ -252,7 +280,17 @@ impl ImageFailed {
             notify_email: job.notify_email.map(String::from),
             callback: job.callback.clone(),
             kind: job.kind,
+            cancelled: None,
         }
+    }
+
+    /// The one way a stage ends a job nobody wants any more.
+    pub fn cancelled(job: JobFacts<'_>, cancellation: Cancellation, attempts: u32) -> Self {
+        let error = match cancellation.by {
+            CancelledBy::Request => "cancelled at the client's request",
+            CancelledBy::Deadline => "cancelled: its deadline passed before it reached the model",
+        };
+        Self { cancelled: Some(cancellation), ..Self::new(job, Stage::Cancelled, error.into(), false, attempts) }
     }
 }
 

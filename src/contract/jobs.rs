@@ -14,12 +14,37 @@ pub enum JobState {
     Storing,
     Completed,
     Failed,
+    /// Stopped by `POST /jobs/{id}/cancel` or its `deadline` before a picture was kept.
+    Cancelled,
 }
 
 impl JobState {
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Failed)
+        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
     }
+
+    /// The state's name, as JSON and the event streams spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Generating => "generating",
+            JobState::Storing => "storing",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Someone asked to stop a job (`POST /jobs/{id}/cancel`). Kept beside the job's state
+/// (key `<id>.cancel`) and read by each stage before it starts work on the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// Send the usual failure mail for it (off: a cancelled job mails nobody).
+    #[serde(default)]
+    pub notify: bool,
 }
 
 /// What `GET /jobs/{id}` shows.
@@ -38,6 +63,9 @@ pub struct JobStatus {
     pub result: Option<ImageCompleted>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ImageFailed>,
+    /// A cancel was asked for and the job has not ended yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
 }
 
 impl JobStatus {
@@ -51,6 +79,7 @@ impl JobStatus {
             updated_at: OffsetDateTime::now_utc(),
             result: None,
             error: None,
+            cancel_requested: false,
         }
     }
 }
@@ -74,10 +103,14 @@ impl From<&ImageCompleted> for JobStatus {
 
 impl From<&ImageFailed> for JobStatus {
     fn from(event: &ImageFailed) -> Self {
+        let state = match event.cancelled {
+            Some(_) => JobState::Cancelled,
+            None => JobState::Failed,
+        };
         Self {
             error: Some(event.clone()),
             kind: event.kind,
-            ..Self::new(&event.id, JobState::Failed, &event.prompt, Some(&event.model))
+            ..Self::new(&event.id, state, &event.prompt, Some(&event.model))
         }
     }
 }

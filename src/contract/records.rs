@@ -65,6 +65,13 @@ impl Record {
     }
 }
 
+/// Where a picture's thumbnail is kept, beside the picture (on disk and on S3 / R2):
+/// `thumbs/<file name without extension>.jpg`.
+pub fn thumbnail_name(filename: &str) -> String {
+    let stem = filename.rsplit_once('.').map_or(filename, |(stem, _)| stem);
+    format!("thumbs/{stem}.jpg")
+}
+
 /// What `GET /records` asks for; ingest checks it, the store runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordQuery {
@@ -112,6 +119,10 @@ pub struct RecordView {
     #[serde(flatten)]
     pub record: Record,
     pub url: String,
+    /// A small JPEG of the picture for galleries; absent for pictures stored without one
+    /// (before thumbnails, or imported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

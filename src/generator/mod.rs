@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::Config;
 use crate::contract::events::{
-    self, EVENT_VERSION, ImageFailed, ImageGenerated, ImageRequested, JobFacts, JobKind, Stage as JobStage,
+    self, Cancellation, CancelledBy, EVENT_VERSION, ImageFailed, ImageGenerated, ImageRequested, JobFacts, JobKind,
+    Stage as JobStage,
 };
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::values::{InvalidValue, JobId, ModelName, Prompt};
@@ -186,6 +187,10 @@ impl Stage for Generator {
         {
             return Ok(());
         }
+        // Nobody wants it any more: the model is never asked.
+        if let Some(cancellation) = self.cancellation(&request).await? {
+            return self.cancel(job, cancellation, attempt).await;
+        }
         let generating = JobStatus::new(&request.id, JobState::Generating, &request.prompt, Some(&model));
         self.jobs.set(&generating.of_kind(request.kind)).await?;
 
@@ -211,6 +216,11 @@ impl Stage for Generator {
         };
         metrics::counter!("huiying_provider_calls_total", "provider" => provider, "model" => model.clone(), "result" => result)
             .increment(1);
+        // Cancelled while the model drew: the picture (or the failure) is discarded.
+        if let Some(asked) = self.jobs.cancel_request(&request.id).await? {
+            let cancellation = Cancellation { by: CancelledBy::Request, notify: asked.notify };
+            return self.cancel(job, cancellation, attempt).await;
+        }
         let image = match drawn {
             Ok(image) => image,
             Err(failure) => return self.after_failure(job, failure, attempt).await,
@@ -311,6 +321,28 @@ impl Generator {
             FailureKind::Transient { .. } => self.fail(job, JobStage::Generate, failure.reason, true, attempt).await,
             FailureKind::Permanent => self.fail(job, JobStage::Generate, failure.reason, false, attempt).await,
         }
+    }
+
+    /// Whether the job is cancelled before it reaches the model: someone asked, or its
+    /// deadline passed (also before a retry: nobody waits for it any more).
+    async fn cancellation(&self, request: &ImageRequested) -> Result<Option<Cancellation>, Failure> {
+        if let Some(asked) = self.jobs.cancel_request(&request.id).await? {
+            return Ok(Some(Cancellation { by: CancelledBy::Request, notify: asked.notify }));
+        }
+        match request.deadline {
+            Some(deadline) if deadline <= OffsetDateTime::now_utc() => {
+                Ok(Some(Cancellation { by: CancelledBy::Deadline, notify: false }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Ends the job as cancelled: `image.failed` (stage `cancelled`), then the state.
+    async fn cancel(&self, job: JobFacts<'_>, cancellation: Cancellation, attempts: u32) -> Result<(), Failure> {
+        tracing::info!(job = %job.id, by = ?cancellation.by, "cancelled");
+        let cancelled = ImageFailed::cancelled(job, cancellation, attempts);
+        self.jobs.finish(&*self.publisher, &cancelled).await?;
+        Ok(())
     }
 
     /// Ends the job: `image.failed`, then the failed state.

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::*;
 use crate::contract::JOBS_BUCKET;
 use crate::contract::events::Stage as FailedAt;
+use crate::contract::jobs::CancelRequest;
 use crate::parts::memory::{MemoryKv, MemoryObjects, MemoryStream};
 
 struct Parts {
@@ -136,4 +137,33 @@ async fn while_nats_is_away_the_request_is_retried_and_then_published_once() {
     generator.handle(delivery(body, 3)).await.unwrap();
     generator.handle(delivery(body, 4)).await.unwrap();
     assert_eq!(parts.stream.events::<ImageGenerated>().len(), 1, "one message per job and subject");
+}
+
+#[tokio::test]
+async fn a_job_cancelled_before_it_reaches_the_model_is_never_drawn_and_ends_cancelled() {
+    let (generator, parts) = generator();
+    let asked = CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: false };
+    parts.jobs.request_cancel("job-1", &asked).await.unwrap();
+    generator.handle(delivery(r#"{"id": "job-1", "prompt": "a red fox"}"#, 1)).await.unwrap();
+    assert!(parts.objects.names().is_empty(), "nothing was drawn");
+    assert!(parts.stream.events::<ImageGenerated>().is_empty());
+    let failed = parts.stream.events::<ImageFailed>();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].stage, FailedAt::Cancelled);
+    assert_eq!(failed[0].cancelled, Some(Cancellation { by: CancelledBy::Request, notify: false }));
+    assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Cancelled);
+}
+
+#[tokio::test]
+async fn a_job_whose_deadline_passed_before_it_started_is_cancelled_not_drawn() {
+    let (generator, parts) = generator();
+    let body = r#"{"id": "late", "prompt": "a red fox", "deadline": "2020-01-01T00:00:00Z"}"#;
+    generator.handle(delivery(body, 1)).await.unwrap();
+    let timely = r#"{"id": "timely", "prompt": "a red fox", "deadline": "2999-01-01T00:00:00Z"}"#;
+    generator.handle(delivery(timely, 1)).await.unwrap();
+    assert_eq!(parts.objects.names(), ["timely"], "only the job still wanted was drawn");
+    let failed = parts.stream.events::<ImageFailed>();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].cancelled.map(|c| c.by), Some(CancelledBy::Deadline));
+    assert_eq!(parts.jobs.get("late").await.unwrap().unwrap().status, JobState::Cancelled);
 }

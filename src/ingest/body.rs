@@ -92,3 +92,42 @@ pub(super) fn prefers_async(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
 }
+
+/// The longest `deadline` taken: a job nobody waits a week for is not worth queuing.
+const MAX_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A request's `deadline`: seconds from now, or an RFC 3339 time.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum DeadlineValue {
+    Seconds(f64),
+    At(String),
+}
+
+impl DeadlineValue {
+    /// When the job stops being wanted; refused when it is not in the next seven days.
+    pub(super) fn at(&self, now: time::OffsetDateTime) -> Result<time::OffsetDateTime, ApiError> {
+        let at = match self {
+            DeadlineValue::Seconds(seconds) if seconds.is_finite() && *seconds > 0.0 => {
+                now + Duration::from_secs_f64(seconds.min(MAX_DEADLINE.as_secs_f64()))
+            }
+            DeadlineValue::Seconds(_) => {
+                return Err(ApiError::bad_request("deadline must be a positive number of seconds"));
+            }
+            DeadlineValue::At(text) => {
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "deadline must be seconds from now or an RFC 3339 time like 2026-12-02T15:04:05Z, got {text:?}"
+                    ))
+                })?
+            }
+        };
+        if at <= now {
+            return Err(ApiError::bad_request("deadline has already passed"));
+        }
+        if at - now > MAX_DEADLINE {
+            return Err(ApiError::bad_request("deadline must be within seven days"));
+        }
+        Ok(at)
+    }
+}

@@ -34,6 +34,7 @@ pub(super) fn task_view(job: &JobStatus) -> Value {
         JobState::Generating | JobState::Storing => ("processing", 50),
         JobState::Completed => ("completed", 100),
         JobState::Failed => ("failed", -1),
+        JobState::Cancelled => ("cancelled", -1),
     };
     let format = |at: OffsetDateTime| at.format(&Rfc3339).unwrap_or_default();
     let mut view = json!({

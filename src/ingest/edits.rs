@@ -87,6 +87,8 @@ struct EditBody {
     notify_email: Option<String>,
     size: Option<String>,
     seed: Option<u64>,
+    /// Seconds from now, or an RFC 3339 time: not at the model by then, the job is cancelled.
+    deadline: Option<super::body::DeadlineValue>,
 }
 
 pub(super) async fn edit_image(
@@ -240,6 +242,7 @@ async fn submit(
     }
     let options = GenerationOptions { size: request.size.clone(), seed: request.seed, ..Default::default() };
     options.check()?;
+    let deadline = request.deadline.as_ref().map(|d| d.at(OffsetDateTime::now_utc())).transpose()?;
     let id = JobId::random().to_string();
     let mut inputs = Vec::with_capacity(pictures.len());
     for (n, (field, reference)) in pictures.iter().enumerate() {
@@ -264,6 +267,7 @@ async fn submit(
         kind,
         inputs,
         requested_at: OffsetDateTime::now_utc(),
+        deadline,
     };
     let created_at = event.requested_at;
     let meaning = json!({"kind": kind.name(), "inputs": sources});

@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::access::KeyNumber;
-use super::body::{WaitPreference, idempotency_key, json_body, parse_object, preferred_wait, prefers_async};
+use super::body::{
+    DeadlineValue, WaitPreference, idempotency_key, json_body, parse_object, preferred_wait, prefers_async,
+};
 use super::error::ApiError;
 use super::idempotency::{Claim, Claimed, fingerprint};
 use crate::config::{SmtpConfig, WEBHOOK_EVENTS, WebhooksConfig};
@@ -60,6 +62,9 @@ struct GenerateRequest {
     webhook: Option<String>,
     #[serde(default)]
     webhook_events_filter: Option<Vec<String>>,
+    /// Seconds from now, or an RFC 3339 time: not at the model by then, the job is cancelled.
+    #[serde(default)]
+    deadline: Option<DeadlineValue>,
 }
 
 /// A request that passed every check: what the job is made of.
@@ -71,6 +76,7 @@ struct NewJob {
     callback: RequestWebhook,
     user: Option<String>,
     with_picture: bool,
+    deadline: Option<OffsetDateTime>,
 }
 
 impl GenerateRequest {
@@ -105,7 +111,17 @@ impl GenerateRequest {
         {
             return Err(ApiError::bad_request("user must be at most 200 characters, without control characters"));
         }
-        Ok(NewJob { prompt, model, notify_email: self.notify_email, options, callback, user: self.user, with_picture })
+        let deadline = self.deadline.map(|d| d.at(OffsetDateTime::now_utc())).transpose()?;
+        Ok(NewJob {
+            prompt,
+            model,
+            notify_email: self.notify_email,
+            options,
+            callback,
+            user: self.user,
+            with_picture,
+            deadline,
+        })
     }
 }
 
@@ -133,6 +149,7 @@ pub(super) async fn generate_image(
         kind: Default::default(),
         inputs: Vec::new(),
         requested_at: OffsetDateTime::now_utc(),
+        deadline: job.deadline,
     };
     let id = queue_job(&state, &headers, api_key, event, None).await?;
     answer_for_job(&state, &headers, id, job.with_picture).await
@@ -309,6 +326,8 @@ async fn answer_for_job(
                 Stage::Request => StatusCode::BAD_REQUEST,
                 Stage::Generate => StatusCode::BAD_GATEWAY,
                 Stage::Store => StatusCode::INTERNAL_SERVER_ERROR,
+                // Nobody is left to answer but the canceller; say what became of it.
+                Stage::Cancelled => StatusCode::CONFLICT,
             };
             Err(ApiError::new(status, failed.error).for_job(id))
         }

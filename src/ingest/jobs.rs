@@ -1,7 +1,13 @@
 //! `GET /jobs/{id}`: a job's state, from whichever process did the work; and
-//! `GET /jobs/{id}/events`, the same as Server-Sent Events, one per change of state.
+//! `GET /jobs/{id}/events`, the same as Server-Sent Events, one per change of state; and
+//! `POST /jobs/{id}/cancel`.
 
 use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use time::OffsetDateTime;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,14 +17,75 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 
 use super::AppState;
+use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
 use super::error::ApiError;
-use crate::contract::jobs::{JobState, JobStatus};
+use crate::contract::jobs::{CancelRequest, JobState, JobStatus};
 
 pub(super) async fn job_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    match state.jobs.get(&id).await {
-        Ok(Some(status)) => Ok(Json(status).into_response()),
-        Ok(None) => Err(no_job(&id)),
-        Err(e) => Err(unavailable(e)),
+    Ok(Json(current(&state, &id).await?).into_response())
+}
+
+/// The job as `GET /jobs/{id}` shows it: its state, and whether a cancel is pending.
+async fn current(state: &AppState, id: &str) -> Result<JobStatus, ApiError> {
+    let mut status = state.jobs.get(id).await.map_err(unavailable)?.ok_or_else(|| no_job(id))?;
+    if !status.status.is_final() {
+        status.cancel_requested = state.jobs.cancel_request(id).await.map_err(unavailable)?.is_some();
+    }
+    Ok(status)
+}
+
+/// How long `POST /jobs/{id}/cancel` waits for the job to end before answering 202.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// The body of `POST /jobs/{id}/cancel`, which may be empty.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    /// Send the usual failure mail for the cancelled job.
+    #[serde(default)]
+    notify: bool,
+}
+
+/// `POST /jobs/{id}/cancel`: a job not yet at the model is never sent to it; one in a
+/// model call is abandoned when the call returns and its picture discarded. Answers 200
+/// with the cancelled job once it has ended (within `Prefer: wait=N`, else 5 s), 202 with
+/// `cancel_requested` while it has not, and 409 for a job that ended otherwise.
+pub(super) async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(&headers, body)?;
+    let asked: CancelBody = match body.iter().all(u8::is_ascii_whitespace) {
+        true => CancelBody::default(),
+        false => parse_object(&body, r#"{"notify": false}"#)?,
+    };
+    let status = current(&state, &id).await?;
+    if status.status.is_final() {
+        return finished(status);
+    }
+    let request = CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: asked.notify };
+    state.jobs.request_cancel(&id, &request).await.map_err(unavailable)?;
+    let wait = match preferred_wait(&headers) {
+        WaitPreference::None => CANCEL_WAIT,
+        WaitPreference::ServerDefault => state.wait_timeout,
+        WaitPreference::Seconds(seconds) => seconds,
+    };
+    match state.jobs.wait_until_final(&id, wait).await.map_err(unavailable)? {
+        Some(ended) => finished(ended),
+        None => Ok((StatusCode::ACCEPTED, Json(current(&state, &id).await?)).into_response()),
+    }
+}
+
+/// The answer for a job that has ended: 200 when cancelled, 409 when it ended otherwise.
+fn finished(status: JobStatus) -> Result<Response, ApiError> {
+    match status.status {
+        JobState::Cancelled => Ok(Json(status).into_response()),
+        other => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {} has already {}; there is nothing to cancel", status.id, other.name()),
+        )),
     }
 }
 
@@ -49,7 +116,7 @@ pub(super) async fn job_events(
                     return None;
                 }
             };
-            let name = state_name(status.status);
+            let name = status.status.name();
             if seen.as_deref() == Some(name) {
                 if status.status.is_final() {
                     return None; // the client has the end already
@@ -90,16 +157,6 @@ pub(super) async fn all_events(
             Some(Ok(event.expect("job states serialize")))
         });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
-}
-
-fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::Generating => "generating",
-        JobState::Storing => "storing",
-        JobState::Completed => "completed",
-        JobState::Failed => "failed",
-    }
 }
 
 fn no_job(id: &str) -> ApiError {

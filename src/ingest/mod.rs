@@ -23,6 +23,8 @@ mod records;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_cancel;
+#[cfg(test)]
 mod tests_edits;
 mod translate;
 mod uploads;
@@ -161,6 +163,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/generate-image", post(generate::generate_image))
         .route("/jobs/{id}", get(jobs::job_status))
         .route("/jobs/{id}/events", get(jobs::job_events))
+        .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/events", get(jobs::all_events))
         .route("/records", get(records::list_records))
         .route("/records/{id}", get(records::get_record))

@@ -126,7 +126,13 @@ impl Stage for Mailer {
         }
         let notice = match received.subject.as_str() {
             events::IMAGE_COMPLETED => Notice::completed(&received.decode::<ImageCompleted>()?),
-            events::IMAGE_FAILED => Notice::failed(&received.decode::<ImageFailed>()?),
+            events::IMAGE_FAILED => {
+                let failed = received.decode::<ImageFailed>()?;
+                if failed.cancelled.is_some_and(|cancel| !cancel.notify) {
+                    return Ok(()); // cancelled: whoever cancelled it knows; mailed only if asked
+                }
+                Notice::failed(&failed)
+            }
             other => return Err(Failure::permanent(format!("the mailer does not handle {other}"))),
         };
         let Some(_in_hand) = InHand::take(&self.in_hand, format!("{}.{}", notice.job_id, notice.kind.name())) else {

@@ -174,3 +174,32 @@ fn a_template_that_fails_on_real_data_stops_the_mailer_at_start() {
     let error = super::compose::Composer::from_config(&config.smtp).err().expect("refused at start").to_string();
     assert!(error.contains("completed.html"), "{error}");
 }
+
+fn cancelled(id: &str, notify: bool) -> Received {
+    use crate::contract::events::{Cancellation, CancelledBy, IMAGE_FAILED, JobFacts};
+    let facts = JobFacts {
+        id,
+        prompt: "一只狐狸",
+        model: "huiying/placeholder",
+        notify_email: None,
+        callback: &Default::default(),
+        kind: Default::default(),
+    };
+    let event = ImageFailed::cancelled(facts, Cancellation { by: CancelledBy::Request, notify }, 1);
+    Received {
+        subject: IMAGE_FAILED.into(),
+        payload: Bytes::from(serde_json::to_vec(&event).unwrap()),
+        ..completed(id)
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_job_mails_nobody_unless_the_canceller_asked() {
+    let (mailer, parts) = mailer();
+    mailer.handle(cancelled("quiet", false)).await.unwrap();
+    assert!(mails(&parts).is_empty());
+    mailer.handle(cancelled("asked", true)).await.unwrap();
+    let mails = mails(&parts);
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("asked"), "the mail names the job");
+}

@@ -30,6 +30,11 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
         Self { kv, value: PhantomData }
     }
 
+    /// The same bucket, read as `U` (for keys of another kind beside these).
+    pub fn holding<U>(&self) -> JsonBucket<U> {
+        JsonBucket { kv: self.kv.clone(), value: PhantomData }
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<T>, BusError> {
         match self.kv.get(key).await? {
             Some(bytes) => self.decode(key, &bytes).map(Some),
@@ -57,17 +62,28 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
     /// The key's current value, if any, then every later one.
     /// Every key's changes from now on, or after `revision`, read as `T`; entries that
     /// are not `T` are skipped (logged).
-    pub async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<(u64, T), BusError>>, BusError>
-    where
-        T: 'static,
-    {
+    pub async fn changes(
+        &self,
+        after: Option<u64>,
+    ) -> Result<BoxStream<'static, Result<(u64, T), BusError>>, BusError> {
+        self.changes_where(after, |_| true).await
+    }
+
+    /// [`Self::changes`] of the keys `keep` accepts.
+    pub async fn changes_where(
+        &self,
+        after: Option<u64>,
+        keep: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Result<BoxStream<'static, Result<(u64, T), BusError>>, BusError> {
         let bucket = self.kv.name().to_string();
         let changes = self.kv.changes(after).await?;
+        let keep = Arc::new(keep);
         Ok(changes
             .filter_map(move |change| {
-                let bucket = bucket.clone();
+                let (bucket, keep) = (bucket.clone(), keep.clone());
                 async move {
                     match change {
+                        Ok(change) if !keep(&change.key) => None,
                         Ok(change) => match serde_json::from_slice(&change.value) {
                             Ok(value) => Some(Ok((change.revision, value))),
                             Err(error) => {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::records::{RecordPage, Records, RecordsError};
 use crate::contract::records::{
     Answer, IMAGES_LIST, ImageFile, ImageList, RECORDS_GET, RECORDS_LIST, Record, RecordQuery, RecordView,
-    RecordViewPage,
+    RecordViewPage, thumbnail_name,
 };
 
 /// What answering needs.
@@ -99,8 +99,18 @@ impl StoreApi {
     }
 
     fn view(&self, record: Record) -> RecordView {
-        let url = record.r2_url.clone().unwrap_or_else(|| self.local_url(&record.filename()));
-        RecordView { record, url }
+        let filename = record.filename();
+        let url = record.r2_url.clone().unwrap_or_else(|| self.local_url(&filename));
+        // The thumbnail sits beside the picture: on S3 / R2 when the picture is there.
+        let thumbnail = thumbnail_name(&filename);
+        let thumbnail_url = self.images_dir.join(&thumbnail).is_file().then(|| match &record.r2_url {
+            Some(r2_url) => match r2_url.rsplit_once('/') {
+                Some((folder, _)) => format!("{folder}/{thumbnail}"),
+                None => self.local_url(&thumbnail),
+            },
+            None => self.local_url(&thumbnail),
+        });
+        RecordView { record, url, thumbnail_url }
     }
 
     fn view_page(&self, page: RecordPage) -> RecordViewPage {

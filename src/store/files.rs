@@ -55,8 +55,10 @@ const PARTIAL_PREFIX: &str = ".partial-";
 /// a temporary file in the same folder, flushed to disk, then renamed (and the folder
 /// flushed, so that the new name survives a power loss).
 pub(super) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    // `name` may hold a folder (`thumbs/...`): the temporary file goes beside the target.
     let target = dir.join(name);
+    let dir = target.parent().unwrap_or(dir);
+    std::fs::create_dir_all(dir)?;
     let mut temp = tempfile::Builder::new().prefix(PARTIAL_PREFIX).tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
@@ -71,12 +73,15 @@ pub(super) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io:
 /// Run at start. Should another store instance be writing one right now, its rename fails
 /// and it writes the picture again (a retry), so nothing is lost.
 pub(super) fn remove_partial_files(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX))
-        .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
-        .count()
+    let remove = |dir: &Path| {
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX))
+            .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
+            .count()
+    };
+    remove(dir) + remove(&dir.join("thumbs"))
 }
 
 #[cfg(test)]

@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::{Config, ImageProcessingConfig, LabelsConfig};
-use crate::contract::events::{self, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, Stage as JobStage};
+use crate::contract::events::{
+    self, Cancellation, CancelledBy, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, Stage as JobStage,
+};
 use crate::contract::jobs::{JobState, JobStatus};
-use crate::contract::records::Record;
+use crate::contract::records::{Record, thumbnail_name};
 use crate::contract::{consumers, local_url};
 use crate::failure::{Failure, RetryPolicy};
 use crate::jobs::JobBoard;
@@ -144,6 +146,17 @@ impl Stage for Store {
     /// Handles one delivery of `image.generated`.
     async fn handle(&self, received: Received) -> Result<(), Failure> {
         let generated: ImageGenerated = received.decode()?;
+        // Cancelled after the model drew it: the picture is discarded, unless it was
+        // already kept (a redelivery after the record was written completes as before).
+        if let Some(asked) = self.jobs.cancel_request(&generated.id).await?
+            && self.records.by_job(&generated.id).await?.is_none()
+        {
+            let cancellation = Cancellation { by: CancelledBy::Request, notify: asked.notify };
+            let cancelled = ImageFailed::cancelled(generated.facts(), cancellation, received.attempt);
+            self.jobs.finish(&*self.publisher, &cancelled).await?;
+            tracing::info!(job = %generated.id, "cancelled; the picture is discarded");
+            return Ok(());
+        }
         match self.store(&generated).await {
             Ok(completed) => {
                 self.jobs.finish(&*self.publisher, &completed).await?;
@@ -205,18 +218,27 @@ impl Store {
         let bytes = Arc::new(processed.bytes);
         let file_size = bytes.len() as u64;
         let (to_write, file_name) = (bytes.clone(), name.clone());
-        let path = blocking(move || files::write_atomically(&dir, &file_name, &to_write)).await?;
+        let (thumbnail, thumbnail_file) = (processed.thumbnail, thumbnail_name(&name));
+        let thumbnail_copy = thumbnail.clone();
+        let path = blocking(move || {
+            // The thumbnail first: a picture on disk always has its thumbnail beside it.
+            files::write_atomically(&dir, &thumbnail_file, &thumbnail_copy)?;
+            files::write_atomically(&dir, &file_name, &to_write)
+        })
+        .await?;
         worker::crash_point("store.after_file");
         // The remote copy is a bonus: when it fails, the job completes with the local file.
         let (r2_url, r2_error) = match &self.remote {
             None => (None, None),
-            Some(remote) => match remote.upload(&name, bytes.to_vec(), processed.format.content_type()).await {
-                Ok(url) => (Some(url), None),
-                Err(error) => {
-                    tracing::warn!(job = %generated.id, %error, "kept locally only");
-                    (None, Some(error.to_string()))
+            Some(remote) => {
+                match remote.upload_with_thumbnail(&name, bytes.to_vec(), processed.format, thumbnail).await {
+                    Ok(url) => (Some(url), None),
+                    Err(error) => {
+                        tracing::warn!(job = %generated.id, %error, "kept locally only");
+                        (None, Some(error.to_string()))
+                    }
                 }
-            },
+            }
         };
 
         let now = records::timestamp(OffsetDateTime::now_utc());

@@ -82,4 +82,20 @@ impl RemoteStore {
             Err(_) => Err(Failure::transient(format!("uploading {key} to R2 timed out"))),
         }
     }
+
+    /// Uploads the thumbnail (a bonus: its failure is only logged), then the picture;
+    /// returns the picture's public link, or why it failed.
+    pub(super) async fn upload_with_thumbnail(
+        &self,
+        filename: &str,
+        bytes: Vec<u8>,
+        format: crate::config::ImageFormat,
+        thumbnail: Vec<u8>,
+    ) -> Result<String, Failure> {
+        let thumbnail_file = crate::contract::records::thumbnail_name(filename);
+        if let Err(error) = self.upload(&thumbnail_file, thumbnail, "image/jpeg").await {
+            tracing::warn!(%error, "the thumbnail was not uploaded; galleries show the picture itself");
+        }
+        self.upload(filename, bytes, format.content_type()).await
+    }
 }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use super::*;
 use crate::contract::JOBS_BUCKET;
 use crate::contract::events::IMAGE_GENERATED;
+use crate::contract::records::thumbnail_name;
 use crate::parts::JsonBucket;
 use crate::parts::memory::{MemoryKv, MemoryObjects, MemoryStream};
 
@@ -79,7 +80,9 @@ fn delivery(event: &ImageGenerated, attempt: u32) -> Received {
 fn files(parts: &Parts) -> Vec<String> {
     std::fs::read_dir(parts.dir.path().join("images"))
         .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.path().is_file())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect()
 }
 
@@ -92,6 +95,10 @@ async fn a_generated_picture_becomes_a_file_a_record_and_an_image_completed_even
     assert_eq!(completed.len(), 1);
     assert_eq!((completed[0].width, completed[0].height, completed[0].format.as_str()), (64, 48, "jpeg"));
     assert_eq!(files(&parts), [completed[0].filename.clone()]);
+    // Its thumbnail beside it: a small JPEG a gallery shows instead.
+    let thumbnail = parts.dir.path().join("images").join(thumbnail_name(&completed[0].filename));
+    let small = image::open(&thumbnail).unwrap();
+    assert_eq!((small.width(), small.height()), (64, 48), "a small picture is not enlarged");
     assert!(completed[0].filename.contains("red_fox"), "{}", completed[0].filename);
     let record = parts.records.by_job("job-1").await.unwrap().unwrap();
     assert_eq!(record.original_prompt, "一只狐狸");
@@ -136,4 +143,20 @@ async fn while_nats_is_away_the_stored_picture_is_announced_later_and_once() {
     store.handle(delivery(&generated("job-1"), 2)).await.unwrap();
     assert_eq!(parts.stream.events::<ImageCompleted>().len(), 1);
     assert_eq!(files(&parts).len(), 1, "the first attempt's file is the one announced");
+}
+
+#[tokio::test]
+async fn a_picture_drawn_for_a_job_cancelled_meanwhile_is_discarded() {
+    let (store, parts) = store();
+    parts.objects.put("job-1", &png(32, 32)).await.unwrap();
+    let asked = crate::contract::jobs::CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: true };
+    parts.jobs.request_cancel("job-1", &asked).await.unwrap();
+    store.handle(delivery(&generated("job-1"), 1)).await.unwrap();
+    assert!(files(&parts).is_empty(), "no file");
+    assert!(parts.records.by_job("job-1").await.unwrap().is_none(), "no record");
+    assert!(parts.stream.events::<ImageCompleted>().is_empty());
+    let failed = parts.stream.events::<ImageFailed>();
+    assert_eq!((failed.len(), failed[0].stage), (1, JobStage::Cancelled));
+    assert_eq!(failed[0].cancelled.map(|c| c.notify), Some(true), "the canceller's wish travels on");
+    assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Cancelled);
 }

@@ -210,11 +210,11 @@ impl TestApp {
         self.http.get(format!("{}/jobs/{id}", self.address)).send().await.unwrap()
     }
 
-    /// Waits until the job is completed or failed, and returns its state.
+    /// Waits until the job is completed, failed or cancelled, and returns its state.
     pub async fn wait_for_job(&self, id: &str) -> serde_json::Value {
         wait_for(&format!("job {id} to finish"), Duration::from_secs(60), || async {
             let state: serde_json::Value = self.get_job(id).await.json().await.ok()?;
-            matches!(state["status"].as_str(), Some("completed" | "failed")).then_some(state)
+            matches!(state["status"].as_str(), Some("completed" | "failed" | "cancelled")).then_some(state)
         })
         .await
     }
@@ -297,10 +297,11 @@ impl TestApp {
         count
     }
 
-    /// The picture files in the images folder.
+    /// The picture files in the images folder (not the thumbnails in its `thumbs/`).
     pub fn image_files(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.config.server.images_dir) else { return Vec::new() };
-        let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let files = entries.map(|e| e.unwrap()).filter(|e| e.file_type().unwrap().is_file());
+        let mut names: Vec<String> = files.map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }
