@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What a job makes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     /// A picture from a prompt alone.
@@ -58,7 +58,7 @@ impl JobKind {
 /// A picture an edit starts from. Its bytes are object `object` of the images object
 /// store bucket, put there by ingest (an upload, a stored picture, or a URL it fetched
 /// once through the download guard).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct InputPicture {
     pub object: String,
     /// `image/png`, `image/jpeg`, `image/webp` or `image/gif`, told by the content.

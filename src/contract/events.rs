@@ -70,7 +70,7 @@ pub struct ImageRequested {
 
 /// A webhook the request named for itself (as Replicate's API takes it): signed with
 /// `[webhooks] request_secret`, sent for the events in the filter (all when absent).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct RequestWebhook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
@@ -134,7 +134,7 @@ pub struct ImageGenerated {
 }
 
 /// A stored picture, with an absolute link.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct ImageCompleted {
     #[serde(default = "version_one")]
     pub version: u32,
@@ -183,14 +183,14 @@ pub struct ImageCompleted {
 
 /// Which AI-content labels a stored picture carries (GB 45438-2025): `implicit`, the
 /// XMP metadata (TC260 `AIGC`, IPTC digital source type); `explicit`, the visible text.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct Labels {
     pub implicit: bool,
     pub explicit: bool,
 }
 
 /// The stage a job failed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// The request itself was unusable (e.g. an empty prompt published straight to NATS).
@@ -204,7 +204,7 @@ pub enum Stage {
 }
 
 /// Why a job was cancelled, and whether its owner still wants the usual mail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct Cancellation {
     pub by: CancelledBy,
     /// The canceller asked for the failure mail (`{"notify": true}`); otherwise a
@@ -213,7 +213,7 @@ pub struct Cancellation {
     pub notify: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CancelledBy {
     /// `POST /jobs/{id}/cancel`.
@@ -234,7 +234,7 @@ pub struct JobFacts<'a> {
 }
 
 /// A job that ended without a picture.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct ImageFailed {
     #[serde(default = "version_one")]
     pub version: u32,

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::events::{ImageCompleted, ImageFailed, JobKind};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -48,7 +48,7 @@ pub struct CancelRequest {
 }
 
 /// What `GET /jobs/{id}` shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub id: String,
     pub status: JobState,

@@ -22,7 +22,7 @@ pub enum Answer<T> {
 }
 
 /// One stored picture, with the original service's fields plus the job id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
     /// Row number; 0 before insertion.
     #[serde(default)]
@@ -114,7 +114,7 @@ impl Default for RecordQuery {
 }
 
 /// A record as the API shows it: the stored fields plus an absolute link.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordView {
     #[serde(flatten)]
     pub record: Record,
@@ -125,7 +125,7 @@ pub struct RecordView {
     pub thumbnail_url: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordViewPage {
     pub records: Vec<RecordView>,
     pub total: u64,
@@ -135,7 +135,7 @@ pub struct RecordViewPage {
 }
 
 /// A picture in `images_dir`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageFile {
     pub filename: String,
     pub url: String,
@@ -144,7 +144,7 @@ pub struct ImageFile {
     pub size: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageList {
     pub images: Vec<ImageFile>,
 }

@@ -97,7 +97,7 @@ pub(super) fn prefers_async(headers: &HeaderMap) -> bool {
 const MAX_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A request's `deadline`: seconds from now, or an RFC 3339 time.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(super) enum DeadlineValue {
     Seconds(f64),

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::records::{ask_store, record_query};
 use crate::contract::events::JobKind;
 use crate::contract::jobs::{JobState, JobStatus};
@@ -19,6 +19,11 @@ use crate::contract::values::JobId;
 
 /// `GET /edit-tasks/{task_id}`: the original's task shape, from the job state (the same
 /// job `GET /jobs/{id}` shows).
+#[utoipa::path(
+    get, path = "/edit-tasks/{id}", tag = "edits", summary = "An edit's state, as the original service showed it",
+    params(("id" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, description = "No such task", body = ErrorBody))
+)]
 pub(super) async fn edit_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let missing = || ApiError::new(StatusCode::NOT_FOUND, "任务不存在 no such task");
     let id = JobId::parse(id.as_str()).map_err(|_| missing())?;
@@ -63,6 +68,11 @@ pub(super) fn task_view(job: &JobStatus) -> Value {
 
 /// `GET /edit-records`: stored edits, paged and filtered as `/records` is, plus
 /// `edit_type` and `status` (records hold finished pictures, so only `completed` matches).
+#[utoipa::path(
+    get, path = "/edit-records", tag = "edits", summary = "Stored edits, newest first",
+    params(("page" = Option<u32>, Query), ("limit" = Option<u32>, Query), ("edit_type" = Option<String>, Query)),
+    responses((status = 200, body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody))
+)]
 pub(super) async fn edit_records(
     State(state): State<AppState>,
     Query(mut params): Query<std::collections::HashMap<String, String>>,

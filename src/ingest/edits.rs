@@ -18,7 +18,7 @@ use super::AppState;
 use super::access::KeyNumber;
 use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
 use super::edit_tasks::task_view;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::generate::queue_job;
 use super::uploads::resolve_input;
 use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, JobKind};
@@ -50,6 +50,10 @@ const PRESETS: [(&str, &str, &str, &str); 6] = [
 ];
 
 /// `GET /preset-styles`.
+#[utoipa::path(
+    get, path = "/preset-styles", tag = "edits", summary = "Preset styles for /style-transfer",
+    responses((status = 200, body = serde_json::Value))
+)]
 pub(super) async fn preset_styles() -> Json<Value> {
     let styles: Vec<Value> = PRESETS
         .iter()
@@ -60,9 +64,9 @@ pub(super) async fn preset_styles() -> Json<Value> {
 
 /// Every edit body: the original's fields for the four routes, plus huiying's own
 /// (`model`, `notify_email`, `size`, `seed`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EditBody {
+pub(super) struct EditBody {
     image_url: Option<String>,
     image_urls: Option<Vec<String>>,
     image1_url: Option<String>,
@@ -91,6 +95,13 @@ struct EditBody {
     deadline: Option<super::body::DeadlineValue>,
 }
 
+#[utoipa::path(
+    post, path = "/edit-image", tag = "edits", summary = "Edit pictures (edit image)",
+    request_body = EditBody,
+    params(("Prefer" = Option<String>, Header, description = "`wait` or `wait=N` to wait for the result")),
+    responses((status = 200, description = "The task (`task_id`, `status`, `status_url`)", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 503, description = "The queue is unavailable", body = ErrorBody))
+)]
 pub(super) async fn edit_image(
     state: State<AppState>,
     key: Option<Extension<KeyNumber>>,
@@ -100,6 +111,13 @@ pub(super) async fn edit_image(
     submit(state, key, headers, body, JobKind::Edit).await
 }
 
+#[utoipa::path(
+    post, path = "/compose-images", tag = "edits", summary = "Edit pictures (compose images)",
+    request_body = EditBody,
+    params(("Prefer" = Option<String>, Header, description = "`wait` or `wait=N` to wait for the result")),
+    responses((status = 200, description = "The task (`task_id`, `status`, `status_url`)", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 503, description = "The queue is unavailable", body = ErrorBody))
+)]
 pub(super) async fn compose_images(
     state: State<AppState>,
     key: Option<Extension<KeyNumber>>,
@@ -109,6 +127,13 @@ pub(super) async fn compose_images(
     submit(state, key, headers, body, JobKind::Compose).await
 }
 
+#[utoipa::path(
+    post, path = "/style-transfer", tag = "edits", summary = "Edit pictures (style transfer)",
+    request_body = EditBody,
+    params(("Prefer" = Option<String>, Header, description = "`wait` or `wait=N` to wait for the result")),
+    responses((status = 200, description = "The task (`task_id`, `status`, `status_url`)", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 503, description = "The queue is unavailable", body = ErrorBody))
+)]
 pub(super) async fn style_transfer(
     state: State<AppState>,
     key: Option<Extension<KeyNumber>>,
@@ -118,6 +143,13 @@ pub(super) async fn style_transfer(
     submit(state, key, headers, body, JobKind::Style).await
 }
 
+#[utoipa::path(
+    post, path = "/fusion-images", tag = "edits", summary = "Edit pictures (fusion images)",
+    request_body = EditBody,
+    params(("Prefer" = Option<String>, Header, description = "`wait` or `wait=N` to wait for the result")),
+    responses((status = 200, description = "The task (`task_id`, `status`, `status_url`)", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 503, description = "The queue is unavailable", body = ErrorBody))
+)]
 pub(super) async fn fusion_images(
     state: State<AppState>,
     key: Option<Extension<KeyNumber>>,

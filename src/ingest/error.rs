@@ -3,9 +3,18 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::contract::values::InvalidValue;
+
+/// The one shape of an error answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What went wrong, in words a user can act on.
+    error: String,
+    /// The job, when one exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+}
 
 pub(crate) struct ApiError {
     status: StatusCode,
@@ -52,10 +61,7 @@ impl From<InvalidValue> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.job_id {
-            Some(id) => json!({ "error": self.message, "id": id }),
-            None => json!({ "error": self.message }),
-        };
+        let body = ErrorBody { error: self.message, id: self.job_id };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());

@@ -18,7 +18,7 @@ use super::access::KeyNumber;
 use super::body::{
     DeadlineValue, WaitPreference, idempotency_key, json_body, parse_object, preferred_wait, prefers_async,
 };
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::idempotency::{Claim, Claimed, fingerprint};
 use crate::config::{SmtpConfig, WEBHOOK_EVENTS, WebhooksConfig};
 use crate::contract::events::{
@@ -30,7 +30,7 @@ use crate::outbound::{self, Refusal};
 use crate::parts;
 
 /// The body of `POST /generate-image`, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GenerateRequest {
     prompt: String,
@@ -125,6 +125,26 @@ impl GenerateRequest {
     }
 }
 
+#[utoipa::path(
+    post, path = "/generate-image", tag = "generate",
+    summary = "Draw a picture from a prompt",
+    description = "Queues a job. Waits up to `[server] timeout` for the picture unless `Prefer: respond-async` (202 at once) or `Prefer: wait=N`. `Idempotency-Key` makes a retry return the same job.",
+    request_body = GenerateRequest,
+    params(
+        ("Prefer" = Option<String>, Header, description = "`respond-async`, `wait` or `wait=N` (RFC 7240)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "the same key and request give the same job"),
+    ),
+    responses(
+        (status = 200, description = "The picture", body = serde_json::Value),
+        (status = 202, description = "Queued; follow `status_url`", body = serde_json::Value),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 409, description = "Cancelled while waiting", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused for another request", body = ErrorBody),
+        (status = 502, description = "The model failed", body = ErrorBody),
+        (status = 503, description = "The queue is full or unavailable", body = ErrorBody),
+    )
+)]
 pub(super) async fn generate_image(
     State(state): State<AppState>,
     api_key: Option<Extension<KeyNumber>>,

@@ -21,6 +21,11 @@ use crate::contract::SERVICE_PINGS;
 /// How long a service may take to answer its ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
+#[utoipa::path(
+    get, path = "/health", tag = "operations", summary = "Which services are alive",
+    responses((status = 200, description = "ok or degraded (naming what is missing)", body = serde_json::Value),
+        (status = 503, description = "NATS is unreachable", body = serde_json::Value))
+)]
 pub(super) async fn health(State(state): State<AppState>) -> Response {
     let connected = state.publisher.is_connected();
     let pings = SERVICE_PINGS.map(|(name, subject)| {

@@ -18,9 +18,14 @@ use futures::{Stream, StreamExt};
 
 use super::AppState;
 use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::contract::jobs::{CancelRequest, JobState, JobStatus};
 
+#[utoipa::path(
+    get, path = "/jobs/{id}", tag = "jobs", summary = "A job's state",
+    params(("id" = String, Path, description = "the job id")),
+    responses((status = 200, body = JobStatus), (status = 404, description = "No such job", body = ErrorBody))
+)]
 pub(super) async fn job_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     Ok(Json(current(&state, &id).await?).into_response())
 }
@@ -38,9 +43,9 @@ async fn current(state: &AppState, id: &str) -> Result<JobStatus, ApiError> {
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
 /// The body of `POST /jobs/{id}/cancel`, which may be empty.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CancelBody {
+pub(super) struct CancelBody {
     /// Send the usual failure mail for the cancelled job.
     #[serde(default)]
     notify: bool,
@@ -50,6 +55,20 @@ struct CancelBody {
 /// model call is abandoned when the call returns and its picture discarded. Answers 200
 /// with the cancelled job once it has ended (within `Prefer: wait=N`, else 5 s), 202 with
 /// `cancel_requested` while it has not, and 409 for a job that ended otherwise.
+#[utoipa::path(
+    post, path = "/jobs/{id}/cancel", tag = "jobs", summary = "Cancel a job",
+    description = "A job not yet at the model is never sent; one in a model call is abandoned when the call returns. No mail unless `notify`.",
+    params(("id" = String, Path, description = "the job id"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: how long to wait for the job to end (default 5 s)")),
+    request_body(content = Option<CancelBody>, description = "optional"),
+    responses(
+        (status = 200, description = "Cancelled", body = JobStatus),
+        (status = 202, description = "Asked; the job has not ended yet", body = JobStatus),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job ended otherwise", body = ErrorBody),
+    )
+)]
 pub(super) async fn cancel_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -94,6 +113,14 @@ fn finished(status: JobStatus) -> Result<Response, ApiError> {
 /// on the job-state watch NATS offers, not on polling. A client that reconnects with
 /// `Last-Event-ID` is not sent the state it already has; states only move forward, so it
 /// misses nothing.
+#[utoipa::path(
+    get, path = "/jobs/{id}/events", tag = "jobs", summary = "A job's changes of state as Server-Sent Events",
+    params(("id" = String, Path, description = "the job id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "the last state seen")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "events `status`, data: the job as GET /jobs/{id} shows it"),
+        (status = 404, description = "No such job", body = ErrorBody))
+)]
 pub(super) async fn job_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -134,6 +161,12 @@ pub(super) async fn job_events(
 /// `GET /events`: every job's changes of state, as events `status` whose id is the change's
 /// revision in the job-state bucket. A client reconnecting with `Last-Event-ID` gets what
 /// changed after it (the latest state of each job at least).
+#[utoipa::path(
+    get, path = "/events", tag = "jobs", summary = "Every job's changes of state as Server-Sent Events",
+    params(("Last-Event-ID" = Option<String>, Header, description = "resume after this event id")),
+    responses((status = 200, content_type = "text/event-stream", body = String),
+        (status = 400, description = "Bad Last-Event-ID", body = ErrorBody))
+)]
 pub(super) async fn all_events(
     State(state): State<AppState>,
     headers: HeaderMap,

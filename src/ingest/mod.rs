@@ -9,6 +9,7 @@
 //! under `/api`.
 
 mod access;
+mod api_doc;
 mod backlog;
 mod body;
 mod edit_tasks;
@@ -188,6 +189,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/metrics", get(metrics));
     Ok(Router::new()
         .route("/", get(index))
+        .route("/openapi.json", get(api_doc::openapi_json))
         .route("/v1/images/generations", post(openai::generations))
         .route("/v1/models", get(openai::models))
         .merge(api.clone())
@@ -202,7 +204,9 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         // Outside the key check: browsers send preflight requests without keys.
         .layer(tower::util::option_layer(access::cors(&config.server)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state))
+        .with_state(state)
+        // Swagger UI's own files: public, like the page.
+        .merge(api_doc::docs_routes()))
 }
 
 /// `GET /metrics`: Prometheus' text format, with the generator's backlog read now.

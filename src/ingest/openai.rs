@@ -20,6 +20,12 @@ use crate::config::{PLACEHOLDER_MODEL, Provider};
 const FIELDS: [&str; 8] = ["prompt", "model", "n", "size", "quality", "style", "response_format", "user"];
 
 /// `POST /v1/images/generations`.
+#[utoipa::path(
+    post, path = "/v1/images/generations", tag = "openai", summary = "OpenAI Images API: generate",
+    request_body = serde_json::Value,
+    responses((status = 200, description = "`{created, data: [{url | b64_json, revised_prompt}]}`", body = serde_json::Value),
+        (status = 400, description = "OpenAI's error shape", body = serde_json::Value))
+)]
 pub(super) async fn generations(
     state: State<AppState>,
     api_key: Option<Extension<KeyNumber>>,
@@ -69,6 +75,10 @@ fn error(status: StatusCode, message: &str, param: Option<&str>) -> Response {
 }
 
 /// `GET /v1/models`: the models this server is configured for.
+#[utoipa::path(
+    get, path = "/v1/models", tag = "openai", summary = "OpenAI API: the configured models",
+    responses((status = 200, body = serde_json::Value))
+)]
 pub(super) async fn models(State(state): State<AppState>) -> Json<Value> {
     let config = &state.config;
     let mut models = vec![(PLACEHOLDER_MODEL.to_string(), "huiying")];

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::contract::records::{
     Answer, IMAGES_LIST, ImageList, RECORDS_GET, RECORDS_LIST, RecordQuery, RecordView, RecordViewPage,
 };
@@ -46,6 +46,19 @@ pub(super) async fn ask_store<T: DeserializeOwned>(
 
 /// `GET /records?page&limit&keyword&model&date_from&date_to&implicit_label&explicit_label`
 /// (dates are UTC days, inclusive; labels `true` or `false`).
+#[utoipa::path(
+    get, path = "/records", tag = "records", summary = "Stored pictures, newest first",
+    params(
+        ("page" = Option<u32>, Query), ("limit" = Option<u32>, Query, description = "at most 100"),
+        ("keyword" = Option<String>, Query, description = "in either prompt, Chinese or English"),
+        ("model" = Option<String>, Query), ("kind" = Option<String>, Query, description = "generate, edit, compose, style, fusion"),
+        ("date_from" = Option<String>, Query, description = "YYYY-MM-DD, UTC, inclusive"),
+        ("date_to" = Option<String>, Query, description = "YYYY-MM-DD, UTC, inclusive"),
+        ("implicit_label" = Option<bool>, Query), ("explicit_label" = Option<bool>, Query),
+    ),
+    responses((status = 200, body = RecordViewPage), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 503, description = "The store is not running", body = ErrorBody))
+)]
 pub(super) async fn list_records(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -127,6 +140,11 @@ pub(super) fn record_query(params: &HashMap<String, String>) -> Result<RecordQue
 
 /// `GET /records/{id}`: the record's number (the `id` that `/records` shows, as the
 /// original service's clients use it) or its job id.
+#[utoipa::path(
+    get, path = "/records/{id}", tag = "records", summary = "One record, by number or job id",
+    params(("id" = String, Path)),
+    responses((status = 200, body = RecordView), (status = 404, description = "No such record", body = ErrorBody))
+)]
 pub(super) async fn get_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let key = match id.parse::<i64>() {
         Ok(number) => number.to_string(),
@@ -139,6 +157,10 @@ pub(super) async fn get_record(State(state): State<AppState>, Path(id): Path<Str
     Ok(Json(record).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/images", tag = "records", summary = "Picture files in the images folder",
+    responses((status = 200, body = ImageList))
+)]
 pub(super) async fn list_images(State(state): State<AppState>) -> Result<Response, ApiError> {
     let images: ImageList = ask_store(&state, IMAGES_LIST, Bytes::new()).await?;
     Ok(Json(images).into_response())

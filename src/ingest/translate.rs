@@ -13,15 +13,21 @@ use serde_json::json;
 
 use super::AppState;
 use super::body::json_body;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::contract::values::MAX_PROMPT_CHARS;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TranslateRequest {
+pub(super) struct TranslateRequest {
     text: String,
 }
 
+#[utoipa::path(
+    post, path = "/translate", tag = "generate", summary = "Translate a Chinese prompt to English",
+    request_body = TranslateRequest,
+    responses((status = 200, body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 503, description = "No translator configured or it failed", body = ErrorBody))
+)]
 pub(super) async fn translate(
     State(state): State<AppState>,
     headers: HeaderMap,

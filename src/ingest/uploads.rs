@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::body::{json_body, parse_object};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::records::ask_store;
 use crate::contract::events::InputPicture;
 use crate::contract::records::{RECORDS_GET, RecordView};
@@ -77,9 +77,9 @@ pub(super) fn check_picture(bytes: Vec<u8>, what: &str) -> Result<Checked, ApiEr
 }
 
 /// The original's JSON body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UploadJson {
+pub(super) struct UploadJson {
     base64_data: String,
     file_name: String,
     /// Accepted for compatibility; the content decides the type.
@@ -91,6 +91,15 @@ struct UploadJson {
 /// `POST /upload-image`: JSON (`base64_data`, `file_name`, `mime_type`) or a multipart
 /// form with the picture in a `file` (or `image`) part. Answers 201 with the upload's id
 /// and a URL usable as an edit's input.
+#[utoipa::path(
+    post, path = "/upload-image", tag = "edits", summary = "Upload a picture to edit (kept 24 hours)",
+    request_body(content(
+        (UploadJson = "application/json"),
+        (String = "multipart/form-data"),
+    ), description = "JSON (`base64_data`, `file_name`) or a multipart form with the picture in `file`"),
+    responses((status = 201, description = "The upload's id and link", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 413, description = "Too large", body = ErrorBody))
+)]
 pub(super) async fn upload_image(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (bytes, file_name) = if content_type.starts_with("multipart/form-data") {
@@ -149,6 +158,11 @@ fn upload_object(id: &str) -> String {
 }
 
 /// `GET /uploads/{id}`: an uploaded picture, while it is kept (24 hours).
+#[utoipa::path(
+    get, path = "/uploads/{id}", tag = "edits", summary = "An uploaded picture",
+    params(("id" = String, Path)),
+    responses((status = 200, content_type = "image/*", body = Vec<u8>), (status = 404, description = "Gone or never uploaded", body = ErrorBody))
+)]
 pub(super) async fn get_upload(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no upload {id:?} (uploads are kept for 24 hours)"));
     let id = JobId::parse(id.as_str()).map_err(|_| missing())?;
@@ -159,6 +173,11 @@ pub(super) async fn get_upload(State(state): State<AppState>, Path(id): Path<Str
 }
 
 /// `GET /inputs/{job}/{n}`: an edit's input picture, while it is kept (24 hours).
+#[utoipa::path(
+    get, path = "/inputs/{job}/{n}", tag = "edits", summary = "An edit's n-th input picture",
+    params(("job" = String, Path), ("n" = u32, Path)),
+    responses((status = 200, content_type = "image/*", body = Vec<u8>), (status = 404, description = "Gone", body = ErrorBody))
+)]
 pub(super) async fn get_input(
     State(state): State<AppState>,
     Path((job, n)): Path<(String, u32)>,

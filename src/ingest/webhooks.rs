@@ -20,6 +20,10 @@ fn unavailable(error: crate::bus::BusError) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the webhook log (NATS) is unavailable; try again shortly")
 }
 
+#[utoipa::path(
+    get, path = "/webhooks", tag = "operations", summary = "Configured webhook endpoints and their health",
+    responses((status = 200, body = serde_json::Value))
+)]
 pub(super) async fn endpoints(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut endpoints = Vec::new();
     for endpoint in &state.webhooks.endpoints {
@@ -38,6 +42,10 @@ pub(super) async fn endpoints(State(state): State<AppState>) -> Result<Response,
 }
 
 /// `?failed=true` for those given up, `?since=<RFC 3339>` for those touched since.
+#[utoipa::path(
+    get, path = "/webhooks/deliveries", tag = "operations", summary = "Recent webhook deliveries",
+    responses((status = 200, body = serde_json::Value))
+)]
 pub(super) async fn deliveries(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,

@@ -258,8 +258,13 @@ async fn two_stores_on_one_postgresql_write_one_history_that_every_ingest_shows(
     }
 
     // Both stores did part of the work, and their pictures are in S3.
-    let stored: Vec<usize> =
-        hosts[..2].iter().map(|h| std::fs::read_dir(h.path().join("images")).map_or(0, |d| d.filter(|e| e.as_ref().unwrap().path().is_file()).count())).collect();
+    let stored: Vec<usize> = hosts[..2]
+        .iter()
+        .map(|h| {
+            std::fs::read_dir(h.path().join("images"))
+                .map_or(0, |d| d.filter(|e| e.as_ref().unwrap().path().is_file()).count())
+        })
+        .collect();
     assert!(stored.iter().all(|&n| n > 0) && stored.iter().sum::<usize>() == 200, "pictures per store: {stored:?}");
     // Either ingest answers the whole history, in the same order.
     let mut histories = Vec::new();

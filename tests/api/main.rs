@@ -19,6 +19,7 @@ mod metrics;
 mod models;
 mod notifications;
 mod openai_client;
+mod openapi;
 mod original;
 mod records;
 mod secrets;
