@@ -94,6 +94,17 @@ impl Provider {
         }
     }
 
+    /// The request options this provider honours (others are left out and named, or
+    /// refused with `[server] strict_options`).
+    pub fn options(self) -> &'static [&'static str] {
+        match self {
+            Provider::Placeholder => &["size", "seed", "n"],
+            Provider::OpenRouter => &["seed", "n"],
+            Provider::OpenAi => &["size", "n", "quality", "style"],
+            Provider::ModelScope => &["n"],
+        }
+    }
+
     /// Whether an edit with `model` may carry a mask (OpenAI-compatible `/images/edits`).
     pub fn takes_mask(self) -> bool {
         self == Provider::OpenAi

@@ -10,6 +10,8 @@ use super::events::{ImageCompleted, ImageFailed, JobKind};
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
+    /// The generator is translating the prompt (only when it has Chinese and a translator is set).
+    Translating,
     Generating,
     Storing,
     Completed,
@@ -27,6 +29,7 @@ impl JobState {
     pub fn name(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
+            JobState::Translating => "translating",
             JobState::Generating => "generating",
             JobState::Storing => "storing",
             JobState::Completed => "completed",

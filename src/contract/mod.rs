@@ -8,6 +8,7 @@
 pub mod edits;
 pub mod events;
 pub mod jobs;
+pub mod mail;
 pub mod options;
 pub mod records;
 pub mod schemas;

@@ -183,7 +183,7 @@ impl Stage for Generator {
 
         // A redelivery of a request that already got past this stage: nothing to do.
         if let Some(status) = self.jobs.get(&request.id).await?
-            && !matches!(status.status, JobState::Queued | JobState::Generating)
+            && !matches!(status.status, JobState::Queued | JobState::Translating | JobState::Generating)
         {
             return Ok(());
         }
@@ -191,13 +191,15 @@ impl Stage for Generator {
         if let Some(cancellation) = self.cancellation(&request).await? {
             return self.cancel(job, cancellation, attempt).await;
         }
-        let generating = JobStatus::new(&request.id, JobState::Generating, &request.prompt, Some(&model));
-        self.jobs.set(&generating.of_kind(request.kind)).await?;
-
+        let state = |state| JobStatus::new(&request.id, state, &request.prompt, Some(&model)).of_kind(request.kind);
+        if self.will_translate(&request) {
+            self.jobs.set(&state(JobState::Translating)).await?;
+        }
         let english_prompt = match self.english_prompt(&request).await {
             Ok(english) => english,
             Err(failure) => return self.after_failure(job, failure, attempt).await,
         };
+        self.jobs.set(&state(JobState::Generating)).await?;
         tracing::info!(job = %request.id, %model, kind = request.kind.name(), attempt, "generating");
         let drawn = match request.kind {
             JobKind::Generate => {
@@ -288,13 +290,16 @@ impl Generator {
         Ok(Ok(inputs))
     }
 
+    fn will_translate(&self, request: &ImageRequested) -> bool {
+        self.translator.is_some() && translate::has_cjk(&request.prompt)
+    }
+
     /// The prompt in English: translated when it holds Chinese and a translator is set.
     /// A failed translation falls back to the original prompt unless it is required.
     async fn english_prompt(&self, request: &ImageRequested) -> Result<String, Failure> {
-        let Some(translator) = &self.translator else { return Ok(request.prompt.clone()) };
-        if !translate::has_cjk(&request.prompt) {
+        let Some(translator) = self.translator.as_ref().filter(|_| self.will_translate(request)) else {
             return Ok(request.prompt.clone());
-        }
+        };
         match translator.translate(&request.prompt).await {
             Ok(english) => {
                 tracing::info!(job = %request.id, %english, "prompt translated");

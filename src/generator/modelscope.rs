@@ -39,9 +39,6 @@ impl ModelScopeClient {
         })
     }
 
-    /// The options this API takes; the others are refused before any call.
-    pub(super) const SUPPORTED: &'static [&'static str] = &["n"];
-
     /// Edits `input` as `prompt` says. `image_url` is the link the client gave when there
     /// was one (ModelScope fetches it itself, as it did for the original), else the
     /// picture as a `data:` URL.

@@ -30,9 +30,6 @@ impl OpenAiClient {
         })
     }
 
-    /// The options this API takes; the others are refused before any call.
-    pub(super) const SUPPORTED: &'static [&'static str] = &["size", "n", "quality", "style"];
-
     pub(super) async fn generate(
         &self,
         prompt: &str,

@@ -32,9 +32,6 @@ impl OpenRouterClient {
         })
     }
 
-    /// The options this API takes; the others are refused before any call.
-    pub(super) const SUPPORTED: &'static [&'static str] = &["seed", "n"];
-
     pub(super) async fn generate(
         &self,
         prompt: &str,

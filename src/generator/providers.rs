@@ -16,12 +16,7 @@ use crate::limit::RateLimit;
 
 /// Request options `provider` honours.
 fn supports(provider: ProviderKind) -> &'static [&'static str] {
-    match provider {
-        ProviderKind::Placeholder => &["size", "seed", "n"],
-        ProviderKind::OpenRouter => OpenRouterClient::SUPPORTED,
-        ProviderKind::OpenAi => OpenAiClient::SUPPORTED,
-        ProviderKind::ModelScope => ModelScopeClient::SUPPORTED,
-    }
+    provider.options()
 }
 
 /// How many calls to one provider may run at once, and start per minute.

@@ -8,7 +8,7 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{edit_tasks, edits, generate, health, jobs, openai, records, translate, uploads, webhooks};
+use super::{edit_tasks, edits, generate, health, jobs, models, notifications, openai, records, translate, uploads, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use super::{edit_tasks, edits, generate, health, jobs, openai, records, translat
         jobs::cancel_job,
         jobs::job_events,
         jobs::all_events,
+        notifications::job_notifications,
         records::list_records,
         records::get_record,
         records::list_images,
@@ -41,6 +42,7 @@ use super::{edit_tasks, edits, generate, health, jobs, openai, records, translat
         uploads::upload_image,
         uploads::get_upload,
         uploads::get_input,
+        models::models,
         openai::generations,
         openai::models,
     ),

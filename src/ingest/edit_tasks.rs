@@ -36,7 +36,7 @@ pub(super) async fn edit_task(State(state): State<AppState>, Path(id): Path<Stri
 pub(super) fn task_view(job: &JobStatus) -> Value {
     let (status, progress) = match job.status {
         JobState::Queued => ("pending", 0),
-        JobState::Generating | JobState::Storing => ("processing", 50),
+        JobState::Translating | JobState::Generating | JobState::Storing => ("processing", 50),
         JobState::Completed => ("completed", 100),
         JobState::Failed => ("failed", -1),
         JobState::Cancelled => ("cancelled", -1),

@@ -19,6 +19,8 @@ mod generate;
 mod health;
 mod idempotency;
 mod jobs;
+mod models;
+mod notifications;
 mod openai;
 mod records;
 #[cfg(test)]
@@ -71,6 +73,8 @@ pub struct IngestParts {
     pub webhook_states: Arc<dyn KeyValue>,
     /// The images bucket: uploads and edits' input pictures go there.
     pub objects: Arc<dyn Objects>,
+    /// The mailer's notification log (read only).
+    pub mail_log: Arc<dyn KeyValue>,
 }
 
 /// What every handler sees.
@@ -92,6 +96,7 @@ pub struct AppState {
     http: reqwest::Client,
     webhook_log: JsonBucket<Delivery>,
     webhook_states: JsonBucket<EndpointState>,
+    mail_log: JsonBucket<crate::contract::mail::Notification>,
     objects: Arc<dyn Objects>,
     /// Fetches edits' input URLs through the download guard.
     fetcher: Fetcher,
@@ -117,6 +122,7 @@ impl AppState {
             webhook_log: JsonBucket::new(parts.webhook_log),
             webhook_states: JsonBucket::new(parts.webhook_states),
             objects: parts.objects,
+            mail_log: JsonBucket::new(parts.mail_log),
             fetcher: Fetcher::new(&config.generator, "the input URL"),
             config: Arc::new(config.clone()),
         })
@@ -144,6 +150,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
         webhook_log: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_DELIVERIES_BUCKET)),
         webhook_states: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_ENDPOINTS_BUCKET)),
         objects: Arc::new(bus.images.clone()),
+        mail_log: Arc::new(bus.mail.clone()),
     };
     let app = router(AppState::new(&config, parts)?, &config)?;
     let address = listener.local_addr()?;
@@ -165,6 +172,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/jobs/{id}", get(jobs::job_status))
         .route("/jobs/{id}/events", get(jobs::job_events))
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
+        .route("/jobs/{id}/notifications", get(notifications::job_notifications))
         .route("/events", get(jobs::all_events))
         .route("/records", get(records::list_records))
         .route("/records/{id}", get(records::get_record))
@@ -180,6 +188,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/edit-tasks/{id}", get(edit_tasks::edit_task))
         .route("/edit-records", get(edit_tasks::edit_records))
         .route("/preset-styles", get(edits::preset_styles))
+        .route("/models", get(models::models))
         .route(
             "/upload-image",
             post(uploads::upload_image).layer(axum::extract::DefaultBodyLimit::max(uploads::MAX_UPLOAD_BODY)),

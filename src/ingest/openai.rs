@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::access::KeyNumber;
 use super::generate::generate_image;
-use crate::config::{PLACEHOLDER_MODEL, Provider};
 
 /// OpenAI's request fields; any other is refused, naming it, as `/generate-image` does.
 const FIELDS: [&str; 8] = ["prompt", "model", "n", "size", "quality", "style", "response_format", "user"];
@@ -80,20 +79,9 @@ fn error(status: StatusCode, message: &str, param: Option<&str>) -> Response {
     responses((status = 200, body = serde_json::Value))
 )]
 pub(super) async fn models(State(state): State<AppState>) -> Json<Value> {
-    let config = &state.config;
-    let mut models = vec![(PLACEHOLDER_MODEL.to_string(), "huiying")];
-    if config.has_key_for(Provider::OpenRouter) {
-        models.push((config.models.default_openrouter_model.clone(), "openrouter"));
-    }
-    if config.has_key_for(Provider::OpenAi) {
-        models.push((config.openai.default_model.clone(), "openai"));
-    }
-    if config.has_key_for(Provider::ModelScope) {
-        models.push(("Qwen/Qwen-Image-Edit".to_string(), "modelscope"));
-    }
-    let data: Vec<Value> = models
+    let data: Vec<Value> = super::models::configured(&state.config)
         .into_iter()
-        .map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
+        .map(|model| json!({"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}))
         .collect();
     Json(json!({"object": "list", "data": data}))
 }

@@ -43,6 +43,7 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
         webhook_log: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_DELIVERIES_BUCKET)),
         webhook_states: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_ENDPOINTS_BUCKET)),
         objects: objects.clone(),
+        mail_log: Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET)),
     };
     let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
     TestIngest { app, stream, store, jobs, objects, _images: images }

@@ -1,36 +1,10 @@
 //! The notification log: one entry per job and kind in the `huiying_mail` bucket.
 //! It is what keeps a redelivered event, or a second mailer, from mailing twice.
 
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-
 use crate::bus::BusError;
 use crate::parts::JsonBucket;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum DeliveryState {
-    /// Accepted by the SMTP server (or written to the outbox).
-    Sent,
-    /// A transient failure; JetStream will deliver the event again.
-    Retrying,
-    /// Given up: a permanent failure, or transient ones until max_attempts.
-    Failed,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Notification {
-    pub job_id: String,
-    pub kind: String,
-    pub state: DeliveryState,
-    pub recipients: Vec<String>,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub sent_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-}
+pub(super) use crate::contract::mail::{DeliveryState, Notification};
 
 /// The log, keyed `<job id>.<kind>`.
 #[derive(Clone)]
