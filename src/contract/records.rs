@@ -119,6 +119,9 @@ pub struct RecordView {
     #[serde(flatten)]
     pub record: Record,
     pub url: String,
+    /// The link through ingest (the same as `url` without S3 / R2).
+    #[serde(default)]
+    pub local_url: String,
     /// A small JPEG of the picture for galleries; absent for pictures stored without one
     /// (before thumbnails, or imported).
     #[serde(default, skip_serializing_if = "Option::is_none")]

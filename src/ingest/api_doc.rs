@@ -8,7 +8,9 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{edit_tasks, edits, generate, health, jobs, models, notifications, openai, records, translate, uploads, webhooks};
+use super::{
+    edit_tasks, edits, generate, health, jobs, models, notifications, openai, records, translate, uploads, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -100,7 +100,8 @@ impl StoreApi {
 
     fn view(&self, record: Record) -> RecordView {
         let filename = record.filename();
-        let url = record.r2_url.clone().unwrap_or_else(|| self.local_url(&filename));
+        let local_url = self.local_url(&filename);
+        let url = record.r2_url.clone().unwrap_or_else(|| local_url.clone());
         // The thumbnail sits beside the picture: on S3 / R2 when the picture is there.
         let thumbnail = thumbnail_name(&filename);
         let thumbnail_url = self.images_dir.join(&thumbnail).is_file().then(|| match &record.r2_url {
@@ -110,7 +111,7 @@ impl StoreApi {
             },
             None => self.local_url(&thumbnail),
         });
-        RecordView { record, url, thumbnail_url }
+        RecordView { record, url, local_url, thumbnail_url }
     }
 
     fn view_page(&self, page: RecordPage) -> RecordViewPage {

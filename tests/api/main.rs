@@ -4,6 +4,7 @@
 mod helpers;
 
 mod access;
+mod browser;
 mod cancel;
 mod cluster;
 mod configuration;

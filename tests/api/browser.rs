@@ -1,0 +1,42 @@
+//! The web page in a real browser: tests/browser/page_test.py drives Debian's chromium
+//! (through playwright) against the pipeline started here. Screenshots of each view,
+//! desktop and phone, go to `target/screenshots/` on every run.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::helpers::{FakeApi, FakeResponse, MODELSCOPE_PATH, OPENAI_PATH, REPO, TestApp, chat_text};
+
+fn run_page_test(scenario: &str, address: &str) {
+    let screenshots = Path::new(REPO).join("target/screenshots");
+    let output = Command::new("python3")
+        .arg(Path::new(REPO).join("tests/browser/page_test.py"))
+        .args([scenario, address, screenshots.to_str().unwrap()])
+        .output()
+        .expect("python3 with playwright (scripts/install-test-deps.sh)");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser story {scenario} failed:\n{stdout}\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_creates_watches_finds_and_opens_a_picture_in_the_browser() {
+    let fake = FakeApi::start().await;
+    let app = TestApp::spawn_with(|config, _| fake.configure(config)).await;
+    fake.respond(MODELSCOPE_PATH, vec![FakeResponse::ok(chat_text("a red fox in the snow"))]);
+    fake.respond(
+        OPENAI_PATH,
+        vec![FakeResponse::error(400, "Your request was rejected as a result of our safety system.")],
+    );
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || run_page_test("main", &address)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_api_keys_the_page_asks_for_one_and_then_works() {
+    let app = TestApp::spawn_with(|config, _| {
+        config.server.api_keys = vec![huiying::config::Secret::new("hy-browser-key")];
+    })
+    .await;
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || run_page_test("keys", &address)).await.unwrap();
+}

@@ -1,0 +1,132 @@
+"""The web page in a real browser (Debian's chromium, driven by playwright), against the
+real pipeline that tests/api/browser.rs started. Run as:
+
+    python3 tests/browser/page_test.py <scenario> <base url> <screenshot folder>
+
+It exits non-zero (with the failing check) when the page does not do what a user expects.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+
+def submit(page, prompt, model=None):
+    page.fill("#prompt", prompt)
+    if model:
+        page.select_option("#model", model)
+    page.click("#submit")
+
+
+def main_story(browser, base, shots):
+    """Submit, watch it live, find it in the gallery, open it; a failing job shows why."""
+    page = browser.new_page(viewport=DESKTOP)
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(base)
+    expect(page.locator("#model option")).not_to_have_count(0)
+    expect(page.locator("#model option", has_text="not AI").or_(page.locator("#model option", has_text="非 AI"))).to_have_count(1)
+
+    submit(page, "一只在雪地里的红狐狸", "huiying/placeholder")
+    card = page.locator(".job").first
+    expect(card).to_have_attribute("data-status", "completed", timeout=60_000)
+    picture = card.locator("img")
+    expect(picture).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+    job_id = card.get_attribute("data-id")
+    assert any(url.endswith(f"/jobs/{job_id}/events") for url in requests), "followed over Server-Sent Events"
+    assert not any(url.endswith(f"/jobs/{job_id}") for url in requests), "no polling of the job's status"
+
+    submit(page, "a picture the model refuses", "dall-e-3")
+    failed = page.locator(".job").first
+    expect(failed).to_have_attribute("data-status", "failed", timeout=60_000)
+    expect(failed.locator(".reason")).to_contain_text("safety system")
+    page.screenshot(path=shots / "create-desktop.png", full_page=True)
+
+    page.click("#tab-gallery")
+    expect(page.locator(".tile")).to_have_count(1, timeout=30_000)
+    thumbnail = page.locator(".tile img").first.get_attribute("src")
+    assert "/thumbs/" in thumbnail, f"the grid shows the thumbnail, not the picture: {thumbnail}"
+    page.fill("#q", "红狐")
+    page.click("#search-button")
+    expect(page.locator(".tile")).to_have_count(1)
+    page.screenshot(path=shots / "gallery-desktop.png", full_page=True)
+    page.fill("#q", "蓝鲸")
+    page.click("#search-button")
+    expect(page.locator(".tile")).to_have_count(0)
+    expect(page.locator("#more-status")).to_have_text(re.compile("没有找到|No pictures"))
+
+    page.fill("#q", "")
+    page.click("#search-button")
+    page.locator(".tile").first.click()
+    detail = page.locator("#detail")
+    expect(detail).to_be_visible()
+    expect(detail).to_contain_text("一只在雪地里的红狐狸")
+    expect(detail).to_contain_text("a red fox in the snow")
+    expect(detail.locator("[data-fact]").last).not_to_have_text("…")
+    expect(detail).to_contain_text("已发送")  # the mail's outcome, from the mailer's log
+    page.screenshot(path=shots / "detail-desktop.png")
+
+    # Keyboard: the tile opens with Enter, Escape closes the dialog.
+    page.keyboard.press("Escape")
+    expect(detail).to_be_hidden()
+    page.locator(".tile").first.focus()
+    page.keyboard.press("Enter")
+    expect(detail).to_be_visible()
+    page.keyboard.press("Escape")
+
+    # In English, and on a phone.
+    phone = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    phone.goto(base)
+    phone.click("#lang")
+    expect(phone.locator("#tab-gallery")).to_have_text("Gallery")
+    phone.screenshot(path=shots / "create-phone.png", full_page=True)
+    phone.click("#tab-gallery")
+    expect(phone.locator(".tile")).to_have_count(1, timeout=30_000)
+    phone.screenshot(path=shots / "gallery-phone.png", full_page=True)
+    phone.locator(".tile").first.click()
+    expect(phone.locator("#detail")).to_contain_text("Original prompt")
+    phone.screenshot(path=shots / "detail-phone.png")
+    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the phone view scrolls sideways by {overflow}px"
+
+
+def key_story(browser, base, shots):
+    """With API keys set, the page asks for one, and works once it is given."""
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(base)
+    dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    page.screenshot(path=shots / "key-desktop.png")
+    page.fill("#key-input", "hy-wrong-key")
+    page.click("#key-save")
+    expect(dialog).to_be_visible()  # a wrong key is asked for again
+    page.fill("#key-input", "hy-browser-key")
+    page.click("#key-save")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#model option")).not_to_have_count(0)
+    submit(page, "a lighthouse at dusk", "huiying/placeholder")
+    expect(page.locator(".job").first).to_have_attribute("data-status", "completed", timeout=60_000)
+    assert page.evaluate("sessionStorage.getItem('huiying-key')") == "hy-browser-key"
+
+
+def main():
+    scenario, base, shots = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            {"main": main_story, "keys": key_story}[scenario](browser, base.rstrip("/") + "/", shots)
+        finally:
+            browser.close()
+    print(f"{scenario}: ok; screenshots in {shots}")
+
+
+if __name__ == "__main__":
+    main()
