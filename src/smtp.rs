@@ -2,24 +2,26 @@
 //! whether to retry, and what the user should do about it. The mailer sends
 //! notifications through it; the webhook service, its operator alerts.
 
+mod sessions;
+
 use std::path::{Path, PathBuf};
 
+use deadpool::managed::{Pool, PoolError};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+pub use sessions::SessionError;
+use sessions::{Encryption, Sessions};
 
 use crate::config::{SmtpConfig, TlsMode};
 use crate::failure::Failure;
 
 #[derive(Clone)]
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Authenticated SMTP sessions, reused ([`sessions`]).
+    Smtp(Pool<Sessions>),
     /// `.eml` files in a folder, the newest `keep` of them (0: all).
-    Outbox {
-        files: AsyncFileTransport<Tokio1Executor>,
-        dir: PathBuf,
-        keep: u32,
-    },
+    Outbox { files: AsyncFileTransport<Tokio1Executor>, dir: PathBuf, keep: u32 },
     /// `[smtp] enable = false` without an outbox: no mail at all.
     Off,
 }
@@ -36,34 +38,48 @@ impl Transport {
             let files = AsyncFileTransport::new(&smtp.outbox_dir);
             return Ok(Transport::Outbox { files, dir: smtp.outbox_dir.clone(), keep: smtp.outbox_keep });
         }
-        let mut parameters = TlsParameters::builder(smtp.host.clone());
-        if !smtp.ca_file.is_empty() {
-            let pem = std::fs::read(&smtp.ca_file)
-                .map_err(|e| anyhow::anyhow!("bad configuration: smtp.ca_file {}: {e}", smtp.ca_file))?;
-            let certificate = Certificate::from_pem(&pem).map_err(|e| {
-                anyhow::anyhow!("bad configuration: smtp.ca_file {} is no PEM certificate: {e}", smtp.ca_file)
-            })?;
-            parameters = parameters.add_root_certificate(certificate);
-        }
-        let parameters = parameters.build_rustls()?;
-        let tls = match smtp.effective_tls() {
-            TlsMode::Tls => Tls::Wrapper(parameters),
+        let ca_pem = match smtp.ca_file.is_empty() {
+            true => None,
+            false => Some(
+                std::fs::read(&smtp.ca_file)
+                    .map_err(|e| anyhow::anyhow!("bad configuration: smtp.ca_file {}: {e}", smtp.ca_file))?,
+            ),
+        };
+        let encryption = match smtp.effective_tls() {
+            TlsMode::Tls => Encryption::Wrapper {
+                config: sessions::tls_config(ca_pem.as_deref()).map_err(|e| {
+                    anyhow::anyhow!("bad configuration: smtp.ca_file {} is no PEM certificate: {e}", smtp.ca_file)
+                })?,
+                server_name: rustls_pki_types::ServerName::try_from(smtp.host.clone())
+                    .map_err(|e| anyhow::anyhow!("bad configuration: smtp.host {:?}: {e}", smtp.host))?,
+            },
             // Required: never fall back to plain text when the server lacks STARTTLS.
-            TlsMode::Starttls | TlsMode::Auto => Tls::Required(parameters),
+            TlsMode::Starttls | TlsMode::Auto => {
+                let mut parameters = TlsParameters::builder(smtp.host.clone());
+                if let Some(pem) = &ca_pem {
+                    let certificate = Certificate::from_pem(pem).map_err(|e| {
+                        anyhow::anyhow!("bad configuration: smtp.ca_file {} is no PEM certificate: {e}", smtp.ca_file)
+                    })?;
+                    parameters = parameters.add_root_certificate(certificate);
+                }
+                Encryption::Starttls(parameters.build_rustls()?)
+            }
             TlsMode::None => {
                 tracing::warn!(host = %smtp.host, "[smtp] tls = \"none\": mail and password travel in plain text; use this only for a trusted relay on your own host or network");
-                Tls::None
+                Encryption::None
             }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-            .port(smtp.port)
-            .tls(tls)
-            .timeout(Some(smtp.timeout));
-        if !smtp.username.is_empty() {
-            builder = builder.credentials(Credentials::new(smtp.username.clone(), smtp.password.expose().to_string()));
-        }
-        // lettre pools connections by default, so bursts reuse one authenticated session.
-        Ok(Transport::Smtp(builder.build()))
+        let sessions = Sessions {
+            host: smtp.host.clone(),
+            port: smtp.port,
+            encryption,
+            credentials: (!smtp.username.is_empty())
+                .then(|| Credentials::new(smtp.username.clone(), smtp.password.expose().to_string())),
+            timeout: smtp.timeout,
+        };
+        // As many sessions as mails the mailer sends at once; bursts reuse them.
+        let pool = Pool::builder(sessions).max_size(SESSIONS).runtime(deadpool::Runtime::Tokio1).build()?;
+        Ok(Transport::Smtp(pool))
     }
 
     pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<(), Failure> {
@@ -76,10 +92,21 @@ impl Transport {
                 Ok(())
             }
             Transport::Off => Ok(()),
-            Transport::Smtp(transport) => transport.send(message).await.map(|_| ()).map_err(|e| classify(e, smtp)),
+            Transport::Smtp(pool) => {
+                let mut session = pool.get().await.map_err(|e| match e {
+                    PoolError::Backend(error) => classify_session(error, smtp),
+                    other => Failure::transient(format!("no SMTP session: {other}")),
+                })?;
+                // A failed mail aborts the session (lettre marks it broken); the pool drops it.
+                let (envelope, bytes) = (message.envelope().clone(), message.formatted());
+                session.send(&envelope, &bytes).await.map(|_| ()).map_err(|e| classify(e, smtp))
+            }
         }
     }
 }
+
+/// SMTP sessions kept open: the mailer sends up to four mails at once.
+const SESSIONS: usize = 4;
 
 /// Keeps the newest `keep` mails of the outbox, so that it cannot fill a disk.
 fn prune(dir: &Path, keep: u32) {
@@ -101,6 +128,40 @@ fn prune(dir: &Path, keep: u32) {
     }
 }
 
+/// The advice for a TLS mode that does not fit the port, if it does not.
+fn port_hint(smtp: &SmtpConfig) -> Option<&'static str> {
+    match (smtp.effective_tls(), smtp.port) {
+        (TlsMode::Starttls, 465) => Some("port 465 expects implicit TLS: set [smtp] tls = \"auto\" or \"tls\""),
+        (TlsMode::Tls, port) if port != 465 => Some(
+            "implicit TLS is normally used only on port 465: for 587 or 25 set [smtp] tls = \"auto\" or \"starttls\"",
+        ),
+        _ => None,
+    }
+}
+
+/// Sorts a failure to open a session as [`classify`] does an SMTP failure.
+fn classify_session(error: SessionError, smtp: &SmtpConfig) -> Failure {
+    let address = format!("{}:{}", smtp.host, smtp.port);
+    let hint = port_hint(smtp).map(String::from);
+    let (permanent, advice) = match &error {
+        SessionError::Smtp(_) => {
+            let SessionError::Smtp(error) = error else { unreachable!() };
+            return classify(error, smtp);
+        }
+        SessionError::Connect(_) => (false, hint.unwrap_or_else(|| format!(
+            "cannot reach {address}: check [smtp] host and port, and that this machine may connect out on that port (cloud hosts often block port 25)"
+        ))),
+        SessionError::Tls(_) => (true, hint.unwrap_or_else(|| {
+            "the TLS connection failed: check [smtp] host, and [smtp] ca_file for a self-signed server".into()
+        })),
+        SessionError::Timeout => (false, hint.unwrap_or_else(|| {
+            format!("{address} did not answer within [smtp] timeout ({} s)", smtp.timeout.as_secs())
+        })),
+    };
+    let reason = format!("{error} — {advice}");
+    if permanent { Failure::permanent(reason) } else { Failure::transient(reason) }.caused_by(error)
+}
+
 /// Sorts an SMTP failure into retry or give up, and adds advice for the user: the
 /// reason reads "what the server or network said — what to do about it".
 pub(super) fn classify(error: lettre::transport::smtp::Error, smtp: &SmtpConfig) -> Failure {
@@ -111,13 +172,7 @@ pub(super) fn classify(error: lettre::transport::smtp::Error, smtp: &SmtpConfig)
         source = cause.source();
     }
     let code = error.status().map(|c| c.to_string()).unwrap_or_default();
-    let port_hint = match (smtp.effective_tls(), smtp.port) {
-        (TlsMode::Starttls, 465) => Some("port 465 expects implicit TLS: set [smtp] tls = \"auto\" or \"tls\""),
-        (TlsMode::Tls, port) if port != 465 => Some(
-            "implicit TLS is normally used only on port 465: for 587 or 25 set [smtp] tls = \"auto\" or \"starttls\"",
-        ),
-        _ => None,
-    };
+    let port_hint = port_hint(smtp);
     let address = format!("{}:{}", smtp.host, smtp.port);
     let (permanent, hint) = if code.starts_with("535") || code.starts_with("534") || code.starts_with("530") {
         (true, Some("the server refused the login: check [smtp] username and password. QQ Mail and 163 need the authorization code (授权码) from the mailbox settings, not the login password; Gmail needs an app password".to_string()))
