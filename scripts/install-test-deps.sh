@@ -43,7 +43,7 @@ python3 -c 'import openai' 2>/dev/null || pip_install openai
 command -v chromium >/dev/null || apt_install chromium
 fc-list 2>/dev/null | grep -q "Noto Sans CJK" || apt_install fonts-noto-cjk fontconfig
 python3 -c 'import playwright' 2>/dev/null || pip_install playwright
-command -v schemathesis >/dev/null || pip_install schemathesis
+python3 -c 'import schemathesis' 2>/dev/null || pip_install schemathesis
 python3 -c 'import aiosmtpd; print("aiosmtpd:", aiosmtpd.__version__)'
 python3 -c 'import moto; print("moto:", moto.__version__)'
 
