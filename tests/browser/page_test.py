@@ -13,6 +13,9 @@ from pathlib import Path
 from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
+# A loaded CI machine runs many pipelines at once: give each check time (it passes as soon
+# as the page shows what it waits for).
+expect.set_options(timeout=20_000)
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 
