@@ -39,12 +39,12 @@ impl QueueBound {
         (waiting >= self.max).then_some(waiting)
     }
 
-    /// Counts a job queued since the last reading.
     /// The generator's backlog now (for `/metrics`); `None` when NATS does not say.
     pub(crate) async fn waiting(&self) -> Option<u64> {
         self.backlog.waiting(crate::contract::consumers::GENERATOR).await
     }
 
+    /// Counts a job queued since the last reading.
     pub(crate) fn queued(&self) {
         if let Ok(mut last) = self.last.try_lock()
             && let Some((_, waiting)) = last.as_mut()

@@ -33,15 +33,22 @@ use crate::parts;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GenerateRequest {
+    /// What to draw: 1 to 4000 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 4000, example = "一只在雪地里的红狐狸")]
     prompt: String,
+    /// A model name (`GET /models`); absent: the server's default.
     #[serde(default)]
     model: Option<String>,
     /// Mail the outcome to this address instead of `[smtp] to` (must be allowed).
     #[serde(default)]
     notify_email: Option<String>,
+    /// `WIDTHxHEIGHT`, each side 64 to 4096, for models that take a size.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{2,4}x[0-9]{2,4}$", example = "1024x1024")]
     size: Option<String>,
+    /// Pictures per job: only 1.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
     #[serde(default)]
     negative_prompt: Option<String>,
@@ -53,6 +60,7 @@ struct GenerateRequest {
     style: Option<String>,
     /// `url` (the default) or `b64_json`: the picture itself in the answer too.
     #[serde(default)]
+    #[schema(pattern = "^(url|b64_json)$")]
     response_format: Option<String>,
     /// Who asks, as the client names them (OpenAI's `user`); kept on the record.
     #[serde(default)]
