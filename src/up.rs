@@ -357,6 +357,7 @@ fn print_banner(config: &Config, nats_note: &str) {
     };
     println!("huiying is up.");
     println!("  web page & API : {base}/  (listening on {}:{})", server.host, server.port);
+    println!("  API reference  : {base}/docs  (OpenAPI 3.1 at {base}/openapi.json)");
     println!("  NATS           : {nats_note}");
     println!("  images         : {}   records: {}", server.images_dir.display(), config.database.path.display());
     println!("  mail           : {mail}");
