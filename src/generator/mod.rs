@@ -192,13 +192,18 @@ impl Stage for Generator {
             return self.cancel(job, cancellation, attempt).await;
         }
         let state = |state| JobStatus::new(&request.id, state, &request.prompt, Some(&model)).of_kind(request.kind);
-        if self.will_translate(&request) {
+        let translating = self.will_translate(&request);
+        if translating {
             self.jobs.set(&state(JobState::Translating)).await?;
         }
         let english_prompt = match self.english_prompt(&request).await {
             Ok(english) => english,
             Err(failure) => return self.after_failure(job, failure, attempt).await,
         };
+        // A translation takes a moment: a cancel asked meanwhile still keeps the model out.
+        if translating && let Some(cancellation) = self.cancellation(&request).await? {
+            return self.cancel(job, cancellation, attempt).await;
+        }
         self.jobs.set(&state(JobState::Generating)).await?;
         tracing::info!(job = %request.id, %model, kind = request.kind.name(), attempt, "generating");
         let drawn = match request.kind {

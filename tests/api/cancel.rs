@@ -86,3 +86,22 @@ async fn queued_jobs_cancelled_or_past_their_deadline_never_reach_the_model() {
     assert_eq!(mails.len(), 1);
     assert!(mails[0].text.contains("changed my mind"), "{}", mails[0].text);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_cancelled_while_its_prompt_is_translated_never_reaches_the_model() {
+    let fake = FakeApi::start().await;
+    let app = TestApp::spawn_with(|config, _| fake.configure(config)).await;
+    fake.respond(crate::helpers::MODELSCOPE_PATH, vec![FakeResponse::ok(crate::helpers::chat_text("a slow fox"))]);
+    fake.respond(OPENAI_PATH, vec![picture_answer()]);
+    fake.set_delay(Duration::from_secs(2));
+
+    let id = app.submit(json!({"prompt": "一只慢吞吞的狐狸", "model": "dall-e-3"})).await;
+    wait_for("the prompt to be translated", Duration::from_secs(30), || async {
+        let job: Value = app.get_job(&id).await.json().await.ok()?;
+        (job["status"] == "translating").then_some(())
+    })
+    .await;
+    let (status, job) = cancel(&app, &id, json!({}), 30).await;
+    assert_eq!((status, job["status"].as_str()), (200, Some("cancelled")), "{job}");
+    assert!(fake.calls(OPENAI_PATH).is_empty(), "the model was never asked");
+}
