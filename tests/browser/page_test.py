@@ -83,6 +83,8 @@ def main_story(browser, base, shots):
     page.keyboard.press("Enter")
     expect(detail).to_be_visible()
     page.keyboard.press("Escape")
+    elsewhere = [url for url in requests if not url.startswith(base) and not url.startswith("data:")]
+    assert not elsewhere, f"the page works offline: it fetched {elsewhere}"
 
     # In English, and on a phone.
     phone = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
