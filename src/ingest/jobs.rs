@@ -5,16 +5,15 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use time::OffsetDateTime;
-
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
+use time::OffsetDateTime;
 
 use super::AppState;
 use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
