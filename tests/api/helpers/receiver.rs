@@ -54,7 +54,7 @@ impl WebhookReceiver {
             .spawn()
             .expect("the tests need python3 with standardwebhooks");
         let base = format!("http://127.0.0.1:{port}");
-        wait_for("the webhook receiver to listen", Duration::from_secs(20), || async {
+        wait_for("the webhook receiver to listen", Duration::from_secs(60), || async {
             tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
         })
         .await;

@@ -27,7 +27,7 @@ impl S3Server {
         let http = reqwest::Client::new();
         let bucket = "pictures".to_string();
         let create = format!("{endpoint}/{bucket}");
-        wait_for("the S3 server to create the bucket", Duration::from_secs(30), || async {
+        wait_for("the S3 server to create the bucket", Duration::from_secs(60), || async {
             http.put(&create).send().await.ok().filter(|r| r.status().is_success())
         })
         .await;

@@ -158,7 +158,7 @@ impl SmtpServer {
             .expect("the tests need python3 with aiosmtpd (pip install aiosmtpd)");
         self.process = Some(process);
         for port in [self.starttls_port, self.tls_port, self.plain_port] {
-            wait_for("the SMTP server to listen", Duration::from_secs(15), || async move {
+            wait_for("the SMTP server to listen", Duration::from_secs(60), || async move {
                 tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
             })
             .await;
