@@ -270,7 +270,7 @@ async fn submit(
         }
     }
     if let Some(address) = &request.notify_email {
-        super::generate::check_recipient(address, &state.smtp)?;
+        super::notify_targets::check_recipient(address, &state.smtp)?;
     }
     let options = GenerationOptions { size: request.size.clone(), seed: request.seed, ..Default::default() };
     options.check()?;

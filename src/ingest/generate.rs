@@ -1,6 +1,7 @@
-//! `POST /generate-image`: check the request, record the job as queued, publish
-//! `image.requested` (answering only after JetStream stored it) and, unless the client
-//! prefers an asynchronous answer, wait for the job to finish.
+//! `POST /generate-image`: check the request (who it may notify: [`super::notify_targets`]),
+//! record the job as queued, publish `image.requested` (answering only after JetStream
+//! stored it) and, unless the client prefers an asynchronous answer, wait for the job to
+//! finish.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -20,13 +21,13 @@ use super::body::{
 };
 use super::error::{ApiError, ErrorBody};
 use super::idempotency::{Claim, Claimed, fingerprint};
-use crate::config::{SmtpConfig, WEBHOOK_EVENTS, WebhooksConfig};
+use super::notify_targets::{check_recipient, check_webhook, check_webhook_address};
+use crate::config::{SmtpConfig, WebhooksConfig};
 use crate::contract::events::{
     EVENT_VERSION, GenerationOptions, ImageCompleted, ImageRequested, RequestWebhook, Stage,
 };
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::values::{JobId, ModelName, Prompt};
-use crate::outbound::{self, Refusal};
 use crate::parts;
 
 /// The body of `POST /generate-image`, as sent.
@@ -361,58 +362,5 @@ async fn answer_for_job(
         }
         // Still running when the wait ended: the client polls status_url.
         _ => Ok(accepted()),
-    }
-}
-
-/// A request may choose its recipient only among `[smtp] allowed_recipients`.
-pub(super) fn check_recipient(address: &str, smtp: &SmtpConfig) -> Result<(), ApiError> {
-    if address.parse::<lettre::Address>().is_err() {
-        return Err(ApiError::bad_request(format!("notify_email {address:?} is not an email address")));
-    }
-    if !smtp.allows_recipient(address) {
-        return Err(ApiError::bad_request(format!(
-            "notify_email {address:?} is not among this server's allowed recipients ([smtp] allowed_recipients)"
-        )));
-    }
-    Ok(())
-}
-
-/// A request's own webhook: a URL under `[webhooks] allowed_urls`, and known events.
-fn check_webhook(callback: &RequestWebhook, webhooks: &WebhooksConfig) -> Result<(), ApiError> {
-    if let Some(filter) = &callback.webhook_events_filter {
-        let known =
-            |event: &String| WEBHOOK_EVENTS.iter().any(|e| e == event || e.strip_prefix("image.") == Some(event));
-        if let Some(unknown) = filter.iter().find(|event| !known(event)) {
-            return Err(ApiError::bad_request(format!(
-                "webhook_events_filter: {unknown:?} is not one of {} (or completed, failed)",
-                WEBHOOK_EVENTS.join(", ")
-            )));
-        }
-        if callback.webhook.is_none() {
-            return Err(ApiError::bad_request("webhook_events_filter needs a webhook"));
-        }
-    }
-    let Some(url) = &callback.webhook else { return Ok(()) };
-    if !webhooks.allowed_urls.iter().any(|prefix| url.starts_with(prefix.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "webhook {url:?} is not among this server's allowed webhook URLs ([webhooks] allowed_urls)"
-        )));
-    }
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => Ok(()),
-        _ => Err(ApiError::bad_request(format!("webhook {url:?} is not an http(s) URL"))),
-    }
-}
-
-/// The webhook must not lead into this network (unless `[webhooks] allow_private`).
-async fn check_webhook_address(url: &str, webhooks: &WebhooksConfig) -> Result<(), ApiError> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|_| ApiError::bad_request(format!("webhook {url:?} is not a URL")))?;
-    match outbound::resolve(&parsed, webhooks.allow_private).await {
-        Ok(_) => Ok(()),
-        Err(Refusal::Private(address)) => Err(ApiError::bad_request(format!(
-            "webhook {url:?} resolves to {address}, a private or local address; it is refused"
-        ))),
-        Err(refusal) => Err(ApiError::bad_request(format!("webhook {url:?}: {refusal}"))),
     }
 }

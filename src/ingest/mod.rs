@@ -2,11 +2,12 @@
 //!
 //! One file per resource: [`generate`] (`POST /generate-image`), [`edits`] (the four edit
 //! routes, edit tasks and records, preset styles), [`uploads`] (pictures edits start
-//! from), [`jobs`], [`records`] (asked of the store), [`translate`], [`health`],
-//! [`webhooks`] (read-only views), [`openai`] (OpenAI's Images API at `/v1`); [`access`]
-//! decides who may call, and
-//! [`error`] is the one shape of an error answer. Every route answers at its path and
-//! under `/api`.
+//! from), [`jobs`] (state, live events, cancel), [`notifications`] (a job's mail and
+//! webhook outcomes), [`models`], [`records`] (asked of the store), [`translate`],
+//! [`health`], [`webhooks`] (read-only views), [`openai`] (OpenAI's Images API at `/v1`);
+//! [`api_doc`] describes them all (`/openapi.json`, `/docs`). [`access`] decides who may
+//! call, and [`error`] is the one shape of an error answer. Every route answers at its path
+//! and under `/api`; the web page (`index.html`) is at `/`.
 
 mod access;
 mod api_doc;
@@ -21,6 +22,7 @@ mod idempotency;
 mod jobs;
 mod models;
 mod notifications;
+mod notify_targets;
 mod openai;
 mod records;
 #[cfg(test)]
