@@ -143,11 +143,8 @@ fn port_hint(smtp: &SmtpConfig) -> Option<&'static str> {
 fn classify_session(error: SessionError, smtp: &SmtpConfig) -> Failure {
     let address = format!("{}:{}", smtp.host, smtp.port);
     let hint = port_hint(smtp).map(String::from);
-    let (permanent, advice) = match &error {
-        SessionError::Smtp(_) => {
-            let SessionError::Smtp(error) = error else { unreachable!() };
-            return classify(error, smtp);
-        }
+    let (permanent, advice) = match error {
+        SessionError::Smtp(error) => return classify(error, smtp),
         SessionError::Connect(_) => (false, hint.unwrap_or_else(|| format!(
             "cannot reach {address}: check [smtp] host and port, and that this machine may connect out on that port (cloud hosts often block port 25)"
         ))),
