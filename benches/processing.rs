@@ -30,6 +30,17 @@ fn photo_like(size: u32) -> Vec<u8> {
     png.into_inner()
 }
 
+/// Mean time of `work` over at least 5 s and 5 runs.
+fn time(mut work: impl FnMut()) -> (Duration, u32) {
+    work(); // warm-up
+    let (mut runs, start) = (0u32, Instant::now());
+    while start.elapsed() < Duration::from_secs(5) || runs < 5 {
+        work();
+        runs += 1;
+    }
+    (start.elapsed() / runs, runs)
+}
+
 fn main() {
     let settings = ImageProcessingConfig::default();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-images");
@@ -48,13 +59,10 @@ fn main() {
             visible: Some(VisibleLabel { text: "AI生成".into(), corner: Corner::BottomRight }),
         };
         for (labels, labelling) in [("no labels", Labelling::default()), ("both labels", labelled)] {
-            let out = process(&png, &settings, &labelling).unwrap(); // warm-up
-            let (mut runs, start) = (0u32, Instant::now());
-            while start.elapsed() < Duration::from_secs(5) || runs < 5 {
+            let out = process(&png, &settings, &labelling).unwrap();
+            let (per_image, runs) = time(|| {
                 std::hint::black_box(process(&png, &settings, &labelling).unwrap());
-                runs += 1;
-            }
-            let per_image = start.elapsed() / runs;
+            });
             println!(
                 "{size}x{size} PNG ({} KB) → {}x{} JPEG q85, {labels}: {:.1} ms per image, {:.2} images/s ({runs} runs, 1 thread)",
                 png.len() / 1024,
@@ -64,5 +72,26 @@ fn main() {
                 1.0 / per_image.as_secs_f64()
             );
         }
+        // Where the time goes: the two steps every picture takes, alone.
+        let (decode, _) = time(|| {
+            std::hint::black_box(image::load_from_memory(&png).unwrap());
+        });
+        // The output's pixels (decoded back from the JPEG written), encoded again.
+        let output = process(&png, &settings, &Labelling::default()).unwrap();
+        let pixels = image::load_from_memory(&output.bytes).unwrap().into_rgb8();
+        let (encode, _) = time(|| {
+            let mut out = Vec::new();
+            let encoder = jpeg_encoder::Encoder::new(&mut out, settings.quality);
+            let (width, height) = (pixels.width() as u16, pixels.height() as u16);
+            encoder.encode(pixels.as_raw(), width, height, jpeg_encoder::ColorType::Rgb).unwrap();
+            std::hint::black_box(out);
+        });
+        println!(
+            "  of which: PNG decode {:.1} ms; JPEG encode of the {}x{} output {:.1} ms",
+            decode.as_secs_f64() * 1e3,
+            pixels.width(),
+            pixels.height(),
+            encode.as_secs_f64() * 1e3
+        );
     }
 }

@@ -9,7 +9,7 @@ pub use super::options::GenerationOptions;
 
 /// ingest (or anyone) → generator: please draw this.
 pub const IMAGE_REQUESTED: &str = "image.requested";
-/// generator → store: the picture is in the object store, please keep it.
+/// generator → store: here is the picture (in the message or the object store), please keep it.
 pub const IMAGE_GENERATED: &str = "image.generated";
 /// store → everyone: the picture is stored and has a link.
 pub const IMAGE_COMPLETED: &str = "image.completed";
@@ -89,8 +89,8 @@ impl RequestWebhook {
     }
 }
 
-/// A generated picture waiting for the store. The bytes are not in the message:
-/// they are object `object` of the JetStream object store bucket `bucket`.
+/// A generated picture waiting for the store. A small picture travels in the message
+/// (`picture_base64`); a larger one is object `object` of the object store bucket `bucket`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageGenerated {
     #[serde(default = "version_one")]
@@ -100,8 +100,9 @@ pub struct ImageGenerated {
     pub english_prompt: String,
     pub model: String,
     pub provider: String,
-    pub bucket: String,
-    pub object: String,
+    /// Where the picture is.
+    #[serde(flatten)]
+    pub picture: PictureAt,
     pub content_type: String,
     pub byte_size: u64,
     /// How many deliveries of the request it took.
@@ -131,6 +132,27 @@ pub struct ImageGenerated {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub generated_at: OffsetDateTime,
+}
+
+/// Pictures up to this size travel inside `image.generated`; larger ones go through the
+/// object store. Below it, the object store's writes, lookups and per-read consumer cost
+/// more than the bytes; the price is that such a picture is kept as long as events are
+/// (7 days) rather than the bucket's 24 hours. 64 KiB is 86 KiB in base64, far under
+/// NATS' default 1 MB message limit.
+pub const INLINE_PICTURE_LIMIT: usize = 64 * 1024;
+
+/// Where a generated picture is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PictureAt {
+    /// In the message itself, base64 (pictures up to 64 KiB).
+    Inline {
+        #[serde(with = "super::base64_bytes")]
+        #[schemars(with = "String", extend("contentEncoding" = "base64"))]
+        picture_base64: Vec<u8>,
+    },
+    /// In the JetStream object store (larger pictures; kept 24 hours).
+    Object { bucket: String, object: String },
 }
 
 /// A stored picture, with an absolute link.

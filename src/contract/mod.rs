@@ -5,6 +5,7 @@
 //! the `huiying_jobs` bucket, and the records request/reply types. `docs/events.md`
 //! says the same for people and other languages; a change here is a change there.
 
+mod base64_bytes;
 pub mod edits;
 pub mod events;
 pub mod jobs;

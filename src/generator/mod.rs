@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::Config;
 use crate::contract::events::{
-    self, Cancellation, CancelledBy, EVENT_VERSION, ImageFailed, ImageGenerated, ImageRequested, JobFacts, JobKind,
-    Stage as JobStage,
+    self, Cancellation, CancelledBy, EVENT_VERSION, INLINE_PICTURE_LIMIT, ImageFailed, ImageGenerated, ImageRequested,
+    JobFacts, JobKind, PictureAt, Stage as JobStage,
 };
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::values::{InvalidValue, JobId, ModelName, Prompt};
@@ -233,6 +233,14 @@ impl Stage for Generator {
             Err(failure) => return self.after_failure(job, failure, attempt).await,
         };
 
+        let byte_size = image.bytes.len() as u64;
+        let picture = match image.bytes.len() <= INLINE_PICTURE_LIMIT {
+            true => PictureAt::Inline { picture_base64: image.bytes },
+            false => {
+                self.objects.put(&request.id, &image.bytes).await?;
+                PictureAt::Object { bucket: IMAGES_BUCKET.into(), object: request.id.clone() }
+            }
+        };
         let generated = ImageGenerated {
             version: EVENT_VERSION,
             id: request.id.clone(),
@@ -240,10 +248,9 @@ impl Stage for Generator {
             english_prompt,
             model: image.model,
             provider: image.provider.to_string(),
-            bucket: IMAGES_BUCKET.into(),
-            object: request.id.clone(),
+            byte_size,
+            picture,
             content_type: image.content_type,
-            byte_size: image.bytes.len() as u64,
             attempts: attempt,
             ignored_options: image.ignored,
             user: request.user.clone(),
@@ -254,7 +261,6 @@ impl Stage for Generator {
             requested_at: request.requested_at,
             generated_at: OffsetDateTime::now_utc(),
         };
-        self.objects.put(&generated.object, &image.bytes).await?;
         parts::publish(&*self.publisher, &generated).await?;
         Ok(())
     }

@@ -3,9 +3,7 @@
 //! It is not an image model. It exists so that a new install works end to end with no
 //! API key, and so that tests have a picture to store; its model name says so.
 
-use std::io::Cursor;
-
-use image::{ImageFormat, Rgb, RgbImage};
+use image::{Rgb, RgbImage};
 
 use crate::contract::events::GenerationOptions;
 
@@ -30,19 +28,41 @@ pub(super) fn draw(prompt: &str, options: &GenerationOptions) -> Vec<u8> {
     let short_side = width.min(height);
     let radius = (short_side / 6 + (seed >> 32) as u32 % (short_side / 4).max(1)) as f32;
 
-    let image = RgbImage::from_fn(width, height, |x, y| {
+    // Row by row: the background is one colour per row, and the disc is a distance test
+    // without a square root. Drawing per pixel with both cost the generator about 2 ms of
+    // its 4 ms per job.
+    let mut image = RgbImage::new(width, height);
+    let radius_squared = radius * radius;
+    for (y, row) in image.rows_mut().enumerate() {
         let t = y as f32 / (height - 1).max(1) as f32;
-        let mut pixel = [0u8; 3];
-        let inside = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt() < radius;
-        for c in 0..3 {
+        let background: [u8; 3] = std::array::from_fn(|c| (top[c] * (1.0 - t) + bottom[c] * t) as u8);
+        let inside: [u8; 3] = std::array::from_fn(|c| {
             let background = top[c] * (1.0 - t) + bottom[c] * t;
-            pixel[c] = if inside { (background + disc[c]) as u8 / 2 + 64 } else { background as u8 };
+            (background + disc[c]) as u8 / 2 + 64
+        });
+        let dy_squared = (y as f32 - cy).powi(2);
+        for (x, pixel) in row.enumerate() {
+            let in_disc = (x as f32 - cx).powi(2) + dy_squared < radius_squared;
+            pixel.0 = if in_disc { inside } else { background };
         }
-        Rgb(pixel)
-    });
-    let mut png = Cursor::new(Vec::new());
-    image.write_to(&mut png, ImageFormat::Png).expect("encoding a PNG in memory cannot fail");
-    png.into_inner()
+    }
+    png(&image)
+}
+
+/// A PNG that is quick to write and to read: the placeholder's rows are smooth, so the
+/// `Sub` filter with fast deflate keeps it small, and the store decodes it in a fraction
+/// of the time the default (adaptive, mostly Paeth) filtering takes.
+fn png(image: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = ::png::Encoder::new(&mut out, image.width(), image.height());
+    encoder.set_color(::png::ColorType::Rgb);
+    encoder.set_depth(::png::BitDepth::Eight);
+    encoder.set_compression(::png::Compression::Fast);
+    encoder.set_filter(::png::Filter::Sub);
+    let mut writer = encoder.write_header().expect("a PNG header in memory cannot fail");
+    writer.write_image_data(image.as_raw()).expect("encoding a PNG in memory cannot fail");
+    writer.finish().expect("encoding a PNG in memory cannot fail");
+    out
 }
 
 /// The placeholder's "edit": every input side by side at one height (at most 512), tinted
@@ -74,9 +94,7 @@ pub(super) fn edit(prompt: &str, inputs: &[Vec<u8>]) -> Result<Vec<u8>, String> 
         }
         left += picture.width();
     }
-    let mut png = Cursor::new(Vec::new());
-    out.write_to(&mut png, ImageFormat::Png).expect("encoding a PNG in memory cannot fail");
-    Ok(png.into_inner())
+    Ok(png(&out))
 }
 
 /// FNV-1a: a stable hash (std's hasher may change between Rust releases).

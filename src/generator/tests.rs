@@ -49,7 +49,7 @@ fn delivery(body: &str, attempt: u32) -> Received {
 }
 
 #[tokio::test]
-async fn a_request_becomes_a_picture_in_the_object_store_and_an_image_generated_event() {
+async fn a_request_becomes_a_picture_carried_by_an_image_generated_event() {
     let (generator, parts) = generator();
     let body = r#"{"id": "job-1", "prompt": "a red fox", "model": "huiying/placeholder"}"#;
     generator.handle(delivery(body, 1)).await.unwrap();
@@ -57,7 +57,13 @@ async fn a_request_becomes_a_picture_in_the_object_store_and_an_image_generated_
     assert_eq!(generated.len(), 1);
     assert_eq!((generated[0].id.as_str(), generated[0].prompt.as_str()), ("job-1", "a red fox"));
     assert_eq!(generated[0].content_type, "image/png");
-    assert_eq!(parts.objects.names(), ["job-1"]);
+    // The placeholder's picture is small: it travels in the event, not the object store.
+    let PictureAt::Inline { picture_base64: picture } = &generated[0].picture else {
+        panic!("expected the picture in the event: {:?}", generated[0].picture);
+    };
+    assert_eq!(picture.len() as u64, generated[0].byte_size);
+    assert_eq!(image::load_from_memory(picture).unwrap().width(), 512);
+    assert!(parts.objects.names().is_empty(), "{:?}", parts.objects.names());
     let state = parts.jobs.get("job-1").await.unwrap().unwrap();
     assert_eq!(state.status, JobState::Generating, "the store moves it on");
 }
@@ -161,9 +167,33 @@ async fn a_job_whose_deadline_passed_before_it_started_is_cancelled_not_drawn() 
     generator.handle(delivery(body, 1)).await.unwrap();
     let timely = r#"{"id": "timely", "prompt": "a red fox", "deadline": "2999-01-01T00:00:00Z"}"#;
     generator.handle(delivery(timely, 1)).await.unwrap();
-    assert_eq!(parts.objects.names(), ["timely"], "only the job still wanted was drawn");
+    let drawn: Vec<String> = parts.stream.events::<ImageGenerated>().into_iter().map(|g| g.id).collect();
+    assert_eq!(drawn, ["timely"], "only the job still wanted was drawn");
     let failed = parts.stream.events::<ImageFailed>();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].cancelled.map(|c| c.by), Some(CancelledBy::Deadline));
     assert_eq!(parts.jobs.get("late").await.unwrap().unwrap().status, JobState::Cancelled);
+}
+
+#[tokio::test]
+async fn a_picture_over_the_inline_limit_goes_through_the_object_store() {
+    let (generator, parts) = generator();
+    // Noise does not compress: the placeholder's edit of it is a PNG of several hundred KB.
+    let noise = image::RgbImage::from_fn(400, 400, |x, y| {
+        let n = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(2_246_822_519)).wrapping_mul(668_265_263);
+        image::Rgb([(n >> 8) as u8, (n >> 16) as u8, (n >> 24) as u8])
+    });
+    let mut input = std::io::Cursor::new(Vec::new());
+    noise.write_to(&mut input, image::ImageFormat::Png).unwrap();
+    parts.objects.put("input-1", input.get_ref()).await.unwrap();
+    let body = r#"{"id": "job-1", "prompt": "make it blue", "kind": "edit", "inputs": [
+        {"object": "input-1", "content_type": "image/png", "width": 400, "height": 400, "source": "upload:u1"}]}"#;
+    generator.handle(delivery(body, 1)).await.unwrap();
+    let generated = parts.stream.events::<ImageGenerated>();
+    assert_eq!(generated.len(), 1);
+    assert!(generated[0].byte_size > INLINE_PICTURE_LIMIT as u64, "{} bytes", generated[0].byte_size);
+    let expected = PictureAt::Object { bucket: IMAGES_BUCKET.into(), object: "job-1".into() };
+    assert_eq!(generated[0].picture, expected);
+    let stored = parts.objects.get("job-1").await.unwrap().unwrap();
+    assert_eq!(stored.len() as u64, generated[0].byte_size);
 }

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::{Config, ImageProcessingConfig, LabelsConfig};
 use crate::contract::events::{
-    self, Cancellation, CancelledBy, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, Stage as JobStage,
+    self, Cancellation, CancelledBy, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, PictureAt,
+    Stage as JobStage,
 };
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::records::{Record, thumbnail_name};
@@ -192,11 +193,16 @@ impl Store {
         let storing = JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model));
         self.jobs.set(&storing).await?;
 
-        let Some(input) = self.objects.get(&generated.object).await? else {
-            return Err(Failure::permanent(format!(
-                "the generated picture is no longer in the object store ({})",
-                generated.object
-            )));
+        let input = match &generated.picture {
+            PictureAt::Inline { picture_base64 } => picture_base64.clone(),
+            PictureAt::Object { object, .. } => match self.objects.get(object).await? {
+                Some(bytes) => bytes,
+                None => {
+                    return Err(Failure::permanent(format!(
+                        "the generated picture is no longer in the object store ({object})"
+                    )));
+                }
+            },
         };
         let name = files::file_name(
             generated.kind,

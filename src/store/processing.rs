@@ -83,7 +83,7 @@ pub fn process(
     let fits = decoded.width() <= settings.max_width && decoded.height() <= settings.max_height;
     let mut image = if settings.enable_resize && !fits {
         let (width, height) = fit(decoded.width(), decoded.height(), settings.max_width, settings.max_height);
-        shrink(decoded, width, height)?
+        shrink(&decoded, width, height, FilterType::Lanczos3)?
     } else {
         decoded
     };
@@ -103,10 +103,11 @@ pub fn process(
 fn thumbnail(pixels: &DynamicImage, labelling: &Labelling) -> Result<Vec<u8>, ProcessError> {
     let (width, height) = fit(pixels.width(), pixels.height(), THUMBNAIL_SIDE, THUMBNAIL_SIDE);
     let small = match width < pixels.width() {
-        true => shrink(pixels.clone(), width, height)?,
-        false => pixels.clone(),
+        // Bilinear (still a convolution over every source pixel it covers, so no
+        // aliasing): at 320 pixels it looks the same as Lanczos3 at a third of the work.
+        true => encoded_pixels(shrink(pixels, width, height, FilterType::Bilinear)?, ImageFormat::Jpeg),
+        false => encoded_pixels(pixels.clone(), ImageFormat::Jpeg),
     };
-    let small = encoded_pixels(small, ImageFormat::Jpeg);
     let xmp = labelling.implicit.as_ref().map(|implicit| implicit.packet(&small, labelling.visible.as_ref()));
     encode(&small, ImageFormat::Jpeg, THUMBNAIL_QUALITY, xmp)
 }
@@ -118,17 +119,25 @@ fn fit(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u32) {
     (side(width), side(height))
 }
 
-/// Lanczos3 with SIMD (fast_image_resize: the `image` crate's own resize is several
+/// Convolution with SIMD (fast_image_resize: the `image` crate's own resize is several
 /// times slower). Colour alpha is premultiplied while resizing, so edges stay clean.
-fn shrink(image: DynamicImage, width: u32, height: u32) -> Result<DynamicImage, ProcessError> {
-    let source = match image.color().has_alpha() {
-        true => DynamicImage::ImageRgba8(image.into_rgba8()),
-        false => DynamicImage::ImageRgb8(image.into_rgb8()),
+fn shrink(image: &DynamicImage, width: u32, height: u32, filter: FilterType) -> Result<DynamicImage, ProcessError> {
+    let converted;
+    let source = match image {
+        DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => image,
+        _ if image.color().has_alpha() => {
+            converted = DynamicImage::ImageRgba8(image.to_rgba8());
+            &converted
+        }
+        _ => {
+            converted = DynamicImage::ImageRgb8(image.to_rgb8());
+            &converted
+        }
     };
     let mut target = DynamicImage::new(width, height, source.color());
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
     Resizer::new()
-        .resize(&source, &mut target, &options)
+        .resize(source, &mut target, &options)
         .map_err(|e| ProcessError::Decode(format!("resizing failed: {e}")))?;
     Ok(target)
 }

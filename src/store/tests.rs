@@ -50,8 +50,7 @@ fn generated(id: &str) -> ImageGenerated {
         english_prompt: "a red fox".into(),
         model: "huiying/placeholder".into(),
         provider: "placeholder".into(),
-        bucket: crate::contract::IMAGES_BUCKET.into(),
-        object: id.into(),
+        picture: PictureAt::Object { bucket: crate::contract::IMAGES_BUCKET.into(), object: id.into() },
         content_type: "image/png".into(),
         byte_size: 0,
         attempts: 1,
@@ -103,6 +102,16 @@ async fn a_generated_picture_becomes_a_file_a_record_and_an_image_completed_even
     let record = parts.records.by_job("job-1").await.unwrap().unwrap();
     assert_eq!(record.original_prompt, "一只狐狸");
     assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Completed);
+}
+
+#[tokio::test]
+async fn a_picture_carried_in_the_event_is_stored_without_the_object_store() {
+    let (store, parts) = store();
+    let carried = ImageGenerated { picture: PictureAt::Inline { picture_base64: png(40, 30) }, ..generated("job-2") };
+    store.handle(delivery(&carried, 1)).await.unwrap();
+    let completed = parts.stream.events::<ImageCompleted>();
+    assert_eq!((completed.len(), completed[0].width, completed[0].height), (1, 40, 30));
+    assert_eq!(files(&parts), [completed[0].filename.clone()]);
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 //! as separate processes in a temporary folder, on the offline placeholder model with
 //! mail written to the outbox. Submits N jobs at a given rate over HTTP, waits until every
 //! job has its mail, then reports throughput, latency percentiles per stage (from the
-//! stream's own timestamps) and each process's memory.
+//! stream's own timestamps) and each process's memory and CPU time per job.
+
+mod report;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,8 @@ struct Process {
     child: Child,
     /// Resident memory seen while running, in KiB: (seconds since start, RSS).
     samples: Vec<(f64, u64)>,
+    /// CPU time used before the first job was submitted (start-up is not the jobs' cost).
+    cpu_before: Duration,
 }
 
 pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
@@ -97,7 +101,7 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        processes.push(Process { name, child, samples: Vec::new() });
+        processes.push(Process { name, child, samples: Vec::new(), cpu_before: Duration::ZERO });
     }
     let base = format!("http://127.0.0.1:{http_port}");
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
@@ -105,6 +109,9 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     let nats = if args.cluster { "a three-node cluster, 3 replicas" } else { "one nats-server" };
     println!("huiying load: {} jobs at {}/s on {nats}, pipeline in {}", args.jobs, args.rate, dir.path().display());
 
+    for process in processes.iter_mut() {
+        process.cpu_before = process.child.id().and_then(report::cpu_time).unwrap_or_default();
+    }
     let processes = Arc::new(Mutex::new(processes));
     let started = Instant::now();
     let sampler = tokio::spawn(sample_memory(processes.clone(), started));
@@ -117,7 +124,7 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
 
     let stages = stage_latencies(&admin).await?;
     let mut processes = processes.lock().await;
-    report(&args, &accepted, submitted_in, finished_in, &stages, &mut processes);
+    report::report(&args, &accepted, submitted_in, finished_in, &stages, &mut processes);
     for process in processes.iter_mut() {
         let _ = process.child.start_kill();
     }
@@ -151,7 +158,7 @@ async fn start_nats(
         .kill_on_drop(true)
         .spawn()
         .context("starting nats-server")?;
-    Ok(Process { name: "nats-server", child, samples: Vec::new() })
+    Ok(Process { name: "nats-server", child, samples: Vec::new(), cpu_before: Duration::ZERO })
 }
 
 /// The admin's connection, once JetStream answers (on a cluster: once it has a leader).
@@ -309,63 +316,13 @@ async fn sample_memory(processes: Arc<Mutex<Vec<Process>>>, started: Instant) {
         {
             let mut processes = processes.lock().await;
             for process in processes.iter_mut() {
-                if let Some(rss) = process.child.id().and_then(|pid| proc_status_kib(pid, "VmRSS")) {
+                if let Some(rss) = process.child.id().and_then(|pid| report::proc_status_kib(pid, "VmRSS")) {
                     process.samples.push((started.elapsed().as_secs_f64(), rss));
                 }
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-/// A `kB` field of /proc/<pid>/status (Linux).
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn report(
-    args: &LoadArgs,
-    accepted: &[Duration],
-    submitted_in: Duration,
-    finished_in: Duration,
-    stages: &[(&'static str, Vec<f64>)],
-    processes: &mut [Process],
-) {
-    let secs = finished_in.as_secs_f64();
-    println!("  accepted {} of {} jobs; submitted in {:.1} s", accepted.len(), args.jobs, submitted_in.as_secs_f64());
-    println!(
-        "  all mails written after {secs:.1} s: {:.1} jobs/s through the whole pipeline",
-        accepted.len() as f64 / secs
-    );
-    let mut answers: Vec<f64> = accepted.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    println!("  latency in ms          {:>8} {:>8} {:>8} {:>8}", "p50", "p90", "p99", "max");
-    println!("  {:<38}{}", "ingest (POST → 202)", percentiles(&mut answers));
-    for (name, values) in stages {
-        let mut values = values.clone();
-        println!("  {name:<38}{}", percentiles(&mut values));
-    }
-    println!("  memory (RSS, MiB)      {:>8} {:>8} {:>8}", "at 25%", "at end", "peak");
-    for process in processes.iter_mut() {
-        let peak = process.child.id().and_then(|pid| proc_status_kib(pid, "VmHWM")).unwrap_or(0);
-        let at = |fraction: f64| {
-            let time = secs * fraction;
-            process.samples.iter().rev().find(|(t, _)| *t <= time).map_or(0, |(_, rss)| *rss)
-        };
-        let mib = |kib: u64| kib as f64 / 1024.0;
-        println!("  {:<22}{:>8.1} {:>8.1} {:>8.1}", process.name, mib(at(0.25)), mib(at(1.0)), mib(peak));
-    }
-}
-
-/// `p50 p90 p99 max` of `values`, in columns.
-fn percentiles(values: &mut [f64]) -> String {
-    if values.is_empty() {
-        return "   (none)".into();
-    }
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    format!("{:>8.1} {:>8.1} {:>8.1} {:>8.1}", at(0.5), at(0.9), at(0.99), values[values.len() - 1])
 }
 
 /// Where a process's log goes: `<name>.log` in the load test's folder.
