@@ -312,8 +312,11 @@ async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason(ba
         english_prompt: "broken bytes".into(),
         model: "some/model".into(),
         provider: "openrouter".into(),
-        bucket: huiying::contract::IMAGES_BUCKET.into(),
-        object: id.into(),
+        // Through the object store, as a large picture travels.
+        picture: huiying::contract::events::PictureAt::Object {
+            bucket: huiying::contract::IMAGES_BUCKET.into(),
+            object: id.into(),
+        },
         content_type: "image/png".into(),
         byte_size: 21,
         attempts: 1,
