@@ -2,6 +2,8 @@
 # Templates, the web page and the built-in nats.conf are embedded in the binary.
 # Not built in huiying's CI (its machines run no container engine); see docs/cluster.md.
 FROM rust:1.89-bookworm AS build
+# cmake and nasm build the bundled libjpeg-turbo (scripts/install-build-deps.sh).
+RUN apt-get update && apt-get install -y --no-install-recommends cmake nasm && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin huiying

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing:
+# - cmake and nasm, to build libjpeg-turbo (scripts/install-build-deps.sh),
 # - nats-server 2.10+ in .huiying/bin (scripts/install-nats-server.sh),
 # - python3 with aiosmtpd (the tests' real SMTP server), moto (a real S3-compatible server),
 #   standardwebhooks (verifies webhook signatures independently), nats-py (runs the Python
@@ -17,6 +18,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
+bash "$root/scripts/install-build-deps.sh"
 bash "$root/scripts/install-nats-server.sh"
 
 apt_updated=""

@@ -4,6 +4,7 @@
 mod api;
 mod files;
 pub mod import;
+mod jpeg;
 pub mod processing;
 pub mod records;
 mod remote;

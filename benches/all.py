@@ -1,0 +1,102 @@
+"""Every benchmark anchor beside huiying, in one run, with the ratios:
+
+    python3 benches/all.py [--jobs 2000 --rate 100]
+
+- image stage: `cargo bench --bench processing` against libvips and Pillow doing the same
+  work (benches/image_anchors.py; needs `pip install "pyvips[binary]" pillow`);
+- accepting jobs: `cargo bench --bench ingest` (an async-nats JetStream client on the
+  same server is its anchor);
+- mail: `cargo bench --bench mailer` against postfix's smtp-source into smtp-sink
+  (Debian package postfix);
+- whole pipeline: `huiying load` (release build), throughput and CPU per job.
+
+Run it on an otherwise idle machine: the anchors and huiying share its cores. Not a test;
+CI does not run it. What each figure is bounded by: docs/performance.md.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(command, **kwargs):
+    print("$", " ".join(command), flush=True)
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def number(pattern, text):
+    found = re.search(pattern, text)
+    return float(found.group(1).replace(",", "")) if found else None
+
+
+def ratio_line(name, ours, anchor, anchor_name, goal, higher_is_better=True):
+    if ours is None or anchor is None:
+        return f"{name:<30} not measured"
+    ratio = ours / anchor if higher_is_better else anchor / ours
+    verdict = "met" if ratio >= goal else "not met"
+    return f"{name:<30} {ratio:5.2f}x {anchor_name:<28} (goal >= {goal}x: {verdict})"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=100)
+    args = parser.parse_args()
+    summary = []
+
+    image = run(["cargo", "bench", "--bench", "processing"])
+    anchors = run([sys.executable, "benches/image_anchors.py"])
+    print(image + anchors)
+    for size in (2048, 1024):
+        ours = number(rf"{size}x{size} PNG .* no labels: ([\d.]+) ms", image)
+        for tool in ("libvips", "Pillow"):
+            theirs = number(rf"{tool} [\d.]+ {size}: ([\d.]+) ms", anchors)
+            summary.append(ratio_line(f"image stage {size}x{size}", ours, theirs, f"faster than {tool}", 1.5, False))
+
+    ingest = run(["cargo", "bench", "--bench", "ingest"])
+    print(ingest)
+    summary.append(
+        ratio_line(
+            "ingest, 16 in flight",
+            number(r"huiying ingest[^:]*: ([\d.]+)", ingest),
+            number(r"async-nats JetStream publish: *([\d.]+)", ingest),
+            "of a JetStream client",
+            0.5,
+        )
+    )
+    p99 = number(r"huiying ingest.*p99 ([\d.]+) ms", ingest)
+    summary.append(f"{'ingest p99':<30} {p99} ms (goal < 20 ms: {'met' if p99 is not None and p99 < 20 else 'not met'})")
+
+    mail = run(["cargo", "bench", "--bench", "mailer"])
+    print(mail)
+    summary.append(
+        ratio_line(
+            "mail, one connection",
+            number(r"smtp-sink, 1 connection\(s\): ([\d.]+) mails/s", mail),
+            number(r"smtp-source, 1 session\(s\): ([\d.]+) mails/s", mail),
+            "of smtp-source",
+            0.75,
+        )
+    )
+
+    run(["cargo", "build", "--release", "--bin", "huiying"])
+    load = run([os.path.join(root, "target", "release", "huiying"), "load", "--jobs", str(args.jobs), "--rate", str(args.rate)])
+    print(load)
+    throughput = number(r"([\d.]+) jobs/s through the whole pipeline", load)
+    cpu = number(r"CPU per job, all processes\s+([\d.]+)", load)
+    summary.append(f"{'pipeline':<30} {throughput} jobs/s at {args.rate}/s offered (goal >= 150)")
+    summary.append(f"{'pipeline CPU per job':<30} {cpu} ms, all processes (goal <= 10 ms)")
+
+    print("\nSummary (one run; ratios carry over between machines, absolute figures do not)")
+    for line in summary:
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    main()
