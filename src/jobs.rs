@@ -40,6 +40,12 @@ impl JobBoard {
         self.cancels.get(&cancel_key(id)).await
     }
 
+    /// Records a new job's first state, unless a stage already recorded one (then it
+    /// is left as it is, and the answer is false).
+    pub async fn open(&self, status: &JobStatus) -> Result<bool, BusError> {
+        self.states.create(&status.id, status).await
+    }
+
     pub async fn set(&self, status: &JobStatus) -> Result<(), BusError> {
         self.states.put(&status.id, status).await
     }
@@ -98,5 +104,30 @@ impl JobBoard {
             Ok(None)
         };
         tokio::time::timeout(timeout, wait).await.unwrap_or(Ok(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::contract::JOBS_BUCKET;
+    use crate::contract::jobs::JobState;
+    use crate::parts::memory::MemoryKv;
+
+    #[tokio::test]
+    async fn a_first_state_never_sets_back_a_job_a_stage_already_took() {
+        let board = JobBoard::new(JsonBucket::new(Arc::new(MemoryKv::new(JOBS_BUCKET))));
+        let queued = JobStatus::new("job-1", JobState::Queued, "a red fox", None);
+        let generating = JobStatus::new("job-1", JobState::Generating, "a red fox", None);
+        // The generator was quicker than ingest's first write: queued comes too late.
+        board.set(&generating).await.unwrap();
+        assert!(!board.open(&queued).await.unwrap());
+        assert_eq!(board.get("job-1").await.unwrap().unwrap().status, JobState::Generating);
+        // The usual order.
+        let other = JobStatus::new("job-2", JobState::Queued, "a cat", None);
+        assert!(board.open(&other).await.unwrap());
+        assert_eq!(board.get("job-2").await.unwrap().unwrap().status, JobState::Queued);
     }
 }

@@ -250,15 +250,20 @@ pub(super) async fn queue_job(
         }
     }
 
+    // The first state and the event go out together, so their two writes (each waiting
+    // for JetStream's fsync) overlap instead of following each other. The state is
+    // create-only: a generator that took the job already is never set back to `queued`.
     let queued = JobStatus::new(&event.id, JobState::Queued, &event.prompt, event.model.as_deref()).of_kind(event.kind);
-    let queue = async {
-        state.jobs.set(&queued).await?;
-        parts::publish(&*state.publisher, &event).await
-    };
-    if let Err(e) = queue.await {
+    let (recorded, published) = tokio::join!(state.jobs.open(&queued), parts::publish(&*state.publisher, &event));
+    if let Err(e) = published {
         // The key keeps its job: the publish may have been stored although its answer was
         // lost, and a retry with the key publishes the same job again (see above).
         return Err(unavailable(e));
+    }
+    if let Err(e) = recorded {
+        // The job is queued and will run (a 503 would invite a second one); its state
+        // shows once the generator takes it.
+        tracing::warn!(job = %event.id, error = %e, "queued, but its first state was not recorded");
     }
     state.queue.queued();
     metrics::counter!("huiying_jobs_accepted_total", "kind" => event.kind.name()).increment(1);

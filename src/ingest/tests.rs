@@ -21,6 +21,7 @@ pub(super) struct TestIngest {
     pub(super) stream: Arc<MemoryStream>,
     store: Arc<MemoryReplies>,
     pub(super) jobs: JobBoard,
+    states: Arc<MemoryKv>,
     pub(super) objects: Arc<MemoryObjects>,
     _images: tempfile::TempDir,
 }
@@ -32,7 +33,8 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
     change(&mut config);
     let stream = Arc::new(MemoryStream::default());
     let store = Arc::new(MemoryReplies::default());
-    let jobs = JobBoard::new(JsonBucket::new(Arc::new(MemoryKv::new(JOBS_BUCKET))));
+    let states = Arc::new(MemoryKv::new(JOBS_BUCKET));
+    let jobs = JobBoard::new(JsonBucket::new(states.clone()));
     let objects = Arc::new(MemoryObjects::default());
     let parts = IngestParts {
         publisher: stream.clone(),
@@ -46,7 +48,7 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
         mail_log: Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET)),
     };
     let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
-    TestIngest { app, stream, store, jobs, objects, _images: images }
+    TestIngest { app, stream, store, jobs, states, objects, _images: images }
 }
 
 fn ingest() -> TestIngest {
@@ -225,6 +227,16 @@ async fn without_nats_or_with_a_full_queue_the_job_is_refused_with_503() {
     assert_eq!(status, 503, "{answer}");
     let (status, health, _) = ingest.send(Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!((status, health["status"].as_str()), (503, Some("degraded")));
+}
+
+#[tokio::test]
+async fn a_job_published_while_its_state_could_not_be_written_is_still_accepted() {
+    let ingest = ingest();
+    ingest.states.set_down(true);
+    let (status, answer, _) = ingest.send(generate(r#"{"prompt": "cat"}"#)).await;
+    // It is in the stream and will run: a 503 would make the client send a second job.
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(ingest.queued().len(), 1);
 }
 
 #[tokio::test]
