@@ -192,19 +192,6 @@ impl Store {
             return Ok(self.completed_event(generated, &record));
         }
         let storing = JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model));
-        self.jobs.set(&storing).await?;
-
-        let input = match &generated.picture {
-            PictureAt::Inline { picture_base64 } => picture_base64.clone(),
-            PictureAt::Object { object, .. } => match self.objects.get(object).await? {
-                Some(bytes) => bytes,
-                None => {
-                    return Err(Failure::permanent(format!(
-                        "the generated picture is no longer in the object store ({object})"
-                    )));
-                }
-            },
-        };
         let name = files::file_name(
             generated.kind,
             &generated.id,
@@ -212,21 +199,18 @@ impl Store {
             &generated.english_prompt,
             self.processing.format.extension(),
         );
-        let settings = self.processing.clone();
-        let labelling = self.labelling(generated, &name);
-        let core = self.cores.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let processed = tokio::task::spawn_blocking(move || processing::process(&input, &settings, &labelling))
-            .await
-            .map_err(|e| Failure::transient(format!("processing crashed: {e}")))?
-            .map_err(|e| Failure::permanent(e.to_string()).caused_by(e))?;
-        drop(core);
+        // The state is written while the picture is processed: the write waits on
+        // JetStream's fsync, the processing on a core.
+        let (recorded, processed) = tokio::join!(self.jobs.set(&storing), self.process(generated, &name));
+        recorded?;
+        let processed = processed?;
 
         let dir = self.images_dir.clone();
         let bytes = Arc::new(processed.bytes);
         let file_size = bytes.len() as u64;
-        let (to_write, file_name) = (bytes.clone(), name.clone());
-        let (thumbnail, thumbnail_file) = (processed.thumbnail, thumbnail_name(&name));
-        let thumbnail_copy = thumbnail.clone();
+        let thumbnail = Arc::new(processed.thumbnail);
+        let (to_write, file_name, thumbnail_file, thumbnail_copy) =
+            (bytes.clone(), name.clone(), thumbnail_name(&name), thumbnail.clone());
         let path = blocking(move || {
             // The thumbnail first: a picture on disk always has its thumbnail beside it.
             files::write_atomically(&dir, &thumbnail_file, &thumbnail_copy)?;
@@ -238,7 +222,7 @@ impl Store {
         let (r2_url, r2_error) = match &self.remote {
             None => (None, None),
             Some(remote) => {
-                match remote.upload_with_thumbnail(&name, bytes.to_vec(), processed.format, thumbnail).await {
+                match remote.upload_with_thumbnail(&name, bytes.to_vec(), processed.format, thumbnail.to_vec()).await {
                     Ok(url) => (Some(url), None),
                     Err(error) => {
                         tracing::warn!(job = %generated.id, %error, "kept locally only");
@@ -272,6 +256,29 @@ impl Store {
         self.records.insert(&record).await?;
         worker::crash_point("store.after_record");
         Ok(self.completed_event(generated, &record))
+    }
+
+    /// The picture, from the event or the object store, processed on a core of its own.
+    /// A permanent failure means the picture is unusable or gone.
+    async fn process(&self, generated: &ImageGenerated, name: &str) -> Result<processing::Processed, Failure> {
+        let input = match &generated.picture {
+            PictureAt::Inline { picture_base64 } => picture_base64.clone(),
+            PictureAt::Object { object, .. } => match self.objects.get(object).await? {
+                Some(bytes) => bytes,
+                None => {
+                    return Err(Failure::permanent(format!(
+                        "the generated picture is no longer in the object store ({object})"
+                    )));
+                }
+            },
+        };
+        let settings = self.processing.clone();
+        let labelling = self.labelling(generated, name);
+        let _core = self.cores.clone().acquire_owned().await.expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(move || processing::process(&input, &settings, &labelling))
+            .await
+            .map_err(|e| Failure::transient(format!("processing crashed: {e}")))?
+            .map_err(|e| Failure::permanent(e.to_string()).caused_by(e))
     }
 
     /// The labels this job's picture gets, as `[labels]` says.
