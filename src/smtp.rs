@@ -5,6 +5,8 @@
 mod sessions;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use deadpool::managed::{Pool, PoolError};
 use lettre::transport::smtp::authentication::Credentials;
@@ -20,8 +22,9 @@ use crate::failure::Failure;
 pub enum Transport {
     /// Authenticated SMTP sessions, reused ([`sessions`]).
     Smtp(Pool<Sessions>),
-    /// `.eml` files in a folder, the newest `keep` of them (0: all).
-    Outbox { files: AsyncFileTransport<Tokio1Executor>, dir: PathBuf, keep: u32 },
+    /// `.eml` files in a folder, the newest `keep` of them (0: all); `written` counts the
+    /// mails since the folder was last pruned.
+    Outbox { files: AsyncFileTransport<Tokio1Executor>, dir: PathBuf, keep: u32, written: Arc<AtomicU32> },
     /// `[smtp] enable = false` without an outbox: no mail at all.
     Off,
 }
@@ -36,7 +39,8 @@ impl Transport {
                 anyhow::anyhow!("bad configuration: smtp.outbox_dir {}: {e}", smtp.outbox_dir.display())
             })?;
             let files = AsyncFileTransport::new(&smtp.outbox_dir);
-            return Ok(Transport::Outbox { files, dir: smtp.outbox_dir.clone(), keep: smtp.outbox_keep });
+            let (dir, keep, written) = (smtp.outbox_dir.clone(), smtp.outbox_keep, Arc::default());
+            return Ok(Transport::Outbox { files, dir, keep, written });
         }
         let ca_pem = match smtp.ca_file.is_empty() {
             true => None,
@@ -84,11 +88,17 @@ impl Transport {
 
     pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<(), Failure> {
         match self {
-            Transport::Outbox { files, dir, keep } => {
+            Transport::Outbox { files, dir, keep, written } => {
                 files.send(message).await.map_err(|e| {
                     Failure::transient(format!("writing to the outbox {} failed: {e}", dir.display())).caused_by(e)
                 })?;
-                prune(dir, *keep);
+                // Listing the folder costs a stat per mail in it: done once every tenth of
+                // `keep` mails (it cost the mailer more CPU than the mails themselves).
+                if *keep > 0 && written.fetch_add(1, Ordering::Relaxed) + 1 >= (*keep / 10).max(1) {
+                    written.store(0, Ordering::Relaxed);
+                    let (dir, keep) = (dir.clone(), *keep);
+                    let _ = tokio::task::spawn_blocking(move || prune(&dir, keep)).await;
+                }
                 Ok(())
             }
             Transport::Off => Ok(()),
@@ -110,9 +120,6 @@ const SESSIONS: usize = 4;
 
 /// Keeps the newest `keep` mails of the outbox, so that it cannot fill a disk.
 fn prune(dir: &Path, keep: u32) {
-    if keep == 0 {
-        return;
-    }
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let mut mails: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
@@ -213,4 +220,31 @@ pub(super) fn classify(error: lettre::transport::smtp::Error, smtp: &SmtpConfig)
         None => message,
     };
     if permanent { Failure::permanent(reason) } else { Failure::transient(reason) }.caused_by(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_outbox_keeps_its_newest_mails_with_at_most_a_tenth_more_between_prunes() {
+        let outbox = tempfile::tempdir().unwrap();
+        let smtp = SmtpConfig { outbox_dir: outbox.path().into(), outbox_keep: 20, ..SmtpConfig::default() };
+        let transport = Transport::from_config(&smtp).unwrap();
+        let count = || std::fs::read_dir(outbox.path()).unwrap().count();
+        let mut most = 0;
+        for n in 0..45 {
+            let message = Message::builder()
+                .from("huiying@example.com".parse().unwrap())
+                .to("me@example.com".parse().unwrap())
+                .subject(format!("mail {n}"))
+                .body(String::from("hello"))
+                .unwrap();
+            transport.send(message, &smtp).await.unwrap();
+            most = most.max(count());
+        }
+        assert!(most <= 22, "{most} mails lay in an outbox that keeps 20");
+        assert!(most > 20, "pruned after every mail");
+        assert!(count() <= 22);
+    }
 }

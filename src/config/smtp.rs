@@ -51,7 +51,8 @@ pub struct SmtpConfig {
     /// With `enable = false`: write each mail as an .eml file into this folder instead of
     /// sending it (`huiying up` sets it for its first-run demo). Empty: no mail at all.
     pub outbox_dir: PathBuf,
-    /// The newest mails the outbox keeps; older ones are removed. 0: keep all.
+    /// The newest mails the outbox keeps; older ones are removed (the folder is pruned
+    /// every tenth of this many mails, so up to 10% more lie there in between). 0: keep all.
     pub outbox_keep: u32,
     /// `zh-CN` (default) or `en`: which template set to use.
     pub language: Language,
