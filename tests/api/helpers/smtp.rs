@@ -107,9 +107,16 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub async fn start() -> Self {
-        let mut server = Self::stopped();
-        server.restart().await;
-        server
+        // A port chosen free may be taken by another test before the server binds it:
+        // then the server exits at once, and a new set of ports is tried.
+        for _ in 0..3 {
+            let mut server = Self::stopped();
+            server.spawn();
+            if server.listening().await {
+                return server;
+            }
+        }
+        panic!("the SMTP server exited at start three times (its error is above)");
     }
 
     /// A server with ports and a mail folder, not yet listening.
@@ -138,6 +145,11 @@ impl SmtpServer {
     /// (Re)starts the server on the same ports and mail folder.
     pub async fn restart(&mut self) {
         self.stop();
+        self.spawn();
+        assert!(self.listening().await, "the SMTP server exited at restart (its error is above)");
+    }
+
+    fn spawn(&mut self) {
         let certs = certificates();
         let process = Command::new("python3")
             .arg(Path::new(REPO).join("tests/support/smtp_server.py"))
@@ -157,12 +169,24 @@ impl SmtpServer {
             .spawn()
             .expect("the tests need python3 with aiosmtpd (pip install aiosmtpd)");
         self.process = Some(process);
+    }
+
+    /// Waits until every port accepts; false when the server exited first.
+    async fn listening(&mut self) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         for port in [self.starttls_port, self.tls_port, self.plain_port] {
-            wait_for("the SMTP server to listen", Duration::from_secs(60), || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
-            })
-            .await;
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                if self.process.as_mut().is_some_and(|process| matches!(process.try_wait(), Ok(Some(_)))) {
+                    return false;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "timed out after 60s waiting for the SMTP server to listen"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
+        true
     }
 
     /// Makes the server answer 451 to every recipient (`true`) or serve normally again.
