@@ -162,11 +162,14 @@ struct Up {
     banner: String,
     http_port: u16,
     nats_port: u16,
+    /// What it printed to stderr (warnings and errors): shown when it never answers.
+    log: tempfile::NamedTempFile,
 }
 
 impl Up {
     fn start(dir: &Path, program: &Path, env: &[(&str, &str)]) -> Self {
         let (http_port, nats_port) = (free_port(), free_port());
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut process = Command::new(program)
             .arg("up")
             .current_dir(dir)
@@ -178,7 +181,7 @@ impl Up {
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
         let mut banner = String::new();
@@ -193,16 +196,19 @@ impl Up {
         }
         // Keep reading: a closed pipe would fail its next line.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { process, banner, http_port, nats_port }
+        Self { process, banner, http_port, nats_port, log }
     }
 
-    /// Its address, once `/health` answers.
+    /// Its address, once `/health` answers (60 s: a loaded CI machine starts the
+    /// nats-server and six services slowly); else its log says why.
     async fn until_healthy(&self) -> String {
         let (http, url) = (reqwest::Client::new(), format!("http://127.0.0.1:{}", self.http_port));
-        wait_for("huiying up to answer", Duration::from_secs(30), || async {
-            http.get(format!("{url}/health")).send().await.ok().filter(|r| r.status().is_success())
-        })
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !http.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            assert!(std::time::Instant::now() < deadline, "huiying up did not answer within 60 s; it printed:\n{log}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         url
     }
 }
