@@ -250,9 +250,10 @@ pub(super) async fn queue_job(
         }
     }
 
-    // The first state and the event go out together, so their two writes (each waiting
-    // for JetStream's fsync) overlap instead of following each other. The state is
-    // create-only: a generator that took the job already is never set back to `queued`.
+    // The first state and the event go out together rather than one after the other (on
+    // one node the server still stores them in turn; on a cluster their replication
+    // rounds overlap). The state is create-only: a generator that took the job already
+    // is never set back to `queued`.
     let queued = JobStatus::new(&event.id, JobState::Queued, &event.prompt, event.model.as_deref()).of_kind(event.kind);
     let (recorded, published) = tokio::join!(state.jobs.open(&queued), parts::publish(&*state.publisher, &event));
     if let Err(e) = published {
