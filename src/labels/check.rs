@@ -20,8 +20,9 @@ pub struct Report {
     /// The `AIGC` text when it is not JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aigc_raw: Option<String>,
-    /// Whether `ReservedCode1` matches the pixels; `None` when it cannot be told (a lossy
-    /// format, or no `sha256:` value).
+    /// Whether `ReservedCode1` matches the picture: its pixels (PNG, WebP) or its coded
+    /// data (JPEG); `None` when it cannot be told (a digest of pixels in a lossy file, as
+    /// huiying wrote into JPEGs before 2026-12, or no digest huiying writes).
     pub pixels_match: Option<bool>,
     pub digital_source_type: Option<String>,
     pub ai_system: Option<String>,
@@ -59,11 +60,14 @@ pub fn check(bytes: &[u8]) -> Result<Report, CheckError> {
         None => xmp::Packet::default(),
     };
     let lossless = matches!(format, image::ImageFormat::Png | image::ImageFormat::WebP) && !is_lossy_webp(bytes);
-    let pixels_match = found
-        .aigc
-        .as_ref()
-        .filter(|aigc| aigc.reserved_code1.starts_with("sha256:") && lossless)
-        .map(|aigc| aigc.reserved_code1 == super::pixel_digest(&pixels));
+    let code = found.aigc.as_ref().map_or("", |aigc| aigc.reserved_code1.as_str());
+    let pixels_match = if code.starts_with(super::JPEG_DIGEST) && format == image::ImageFormat::Jpeg {
+        Some(super::jpeg_digest(bytes).is_some_and(|digest| digest == code))
+    } else if code.starts_with(super::PIXEL_DIGEST) && lossless {
+        Some(code == super::pixel_digest(&pixels))
+    } else {
+        None
+    };
     Ok(Report {
         format: format.extensions_str().first().copied().unwrap_or("?").replace("jpg", "jpeg"),
         width: pixels.width(),
@@ -97,7 +101,7 @@ impl fmt::Display for Report {
                 writeln!(f, "  Label: {} ({meaning})", aigc.label)?;
                 writeln!(f, "  ContentProducer: {}", aigc.content_producer)?;
                 writeln!(f, "  ProduceID: {}", aigc.produce_id)?;
-                let integrity = match (self.pixels_match, aigc.reserved_code1.starts_with("sha256:")) {
+                let integrity = match (self.pixels_match, aigc.reserved_code1.starts_with(super::PIXEL_DIGEST)) {
                     (Some(true), _) => "matches the pixels",
                     (Some(false), _) => "does NOT match the pixels: they changed after labelling",
                     (None, true) => "not checkable: lossy compression changed the pixels it names",
@@ -148,7 +152,7 @@ mod tests {
             file_name: "huiying_image_7.png".into(),
             model: "m".into(),
         };
-        let xmp = label.packet(&DynamicImage::ImageRgb8(original.clone()), None);
+        let xmp = label.packet(super::super::pixel_digest(&DynamicImage::ImageRgb8(original.clone())), None);
         let mut edited = original.clone();
         edited.put_pixel(10, 10, image::Rgb([255, 0, 0]));
 

@@ -38,13 +38,14 @@ pub struct Labelling {
 }
 
 impl ImplicitLabel {
-    /// The XMP packet for a picture whose pixels, as encoded, are `pixels`.
-    pub fn packet(&self, pixels: &DynamicImage, visible: Option<&VisibleLabel>) -> String {
+    /// The XMP packet for a picture whose digest ([`pixel_digest`] or [`jpeg_digest`]) is
+    /// `digest`.
+    pub fn packet(&self, digest: String, visible: Option<&VisibleLabel>) -> String {
         let aigc = xmp::Aigc {
             label: "1".into(),
             content_producer: self.producer.clone(),
             produce_id: self.job_id.clone(),
-            reserved_code1: pixel_digest(pixels),
+            reserved_code1: digest,
             content_propagator: self.propagator.clone(),
             propagate_id: self.file_name.clone(),
             reserved_code2: String::new(),
@@ -53,10 +54,9 @@ impl ImplicitLabel {
     }
 }
 
-/// `ReservedCode1`: `sha256:` and the hex SHA-256 of the pixels as 8-bit RGBA, row by row
-/// (RGB pictures count alpha as 255). For PNG and WebP, which keep pixels exactly, anyone
-/// can recompute it from the file; JPEG's compression changes pixels, so there it names
-/// the picture as it was before compression.
+/// `ReservedCode1` of a PNG or WebP: `sha256:` and the hex SHA-256 of the pixels as 8-bit
+/// RGBA, row by row (RGB pictures count alpha as 255). Both formats keep pixels exactly, so
+/// anyone can recompute it from the file.
 pub fn pixel_digest(pixels: &DynamicImage) -> String {
     let mut context = Context::new(&SHA256);
     match pixels {
@@ -72,8 +72,44 @@ pub fn pixel_digest(pixels: &DynamicImage) -> String {
         }
         other => context.update(other.to_rgba8().as_raw()),
     }
-    let hex: String = context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("{PIXEL_DIGEST}{}", hex(context))
+}
+
+/// What a [`pixel_digest`] starts with.
+pub const PIXEL_DIGEST: &str = "sha256:";
+/// What a [`jpeg_digest`] starts with.
+pub const JPEG_DIGEST: &str = "sha256-jpeg:";
+
+/// `ReservedCode1` of a JPEG: `sha256-jpeg:` and the hex SHA-256 of the file without its
+/// APP0–APP15 and COM segments (metadata: the label itself, EXIF, comments), that is of
+/// what decodes to the pixels. Compression changes pixels, so a pixel digest could not be
+/// recomputed from a JPEG; this can, and costs a hash of the file instead of the pixels.
+/// `None` when `jpeg` is not segmented as a JPEG is.
+pub fn jpeg_digest(jpeg: &[u8]) -> Option<String> {
+    let mut context = Context::new(&SHA256);
+    context.update(jpeg.get(..2).filter(|soi| *soi == [0xFF, 0xD8])?);
+    let mut at = 2;
+    loop {
+        let (marker, rest) = match jpeg.get(at..)? {
+            [0xFF, marker, rest @ ..] => (*marker, rest),
+            _ => return None,
+        };
+        // Start of scan: what follows is coded picture data to the end.
+        if marker == 0xDA {
+            context.update(&jpeg[at..]);
+            return Some(format!("{JPEG_DIGEST}{}", hex(context)));
+        }
+        let length = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+        let segment = jpeg.get(at..at + 2 + length)?;
+        if !matches!(marker, 0xE0..=0xEF | 0xFE) {
+            context.update(segment);
+        }
+        at += 2 + length;
+    }
+}
+
+fn hex(context: Context) -> String {
+    context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -89,5 +125,39 @@ mod tests {
         let mut changed = rgba;
         changed.get_pixel_mut(3, 3).0[0] ^= 1;
         assert_ne!(pixel_digest(&DynamicImage::ImageRgba8(changed)), digest, "one bit of one pixel changes it");
+    }
+
+    fn jpeg(picture: &image::RgbImage) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        picture.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    /// `jpeg` with a segment (`marker`, `data`) inserted after the start-of-image marker.
+    fn with_segment(jpeg: &[u8], marker: u8, data: &[u8]) -> Vec<u8> {
+        let length = (data.len() as u16 + 2).to_be_bytes();
+        [&jpeg[..2], &[0xFF, marker], &length, data, &jpeg[2..]].concat()
+    }
+
+    #[test]
+    fn a_jpeg_digest_ignores_metadata_and_sees_every_change_to_the_coded_picture() {
+        let picture = image::RgbImage::from_fn(40, 24, |x, y| image::Rgb([x as u8 * 6, y as u8 * 9, 70]));
+        let bare = jpeg(&picture);
+        let digest = jpeg_digest(&bare).unwrap();
+        assert!(digest.starts_with("sha256-jpeg:") && digest.len() == JPEG_DIGEST.len() + 64, "{digest}");
+        // Metadata added by any tool (XMP, EXIF, a comment) leaves it as it was.
+        let xmp = with_segment(&bare, 0xE1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>");
+        let commented = with_segment(&xmp, 0xFE, b"saved by an editor");
+        assert_eq!(jpeg_digest(&commented).unwrap(), digest);
+        // Other quantisation tables (what decodes to other pixels) or one bit of the scan do not.
+        let requantised = with_segment(&bare, 0xDB, &[0; 65]);
+        assert_ne!(jpeg_digest(&requantised).unwrap(), digest);
+        let mut flipped = bare.clone();
+        let middle = flipped.len() - 40;
+        flipped[middle] ^= 1;
+        assert_ne!(jpeg_digest(&flipped).unwrap(), digest);
+        // Not a JPEG, or cut short before its picture data.
+        assert_eq!(jpeg_digest(b"\x89PNG\r\n"), None);
+        assert_eq!(jpeg_digest(&bare[..20]), None);
     }
 }

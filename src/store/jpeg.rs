@@ -12,13 +12,7 @@ const XMP_HEADER: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
 const MAX_SEGMENT_DATA: usize = u16::MAX as usize - 2;
 
 /// Encodes 8-bit RGB `pixels` (`width` × `height`, no padding) at `quality` (1–100).
-pub(super) fn encode(
-    pixels: &[u8],
-    width: u32,
-    height: u32,
-    quality: u8,
-    xmp: Option<&str>,
-) -> Result<Vec<u8>, String> {
+pub(super) fn encode(pixels: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
     let mut compressor = Compressor::new().map_err(|e| e.to_string())?;
     compressor.set_quality(i32::from(quality.clamp(1, 100))).map_err(|e| e.to_string())?;
     // As libjpeg's cjpeg and jpeg-encoder do: chroma at half resolution unless the
@@ -27,16 +21,12 @@ pub(super) fn encode(
     compressor.set_subsamp(subsampling).map_err(|e| e.to_string())?;
     let (width, height) = (width as usize, height as usize);
     let image = Image { pixels, width, pitch: width * 3, height, format: PixelFormat::RGB };
-    let jpeg = compressor.compress_to_vec(image).map_err(|e| e.to_string())?;
-    match xmp {
-        None => Ok(jpeg),
-        Some(xmp) => with_xmp(jpeg, xmp),
-    }
+    compressor.compress_to_vec(image).map_err(|e| e.to_string())
 }
 
 /// `jpeg` with an APP1 segment holding `xmp`, right after the JFIF header (APP0), where
 /// readers look for metadata. The pixels are untouched.
-fn with_xmp(jpeg: Vec<u8>, xmp: &str) -> Result<Vec<u8>, String> {
+pub(super) fn with_xmp(jpeg: Vec<u8>, xmp: &str) -> Result<Vec<u8>, String> {
     let data_len = XMP_HEADER.len() + xmp.len();
     if data_len > MAX_SEGMENT_DATA {
         return Err(format!("the XMP packet is {} bytes; a JPEG segment holds at most {MAX_SEGMENT_DATA}", xmp.len()));
@@ -88,7 +78,7 @@ mod tests {
     fn pictures_are_as_good_and_as_small_as_with_the_encoder_used_before() {
         let picture = photo_like(512, 384);
         for quality in [60u8, 85, 95] {
-            let ours = encode(picture.as_raw(), 512, 384, quality, None).unwrap();
+            let ours = encode(picture.as_raw(), 512, 384, quality).unwrap();
             let mut before = Vec::new();
             jpeg_encoder::Encoder::new(&mut before, quality)
                 .encode(picture.as_raw(), 512, 384, jpeg_encoder::ColorType::Rgb)
@@ -104,13 +94,13 @@ mod tests {
     fn the_xmp_packet_is_an_app1_segment_and_the_pixels_do_not_change() {
         let picture = photo_like(64, 48);
         let xmp = r#"<x:xmpmeta xmlns:x="adobe:ns:meta/">label</x:xmpmeta>"#;
-        let bare = encode(picture.as_raw(), 64, 48, 85, None).unwrap();
-        let labelled = encode(picture.as_raw(), 64, 48, 85, Some(xmp)).unwrap();
+        let bare = encode(picture.as_raw(), 64, 48, 85).unwrap();
+        let labelled = with_xmp(bare.clone(), xmp).unwrap();
         let app1 = labelled.windows(2).position(|w| w == [0xFF, 0xE1]).expect("an APP1 marker");
         assert_eq!(&labelled[app1 + 4..app1 + 4 + XMP_HEADER.len()], XMP_HEADER);
         let decode = |bytes: &[u8]| image::load_from_memory(bytes).unwrap().into_rgb8();
         assert!(decode(&bare) == decode(&labelled));
         let too_big = "x".repeat(70_000);
-        assert!(encode(picture.as_raw(), 64, 48, 85, Some(&too_big)).unwrap_err().contains("at most"));
+        assert!(with_xmp(bare, &too_big).unwrap_err().contains("at most"));
     }
 }

@@ -9,7 +9,7 @@ use image::{DynamicImage, ImageReader};
 
 use crate::config::{ImageFormat, ImageProcessingConfig};
 use crate::contract::events::Labels;
-use crate::labels::Labelling;
+use crate::labels::{self, Labelling};
 
 /// The keyword of the PNG iTXt chunk holding XMP.
 const PNG_XMP_KEYWORD: &str = "XML:com.adobe.xmp";
@@ -89,15 +89,14 @@ pub fn process(
         visible.draw(&mut image);
     }
     let pixels = encoded_pixels(image, settings.format);
-    let xmp = labelling.implicit.as_ref().map(|implicit| implicit.packet(&pixels, labelling.visible.as_ref()));
-    let bytes = encode(&pixels, settings.format, settings.quality, xmp)?;
+    let bytes = encode(&pixels, settings.format, settings.quality, labelling)?;
     let labels = Labels { implicit: labelling.implicit.is_some(), explicit: labelling.visible.is_some() };
     let thumbnail = thumbnail(&pixels, labelling)?;
     Ok(Processed { bytes, width: pixels.width(), height: pixels.height(), format: settings.format, labels, thumbnail })
 }
 
 /// The gallery's JPEG of `pixels` (already labelled), with an implicit label of its own
-/// (its pixel digest is the thumbnail's).
+/// (its digest is the thumbnail's).
 fn thumbnail(pixels: &DynamicImage, labelling: &Labelling) -> Result<Vec<u8>, ProcessError> {
     let (width, height) = fit(pixels.width(), pixels.height(), THUMBNAIL_SIDE, THUMBNAIL_SIDE);
     let small = match width < pixels.width() {
@@ -106,8 +105,7 @@ fn thumbnail(pixels: &DynamicImage, labelling: &Labelling) -> Result<Vec<u8>, Pr
         true => encoded_pixels(shrink(pixels, width, height, FilterType::Bilinear)?, ImageFormat::Jpeg),
         false => encoded_pixels(pixels.clone(), ImageFormat::Jpeg),
     };
-    let xmp = labelling.implicit.as_ref().map(|implicit| implicit.packet(&small, labelling.visible.as_ref()));
-    encode(&small, ImageFormat::Jpeg, THUMBNAIL_QUALITY, xmp)
+    encode(&small, ImageFormat::Jpeg, THUMBNAIL_QUALITY, labelling)
 }
 
 /// The largest size within both limits that keeps the aspect ratio.
@@ -155,26 +153,37 @@ fn encoded_pixels(image: DynamicImage, format: ImageFormat) -> DynamicImage {
     }
 }
 
-/// Encodes `pixels` (from [`encoded_pixels`]), the XMP packet written by the encoder
-/// itself: pixels are the same with or without it.
+/// Encodes `pixels` (from [`encoded_pixels`]) with the implicit label's XMP packet, when
+/// there is one, in the file's metadata: pixels are the same with or without it.
 fn encode(
     pixels: &DynamicImage,
     format: ImageFormat,
     quality: u8,
-    xmp: Option<String>,
+    labelling: &Labelling,
 ) -> Result<Vec<u8>, ProcessError> {
     let failed = |message: String| ProcessError::Encode { format, message };
+    let visible = labelling.visible.as_ref();
+    // PNG and WebP keep the encoder's pixels exactly: their digest is of the pixels.
+    let lossless_xmp =
+        || labelling.implicit.as_ref().map(|implicit| implicit.packet(labels::pixel_digest(pixels), visible));
     let (width, height) = (pixels.width(), pixels.height());
     let mut out = Vec::new();
     match format {
+        // The digest is of the coded file (a JPEG's pixels are not the encoder's), so the
+        // packet goes in after encoding.
         ImageFormat::Jpeg => {
-            out = super::jpeg::encode(pixels.as_bytes(), width, height, quality, xmp.as_deref()).map_err(failed)?
+            out = super::jpeg::encode(pixels.as_bytes(), width, height, quality).map_err(failed)?;
+            if let Some(implicit) = &labelling.implicit {
+                let digest =
+                    labels::jpeg_digest(&out).ok_or_else(|| failed("the encoder's output is no JPEG".into()))?;
+                out = super::jpeg::with_xmp(out, &implicit.packet(digest, visible)).map_err(failed)?;
+            }
         }
         ImageFormat::Png => {
             let mut encoder = png::Encoder::new(&mut out, width, height);
             encoder.set_color(if pixels.color().has_alpha() { png::ColorType::Rgba } else { png::ColorType::Rgb });
             encoder.set_depth(png::BitDepth::Eight);
-            if let Some(xmp) = xmp {
+            if let Some(xmp) = lossless_xmp() {
                 encoder.add_itxt_chunk(PNG_XMP_KEYWORD.into(), xmp).map_err(|e| failed(e.to_string()))?;
             }
             let mut writer = encoder.write_header().map_err(|e| failed(e.to_string()))?;
@@ -184,7 +193,7 @@ fn encode(
         // Lossless WebP (image-webp writes no lossy WebP); `quality` does not apply.
         ImageFormat::Webp => {
             let mut encoder = image_webp::WebPEncoder::new(&mut out);
-            if let Some(xmp) = xmp {
+            if let Some(xmp) = lossless_xmp() {
                 encoder.set_xmp_metadata(xmp.into_bytes());
             }
             encoder
@@ -330,9 +339,25 @@ mod tests {
             assert_eq!((aigc.label.as_str(), aigc.produce_id.as_str()), ("1", "job-42"));
             assert_eq!(aigc.content_producer, "测试运营者");
             assert_eq!(report.ai_system.as_deref(), Some("huiying/placeholder"));
-            let lossless = format != ImageFormat::Jpeg;
-            assert_eq!(report.pixels_match, lossless.then_some(true), "{format:?}");
+            assert_eq!(report.pixels_match, Some(true), "{format:?}: the digest can be checked from the file");
             assert!(crate::labels::check::check(&bare.bytes).unwrap().aigc.is_none());
+        }
+    }
+
+    #[test]
+    fn a_labelled_jpeg_whose_picture_changed_afterwards_is_told_apart() {
+        let input = encoded(320, 240, image::ImageFormat::Png);
+        let labelled = process(&input, &settings(ImageFormat::Jpeg), &labelling(true, false)).unwrap();
+        for file in [&labelled.bytes, &labelled.thumbnail] {
+            let report = crate::labels::check::check(file).unwrap();
+            assert!(report.aigc.as_ref().unwrap().reserved_code1.starts_with("sha256-jpeg:"));
+            assert_eq!(report.pixels_match, Some(true));
+            let mut edited = file.clone();
+            let in_the_scan = edited.len() - 100;
+            edited[in_the_scan] ^= 0x10;
+            let report = crate::labels::check::check(&edited).unwrap();
+            assert_eq!(report.pixels_match, Some(false), "one bit of the picture data changed");
+            assert!(report.to_string().contains("does NOT match"), "{report}");
         }
     }
 
