@@ -8,7 +8,8 @@
   same server is its anchor);
 - mail: `cargo bench --bench mailer` against postfix's smtp-source into smtp-sink
   (Debian package postfix);
-- whole pipeline: `huiying load` (release build), throughput and CPU per job.
+- whole pipeline: `huiying load` (release build): CPU per job at --rate, the ceiling
+  (jobs/s with 300 offered a second) and end-to-end p99 at 50 jobs/s.
 
 Run it on an otherwise idle machine: the anchors and huiying share its cores. Not a test;
 CI does not run it. What each figure is bounded by: docs/performance.md.
@@ -76,12 +77,22 @@ def main():
             summary.append(f"{'ingest p99':<30} {p99} ms (goal < 20 ms: {met})")
 
     run(["cargo", "build", "--release", "--bin", "huiying"])
-    load = run([os.path.join(root, "target", "release", "huiying"), "load", "--jobs", str(args.jobs), "--rate", str(args.rate)])
-    print(load)
-    throughput = number(r"([\d.]+) jobs/s through the whole pipeline", load)
-    cpu = number(r"CPU per job, all processes\s+([\d.]+)", load)
-    summary.append(f"{'pipeline':<30} {throughput} jobs/s at {args.rate}/s offered (goal >= 150)")
-    summary.append(f"{'pipeline CPU per job':<30} {cpu} ms, all processes (goal <= 10 ms)")
+
+    def load(jobs, rate):
+        output = run([os.path.join(root, "target", "release", "huiying"), "load", "--jobs", str(jobs), "--rate", str(rate)])
+        print(output)
+        return output
+
+    steady = load(args.jobs, args.rate)
+    cpu = number(r"CPU per job, all processes\s+([\d.]+)", steady)
+    met = "met" if cpu is not None and cpu <= 10 else "not met"
+    summary.append(f"{'pipeline CPU per job':<30} {cpu} ms at {args.rate}/s, all processes (goal <= 10 ms: {met})")
+    ceiling = number(r"([\d.]+) jobs/s through the whole pipeline", load(4500, 300))
+    met = "met" if ceiling is not None and ceiling >= 150 else "not met"
+    summary.append(f"{'pipeline ceiling':<30} {ceiling} jobs/s with 300/s offered (goal >= 150: {met})")
+    p99 = number(r"end to end \(requested → mail written\)\s+[\d.]+\s+[\d.]+\s+([\d.]+)", load(1500, 50))
+    met = "met" if p99 is not None and p99 < 100 else "not met"
+    summary.append(f"{'pipeline p99 at 50 jobs/s':<30} {p99} ms end to end (goal < 100 ms: {met})")
 
     print("\nSummary (one run; ratios carry over between machines, absolute figures do not)")
     for line in summary:
