@@ -13,6 +13,8 @@ pub enum JobState {
     /// The generator is translating the prompt (only when it has Chinese and a translator is set).
     Translating,
     Generating,
+    /// The store is still at it after 0.1 s (an upload to S3 or R2, a slow disk) or an
+    /// attempt failed; a picture stored at once goes from `Generating` to `Completed`.
     Storing,
     Completed,
     Failed,

@@ -40,6 +40,12 @@ use records::Records;
 const POLICY: RetryPolicy =
     RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(15), jitter: 0.2, max_attempts: u32::MAX };
 
+/// How long storing may take before the job shows `storing`. A picture kept on local disk
+/// is stored in a few milliseconds, too quick for any reader to see the state, and the
+/// write costs JetStream an fsync; an upload to S3 or R2, a slow disk or a failed attempt
+/// (a full disk) shows it.
+const STORING_SHOWN_AFTER: Duration = Duration::from_millis(100);
+
 /// The store stage: one instance's parts and settings.
 #[derive(Clone)]
 pub struct Store {
@@ -57,6 +63,8 @@ pub struct Store {
     /// One permit per core: picture processing is CPU-bound, the rest of a job waits on
     /// NATS, the disk and the database, so more jobs are in flight than pictures in work.
     cores: Arc<tokio::sync::Semaphore>,
+    /// [`STORING_SHOWN_AFTER`]; the tests set it.
+    storing_shown_after: Duration,
 }
 
 fn consumer_spec(config: &Config) -> ConsumerSpec {
@@ -140,6 +148,7 @@ impl Store {
             propagator,
             remote,
             cores: Arc::new(tokio::sync::Semaphore::new(cores())),
+            storing_shown_after: STORING_SHOWN_AFTER,
         })
     }
 }
@@ -159,7 +168,7 @@ impl Stage for Store {
             tracing::info!(job = %generated.id, "cancelled; the picture is discarded");
             return Ok(());
         }
-        match self.store(&generated).await {
+        match self.store_showing_progress(&generated).await {
             Ok(completed) => {
                 self.jobs.finish(&*self.publisher, &completed).await?;
                 // The object store copy is left for the bucket's max age (24 h) to remove:
@@ -184,6 +193,26 @@ impl Stage for Store {
 }
 
 impl Store {
+    /// [`Store::store`], the job showing `storing` once it takes longer than
+    /// [`STORING_SHOWN_AFTER`] or fails (then it stays `storing` until a retry succeeds).
+    async fn store_showing_progress(&self, generated: &ImageGenerated) -> Result<ImageCompleted, Failure> {
+        let storing = JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model));
+        let work = self.store(generated);
+        tokio::pin!(work);
+        let stored = tokio::select! {
+            stored = &mut work => stored,
+            _ = tokio::time::sleep(self.storing_shown_after) => {
+                let (shown, stored) = tokio::join!(self.jobs.set(&storing), &mut work);
+                shown?;
+                stored
+            }
+        };
+        if stored.as_ref().is_err_and(Failure::is_transient) {
+            self.jobs.set(&storing).await?;
+        }
+        stored
+    }
+
     /// Writes the file and the record (once per job) and returns the completion event.
     /// A permanent failure means the picture itself is unusable.
     async fn store(&self, generated: &ImageGenerated) -> Result<ImageCompleted, Failure> {
@@ -191,7 +220,6 @@ impl Store {
             // A redelivery after the record was written: announce it again, write nothing.
             return Ok(self.completed_event(generated, &record));
         }
-        let storing = JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model));
         let name = files::file_name(
             generated.kind,
             &generated.id,
@@ -199,11 +227,7 @@ impl Store {
             &generated.english_prompt,
             self.processing.format.extension(),
         );
-        // The state is written while the picture is processed: the write waits on
-        // JetStream's fsync, the processing on a core.
-        let (recorded, processed) = tokio::join!(self.jobs.set(&storing), self.process(generated, &name));
-        recorded?;
-        let processed = processed?;
+        let processed = self.process(generated, &name).await?;
 
         let dir = self.images_dir.clone();
         let bytes = Arc::new(processed.bytes);

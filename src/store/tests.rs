@@ -169,3 +169,52 @@ async fn a_picture_drawn_for_a_job_cancelled_meanwhile_is_discarded() {
     assert_eq!(failed[0].cancelled.map(|c| c.notify), Some(true), "the canceller's wish travels on");
     assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Cancelled);
 }
+
+/// The states the job is shown in while `work` runs, in order.
+async fn states_shown(parts: &Parts, id: &str, work: impl std::future::Future) -> Vec<JobState> {
+    use futures::{FutureExt, StreamExt};
+    let mut watch = parts.jobs.watch(id).await.unwrap();
+    work.await;
+    let mut shown = Vec::new();
+    while let Some(Some(status)) = watch.next().now_or_never() {
+        shown.push(status.unwrap().status);
+    }
+    shown
+}
+
+#[tokio::test]
+async fn a_picture_stored_at_once_goes_from_generating_to_completed() {
+    let (store, parts) = store();
+    parts.objects.put("job-1", &png(32, 32)).await.unwrap();
+    let generating = JobStatus::new("job-1", JobState::Generating, "一只狐狸", None);
+    parts.jobs.set(&generating).await.unwrap();
+    let shown = states_shown(&parts, "job-1", store.handle(delivery(&generated("job-1"), 1))).await;
+    assert_eq!(shown, [JobState::Generating, JobState::Completed], "no storing nobody could see");
+}
+
+#[tokio::test]
+async fn storing_that_takes_long_is_shown_before_completed() {
+    let (mut store, parts) = store();
+    store.storing_shown_after = Duration::ZERO;
+    parts.objects.put("job-1", &png(32, 32)).await.unwrap();
+    let shown = states_shown(&parts, "job-1", store.handle(delivery(&generated("job-1"), 1))).await;
+    assert_eq!(shown, [JobState::Storing, JobState::Completed]);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_write_shows_storing_until_a_retry_succeeds() {
+    let (store, parts) = store();
+    parts.objects.put("job-1", &png(32, 32)).await.unwrap();
+    // The pictures' folder is gone and a file is in its place: every write fails.
+    let images = parts.dir.path().join("images");
+    std::fs::remove_dir_all(&images).unwrap();
+    std::fs::write(&images, b"not a folder").unwrap();
+    let failure = store.handle(delivery(&generated("job-1"), 1)).await.unwrap_err();
+    assert!(failure.is_transient(), "{failure}");
+    assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Storing);
+
+    std::fs::remove_file(&images).unwrap();
+    store.handle(delivery(&generated("job-1"), 2)).await.unwrap();
+    assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Completed);
+    assert_eq!(files(&parts).len(), 1);
+}
