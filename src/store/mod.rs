@@ -168,7 +168,7 @@ impl Stage for Store {
             tracing::info!(job = %generated.id, "cancelled; the picture is discarded");
             return Ok(());
         }
-        match self.store_showing_progress(&generated).await {
+        match self.store(&generated).await {
             Ok(completed) => {
                 self.jobs.finish(&*self.publisher, &completed).await?;
                 // The object store copy is left for the bucket's max age (24 h) to remove:
@@ -193,26 +193,6 @@ impl Stage for Store {
 }
 
 impl Store {
-    /// [`Store::store`], the job showing `storing` once it takes longer than
-    /// [`STORING_SHOWN_AFTER`] or fails (then it stays `storing` until a retry succeeds).
-    async fn store_showing_progress(&self, generated: &ImageGenerated) -> Result<ImageCompleted, Failure> {
-        let storing = JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model));
-        let work = self.store(generated);
-        tokio::pin!(work);
-        let stored = tokio::select! {
-            stored = &mut work => stored,
-            _ = tokio::time::sleep(self.storing_shown_after) => {
-                let (shown, stored) = tokio::join!(self.jobs.set(&storing), &mut work);
-                shown?;
-                stored
-            }
-        };
-        if stored.as_ref().is_err_and(Failure::is_transient) {
-            self.jobs.set(&storing).await?;
-        }
-        stored
-    }
-
     /// Writes the file and the record (once per job) and returns the completion event.
     /// A permanent failure means the picture itself is unusable.
     async fn store(&self, generated: &ImageGenerated) -> Result<ImageCompleted, Failure> {
@@ -220,6 +200,27 @@ impl Store {
             // A redelivery after the record was written: announce it again, write nothing.
             return Ok(self.completed_event(generated, &record));
         }
+        // The job shows `storing` once keeping the picture takes longer than
+        // STORING_SHOWN_AFTER, or fails (then until a retry succeeds).
+        let storing = JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model));
+        let keeping = self.keep(generated);
+        tokio::pin!(keeping);
+        let kept = tokio::select! {
+            kept = &mut keeping => kept,
+            _ = tokio::time::sleep(self.storing_shown_after) => {
+                let (shown, kept) = tokio::join!(self.jobs.set(&storing), &mut keeping);
+                shown?;
+                kept
+            }
+        };
+        if kept.as_ref().is_err_and(Failure::is_transient) {
+            self.jobs.set(&storing).await?;
+        }
+        kept
+    }
+
+    /// Processes and writes the picture of a job that has no record yet, and records it.
+    async fn keep(&self, generated: &ImageGenerated) -> Result<ImageCompleted, Failure> {
         let name = files::file_name(
             generated.kind,
             &generated.id,

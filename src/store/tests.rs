@@ -218,3 +218,13 @@ async fn a_store_that_cannot_write_shows_storing_until_a_retry_succeeds() {
     assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Completed);
     assert_eq!(files(&parts).len(), 1);
 }
+
+#[tokio::test]
+async fn a_redelivery_of_a_stored_job_never_sets_it_back_to_storing() {
+    let (mut store, parts) = store();
+    store.storing_shown_after = Duration::ZERO;
+    parts.objects.put("job-1", &png(32, 32)).await.unwrap();
+    store.handle(delivery(&generated("job-1"), 1)).await.unwrap();
+    let shown = states_shown(&parts, "job-1", store.handle(delivery(&generated("job-1"), 2))).await;
+    assert_eq!(shown, [JobState::Completed, JobState::Completed], "announced again, never storing");
+}
