@@ -37,11 +37,16 @@ async fn the_counters_move_with_a_job_on_ingest_and_on_a_services_listener() {
     app.smtp.wait_for_mails(1).await;
 
     let moved = |after: &str, name: &str, labels: &[&str]| value(after, name, labels) - value(&before, name, labels);
-    let after = wait_for("the mail to be counted", std::time::Duration::from_secs(20), || async {
-        let after = scrape(&app, &metrics).await;
-        (moved(&after, "huiying_mails_total", &[r#"result="sent""#]) >= 1.0).then_some(after)
-    })
-    .await;
+    // The mailer's stage is counted after its mail, once the loop has the stage's answer.
+    let mailer_done = [r#"stage="mailer""#, r#"outcome="done""#];
+    let after =
+        wait_for("the mail and the mailer's stage to be counted", std::time::Duration::from_secs(20), || async {
+            let after = scrape(&app, &metrics).await;
+            let counted = moved(&after, "huiying_mails_total", &[r#"result="sent""#]) >= 1.0
+                && moved(&after, "huiying_stage_deliveries_total", &mailer_done) >= 1.0;
+            counted.then_some(after)
+        })
+        .await;
     assert!(moved(&after, "huiying_jobs_accepted_total", &[r#"kind="generate""#]) >= 1.0);
     assert!(moved(&after, "huiying_jobs_finished_total", &[r#"kind="generate""#, r#"status="completed""#]) >= 1.0);
     let placeholder = [r#"provider="placeholder""#, r#"result="ok""#];
