@@ -130,7 +130,7 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::ImplicitLabel;
+    use crate::labels::{ImplicitLabel, pixel_digest};
 
     /// A PNG of `pixels` carrying `xmp`, as any tool could write it.
     fn png_with_xmp(pixels: &image::RgbImage, xmp: String) -> Vec<u8> {
@@ -152,7 +152,7 @@ mod tests {
             file_name: "huiying_image_7.png".into(),
             model: "m".into(),
         };
-        let xmp = label.packet(super::super::pixel_digest(&DynamicImage::ImageRgb8(original.clone())), None);
+        let xmp = label.packet(pixel_digest(&DynamicImage::ImageRgb8(original.clone())), None);
         let mut edited = original.clone();
         edited.put_pixel(10, 10, image::Rgb([255, 0, 0]));
 
