@@ -6,14 +6,16 @@ FROM rust:1.89-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake nasm && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin huiying
+RUN cargo build --release --locked --bins
 
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /var/lib/huiying huiying
-COPY --from=build /src/target/release/huiying /usr/local/bin/huiying
+COPY --from=build /src/target/release/huiying /src/target/release/huiying-ingest \
+     /src/target/release/huiying-generator /src/target/release/huiying-store \
+     /src/target/release/huiying-mailer /src/target/release/huiying-webhook /usr/local/bin/
 USER huiying
 WORKDIR /var/lib/huiying
 # ingest's HTTP port (set SERVER_HOST=0.0.0.0 to listen beyond the container).

@@ -7,6 +7,7 @@
 //! composing is measured. `smtp-source` from the same package, when present, gives the
 //! sink's own ceiling for comparison.
 
+use huiying::contract::values::{JobId, ModelName, Prompt};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,10 +34,10 @@ fn notice(n: usize) -> Notice {
     let now = time::OffsetDateTime::now_utc();
     Notice::completed(&ImageCompleted {
         version: 1,
-        id: format!("00000000-0000-4000-8000-{n:012}"),
-        prompt: format!("一只在月球上的猫 <{n}> & a lighthouse at dawn, watercolor"),
+        id: JobId::parse(format!("00000000-0000-4000-8000-{n:012}")).unwrap(),
+        prompt: Prompt::parse(format!("一只在月球上的猫 <{n}> & a lighthouse at dawn, watercolor")).unwrap(),
         english_prompt: format!("a cat on the moon {n}"),
-        model: "google/gemini-2.5-flash-image-preview:free".into(),
+        model: ModelName::parse("google/gemini-2.5-flash-image-preview:free").unwrap(),
         url: format!("https://img.example.com/static/images/huiying_image_{n}.jpg"),
         local_url: format!("https://img.example.com/static/images/huiying_image_{n}.jpg"),
         r2_url: None,

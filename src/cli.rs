@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
+use crate::contract::services::Service;
 
 /// The option every binary takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,10 +35,17 @@ pub fn load_config(args: &ConfigArgs, program: &str) -> Result<Config, ExitCode>
     }
 }
 
-/// Logs to stderr at `[logging] level` (`RUST_LOG` wins when set).
+/// Logs to stderr at `[logging] level` (`RUST_LOG` wins when set, as it is). The NATS
+/// client's own lines (a dozen "connected" at every start) are kept to warnings unless
+/// the level names `async_nats`: huiying says itself when a connection is lost and back.
 pub fn init_logging(config: &Config) {
+    let level = &config.logging.level;
+    let level = match level.contains("async_nats") {
+        true => level.clone(),
+        false => format!("{level},async_nats=warn"),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.logging.level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
@@ -90,4 +98,19 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// The whole of a service's program of its own (`huiying-store` ...): the same as
+/// `huiying store`, with `--config` and `--help`.
+pub async fn service_main(service: Service) -> ExitCode {
+    use clap::{Args, Command, FromArgMatches};
+    // The about line after the arguments: augmenting sets the arguments' own doc as one.
+    let command = ConfigArgs::augment_args(Command::new(service.program()))
+        .about(service.about())
+        .version(env!("CARGO_PKG_VERSION"));
+    let args = match ConfigArgs::from_arg_matches(&command.get_matches()) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    run_service(service.program(), &args, |config, shutdown| crate::service::run(service, config, shutdown)).await
 }

@@ -20,16 +20,23 @@
 //!
 //! No service imports another. What they share:
 //! - [`contract`]: everything that crosses a process boundary (events and subjects,
-//!   stream, bucket and consumer names, job states, the records request/reply types);
+//!   stream, bucket and consumer names, job states, the records request/reply types, the
+//!   services' names); values in it are checked once where they enter ([`contract::values`]);
 //! - [`worker`]: the one subscriber loop, which runs a [`worker::Stage`] and maps its
 //!   answer to ack / nak / term; [`failure`]: the one failure type and retry policy;
 //! - [`parts`]: the narrow parts a stage is built from (publish, key-value, objects,
-//!   requests), on NATS and in memory; [`bus`]: connecting to NATS and its topology;
-//!   [`jobs`]: job states;
-//! - [`config`] (one loader), [`smtp`] (where mail goes), [`translate`] and [`model_api`] (calling model APIs),
-//!   [`limit`] (per-minute limits).
+//!   requests, job states), on NATS and in memory, each failing with a
+//!   [`parts::PartError`]; [`bus`]: connecting to NATS, setting the parts up, handing them out;
+//! - [`config`] (one loader), [`smtp`] (where mail goes), [`stored`] (reading a stored
+//!   picture back), [`translate`] and [`model_api`] (calling model APIs), [`limit`]
+//!   (per-minute limits).
 //!
-//! [`service`], [`cli`], [`up`], [`submit`] and [`load`] (the load test) are what `huiying` runs.
+//! Where to add things: a provider is a file in [`generator`] implementing its
+//! `ImageModel` trait; a route is a file in [`ingest`] (what routes share is its
+//! `AppState`); a stage part is a trait in [`parts`] with a NATS and a memory twin.
+//!
+//! [`service`], [`cli`], [`up`], [`submit`] and [`load`] (the load test) are what `huiying`
+//! runs; `src/bin/` holds `huiying` and each service's program of its own (`huiying-store` ...).
 
 #![deny(unreachable_pub)]
 
@@ -41,7 +48,6 @@ pub mod failure;
 pub(crate) mod fetch;
 pub mod generator;
 pub mod ingest;
-pub mod jobs;
 pub mod labels;
 pub(crate) mod limit;
 pub mod load;
@@ -52,6 +58,7 @@ pub mod parts;
 pub mod service;
 pub mod smtp;
 pub mod store;
+pub mod stored;
 pub mod submit;
 pub mod telemetry;
 pub(crate) mod translate;

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::contract::JOBS_BUCKET;
 use crate::contract::events::{EVENT_VERSION, ImageRequested};
 use crate::contract::values::{JobId, ModelName, Prompt};
-use crate::jobs::JobBoard;
+use crate::parts::JobBoard;
 use crate::parts::nats::NatsPublisher;
 use crate::parts::{self, JsonBucket};
 

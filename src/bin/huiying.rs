@@ -19,16 +19,15 @@ struct Cli {
 enum Command {
     /// Run all five services, starting a nats-server when none answers at [nats] url.
     Up,
-    /// Run one service: ingest (the HTTP API), generator, store, mailer or webhook.
-    #[command(name = "ingest")]
+    #[command(name = "ingest", about = Service::Ingest.about())]
     Ingest,
-    #[command(name = "generator")]
+    #[command(name = "generator", about = Service::Generator.about())]
     Generator,
-    #[command(name = "store")]
+    #[command(name = "store", about = Service::Store.about())]
     Store,
-    #[command(name = "mailer")]
+    #[command(name = "mailer", about = Service::Mailer.about())]
     Mailer,
-    #[command(name = "webhook")]
+    #[command(name = "webhook", about = Service::Webhook.about())]
     Webhook,
     /// Check the mail setup, list failed notifications, send them again.
     #[command(subcommand)]
@@ -180,7 +179,7 @@ fn check_labels(file: &std::path::Path, json: bool) -> ExitCode {
 }
 
 async fn service(args: &ConfigArgs, service: Service) -> ExitCode {
-    run_service(service.name(), args, |config, shutdown| service.run(config, shutdown)).await
+    run_service(service.name(), args, |config, shutdown| huiying::service::run(service, config, shutdown)).await
 }
 
 async fn webhooks(args: &ConfigArgs, command: WebhooksCommand) -> ExitCode {

@@ -1,4 +1,5 @@
-//! The message bus: connecting to NATS, the JetStream topology, and publishing.
+//! The message bus: connecting to NATS and setting up the JetStream topology; the
+//! parts a stage works with ([`crate::parts`]) are handed out from here.
 //!
 //! Every service calls [`Bus::connect`], which creates what is missing and leaves what
 //! exists (streams, buckets and consumers are created idempotently). Services only look
@@ -8,6 +9,7 @@
 //! publish repeated after a crash is stored once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, object_store, stream};
@@ -16,12 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::NatsConfig;
 use crate::contract::events;
 use crate::contract::jobs::JobStatus;
+use crate::contract::services::Service;
 use crate::contract::{
     DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, IDEMPOTENCY_BUCKET, IMAGES_BUCKET, JOBS_BUCKET, MAIL_BUCKET, STREAM,
 };
-use crate::failure::Failure;
-use crate::jobs::JobBoard;
-use crate::parts::{JsonBucket, nats::NatsPublisher};
+use crate::parts::{JobBoard, JsonBucket, nats::NatsPublisher};
 
 mod subscriber;
 pub use subscriber::Subscriber;
@@ -36,9 +37,11 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
 type Source = Box<dyn std::error::Error + Send + Sync>;
 
-/// What went wrong talking to NATS; each kind keeps the client's error as its source.
+/// What went wrong setting up: connecting to NATS, or finding and creating streams,
+/// buckets and consumers. Operations on them afterwards fail with a
+/// [`crate::parts::PartError`].
 #[derive(Debug, thiserror::Error)]
-pub enum BusError {
+pub enum SetupError {
     #[error("cannot reach NATS at {url}: {source}")]
     Connect {
         url: String,
@@ -47,36 +50,12 @@ pub enum BusError {
     },
     #[error("nats-server at {url} is version {found}; huiying needs nats-server 2.10 or newer")]
     ServerTooOld { url: String, found: String },
+    /// JetStream answered setup with an error; while a cluster forms this passes.
     #[error("JetStream setup failed ({what}): {source}")]
-    Setup {
+    JetStream {
         what: &'static str,
         #[source]
         source: Source,
-    },
-    #[error("publishing to {subject} failed: {source}")]
-    Publish {
-        subject: String,
-        #[source]
-        source: Source,
-    },
-    #[error("object store: {source}")]
-    Object {
-        #[source]
-        source: Source,
-    },
-    #[error("key-value bucket {bucket}: {source}")]
-    KeyValue {
-        bucket: String,
-        #[source]
-        source: Source,
-    },
-    /// An entry that is not what this build wrote: surfaced, never read as absent.
-    #[error("key-value bucket {bucket}: entry {key:?} is unreadable: {source}")]
-    Corrupt {
-        bucket: String,
-        key: String,
-        #[source]
-        source: serde_json::Error,
     },
     /// A stream (or bucket) exists with another replica count than `[nats] replicas`.
     /// Services never change streams, so an operator must, or the setting must.
@@ -88,20 +67,6 @@ pub enum BusError {
     Replicas { stream: String, found: usize, wanted: usize },
     #[error("stopped before NATS answered")]
     Cancelled,
-}
-
-impl From<BusError> for Failure {
-    /// NATS being away passes; an entry that does not decode will not.
-    fn from(error: BusError) -> Self {
-        let reason = error.to_string();
-        let failure = match &error {
-            BusError::Corrupt { .. } | BusError::ServerTooOld { .. } | BusError::Replicas { .. } => {
-                Failure::permanent(reason)
-            }
-            _ => Failure::transient(reason),
-        };
-        failure.caused_by(error)
-    }
 }
 
 /// A connection to NATS with handles to everything huiying keeps there.
@@ -120,7 +85,7 @@ pub struct Bus {
 
 impl Bus {
     /// Connects (retrying until NATS answers or `shutdown` fires) and sets up the topology.
-    pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, BusError> {
+    pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, SetupError> {
         let client = connect_retrying(config, name, shutdown).await?;
         check_server_version(&config.url.to_string(), &client.server_info().version)?;
         // A cluster still forming (no leader yet, too few peers for the replicas) answers
@@ -129,7 +94,7 @@ impl Bus {
             .await
     }
 
-    async fn setup(client: async_nats::Client, replicas: usize) -> Result<Self, BusError> {
+    async fn setup(client: async_nats::Client, replicas: usize) -> Result<Self, SetupError> {
         let js = jetstream::new(client.clone());
         let stream = stream_or_create(
             &js,
@@ -202,21 +167,21 @@ impl Bus {
         JobBoard::new(JsonBucket::<JobStatus>::new(Arc::new(self.jobs.clone())))
     }
 
-    /// Answers NATS service pings as `name` (`huiying-generator` ...) until `stop` is
+    /// Answers NATS service pings as `service` (`huiying-generator` ...) until `stop` is
     /// called on the handle (dropping it is not enough), so that ingest's `/health` can
     /// tell the service runs.
-    pub async fn announce(&self, name: &str, description: &str) -> Result<async_nats::service::Service, BusError> {
+    pub async fn announce(&self, service: Service) -> Result<async_nats::service::Service, SetupError> {
         use async_nats::service::ServiceExt;
         self.client
             .service_builder()
-            .description(description)
-            .start(name, env!("CARGO_PKG_VERSION"))
+            .description(service.about())
+            .start(service.program(), env!("CARGO_PKG_VERSION"))
             .await
-            .map_err(|e| BusError::Setup { what: "the service ping", source: e.to_string().into() })
+            .map_err(|e| SetupError::JetStream { what: "the service ping", source: e.to_string().into() })
     }
 
     /// Creates (or updates) a durable pull consumer on the `HUIYING` stream and returns it.
-    pub async fn durable_consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, BusError> {
+    pub async fn durable_consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, SetupError> {
         durable_consumer_on(&self.stream, spec).await
     }
 }
@@ -225,7 +190,7 @@ impl Bus {
 pub async fn durable_consumer_on(
     stream: &stream::Stream,
     spec: &ConsumerSpec,
-) -> Result<consumer::PullConsumer, BusError> {
+) -> Result<consumer::PullConsumer, SetupError> {
     let mut config = consumer::pull::Config {
         durable_name: Some(spec.durable.into()),
         description: Some(spec.description.into()),
@@ -256,18 +221,18 @@ pub struct ConsumerSpec {
     pub max_ack_pending: i64,
 }
 
-pub(crate) fn setup_failed<E: Into<Source>>(what: &'static str) -> impl FnOnce(E) -> BusError {
-    move |e| BusError::Setup { what, source: e.into() }
+pub(crate) fn setup_failed<E: Into<Source>>(what: &'static str) -> impl FnOnce(E) -> SetupError {
+    move |e| SetupError::JetStream { what, source: e.into() }
 }
 
 /// The stream `config` names as it is, created when missing. Never updated: a stream
 /// someone changed on purpose stays changed, and services need no right to update; but
 /// one with another replica count than `config` asks for is an error (see
-/// [`BusError::Replicas`]), not silently accepted.
+/// [`SetupError::Replicas`]), not silently accepted.
 pub(crate) async fn stream_or_create(
     js: &jetstream::Context,
     config: stream::Config,
-) -> Result<stream::Stream, BusError> {
+) -> Result<stream::Stream, SetupError> {
     let what = "stream";
     match js.get_stream(&config.name).await {
         Ok(stream) => {
@@ -284,17 +249,17 @@ pub(crate) async fn stream_or_create(
 }
 
 /// Checks an existing stream's replica count against `[nats] replicas`.
-async fn check_replicas(js: &jetstream::Context, stream: &str, wanted: usize) -> Result<(), BusError> {
+async fn check_replicas(js: &jetstream::Context, stream: &str, wanted: usize) -> Result<(), SetupError> {
     let mut found = js.get_stream(stream).await.map_err(setup_failed("stream"))?;
     let found = found.info().await.map_err(setup_failed("stream"))?.config.num_replicas;
     replicas_match(stream, found, wanted)
 }
 
-fn replicas_match(stream: &str, found: usize, wanted: usize) -> Result<(), BusError> {
+fn replicas_match(stream: &str, found: usize, wanted: usize) -> Result<(), SetupError> {
     // A stream created without a count reports 1.
     let found = found.max(1);
     if found != wanted.max(1) {
-        return Err(BusError::Replicas { stream: stream.into(), found, wanted });
+        return Err(SetupError::Replicas { stream: stream.into(), found, wanted });
     }
     Ok(())
 }
@@ -304,7 +269,7 @@ async fn connect_retrying(
     config: &NatsConfig,
     name: &str,
     shutdown: &CancellationToken,
-) -> Result<async_nats::Client, BusError> {
+) -> Result<async_nats::Client, SetupError> {
     retry_every_second("NATS", shutdown, || try_connect(config, name)).await
 }
 
@@ -314,19 +279,19 @@ async fn retry_every_second<T, Attempt>(
     waiting_for: &str,
     shutdown: &CancellationToken,
     mut attempt: impl FnMut() -> Attempt,
-) -> Result<T, BusError>
+) -> Result<T, SetupError>
 where
-    Attempt: Future<Output = Result<T, BusError>>,
+    Attempt: Future<Output = Result<T, SetupError>>,
 {
     loop {
         match attempt().await {
-            Err(error @ (BusError::Connect { .. } | BusError::Setup { .. } | BusError::KeyValue { .. })) => {
+            Err(error @ (SetupError::Connect { .. } | SetupError::JetStream { .. })) => {
                 tracing::warn!(%error, "waiting for {waiting_for}")
             }
             done => return done,
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return Err(BusError::Cancelled),
+            _ = shutdown.cancelled() => return Err(SetupError::Cancelled),
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
@@ -334,9 +299,13 @@ where
 
 /// Connects once with the login in `config`, without retrying (`huiying up` probes with
 /// it; [`Bus::connect`] retries it).
-pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::Client, BusError> {
+pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::Client, SetupError> {
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
+        .event_callback({
+            let (name, connected_before): (Arc<str>, _) = (name.into(), Arc::new(AtomicBool::new(false)));
+            move |event| log_connection_event(name.clone(), connected_before.clone(), event)
+        })
         .connection_timeout(Duration::from_secs(3))
         // Reconnect forever: services outlive NATS restarts without being restarted.
         .max_reconnects(None);
@@ -349,15 +318,36 @@ pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::
     }
     // Every server of the list is in the client's pool: it connects to one and
     // reconnects to whichever member answers.
-    options.connect(config.url.urls()).await.map_err(|source| BusError::Connect { url: config.url.to_string(), source })
+    options
+        .connect(config.url.urls())
+        .await
+        .map_err(|source| SetupError::Connect { url: config.url.to_string(), source })
+}
+
+/// What a connection's events are worth saying: nothing at the first connect (each
+/// service says when it is ready), a warning when it is lost, a line when it is back.
+async fn log_connection_event(name: Arc<str>, connected_before: Arc<AtomicBool>, event: async_nats::Event) {
+    match event {
+        async_nats::Event::Connected if connected_before.swap(true, Ordering::SeqCst) => {
+            tracing::info!(connection = %name, "connected to NATS again")
+        }
+        async_nats::Event::Connected => tracing::debug!(connection = %name, "connected to NATS"),
+        async_nats::Event::Disconnected => {
+            tracing::warn!(connection = %name, "lost the connection to NATS; reconnecting")
+        }
+        async_nats::Event::Closed | async_nats::Event::Draining => {
+            tracing::debug!(connection = %name, %event, "NATS connection")
+        }
+        other => tracing::warn!(connection = %name, event = %other, "NATS connection"),
+    }
 }
 
 /// Refuses servers older than [`MIN_SERVER_VERSION`].
-pub fn check_server_version(url: &str, version: &str) -> Result<(), BusError> {
+pub fn check_server_version(url: &str, version: &str) -> Result<(), SetupError> {
     let mut parts = version.trim_start_matches('v').split('.').map(|p| p.parse::<u64>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if found < MIN_SERVER_VERSION {
-        return Err(BusError::ServerTooOld { url: url.into(), found: version.into() });
+        return Err(SetupError::ServerTooOld { url: url.into(), found: version.into() });
     }
     Ok(())
 }
@@ -368,7 +358,7 @@ pub(crate) async fn key_value(
     description: &str,
     max_age: Duration,
     replicas: usize,
-) -> Result<kv::Store, BusError> {
+) -> Result<kv::Store, SetupError> {
     if let Ok(store) = js.get_key_value(bucket).await {
         check_replicas(js, &format!("KV_{bucket}"), replicas).await?;
         return Ok(store);
@@ -383,5 +373,5 @@ pub(crate) async fn key_value(
         ..Default::default()
     })
     .await
-    .map_err(|e| BusError::KeyValue { bucket: bucket.into(), source: e.into() })
+    .map_err(setup_failed("key-value bucket"))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use tokio_util::sync::CancellationToken;
 
-use super::{BusError, ConsumerSpec, connect_retrying, durable_consumer_on, key_value, setup_failed};
+use super::{ConsumerSpec, SetupError, connect_retrying, durable_consumer_on, key_value, setup_failed};
 use crate::config::NatsConfig;
 use crate::contract::STREAM;
 use crate::parts::{JsonBucket, nats::NatsPublisher};
@@ -24,7 +24,7 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// Connects (retrying until NATS answers or `shutdown` fires) and finds the stream.
-    pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, BusError> {
+    pub async fn connect(config: &NatsConfig, name: &str, shutdown: &CancellationToken) -> Result<Self, SetupError> {
         let client = connect_retrying(config, name, shutdown).await?;
         let jetstream = jetstream::new(client.clone());
         let stream = jetstream.get_stream(STREAM).await.map_err(setup_failed("stream"))?;
@@ -32,12 +32,12 @@ impl Subscriber {
     }
 
     /// Its durable consumer, created when missing.
-    pub async fn consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, BusError> {
+    pub async fn consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, SetupError> {
         durable_consumer_on(&self.stream, spec).await
     }
 
     /// A key-value bucket of its own (kept 30 days), created when missing.
-    pub async fn bucket<T>(&self, name: &'static str) -> Result<JsonBucket<T>, BusError>
+    pub async fn bucket<T>(&self, name: &'static str) -> Result<JsonBucket<T>, SetupError>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {

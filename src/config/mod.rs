@@ -26,9 +26,9 @@ pub use backends::{DatabaseConfig, NatsConfig};
 pub use labels::LabelsConfig;
 pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
 pub use modelscope::ModelScopeConfig;
-pub use routing::PLACEHOLDER_MODEL;
+pub use routing::{ModelRouting, PLACEHOLDER_MODEL};
 pub use sections::*;
-pub use smtp::{SmtpConfig, TlsMode};
+pub use smtp::{AllowedRecipients, SmtpConfig, TlsMode};
 pub use values::{CorsOrigin, Language, NatsServers, Provider, ResponseFormat, Route, Secret};
 pub use webhooks::{EndpointConfig, WEBHOOK_EVENTS, WebhooksConfig, endpoint_id_for, secret_key};
 

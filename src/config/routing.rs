@@ -1,19 +1,53 @@
 //! Which provider serves a model, from `[models]` and the keys that are set. The
-//! generator routes by it; ingest checks edits against it before queuing them.
+//! generator routes by it; ingest checks edits against it before queuing them. Both
+//! take a [`ModelRouting`] from the config once: what routing needs and no secret.
 
-use super::{Config, Provider};
+use super::{Config, ModelsConfig, Provider};
 
 /// The offline placeholder's model name (never passed off as AI).
 pub const PLACEHOLDER_MODEL: &str = "huiying/placeholder";
 
+/// What routing a model name needs: `[models]`, which providers have a key, and the
+/// OpenAI-compatible API's default model.
+#[derive(Debug, Clone)]
+pub struct ModelRouting {
+    models: ModelsConfig,
+    /// Providers whose key is set (the placeholder needs none).
+    keyed: Vec<Provider>,
+    openai_default_model: String,
+}
+
 impl Config {
+    /// The routing this config sets up.
+    pub fn routing(&self) -> ModelRouting {
+        let keys = &self.api_keys;
+        let keyed = [
+            (Provider::OpenRouter, keys.openrouter_api_key.is_set()),
+            (Provider::OpenAi, keys.openai_api_key.is_set()),
+            (Provider::ModelScope, keys.model_scope_token.is_set()),
+            (Provider::Placeholder, true),
+        ];
+        ModelRouting {
+            models: self.models.clone(),
+            keyed: keyed.into_iter().filter(|(_, set)| *set).map(|(provider, _)| provider).collect(),
+            openai_default_model: self.openai.default_model.clone(),
+        }
+    }
+}
+
+impl ModelRouting {
     /// Whether `provider` has what it needs to be called.
     pub fn has_key_for(&self, provider: Provider) -> bool {
+        self.keyed.contains(&provider)
+    }
+
+    /// The configured default model of `provider`, when it has one.
+    pub fn default_of(&self, provider: Provider) -> Option<String> {
         match provider {
-            Provider::OpenRouter => self.api_keys.openrouter_api_key.is_set(),
-            Provider::OpenAi => self.api_keys.openai_api_key.is_set(),
-            Provider::ModelScope => self.api_keys.model_scope_token.is_set(),
-            Provider::Placeholder => true,
+            Provider::OpenRouter => Some(self.models.default_openrouter_model.clone()),
+            Provider::OpenAi => Some(self.openai_default_model.clone()),
+            Provider::ModelScope => Some("Qwen/Qwen-Image-Edit".to_string()),
+            Provider::Placeholder => Some(PLACEHOLDER_MODEL.to_string()),
         }
     }
 
@@ -22,7 +56,7 @@ impl Config {
         if self.has_key_for(Provider::OpenRouter) {
             self.models.default_openrouter_model.clone()
         } else if self.has_key_for(Provider::OpenAi) {
-            self.openai.default_model.clone()
+            self.openai_default_model.clone()
         } else {
             PLACEHOLDER_MODEL.to_string()
         }

@@ -101,17 +101,35 @@ impl Default for SmtpConfig {
     }
 }
 
-impl SmtpConfig {
-    /// Whether a request may send its notification to `address` (`allowed_recipients`).
-    pub fn allows_recipient(&self, address: &str) -> bool {
+/// `[smtp] allowed_recipients` on its own: whom a request may have mailed (ingest needs
+/// this and nothing else of `[smtp]`).
+#[derive(Debug, Clone, Default)]
+pub struct AllowedRecipients(Vec<String>);
+
+impl AllowedRecipients {
+    /// Whether a request may send its notification to `address`: listed, or at a listed
+    /// `@domain`, in any case.
+    pub fn allows(&self, address: &str) -> bool {
         let address = address.trim().to_ascii_lowercase();
-        self.allowed_recipients.iter().any(|allowed| {
+        self.0.iter().any(|allowed| {
             let allowed = allowed.to_ascii_lowercase();
             match allowed.strip_prefix('@') {
                 Some(domain) => address.rsplit_once('@').is_some_and(|(_, d)| d == domain),
                 None => address == allowed,
             }
         })
+    }
+
+    /// Whether a request may choose its recipient at all.
+    pub fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl SmtpConfig {
+    /// `allowed_recipients`, as a value that answers who is allowed.
+    pub fn recipients(&self) -> AllowedRecipients {
+        AllowedRecipients(self.allowed_recipients.clone())
     }
 
     /// Mail server failures: `retry_delay`, doubling to an hour, `max_attempts` tries.

@@ -74,7 +74,7 @@ impl fmt::Debug for Secret {
 }
 
 /// An image API huiying can call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {
     OpenRouter,
     OpenAi,

@@ -6,6 +6,8 @@ use time::OffsetDateTime;
 
 pub use super::edits::{InputPicture, JobKind};
 pub use super::options::GenerationOptions;
+pub use super::requested::{CheckedRequest, ImageRequested, RequestWebhook, derived_job_id};
+use super::values::{JobId, ModelName, Prompt};
 
 /// ingest (or anyone) → generator: please draw this.
 pub const IMAGE_REQUESTED: &str = "image.requested";
@@ -27,78 +29,16 @@ pub trait Event: Serialize + for<'de> Deserialize<'de> {
     fn version(&self) -> u32;
 }
 
-/// A request for a picture. Only `prompt` is required: anyone may publish
-/// `{"prompt": "..."}` to `image.requested`, and the generator assigns an id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ImageRequested {
-    #[serde(default = "version_one")]
-    pub version: u32,
-    /// Empty when the publisher left it out; see [`derived_job_id`].
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub id: String,
-    pub prompt: String,
-    /// Model to use; empty means the generator's default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// Who to notify instead of `[smtp] to`; must be in `[smtp] allowed_recipients`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_email: Option<String>,
-    /// From the request.
-    #[serde(flatten)]
-    pub callback: RequestWebhook,
-    /// Optional settings for the model. One it cannot honour is left out (and named in
-    /// `ignored_options` downstream), or fails the job with `[server] strict_options`.
-    #[serde(flatten)]
-    pub options: GenerationOptions,
-    /// Who asked, as the client says (OpenAI's `user`); kept on the record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// What the job makes; absent: `generate`.
-    #[serde(default, skip_serializing_if = "JobKind::is_generate")]
-    pub kind: JobKind,
-    /// The pictures an edit starts from (none for a generation).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inputs: Vec<InputPicture>,
-    #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
-    #[schemars(with = "String", extend("format" = "date-time"))]
-    pub requested_at: OffsetDateTime,
-    /// A job that has not reached the model by then is cancelled, not drawn.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
-    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
-    pub deadline: Option<OffsetDateTime>,
-}
-
-/// A webhook the request named for itself (as Replicate's API takes it): signed with
-/// `[webhooks] request_secret`, sent for the events in the filter (all when absent).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
-pub struct RequestWebhook {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<String>,
-    /// `image.completed`, `image.failed` (or `completed`, `failed`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_events_filter: Option<Vec<String>>,
-}
-
-impl RequestWebhook {
-    /// Whether `event` (a subject) goes to the request's webhook.
-    pub fn wants(&self, event: &str) -> bool {
-        self.webhook.is_some()
-            && self.webhook_events_filter.as_ref().is_none_or(|filter| {
-                filter.iter().any(|wanted| wanted == event || Some(wanted.as_str()) == event.strip_prefix("image."))
-            })
-    }
-}
-
 /// A generated picture waiting for the store. A small picture travels in the message
 /// (`picture_base64`); a larger one is object `object` of the object store bucket `bucket`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageGenerated {
     #[serde(default = "version_one")]
     pub version: u32,
-    pub id: String,
-    pub prompt: String,
+    pub id: JobId,
+    pub prompt: Prompt,
     pub english_prompt: String,
-    pub model: String,
+    pub model: ModelName,
     pub provider: String,
     /// Where the picture is.
     #[serde(flatten)]
@@ -160,10 +100,13 @@ pub enum PictureAt {
 pub struct ImageCompleted {
     #[serde(default = "version_one")]
     pub version: u32,
-    pub id: String,
-    pub prompt: String,
+    #[schema(value_type = String)]
+    pub id: JobId,
+    #[schema(value_type = String)]
+    pub prompt: Prompt,
     pub english_prompt: String,
-    pub model: String,
+    #[schema(value_type = String)]
+    pub model: ModelName,
     /// Absolute link to the picture: the R2 public URL when stored there, else ingest's.
     pub url: String,
     /// Absolute link through ingest (`/static/images/<filename>`).
@@ -247,7 +190,7 @@ pub enum CancelledBy {
 /// The facts about a job that every failure event repeats.
 #[derive(Debug, Clone, Copy)]
 pub struct JobFacts<'a> {
-    pub id: &'a str,
+    pub id: &'a JobId,
     pub prompt: &'a str,
     pub model: &'a str,
     pub notify_email: Option<&'a str>,
@@ -260,7 +203,9 @@ pub struct JobFacts<'a> {
 pub struct ImageFailed {
     #[serde(default = "version_one")]
     pub version: u32,
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: JobId,
+    /// As the request said it: a job can fail because its prompt or model was unusable.
     pub prompt: String,
     pub model: String,
     pub stage: Stage,
@@ -291,7 +236,7 @@ impl ImageFailed {
     pub fn new(job: JobFacts<'_>, stage: Stage, error: String, transient: bool, attempts: u32) -> Self {
         Self {
             version: EVENT_VERSION,
-            id: job.id.into(),
+            id: job.id.clone(),
             prompt: job.prompt.into(),
             model: job.model.into(),
             stage,
@@ -353,13 +298,4 @@ event_on_subject! {
     ImageGenerated => IMAGE_GENERATED,
     ImageCompleted => IMAGE_COMPLETED,
     ImageFailed => IMAGE_FAILED,
-}
-
-/// The id of a request published without one: derived from where the message sits in
-/// the stream and when it was stored, so that every redelivery of that message gets
-/// the same id and a recreated stream does not reuse old ids.
-pub fn derived_job_id(stream: &str, stream_sequence: u64, published: OffsetDateTime) -> String {
-    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6875_6979_696e_6700_0000_0000_0000_0001);
-    let name = format!("{stream}/{stream_sequence}/{}", published.unix_timestamp_nanos());
-    uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::events::{ImageCompleted, ImageFailed, JobKind};
+use super::values::JobId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -55,7 +56,8 @@ pub struct CancelRequest {
 /// What `GET /jobs/{id}` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobStatus {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: JobId,
     pub status: JobState,
     pub prompt: String,
     pub model: Option<String>,
@@ -74,9 +76,9 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
-    pub fn new(id: &str, status: JobState, prompt: &str, model: Option<&str>) -> Self {
+    pub fn new(id: &JobId, status: JobState, prompt: &str, model: Option<&str>) -> Self {
         Self {
-            id: id.into(),
+            id: id.clone(),
             status,
             prompt: prompt.into(),
             model: model.map(String::from),

@@ -12,7 +12,9 @@ pub mod jobs;
 pub mod mail;
 pub mod options;
 pub mod records;
+mod requested;
 pub mod schemas;
+pub mod services;
 pub mod values;
 pub mod webhooks;
 
@@ -54,12 +56,3 @@ pub const STATIC_IMAGES_PATH: &str = "/static/images";
 pub fn local_url(public_base_url: &str, filename: &str) -> String {
     format!("{public_base_url}{STATIC_IMAGES_PATH}/{filename}")
 }
-
-/// The services that answer NATS service pings (`$SRV.PING.<name>`) while they run, and
-/// the ping subject of each: ingest's `/health` asks them.
-pub const SERVICE_PINGS: [(&str, &str); 4] = [
-    ("generator", "$SRV.PING.huiying-generator"),
-    ("store", "$SRV.PING.huiying-store"),
-    ("mailer", "$SRV.PING.huiying-mailer"),
-    ("webhook", "$SRV.PING.huiying-webhook"),
-];

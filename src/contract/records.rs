@@ -27,6 +27,8 @@ pub struct Record {
     /// Row number; 0 before insertion.
     #[serde(default)]
     pub id: i64,
+    /// Text, like the rest of a record: records are read back from a database that imports
+    /// and older versions wrote too, and one odd row must not hide the others.
     pub job_id: String,
     pub original_prompt: String,
     pub english_prompt: String,

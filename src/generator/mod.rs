@@ -1,6 +1,7 @@
 //! The generator: `image.requested` → (translation) → an image model → picture in the
 //! object store → `image.generated` (or `image.failed`).
 
+mod model;
 mod modelscope;
 mod openai;
 mod openrouter;
@@ -17,14 +18,15 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::Config;
 use crate::contract::events::{
-    self, Cancellation, CancelledBy, EVENT_VERSION, INLINE_PICTURE_LIMIT, ImageFailed, ImageGenerated, ImageRequested,
-    JobFacts, JobKind, PictureAt, Stage as JobStage,
+    self, Cancellation, CancelledBy, CheckedRequest, EVENT_VERSION, INLINE_PICTURE_LIMIT, ImageFailed, ImageGenerated,
+    ImageRequested, JobFacts, JobKind, PictureAt, Stage as JobStage,
 };
 use crate::contract::jobs::{JobState, JobStatus};
-use crate::contract::values::{InvalidValue, JobId, ModelName, Prompt};
+use crate::contract::services::Service;
+use crate::contract::values::JobId;
 use crate::contract::{IMAGES_BUCKET, consumers};
 use crate::failure::{Failure, FailureKind, RetryPolicy};
-use crate::jobs::JobBoard;
+use crate::parts::JobBoard;
 use crate::parts::{self, Objects, Publish};
 use crate::translate::{self, Translator};
 use crate::worker::{self, Received, Stage};
@@ -38,10 +40,13 @@ pub use crate::config::PLACEHOLDER_MODEL;
 struct GeneratedImage {
     bytes: Vec<u8>,
     content_type: String,
-    model: String,
     provider: &'static str,
     /// Options of the request this model cannot honour, left out.
     ignored: Vec<String>,
+    /// The provider's own account of the call (tokens, cost), as it sent it.
+    usage: Option<serde_json::Value>,
+    /// What the provider said the call cost, in USD, when it said.
+    cost_usd: Option<f64>,
 }
 
 /// A picture an edit starts from, read back from the object store.
@@ -80,12 +85,6 @@ impl EditInput {
     }
 }
 
-/// Where a provider put the picture: a `data:` URL or an http(s) link.
-#[derive(Debug)]
-struct ImageAnswer {
-    url: String,
-}
-
 /// The generator stage: one instance's parts and settings.
 #[derive(Clone)]
 pub struct Generator {
@@ -115,18 +114,18 @@ fn consumer_spec(config: &Config) -> ConsumerSpec {
 
 /// Runs the generator until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let bus = Bus::connect(&config.nats, "huiying-generator", &shutdown).await?;
+    let bus = Bus::connect(&config.nats, Service::Generator.program(), &shutdown).await?;
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
-    let pings = bus.announce("huiying-generator", "huiying generator: draws pictures").await?;
+    let pings = bus.announce(Service::Generator).await?;
     let generator = Generator::new(&config, bus.publisher(), bus.job_board(), Arc::new(bus.images.clone()))?;
     tracing::info!(
-        default_model = generator.providers.default_model(JobKind::Generate),
-        default_edit_model = generator.providers.default_model(JobKind::Edit),
+        default_model = ?generator.providers.default_model(JobKind::Generate).ok(),
+        default_edit_model = ?generator.providers.default_model(JobKind::Edit).ok(),
         translation = generator.translator.is_some(),
         "generator ready"
     );
-    let settings =
-        worker::Settings::new(config.generator.concurrency, &config.nats, generator.policy).named("generator");
+    let settings = worker::Settings::new(config.generator.concurrency, &config.nats, generator.policy)
+        .named(Service::Generator.name());
     worker::run(consumer, bus.publisher(), settings, shutdown, generator).await;
     let _ = pings.stop().await;
     Ok(())
@@ -156,30 +155,38 @@ impl Generator {
 impl Stage for Generator {
     /// Handles one delivery of `image.requested`.
     async fn handle(&self, received: Received) -> Result<(), Failure> {
-        let mut request: ImageRequested = received.decode()?;
-        if request.id.is_empty() {
-            request.id = events::derived_job_id(&received.stream, received.stream_sequence, received.published);
-        } else if let Err(invalid) = JobId::parse(request.id.as_str()) {
-            return Err(Failure::permanent(invalid.problem));
+        let request: ImageRequested = received.decode()?;
+        let id = match request.id.as_str() {
+            "" => JobId::parse(events::derived_job_id(&received.stream, received.stream_sequence, received.published)),
+            given => JobId::parse(given),
         }
-        let model = request.model.clone().filter(|m| !m.trim().is_empty());
-        let model = model.unwrap_or_else(|| self.providers.default_model(request.kind));
+        .map_err(|invalid| Failure::permanent(invalid.problem))?;
         let attempt = received.attempt;
+        // The one check of a request anyone may publish; from here on its values are typed.
+        let request = match request.check(id.clone(), |kind| self.providers.default_model(kind)) {
+            Ok(checked) => checked,
+            Err(invalid) => {
+                let model = request.model.clone().unwrap_or_default();
+                let job = JobFacts {
+                    id: &id,
+                    prompt: &request.prompt,
+                    model: &model,
+                    notify_email: request.notify_email.as_deref(),
+                    callback: &request.callback,
+                    kind: request.kind,
+                };
+                return self.fail(job, JobStage::Request, invalid.problem, false, attempt).await;
+            }
+        };
+        let model = &request.model;
         let job = JobFacts {
             id: &request.id,
             prompt: &request.prompt,
-            model: &model,
+            model,
             notify_email: request.notify_email.as_deref(),
             callback: &request.callback,
             kind: request.kind,
         };
-        let checked = Prompt::parse(request.prompt.as_str())
-            .and_then(|_| request.options.check())
-            .and_then(|()| ModelName::parse(model.as_str()))
-            .and_then(|_| check_inputs(&request));
-        if let Err(invalid) = checked {
-            return self.fail(job, JobStage::Request, invalid.problem, false, attempt).await;
-        }
 
         // A redelivery of a request that already got past this stage: nothing to do.
         if let Some(status) = self.jobs.get(&request.id).await?
@@ -191,7 +198,7 @@ impl Stage for Generator {
         if let Some(cancellation) = self.cancellation(&request).await? {
             return self.cancel(job, cancellation, attempt).await;
         }
-        let state = |state| JobStatus::new(&request.id, state, &request.prompt, Some(&model)).of_kind(request.kind);
+        let state = |state| JobStatus::new(&request.id, state, &request.prompt, Some(model)).of_kind(request.kind);
         let translating = self.will_translate(&request);
         if translating {
             self.jobs.set(&state(JobState::Translating)).await?;
@@ -208,20 +215,20 @@ impl Stage for Generator {
         tracing::info!(job = %request.id, %model, kind = request.kind.name(), attempt, "generating");
         let drawn = match request.kind {
             JobKind::Generate => {
-                self.providers.generate(&english_prompt, &model, &request.options, self.strict_options).await
+                self.providers.generate(&english_prompt, model, &request.options, self.strict_options).await
             }
             _ => match self.inputs(&request).await? {
-                Ok(inputs) => self.providers.edit(&english_prompt, &model, &inputs, &request.options).await,
+                Ok(inputs) => self.providers.edit(&english_prompt, model, &inputs, &request.options).await,
                 Err(gone) => Err(gone),
             },
         };
-        let provider = self.providers.route(&model).map_or("none", |p| p.name());
+        let provider = self.providers.provider_name(model);
         let result = match &drawn {
             Ok(_) => "ok",
             Err(failure) if failure.is_transient() => "transient_error",
             Err(_) => "error",
         };
-        metrics::counter!("huiying_provider_calls_total", "provider" => provider, "model" => model.clone(), "result" => result)
+        metrics::counter!("huiying_provider_calls_total", "provider" => provider, "model" => model.to_string(), "result" => result)
             .increment(1);
         // Cancelled while the model drew: the picture (or the failure) is discarded.
         if let Some(asked) = self.jobs.cancel_request(&request.id).await? {
@@ -232,13 +239,14 @@ impl Stage for Generator {
             Ok(image) => image,
             Err(failure) => return self.after_failure(job, failure, attempt).await,
         };
+        tracing::info!(job = %request.id, provider, cost_usd = ?image.cost_usd, usage = ?image.usage, "drawn");
 
         let byte_size = image.bytes.len() as u64;
         let picture = match image.bytes.len() <= INLINE_PICTURE_LIMIT {
             true => PictureAt::Inline { picture_base64: image.bytes },
             false => {
                 self.objects.put(&request.id, &image.bytes).await?;
-                PictureAt::Object { bucket: IMAGES_BUCKET.into(), object: request.id.clone() }
+                PictureAt::Object { bucket: IMAGES_BUCKET.into(), object: request.id.to_string() }
             }
         };
         let generated = ImageGenerated {
@@ -246,7 +254,7 @@ impl Stage for Generator {
             id: request.id.clone(),
             prompt: request.prompt.clone(),
             english_prompt,
-            model: image.model,
+            model: model.clone(),
             provider: image.provider.to_string(),
             byte_size,
             picture,
@@ -266,23 +274,10 @@ impl Stage for Generator {
     }
 }
 
-/// An edit has as many input pictures as its kind takes; a generation none.
-fn check_inputs(request: &ImageRequested) -> Result<(), InvalidValue> {
-    let (least, most) = request.kind.inputs();
-    let count = request.inputs.iter().filter(|input| !input.mask).count();
-    if count < least || count > most {
-        return Err(InvalidValue::new(
-            "inputs",
-            format!("a {} job takes {least} to {most} input pictures, and this one has {count}", request.kind.name()),
-        ));
-    }
-    Ok(())
-}
-
 impl Generator {
     /// The input pictures from the object store. The outer error is NATS (retry); the
     /// inner one a picture that is gone (the job fails).
-    async fn inputs(&self, request: &ImageRequested) -> Result<Result<Vec<EditInput>, Failure>, Failure> {
+    async fn inputs(&self, request: &CheckedRequest) -> Result<Result<Vec<EditInput>, Failure>, Failure> {
         let mut inputs = Vec::with_capacity(request.inputs.len());
         for input in &request.inputs {
             let Some(bytes) = self.objects.get(&input.object).await? else {
@@ -301,15 +296,15 @@ impl Generator {
         Ok(Ok(inputs))
     }
 
-    fn will_translate(&self, request: &ImageRequested) -> bool {
+    fn will_translate(&self, request: &CheckedRequest) -> bool {
         self.translator.is_some() && translate::has_cjk(&request.prompt)
     }
 
     /// The prompt in English: translated when it holds Chinese and a translator is set.
     /// A failed translation falls back to the original prompt unless it is required.
-    async fn english_prompt(&self, request: &ImageRequested) -> Result<String, Failure> {
+    async fn english_prompt(&self, request: &CheckedRequest) -> Result<String, Failure> {
         let Some(translator) = self.translator.as_ref().filter(|_| self.will_translate(request)) else {
-            return Ok(request.prompt.clone());
+            return Ok(request.prompt.to_string());
         };
         match translator.translate(&request.prompt).await {
             Ok(english) => {
@@ -321,7 +316,7 @@ impl Generator {
             }
             Err(error) => {
                 tracing::warn!(job = %request.id, %error, "translation failed; using the original prompt");
-                Ok(request.prompt.clone())
+                Ok(request.prompt.to_string())
             }
         }
     }
@@ -341,7 +336,7 @@ impl Generator {
 
     /// Whether the job is cancelled before it reaches the model: someone asked, or its
     /// deadline passed (also before a retry: nobody waits for it any more).
-    async fn cancellation(&self, request: &ImageRequested) -> Result<Option<Cancellation>, Failure> {
+    async fn cancellation(&self, request: &CheckedRequest) -> Result<Option<Cancellation>, Failure> {
         if let Some(asked) = self.jobs.cancel_request(&request.id).await? {
             return Ok(Some(Cancellation { by: CancelledBy::Request, notify: asked.notify }));
         }

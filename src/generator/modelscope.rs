@@ -12,8 +12,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{EditInput, ImageAnswer};
-use crate::config::{ModelScopeConfig, Secret};
+use super::EditInput;
+use super::model::{ImageAnswer, ImageModel};
+use crate::config::{ModelScopeConfig, Provider, Secret};
+use crate::contract::events::GenerationOptions;
 use crate::failure::Failure;
 use crate::model_api::{self as http, shorten};
 
@@ -42,7 +44,7 @@ impl ModelScopeClient {
     /// Edits `input` as `prompt` says. `image_url` is the link the client gave when there
     /// was one (ModelScope fetches it itself, as it did for the original), else the
     /// picture as a `data:` URL.
-    pub(super) async fn edit(&self, prompt: &str, model: &str, input: &EditInput) -> Result<ImageAnswer, Failure> {
+    async fn edit_one(&self, prompt: &str, model: &str, input: &EditInput) -> Result<ImageAnswer, Failure> {
         let submit = format!("{}/images/generations", self.base_url);
         let body = json!({"model": model, "prompt": prompt, "image_url": input.url_for_provider()});
         let headers = [("X-ModelScope-Async-Mode", "true")];
@@ -68,7 +70,7 @@ impl ModelScopeClient {
                 Ok(status) => match status.get("task_status").and_then(Value::as_str).unwrap_or("") {
                     "SUCCEED" => {
                         let image = status.pointer("/output_images/0").and_then(Value::as_str);
-                        return image.map(|url| ImageAnswer { url: url.to_string() }).ok_or_else(|| {
+                        return image.map(|url| ImageAnswer::at(url, status.get("usage"))).ok_or_else(|| {
                             Failure::permanent(format!("ModelScope task {task} succeeded without an output image"))
                         });
                     }
@@ -92,5 +94,33 @@ impl ModelScopeClient {
                 )));
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageModel for ModelScopeClient {
+    fn provider(&self) -> Provider {
+        Provider::ModelScope
+    }
+
+    async fn generate(&self, _prompt: &str, model: &str, _options: &GenerationOptions) -> Result<ImageAnswer, Failure> {
+        Err(Failure::refused(format!(
+            "model {model} edits pictures (ModelScope's image API here); use it with /edit-image, \
+             /style-transfer, /compose-images or /fusion-images"
+        )))
+    }
+
+    /// One input picture: [`Provider::max_edit_inputs`] is 1, checked before the call.
+    async fn edit(
+        &self,
+        prompt: &str,
+        model: &str,
+        inputs: &[EditInput],
+        _options: &GenerationOptions,
+    ) -> Result<ImageAnswer, Failure> {
+        let [input] = inputs else {
+            return Err(Failure::refused(format!("model {model} edits exactly one picture")));
+        };
+        self.edit_one(prompt, model, input).await
     }
 }

@@ -6,8 +6,9 @@
 
 use serde_json::json;
 
-use super::{EditInput, ImageAnswer};
-use crate::config::{OpenAiConfig, ResponseFormat, Secret};
+use super::EditInput;
+use super::model::{ImageAnswer, ImageModel};
+use crate::config::{OpenAiConfig, Provider, ResponseFormat, Secret};
 use crate::contract::events::GenerationOptions;
 use crate::failure::Failure;
 use crate::model_api as http;
@@ -29,13 +30,15 @@ impl OpenAiClient {
             response_format: config.response_format,
         })
     }
+}
 
-    pub(super) async fn generate(
-        &self,
-        prompt: &str,
-        model: &str,
-        options: &GenerationOptions,
-    ) -> Result<ImageAnswer, Failure> {
+#[async_trait::async_trait]
+impl ImageModel for OpenAiClient {
+    fn provider(&self) -> Provider {
+        Provider::OpenAi
+    }
+
+    async fn generate(&self, prompt: &str, model: &str, options: &GenerationOptions) -> Result<ImageAnswer, Failure> {
         let mut body = json!({
             "model": model,
             "prompt": prompt,
@@ -53,7 +56,7 @@ impl OpenAiClient {
     }
 
     /// Edits `inputs` (every one of them is sent) as `prompt` says.
-    pub(super) async fn edit(
+    async fn edit(
         &self,
         prompt: &str,
         model: &str,
@@ -95,10 +98,10 @@ fn picture_in(answer: &serde_json::Value) -> Result<ImageAnswer, Failure> {
     let first = answer.pointer("/data/0");
     if let Some(b64) = first.and_then(|d| d.get("b64_json")).and_then(|v| v.as_str()) {
         // The type is told by the bytes later; the API does not say it.
-        return Ok(ImageAnswer { url: format!("data:image/png;base64,{b64}") });
+        return Ok(ImageAnswer::at(format!("data:image/png;base64,{b64}"), answer.get("usage")));
     }
     if let Some(url) = first.and_then(|d| d.get("url")).and_then(|v| v.as_str()) {
-        return Ok(ImageAnswer { url: url.to_string() });
+        return Ok(ImageAnswer::at(url, answer.get("usage")));
     }
     Err(Failure::permanent(format!(
         "the OpenAI-compatible API answered without an image: {}",

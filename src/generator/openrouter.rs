@@ -6,7 +6,9 @@
 
 use serde_json::{Value, json};
 
-use super::{EditInput, ImageAnswer};
+use super::EditInput;
+use super::model::{ImageAnswer, ImageModel};
+use crate::config::Provider;
 use crate::config::{OpenRouterConfig, Secret};
 use crate::contract::events::GenerationOptions;
 use crate::failure::Failure;
@@ -31,19 +33,21 @@ impl OpenRouterClient {
             x_title: config.x_title.clone(),
         })
     }
+}
 
-    pub(super) async fn generate(
-        &self,
-        prompt: &str,
-        model: &str,
-        options: &GenerationOptions,
-    ) -> Result<ImageAnswer, Failure> {
+#[async_trait::async_trait]
+impl ImageModel for OpenRouterClient {
+    fn provider(&self) -> Provider {
+        Provider::OpenRouter
+    }
+
+    async fn generate(&self, prompt: &str, model: &str, options: &GenerationOptions) -> Result<ImageAnswer, Failure> {
         self.edit(prompt, model, &[], options).await
     }
 
     /// Edits `inputs` (none: a generation): every picture goes into the user message as
     /// an `image_url` part (a `data:` URL), after the text.
-    pub(super) async fn edit(
+    async fn edit(
         &self,
         prompt: &str,
         model: &str,
@@ -68,7 +72,7 @@ impl OpenRouterClient {
             return Err(Failure::permanent(format!("OpenRouter answered no message: {error}")));
         };
         match find_image(message) {
-            Some(url) => Ok(ImageAnswer { url }),
+            Some(url) => Ok(ImageAnswer::at(url, answer.get("usage"))),
             None => {
                 let said = message_text(message);
                 Err(Failure::permanent(format!(
@@ -81,6 +85,11 @@ impl OpenRouterClient {
                 )))
             }
         }
+    }
+
+    /// OpenRouter answers `usage.cost`, in USD, with every completion.
+    fn reported_cost(&self, usage: &Value) -> Option<f64> {
+        usage.get("cost").and_then(Value::as_f64)
     }
 }
 
@@ -182,6 +191,15 @@ mod tests {
             find_image(&fixture("text_markdown_link.json")).unwrap(),
             "https://cdn.example.com/generated/lighthouse-2.png"
         );
+    }
+
+    #[test]
+    fn the_cost_openrouter_reports_is_read_from_its_usage() {
+        let client = OpenRouterClient::new(&Default::default(), Secret::default()).unwrap();
+        let usage = serde_json::json!({"prompt_tokens": 9, "completion_tokens": 1299, "cost": 0.0387});
+        assert_eq!(client.reported_cost(&usage), Some(0.0387));
+        // Tokens alone are no cost: unknown, never 0.
+        assert_eq!(client.reported_cost(&serde_json::json!({"total_tokens": 1308})), None);
     }
 
     #[test]

@@ -5,9 +5,53 @@
 
 use image::{Rgb, RgbImage};
 
+use super::EditInput;
+use super::model::{ImageAnswer, ImageModel, Picture};
+use crate::config::Provider;
 use crate::contract::events::GenerationOptions;
+use crate::failure::Failure;
 
 const SIZE: u32 = 512;
+
+/// The placeholder as an image model: drawn on a blocking thread, offline.
+pub(super) struct Placeholder;
+
+#[async_trait::async_trait]
+impl ImageModel for Placeholder {
+    fn provider(&self) -> Provider {
+        Provider::Placeholder
+    }
+
+    async fn generate(&self, prompt: &str, _model: &str, options: &GenerationOptions) -> Result<ImageAnswer, Failure> {
+        let (prompt, options) = (prompt.to_string(), options.clone());
+        let png = tokio::task::spawn_blocking(move || draw(&prompt, &options)).await.map_err(crashed)?;
+        Ok(ImageAnswer { picture: Picture::Png(png), usage: None })
+    }
+
+    async fn edit(
+        &self,
+        prompt: &str,
+        _model: &str,
+        inputs: &[EditInput],
+        _options: &GenerationOptions,
+    ) -> Result<ImageAnswer, Failure> {
+        let (prompt, bytes) = (prompt.to_string(), inputs.iter().map(|i| i.bytes.clone()).collect::<Vec<_>>());
+        let png = tokio::task::spawn_blocking(move || edit(&prompt, &bytes))
+            .await
+            .map_err(crashed)?
+            .map_err(|e| Failure::permanent(e.to_string()).caused_by(e))?;
+        Ok(ImageAnswer { picture: Picture::Png(png), usage: None })
+    }
+}
+
+fn crashed(error: tokio::task::JoinError) -> Failure {
+    Failure::permanent(format!("the placeholder crashed: {error}"))
+}
+
+/// An input picture the placeholder cannot decode.
+#[derive(Debug, thiserror::Error)]
+#[error("an input picture cannot be decoded: {0}")]
+pub(super) struct UnreadableInput(#[from] image::ImageError);
 
 /// Draws the placeholder for `prompt` as PNG bytes: 512×512 unless `options.size` says
 /// otherwise, and another picture for another `options.seed`.
@@ -68,12 +112,11 @@ fn png(image: &RgbImage) -> Vec<u8> {
 /// The placeholder's "edit": every input side by side at one height (at most 512), tinted
 /// by the prompt's colour. Offline and deterministic, so edits work end to end with no
 /// key; like `draw`, it is not AI and its model name says so.
-pub(super) fn edit(prompt: &str, inputs: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+pub(super) fn edit(prompt: &str, inputs: &[Vec<u8>]) -> Result<Vec<u8>, UnreadableInput> {
     let decoded = inputs
         .iter()
         .map(|bytes| image::load_from_memory(bytes).map(|i| i.to_rgb8()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("an input picture cannot be decoded: {e}"))?;
+        .collect::<Result<Vec<_>, _>>()?;
     let height = decoded.iter().map(|i| i.height()).min().unwrap_or(SIZE).clamp(16, SIZE);
     let scaled: Vec<RgbImage> = decoded
         .iter()

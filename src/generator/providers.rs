@@ -1,23 +1,22 @@
 //! Which image model serves a request, within which limits, and getting its picture.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::model::{ImageAnswer, ImageModel, Picture};
 use super::modelscope::ModelScopeClient;
 use super::openai::OpenAiClient;
 use super::openrouter::OpenRouterClient;
-use super::{EditInput, GeneratedImage, ImageAnswer, placeholder};
-use crate::config::{Config, Provider as ProviderKind};
+use super::placeholder::Placeholder;
+use super::{EditInput, GeneratedImage};
+use crate::config::{Config, ModelRouting, Provider};
 use crate::contract::events::{GenerationOptions, JobKind};
+use crate::contract::values::{InvalidValue, ModelName};
 use crate::failure::Failure;
 use crate::fetch::Fetcher;
 use crate::limit::RateLimit;
-
-/// Request options `provider` honours.
-fn supports(provider: ProviderKind) -> &'static [&'static str] {
-    provider.options()
-}
 
 /// How many calls to one provider may run at once, and start per minute.
 struct Limits {
@@ -37,55 +36,64 @@ impl Limits {
     }
 }
 
+/// A configured provider: its client and its limits.
+struct Client {
+    model: Box<dyn ImageModel>,
+    limits: Limits,
+}
+
 /// The configured image models.
 pub(super) struct Providers {
-    openrouter: Option<(OpenRouterClient, Limits)>,
-    openai: Option<(OpenAiClient, Limits)>,
-    modelscope: Option<(ModelScopeClient, Limits)>,
-    /// Routing: `[models]` and which keys are set (shared with ingest).
-    config: Config,
+    /// Only providers that can be called (their key is set) are here.
+    clients: HashMap<Provider, Client>,
+    /// Which provider serves which model (shared with ingest).
+    routing: ModelRouting,
     fetcher: Fetcher,
 }
 
 impl Providers {
     pub(super) fn from_config(config: &Config) -> anyhow::Result<Arc<Self>> {
         let keys = &config.api_keys;
-        let openrouter = match keys.openrouter_api_key.is_set() {
-            true => Some((
-                OpenRouterClient::new(&config.openrouter, keys.openrouter_api_key.clone())?,
-                Limits::new(config.openrouter.max_concurrency, config.openrouter.requests_per_minute),
-            )),
-            false => None,
-        };
-        let openai = match keys.openai_api_key.is_set() {
-            true => Some((
-                OpenAiClient::new(&config.openai, keys.openai_api_key.clone())?,
-                Limits::new(config.openai.max_concurrency, config.openai.requests_per_minute),
-            )),
-            false => None,
-        };
-        // ModelScope's free tier is small: tasks one or two at a time.
-        let modelscope = match keys.model_scope_token.is_set() {
-            true => {
-                Some((ModelScopeClient::new(&config.modelscope, keys.model_scope_token.clone())?, Limits::new(2, 0)))
-            }
-            false => None,
-        };
+        let mut clients = HashMap::new();
+        let mut add = |model: Box<dyn ImageModel>, limits| clients.insert(model.provider(), Client { model, limits });
+        add(Box::new(Placeholder), Limits::new(Semaphore::MAX_PERMITS, 0));
+        if keys.openrouter_api_key.is_set() {
+            let limits = Limits::new(config.openrouter.max_concurrency, config.openrouter.requests_per_minute);
+            add(Box::new(OpenRouterClient::new(&config.openrouter, keys.openrouter_api_key.clone())?), limits);
+        }
+        if keys.openai_api_key.is_set() {
+            let limits = Limits::new(config.openai.max_concurrency, config.openai.requests_per_minute);
+            add(Box::new(OpenAiClient::new(&config.openai, keys.openai_api_key.clone())?), limits);
+        }
+        if keys.model_scope_token.is_set() {
+            // ModelScope's free tier is small: tasks one or two at a time.
+            add(
+                Box::new(ModelScopeClient::new(&config.modelscope, keys.model_scope_token.clone())?),
+                Limits::new(2, 0),
+            );
+        }
         let fetcher = Fetcher::new(&config.generator, "the provider's answer");
-        Ok(Arc::new(Self { openrouter, openai, modelscope, config: config.clone(), fetcher }))
+        Ok(Arc::new(Self { clients, routing: config.routing(), fetcher }))
     }
 
     /// The model a request without one gets.
-    pub(super) fn default_model(&self, kind: JobKind) -> String {
-        match kind {
-            JobKind::Generate => self.config.default_model(),
-            _ => self.config.default_edit_model(),
-        }
+    pub(super) fn default_model(&self, kind: JobKind) -> Result<ModelName, InvalidValue> {
+        let name = match kind {
+            JobKind::Generate => self.routing.default_model(),
+            _ => self.routing.default_edit_model(),
+        };
+        ModelName::parse(name)
     }
 
-    /// The provider for `model`.
-    pub(super) fn route(&self, model: &str) -> Result<ProviderKind, Failure> {
-        self.config.provider_for(model).map_err(Failure::refused)
+    /// The client that serves `model`, or why none does.
+    fn route(&self, model: &str) -> Result<&Client, Failure> {
+        let provider = self.routing.provider_for(model).map_err(Failure::refused)?;
+        self.clients.get(&provider).ok_or_else(|| Failure::refused(format!("{} is not configured", provider.name())))
+    }
+
+    /// The name of the provider that serves `model` (`none` when none does), for metrics.
+    pub(super) fn provider_name(&self, model: &str) -> &'static str {
+        self.route(model).map_or("none", |client| client.model.provider().name())
     }
 
     /// Draws `prompt` with `model`, honouring `options` or refusing them clearly.
@@ -98,60 +106,22 @@ impl Providers {
         options: &GenerationOptions,
         strict: bool,
     ) -> Result<GeneratedImage, Failure> {
-        let kind = self.route(model)?;
-        let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !supports(kind).contains(o)).collect();
+        let client = self.route(model)?;
+        let honours = client.model.honours();
+        let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !honours.contains(o)).collect();
         if strict && !unsupported.is_empty() {
             return Err(Failure::refused(format!(
                 "{} is not supported by {} (model {model}); it supports {}",
                 unsupported.join(", "),
-                kind.name(),
-                supports(kind).join(", ")
+                client.model.provider().name(),
+                honours.join(", ")
             )));
         }
-        let mut image = self.draw(kind, prompt, model, &options.without(&unsupported)).await?;
-        image.ignored = unsupported.iter().map(|o| o.to_string()).collect();
-        Ok(image)
-    }
-
-    async fn draw(
-        &self,
-        kind: ProviderKind,
-        prompt: &str,
-        model: &str,
-        options: &GenerationOptions,
-    ) -> Result<GeneratedImage, Failure> {
-        let answer = match kind {
-            ProviderKind::Placeholder => {
-                let (prompt, options) = (prompt.to_string(), options.clone());
-                let bytes = tokio::task::spawn_blocking(move || placeholder::draw(&prompt, &options))
-                    .await
-                    .map_err(|e| Failure::permanent(format!("the placeholder crashed: {e}")))?;
-                return Ok(GeneratedImage {
-                    bytes,
-                    content_type: "image/png".into(),
-                    model: model.into(),
-                    provider: kind.name(),
-                    ignored: Vec::new(),
-                });
-            }
-            ProviderKind::OpenRouter => {
-                let (client, limits) = self.openrouter.as_ref().expect("routed only when configured");
-                let _slot = limits.enter().await;
-                client.generate(prompt, model, options).await?
-            }
-            ProviderKind::OpenAi => {
-                let (client, limits) = self.openai.as_ref().expect("routed only when configured");
-                let _slot = limits.enter().await;
-                client.generate(prompt, model, options).await?
-            }
-            ProviderKind::ModelScope => {
-                return Err(Failure::refused(format!(
-                    "model {model} edits pictures (ModelScope's image API here); use it with /edit-image, \
-                     /style-transfer, /compose-images or /fusion-images"
-                )));
-            }
+        let answer = {
+            let _slot = client.limits.enter().await;
+            client.model.generate(prompt, model, &options.without(&unsupported)).await?
         };
-        self.fetched(answer, model, kind).await
+        self.picture(client, answer, &unsupported).await
     }
 
     /// Edits `inputs` with `model`: every input goes to the model; more than it takes
@@ -163,10 +133,10 @@ impl Providers {
         inputs: &[EditInput],
         options: &GenerationOptions,
     ) -> Result<GeneratedImage, Failure> {
-        let kind = self.route(model)?;
-        let most = kind.max_edit_inputs(model);
-        if inputs.iter().any(|input| input.mask) && !kind.takes_mask() {
-            return Err(Failure::refused(format!("model {model} ({}) takes no mask", kind.name())));
+        let client = self.route(model)?;
+        let most = client.model.max_edit_inputs(model);
+        if inputs.iter().any(|input| input.mask) && !client.model.takes_mask() {
+            return Err(Failure::refused(format!("model {model} ({}) takes no mask", client.model.provider().name())));
         }
         let pictures = inputs.iter().filter(|input| !input.mask).count();
         if pictures > most {
@@ -176,55 +146,32 @@ impl Providers {
                 pictures
             )));
         }
-        let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !supports(kind).contains(o)).collect();
-        let options = options.without(&unsupported);
-        let answer = match kind {
-            ProviderKind::Placeholder => {
-                let (prompt, bytes) = (prompt.to_string(), inputs.iter().map(|i| i.bytes.clone()).collect::<Vec<_>>());
-                let bytes = tokio::task::spawn_blocking(move || placeholder::edit(&prompt, &bytes))
-                    .await
-                    .map_err(|e| Failure::permanent(format!("the placeholder crashed: {e}")))?
-                    .map_err(Failure::permanent)?;
-                let mut image = GeneratedImage {
-                    bytes,
-                    content_type: "image/png".into(),
-                    model: model.into(),
-                    provider: kind.name(),
-                    ignored: Vec::new(),
-                };
-                image.ignored = unsupported.iter().map(|o| o.to_string()).collect();
-                return Ok(image);
-            }
-            ProviderKind::OpenRouter => {
-                let (client, limits) = self.openrouter.as_ref().expect("routed only when configured");
-                let _slot = limits.enter().await;
-                client.edit(prompt, model, inputs, &options).await?
-            }
-            ProviderKind::OpenAi => {
-                let (client, limits) = self.openai.as_ref().expect("routed only when configured");
-                let _slot = limits.enter().await;
-                client.edit(prompt, model, inputs, &options).await?
-            }
-            ProviderKind::ModelScope => {
-                let (client, limits) = self.modelscope.as_ref().expect("routed only when configured");
-                let _slot = limits.enter().await;
-                client.edit(prompt, model, &inputs[0]).await?
-            }
+        let honours = client.model.honours();
+        let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !honours.contains(o)).collect();
+        let answer = {
+            let _slot = client.limits.enter().await;
+            client.model.edit(prompt, model, inputs, &options.without(&unsupported)).await?
         };
-        let mut image = self.fetched(answer, model, kind).await?;
-        image.ignored = unsupported.iter().map(|o| o.to_string()).collect();
-        Ok(image)
+        self.picture(client, answer, &unsupported).await
     }
 
-    /// The picture behind a provider's answer.
-    async fn fetched(&self, answer: ImageAnswer, model: &str, kind: ProviderKind) -> Result<GeneratedImage, Failure> {
-        let fetched = self.fetcher.fetch(&answer.url).await?;
+    /// The picture behind a provider's answer, with what the call cost when it said.
+    async fn picture(&self, client: &Client, answer: ImageAnswer, ignored: &[&str]) -> Result<GeneratedImage, Failure> {
+        let (bytes, content_type) = match answer.picture {
+            Picture::Png(bytes) => (bytes, "image/png".to_string()),
+            Picture::Url(url) => {
+                let fetched = self.fetcher.fetch(&url).await?;
+                (fetched.bytes, fetched.content_type)
+            }
+        };
+        let cost_usd = answer.usage.as_ref().and_then(|usage| client.model.reported_cost(usage));
         Ok(GeneratedImage {
-            bytes: fetched.bytes,
-            content_type: fetched.content_type,
-            model: model.into(),
-            provider: kind.name(),
-            ignored: Vec::new(),
+            bytes,
+            content_type,
+            provider: client.model.provider().name(),
+            ignored: ignored.iter().map(|o| o.to_string()).collect(),
+            usage: answer.usage,
+            cost_usd,
         })
     }
 }

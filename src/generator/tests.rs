@@ -80,7 +80,7 @@ async fn a_request_without_an_id_gets_one_derived_from_its_place_in_the_stream()
 #[tokio::test]
 async fn a_redelivery_after_the_job_moved_on_draws_nothing() {
     let (generator, parts) = generator();
-    parts.jobs.set(&JobStatus::new("job-1", JobState::Storing, "a red fox", None)).await.unwrap();
+    parts.jobs.set(&JobStatus::new(&"job-1".into(), JobState::Storing, "a red fox", None)).await.unwrap();
     generator.handle(delivery(r#"{"id": "job-1", "prompt": "a red fox"}"#, 2)).await.unwrap();
     assert_eq!(parts.stream.count(), 0);
     assert!(parts.objects.names().is_empty());
@@ -167,7 +167,7 @@ async fn a_job_whose_deadline_passed_before_it_started_is_cancelled_not_drawn() 
     generator.handle(delivery(body, 1)).await.unwrap();
     let timely = r#"{"id": "timely", "prompt": "a red fox", "deadline": "2999-01-01T00:00:00Z"}"#;
     generator.handle(delivery(timely, 1)).await.unwrap();
-    let drawn: Vec<String> = parts.stream.events::<ImageGenerated>().into_iter().map(|g| g.id).collect();
+    let drawn: Vec<String> = parts.stream.events::<ImageGenerated>().into_iter().map(|g| g.id.to_string()).collect();
     assert_eq!(drawn, ["timely"], "only the job still wanted was drawn");
     let failed = parts.stream.events::<ImageFailed>();
     assert_eq!(failed.len(), 1);

@@ -19,7 +19,7 @@ use super::access::KeyNumber;
 use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
 use super::edit_tasks::task_view;
 use super::error::{ApiError, ErrorBody};
-use super::generate::queue_job;
+use super::queueing::queue_job;
 use super::uploads::resolve_input;
 use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, JobKind};
 use crate::contract::values::{JobId, ModelName, Prompt};
@@ -244,10 +244,10 @@ async fn submit(
     let prompt = Prompt::parse(prompt)?;
     let model = match request.model.as_deref().filter(|m| !m.trim().is_empty()) {
         Some(model) => String::from(ModelName::parse(model)?),
-        None => state.config.default_edit_model(),
+        None => state.settings.routing.default_edit_model(),
     };
     // Refused here, with the model named, rather than cut down to the first picture.
-    let provider = state.config.provider_for(&model).map_err(ApiError::bad_request)?;
+    let provider = state.settings.routing.provider_for(&model).map_err(ApiError::bad_request)?;
     let most = provider.max_edit_inputs(&model);
     if pictures.len() > most {
         return Err(ApiError::bad_request(format!(
@@ -270,12 +270,12 @@ async fn submit(
         }
     }
     if let Some(address) = &request.notify_email {
-        super::notify_targets::check_recipient(address, &state.smtp)?;
+        super::notify_targets::check_recipient(address, &state.settings.recipients)?;
     }
     let options = GenerationOptions { size: request.size.clone(), seed: request.seed, ..Default::default() };
     options.check()?;
     let deadline = request.deadline.as_ref().map(|d| d.at(OffsetDateTime::now_utc())).transpose()?;
-    let id = JobId::random().to_string();
+    let id = JobId::random();
     let mut inputs = Vec::with_capacity(pictures.len());
     for (n, (field, reference)) in pictures.iter().enumerate() {
         inputs.push(resolve_input(&state, field, reference, &id, n).await?);
@@ -289,7 +289,7 @@ async fn submit(
     sources.extend(mask.map(String::as_str));
     let event = ImageRequested {
         version: EVENT_VERSION,
-        id,
+        id: String::new(),
         prompt: prompt.into(),
         model: Some(model),
         notify_email: request.notify_email.clone(),
@@ -303,12 +303,12 @@ async fn submit(
     };
     let created_at = event.requested_at;
     let meaning = json!({"kind": kind.name(), "inputs": sources});
-    let id = queue_job(&state, &headers, key, event, Some(meaning)).await?;
+    let id = queue_job(&state, &headers, key, id, event, Some(meaning)).await?;
     // Edits answer at once, as the original did, unless the client prefers to wait
     // (`Prefer: wait` for `[server] timeout`, `wait=N` for N seconds; RFC 7240).
     let wait = match preferred_wait(&headers) {
         WaitPreference::None => None,
-        WaitPreference::ServerDefault => Some(state.wait_timeout),
+        WaitPreference::ServerDefault => Some(state.settings.wait_timeout),
         WaitPreference::Seconds(seconds) => Some(seconds),
     };
     let Some(wait) = wait else {
@@ -318,7 +318,7 @@ async fn submit(
             "edit_type": kind.name(),
             "created_at": created_at.format(&Rfc3339).unwrap_or_default(),
             "message": "编辑任务已创建 the edit is queued; follow it at /edit-tasks/<task_id>",
-            "status_url": format!("{}/edit-tasks/{id}", state.public_base_url),
+            "status_url": format!("{}/edit-tasks/{id}", state.settings.public_base_url),
         });
         return Ok(Json(body).into_response());
     };

@@ -1,6 +1,6 @@
 //! `GET /health`: whether ingest can queue jobs, and which services are running.
 //!
-//! Every service answers NATS service pings while it runs (`SERVICE_PINGS`); one that
+//! Every service answers NATS service pings while it runs ([`Service::ping_subject`]); one that
 //! does not answer within a second is named as missing and the status is `degraded`.
 //! The answer stays 200 while ingest can queue (jobs wait for the missing service); it is
 //! 503 only when NATS is unreachable.
@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
-use crate::contract::SERVICE_PINGS;
+use crate::contract::services::Service;
 
 /// How long a service may take to answer its ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,7 +28,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 )]
 pub(super) async fn health(State(state): State<AppState>) -> Response {
     let connected = state.publisher.is_connected();
-    let pings = SERVICE_PINGS.map(|(name, subject)| {
+    let pinged = Service::ALL.into_iter().filter_map(|service| Some((service.name(), service.ping_subject()?)));
+    let pings = pinged.map(|(name, subject)| {
         let store = state.store.clone();
         async move {
             let answered = connected

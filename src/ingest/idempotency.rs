@@ -6,13 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bus::BusError;
+use crate::contract::values::JobId;
 use crate::parts::JsonBucket;
+use crate::parts::{PartError, PartErrorKind};
 
 /// What a key already stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Claimed {
-    pub(crate) job_id: String,
+    pub(crate) job_id: JobId,
     /// Identifies the request body, so a key reused for another request is caught.
     pub(crate) fingerprint: String,
 }
@@ -35,7 +36,7 @@ impl IdempotencyKeys {
     }
 
     /// Claims `key` for `claimed.job_id`, or returns what it was claimed for.
-    pub(crate) async fn claim(&self, key: &str, claimed: &Claimed) -> Result<Claim, BusError> {
+    pub(crate) async fn claim(&self, key: &str, claimed: &Claimed) -> Result<Claim, PartError> {
         let storage_key = storage_key(key);
         if self.claims.create(&storage_key, claimed).await? {
             return Ok(Claim::New);
@@ -43,10 +44,11 @@ impl IdempotencyKeys {
         match self.claims.get(&storage_key).await? {
             Some(existing) => Ok(Claim::Existing(existing)),
             // Gone between our create and our read (expired): a retry will claim it.
-            None => Err(BusError::KeyValue {
-                bucket: crate::contract::IDEMPOTENCY_BUCKET.into(),
-                source: "the key vanished while being read".into(),
-            }),
+            None => Err(PartError::new(
+                PartErrorKind::Conflict,
+                format!("claiming an Idempotency-Key in {}", crate::contract::IDEMPOTENCY_BUCKET),
+                "the key vanished while being read",
+            )),
         }
     }
 }

@@ -87,7 +87,7 @@ pub(super) async fn cancel_job(
     state.jobs.request_cancel(&id, &request).await.map_err(unavailable)?;
     let wait = match preferred_wait(&headers) {
         WaitPreference::None => CANCEL_WAIT,
-        WaitPreference::ServerDefault => state.wait_timeout,
+        WaitPreference::ServerDefault => state.settings.wait_timeout,
         WaitPreference::Seconds(seconds) => seconds,
     };
     match state.jobs.wait_until_final(&id, wait).await.map_err(unavailable)? {
@@ -195,7 +195,7 @@ fn no_job(id: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no job with id {id:?}"))
 }
 
-fn unavailable(error: crate::bus::BusError) -> ApiError {
+fn unavailable(error: crate::parts::PartError) -> ApiError {
     tracing::warn!(%error, "cannot read job state");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "job states (NATS) are unavailable; try again shortly")
 }

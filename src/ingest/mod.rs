@@ -5,8 +5,9 @@
 //! from), [`jobs`] (state, live events, cancel), [`notifications`] (a job's mail and
 //! webhook outcomes), [`models`], [`records`] (asked of the store), [`translate`],
 //! [`health`], [`webhooks`] (read-only views), [`openai`] (OpenAI's Images API at `/v1`);
-//! [`api_doc`] describes them all (`/openapi.json`, `/docs`). [`access`] decides who may
-//! call, and [`error`] is the one shape of an error answer. Every route answers at its path
+//! [`api_doc`] describes them all (`/openapi.json`, `/docs`). [`state`] is what routes
+//! share, [`queueing`] puts a job on the queue (for every route that makes one),
+//! [`access`] decides who may call, and [`error`] is the one shape of an error answer. Every route answers at its path
 //! and under `/api`; the web page (`index.html`) is at `/`.
 
 mod access;
@@ -24,20 +25,17 @@ mod models;
 mod notifications;
 mod notify_targets;
 mod openai;
+mod queueing;
 mod records;
+mod state;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_cancel;
-#[cfg(test)]
-mod tests_edits;
 mod translate;
 mod uploads;
 mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -48,88 +46,16 @@ use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeDir;
 
 use crate::bus::Bus;
-use crate::config::{Config, SmtpConfig, WebhooksConfig};
+use crate::config::Config;
 use crate::contract::STATIC_IMAGES_PATH;
-use crate::contract::webhooks::{Delivery, EndpointState, WEBHOOK_DELIVERIES_BUCKET, WEBHOOK_ENDPOINTS_BUCKET};
-use crate::fetch::Fetcher;
-use crate::jobs::JobBoard;
+use crate::contract::services::Service;
+use crate::contract::webhooks::{WEBHOOK_DELIVERIES_BUCKET, WEBHOOK_ENDPOINTS_BUCKET};
 use crate::parts::nats::LaterBucket;
-use crate::parts::{Backlog, JsonBucket, KeyValue, Objects, Publish, Requests};
-use crate::translate::Translator;
-use backlog::QueueBound;
 use error::ApiError;
-use idempotency::IdempotencyKeys;
+pub use state::{AppState, IngestParts};
 
 /// Largest request body accepted (a prompt is at most 4000 characters).
 const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// The parts ingest works with.
-pub struct IngestParts {
-    pub publisher: Arc<dyn Publish>,
-    pub jobs: JobBoard,
-    pub idempotency: Arc<dyn KeyValue>,
-    pub store: Arc<dyn Requests>,
-    pub backlog: Arc<dyn Backlog>,
-    /// The webhook service's delivery log and endpoint states (read only).
-    pub webhook_log: Arc<dyn KeyValue>,
-    pub webhook_states: Arc<dyn KeyValue>,
-    /// The images bucket: uploads and edits' input pictures go there.
-    pub objects: Arc<dyn Objects>,
-    /// The mailer's notification log (read only).
-    pub mail_log: Arc<dyn KeyValue>,
-}
-
-/// What every handler sees.
-#[derive(Clone)]
-pub struct AppState {
-    publisher: Arc<dyn Publish>,
-    jobs: JobBoard,
-    idempotency: IdempotencyKeys,
-    store: Arc<dyn Requests>,
-    queue: Arc<QueueBound>,
-    translator: Option<Translator>,
-    public_base_url: String,
-    wait_timeout: Duration,
-    smtp: Arc<SmtpConfig>,
-    webhooks: Arc<WebhooksConfig>,
-    /// Where the store writes pictures (read back for `response_format: b64_json`).
-    images_dir: std::path::PathBuf,
-    /// Fetches a picture this host does not have from its S3 / R2 link (several hosts).
-    http: reqwest::Client,
-    webhook_log: JsonBucket<Delivery>,
-    webhook_states: JsonBucket<EndpointState>,
-    mail_log: JsonBucket<crate::contract::mail::Notification>,
-    objects: Arc<dyn Objects>,
-    /// Fetches edits' input URLs through the download guard.
-    fetcher: Fetcher,
-    /// Model routing and defaults (edits are checked against the model before queuing).
-    config: Arc<Config>,
-}
-
-impl AppState {
-    pub fn new(config: &Config, parts: IngestParts) -> anyhow::Result<Self> {
-        Ok(Self {
-            publisher: parts.publisher,
-            jobs: parts.jobs,
-            idempotency: IdempotencyKeys::new(JsonBucket::new(parts.idempotency)),
-            store: parts.store,
-            queue: Arc::new(QueueBound::new(parts.backlog, config.server.max_queued_jobs)),
-            translator: Translator::from_config(config)?,
-            public_base_url: config.server.public_base_url(),
-            wait_timeout: config.server.sync_wait(),
-            smtp: Arc::new(config.smtp.clone()),
-            webhooks: Arc::new(config.webhooks.clone()),
-            images_dir: config.server.images_dir.clone(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
-            webhook_log: JsonBucket::new(parts.webhook_log),
-            webhook_states: JsonBucket::new(parts.webhook_states),
-            objects: parts.objects,
-            mail_log: JsonBucket::new(parts.mail_log),
-            fetcher: Fetcher::new(&config.generator, "the input URL"),
-            config: Arc::new(config.clone()),
-        })
-    }
-}
 
 /// Binds `[server] host:port` and serves until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -142,7 +68,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 /// Serves on `listener` (tests pass one bound to port 0).
 pub async fn serve(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let bus = Bus::connect(&config.nats, "huiying-ingest", &shutdown).await?;
+    let bus = Bus::connect(&config.nats, Service::Ingest.program(), &shutdown).await?;
     let parts = IngestParts {
         publisher: bus.publisher(),
         jobs: bus.job_board(),

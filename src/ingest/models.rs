@@ -6,7 +6,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::AppState;
-use crate::config::{Config, PLACEHOLDER_MODEL, Provider};
+use crate::config::{ModelRouting, PLACEHOLDER_MODEL, Provider};
 
 /// One model a request may name.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -32,17 +32,18 @@ pub(super) struct ModelList {
 }
 
 /// The placeholder, then each configured provider's default model.
-pub(super) fn configured(config: &Config) -> Vec<ModelInfo> {
+pub(super) fn configured(routing: &ModelRouting) -> Vec<ModelInfo> {
     let mut models = vec![(PLACEHOLDER_MODEL.to_string(), Provider::Placeholder)];
-    let defaults = [
-        (Provider::OpenRouter, config.models.default_openrouter_model.clone()),
-        (Provider::OpenAi, config.openai.default_model.clone()),
-        (Provider::ModelScope, "Qwen/Qwen-Image-Edit".to_string()),
-    ];
-    models.extend(defaults.into_iter().filter(|(p, _)| config.has_key_for(*p)).map(|(p, id)| (id, p)));
-    for id in [config.default_model(), config.default_edit_model()] {
+    for provider in [Provider::OpenRouter, Provider::OpenAi, Provider::ModelScope] {
+        if routing.has_key_for(provider)
+            && let Some(id) = routing.default_of(provider)
+        {
+            models.push((id, provider));
+        }
+    }
+    for id in [routing.default_model(), routing.default_edit_model()] {
         if !models.iter().any(|(known, _)| *known == id)
-            && let Ok(provider) = config.provider_for(&id)
+            && let Ok(provider) = routing.provider_for(&id)
         {
             models.push((id, provider));
         }
@@ -63,11 +64,11 @@ pub(super) fn configured(config: &Config) -> Vec<ModelInfo> {
     responses((status = 200, body = ModelList))
 )]
 pub(super) async fn models(State(state): State<AppState>) -> Json<ModelList> {
-    let config = &state.config;
+    let routing = &state.settings.routing;
     Json(ModelList {
-        models: configured(config),
-        default_model: config.default_model(),
-        default_edit_model: config.default_edit_model(),
-        notify_email: !config.smtp.allowed_recipients.is_empty(),
+        models: configured(routing),
+        default_model: routing.default_model(),
+        default_edit_model: routing.default_edit_model(),
+        notify_email: state.settings.recipients.any(),
     })
 }

@@ -56,7 +56,7 @@ pub(super) async fn job_notifications(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Notifications>, ApiError> {
-    let unavailable = |error: crate::bus::BusError| {
+    let unavailable = |error: crate::parts::PartError| {
         tracing::warn!(%error, "cannot read the notification logs");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the notification logs (NATS) are unavailable; try again")
     };
@@ -65,7 +65,7 @@ pub(super) async fn job_notifications(
     }
     let mut mails = Vec::new();
     for kind in ["completed", "failed"] {
-        if let Some(entry) = state.mail_log.get(&format!("{id}.{kind}")).await.map_err(unavailable)? {
+        if let Some(entry) = state.logs.mail.get(&format!("{id}.{kind}")).await.map_err(unavailable)? {
             mails.push(MailOutcome {
                 kind: kind.into(),
                 state: match entry.state {
@@ -82,10 +82,10 @@ pub(super) async fn job_notifications(
         }
     }
     let mut webhooks = Vec::new();
-    for endpoint in &state.webhooks.endpoints {
+    for endpoint in &state.settings.webhooks.endpoints {
         for event in [IMAGE_COMPLETED, IMAGE_FAILED] {
             let key = WebhookTask::delivery_id(event, &id, &endpoint.id());
-            if let Some(delivery) = state.webhook_log.get(&key).await.map_err(unavailable)? {
+            if let Some(delivery) = state.logs.webhook_deliveries.get(&key).await.map_err(unavailable)? {
                 webhooks.push(WebhookOutcome {
                     endpoint: endpoint.id(),
                     event: event.into(),

@@ -2,16 +2,16 @@
 //! own webhook under `[webhooks] allowed_urls`, never into this network.
 
 use super::error::ApiError;
-use crate::config::{SmtpConfig, WEBHOOK_EVENTS, WebhooksConfig};
+use crate::config::{AllowedRecipients, WEBHOOK_EVENTS, WebhooksConfig};
 use crate::contract::events::RequestWebhook;
 use crate::outbound::{self, Refusal};
 
 /// A request may choose its recipient only among `[smtp] allowed_recipients`.
-pub(super) fn check_recipient(address: &str, smtp: &SmtpConfig) -> Result<(), ApiError> {
+pub(super) fn check_recipient(address: &str, recipients: &AllowedRecipients) -> Result<(), ApiError> {
     if address.parse::<lettre::Address>().is_err() {
         return Err(ApiError::bad_request(format!("notify_email {address:?} is not an email address")));
     }
-    if !smtp.allows_recipient(address) {
+    if !recipients.allows(address) {
         return Err(ApiError::bad_request(format!(
             "notify_email {address:?} is not among this server's allowed recipients ([smtp] allowed_recipients)"
         )));

@@ -79,7 +79,7 @@ fn error(status: StatusCode, message: &str, param: Option<&str>) -> Response {
     responses((status = 200, body = serde_json::Value))
 )]
 pub(super) async fn models(State(state): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = super::models::configured(&state.config)
+    let data: Vec<Value> = super::models::configured(&state.settings.routing)
         .into_iter()
         .map(|model| json!({"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}))
         .collect();

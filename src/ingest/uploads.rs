@@ -129,7 +129,7 @@ pub(super) async fn upload_image(State(state): State<AppState>, request: Request
     tracing::info!(upload = %id, size = picture.bytes.len(), "upload kept");
     let body = json!({
         "id": id,
-        "url": format!("{}/uploads/{id}", state.public_base_url),
+        "url": format!("{}/uploads/{id}", state.settings.public_base_url),
         "file_name": file_name,
         "mime_type": picture.content_type,
         "size": picture.bytes.len(),
@@ -202,7 +202,8 @@ pub(super) async fn resolve_input(
     n: usize,
 ) -> Result<InputPicture, ApiError> {
     let reference = reference.trim();
-    let own = |prefix: &str| reference.strip_prefix(&format!("{}{prefix}", state.public_base_url)).map(String::from);
+    let own =
+        |prefix: &str| reference.strip_prefix(&format!("{}{prefix}", state.settings.public_base_url)).map(String::from);
     let (picture, source) = if let Some(id) =
         reference.strip_prefix("upload:").map(String::from).or_else(|| own("/uploads/"))
     {
@@ -214,12 +215,12 @@ pub(super) async fn resolve_input(
     } else if let Some(key) = reference.strip_prefix("record:").map(String::from) {
         (stored_record_picture(state, field, &key).await?, format!("record:{key}"))
     } else if let Some(file) = own("/static/images/") {
-        let no_such = || ApiError::bad_request(format!("{field}: no stored picture {file:?}"));
-        // A file name only: nothing outside images_dir.
-        if file.is_empty() || file.contains(['/', '\\']) || file.contains("..") {
-            return Err(no_such());
-        }
-        let bytes = tokio::fs::read(state.images_dir.join(&file)).await.map_err(|_| no_such())?;
+        // This server's own link: the file on this host, nothing outside images_dir.
+        let bytes = state
+            .pictures
+            .read(&file, None, MAX_PICTURE_BYTES)
+            .await
+            .map_err(|_| ApiError::bad_request(format!("{field}: no stored picture {file:?}")))?;
         (check_picture(bytes, field)?, reference.to_string())
     } else if reference.starts_with("http://") || reference.starts_with("https://") {
         let fetched = state.fetcher.fetch(reference).await.map_err(|failure| {
@@ -235,7 +236,7 @@ pub(super) async fn resolve_input(
     let object = format!("input/{job_id}/{n}");
     state.objects.put(&object, &picture.bytes).await.map_err(|_| ApiError::queue_unavailable())?;
     Ok(InputPicture {
-        url: format!("{}/inputs/{job_id}/{n}", state.public_base_url),
+        url: format!("{}/inputs/{job_id}/{n}", state.settings.public_base_url),
         object,
         content_type: picture.content_type.to_string(),
         width: picture.width,
@@ -251,20 +252,10 @@ async fn stored_record_picture(state: &AppState, field: &str, key: &str) -> Resu
     let record: RecordView = ask_store(state, RECORDS_GET, Bytes::from(key.to_string()))
         .await
         .map_err(|e| ApiError::bad_request(format!("{field}: record {key}: {}", e.message())))?;
-    let local = state.images_dir.join(record.record.filename());
-    let bytes = match (tokio::fs::read(&local).await, &record.record.r2_url) {
-        (Ok(bytes), _) => bytes,
-        (Err(_), Some(url)) => {
-            state
-                .fetcher
-                .fetch(url)
-                .await
-                .map_err(|f| ApiError::bad_request(format!("{field}: record {key}'s picture: {}", f.reason)))?
-                .bytes
-        }
-        (Err(_), None) => {
-            return Err(ApiError::bad_request(format!("{field}: record {key}'s file is not on this host")));
-        }
-    };
+    let bytes = state
+        .pictures
+        .read(&record.record.filename(), record.record.r2_url.as_deref(), MAX_PICTURE_BYTES)
+        .await
+        .map_err(|error| ApiError::bad_request(format!("{field}: record {key}'s picture: {error}")))?;
     check_picture(bytes, field)
 }

@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::contract::webhooks::DeliveryState;
 
-fn unavailable(error: crate::bus::BusError) -> ApiError {
+fn unavailable(error: crate::parts::PartError) -> ApiError {
     tracing::warn!(%error, "cannot read the webhook log");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the webhook log (NATS) is unavailable; try again shortly")
 }
@@ -26,9 +26,9 @@ fn unavailable(error: crate::bus::BusError) -> ApiError {
 )]
 pub(super) async fn endpoints(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut endpoints = Vec::new();
-    for endpoint in &state.webhooks.endpoints {
+    for endpoint in &state.settings.webhooks.endpoints {
         let id = endpoint.id();
-        let health = state.webhook_states.get(&id).await.map_err(unavailable)?.unwrap_or_default();
+        let health = state.logs.webhook_states.get(&id).await.map_err(unavailable)?.unwrap_or_default();
         endpoints.push(json!({
             "id": id,
             "url": endpoint.url,
@@ -66,7 +66,7 @@ pub(super) async fn deliveries(
             })
         })
         .transpose()?;
-    let log = &state.webhook_log;
+    let log = &state.logs.webhook_deliveries;
     let mut deliveries = Vec::new();
     for key in log.keys().await.map_err(unavailable)? {
         if let Some(delivery) = log.get(&key).await.map_err(unavailable)? {

@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 use time::macros::format_description;
 
 use super::templates::{Kind, Templates};
-use crate::config::{Language, SmtpConfig};
+use crate::config::{AllowedRecipients, Language, PLACEHOLDER_MODEL, SmtpConfig};
 use crate::contract::events::{
     EVENT_VERSION, ImageCompleted, ImageFailed, InputPicture, JobFacts, JobKind, Labels, Stage,
 };
+use crate::contract::values::{JobId, ModelName, Prompt};
 
 /// Content-ID of the inline picture.
 const IMAGE_CID: &str = "image@huiying";
@@ -20,7 +21,7 @@ const IMAGE_CID: &str = "image@huiying";
 #[derive(Debug, Clone)]
 pub struct Notice {
     pub(super) kind: Kind,
-    pub job_id: String,
+    pub job_id: JobId,
     /// What the templates see.
     pub context: Value,
     /// The request's own recipient, if it named one.
@@ -58,7 +59,7 @@ impl Notice {
                 "prompt": event.prompt,
                 "short_prompt": shorten(&event.prompt, 30),
                 "english_prompt": event.english_prompt,
-                "show_english_prompt": event.english_prompt != event.prompt,
+                "show_english_prompt": event.english_prompt != event.prompt.as_str(),
                 "model": event.model,
                 "url": event.url,
                 "image_src": event.url,
@@ -85,12 +86,13 @@ impl Notice {
     fn samples() -> [Notice; 3] {
         let now = time::OffsetDateTime::now_utc();
         let url = "http://localhost:8000/static/images/huiying_image_sample.jpg".to_string();
+        let id = JobId::parse("sample").expect("a constant id");
         let generation = ImageCompleted {
             version: EVENT_VERSION,
-            id: "sample".into(),
-            prompt: "一只在月球上的猫".into(),
+            id: id.clone(),
+            prompt: Prompt::parse("一只在月球上的猫").expect("a constant prompt"),
             english_prompt: "a cat on the moon".into(),
-            model: "huiying/placeholder".into(),
+            model: ModelName::parse(PLACEHOLDER_MODEL).expect("a constant model name"),
             url: url.clone(),
             local_url: url,
             r2_url: None,
@@ -120,7 +122,7 @@ impl Notice {
         };
         let edit = ImageCompleted { kind: JobKind::Compose, inputs: vec![input.clone(), input], ..generation.clone() };
         let facts = JobFacts {
-            id: "sample",
+            id: &id,
             prompt: "一只在月球上的猫",
             model: "huiying/placeholder",
             notify_email: None,
@@ -158,7 +160,8 @@ pub struct Composer {
     to: Vec<Mailbox>,
     cc: Vec<Mailbox>,
     bcc: Vec<Mailbox>,
-    settings: SmtpConfig,
+    /// Whom a request may name instead of `to`.
+    recipients: AllowedRecipients,
 }
 
 impl Composer {
@@ -197,14 +200,14 @@ impl Composer {
             to,
             cc: mailboxes("cc", &smtp.cc)?,
             bcc: mailboxes("bcc", &smtp.bcc)?,
-            settings: smtp.clone(),
+            recipients: smtp.recipients(),
         })
     }
 
     /// The primary recipients of a notice: the request's own when allowed, else `to`.
     pub fn recipients_for(&self, notice: &Notice) -> Vec<Mailbox> {
         match &notice.notify_email {
-            Some(address) if self.settings.allows_recipient(address) => match address.parse() {
+            Some(address) if self.recipients.allows(address) => match address.parse() {
                 Ok(mailbox) => vec![mailbox],
                 Err(_) => self.to.clone(),
             },

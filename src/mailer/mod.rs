@@ -23,6 +23,7 @@ use crate::bus::{Bus, ConsumerSpec};
 use crate::config::Config;
 use crate::contract::consumers;
 use crate::contract::events::{self, ImageCompleted, ImageFailed};
+use crate::contract::services::Service;
 use crate::failure::{Failure, RetryPolicy};
 use crate::parts::{JsonBucket, KeyValue};
 use crate::smtp::Transport;
@@ -81,10 +82,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Templates, addresses and TLS files first: a mistake stops the mailer at start, not
     // after NATS answers.
     let outgoing = Outgoing::from_config(&config)?;
-    let bus = Bus::connect(&config.nats, "huiying-mailer", &shutdown).await?;
+    let bus = Bus::connect(&config.nats, Service::Mailer.program(), &shutdown).await?;
     let mailer = Mailer::with(outgoing, Arc::new(bus.mail.clone()), config.smtp.retry_policy());
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
-    let pings = bus.announce("huiying-mailer", "huiying mailer: notification mails").await?;
+    let pings = bus.announce(Service::Mailer).await?;
     match &mailer.outgoing.transport {
         Transport::Smtp(_) => tracing::info!(
             host = %config.smtp.host, port = config.smtp.port, tls = ?config.smtp.effective_tls(),
@@ -96,7 +97,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ),
         Transport::Off => tracing::info!("mailer ready: mail is off ([smtp] enable = false, no outbox_dir)"),
     }
-    let settings = worker::Settings::new(4, &config.nats, mailer.policy).named("mailer");
+    let settings = worker::Settings::new(4, &config.nats, mailer.policy).named(Service::Mailer.name());
     worker::run(consumer, bus.publisher(), settings, shutdown, mailer).await;
     let _ = pings.stop().await;
     Ok(())
@@ -168,7 +169,7 @@ impl Mailer {
     /// allowed and could help) retrying.
     async fn notify(&self, notice: &Notice, attempt: u32, may_retry: bool) -> Notification {
         let mut notification = Notification {
-            job_id: notice.job_id.clone(),
+            job_id: notice.job_id.to_string(),
             kind: notice.kind.name().into(),
             state: DeliveryState::Sent,
             recipients: self.outgoing.composer.all_recipients(notice),

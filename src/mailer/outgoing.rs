@@ -1,15 +1,14 @@
 //! How a mail goes out: composed from the templates, the picture attached when asked,
 //! limited per minute, handed to the SMTP server or the outbox.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::compose::{Composer, ImageRef, InlineImage, Notice};
 use crate::config::{Config, SmtpConfig};
 use crate::failure::Failure;
 use crate::limit::RateLimit;
 use crate::smtp::Transport;
+use crate::stored::StoredPictures;
 
 /// Largest picture attached inline; a larger one is linked only.
 const MAX_ATTACHMENT_BYTES: usize = 15 * 1024 * 1024;
@@ -20,8 +19,7 @@ pub(super) struct Outgoing {
     pub(super) transport: Transport,
     limit: RateLimit,
     settings: Arc<SmtpConfig>,
-    images_dir: PathBuf,
-    http: reqwest::Client,
+    pictures: StoredPictures,
 }
 
 impl Outgoing {
@@ -32,8 +30,7 @@ impl Outgoing {
             transport: Transport::from_config(&config.smtp)?,
             limit: RateLimit::per_minute(config.smtp.max_per_minute),
             settings: Arc::new(config.smtp.clone()),
-            images_dir: config.server.images_dir.clone(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
+            pictures: StoredPictures::new(config.server.images_dir.clone())?,
         })
     }
 
@@ -50,29 +47,14 @@ impl Outgoing {
         self.transport.send(message, &self.settings).await
     }
 
-    /// The stored picture, from `images_dir` when this host has it, else from its URL.
+    /// The stored picture, from this host or else from its link.
     async fn load_image(&self, image: &ImageRef) -> Option<InlineImage> {
-        let local = self.images_dir.join(&image.filename);
-        let bytes = match tokio::fs::read(&local).await {
-            Ok(bytes) => Some(bytes),
-            Err(_) => self.download(&image.url).await,
-        };
-        match bytes {
-            Some(bytes) if bytes.len() <= MAX_ATTACHMENT_BYTES => {
-                Some(InlineImage { bytes, content_type: image.content_type })
-            }
-            _ => {
-                tracing::warn!(url = %image.url, "picture not attached (unreadable or too large); the mail links it");
+        match self.pictures.read(&image.filename, Some(&image.url), MAX_ATTACHMENT_BYTES).await {
+            Ok(bytes) => Some(InlineImage { bytes, content_type: image.content_type }),
+            Err(error) => {
+                tracing::warn!(url = %image.url, %error, "picture not attached; the mail links it");
                 None
             }
         }
-    }
-
-    async fn download(&self, url: &str) -> Option<Vec<u8>> {
-        let response = self.http.get(url).send().await.ok()?.error_for_status().ok()?;
-        if response.content_length().is_some_and(|n| n as usize > MAX_ATTACHMENT_BYTES) {
-            return None;
-        }
-        Some(response.bytes().await.ok()?.to_vec())
     }
 }

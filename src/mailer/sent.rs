@@ -1,8 +1,8 @@
 //! The notification log: one entry per job and kind in the `huiying_mail` bucket.
 //! It is what keeps a redelivered event, or a second mailer, from mailing twice.
 
-use crate::bus::BusError;
 use crate::parts::JsonBucket;
+use crate::parts::PartError;
 
 pub(super) use crate::contract::mail::{DeliveryState, Notification};
 
@@ -22,17 +22,17 @@ impl SentLog {
     }
 
     /// The entry of this job's notification; an unreadable entry is an error.
-    pub(super) async fn get(&self, job_id: &str, kind: &str) -> Result<Option<Notification>, BusError> {
+    pub(super) async fn get(&self, job_id: &str, kind: &str) -> Result<Option<Notification>, PartError> {
         self.entries.get(&Self::key(job_id, kind)).await
     }
 
-    pub(super) async fn put(&self, notification: &Notification) -> Result<(), BusError> {
+    pub(super) async fn put(&self, notification: &Notification) -> Result<(), PartError> {
         self.entries.put(&Self::key(&notification.job_id, &notification.kind), notification).await
     }
 
     /// Every entry, each read on its own so that one unreadable entry is reported with its
     /// key and the rest are still listed.
-    pub(super) async fn all(&self) -> Result<Vec<(String, Result<Notification, BusError>)>, BusError> {
+    pub(super) async fn all(&self) -> Result<Vec<(String, Result<Notification, PartError>)>, PartError> {
         let mut all = Vec::new();
         for key in self.entries.keys().await? {
             match self.entries.get(&key).await {

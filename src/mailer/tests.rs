@@ -63,7 +63,7 @@ fn mails(parts: &Parts) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_completed_job_is_mailed_once_however_often_its_event_comes() {
     let (mailer, parts) = mailer();
     for _ in 0..3 {
@@ -76,7 +76,7 @@ async fn a_completed_job_is_mailed_once_however_often_its_event_comes() {
     assert_eq!(entry.state, DeliveryState::Sent);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unreadable_log_entry_is_a_dead_letter_never_a_second_mail() {
     let (mailer, parts) = mailer();
     parts.log.put_raw("job-1.completed", b"{half an entry");
@@ -86,7 +86,7 @@ async fn an_unreadable_log_entry_is_a_dead_letter_never_a_second_mail() {
     assert!(mails(&parts).is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_notification_given_up_before_is_not_sent_again_by_a_redelivery() {
     let (mailer, parts) = mailer();
     let given_up = Notification {
@@ -104,7 +104,7 @@ async fn a_notification_given_up_before_is_not_sent_again_by_a_redelivery() {
     assert!(mails(&parts).is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn while_the_log_cannot_be_read_the_event_is_retried_and_nothing_is_sent() {
     let (mailer, parts) = mailer();
     parts.log.set_down(true);
@@ -115,7 +115,18 @@ async fn while_the_log_cannot_be_read_the_event_is_retried_and_nothing_is_sent()
     assert_eq!(mails(&parts).len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
+async fn a_log_that_stays_unwritable_is_waited_on_for_its_patience_and_no_longer() {
+    let (mailer, parts) = mailer();
+    parts.log.set_read_only(true);
+    let started = tokio::time::Instant::now();
+    mailer.handle(completed("job-1")).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= LOG_PATIENCE && waited < LOG_PATIENCE + Duration::from_secs(3), "{waited:?}");
+    assert_eq!(mails(&parts).len(), 1, "the mail went out once, before the log was tried");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_redelivery_while_the_sent_mail_is_still_being_logged_mails_nothing() {
     let (mailer, parts) = mailer();
     let mailer = Arc::new(mailer);
@@ -138,7 +149,7 @@ async fn a_redelivery_while_the_sent_mail_is_still_being_logged_mails_nothing() 
     assert_eq!(mailer.log.get("job-1", "completed").await.unwrap().unwrap().state, DeliveryState::Sent);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_event_on_another_subject_is_rejected() {
     let (mailer, _parts) = mailer();
     let mut received = completed("job-1");
@@ -177,8 +188,9 @@ fn a_template_that_fails_on_real_data_stops_the_mailer_at_start() {
 
 fn cancelled(id: &str, notify: bool) -> Received {
     use crate::contract::events::{Cancellation, CancelledBy, IMAGE_FAILED, JobFacts};
+    let id = id.into();
     let facts = JobFacts {
-        id,
+        id: &id,
         prompt: "一只狐狸",
         model: "huiying/placeholder",
         notify_email: None,
@@ -189,11 +201,11 @@ fn cancelled(id: &str, notify: bool) -> Received {
     Received {
         subject: IMAGE_FAILED.into(),
         payload: Bytes::from(serde_json::to_vec(&event).unwrap()),
-        ..completed(id)
+        ..completed(&id)
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_cancelled_job_mails_nobody_unless_the_canceller_asked() {
     let (mailer, parts) = mailer();
     mailer.handle(cancelled("quiet", false)).await.unwrap();

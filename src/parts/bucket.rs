@@ -8,11 +8,10 @@ use futures::stream::BoxStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::KeyValue;
-use crate::bus::BusError;
+use super::{KeyValue, PartError};
 
 /// Typed access to a [`KeyValue`] bucket. An entry that does not decode is an error
-/// ([`BusError::Corrupt`]), never read as absent: absent would let a stage do its side
+/// (one no retry helps: [`super::PartErrorKind::GiveUp`]), never read as absent: absent would let a stage do its side
 /// effect (a mail, say) a second time.
 pub struct JsonBucket<T> {
     kv: Arc<dyn KeyValue>,
@@ -35,27 +34,27 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
         JsonBucket { kv: self.kv.clone(), value: PhantomData }
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<T>, BusError> {
+    pub async fn get(&self, key: &str) -> Result<Option<T>, PartError> {
         match self.kv.get(key).await? {
             Some(bytes) => self.decode(key, &bytes).map(Some),
             None => Ok(None),
         }
     }
 
-    pub async fn put(&self, key: &str, value: &T) -> Result<(), BusError> {
+    pub async fn put(&self, key: &str, value: &T) -> Result<(), PartError> {
         self.kv.put(key, encode(value)).await
     }
 
     /// Stores `value` unless `key` exists; false when it existed.
-    pub async fn create(&self, key: &str, value: &T) -> Result<bool, BusError> {
+    pub async fn create(&self, key: &str, value: &T) -> Result<bool, PartError> {
         self.kv.create(key, encode(value)).await
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), BusError> {
+    pub async fn delete(&self, key: &str) -> Result<(), PartError> {
         self.kv.delete(key).await
     }
 
-    pub async fn keys(&self) -> Result<Vec<String>, BusError> {
+    pub async fn keys(&self) -> Result<Vec<String>, PartError> {
         self.kv.keys().await
     }
 
@@ -65,7 +64,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
     pub async fn changes(
         &self,
         after: Option<u64>,
-    ) -> Result<BoxStream<'static, Result<(u64, T), BusError>>, BusError> {
+    ) -> Result<BoxStream<'static, Result<(u64, T), PartError>>, PartError> {
         self.changes_where(after, |_| true).await
     }
 
@@ -74,7 +73,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
         &self,
         after: Option<u64>,
         keep: impl Fn(&str) -> bool + Send + Sync + 'static,
-    ) -> Result<BoxStream<'static, Result<(u64, T), BusError>>, BusError> {
+    ) -> Result<BoxStream<'static, Result<(u64, T), PartError>>, PartError> {
         let bucket = self.kv.name().to_string();
         let changes = self.kv.changes(after).await?;
         let keep = Arc::new(keep);
@@ -98,28 +97,29 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
             .boxed())
     }
 
-    pub async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<T, BusError>>, BusError> {
+    pub async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<T, PartError>>, PartError> {
         let (bucket, key) = (self.kv.name().to_string(), key.to_string());
         let updates = self.kv.watch(&key).await?;
         Ok(updates
             .map(move |update| {
                 let bytes = update?;
-                serde_json::from_slice(&bytes).map_err(|source| BusError::Corrupt {
-                    bucket: bucket.clone(),
-                    key: key.clone(),
-                    source,
-                })
+                serde_json::from_slice(&bytes).map_err(|source| unreadable(&bucket, &key, source))
             })
             .boxed())
     }
 
-    fn decode(&self, key: &str, bytes: &[u8]) -> Result<T, BusError> {
+    fn decode(&self, key: &str, bytes: &[u8]) -> Result<T, PartError> {
         serde_json::from_slice(bytes).map_err(|source| {
-            let error = BusError::Corrupt { bucket: self.kv.name().into(), key: key.into(), source };
+            let error = unreadable(self.kv.name(), key, source);
             tracing::error!(%error, "unreadable key-value entry");
             error
         })
     }
+}
+
+/// An entry that is not what this build wrote: surfaced, never read as absent.
+fn unreadable(bucket: &str, key: &str, source: serde_json::Error) -> PartError {
+    PartError::give_up(format!("key-value bucket {bucket}: entry {key:?} is unreadable"), source)
 }
 
 fn encode<T: Serialize>(value: &T) -> bytes::Bytes {

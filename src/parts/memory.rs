@@ -12,12 +12,11 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use super::{Backlog, Change, KeyValue, Objects, Publish, RequestError, Requests};
-use crate::bus::BusError;
+use super::{Backlog, Change, KeyValue, Objects, PartError, Publish, RequestError, Requests};
 use crate::contract::events::Event;
 
-fn unavailable(what: &str) -> BusError {
-    BusError::KeyValue { bucket: what.into(), source: "switched off by the test".into() }
+fn unavailable(what: &str) -> PartError {
+    PartError::retry_later(format!("key-value bucket {what}"), "switched off by the test")
 }
 
 /// A published message.
@@ -73,22 +72,22 @@ impl MemoryStream {
 
 #[async_trait]
 impl Publish for MemoryStream {
-    async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), BusError> {
+    async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), PartError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(BusError::Publish { subject: subject.into(), source: "NATS is down (test)".into() });
+            return Err(PartError::retry_later(format!("publishing to {subject}"), "NATS is down (test)"));
         }
         if self.seen.lock().unwrap().insert(message_id.clone()) {
             self.published.lock().unwrap().push(Published { subject: subject.into(), message_id, payload });
         }
         if self.acks_lost.load(Ordering::SeqCst) {
-            return Err(BusError::Publish { subject: subject.into(), source: "ack lost (test)".into() });
+            return Err(PartError::retry_later(format!("publishing to {subject}"), "ack lost (test)"));
         }
         Ok(())
     }
 
-    async fn dead_letter(&self, subject: &str, _payload: Bytes, reason: &str) -> Result<(), BusError> {
+    async fn dead_letter(&self, subject: &str, _payload: Bytes, reason: &str) -> Result<(), PartError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(BusError::Publish { subject: subject.into(), source: "NATS is down (test)".into() });
+            return Err(PartError::retry_later(format!("publishing to {subject}"), "NATS is down (test)"));
         }
         self.dead.lock().unwrap().push((subject.into(), reason.into()));
         Ok(())
@@ -130,7 +129,7 @@ impl MemoryKv {
         self.read_only.store(read_only, Ordering::SeqCst);
     }
 
-    fn check_write(&self) -> Result<(), BusError> {
+    fn check_write(&self) -> Result<(), PartError> {
         self.check()?;
         if self.read_only.load(Ordering::SeqCst) { Err(unavailable(&self.name)) } else { Ok(()) }
     }
@@ -145,7 +144,7 @@ impl MemoryKv {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    fn check(&self) -> Result<(), BusError> {
+    fn check(&self) -> Result<(), PartError> {
         if self.down.load(Ordering::SeqCst) { Err(unavailable(&self.name)) } else { Ok(()) }
     }
 
@@ -167,18 +166,18 @@ impl KeyValue for MemoryKv {
         &self.name
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, PartError> {
         self.check()?;
         Ok(self.entries.lock().unwrap().get(key).cloned())
     }
 
-    async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), PartError> {
         self.check_write()?;
         self.store(key, value);
         Ok(())
     }
 
-    async fn create(&self, key: &str, value: Bytes) -> Result<bool, BusError> {
+    async fn create(&self, key: &str, value: Bytes) -> Result<bool, PartError> {
         self.check_write()?;
         let mut entries = self.entries.lock().unwrap();
         if entries.contains_key(key) {
@@ -189,18 +188,18 @@ impl KeyValue for MemoryKv {
         Ok(true)
     }
 
-    async fn delete(&self, key: &str) -> Result<(), BusError> {
+    async fn delete(&self, key: &str) -> Result<(), PartError> {
         self.check_write()?;
         self.entries.lock().unwrap().remove(key);
         Ok(())
     }
 
-    async fn keys(&self) -> Result<Vec<String>, BusError> {
+    async fn keys(&self) -> Result<Vec<String>, PartError> {
         self.check()?;
         Ok(self.entries.lock().unwrap().keys().cloned().collect())
     }
 
-    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError> {
+    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, PartError>>, PartError> {
         self.check()?;
         // Subscribe before reading the current value, so no change falls in between.
         let changes = tokio_stream_of(self.changes.subscribe(), key.to_string());
@@ -209,7 +208,7 @@ impl KeyValue for MemoryKv {
     }
 
     /// From now on only: memory keeps no history to resume from.
-    async fn changes(&self, _after: Option<u64>) -> Result<BoxStream<'static, Result<Change, BusError>>, BusError> {
+    async fn changes(&self, _after: Option<u64>) -> Result<BoxStream<'static, Result<Change, PartError>>, PartError> {
         self.check()?;
         let receiver = self.writes.subscribe();
         Ok(futures::stream::unfold(receiver, |mut receiver| async move {
@@ -228,7 +227,7 @@ impl KeyValue for MemoryKv {
 fn tokio_stream_of(
     receiver: broadcast::Receiver<(String, Bytes)>,
     key: String,
-) -> BoxStream<'static, Result<Bytes, BusError>> {
+) -> BoxStream<'static, Result<Bytes, PartError>> {
     futures::stream::unfold((receiver, key), |(mut receiver, key)| async move {
         loop {
             match receiver.recv().await {
@@ -255,12 +254,12 @@ impl MemoryObjects {
 
 #[async_trait]
 impl Objects for MemoryObjects {
-    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), BusError> {
+    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), PartError> {
         self.objects.lock().unwrap().insert(name.into(), bytes.to_vec());
         Ok(())
     }
 
-    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, BusError> {
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PartError> {
         Ok(self.objects.lock().unwrap().get(name).cloned())
     }
 }

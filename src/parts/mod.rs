@@ -1,9 +1,13 @@
 //! The narrow parts a stage is built from: publishing events, key-value buckets (job
 //! states, the notification log, idempotency keys), the picture object store, and
 //! request/reply. Each is a trait with one NATS implementation ([`nats`]) and one in
-//! memory ([`memory`]) for tests that need no nats-server.
+//! memory ([`memory`]) for tests that need no nats-server. Every operation fails with a
+//! [`PartError`], whose kind says whether to retry; [`JobBoard`] keeps job states on a
+//! bucket.
 
 mod bucket;
+mod error;
+mod jobs;
 pub mod memory;
 pub mod nats;
 
@@ -12,8 +16,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use bucket::JsonBucket;
+pub use error::{PartError, PartErrorKind};
+pub use jobs::JobBoard;
 
-use crate::bus::BusError;
 use crate::contract::events::Event;
 
 /// Publishes messages on the stream and keeps rejected ones.
@@ -21,10 +26,10 @@ use crate::contract::events::Event;
 pub trait Publish: Send + Sync {
     /// Publishes and waits until the stream stored it. A repeated `message_id` within the
     /// stream's duplicate window is stored once.
-    async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), BusError>;
+    async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), PartError>;
 
     /// Keeps a rejected message where an operator can see it, with the reason.
-    async fn dead_letter(&self, subject: &str, payload: Bytes, reason: &str) -> Result<(), BusError>;
+    async fn dead_letter(&self, subject: &str, payload: Bytes, reason: &str) -> Result<(), PartError>;
 
     /// Whether the connection is up right now (a publish would otherwise wait for it).
     fn is_connected(&self) -> bool {
@@ -33,7 +38,7 @@ pub trait Publish: Send + Sync {
 }
 
 /// Publishes `event` on its subject with its `Nats-Msg-Id` (one message per job and subject).
-pub async fn publish<E: Event>(to: &dyn Publish, event: &E) -> Result<(), BusError> {
+pub async fn publish<E: Event>(to: &dyn Publish, event: &E) -> Result<(), PartError> {
     let payload = serde_json::to_vec(event).expect("events serialize");
     to.publish(E::SUBJECT, message_id::<E>(event.job_id()), payload.into()).await
 }
@@ -48,17 +53,17 @@ pub fn message_id<E: Event>(job_id: &str) -> String {
 pub trait KeyValue: Send + Sync {
     /// The bucket's name, for messages.
     fn name(&self) -> &str;
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, BusError>;
-    async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError>;
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, PartError>;
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), PartError>;
     /// Stores `value` unless `key` exists (atomically); false when it existed.
-    async fn create(&self, key: &str, value: Bytes) -> Result<bool, BusError>;
-    async fn delete(&self, key: &str) -> Result<(), BusError>;
-    async fn keys(&self) -> Result<Vec<String>, BusError>;
+    async fn create(&self, key: &str, value: Bytes) -> Result<bool, PartError>;
+    async fn delete(&self, key: &str) -> Result<(), PartError>;
+    async fn keys(&self) -> Result<Vec<String>, PartError>;
     /// The key's current value, if any, then every later one.
-    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError>;
+    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, PartError>>, PartError>;
     /// Every key's changes from now on, or those after `revision` that the bucket still
     /// keeps (the latest of each key at least), each with its key and revision.
-    async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, BusError>>, BusError>;
+    async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, PartError>>, PartError>;
 }
 
 /// One write to a key-value bucket.
@@ -73,9 +78,9 @@ pub struct Change {
 /// Where generated pictures wait for the store.
 #[async_trait]
 pub trait Objects: Send + Sync {
-    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), BusError>;
+    async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), PartError>;
     /// `None` when there is no such object (never written, or expired).
-    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, BusError>;
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PartError>;
 }
 
 /// Why a request got no answer.

@@ -9,8 +9,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::io::AsyncReadExt;
 
-use super::{Backlog, Change, KeyValue, Objects, Publish, RequestError, Requests};
-use crate::bus::BusError;
+use super::{Backlog, Change, KeyValue, Objects, PartError, PartErrorKind, Publish, RequestError, Requests};
 use crate::contract::DEAD_LETTER_PREFIX;
 
 /// How long a request waits for its answer.
@@ -25,22 +24,22 @@ pub struct NatsPublisher {
 
 #[async_trait]
 impl Publish for NatsPublisher {
-    async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), BusError> {
-        let failed =
-            |source: Box<dyn std::error::Error + Send + Sync>| BusError::Publish { subject: subject.into(), source };
+    async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), PartError> {
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| {
+            PartError::retry_later(format!("publishing to {subject}"), source)
+        };
         let message = jetstream::message::PublishMessage::build().payload(payload).message_id(message_id);
         let ack = self.jetstream.send_publish(subject.to_string(), message).await.map_err(|e| failed(e.into()))?;
         ack.await.map_err(|e| failed(e.into()))?;
         Ok(())
     }
 
-    async fn dead_letter(&self, subject: &str, payload: Bytes, reason: &str) -> Result<(), BusError> {
+    async fn dead_letter(&self, subject: &str, payload: Bytes, reason: &str) -> Result<(), PartError> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Huiying-Reason", reason.replace(['\r', '\n'], " ").as_str());
         headers.insert("Huiying-Subject", subject);
-        let failed = |source: Box<dyn std::error::Error + Send + Sync>| BusError::Publish {
-            subject: DEAD_LETTER_PREFIX.into(),
-            source,
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| {
+            PartError::retry_later(format!("publishing to {DEAD_LETTER_PREFIX}"), source)
         };
         let ack = self
             .jetstream
@@ -56,8 +55,12 @@ impl Publish for NatsPublisher {
     }
 }
 
-fn kv_error(store: &kv::Store, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BusError {
-    BusError::KeyValue { bucket: store.name.clone(), source: source.into() }
+fn kv_error(store: &kv::Store, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> PartError {
+    kv_failed(&store.name, source)
+}
+
+fn kv_failed(bucket: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> PartError {
+    PartError::retry_later(format!("key-value bucket {bucket}"), source)
 }
 
 #[async_trait]
@@ -66,15 +69,15 @@ impl KeyValue for kv::Store {
         &self.name
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, PartError> {
         kv::Store::get(self, key).await.map_err(|e| kv_error(self, e))
     }
 
-    async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), PartError> {
         kv::Store::put(self, key, value).await.map(drop).map_err(|e| kv_error(self, e))
     }
 
-    async fn create(&self, key: &str, value: Bytes) -> Result<bool, BusError> {
+    async fn create(&self, key: &str, value: Bytes) -> Result<bool, PartError> {
         match kv::Store::create(self, key, value).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
@@ -82,11 +85,11 @@ impl KeyValue for kv::Store {
         }
     }
 
-    async fn delete(&self, key: &str) -> Result<(), BusError> {
+    async fn delete(&self, key: &str) -> Result<(), PartError> {
         kv::Store::delete(self, key).await.map_err(|e| kv_error(self, e))
     }
 
-    async fn keys(&self) -> Result<Vec<String>, BusError> {
+    async fn keys(&self) -> Result<Vec<String>, PartError> {
         let mut keys = kv::Store::keys(self).await.map_err(|e| kv_error(self, e))?;
         let mut all = Vec::new();
         while let Some(key) = keys.next().await {
@@ -95,12 +98,12 @@ impl KeyValue for kv::Store {
         Ok(all)
     }
 
-    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError> {
+    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, PartError>>, PartError> {
         let entries = self.watch_with_history(key).await.map_err(|e| kv_error(self, e))?;
         Ok(puts(entries, &self.name).map(|change| change.map(|change| change.value)).boxed())
     }
 
-    async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, BusError>>, BusError> {
+    async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, PartError>>, PartError> {
         let entries = match after {
             None => self.watch_all().await,
             Some(revision) => self.watch_all_from_revision(revision + 1).await,
@@ -111,7 +114,7 @@ impl KeyValue for kv::Store {
 }
 
 /// The writes of a key-value watch (deletes and purges left out), errors naming the bucket.
-fn puts(entries: kv::Watch, bucket: &str) -> BoxStream<'static, Result<Change, BusError>> {
+fn puts(entries: kv::Watch, bucket: &str) -> BoxStream<'static, Result<Change, PartError>> {
     let bucket = bucket.to_string();
     entries
         .filter_map(move |entry| {
@@ -122,30 +125,31 @@ fn puts(entries: kv::Watch, bucket: &str) -> BoxStream<'static, Result<Change, B
                         Some(Ok(Change { key: entry.key, revision: entry.revision, value: entry.value }))
                     }
                     Ok(_) => None,
-                    Err(e) => Some(Err(BusError::KeyValue { bucket, source: e.into() })),
+                    Err(e) => Some(Err(kv_failed(&bucket, e))),
                 }
             }
         })
         .boxed()
 }
 
+fn objects_failed(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> PartError {
+    PartError::retry_later("object store", source)
+}
+
 #[async_trait]
 impl Objects for object_store::ObjectStore {
-    async fn put(&self, name: &str, mut bytes: &[u8]) -> Result<(), BusError> {
-        object_store::ObjectStore::put(self, name, &mut bytes)
-            .await
-            .map(drop)
-            .map_err(|e| BusError::Object { source: e.into() })
+    async fn put(&self, name: &str, mut bytes: &[u8]) -> Result<(), PartError> {
+        object_store::ObjectStore::put(self, name, &mut bytes).await.map(drop).map_err(objects_failed)
     }
 
-    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, BusError> {
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PartError> {
         let mut object = match object_store::ObjectStore::get(self, name).await {
             Ok(object) => object,
             Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(BusError::Object { source: e.into() }),
+            Err(e) => return Err(objects_failed(e)),
         };
         let mut bytes = Vec::with_capacity(object.info().size);
-        object.read_to_end(&mut bytes).await.map_err(|e| BusError::Object { source: e.into() })?;
+        object.read_to_end(&mut bytes).await.map_err(objects_failed)?;
         Ok(Some(bytes))
     }
 }
@@ -189,6 +193,10 @@ impl LaterBucket {
         Self { jetstream, name, found: tokio::sync::OnceCell::new() }
     }
 
+    fn missing(&self) -> PartError {
+        PartError::new(PartErrorKind::NotFound, format!("key-value bucket {}", self.name), "it does not exist yet")
+    }
+
     async fn store(&self) -> Option<&kv::Store> {
         self.found.get_or_try_init(|| self.jetstream.get_key_value(self.name)).await.ok()
     }
@@ -200,53 +208,49 @@ impl KeyValue for LaterBucket {
         self.name
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, BusError> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, PartError> {
         match self.store().await {
             Some(store) => KeyValue::get(store, key).await,
             None => Ok(None),
         }
     }
 
-    async fn put(&self, key: &str, value: Bytes) -> Result<(), BusError> {
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), PartError> {
         match self.store().await {
             Some(store) => KeyValue::put(store, key, value).await,
-            None => {
-                Err(BusError::KeyValue { bucket: self.name.into(), source: "the bucket does not exist yet".into() })
-            }
+            None => Err(self.missing()),
         }
     }
 
-    async fn create(&self, key: &str, value: Bytes) -> Result<bool, BusError> {
+    async fn create(&self, key: &str, value: Bytes) -> Result<bool, PartError> {
         match self.store().await {
             Some(store) => KeyValue::create(store, key, value).await,
-            None => {
-                Err(BusError::KeyValue { bucket: self.name.into(), source: "the bucket does not exist yet".into() })
-            }
+            None => Err(self.missing()),
         }
     }
 
-    async fn delete(&self, key: &str) -> Result<(), BusError> {
+    async fn delete(&self, key: &str) -> Result<(), PartError> {
         match self.store().await {
             Some(store) => KeyValue::delete(store, key).await,
             None => Ok(()),
         }
     }
 
-    async fn keys(&self) -> Result<Vec<String>, BusError> {
+    async fn keys(&self) -> Result<Vec<String>, PartError> {
         match self.store().await {
             Some(store) => KeyValue::keys(store).await,
             None => Ok(Vec::new()),
         }
     }
 
-    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, BusError>>, BusError> {
+    async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, PartError>>, PartError> {
         match self.store().await {
             Some(store) => KeyValue::watch(store, key).await,
             None => Ok(futures::stream::pending().boxed()),
         }
     }
 
-    async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, BusError>>, BusError> {
+    async fn changes(&self, after: Option<u64>) -> Result<BoxStream<'static, Result<Change, PartError>>, PartError> {
         match self.store().await {
             Some(store) => KeyValue::changes(store, after).await,
             None => Ok(futures::stream::pending().boxed()),

@@ -16,6 +16,7 @@ use crate::contract::records::{
     Answer, IMAGES_LIST, ImageFile, ImageList, RECORDS_GET, RECORDS_LIST, Record, RecordQuery, RecordView,
     RecordViewPage, thumbnail_name,
 };
+use crate::contract::services::Service;
 
 /// What answering needs.
 #[derive(Clone)]
@@ -30,8 +31,8 @@ impl StoreApi {
     pub(super) async fn serve(self, client: async_nats::Client, shutdown: CancellationToken) -> anyhow::Result<()> {
         let service = client
             .service_builder()
-            .description("huiying store: records and images")
-            .start("huiying-store", env!("CARGO_PKG_VERSION"))
+            .description(Service::Store.about())
+            .start(Service::Store.program(), env!("CARGO_PKG_VERSION"))
             .await
             .map_err(|e| anyhow::anyhow!("starting the records service: {e}"))?;
         let mut endpoints = Vec::new();

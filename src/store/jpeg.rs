@@ -11,29 +11,40 @@ const XMP_HEADER: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
 /// A JPEG segment's length field counts itself and is 16 bits.
 const MAX_SEGMENT_DATA: usize = u16::MAX as usize - 2;
 
+/// Why a JPEG could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum JpegError {
+    #[error("libjpeg-turbo: {0}")]
+    Encoder(#[from] turbojpeg::Error),
+    #[error("the XMP packet is {0} bytes; a JPEG segment holds at most {MAX_SEGMENT_DATA}")]
+    XmpTooLarge(usize),
+    #[error("the encoder's output does not start like a JPEG")]
+    NotJpeg,
+}
+
 /// Encodes 8-bit RGB `pixels` (`width` × `height`, no padding) at `quality` (1–100).
-pub(super) fn encode(pixels: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
-    let mut compressor = Compressor::new().map_err(|e| e.to_string())?;
-    compressor.set_quality(i32::from(quality.clamp(1, 100))).map_err(|e| e.to_string())?;
+pub(super) fn encode(pixels: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, JpegError> {
+    let mut compressor = Compressor::new()?;
+    compressor.set_quality(i32::from(quality.clamp(1, 100)))?;
     // As libjpeg's cjpeg and jpeg-encoder do: chroma at half resolution unless the
     // quality asked for is high.
     let subsampling = if quality < 90 { Subsamp::Sub2x2 } else { Subsamp::None };
-    compressor.set_subsamp(subsampling).map_err(|e| e.to_string())?;
+    compressor.set_subsamp(subsampling)?;
     let (width, height) = (width as usize, height as usize);
     let image = Image { pixels, width, pitch: width * 3, height, format: PixelFormat::RGB };
-    compressor.compress_to_vec(image).map_err(|e| e.to_string())
+    Ok(compressor.compress_to_vec(image)?)
 }
 
 /// `jpeg` with an APP1 segment holding `xmp`, right after the JFIF header (APP0), where
 /// readers look for metadata. The pixels are untouched.
-pub(super) fn with_xmp(jpeg: Vec<u8>, xmp: &str) -> Result<Vec<u8>, String> {
+pub(super) fn with_xmp(jpeg: Vec<u8>, xmp: &str) -> Result<Vec<u8>, JpegError> {
     let data_len = XMP_HEADER.len() + xmp.len();
     if data_len > MAX_SEGMENT_DATA {
-        return Err(format!("the XMP packet is {} bytes; a JPEG segment holds at most {MAX_SEGMENT_DATA}", xmp.len()));
+        return Err(JpegError::XmpTooLarge(xmp.len()));
     }
     let segment_start = |at: usize| jpeg.get(at..at + 2) == Some(&[0xFF, 0xE0][..]);
     if jpeg.get(..2) != Some(&[0xFF, 0xD8][..]) {
-        return Err("the encoder's output does not start like a JPEG".into());
+        return Err(JpegError::NotJpeg);
     }
     // After the start-of-image marker, and after APP0 when there is one.
     let at = match segment_start(2) {
@@ -101,6 +112,6 @@ mod tests {
         let decode = |bytes: &[u8]| image::load_from_memory(bytes).unwrap().into_rgb8();
         assert!(decode(&bare) == decode(&labelled));
         let too_big = "x".repeat(70_000);
-        assert!(with_xmp(bare, &too_big).unwrap_err().contains("at most"));
+        assert!(matches!(with_xmp(bare, &too_big), Err(JpegError::XmpTooLarge(_))));
     }
 }

@@ -26,10 +26,11 @@ use crate::contract::events::{
 };
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::records::{Record, thumbnail_name};
+use crate::contract::services::Service;
 use crate::contract::{consumers, local_url};
 use crate::failure::{Failure, RetryPolicy};
-use crate::jobs::JobBoard;
 use crate::labels::{ImplicitLabel, Labelling, VisibleLabel};
+use crate::parts::JobBoard;
 use crate::parts::{Objects, Publish};
 use crate::worker::{self, Received, Stage};
 use records::Records;
@@ -88,7 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if partial > 0 {
         tracing::warn!(partial, "removed pictures left half-written by a crash; their jobs are stored again");
     }
-    let bus = Bus::connect(&config.nats, "huiying-store", &shutdown).await?;
+    let bus = Bus::connect(&config.nats, Service::Store.program(), &shutdown).await?;
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let store = Store::new(&config, records.clone(), bus.publisher(), bus.job_board(), Arc::new(bus.images.clone()))?;
     tracing::info!(images_dir = %config.server.images_dir.display(), database = %Records::describe_config(&config.database), "store ready");
@@ -110,7 +111,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     worker::run(
         consumer,
         bus.publisher(),
-        worker::Settings::new(concurrency, &config.nats, POLICY).named("store"),
+        worker::Settings::new(concurrency, &config.nats, POLICY).named(Service::Store.name()),
         shutdown,
         store,
     )
@@ -260,10 +261,10 @@ impl Store {
         let now = records::timestamp(OffsetDateTime::now_utc());
         let record = Record {
             id: 0,
-            job_id: generated.id.clone(),
-            original_prompt: generated.prompt.clone(),
+            job_id: generated.id.to_string(),
+            original_prompt: generated.prompt.to_string(),
             english_prompt: generated.english_prompt.clone(),
-            model: generated.model.clone(),
+            model: generated.model.to_string(),
             local_path: path.display().to_string(),
             r2_url,
             r2_error,
@@ -312,10 +313,10 @@ impl Store {
         Labelling {
             implicit: labels.implicit.then(|| ImplicitLabel {
                 producer: labels.producer().to_string(),
-                job_id: generated.id.clone(),
+                job_id: generated.id.to_string(),
                 propagator: self.propagator.clone(),
                 file_name: file_name.to_string(),
-                model: generated.model.clone(),
+                model: generated.model.to_string(),
             }),
             visible: labels
                 .explicit
@@ -330,9 +331,9 @@ impl Store {
         ImageCompleted {
             version: EVENT_VERSION,
             id: generated.id.clone(),
-            prompt: record.original_prompt.clone(),
+            prompt: generated.prompt.clone(),
             english_prompt: record.english_prompt.clone(),
-            model: record.model.clone(),
+            model: generated.model.clone(),
             url: record.r2_url.clone().unwrap_or_else(|| local_url.clone()),
             local_url,
             r2_url: record.r2_url.clone(),

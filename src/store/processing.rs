@@ -172,11 +172,12 @@ fn encode(
         // The digest is of the coded file (a JPEG's pixels are not the encoder's), so the
         // packet goes in after encoding.
         ImageFormat::Jpeg => {
-            out = super::jpeg::encode(pixels.as_bytes(), width, height, quality).map_err(failed)?;
+            out = super::jpeg::encode(pixels.as_bytes(), width, height, quality).map_err(|e| failed(e.to_string()))?;
             if let Some(implicit) = &labelling.implicit {
                 let digest =
                     labels::jpeg_digest(&out).ok_or_else(|| failed("the encoder's output is no JPEG".into()))?;
-                out = super::jpeg::with_xmp(out, &implicit.packet(digest, visible)).map_err(failed)?;
+                out =
+                    super::jpeg::with_xmp(out, &implicit.packet(digest, visible)).map_err(|e| failed(e.to_string()))?;
             }
         }
         ImageFormat::Png => {

@@ -186,7 +186,7 @@ async fn states_shown(parts: &Parts, id: &str, work: impl std::future::Future) -
 async fn a_picture_stored_at_once_goes_from_generating_to_completed() {
     let (store, parts) = store();
     parts.objects.put("job-1", &png(32, 32)).await.unwrap();
-    let generating = JobStatus::new("job-1", JobState::Generating, "一只狐狸", None);
+    let generating = JobStatus::new(&"job-1".into(), JobState::Generating, "一只狐狸", None);
     parts.jobs.set(&generating).await.unwrap();
     let shown = states_shown(&parts, "job-1", store.handle(delivery(&generated("job-1"), 1))).await;
     assert_eq!(shown, [JobState::Generating, JobState::Completed], "no storing nobody could see");

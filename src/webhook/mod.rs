@@ -24,10 +24,11 @@ use std::time::Duration;
 use async_nats::jetstream::stream;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{self, Bus, BusError, ConsumerSpec};
+use crate::bus::{self, Bus, ConsumerSpec, SetupError};
 use crate::config::{Config, WebhooksConfig};
 use crate::contract::consumers;
 use crate::contract::events::{IMAGE_COMPLETED, IMAGE_FAILED};
+use crate::contract::services::Service;
 use crate::contract::webhooks::{
     Delivery, EndpointState, WEBHOOK_DELIVER, WEBHOOK_DELIVERIES_BUCKET, WEBHOOK_ENDPOINTS_BUCKET, WEBHOOK_STREAM,
 };
@@ -51,16 +52,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Registration: a configured URL that leads into this network is refused at start.
     endpoints.check_addresses(config.webhooks.allow_private).await?;
     let alerts = alerts::Alerts::from_config(&config)?;
-    let bus = Bus::connect(&config.nats, "huiying-webhook", &shutdown).await?;
+    let bus = Bus::connect(&config.nats, Service::Webhook.program(), &shutdown).await?;
     let webhooks = Topology::ensure(&bus, &config.webhooks).await?;
     let events = bus.durable_consumer(&fan_out_spec(&config)).await?;
     let tasks = bus::durable_consumer_on(&webhooks.stream, &delivery_spec(&config)).await?;
-    let pings = bus.announce("huiying-webhook", "huiying webhook: signed deliveries").await?;
+    let pings = bus.announce(Service::Webhook).await?;
     tracing::info!(endpoints = endpoints.configured().len(), "webhook service ready");
 
     let fan_out = FanOut::new(bus.publisher(), endpoints.clone());
     let deliverer = Deliverer::new(&config.webhooks, endpoints, webhooks.deliveries, webhooks.states, alerts);
-    let fan_out_settings = worker::Settings::new(4, &config.nats, FAN_OUT_POLICY).named("webhook");
+    let fan_out_settings = worker::Settings::new(4, &config.nats, FAN_OUT_POLICY).named(Service::Webhook.name());
     let delivery_settings = worker::Settings::new(32, &config.nats, deliver::POLICY).named("webhook-delivery");
     tokio::join!(
         worker::run(events, bus.publisher(), fan_out_settings, shutdown.clone(), fan_out),
@@ -102,7 +103,7 @@ pub struct Topology {
 
 impl Topology {
     /// Looks up, and creates when missing, the task stream and the two buckets.
-    pub async fn ensure(bus: &Bus, settings: &WebhooksConfig) -> Result<Self, BusError> {
+    pub async fn ensure(bus: &Bus, settings: &WebhooksConfig) -> Result<Self, SetupError> {
         let stream = bus::stream_or_create(
             &bus.jetstream,
             stream::Config {

@@ -83,8 +83,9 @@ fn settings(url: &str) -> WebhooksConfig {
 }
 
 fn failed_event(callback: RequestWebhook) -> Received {
+    let id = "job-1".into();
     let job = JobFacts {
-        id: "job-1",
+        id: &id,
         prompt: "一只狐狸",
         model: "m",
         notify_email: None,

@@ -27,10 +27,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::BusError;
 use crate::config::NatsConfig;
 use crate::contract::events::{EVENT_VERSION, Event};
 use crate::failure::{Failure, FailureKind, RetryPolicy};
+use crate::parts::PartError;
 use crate::parts::Publish;
 
 /// A consumer's work on one message.
@@ -105,7 +105,7 @@ pub enum Ack {
 /// One message as the loop holds it.
 pub trait Delivery: Send + Sync + 'static {
     fn received(&self) -> &Received;
-    fn settle(&self, ack: Ack) -> impl Future<Output = Result<(), BusError>> + Send;
+    fn settle(&self, ack: Ack) -> impl Future<Output = Result<(), PartError>> + Send;
 }
 
 /// Where the loop gets its messages.
@@ -116,7 +116,7 @@ pub trait Source: Send + Sync {
     fn pull(
         &self,
         batch: usize,
-    ) -> impl Future<Output = Result<BoxStream<'static, Result<Self::Delivery, BusError>>, BusError>> + Send;
+    ) -> impl Future<Output = Result<BoxStream<'static, Result<Self::Delivery, PartError>>, PartError>> + Send;
 }
 
 /// How the loop works a consumer.
@@ -217,7 +217,7 @@ pub async fn run<S: Source, T: Stage>(
 
 /// Messages delivered to us but not yet started: handed back at once (nak), so that
 /// another instance takes them now rather than after the ack wait.
-async fn hand_back_buffered<D: Delivery>(messages: &mut BoxStream<'static, Result<D, BusError>>) {
+async fn hand_back_buffered<D: Delivery>(messages: &mut BoxStream<'static, Result<D, PartError>>) {
     while let Some(Some(Ok(delivery))) = messages.next().now_or_never() {
         if let Err(error) = delivery.settle(Ack::Nak(None)).await {
             tracing::debug!(%error, "hand-back failed; redelivered after the ack wait");

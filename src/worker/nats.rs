@@ -5,7 +5,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::{Ack, Delivery, Received, Source};
-use crate::bus::BusError;
+use crate::parts::PartError;
 
 /// How long one pull request waits for messages, and how often the server says it is alive.
 const PULL_EXPIRES: std::time::Duration = std::time::Duration::from_secs(10);
@@ -22,21 +22,21 @@ impl Delivery for NatsDelivery {
         &self.received
     }
 
-    async fn settle(&self, ack: Ack) -> Result<(), BusError> {
+    async fn settle(&self, ack: Ack) -> Result<(), PartError> {
         let result = match ack {
             Ack::Done => self.message.double_ack().await,
             Ack::Nak(delay) => self.message.ack_with(AckKind::Nak(delay)).await,
             Ack::Term => self.message.ack_with(AckKind::Term).await,
             Ack::Progress => self.message.ack_with(AckKind::Progress).await,
         };
-        result.map_err(|source| BusError::Publish { subject: "an acknowledgement".into(), source })
+        result.map_err(|source| PartError::retry_later("acknowledging a delivery", source))
     }
 }
 
 impl Source for PullConsumer {
     type Delivery = NatsDelivery;
 
-    async fn pull(&self, batch: usize) -> Result<BoxStream<'static, Result<NatsDelivery, BusError>>, BusError> {
+    async fn pull(&self, batch: usize) -> Result<BoxStream<'static, Result<NatsDelivery, PartError>>, PartError> {
         let messages = self
             .stream()
             .max_messages_per_batch(batch)
@@ -46,12 +46,12 @@ impl Source for PullConsumer {
             .heartbeat(PULL_HEARTBEAT)
             .messages()
             .await
-            .map_err(|e| BusError::Setup { what: "pulling messages", source: e.into() })?;
+            .map_err(|e| PartError::retry_later("pulling messages", e))?;
         Ok(messages
             .filter_map(|message| async move {
                 let message = match message {
                     Ok(message) => message,
-                    Err(e) => return Some(Err(BusError::Setup { what: "pulling messages", source: e.into() })),
+                    Err(e) => return Some(Err(PartError::retry_later("pulling messages", e))),
                 };
                 match message.info() {
                     Ok(info) => {

@@ -24,7 +24,7 @@ impl Delivery for TestDelivery {
         &self.received
     }
 
-    async fn settle(&self, ack: Ack) -> Result<(), BusError> {
+    async fn settle(&self, ack: Ack) -> Result<(), PartError> {
         let tag = String::from_utf8_lossy(&self.received.payload).into_owned();
         self.acks.lock().unwrap().push((tag, ack));
         Ok(())
@@ -37,7 +37,7 @@ struct TestSource(Mutex<Option<mpsc::UnboundedReceiver<TestDelivery>>>);
 impl Source for TestSource {
     type Delivery = TestDelivery;
 
-    async fn pull(&self, _batch: usize) -> Result<BoxStream<'static, Result<TestDelivery, BusError>>, BusError> {
+    async fn pull(&self, _batch: usize) -> Result<BoxStream<'static, Result<TestDelivery, PartError>>, PartError> {
         match self.0.lock().unwrap().take() {
             Some(mut receiver) => {
                 Ok(futures::stream::poll_fn(move |context| receiver.poll_recv(context)).map(Ok).boxed())
@@ -161,7 +161,7 @@ fn each_answer_maps_to_one_outcome() {
     assert_eq!(decide(Err(Failure::refused("no such option")), 1, &POLICY), Outcome::Reject("no such option".into()));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn done_is_acked_transient_is_nakked_with_a_delay_and_poison_is_dead_lettered_then_terminated() {
     let harness = start(settings(4), by_payload);
     for payload in ["ok", "busy", "busy-for-30s", "poison", "refused"] {
@@ -180,7 +180,7 @@ async fn done_is_acked_transient_is_nakked_with_a_delay_and_poison_is_dead_lette
     harness.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn poison_whose_dead_letter_cannot_be_kept_is_redelivered_not_terminated() {
     let harness = start(settings(1), by_payload);
     harness.dead.set_down(true);
@@ -190,7 +190,7 @@ async fn poison_whose_dead_letter_cannot_be_kept_is_redelivered_not_terminated()
     harness.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slow_stage_sends_progress_acks_until_it_is_done() {
     let harness = start(settings(1), |_| {
         Box::pin(async {
@@ -205,7 +205,7 @@ async fn a_slow_stage_sends_progress_acks_until_it_is_done() {
     harness.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn at_shutdown_work_past_the_grace_and_buffered_messages_are_handed_back_at_once() {
     let (started, mut has_started) = mpsc::unbounded_channel();
     let harness = start(settings(1), move |received| {
@@ -226,7 +226,7 @@ async fn at_shutdown_work_past_the_grace_and_buffered_messages_are_handed_back_a
     assert!(has_started.try_recv().is_err(), "the buffered message was never started");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stage_that_finishes_within_the_grace_is_acked_after_shutdown() {
     let (started, mut has_started) = mpsc::unbounded_channel();
     let harness = start(settings(1), move |_| {

@@ -98,6 +98,26 @@ async fn a_binary_copied_to_an_empty_folder_runs_a_job_end_to_end_with_mail_and_
     assert!(up.process.wait().unwrap().success());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn huiying_up_shows_its_banner_once_every_service_answers_without_the_nats_clients_chatter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Up::start(dir.path(), Path::new(env!("CARGO_BIN_EXE_huiying")), &[("RUST_LOG", "")]);
+    assert!(up.banner.contains("\nhuiying is up.\n"), "{}", up.banner);
+    // The banner came once everything answers: the first look finds every service up.
+    let health: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{}/health", up.http_port)).await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    // At the default level, the first screen holds what matters: each service ready, and
+    // no connection lines of the NATS client.
+    let log = std::fs::read_to_string(up.log.path()).unwrap();
+    for chatter in ["connected successfully", "event: connected", "event: closed"] {
+        assert!(!log.contains(chatter), "{chatter:?} in:\n{log}");
+    }
+    assert!(log.contains("ingest ready"), "{log}");
+    Command::new("kill").args(["-TERM", &up.process.id().to_string()]).status().unwrap();
+    assert!(up.process.wait().unwrap().success());
+}
+
 #[test]
 fn a_cluster_node_gets_the_nats_conf_from_the_binary_itself() {
     let output = Command::new(env!("CARGO_BIN_EXE_huiying")).arg("nats-conf").output().unwrap();
@@ -167,10 +187,13 @@ struct Up {
 }
 
 impl Up {
+    /// Logs at warnings (`RUST_LOG=warn`) unless `env` sets `RUST_LOG`; an empty one means
+    /// none at all: the configured level, as a user who sets nothing gets.
     fn start(dir: &Path, program: &Path, env: &[(&str, &str)]) -> Self {
         let (http_port, nats_port) = (free_port(), free_port());
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut process = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .arg("up")
             .current_dir(dir)
             .env_clear()
@@ -179,11 +202,11 @@ impl Up {
             .env("NATS_URL", format!("nats://127.0.0.1:{nats_port}"))
             .env("NATS_SERVER_BIN", nats_server_program())
             .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap();
+            .envs(env.iter().copied());
+        if env.contains(&("RUST_LOG", "")) {
+            command.env_remove("RUST_LOG");
+        }
+        let mut process = command.stdout(Stdio::piped()).stderr(log.reopen().unwrap()).spawn().unwrap();
         let mut banner = String::new();
         let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
         for line in lines.by_ref() {
@@ -224,4 +247,35 @@ async fn first_outbox_mail(dir: &Path) -> crate::helpers::ReceivedMail {
     })
     .await;
     crate::helpers::ReceivedMail::parse(&raw)
+}
+
+#[test]
+fn each_service_is_a_program_of_its_own_and_help_says_what_each_does() {
+    let help = Command::new(env!("CARGO_BIN_EXE_huiying")).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for (service, says) in [
+        ("ingest", "the HTTP API"),
+        ("generator", "draws requested pictures"),
+        ("store", "stores pictures"),
+        ("mailer", "notification mails"),
+        ("webhook", "signed webhook deliveries"),
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{service} ")))
+            .unwrap_or_else(|| panic!("no {service} in:\n{help}"));
+        assert!(line.contains(says), "{line}");
+        let program = crate::helpers::service_program(service);
+        let own = Command::new(program).arg("--help").output().unwrap();
+        let own = String::from_utf8(own.stdout).unwrap();
+        assert!(own.contains(says) && own.contains("--config"), "{program}: {own}");
+    }
+    // A mistake in the configuration is the same one line, exit code 2, as `huiying store`.
+    let output = Command::new(crate::helpers::service_program("store"))
+        .env("SMTP_PORT", "58x")
+        .env_remove("HUIYING_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SMTP_PORT"), "{output:?}");
 }

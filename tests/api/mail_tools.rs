@@ -1,5 +1,6 @@
 //! `huiying mail ...` and a mailer that is killed mid-work.
 
+use huiying::contract::values::{JobId, ModelName, Prompt};
 use std::time::Duration;
 
 use serde_json::json;
@@ -80,10 +81,10 @@ pub fn completed_event(n: usize) -> String {
     let now = OffsetDateTime::now_utc();
     let event = huiying::contract::events::ImageCompleted {
         version: 1,
-        id: format!("00000000-0000-4000-8000-{n:012}"),
-        prompt: format!("queued picture {n}"),
+        id: JobId::parse(format!("00000000-0000-4000-8000-{n:012}")).unwrap(),
+        prompt: Prompt::parse(format!("queued picture {n}")).unwrap(),
         english_prompt: format!("queued picture {n}"),
-        model: "huiying/placeholder".into(),
+        model: ModelName::parse("huiying/placeholder").unwrap(),
         url: format!("http://localhost:8000/static/images/picture_{n}.jpg"),
         local_url: format!("http://localhost:8000/static/images/picture_{n}.jpg"),
         r2_url: None,

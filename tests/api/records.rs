@@ -2,6 +2,7 @@
 //! which asks the store over NATS. Every story runs twice: on SQLite and on PostgreSQL,
 //! which must give the same answers.
 
+use huiying::contract::values::{JobId, ModelName, Prompt};
 use serde_json::{Value, json};
 use time::macros::datetime;
 
@@ -307,10 +308,10 @@ async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason(ba
     let now = time::OffsetDateTime::now_utc();
     let generated = huiying::contract::events::ImageGenerated {
         version: 1,
-        id: id.into(),
-        prompt: "broken bytes".into(),
+        id: JobId::parse(id).unwrap(),
+        prompt: Prompt::parse("broken bytes").unwrap(),
         english_prompt: "broken bytes".into(),
-        model: "some/model".into(),
+        model: ModelName::parse("some/model").unwrap(),
         provider: "openrouter".into(),
         // Through the object store, as a large picture travels.
         picture: huiying::contract::events::PictureAt::Object {

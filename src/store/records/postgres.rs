@@ -13,6 +13,7 @@ use tokio_postgres::{NoTls, Row};
 use super::{RecordPage, RecordsError};
 use crate::contract::events::{JobKind, Labels};
 use crate::contract::records::{Record, RecordQuery};
+use crate::contract::services::Service;
 
 /// Schema changes, applied in order; `huiying_schema_migrations` lists those applied.
 const MIGRATIONS: &[&str] = &[
@@ -73,7 +74,7 @@ impl PostgresRecords {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
-        config.application_name("huiying-store");
+        config.application_name(Service::Store.program());
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size)

@@ -265,14 +265,14 @@ impl TestApp {
         self.spawn_process("mailer", &[])
     }
 
-    /// Starts a service's real binary (`mailer`, `store`) with the test's configuration,
-    /// logged in to NATS as that service, with `env` added.
+    /// Starts a service's own program (`huiying-mailer`, `huiying-store`: what the
+    /// systemd units run) with the test's configuration, logged in to NATS as that
+    /// service, with `env` added.
     pub fn spawn_process(&self, service: &str, env: &[(&str, &str)]) -> Child {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_huiying"));
+        let mut command = Command::new(service_program(service));
         command
             .arg("--config")
             .arg(self.config_file())
-            .arg(service)
             .env_remove("HUIYING_CONFIG")
             .env("NATS_USER", service)
             .env("NATS_PASSWORD", nats_password(service))
@@ -348,5 +348,17 @@ impl TestApp {
             .unwrap()
             .map(Result::unwrap)
             .collect()
+    }
+}
+
+/// The program of its own that `service` runs as.
+pub fn service_program(service: &str) -> &'static str {
+    match service {
+        "ingest" => env!("CARGO_BIN_EXE_huiying-ingest"),
+        "generator" => env!("CARGO_BIN_EXE_huiying-generator"),
+        "store" => env!("CARGO_BIN_EXE_huiying-store"),
+        "mailer" => env!("CARGO_BIN_EXE_huiying-mailer"),
+        "webhook" => env!("CARGO_BIN_EXE_huiying-webhook"),
+        other => panic!("no service {other}"),
     }
 }

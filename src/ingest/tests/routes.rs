@@ -1,83 +1,9 @@
-//! Every route through `oneshot`, on in-memory parts: the answers a client gets, and
-//! what reaches the queue, with no nats-server.
+//! The queue, access, records, health and OpenAI routes, as a client meets them.
 
-use axum::body::Body;
-use axum::http::{Request, Response, header};
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use axum::http::header;
+use serde_json::json;
 
 use super::*;
-use crate::config::Secret;
-use crate::contract::events::ImageRequested;
-use crate::contract::jobs::JobState;
-use crate::contract::records::RECORDS_LIST;
-use crate::contract::{IDEMPOTENCY_BUCKET, JOBS_BUCKET};
-use crate::parts::memory::{FixedBacklog, MemoryKv, MemoryObjects, MemoryReplies, MemoryStream};
-
-/// ingest on memory parts, and handles to look at them.
-pub(super) struct TestIngest {
-    pub(super) app: Router,
-    pub(super) stream: Arc<MemoryStream>,
-    store: Arc<MemoryReplies>,
-    pub(super) jobs: JobBoard,
-    states: Arc<MemoryKv>,
-    pub(super) objects: Arc<MemoryObjects>,
-    _images: tempfile::TempDir,
-}
-
-pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>) -> TestIngest {
-    let images = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.server.images_dir = images.path().to_path_buf();
-    change(&mut config);
-    let stream = Arc::new(MemoryStream::default());
-    let store = Arc::new(MemoryReplies::default());
-    let states = Arc::new(MemoryKv::new(JOBS_BUCKET));
-    let jobs = JobBoard::new(JsonBucket::new(states.clone()));
-    let objects = Arc::new(MemoryObjects::default());
-    let parts = IngestParts {
-        publisher: stream.clone(),
-        jobs: jobs.clone(),
-        idempotency: Arc::new(MemoryKv::new(IDEMPOTENCY_BUCKET)),
-        store: store.clone(),
-        backlog: Arc::new(FixedBacklog(waiting)),
-        webhook_log: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_DELIVERIES_BUCKET)),
-        webhook_states: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_ENDPOINTS_BUCKET)),
-        objects: objects.clone(),
-        mail_log: Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET)),
-    };
-    let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
-    TestIngest { app, stream, store, jobs, states, objects, _images: images }
-}
-
-fn ingest() -> TestIngest {
-    ingest_with(|_| {}, None)
-}
-
-/// A POST of `body` to `/generate-image` that asks for an answer at once.
-fn generate(body: &str) -> Request<Body> {
-    Request::post("/generate-image")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("prefer", "respond-async")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
-
-impl TestIngest {
-    pub(super) async fn send(&self, request: Request<Body>) -> (u16, Value, Response<()>) {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let (parts, body) = response.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
-        let json =
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        (parts.status.as_u16(), json, Response::from_parts(parts, ()))
-    }
-
-    pub(super) fn queued(&self) -> Vec<ImageRequested> {
-        self.stream.events::<ImageRequested>()
-    }
-}
 
 #[tokio::test]
 async fn a_prompt_is_queued_with_a_202_and_its_job_reads_queued() {
@@ -97,7 +23,7 @@ async fn a_prompt_is_queued_with_a_202_and_its_job_reads_queued() {
 async fn bad_requests_get_a_400_that_names_the_problem_and_nothing_is_queued() {
     let ingest = ingest();
     let mut cases: Vec<(String, String)> =
-        serde_json::from_str(include_str!("../../tests/fixtures/bad_generate_requests.json")).unwrap();
+        serde_json::from_str(include_str!("../../../tests/fixtures/bad_generate_requests.json")).unwrap();
     cases.push((r#"{"prompt": "a\u0007b"}"#.into(), "control character".into()));
     cases.push((r#"{"prompt": "cat", "notify_email": "someone@example.com"}"#.into(), "allowed recipients".into()));
     for (body, expected) in cases {

@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::bus::BusError;
+use super::{JsonBucket, PartError, Publish};
 use crate::contract::events::Event;
 use crate::contract::jobs::{CancelRequest, JobStatus};
 use crate::contract::values::JobId;
-use crate::parts::{self, JsonBucket, Publish};
 
 /// Reads and writes job states.
 #[derive(Clone)]
@@ -31,27 +30,27 @@ impl JobBoard {
     }
 
     /// Asks every stage to stop the job. The first request stands; a repeat changes nothing.
-    pub async fn request_cancel(&self, id: &str, request: &CancelRequest) -> Result<(), BusError> {
+    pub async fn request_cancel(&self, id: &str, request: &CancelRequest) -> Result<(), PartError> {
         self.cancels.create(&cancel_key(id), request).await.map(|_| ())
     }
 
     /// The job's cancel request, if someone asked.
-    pub async fn cancel_request(&self, id: &str) -> Result<Option<CancelRequest>, BusError> {
+    pub async fn cancel_request(&self, id: &str) -> Result<Option<CancelRequest>, PartError> {
         self.cancels.get(&cancel_key(id)).await
     }
 
     /// Records a new job's first state, unless a stage already recorded one (then it
     /// is left as it is, and the answer is false).
-    pub async fn open(&self, status: &JobStatus) -> Result<bool, BusError> {
+    pub async fn open(&self, status: &JobStatus) -> Result<bool, PartError> {
         self.states.create(&status.id, status).await
     }
 
-    pub async fn set(&self, status: &JobStatus) -> Result<(), BusError> {
+    pub async fn set(&self, status: &JobStatus) -> Result<(), PartError> {
         self.states.put(&status.id, status).await
     }
 
     /// The job's state, or `None` for an unknown id.
-    pub async fn get(&self, id: &str) -> Result<Option<JobStatus>, BusError> {
+    pub async fn get(&self, id: &str) -> Result<Option<JobStatus>, PartError> {
         if JobId::parse(id).is_err() {
             return Ok(None);
         }
@@ -60,12 +59,12 @@ impl JobBoard {
 
     /// Ends a job: publishes its final event, then records the state it implies. In this
     /// order, so that a state never claims an end nobody was told of.
-    pub async fn finish<E>(&self, publisher: &dyn Publish, event: &E) -> Result<(), BusError>
+    pub async fn finish<E>(&self, publisher: &dyn Publish, event: &E) -> Result<(), PartError>
     where
         E: Event,
         for<'a> JobStatus: From<&'a E>,
     {
-        parts::publish(publisher, event).await?;
+        super::publish(publisher, event).await?;
         let status = JobStatus::from(event);
         self.set(&status).await?;
         metrics::counter!("huiying_jobs_finished_total", "kind" => status.kind.name(), "status" => status.status.name())
@@ -77,7 +76,7 @@ impl JobBoard {
     pub async fn watch(
         &self,
         id: &str,
-    ) -> Result<futures::stream::BoxStream<'static, Result<JobStatus, BusError>>, BusError> {
+    ) -> Result<futures::stream::BoxStream<'static, Result<JobStatus, PartError>>, PartError> {
         self.states.watch(id).await
     }
 
@@ -85,12 +84,12 @@ impl JobBoard {
     pub async fn changes(
         &self,
         after: Option<u64>,
-    ) -> Result<futures::stream::BoxStream<'static, Result<(u64, JobStatus), BusError>>, BusError> {
+    ) -> Result<futures::stream::BoxStream<'static, Result<(u64, JobStatus), PartError>>, PartError> {
         self.states.changes_where(after, |key| !key.contains('.')).await
     }
 
     /// Waits until the job is completed or failed; `None` when `timeout` passes first.
-    pub async fn wait_until_final(&self, id: &str, timeout: Duration) -> Result<Option<JobStatus>, BusError> {
+    pub async fn wait_until_final(&self, id: &str, timeout: Duration) -> Result<Option<JobStatus>, PartError> {
         // The watch starts with the current value, so nothing between a check and the
         // watch can be missed.
         let mut updates = self.states.watch(id).await?;
@@ -119,14 +118,14 @@ mod tests {
     #[tokio::test]
     async fn a_first_state_never_sets_back_a_job_a_stage_already_took() {
         let board = JobBoard::new(JsonBucket::new(Arc::new(MemoryKv::new(JOBS_BUCKET))));
-        let queued = JobStatus::new("job-1", JobState::Queued, "a red fox", None);
-        let generating = JobStatus::new("job-1", JobState::Generating, "a red fox", None);
+        let queued = JobStatus::new(&"job-1".into(), JobState::Queued, "a red fox", None);
+        let generating = JobStatus::new(&"job-1".into(), JobState::Generating, "a red fox", None);
         // The generator was quicker than ingest's first write: queued comes too late.
         board.set(&generating).await.unwrap();
         assert!(!board.open(&queued).await.unwrap());
         assert_eq!(board.get("job-1").await.unwrap().unwrap().status, JobState::Generating);
         // The usual order.
-        let other = JobStatus::new("job-2", JobState::Queued, "a cat", None);
+        let other = JobStatus::new(&"job-2".into(), JobState::Queued, "a cat", None);
         assert!(board.open(&other).await.unwrap());
         assert_eq!(board.get("job-2").await.unwrap().unwrap().status, JobState::Queued);
     }

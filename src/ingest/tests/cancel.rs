@@ -4,9 +4,10 @@ use axum::body::Body;
 use axum::http::{Request, header};
 use time::OffsetDateTime;
 
-use super::tests::{TestIngest, ingest_with};
+use super::{TestIngest, ingest_with};
 use crate::contract::events::{Cancellation, CancelledBy, ImageFailed, JobFacts, Stage};
 use crate::contract::jobs::{JobState, JobStatus};
+use crate::contract::values::JobId;
 
 fn cancel(id: &str, body: &str) -> Request<Body> {
     Request::post(format!("/jobs/{id}/cancel"))
@@ -17,10 +18,10 @@ fn cancel(id: &str, body: &str) -> Request<Body> {
 }
 
 async fn job_in(ingest: &TestIngest, id: &str, state: JobState) {
-    ingest.jobs.set(&JobStatus::new(id, state, "a red fox", None)).await.unwrap();
+    ingest.jobs.set(&JobStatus::new(&id.into(), state, "a red fox", None)).await.unwrap();
 }
 
-fn facts(id: &str) -> JobFacts<'_> {
+fn facts(id: &JobId) -> JobFacts<'_> {
     JobFacts {
         id,
         prompt: "a red fox",
@@ -52,13 +53,14 @@ async fn cancelling_a_job_still_on_its_way_is_accepted_and_shows_on_its_status()
 #[tokio::test]
 async fn a_cancelled_job_answers_200_and_one_that_ended_otherwise_409() {
     let ingest = ingest_with(|_| {}, None);
-    let cancelled = ImageFailed::cancelled(facts("gone"), Cancellation { by: CancelledBy::Request, notify: false }, 1);
+    let cancelled =
+        ImageFailed::cancelled(facts(&"gone".into()), Cancellation { by: CancelledBy::Request, notify: false }, 1);
     ingest.jobs.set(&JobStatus::from(&cancelled)).await.unwrap();
     let (status, answer, _) = ingest.send(cancel("gone", "")).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("cancelled")), "{answer}");
     assert_eq!(answer["error"]["stage"], "cancelled");
 
-    let failed = ImageFailed::new(facts("broken"), Stage::Generate, "the model is down".into(), true, 3);
+    let failed = ImageFailed::new(facts(&"broken".into()), Stage::Generate, "the model is down".into(), true, 3);
     ingest.jobs.set(&JobStatus::from(&failed)).await.unwrap();
     let (status, answer, _) = ingest.send(cancel("broken", "")).await;
     assert_eq!(status, 409, "{answer}");

@@ -6,7 +6,7 @@ use axum::http::{Request, header};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::tests::{TestIngest, ingest_with};
+use super::{TestIngest, ingest_with};
 use crate::config::Secret;
 use crate::contract::events::JobKind;
 

@@ -1,8 +1,6 @@
-//! `huiying up`: the whole pipeline in one process.
-//!
-//! Uses the NATS at `[nats] url` when one answers there and is 2.10 or newer. Otherwise
-//! it starts a `nats-server` with the project's `nats.conf` and a data folder of its own,
-//! on that port when free (another free port when not), and stops it on exit.
+//! Launching the nats-server `huiying up` (and `huiying load`) runs on when none answers:
+//! the project's `nats.conf` (or the one built in), a data folder of its own, a port
+//! (the configured one when free), and a login per service.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -11,62 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, MIN_SERVER_VERSION};
-use crate::config::{Config, Secret, TlsMode};
-use crate::generator;
-use crate::service::{ADMIN_USER, NATS_USERS, Service};
-
-/// Runs every service until `shutdown` fires or one of them fails.
-pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (nats_server, nats_note) = ensure_nats(&mut config).await?;
-    // The first-run demo: with SMTP off and no outbox chosen, mails go to ./outbox so that
-    // a new user sees one (the banner says so).
-    if !config.smtp.enable && config.smtp.outbox_dir.as_os_str().is_empty() {
-        config.smtp.outbox_dir = "outbox".into();
-    }
-    print_banner(&config, &nats_note);
-
-    // Each service logs in as its own NATS user when we started nats-server with logins.
-    let as_user = |user: &str| {
-        let mut config = config.clone();
-        if let Some(logins) = nats_server.as_ref().and_then(|server| server.logins.as_ref()) {
-            config.nats.user = user.to_string();
-            config.nats.password = logins.password(user);
-        }
-        config
-    };
-    let services = shutdown.child_token();
-    let mut tasks = JoinSet::new();
-    for service in Service::ALL {
-        tasks.spawn(named(service.name(), service.run(as_user(service.nats_user()), services.clone())));
-    }
-
-    let mut first_error = None;
-    while let Some(finished) = tasks.join_next().await {
-        let (name, result) = finished.context("a service panicked")?;
-        if let Err(error) = result {
-            first_error.get_or_insert_with(|| error.context(format!("{name} stopped")));
-        }
-        // One service down means the pipeline is down: stop the others too.
-        services.cancel();
-    }
-    if let Some(mut started) = nats_server {
-        // Stop the nats-server we started and wait until it is gone, so that its port and
-        // data folder are free when we return (every acknowledged write is already on disk).
-        let _ = started.process.kill().await;
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-async fn named(
-    name: &'static str,
-    service: impl Future<Output = anyhow::Result<()>>,
-) -> (&'static str, anyhow::Result<()>) {
-    (name, service.await)
-}
+use crate::config::{Config, Secret};
+use crate::service::{ADMIN_USER, NATS_USERS};
 
 /// Passwords made at start for the users of nats.conf; nats-server reads them from
 /// `HUIYING_NATS_<USER>_PASSWORD`.
@@ -98,12 +44,12 @@ impl NatsLogins {
 }
 
 /// The project's nats.conf, for folders that have none (`huiying nats-conf` prints it).
-pub const BUILT_IN_NATS_CONF: &str = include_str!("../nats.conf");
+pub const BUILT_IN_NATS_CONF: &str = include_str!("../../nats.conf");
 
 /// `[nats] server_config` when it is there; when it is the default `nats.conf` and this
 /// folder has none, the built-in one, written into `dir` (so a copied binary still gives
 /// each service its own login).
-pub(crate) fn nats_conf(config: &Config, dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn nats_conf(config: &Config, dir: &Path) -> anyhow::Result<PathBuf> {
     let configured = &config.nats.server_config;
     if configured.is_file() || configured != Path::new("nats.conf") {
         return Ok(configured.clone());
@@ -149,14 +95,14 @@ pub fn cluster_node_conf(name: &str, route_port: u16, all_route_ports: &[u16]) -
 }
 
 /// A nats-server `huiying up` started (stopped when dropped).
-struct StartedNats {
-    process: Child,
-    logins: Option<NatsLogins>,
+pub(super) struct StartedNats {
+    pub(super) process: Child,
+    pub(super) logins: Option<NatsLogins>,
 }
 
 /// Makes sure a suitable NATS answers at `config.nats.url`, starting one if needed.
 /// Returns the started server (if any) and a line saying which NATS is used.
-async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<StartedNats>, String)> {
+pub(super) async fn ensure_nats(config: &mut Config) -> anyhow::Result<(Option<StartedNats>, String)> {
     let url = config.nats.url.to_string();
     // With a list (a cluster), the first server is the one started when none answers.
     let (host, port) = host_and_port(config.nats.url.first())?;
@@ -265,14 +211,14 @@ fn write_admin_env(url: &str, logins: &NatsLogins) -> anyhow::Result<()> {
 }
 
 /// A nats-server program and its version.
-pub(crate) struct NatsServerProgram {
-    pub(crate) path: PathBuf,
-    pub(crate) version: String,
+pub struct NatsServerProgram {
+    pub path: PathBuf,
+    pub version: String,
 }
 
 /// `[nats] server_bin`, else `.huiying/bin/nats-server` (see scripts/install-nats-server.sh),
 /// else `nats-server` on PATH; the first that runs and is new enough.
-pub(crate) fn find_nats_server(configured: &str) -> anyhow::Result<NatsServerProgram> {
+pub fn find_nats_server(configured: &str) -> anyhow::Result<NatsServerProgram> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if !configured.is_empty() {
         candidates.push(configured.into());
@@ -327,53 +273,8 @@ fn port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
-pub(crate) fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
-}
-
-fn print_banner(config: &Config, nats_note: &str) {
-    let server = &config.server;
-    let base = server.public_base_url();
-    let mail = if config.smtp.enable {
-        let tls = match config.smtp.effective_tls() {
-            TlsMode::Tls => "implicit TLS",
-            TlsMode::Starttls | TlsMode::Auto => "STARTTLS",
-            TlsMode::None => "no TLS",
-        };
-        format!("SMTP {}:{} ({tls}) → {}", config.smtp.host, config.smtp.port, config.smtp.to.join(", "))
-    } else {
-        format!(
-            "SMTP disabled ([smtp] enable): each mail is written as an .eml file to {} (set [smtp] outbox_dir, or enable SMTP)",
-            config.smtp.outbox_dir.display()
-        )
-    };
-    let model = if config.api_keys.openrouter_api_key.is_set() {
-        format!("OpenRouter, default model {}", config.models.default_openrouter_model)
-    } else {
-        format!(
-            "{} (offline placeholder, not AI; set OPENROUTER_API_KEY for real images)",
-            generator::PLACEHOLDER_MODEL
-        )
-    };
-    println!("huiying is up.");
-    println!("  web page & API : {base}/  (listening on {}:{})", server.host, server.port);
-    println!("  API reference  : {base}/docs  (OpenAPI 3.1 at {base}/openapi.json)");
-    println!("  NATS           : {nats_note}");
-    println!("  images         : {}   records: {}", server.images_dir.display(), config.database.path.display());
-    println!("  mail           : {mail}");
-    println!("  image model    : {model}");
-    let access = match server.api_keys.len() {
-        0 if server.host == "127.0.0.1" || server.host == "localhost" => {
-            "no API keys: open to programs on this machine".to_string()
-        }
-        0 => format!("no API keys: open to anyone who reaches {} (set [server] api_keys)", server.host),
-        keys => format!("{keys} API key(s) required (Authorization: Bearer)"),
-    };
-    println!("  access         : {access}");
-    println!("Try:");
-    println!(
-        "  curl -X POST {base}/generate-image -H 'Content-Type: application/json' -d '{{\"prompt\": \"测试绘影邮件通知功能\"}}'"
-    );
 }
 
 #[cfg(test)]

@@ -1,0 +1,100 @@
+//! What every route may use: ingest's parts, its clients, and the few settings routes
+//! read, taken from the config once (the config itself stays outside).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backlog::QueueBound;
+use super::idempotency::IdempotencyKeys;
+use crate::config::{AllowedRecipients, Config, ModelRouting, WebhooksConfig};
+use crate::contract::mail::Notification;
+use crate::contract::webhooks::{Delivery, EndpointState};
+use crate::fetch::Fetcher;
+use crate::parts::{Backlog, JobBoard, JsonBucket, KeyValue, Objects, Publish, Requests};
+use crate::stored::StoredPictures;
+use crate::translate::Translator;
+
+/// The parts ingest works with, as a caller hands them over.
+pub struct IngestParts {
+    pub publisher: Arc<dyn Publish>,
+    pub jobs: JobBoard,
+    pub idempotency: Arc<dyn KeyValue>,
+    pub store: Arc<dyn Requests>,
+    pub backlog: Arc<dyn Backlog>,
+    /// The webhook service's delivery log and endpoint states (read only).
+    pub webhook_log: Arc<dyn KeyValue>,
+    pub webhook_states: Arc<dyn KeyValue>,
+    /// The images bucket: uploads and edits' input pictures go there.
+    pub objects: Arc<dyn Objects>,
+    /// The mailer's notification log (read only).
+    pub mail_log: Arc<dyn KeyValue>,
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    pub(super) publisher: Arc<dyn Publish>,
+    pub(super) jobs: JobBoard,
+    pub(super) idempotency: IdempotencyKeys,
+    /// The store's records API.
+    pub(super) store: Arc<dyn Requests>,
+    pub(super) queue: Arc<QueueBound>,
+    pub(super) objects: Arc<dyn Objects>,
+    pub(super) logs: Logs,
+    pub(super) translator: Option<Translator>,
+    /// Fetches edits' input URLs through the download guard.
+    pub(super) fetcher: Fetcher,
+    /// Stored pictures read back (`b64_json` answers, `record:` edit inputs).
+    pub(super) pictures: StoredPictures,
+    pub(super) settings: Arc<Settings>,
+}
+
+/// The other services' logs, read for the views (`/jobs/{id}/notifications`, `/webhooks`).
+#[derive(Clone)]
+pub(super) struct Logs {
+    pub(super) webhook_deliveries: JsonBucket<Delivery>,
+    pub(super) webhook_states: JsonBucket<EndpointState>,
+    pub(super) mail: JsonBucket<Notification>,
+}
+
+/// The settings routes read.
+pub(super) struct Settings {
+    /// Where clients reach this server (`[server] public_url`), for the links it answers.
+    pub(super) public_base_url: String,
+    /// How long a synchronous answer waits for its job (`[server] timeout`).
+    pub(super) wait_timeout: Duration,
+    /// Whom a request may have mailed (`[smtp] allowed_recipients`).
+    pub(super) recipients: AllowedRecipients,
+    /// Which webhooks a request may name, and the endpoints the views list.
+    pub(super) webhooks: WebhooksConfig,
+    /// Which provider serves a model: edits are checked against it before queuing.
+    pub(super) routing: ModelRouting,
+}
+
+impl AppState {
+    pub fn new(config: &Config, parts: IngestParts) -> anyhow::Result<Self> {
+        Ok(Self {
+            publisher: parts.publisher,
+            jobs: parts.jobs,
+            idempotency: IdempotencyKeys::new(JsonBucket::new(parts.idempotency)),
+            store: parts.store,
+            queue: Arc::new(QueueBound::new(parts.backlog, config.server.max_queued_jobs)),
+            objects: parts.objects,
+            logs: Logs {
+                webhook_deliveries: JsonBucket::new(parts.webhook_log),
+                webhook_states: JsonBucket::new(parts.webhook_states),
+                mail: JsonBucket::new(parts.mail_log),
+            },
+            translator: Translator::from_config(config)?,
+            fetcher: Fetcher::new(&config.generator, "the input URL"),
+            pictures: StoredPictures::new(config.server.images_dir.clone())?,
+            settings: Arc::new(Settings {
+                public_base_url: config.server.public_base_url(),
+                wait_timeout: config.server.sync_wait(),
+                recipients: config.smtp.recipients(),
+                webhooks: config.webhooks.clone(),
+                routing: config.routing(),
+            }),
+        })
+    }
+}
