@@ -12,13 +12,15 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --create-home --home-dir /var/lib/huiying huiying
+ && useradd --system --create-home --home-dir /var/lib/huiying huiying \
+ && install -d -o huiying -g huiying /var/lib/huiying/images
 COPY --from=build /src/target/release/huiying /src/target/release/huiying-ingest \
      /src/target/release/huiying-generator /src/target/release/huiying-store \
      /src/target/release/huiying-mailer /src/target/release/huiying-webhook /usr/local/bin/
 USER huiying
 WORKDIR /var/lib/huiying
-# ingest's HTTP port (set SERVER_HOST=0.0.0.0 to listen beyond the container).
+# ingest's HTTP port (set SERVER_HOST=0.0.0.0 to listen beyond the container, with
+# SERVER_API_KEYS; without keys ingest refuses unless SERVER_ALLOW_OPEN=true).
 EXPOSE 8000
 ENTRYPOINT ["huiying"]
 CMD ["ingest"]

@@ -28,6 +28,8 @@ pub(crate) struct Fetcher {
     max_bytes: u64,
     timeout: Duration,
     allow_private: bool,
+    /// The setting that allows private addresses, for the refusal's advice.
+    private_setting: &'static str,
 }
 
 impl Fetcher {
@@ -37,7 +39,15 @@ impl Fetcher {
             max_bytes: settings.max_image_bytes,
             timeout: settings.download_timeout,
             allow_private: settings.allow_private_urls,
+            private_setting: "[generator] allow_private_urls",
         }
+    }
+
+    /// The same fetcher, reaching private and local addresses only when `allow` says so,
+    /// as the setting `named` does (an edit's inputs have their own:
+    /// `[server] allow_private_edit_inputs`).
+    pub(crate) fn allowing_private(self, allow: bool, named: &'static str) -> Self {
+        Self { allow_private: allow, private_setting: named, ..self }
     }
 
     /// The picture behind `url`: a `data:` URL or an http(s) link.
@@ -80,7 +90,8 @@ impl Fetcher {
         let addresses = outbound::resolve(url, self.allow_private).await.map_err(|refusal| match refusal {
             Refusal::Private(blocked) => Failure::permanent(format!(
                 "refused to download the picture from {host}: it resolves to {blocked}, a private or local address \
-                     (set [generator] allow_private_urls = true to allow)"
+                     ({} = true allows it)",
+                self.private_setting
             )),
             unresolved => Failure::transient(unresolved.to_string()),
         })?;

@@ -81,8 +81,15 @@ impl Transport {
                 .then(|| Credentials::new(smtp.username.clone(), smtp.password.expose().to_string())),
             timeout: smtp.timeout,
         };
-        // As many sessions as mails the mailer sends at once; bursts reuse them.
-        let pool = Pool::builder(sessions).max_size(SESSIONS).runtime(deadpool::Runtime::Tokio1).build()?;
+        // As many sessions as mails the mailer sends at once; bursts reuse them. Waiting
+        // for a free one, opening one and checking an idle one each have the deadline too.
+        let pool = Pool::builder(sessions)
+            .max_size(SESSIONS)
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(smtp.timeout))
+            .create_timeout(Some(smtp.timeout))
+            .recycle_timeout(Some(smtp.timeout))
+            .build()?;
         Ok(Transport::Smtp(pool))
     }
 
@@ -105,9 +112,16 @@ impl Transport {
             Transport::Smtp(pool) => {
                 let mut session = pool.get().await.map_err(|e| match e {
                     PoolError::Backend(error) => classify_session(error, smtp),
+                    PoolError::Timeout(_) => Failure::transient(format!(
+                        "no SMTP session to {}:{} within [smtp] timeout ({} s)",
+                        smtp.host,
+                        smtp.port,
+                        smtp.timeout.as_secs()
+                    )),
                     other => Failure::transient(format!("no SMTP session: {other}")),
                 })?;
                 // A failed mail aborts the session (lettre marks it broken); the pool drops it.
+                // A server silent past [smtp] timeout fails it too (`sessions::Deadlined`).
                 let (envelope, bytes) = (message.envelope().clone(), message.formatted());
                 session.send(&envelope, &bytes).await.map(|_| ()).map_err(|e| classify(e, smtp))
             }

@@ -32,6 +32,9 @@ pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
 
 /// How long the stream keeps events for late subscribers and replays.
 const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long the picture bucket keeps a picture, an upload or an edit's input: a job
+/// whose picture waited longer (a store away for a day) fails as expired.
+pub const PICTURE_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Window in which a repeated `Nats-Msg-Id` is dropped by the server.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
@@ -79,6 +82,8 @@ pub struct Bus {
     pub mail: kv::Store,
     pub idempotency: kv::Store,
     pub images: object_store::ObjectStore,
+    /// The stream behind `images`, which says how full it is.
+    pub images_stream: stream::Stream,
     /// `[nats] replicas`: what anything else a service creates is created with.
     pub replicas: usize,
 }
@@ -90,11 +95,13 @@ impl Bus {
         check_server_version(&config.url.to_string(), &client.server_info().version)?;
         // A cluster still forming (no leader yet, too few peers for the replicas) answers
         // setup with errors that pass: wait for it, as for the connection itself.
-        retry_every_second("JetStream to set up the streams", shutdown, || Self::setup(client.clone(), config.replicas))
-            .await
+        retry_every_second("JetStream to set up the streams", shutdown, || {
+            Self::setup(client.clone(), config.replicas, config.bucket_max_bytes)
+        })
+        .await
     }
 
-    async fn setup(client: async_nats::Client, replicas: usize) -> Result<Self, SetupError> {
+    async fn setup(client: async_nats::Client, replicas: usize, bucket_max_bytes: u64) -> Result<Self, SetupError> {
         let js = jetstream::new(client.clone());
         let stream = stream_or_create(
             &js,
@@ -146,7 +153,8 @@ impl Bus {
                 .create_object_store(object_store::Config {
                     bucket: IMAGES_BUCKET.into(),
                     description: Some("generated pictures on their way to the store".into()),
-                    max_age: Duration::from_secs(24 * 3600),
+                    max_age: PICTURE_RETENTION,
+                    max_bytes: i64::try_from(bucket_max_bytes).ok().filter(|max| *max > 0).unwrap_or(-1),
                     storage: stream::StorageType::File,
                     num_replicas: replicas,
                     ..Default::default()
@@ -154,7 +162,17 @@ impl Bus {
                 .await
                 .map_err(setup_failed("object store"))?,
         };
-        Ok(Self { client, jetstream: js, stream, jobs, mail, idempotency, images, replicas })
+        let images_stream = js.get_stream(format!("OBJ_{IMAGES_BUCKET}")).await.map_err(setup_failed("stream"))?;
+        let found = images_stream.cached_info().config.max_bytes;
+        if found != i64::try_from(bucket_max_bytes).ok().filter(|max| *max > 0).unwrap_or(-1) {
+            tracing::warn!(
+                found,
+                wanted = bucket_max_bytes,
+                "the picture bucket's size bound is not [nats] bucket_max_bytes; services never change it: \
+                 nats --user admin stream edit OBJ_{IMAGES_BUCKET} --max-bytes {bucket_max_bytes}"
+            );
+        }
+        Ok(Self { client, jetstream: js, stream, jobs, mail, idempotency, images, images_stream, replicas })
     }
 
     /// The stream as a [`crate::parts::Publish`] part.

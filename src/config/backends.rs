@@ -17,6 +17,12 @@ pub struct NatsConfig {
     /// creates them: 1 on one server, 3 on a cluster of three (docs/cluster.md). Existing
     /// streams are never changed: a mismatch stops the service with the command to run.
     pub replicas: usize,
+    /// Most bytes the picture bucket (`huiying_images`: pictures on their way from the
+    /// generator to the store, uploads, edit inputs) may hold; when it is nearly full,
+    /// ingest answers new jobs 503 with Retry-After rather than letting every write fail.
+    /// Set when the bucket is created; an existing one keeps its own (the service logs the
+    /// command that changes it). 0: no bound.
+    pub bucket_max_bytes: u64,
     /// `nats-server` program that `huiying up` starts when none answers at `url`.
     /// Empty: `.huiying/bin/nats-server`, then `nats-server` on PATH.
     pub server_bin: String,
@@ -54,6 +60,7 @@ impl Default for NatsConfig {
         Self {
             url: "nats://127.0.0.1:4222".parse().expect("a valid address"),
             replicas: 1,
+            bucket_max_bytes: 4 << 30,
             server_bin: String::new(),
             server_config: "nats.conf".into(),
             user: String::new(),

@@ -43,6 +43,14 @@ pub struct ServerConfig {
     /// placeholder ...) fails the job with 400 instead of being left out (and named in the
     /// `Huiying-Ignored` header), as the original service left it out.
     pub strict_options: bool,
+    /// Serve beyond this machine (`host` not loopback) without `api_keys`: anyone who
+    /// reaches the port may then queue paid jobs and read every picture. Ingest refuses
+    /// to start that way unless this says so.
+    pub allow_open: bool,
+    /// Let an edit's `image_url` point at loopback, private or link-local addresses. Off,
+    /// an API client cannot make huiying fetch from inside your network (and serve what it
+    /// got at `/inputs/...`). `[generator] allow_private_urls` is for model answers only.
+    pub allow_private_edit_inputs: bool,
     /// Set when the file is the original service's: `timeout` then does not cut the
     /// synchronous wait short (see [`ServerConfig::sync_wait`]). Never read from a file.
     #[serde(skip)]
@@ -220,6 +228,8 @@ impl Default for ServerConfig {
             rate_limit_per_minute: 0,
             max_queued_jobs: 10_000,
             strict_options: false,
+            allow_open: false,
+            allow_private_edit_inputs: false,
             original_timeout: false,
         }
     }

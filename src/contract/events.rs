@@ -169,13 +169,38 @@ pub enum Stage {
 }
 
 /// Why a job was cancelled, and whether its owner still wants the usual mail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct Cancellation {
     pub by: CancelledBy,
     /// The canceller asked for the failure mail (`{"notify": true}`); otherwise a
     /// cancelled job mails nobody.
     #[serde(default)]
     pub notify: bool,
+    /// Who asked (`by: request`): the API key's name, absent without keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// When it was asked (`by: request`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub requested_at: Option<OffsetDateTime>,
+}
+
+impl Cancellation {
+    /// Cancelled because someone asked, as `asked` says.
+    pub fn asked(asked: &super::jobs::CancelRequest) -> Self {
+        Self {
+            by: CancelledBy::Request,
+            notify: asked.notify,
+            key: asked.by.clone(),
+            requested_at: Some(asked.requested_at),
+        }
+    }
+
+    /// Cancelled because its deadline passed before it reached the model.
+    pub fn deadline() -> Self {
+        Self { by: CancelledBy::Deadline, notify: false, key: None, requested_at: None }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]

@@ -51,6 +51,10 @@ pub struct CancelRequest {
     /// Send the usual failure mail for it (off: a cancelled job mails nobody).
     #[serde(default)]
     pub notify: bool,
+    /// Who asked: the API key's name (`key #2` while keys have no names), or none when
+    /// the server takes requests without keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// What `GET /jobs/{id}` shows.

@@ -95,6 +95,10 @@ pub struct RecordQuery {
     /// Only edits (any kind but `generate`).
     #[serde(default)]
     pub edits_only: bool,
+    /// Records of this page the asker already has: a page that does not fit one NATS
+    /// message comes in parts ([`RecordViewPage::more`]), each asked after the last.
+    #[serde(default)]
+    pub skip: u32,
 }
 
 impl Default for RecordQuery {
@@ -111,6 +115,7 @@ impl Default for RecordQuery {
             explicit_label: None,
             kind: None,
             edits_only: false,
+            skip: 0,
         }
     }
 }
@@ -137,7 +142,16 @@ pub struct RecordViewPage {
     pub page: u32,
     pub limit: u32,
     pub pages: u64,
+    /// Between the store and ingest only: the page goes on past these records (it did
+    /// not fit one message); ask again with `skip` past them. Never in an HTTP answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schema(ignore)]
+    pub more: bool,
 }
+
+/// The most a store answer may hold: NATS refuses messages over its `max_payload` (1 MB
+/// by default, and in huiying's nats.conf); the rest is headroom for headers.
+pub const MAX_ANSWER_BYTES: usize = 900 * 1024;
 
 /// A picture in `images_dir`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -149,7 +163,35 @@ pub struct ImageFile {
     pub size: u64,
 }
 
+/// The picture files, newest first, a page at a time.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageList {
     pub images: Vec<ImageFile>,
+    #[serde(default)]
+    pub total: u64,
+    #[serde(default)]
+    pub page: u32,
+    #[serde(default)]
+    pub limit: u32,
+    #[serde(default)]
+    pub pages: u64,
+}
+
+/// What `GET /images` asks for: a page of at most [`ImagePage::MAX_LIMIT`] files (an
+/// empty request is the first page of that many).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ImagePage {
+    pub page: u32,
+    pub limit: u32,
+}
+
+impl ImagePage {
+    /// A thousand files' links are about 250 KB: well inside one NATS message.
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
+impl Default for ImagePage {
+    fn default() -> Self {
+        Self { page: 1, limit: Self::MAX_LIMIT }
+    }
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::Config;
 use crate::contract::events::{
-    self, Cancellation, CancelledBy, CheckedRequest, EVENT_VERSION, INLINE_PICTURE_LIMIT, ImageFailed, ImageGenerated,
+    self, Cancellation, CheckedRequest, EVENT_VERSION, INLINE_PICTURE_LIMIT, ImageFailed, ImageGenerated,
     ImageRequested, JobFacts, JobKind, PictureAt, Stage as JobStage,
 };
 use crate::contract::jobs::{JobState, JobStatus};
@@ -232,7 +232,7 @@ impl Stage for Generator {
             .increment(1);
         // Cancelled while the model drew: the picture (or the failure) is discarded.
         if let Some(asked) = self.jobs.cancel_request(&request.id).await? {
-            let cancellation = Cancellation { by: CancelledBy::Request, notify: asked.notify };
+            let cancellation = Cancellation::asked(&asked);
             return self.cancel(job, cancellation, attempt).await;
         }
         let image = match drawn {
@@ -245,8 +245,11 @@ impl Stage for Generator {
         let picture = match image.bytes.len() <= INLINE_PICTURE_LIMIT {
             true => PictureAt::Inline { picture_base64: image.bytes },
             false => {
-                self.objects.put(&request.id, &image.bytes).await?;
-                PictureAt::Object { bucket: IMAGES_BUCKET.into(), object: request.id.to_string() }
+                // A name per attempt: a redelivery never replaces an object, so the
+                // generator needs no right to purge the bucket (the first copy expires).
+                let object = format!("{}.{attempt}", request.id);
+                self.objects.put(&object, &image.bytes).await?;
+                PictureAt::Object { bucket: IMAGES_BUCKET.into(), object }
             }
         };
         let generated = ImageGenerated {
@@ -282,8 +285,9 @@ impl Generator {
         for input in &request.inputs {
             let Some(bytes) = self.objects.get(&input.object).await? else {
                 return Ok(Err(Failure::permanent(format!(
-                    "the input picture {} is no longer kept (input pictures are kept for 24 hours)",
-                    input.source
+                    "the input picture {} expired (input pictures are kept for {} hours)",
+                    input.source,
+                    crate::bus::PICTURE_RETENTION.as_secs() / 3600
                 ))));
             };
             inputs.push(EditInput {
@@ -338,12 +342,10 @@ impl Generator {
     /// deadline passed (also before a retry: nobody waits for it any more).
     async fn cancellation(&self, request: &CheckedRequest) -> Result<Option<Cancellation>, Failure> {
         if let Some(asked) = self.jobs.cancel_request(&request.id).await? {
-            return Ok(Some(Cancellation { by: CancelledBy::Request, notify: asked.notify }));
+            return Ok(Some(Cancellation::asked(&asked)));
         }
         match request.deadline {
-            Some(deadline) if deadline <= OffsetDateTime::now_utc() => {
-                Ok(Some(Cancellation { by: CancelledBy::Deadline, notify: false }))
-            }
+            Some(deadline) if deadline <= OffsetDateTime::now_utc() => Ok(Some(Cancellation::deadline())),
             _ => Ok(None),
         }
     }

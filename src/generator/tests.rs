@@ -148,7 +148,7 @@ async fn while_nats_is_away_the_request_is_retried_and_then_published_once() {
 #[tokio::test]
 async fn a_job_cancelled_before_it_reaches_the_model_is_never_drawn_and_ends_cancelled() {
     let (generator, parts) = generator();
-    let asked = CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: false };
+    let asked = CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: false, by: Some("key #1".into()) };
     parts.jobs.request_cancel("job-1", &asked).await.unwrap();
     generator.handle(delivery(r#"{"id": "job-1", "prompt": "a red fox"}"#, 1)).await.unwrap();
     assert!(parts.objects.names().is_empty(), "nothing was drawn");
@@ -156,7 +156,8 @@ async fn a_job_cancelled_before_it_reaches_the_model_is_never_drawn_and_ends_can
     let failed = parts.stream.events::<ImageFailed>();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].stage, FailedAt::Cancelled);
-    assert_eq!(failed[0].cancelled, Some(Cancellation { by: CancelledBy::Request, notify: false }));
+    assert_eq!(failed[0].cancelled, Some(Cancellation::asked(&asked)), "by whom and when travel with it");
+    assert_eq!(failed[0].cancelled.as_ref().unwrap().by, crate::contract::events::CancelledBy::Request);
     assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Cancelled);
 }
 
@@ -171,7 +172,7 @@ async fn a_job_whose_deadline_passed_before_it_started_is_cancelled_not_drawn() 
     assert_eq!(drawn, ["timely"], "only the job still wanted was drawn");
     let failed = parts.stream.events::<ImageFailed>();
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].cancelled.map(|c| c.by), Some(CancelledBy::Deadline));
+    assert_eq!(failed[0].cancelled.as_ref().map(|c| c.by), Some(crate::contract::events::CancelledBy::Deadline));
     assert_eq!(parts.jobs.get("late").await.unwrap().unwrap().status, JobState::Cancelled);
 }
 
@@ -192,8 +193,9 @@ async fn a_picture_over_the_inline_limit_goes_through_the_object_store() {
     let generated = parts.stream.events::<ImageGenerated>();
     assert_eq!(generated.len(), 1);
     assert!(generated[0].byte_size > INLINE_PICTURE_LIMIT as u64, "{} bytes", generated[0].byte_size);
-    let expected = PictureAt::Object { bucket: IMAGES_BUCKET.into(), object: "job-1".into() };
+    // Named by job and attempt: a redelivery would write another object, never replace this one.
+    let expected = PictureAt::Object { bucket: IMAGES_BUCKET.into(), object: "job-1.1".into() };
     assert_eq!(generated[0].picture, expected);
-    let stored = parts.objects.get("job-1").await.unwrap().unwrap();
+    let stored = parts.objects.get("job-1.1").await.unwrap().unwrap();
     assert_eq!(stored.len() as u64, generated[0].byte_size);
 }

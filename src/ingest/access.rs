@@ -37,6 +37,14 @@ const MAX_TRACKED_CALLERS: usize = 10_000;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct KeyNumber(pub(crate) usize);
 
+impl std::fmt::Display for KeyNumber {
+    /// How a key is named where it is shown (rate limits, a cancelled job's mail): its
+    /// place in `[server] api_keys`, counted from 1; never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "key #{}", self.0 + 1)
+    }
+}
+
 pub(crate) struct Access {
     keys: Vec<Secret>,
     public_pictures: bool,
@@ -119,7 +127,7 @@ pub(crate) async fn check(State(access): State<Arc<Access>>, mut request: Reques
         match access.key_number(presented) {
             Some(number) => {
                 request.extensions_mut().insert(KeyNumber(number));
-                format!("key #{number}")
+                KeyNumber(number).to_string()
             }
             None => return ApiError::new(StatusCode::FORBIDDEN, "this API key is not valid here").into_response(),
         }

@@ -1,4 +1,5 @@
-//! The bound on queued jobs: how many wait for or are in generation.
+//! What ingest takes in is bounded by: how many jobs wait for or are in generation, and
+//! how full the picture bucket is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::contract::consumers;
-use crate::parts::Backlog;
+use crate::parts::{Backlog, Room, Usage};
 
 /// The generator consumer's pending and unacknowledged messages, read at most once a
 /// second and counted up locally between readings.
@@ -51,5 +52,27 @@ impl QueueBound {
         {
             *waiting += 1;
         }
+    }
+}
+
+/// The picture bucket's room, read at most once a second.
+pub(crate) struct BucketBound {
+    room: Arc<dyn Room>,
+    last: Mutex<Option<(Instant, Option<Usage>)>>,
+}
+
+impl BucketBound {
+    pub(crate) fn new(room: Arc<dyn Room>) -> Self {
+        Self { room, last: Mutex::new(None) }
+    }
+
+    /// `Some(usage)` when the bucket has no room for another picture. Unknown counts as
+    /// room: the write that follows decides.
+    pub(crate) async fn is_full(&self) -> Option<Usage> {
+        let mut last = self.last.lock().await;
+        if !last.is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1)) {
+            *last = Some((Instant::now(), self.room.usage().await));
+        }
+        last.and_then(|(_, usage)| usage).filter(Usage::is_full)
     }
 }

@@ -37,6 +37,12 @@ pub(super) fn parse_object<T: DeserializeOwned>(body: &[u8], example: &str) -> R
     if !json.is_object() {
         return Err(ApiError::bad_request(format!("invalid request: the body must be a JSON object like {example}")));
     }
+    // No text huiying keeps may hold a NUL (PostgreSQL refuses it): refused where it enters.
+    if let Some(path) = nul_in(&json) {
+        return Err(ApiError::bad_request(format!(
+            "invalid field {path}: it holds a NUL character (U+0000), a control character no field may hold"
+        )));
+    }
     serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -46,6 +52,29 @@ pub(super) fn parse_object<T: DeserializeOwned>(body: &[u8], example: &str) -> R
             ApiError::bad_request(format!("invalid field {path}: {inner}"))
         }
     })
+}
+
+/// Where in `json` a string (or a key) holds a NUL character, as a field path.
+pub(super) fn nul_in(json: &serde_json::Value) -> Option<String> {
+    match json {
+        serde_json::Value::String(text) if text.contains('\0') => Some(".".into()),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(n, item)| nul_in(item).map(|path| join_path(&format!("[{n}]"), &path)))
+        }
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(name, value)| match name.contains('\0') {
+            true => Some(name.escape_default().to_string()),
+            false => nul_in(value).map(|path| join_path(name, &path)),
+        }),
+        _ => None,
+    }
+}
+
+fn join_path(head: &str, rest: &str) -> String {
+    match rest {
+        "." => head.to_string(),
+        rest if rest.starts_with('[') => format!("{head}{rest}"),
+        rest => format!("{head}.{rest}"),
+    }
 }
 
 /// `Idempotency-Key`: 1 to 255 visible ASCII characters.
@@ -129,5 +158,20 @@ impl DeadlineValue {
             return Err(ApiError::bad_request("deadline must be within seven days"));
         }
         Ok(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_nul_anywhere_in_a_body_is_found_and_named_by_its_path() {
+        assert_eq!(nul_in(&json!({"prompt": "a cat"})), None);
+        assert_eq!(nul_in(&json!({"image_url": "https://example.com/a.png#\u{0}"})).as_deref(), Some("image_url"));
+        assert_eq!(nul_in(&json!({"image_urls": ["ok", "b\u{0}"]})).as_deref(), Some("image_urls[1]"));
+        assert_eq!(nul_in(&json!({"a": {"b": "\u{0}"}})).as_deref(), Some("a.b"));
     }
 }

@@ -11,10 +11,10 @@ use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::records::{ask_store, record_query};
+use super::records::record_query;
 use crate::contract::events::JobKind;
 use crate::contract::jobs::{JobState, JobStatus};
-use crate::contract::records::{RECORDS_LIST, RecordViewPage};
+use crate::contract::records::RecordViewPage;
 use crate::contract::values::JobId;
 
 /// `GET /edit-tasks/{task_id}`: the original's task shape, from the job state (the same
@@ -88,13 +88,15 @@ pub(super) async fn edit_records(
         query.kind = Some(kind);
     }
     let page: RecordViewPage = match status.as_deref() {
-        None | Some("completed") => {
-            let payload = serde_json::to_vec(&query).expect("queries serialize");
-            ask_store(&state, RECORDS_LIST, payload.into()).await?
-        }
-        Some("pending" | "processing" | "failed") => {
-            RecordViewPage { records: Vec::new(), total: 0, page: query.page, limit: query.limit, pages: 0 }
-        }
+        None | Some("completed") => super::records::records_page(&state, query).await?,
+        Some("pending" | "processing" | "failed") => RecordViewPage {
+            records: Vec::new(),
+            total: 0,
+            page: query.page,
+            limit: query.limit,
+            pages: 0,
+            more: false,
+        },
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "status must be pending, processing, completed or failed, got {other:?}"

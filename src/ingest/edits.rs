@@ -19,7 +19,7 @@ use super::access::KeyNumber;
 use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
 use super::edit_tasks::task_view;
 use super::error::{ApiError, ErrorBody};
-use super::queueing::queue_job;
+use super::queueing::{precheck, queue_job};
 use super::uploads::resolve_input;
 use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, JobKind};
 use crate::contract::values::{JobId, ModelName, Prompt};
@@ -275,19 +275,9 @@ async fn submit(
     let options = GenerationOptions { size: request.size.clone(), seed: request.seed, ..Default::default() };
     options.check()?;
     let deadline = request.deadline.as_ref().map(|d| d.at(OffsetDateTime::now_utc())).transpose()?;
-    let id = JobId::random();
-    let mut inputs = Vec::with_capacity(pictures.len());
-    for (n, (field, reference)) in pictures.iter().enumerate() {
-        inputs.push(resolve_input(&state, field, reference, &id, n).await?);
-    }
-    if let Some(mask) = mask {
-        let mut input = resolve_input(&state, "mask_url", mask, &id, pictures.len()).await?;
-        input.mask = true;
-        inputs.push(input);
-    }
     let mut sources: Vec<&str> = pictures.iter().map(|(_, reference)| reference.as_str()).collect();
     sources.extend(mask.map(String::as_str));
-    let event = ImageRequested {
+    let mut event = ImageRequested {
         version: EVENT_VERSION,
         id: String::new(),
         prompt: prompt.into(),
@@ -297,13 +287,28 @@ async fn submit(
         options,
         user: None,
         kind,
-        inputs,
+        inputs: Vec::new(),
         requested_at: OffsetDateTime::now_utc(),
         deadline,
     };
     let created_at = event.requested_at;
     let meaning = json!({"kind": kind.name(), "inputs": sources});
-    let id = queue_job(&state, &headers, key, id, event, Some(meaning)).await?;
+    // Refused or repeated, it writes no input picture: nothing is left behind for 24 hours.
+    let id = match precheck(&state, &headers, key, &event, Some(&meaning)).await? {
+        Some(existing) => existing,
+        None => {
+            let id = JobId::random();
+            for (n, (field, reference)) in pictures.iter().enumerate() {
+                event.inputs.push(resolve_input(&state, field, reference, &id, n).await?);
+            }
+            if let Some(mask) = mask {
+                let mut input = resolve_input(&state, "mask_url", mask, &id, pictures.len()).await?;
+                input.mask = true;
+                event.inputs.push(input);
+            }
+            queue_job(&state, &headers, key, id, event, Some(meaning)).await?
+        }
+    };
     // Edits answer at once, as the original did, unless the client prefers to wait
     // (`Prefer: wait` for `[server] timeout`, `wait=N` for N seconds; RFC 7240).
     let wait = match preferred_wait(&headers) {

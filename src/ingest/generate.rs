@@ -155,7 +155,19 @@ pub(super) async fn generate_image(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = json_body(&headers, body)?;
+    let (id, with_picture) = queue_generation(&state, api_key, &headers, body).await?;
+    answer_for_job(&state, &headers, id, with_picture).await
+}
+
+/// Checks a generation request and queues it: its job, and whether the picture itself
+/// goes in the answer.
+pub(super) async fn queue_generation(
+    state: &AppState,
+    api_key: Option<Extension<KeyNumber>>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(JobId, bool), ApiError> {
+    let body = json_body(headers, body)?;
     let request: GenerateRequest = parse_object(&body, r#"{"prompt": "..."}"#)?;
     let settings = &state.settings;
     let job = request.parse(&settings.recipients, &settings.webhooks)?;
@@ -176,8 +188,8 @@ pub(super) async fn generate_image(
         requested_at: OffsetDateTime::now_utc(),
         deadline: job.deadline,
     };
-    let id = queue_job(&state, &headers, api_key, JobId::random(), event, None).await?;
-    answer_for_job(&state, &headers, id, job.with_picture).await
+    let id = queue_job(state, headers, api_key, JobId::random(), event, None).await?;
+    Ok((id, job.with_picture))
 }
 
 /// Largest picture read back into an answer.
@@ -186,7 +198,7 @@ const MAX_PICTURE_BYTES: usize = 50 * 1024 * 1024;
 /// The answer for a queued job: 202 at once when the client prefers it, else the result
 /// once the job ends (or 202 when `[server] timeout` passes first). `with_picture` puts the
 /// picture in the answer as `b64_json` too.
-async fn answer_for_job(
+pub(super) async fn answer_for_job(
     state: &AppState,
     headers: &HeaderMap,
     id: JobId,

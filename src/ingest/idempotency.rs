@@ -53,6 +53,39 @@ impl IdempotencyKeys {
     }
 }
 
+impl IdempotencyKeys {
+    /// What `key` was claimed for, if it was (nothing is claimed).
+    pub(crate) async fn claimed(&self, key: &str) -> Result<Option<Claimed>, PartError> {
+        self.claims.get(&storage_key(key)).await
+    }
+}
+
+/// The job a request of an SDK that retries by itself started (`x-stainless-retry-count:
+/// 0`), kept so that its retries join it: an overwrite, not a claim, since two such
+/// requests alike on purpose each get their own job.
+#[derive(Clone)]
+pub(crate) struct RetriedRequests {
+    started: JsonBucket<Claimed>,
+}
+
+impl RetriedRequests {
+    pub(crate) fn new(started: JsonBucket<Claimed>) -> Self {
+        Self { started }
+    }
+
+    /// Remembers that the request `fingerprint` (for the caller `caller`) started `job_id`.
+    pub(crate) async fn started(&self, caller: &str, fingerprint: &str, job_id: &JobId) -> Result<(), PartError> {
+        let claimed = Claimed { job_id: job_id.clone(), fingerprint: fingerprint.into() };
+        self.started.put(&storage_key(&format!("retried:{caller}:{fingerprint}")), &claimed).await
+    }
+
+    /// The job the latest such request started, if any.
+    pub(crate) async fn job_of(&self, caller: &str, fingerprint: &str) -> Result<Option<JobId>, PartError> {
+        let claimed = self.started.get(&storage_key(&format!("retried:{caller}:{fingerprint}"))).await?;
+        Ok(claimed.map(|claimed| claimed.job_id))
+    }
+}
+
 /// Client keys may hold any characters; bucket keys may not: store a UUID v5 of them.
 fn storage_key(key: &str) -> String {
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6875_6979_696e_6700_0000_0000_0000_0002);

@@ -5,17 +5,18 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
 use super::AppState;
+use super::access::KeyNumber;
 use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
 use super::error::{ApiError, ErrorBody};
 use crate::contract::jobs::{CancelRequest, JobState, JobStatus};
@@ -71,6 +72,7 @@ pub(super) struct CancelBody {
 pub(super) async fn cancel_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    api_key: Option<Extension<KeyNumber>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -83,7 +85,11 @@ pub(super) async fn cancel_job(
     if status.status.is_final() {
         return finished(status);
     }
-    let request = CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: asked.notify };
+    let request = CancelRequest {
+        requested_at: OffsetDateTime::now_utc(),
+        notify: asked.notify,
+        by: api_key.map(|Extension(key)| key.to_string()),
+    };
     state.jobs.request_cancel(&id, &request).await.map_err(unavailable)?;
     let wait = match preferred_wait(&headers) {
         WaitPreference::None => CANCEL_WAIT,

@@ -68,6 +68,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 /// Serves on `listener` (tests pass one bound to port 0).
 pub async fn serve(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    if config.server.api_keys.is_empty() && !address.ip().is_loopback() && !config.server.allow_open {
+        anyhow::bail!(
+            "refusing to listen on {address} without [server] api_keys: anyone who reaches it could queue \
+             jobs (paid ones too) and read every picture. Set [server] api_keys (SERVER_API_KEYS), listen on \
+             127.0.0.1, or set [server] allow_open = true (SERVER_ALLOW_OPEN) to serve it open on purpose"
+        );
+    }
     let bus = Bus::connect(&config.nats, Service::Ingest.program(), &shutdown).await?;
     let parts = IngestParts {
         publisher: bus.publisher(),
@@ -75,15 +83,15 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
         idempotency: Arc::new(bus.idempotency.clone()),
         store: Arc::new(bus.client.clone()),
         backlog: Arc::new(bus.stream.clone()),
+        bucket_room: Arc::new(bus.images_stream.clone()),
         webhook_log: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_DELIVERIES_BUCKET)),
         webhook_states: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_ENDPOINTS_BUCKET)),
         objects: Arc::new(bus.images.clone()),
         mail_log: Arc::new(bus.mail.clone()),
     };
     let app = router(AppState::new(&config, parts)?, &config)?;
-    let address = listener.local_addr()?;
     if config.server.api_keys.is_empty() && !address.ip().is_loopback() {
-        tracing::warn!(%address, "listening beyond this machine without [server] api_keys: anyone who reaches it may use it");
+        tracing::warn!(%address, "listening beyond this machine without [server] api_keys ([server] allow_open)");
     }
     tracing::info!(%address, public_url = %config.server.public_base_url(), "ingest ready");
     // Client addresses for rate limits without API keys.

@@ -6,14 +6,17 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::access::KeyNumber;
-use super::generate::generate_image;
+use super::error::ApiError;
+use super::generate::{answer_for_job, queue_generation};
+use super::idempotency::fingerprint;
+use crate::contract::values::JobId;
 
 /// OpenAI's request fields; any other is refused, naming it, as `/generate-image` does.
 const FIELDS: [&str; 8] = ["prompt", "model", "n", "size", "quality", "style", "response_format", "user"];
@@ -26,7 +29,7 @@ const FIELDS: [&str; 8] = ["prompt", "model", "n", "size", "quality", "style", "
         (status = 400, description = "OpenAI's error shape", body = serde_json::Value))
 )]
 pub(super) async fn generations(
-    state: State<AppState>,
+    State(state): State<AppState>,
     api_key: Option<Extension<KeyNumber>>,
     mut headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -37,9 +40,14 @@ pub(super) async fn generations(
     {
         return error(StatusCode::BAD_REQUEST, &format!("unknown parameter {unknown:?}"), Some(unknown));
     }
-    // OpenAI's clients expect the picture in the answer, not a job to follow.
-    headers.remove("prefer");
-    let answer = generate_image(state, api_key, headers, body).await.into_response();
+    // OpenAI's clients expect the picture in the answer, not a job to follow: the answer
+    // waits as long as their own timeout (600 s in the official SDKs) while they stay
+    // connected, rather than [server] timeout, after which they would call again.
+    headers.insert("prefer", HeaderValue::from_static("wait=600"));
+    let answer = match queue_or_join(&state, api_key, &headers, body).await {
+        Ok((id, with_picture)) => answer_for_job(&state, &headers, id, with_picture).await.into_response(),
+        Err(refused) => refused.into_response(),
+    };
     if answer.status() == StatusCode::OK {
         return answer;
     }
@@ -51,7 +59,7 @@ pub(super) async fn generations(
         StatusCode::ACCEPTED => error(
             StatusCode::GATEWAY_TIMEOUT,
             &format!(
-                "the picture was not ready within [server] timeout; job {} goes on at /jobs/{}",
+                "the picture was not ready in time; job {} goes on at /jobs/{}",
                 ours["id"].as_str().unwrap_or("?"),
                 ours["id"].as_str().unwrap_or("?")
             ),
@@ -59,6 +67,39 @@ pub(super) async fn generations(
         ),
         status => error(status, ours["error"].as_str().unwrap_or("the request failed"), None),
     }
+}
+
+/// The job for this request. The official SDKs call again after a timeout or a 5xx,
+/// counting in `x-stainless-retry-count`, with the same body: a retry joins the job its
+/// first call started (same caller, same body), so one call never pays for two pictures.
+async fn queue_or_join(
+    state: &AppState,
+    api_key: Option<Extension<KeyNumber>>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(JobId, bool), ApiError> {
+    let retry = headers.get("x-stainless-retry-count").and_then(|v| v.to_str().ok()?.trim().parse::<u32>().ok());
+    let caller = api_key.as_ref().map_or_else(|| "no key".to_string(), |Extension(key)| key.to_string());
+    let request = body.as_ref().ok().map(|body| fingerprint(&String::from_utf8_lossy(body)));
+    let with_picture = body
+        .as_ref()
+        .ok()
+        .and_then(|body| serde_json::from_slice::<Value>(body).ok())
+        .is_some_and(|request| request["response_format"] == "b64_json");
+    if let (Some(1..), Some(request)) = (retry, &request)
+        && let Ok(Some(job)) = state.retried.job_of(&caller, request).await
+        && let Ok(Some(_)) = state.jobs.get(&job).await
+    {
+        tracing::info!(%job, "an SDK retry joins the job its first call started");
+        return Ok((job, with_picture));
+    }
+    let (job, with_picture) = queue_generation(state, api_key, headers, body).await?;
+    if let (Some(_), Some(request)) = (retry, &request)
+        && let Err(error) = state.retried.started(&caller, request, &job).await
+    {
+        tracing::warn!(%job, %error, "an SDK retry of this request will start a job of its own");
+    }
+    Ok((job, with_picture))
 }
 
 /// OpenAI's error shape; `type` as OpenAI names its classes of error.

@@ -14,6 +14,81 @@ use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::values::JobId;
 use crate::parts::{self, PartError};
 
+/// The refusals that cost nothing to find, made before a request writes anything (an
+/// edit's input pictures), so that a refused or repeated request leaves nothing behind:
+/// NATS away, the queue or the picture bucket full, or the same request again under its
+/// `Idempotency-Key` (then its job). [`queue_job`] makes them again, atomically for the key.
+pub(super) async fn precheck(
+    state: &AppState,
+    headers: &HeaderMap,
+    api_key: Option<Extension<KeyNumber>>,
+    event: &ImageRequested,
+    edit: Option<&serde_json::Value>,
+) -> Result<Option<JobId>, ApiError> {
+    refuse_when_full(state).await?;
+    let Some(key) = caller_key(headers, api_key)? else { return Ok(None) };
+    match state.idempotency.claimed(&key).await.map_err(unavailable)? {
+        Some(existing) if existing.fingerprint == request_fingerprint(event, edit) => Ok(Some(existing.job_id)),
+        _ => Ok(None),
+    }
+}
+
+/// 503 when a job could not be taken now: NATS away, the queue or the picture bucket full.
+async fn refuse_when_full(state: &AppState) -> Result<(), ApiError> {
+    // While NATS is away the client would buffer the publish and send it on reconnect,
+    // after we answered 503: a job the client was told is not queued. Refuse up front.
+    if !state.publisher.is_connected() {
+        return Err(ApiError::queue_unavailable());
+    }
+    if let Some(waiting) = state.queue.is_full().await {
+        let message =
+            format!("the queue is full ({waiting} jobs waiting, [server] max_queued_jobs); try again shortly");
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(5));
+    }
+    refuse_when_bucket_full(state).await
+}
+
+/// 503 when the picture bucket has no room ([nats] bucket_max_bytes): a job, an upload
+/// or an edit's input would only fail on the way.
+pub(super) async fn refuse_when_bucket_full(state: &AppState) -> Result<(), ApiError> {
+    match state.bucket.is_full().await {
+        Some(usage) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the picture bucket is full ({} of {} MB, [nats] bucket_max_bytes); try again shortly",
+                usage.bytes >> 20,
+                usage.max_bytes.unwrap_or_default() >> 20
+            ),
+        )
+        .retry_after(30)),
+        None => Ok(()),
+    }
+}
+
+fn unavailable(error: PartError) -> ApiError {
+    tracing::warn!(%error, "cannot queue a job");
+    ApiError::queue_unavailable()
+}
+
+/// The request's `Idempotency-Key`, as the caller's own (each API key has its own keys).
+fn caller_key(headers: &HeaderMap, api_key: Option<Extension<KeyNumber>>) -> Result<Option<String>, ApiError> {
+    Ok(idempotency_key(headers)?.map(|key| match api_key {
+        Some(Extension(number)) => format!("api-key-{}:{key}", number.0),
+        None => key,
+    }))
+}
+
+/// What a request means, for its key: a key reused for another meaning is refused.
+fn request_fingerprint(event: &ImageRequested, edit: Option<&serde_json::Value>) -> String {
+    let meaning = (&event.prompt, &event.model, &event.notify_email, &event.options);
+    // The webhook joined the request later: keys of requests without one keep their meaning.
+    match (&event.callback.webhook, edit) {
+        (None, None) => fingerprint(&meaning),
+        (_, None) => fingerprint(&(meaning, &event.callback)),
+        (_, Some(edit)) => fingerprint(&(meaning, &event.callback, edit)),
+    }
+}
+
 /// Queues `event` as job `id`: checks the queue, claims its `Idempotency-Key` (each API
 /// key has its own), records the job as queued and publishes it. Returns the job's id:
 /// `id`, or the earlier job's when the same request came with the same key. `edit` is what
@@ -27,33 +102,10 @@ pub(super) async fn queue_job(
     edit: Option<serde_json::Value>,
 ) -> Result<JobId, ApiError> {
     let event = ImageRequested { id: id.to_string(), ..event };
-    let idempotency_key = idempotency_key(headers)?.map(|key| match api_key {
-        Some(Extension(number)) => format!("api-key-{}:{key}", number.0),
-        None => key,
-    });
-    // While NATS is away the client would buffer the publish and send it on reconnect,
-    // after we answered 503: a job the client was told is not queued. Refuse up front.
-    if !state.publisher.is_connected() {
-        return Err(ApiError::queue_unavailable());
-    }
-    if let Some(waiting) = state.queue.is_full().await {
-        let message =
-            format!("the queue is full ({waiting} jobs waiting, [server] max_queued_jobs); try again shortly");
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(5));
-    }
-    let unavailable = |e: PartError| {
-        tracing::warn!(error = %e, "cannot queue a job");
-        ApiError::queue_unavailable()
-    };
+    let idempotency_key = caller_key(headers, api_key)?;
+    refuse_when_full(state).await?;
     if let Some(key) = &idempotency_key {
-        let meaning = (&event.prompt, &event.model, &event.notify_email, &event.options);
-        // The webhook joined the request later: keys of requests without one keep their meaning.
-        let fingerprint = match (&event.callback.webhook, &edit) {
-            (None, None) => fingerprint(&meaning),
-            (_, None) => fingerprint(&(meaning, &event.callback)),
-            (_, Some(edit)) => fingerprint(&(meaning, &event.callback, edit)),
-        };
-        let claimed = Claimed { job_id: id.clone(), fingerprint };
+        let claimed = Claimed { job_id: id.clone(), fingerprint: request_fingerprint(&event, edit.as_ref()) };
         match state.idempotency.claim(key, &claimed).await.map_err(unavailable)? {
             Claim::New => {}
             Claim::Existing(existing) if existing.fingerprint != claimed.fingerprint => {

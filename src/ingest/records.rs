@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::contract::records::{
-    Answer, IMAGES_LIST, ImageList, RECORDS_GET, RECORDS_LIST, RecordQuery, RecordView, RecordViewPage,
+    Answer, IMAGES_LIST, ImageList, ImagePage, RECORDS_GET, RECORDS_LIST, RecordQuery, RecordView, RecordViewPage,
 };
 use crate::contract::values::JobId;
 use crate::parts::RequestError;
@@ -64,9 +64,30 @@ pub(super) async fn list_records(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let query = record_query(&params)?;
-    let payload = serde_json::to_vec(&query).expect("queries serialize");
-    let page: RecordViewPage = ask_store(&state, RECORDS_LIST, payload.into()).await?;
-    Ok(Json(page).into_response())
+    Ok(Json(records_page(&state, query).await?).into_response())
+}
+
+/// A page of records from the store, in as many answers as it takes: a page larger than
+/// one NATS message comes in parts (`more`), each asked for past the records received.
+pub(super) async fn records_page(state: &AppState, mut query: RecordQuery) -> Result<RecordViewPage, ApiError> {
+    let mut page: Option<RecordViewPage> = None;
+    loop {
+        let payload = serde_json::to_vec(&query).expect("queries serialize");
+        let part: RecordViewPage = ask_store(state, RECORDS_LIST, payload.into()).await?;
+        let (more, received) = (part.more, part.records.len() as u32);
+        match page.as_mut() {
+            None => page = Some(part),
+            Some(page) => page.records.extend(part.records),
+        }
+        // `received` is never 0 with `more` set (a part holds one record at least).
+        if !more || received == 0 {
+            break;
+        }
+        query.skip += received;
+    }
+    let mut page = page.expect("asked at least once");
+    page.more = false;
+    Ok(page)
 }
 
 /// The parameters of `GET /records` as a query, naming the one that is wrong.
@@ -76,18 +97,7 @@ pub(super) fn record_query(params: &HashMap<String, String>) -> Result<RecordQue
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", "))));
     }
-    // Out of range is clamped, as the original service did: below 1 is the default, above
-    // `max` is `max`. Not a number is a 400.
-    let number = |name: &str, default: u32, max: u32| -> Result<u32, ApiError> {
-        match params.get(name).map(|t| t.trim()).filter(|t| !t.is_empty()) {
-            None => Ok(default),
-            Some(text) => match text.parse::<i64>() {
-                Ok(n) if n < 1 => Ok(default),
-                Ok(n) => Ok(n.min(i64::from(max)) as u32),
-                Err(_) => Err(ApiError::bad_request(format!("{name} must be a whole number, got {text:?}"))),
-            },
-        }
-    };
+    let number = |name: &str, default: u32, max: u32| page_number(params, name, default, max);
     let date = |name: &str| -> Result<Option<time::Date>, ApiError> {
         let format = time::macros::format_description!("[year]-[month]-[day]");
         params
@@ -126,6 +136,7 @@ pub(super) fn record_query(params: &HashMap<String, String>) -> Result<RecordQue
             })?),
         },
         edits_only: false,
+        skip: 0,
     };
     if query.keyword.as_ref().is_some_and(|k| k.chars().count() > 200) {
         return Err(ApiError::bad_request("keyword is longer than 200 characters"));
@@ -136,6 +147,24 @@ pub(super) fn record_query(params: &HashMap<String, String>) -> Result<RecordQue
         return Err(ApiError::bad_request(format!("date_from ({from}) is after date_to ({to})")));
     }
     Ok(query)
+}
+
+/// A paging parameter. Out of range is clamped, as the original service did: below 1 is
+/// the default, above `max` is `max`. Not a number is a 400.
+pub(super) fn page_number(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    match params.get(name).map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        None => Ok(default),
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if n < 1 => Ok(default),
+            Ok(n) => Ok(n.min(i64::from(max)) as u32),
+            Err(_) => Err(ApiError::bad_request(format!("{name} must be a whole number, got {text:?}"))),
+        },
+    }
 }
 
 /// `GET /records/{id}`: the record's number (the `id` that `/records` shows, as the
@@ -157,11 +186,24 @@ pub(super) async fn get_record(State(state): State<AppState>, Path(id): Path<Str
     Ok(Json(record).into_response())
 }
 
+/// `?page=` and `?limit=` (at most 1000, the default): newest first.
 #[utoipa::path(
-    get, path = "/images", tag = "records", summary = "Picture files in the images folder",
+    get, path = "/images", tag = "records", summary = "Picture files in the images folder, a page at a time",
+    params(("page" = Option<u32>, Query), ("limit" = Option<u32>, Query, description = "at most 1000 (the default)")),
     responses((status = 200, body = ImageList))
 )]
-pub(super) async fn list_images(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let images: ImageList = ask_store(&state, IMAGES_LIST, Bytes::new()).await?;
+pub(super) async fn list_images(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !["page", "limit"].contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: page, limit")));
+    }
+    let wanted = ImagePage {
+        page: page_number(&params, "page", 1, u32::MAX)?,
+        limit: page_number(&params, "limit", ImagePage::MAX_LIMIT, ImagePage::MAX_LIMIT)?,
+    };
+    let payload = serde_json::to_vec(&wanted).expect("queries serialize");
+    let images: ImageList = ask_store(&state, IMAGES_LIST, payload.into()).await?;
     Ok(Json(images).into_response())
 }

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backlog::QueueBound;
-use super::idempotency::IdempotencyKeys;
+use tokio::sync::Semaphore;
+
+use super::backlog::{BucketBound, QueueBound};
+use super::idempotency::{IdempotencyKeys, RetriedRequests};
 use crate::config::{AllowedRecipients, Config, ModelRouting, WebhooksConfig};
 use crate::contract::mail::Notification;
 use crate::contract::webhooks::{Delivery, EndpointState};
 use crate::fetch::Fetcher;
-use crate::parts::{Backlog, JobBoard, JsonBucket, KeyValue, Objects, Publish, Requests};
+use crate::parts::{Backlog, JobBoard, JsonBucket, KeyValue, Objects, Publish, Requests, Room};
 use crate::stored::StoredPictures;
 use crate::translate::Translator;
 
@@ -21,6 +23,8 @@ pub struct IngestParts {
     pub idempotency: Arc<dyn KeyValue>,
     pub store: Arc<dyn Requests>,
     pub backlog: Arc<dyn Backlog>,
+    /// How full the images bucket is.
+    pub bucket_room: Arc<dyn Room>,
     /// The webhook service's delivery log and endpoint states (read only).
     pub webhook_log: Arc<dyn KeyValue>,
     pub webhook_states: Arc<dyn KeyValue>,
@@ -36,16 +40,22 @@ pub struct AppState {
     pub(super) publisher: Arc<dyn Publish>,
     pub(super) jobs: JobBoard,
     pub(super) idempotency: IdempotencyKeys,
+    /// Jobs started by requests of SDKs that retry by themselves (the OpenAI route).
+    pub(super) retried: RetriedRequests,
     /// The store's records API.
     pub(super) store: Arc<dyn Requests>,
     pub(super) queue: Arc<QueueBound>,
+    pub(super) bucket: Arc<BucketBound>,
     pub(super) objects: Arc<dyn Objects>,
     pub(super) logs: Logs,
     pub(super) translator: Option<Translator>,
-    /// Fetches edits' input URLs through the download guard.
+    /// Fetches edits' input URLs through the download guard (public addresses only,
+    /// unless `[server] allow_private_edit_inputs`).
     pub(super) fetcher: Fetcher,
     /// Stored pictures read back (`b64_json` answers, `record:` edit inputs).
     pub(super) pictures: StoredPictures,
+    /// Pictures checked (decoded) at once: one per core, off the request threads.
+    pub(super) decoding: Arc<Semaphore>,
     pub(super) settings: Arc<Settings>,
 }
 
@@ -76,9 +86,11 @@ impl AppState {
         Ok(Self {
             publisher: parts.publisher,
             jobs: parts.jobs,
-            idempotency: IdempotencyKeys::new(JsonBucket::new(parts.idempotency)),
+            idempotency: IdempotencyKeys::new(JsonBucket::new(parts.idempotency.clone())),
+            retried: RetriedRequests::new(JsonBucket::new(parts.idempotency)),
             store: parts.store,
             queue: Arc::new(QueueBound::new(parts.backlog, config.server.max_queued_jobs)),
+            bucket: Arc::new(BucketBound::new(parts.bucket_room)),
             objects: parts.objects,
             logs: Logs {
                 webhook_deliveries: JsonBucket::new(parts.webhook_log),
@@ -86,8 +98,10 @@ impl AppState {
                 mail: JsonBucket::new(parts.mail_log),
             },
             translator: Translator::from_config(config)?,
-            fetcher: Fetcher::new(&config.generator, "the input URL"),
+            fetcher: Fetcher::new(&config.generator, "the input URL")
+                .allowing_private(config.server.allow_private_edit_inputs, "[server] allow_private_edit_inputs"),
             pictures: StoredPictures::new(config.server.images_dir.clone())?,
+            decoding: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
             settings: Arc::new(Settings {
                 public_base_url: config.server.public_base_url(),
                 wait_timeout: config.server.sync_wait(),

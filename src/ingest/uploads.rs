@@ -8,6 +8,9 @@
 
 use std::io::Cursor;
 
+use image::ImageDecoder;
+use tokio::sync::Semaphore;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -34,6 +37,9 @@ pub(super) const MAX_UPLOAD_BODY: usize = MAX_PICTURE_BYTES / 3 * 4 + 64 * 1024;
 const MAX_PIXELS: u64 = 40_000_000;
 /// Longest side accepted.
 const MAX_SIDE: u32 = 12_000;
+/// Most memory one picture may decode to: 40 megapixels of 8-bit RGBA. A 16-bit picture
+/// (8 bytes a pixel) may have half as many pixels.
+const MAX_DECODED_BYTES: u64 = MAX_PIXELS * 4;
 
 /// A checked picture: what its content says it is.
 pub(super) struct Checked {
@@ -43,8 +49,18 @@ pub(super) struct Checked {
     pub height: u32,
 }
 
-/// Sniffs, bounds and decodes `bytes`; `what` names it in the 4xx.
-pub(super) fn check_picture(bytes: Vec<u8>, what: &str) -> Result<Checked, ApiError> {
+/// Sniffs, bounds and decodes `bytes` on a blocking thread, at most as many at once as
+/// `decoding` has permits (so a burst of uploads cannot take every core or all memory);
+/// `what` names it in the 4xx.
+pub(super) async fn check_picture(decoding: &Semaphore, bytes: Vec<u8>, what: &str) -> Result<Checked, ApiError> {
+    let _permit = decoding.acquire().await.expect("the semaphore is never closed");
+    let what = what.to_string();
+    tokio::task::spawn_blocking(move || check_picture_now(bytes, &what))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("checking the picture crashed: {e}")))?
+}
+
+fn check_picture_now(bytes: Vec<u8>, what: &str) -> Result<Checked, ApiError> {
     if bytes.len() > MAX_PICTURE_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -64,12 +80,26 @@ pub(super) fn check_picture(bytes: Vec<u8>, what: &str) -> Result<Checked, ApiEr
     // The header alone, without the decoder's own limits: we state ours below, by size.
     let mut header = reader();
     header.no_limits();
-    let (width, height) = header.into_dimensions().map_err(|_| not_a_picture())?;
+    let decoder = header.into_decoder().map_err(|_| not_a_picture())?;
+    let (width, height) = decoder.dimensions();
+    let (decoded, color) = (decoder.total_bytes(), decoder.color_type());
+    drop(decoder);
     if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(ApiError::bad_request(format!(
             "{what} is {width}×{height} pixels; at most {MAX_SIDE} a side and {} megapixels are accepted",
             MAX_PIXELS / 1_000_000
         )));
+    }
+    // Deep colour takes more memory per pixel: bounded by what it decodes to, before decoding.
+    if decoded > MAX_DECODED_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{what} ({width}×{height}, {color:?}) would take {} MB to decode; at most {} MB are accepted",
+                decoded / 1_000_000,
+                MAX_DECODED_BYTES / 1_000_000
+            ),
+        ));
     }
     // Decoding proves it is whole; the bounds above keep that affordable.
     reader().decode().map_err(|e| ApiError::bad_request(format!("{what} cannot be decoded: {e}")))?;
@@ -120,7 +150,8 @@ pub(super) async fn upload_image(State(state): State<AppState>, request: Request
     if file_name.chars().count() > 255 || file_name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("file_name must be at most 255 characters, without control characters"));
     }
-    let picture = check_picture(bytes, "the upload")?;
+    super::queueing::refuse_when_bucket_full(&state).await?;
+    let picture = check_picture(&state.decoding, bytes, "the upload").await?;
     let id = JobId::random().to_string();
     state.objects.put(&upload_object(&id), &picture.bytes).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot keep an upload");
@@ -211,7 +242,7 @@ pub(super) async fn resolve_input(
         let bytes = state.objects.get(&upload_object(id.as_str())).await.map_err(|_| ApiError::queue_unavailable())?;
         let bytes = bytes
             .ok_or_else(|| ApiError::bad_request(format!("{field}: no upload {id} (uploads are kept for 24 hours)")))?;
-        (check_picture(bytes, field)?, format!("upload:{id}"))
+        (check_picture(&state.decoding, bytes, field).await?, format!("upload:{id}"))
     } else if let Some(key) = reference.strip_prefix("record:").map(String::from) {
         (stored_record_picture(state, field, &key).await?, format!("record:{key}"))
     } else if let Some(file) = own("/static/images/") {
@@ -221,12 +252,12 @@ pub(super) async fn resolve_input(
             .read(&file, None, MAX_PICTURE_BYTES)
             .await
             .map_err(|_| ApiError::bad_request(format!("{field}: no stored picture {file:?}")))?;
-        (check_picture(bytes, field)?, reference.to_string())
+        (check_picture(&state.decoding, bytes, field).await?, reference.to_string())
     } else if reference.starts_with("http://") || reference.starts_with("https://") {
         let fetched = state.fetcher.fetch(reference).await.map_err(|failure| {
             ApiError::bad_request(format!("{field}: {reference} cannot be used: {}", failure.reason))
         })?;
-        (check_picture(fetched.bytes, field)?, reference.to_string())
+        (check_picture(&state.decoding, fetched.bytes, field).await?, reference.to_string())
     } else {
         return Err(ApiError::bad_request(format!(
             "{field} must be an http(s) URL, an upload (upload:<id> or its /uploads/ link) or a stored picture \
@@ -257,5 +288,5 @@ async fn stored_record_picture(state: &AppState, field: &str, key: &str) -> Resu
         .read(&record.record.filename(), record.record.r2_url.as_deref(), MAX_PICTURE_BYTES)
         .await
         .map_err(|error| ApiError::bad_request(format!("{field}: record {key}'s picture: {error}")))?;
-    check_picture(bytes, field)
+    check_picture(&state.decoding, bytes, field).await
 }

@@ -41,18 +41,27 @@ pub(super) async fn endpoints(State(state): State<AppState>) -> Result<Response,
     Ok(Json(json!({ "endpoints": endpoints })).into_response())
 }
 
-/// `?failed=true` for those given up, `?since=<RFC 3339>` for those touched since.
+/// The most deliveries one answer holds (each is a few hundred bytes with its attempts).
+const MAX_DELIVERIES_PAGE: u32 = 500;
+
+/// `?failed=true` for those given up, `?since=<RFC 3339>` for those touched since,
+/// `?page=` and `?limit=` (at most 500, default 100): oldest first.
 #[utoipa::path(
-    get, path = "/webhooks/deliveries", tag = "operations", summary = "Recent webhook deliveries",
+    get, path = "/webhooks/deliveries", tag = "operations", summary = "Recent webhook deliveries, a page at a time",
+    params(("failed" = Option<bool>, Query), ("since" = Option<String>, Query),
+        ("page" = Option<u32>, Query), ("limit" = Option<u32>, Query, description = "at most 500; default 100")),
     responses((status = 200, body = serde_json::Value))
 )]
 pub(super) async fn deliveries(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !["failed", "since"].contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: failed, since")));
+    const KNOWN: [&str; 4] = ["failed", "since", "page", "limit"];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", "))));
     }
+    let page = super::records::page_number(&params, "page", 1, u32::MAX)?;
+    let limit = super::records::page_number(&params, "limit", 100, MAX_DELIVERIES_PAGE)?;
     let failed = match params.get("failed").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -75,5 +84,10 @@ pub(super) async fn deliveries(
     }
     deliveries.retain(|d| (!failed || d.state == DeliveryState::Failed) && since.is_none_or(|s| d.updated_at >= s));
     deliveries.sort_by_key(|d| d.updated_at);
-    Ok(Json(json!({ "deliveries": deliveries })).into_response())
+    let total = deliveries.len() as u64;
+    let skipped = (u64::from(page) - 1) * u64::from(limit);
+    let deliveries: Vec<_> = deliveries.into_iter().skip(skipped as usize).take(limit as usize).collect();
+    let pages = total.div_ceil(u64::from(limit));
+    Ok(Json(json!({ "deliveries": deliveries, "total": total, "page": page, "limit": limit, "pages": pages }))
+        .into_response())
 }

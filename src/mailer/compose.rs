@@ -9,9 +9,11 @@ use time::macros::format_description;
 
 use super::templates::{Kind, Templates};
 use crate::config::{AllowedRecipients, Language, PLACEHOLDER_MODEL, SmtpConfig};
+use crate::contract::events::Cancellation;
 use crate::contract::events::{
     EVENT_VERSION, ImageCompleted, ImageFailed, InputPicture, JobFacts, JobKind, Labels, Stage,
 };
+use crate::contract::jobs::CancelRequest;
 use crate::contract::values::{JobId, ModelName, Prompt};
 
 /// Content-ID of the inline picture.
@@ -83,7 +85,7 @@ impl Notice {
     /// A generation, an edit and a failure, as the templates see real ones: every
     /// template is rendered with them at start, so that one failing on real data stops
     /// the mailer there rather than failing each mail.
-    fn samples() -> [Notice; 3] {
+    fn samples() -> [Notice; 4] {
         let now = time::OffsetDateTime::now_utc();
         let url = "http://localhost:8000/static/images/huiying_image_sample.jpg".to_string();
         let id = JobId::parse("sample").expect("a constant id");
@@ -130,7 +132,9 @@ impl Notice {
             kind: JobKind::Generate,
         };
         let failure = ImageFailed::new(facts, Stage::Generate, "the model answered 503".into(), true, 3);
-        [Notice::completed(&generation), Notice::completed(&edit), Notice::failed(&failure)]
+        let asked = CancelRequest { requested_at: now, notify: true, by: Some("key #1".into()) };
+        let cancelled = ImageFailed::cancelled(facts, Cancellation::asked(&asked), 1);
+        [Notice::completed(&generation), Notice::completed(&edit), Notice::failed(&failure), Notice::failed(&cancelled)]
     }
 
     pub fn failed(event: &ImageFailed) -> Self {
@@ -146,6 +150,13 @@ impl Notice {
                 "error": event.error,
                 "attempts": event.attempts,
                 "failed_at": event.failed_at.format(TIME_FORMAT).unwrap_or_default(),
+                // A cancelled job is its own outcome: by whom (`request` or `deadline`),
+                // which key asked, and when.
+                "cancelled": event.cancelled.as_ref().map(|cancelled| json!({
+                    "by": cancelled.by,
+                    "key": cancelled.key,
+                    "requested_at": cancelled.requested_at.and_then(|at| at.format(TIME_FORMAT).ok()),
+                })),
             }),
             notify_email: event.notify_email.clone(),
             image: None,

@@ -129,7 +129,7 @@ impl Stage for Mailer {
             events::IMAGE_COMPLETED => Notice::completed(&received.decode::<ImageCompleted>()?),
             events::IMAGE_FAILED => {
                 let failed = received.decode::<ImageFailed>()?;
-                if failed.cancelled.is_some_and(|cancel| !cancel.notify) {
+                if failed.cancelled.as_ref().is_some_and(|cancel| !cancel.notify) {
                     return Ok(()); // cancelled: whoever cancelled it knows; mailed only if asked
                 }
                 Notice::failed(&failed)

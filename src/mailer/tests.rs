@@ -1,6 +1,7 @@
 //! The mailer stage on an in-memory notification log, writing to an outbox folder.
 
 use bytes::Bytes;
+use time::macros::datetime;
 
 use super::*;
 use crate::contract::events::{EVENT_VERSION, IMAGE_COMPLETED};
@@ -187,7 +188,8 @@ fn a_template_that_fails_on_real_data_stops_the_mailer_at_start() {
 }
 
 fn cancelled(id: &str, notify: bool) -> Received {
-    use crate::contract::events::{Cancellation, CancelledBy, IMAGE_FAILED, JobFacts};
+    use crate::contract::events::{Cancellation, IMAGE_FAILED, JobFacts};
+    use crate::contract::jobs::CancelRequest;
     let id = id.into();
     let facts = JobFacts {
         id: &id,
@@ -197,7 +199,8 @@ fn cancelled(id: &str, notify: bool) -> Received {
         callback: &Default::default(),
         kind: Default::default(),
     };
-    let event = ImageFailed::cancelled(facts, Cancellation { by: CancelledBy::Request, notify }, 1);
+    let asked = CancelRequest { requested_at: datetime!(2026-12-06 08:30 UTC), notify, by: Some("key #2".into()) };
+    let event = ImageFailed::cancelled(facts, Cancellation::asked(&asked), 1);
     Received {
         subject: IMAGE_FAILED.into(),
         payload: Bytes::from(serde_json::to_vec(&event).unwrap()),
@@ -213,5 +216,12 @@ async fn a_cancelled_job_mails_nobody_unless_the_canceller_asked() {
     mailer.handle(cancelled("asked", true)).await.unwrap();
     let mails = mails(&parts);
     assert_eq!(mails.len(), 1);
-    assert!(mails[0].contains("asked"), "the mail names the job");
+    let mail = mail_parser::MessageParser::default().parse(mails[0].as_bytes()).unwrap();
+    let text = mail.body_text(0).unwrap();
+    assert!(text.contains("asked"), "the mail names the job: {text}");
+    // Cancelled, by whom and when; not a failure "at reading the request".
+    assert!(mail.subject().unwrap().starts_with("绘影：任务已取消"), "{:?}", mail.subject());
+    assert!(text.contains("API 密钥 key #2 请求取消"), "{text}");
+    assert!(text.contains("请求时间：2026-12-06"), "{text}");
+    assert!(!text.contains("失败环节") && !text.contains("请求内容"), "{text}");
 }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use super::{Backlog, Change, KeyValue, Objects, PartError, Publish, RequestError, Requests};
+use super::{Backlog, Change, KeyValue, Objects, PartError, Publish, RequestError, Requests, Room, Usage};
 use crate::contract::events::Event;
 
 fn unavailable(what: &str) -> PartError {
@@ -285,6 +285,17 @@ impl Requests for MemoryReplies {
 
 /// A consumer backlog of a fixed size.
 pub struct FixedBacklog(pub Option<u64>);
+
+/// A bucket as full as the test says.
+#[derive(Default)]
+pub struct FixedRoom(pub std::sync::Mutex<Option<Usage>>);
+
+#[async_trait]
+impl Room for FixedRoom {
+    async fn usage(&self) -> Option<Usage> {
+        *self.0.lock().unwrap()
+    }
+}
 
 #[async_trait]
 impl Backlog for FixedBacklog {

@@ -104,6 +104,29 @@ pub trait Requests: Send + Sync {
     async fn request(&self, subject: &'static str, payload: Bytes) -> Result<Bytes, RequestError>;
 }
 
+/// How much of a bucket with a size bound is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    /// The bucket's bound; `None`: it has none.
+    pub max_bytes: Option<u64>,
+}
+
+impl Usage {
+    /// No room left for another picture: within 64 MiB (or a tenth, for small bounds) of
+    /// the bound, since several writers may be filling it at once.
+    pub fn is_full(&self) -> bool {
+        self.max_bytes.is_some_and(|max| self.bytes + (max / 10).min(64 << 20) >= max)
+    }
+}
+
+/// How full the picture bucket is.
+#[async_trait]
+pub trait Room: Send + Sync {
+    /// `None` when unknown (NATS did not answer).
+    async fn usage(&self) -> Option<Usage>;
+}
+
 /// How many messages a consumer has not finished: pending plus unacknowledged.
 #[async_trait]
 pub trait Backlog: Send + Sync {

@@ -9,7 +9,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::io::AsyncReadExt;
 
-use super::{Backlog, Change, KeyValue, Objects, PartError, PartErrorKind, Publish, RequestError, Requests};
+use super::{
+    Backlog, Change, KeyValue, Objects, PartError, PartErrorKind, Publish, RequestError, Requests, Room, Usage,
+};
 use crate::contract::DEAD_LETTER_PREFIX;
 
 /// How long a request waits for its answer.
@@ -175,6 +177,21 @@ impl Backlog for stream::Stream {
     async fn waiting(&self, consumer: &str) -> Option<u64> {
         match tokio::time::timeout(Duration::from_secs(1), self.consumer_info(consumer)).await {
             Ok(Ok(info)) => Some(info.num_pending + info.num_ack_pending as u64),
+            _ => None,
+        }
+    }
+}
+
+/// The stream behind a bucket (`OBJ_huiying_images`) says how full it is.
+#[async_trait]
+impl Room for stream::Stream {
+    async fn usage(&self) -> Option<Usage> {
+        let mut stream = self.clone();
+        match tokio::time::timeout(Duration::from_secs(1), stream.info()).await {
+            Ok(Ok(info)) => Some(Usage {
+                bytes: info.state.bytes,
+                max_bytes: u64::try_from(info.config.max_bytes).ok().filter(|max| *max > 0),
+            }),
             _ => None,
         }
     }

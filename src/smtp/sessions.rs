@@ -7,6 +7,10 @@
 //! implicit TLS on port 465, the TLS session) and hands it to lettre's public
 //! `AsyncSmtpConnection::connect_with_transport`, which speaks SMTP from there: EHLO,
 //! STARTTLS, AUTH and the mail. deadpool keeps the authenticated sessions for reuse.
+//!
+//! Every read and write of a session has a deadline (`[smtp] timeout`, [`Deadlined`]):
+//! lettre's asynchronous client has none of its own, and a server that takes a mail and
+//! never answers its closing `.` would otherwise hold the session, and the mail, forever.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +25,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, Tls
 use lettre::transport::smtp::extension::ClientId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::client::TlsStream;
 
 /// How a session is encrypted.
@@ -93,6 +98,8 @@ impl Sessions {
             }
             _ => Box::new(tcp),
         };
+        // STARTTLS, when asked, runs over this: the deadlines hold inside TLS too.
+        let stream = Box::new(Deadlined::new(stream, self.timeout));
         let mut session = AsyncSmtpConnection::connect_with_transport(stream, &hello).await?;
         if let Encryption::Starttls(parameters) = &self.encryption {
             session.starttls(parameters.clone(), &hello).await?;
@@ -101,6 +108,48 @@ impl Sessions {
             session.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await?;
         }
         Ok(session)
+    }
+}
+
+/// A session's stream whose every read and write fails with `TimedOut` when it waits
+/// longer than the deadline: each SMTP step (a reply awaited, the mail's bytes written)
+/// then breaks the session rather than hanging it. An idle session waits on nothing, so
+/// it is not timed.
+#[derive(Debug)]
+struct Deadlined(Pin<Box<TimeoutStream<Box<dyn AsyncTokioStream>>>>);
+
+impl Deadlined {
+    fn new(stream: Box<dyn AsyncTokioStream>, deadline: Duration) -> Self {
+        let mut timed = TimeoutStream::new(stream);
+        timed.set_read_timeout(Some(deadline));
+        timed.set_write_timeout(Some(deadline));
+        Self(Box::pin(timed))
+    }
+}
+
+impl AsyncTokioStream for Deadlined {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().peer_addr()
+    }
+}
+
+impl AsyncRead for Deadlined {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.0.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Deadlined {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.0.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.as_mut().poll_shutdown(cx)
     }
 }
 

@@ -3,18 +3,20 @@
 //! on any host, never opens the database file.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_nats::service::ServiceExt;
 use futures::StreamExt;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::records::{RecordPage, Records, RecordsError};
 use crate::contract::records::{
-    Answer, IMAGES_LIST, ImageFile, ImageList, RECORDS_GET, RECORDS_LIST, Record, RecordQuery, RecordView,
-    RecordViewPage, thumbnail_name,
+    Answer, IMAGES_LIST, ImageFile, ImageList, ImagePage, MAX_ANSWER_BYTES, RECORDS_GET, RECORDS_LIST, Record,
+    RecordQuery, RecordView, RecordViewPage, thumbnail_name,
 };
 use crate::contract::services::Service;
 
@@ -24,7 +26,13 @@ pub(super) struct StoreApi {
     pub(super) records: Records,
     pub(super) images_dir: PathBuf,
     pub(super) public_base_url: String,
+    /// Lists and searches answered at once (each holds a database connection or scans
+    /// the images folder); the rest wait here, not on threads of their own.
+    pub(super) queries: Arc<Semaphore>,
 }
+
+/// Lists and searches the store answers at once: one per SQLite reader.
+pub(super) const CONCURRENT_QUERIES: usize = crate::store::records::SQLITE_READERS;
 
 impl StoreApi {
     /// Answers requests until `shutdown` fires.
@@ -63,7 +71,10 @@ impl StoreApi {
     async fn answer(&self, subject: &str, payload: &[u8]) -> Vec<u8> {
         match subject {
             RECORDS_LIST => match serde_json::from_slice::<RecordQuery>(payload) {
-                Ok(query) => reply(self.records.query(&query).await.map(|page| self.view_page(page))),
+                Ok(query) => {
+                    let _turn = self.queries.acquire().await.expect("the semaphore is never closed");
+                    reply(self.records.query(&query).await.map(|page| self.view_page(page)))
+                }
                 Err(e) => error_reply(400, &format!("bad records query: {e}")),
             },
             RECORDS_GET => {
@@ -84,8 +95,14 @@ impl StoreApi {
                 }
             }
             IMAGES_LIST => {
+                let wanted = match payload.is_empty() {
+                    true => Ok(ImagePage::default()),
+                    false => serde_json::from_slice::<ImagePage>(payload),
+                };
+                let Ok(wanted) = wanted else { return error_reply(400, "bad images query") };
+                let _turn = self.queries.acquire().await.expect("the semaphore is never closed");
                 let api = self.clone();
-                match tokio::task::spawn_blocking(move || api.images()).await {
+                match tokio::task::spawn_blocking(move || api.images(wanted)).await {
                     Ok(Ok(list)) => ok_reply(&list),
                     Ok(Err(e)) => error_reply(500, &format!("listing {} failed: {e}", self.images_dir.display())),
                     Err(e) => error_reply(500, &format!("the store crashed answering: {e}")),
@@ -115,22 +132,35 @@ impl StoreApi {
         RecordView { record, url, local_url, thumbnail_url }
     }
 
+    /// The page as far as it fits one answer ([`MAX_ANSWER_BYTES`]), with `more` set when
+    /// records were left for the next part (prompts of 4,000 characters make a page of a
+    /// hundred records larger than a NATS message).
     fn view_page(&self, page: RecordPage) -> RecordViewPage {
-        RecordViewPage {
-            records: page.records.into_iter().map(|r| self.view(r)).collect(),
-            total: page.total,
-            page: page.page,
-            limit: page.limit,
-            pages: page.pages,
+        let mut records = Vec::with_capacity(page.records.len());
+        let mut size = 1024; // the page's own fields
+        let mut more = false;
+        for record in page.records {
+            let view = self.view(record);
+            let record_size = serde_json::to_vec(&view).map_or(0, |bytes| bytes.len()) + 1;
+            if !records.is_empty() && size + record_size > MAX_ANSWER_BYTES {
+                more = true;
+                break;
+            }
+            size += record_size;
+            records.push(view);
         }
+        RecordViewPage { records, total: page.total, page: page.page, limit: page.limit, pages: page.pages, more }
     }
 
-    /// Pictures in `images_dir`, newest first.
-    fn images(&self) -> std::io::Result<ImageList> {
+    /// A page of the pictures in `images_dir`, newest first.
+    fn images(&self, wanted: ImagePage) -> std::io::Result<ImageList> {
         let mut images = Vec::new();
+        let (page, limit) = (wanted.page.max(1), wanted.limit.clamp(1, ImagePage::MAX_LIMIT));
         let entries = match std::fs::read_dir(&self.images_dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ImageList { images }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ImageList { images, total: 0, page, limit, pages: 0 });
+            }
             Err(e) => return Err(e),
         };
         for entry in entries {
@@ -154,7 +184,9 @@ impl StoreApi {
             });
         }
         images.sort_by(|a, b| b.created_time.cmp(&a.created_time).then_with(|| b.filename.cmp(&a.filename)));
-        Ok(ImageList { images })
+        let total = images.len() as u64;
+        let images = images.into_iter().skip((page as usize - 1) * limit as usize).take(limit as usize).collect();
+        Ok(ImageList { images, total, page, limit, pages: total.div_ceil(u64::from(limit)) })
     }
 }
 
@@ -165,6 +197,13 @@ fn ok_reply<T: Serialize>(value: &T) -> Vec<u8> {
 fn reply<T: Serialize>(result: Result<T, RecordsError>) -> Vec<u8> {
     match result {
         Ok(value) => ok_reply(&value),
+        Err(e) if e.is_too_slow() => error_reply(
+            503,
+            &format!(
+                "the search took longer than {} s and was stopped; narrow it (a longer keyword, a date range)",
+                crate::store::records::QUERY_DEADLINE.as_secs()
+            ),
+        ),
         Err(e) => error_reply(500, &format!("reading the records failed: {e}")),
     }
 }

@@ -21,8 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::{Config, ImageProcessingConfig, LabelsConfig};
 use crate::contract::events::{
-    self, Cancellation, CancelledBy, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, PictureAt,
-    Stage as JobStage,
+    self, Cancellation, EVENT_VERSION, ImageCompleted, ImageFailed, ImageGenerated, PictureAt, Stage as JobStage,
 };
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::records::{Record, thumbnail_name};
@@ -103,6 +102,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         records,
         images_dir: config.server.images_dir.clone(),
         public_base_url: config.server.public_base_url(),
+        queries: Arc::new(tokio::sync::Semaphore::new(api::CONCURRENT_QUERIES)),
     };
     let answering = tokio::spawn(api.serve(bus.client.clone(), shutdown.clone()));
     // Jobs in flight: more than cores, as most of a job is waiting (on a cluster, each
@@ -163,7 +163,7 @@ impl Stage for Store {
         if let Some(asked) = self.jobs.cancel_request(&generated.id).await?
             && self.records.by_job(&generated.id).await?.is_none()
         {
-            let cancellation = Cancellation { by: CancelledBy::Request, notify: asked.notify };
+            let cancellation = Cancellation::asked(&asked);
             let cancelled = ImageFailed::cancelled(generated.facts(), cancellation, received.attempt);
             self.jobs.finish(&*self.publisher, &cancelled).await?;
             tracing::info!(job = %generated.id, "cancelled; the picture is discarded");
@@ -182,12 +182,20 @@ impl Stage for Store {
                 tracing::warn!(job = %generated.id, error = %failure, "storing failed; will retry");
                 Err(failure)
             }
+            // The picture is unusable, or the database will never take its record: the job
+            // fails (its owner is told), and the event is kept as a dead letter for the
+            // operator rather than tried again.
             Err(unusable) => {
-                tracing::warn!(job = %generated.id, reason = %unusable, "picture unusable");
-                let failed =
-                    ImageFailed::new(generated.facts(), JobStage::Store, unusable.reason, false, received.attempt);
+                tracing::warn!(job = %generated.id, reason = %unusable, "cannot be stored");
+                let failed = ImageFailed::new(
+                    generated.facts(),
+                    JobStage::Store,
+                    unusable.reason.clone(),
+                    false,
+                    received.attempt,
+                );
                 self.jobs.finish(&*self.publisher, &failed).await?;
-                Ok(())
+                Err(unusable)
             }
         }
     }
@@ -293,7 +301,9 @@ impl Store {
                 Some(bytes) => bytes,
                 None => {
                     return Err(Failure::permanent(format!(
-                        "the generated picture is no longer in the object store ({object})"
+                        "the generated picture is no longer in the object store ({object}): it expired, as \
+                         pictures wait at most {} hours for the store",
+                        crate::bus::PICTURE_RETENTION.as_secs() / 3600
                     )));
                 }
             },

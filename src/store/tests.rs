@@ -128,11 +128,14 @@ async fn a_redelivery_writes_nothing_twice() {
 }
 
 #[tokio::test]
-async fn an_unusable_picture_ends_the_job_at_stage_store_and_writes_no_file() {
+async fn an_unusable_picture_ends_the_job_at_stage_store_writes_no_file_and_its_event_is_rejected() {
     let (store, parts) = store();
     parts.objects.put("corrupt", b"\x89PNG but not really").await.unwrap();
-    store.handle(delivery(&generated("corrupt"), 1)).await.unwrap();
-    store.handle(delivery(&generated("missing"), 1)).await.unwrap();
+    // Rejected: the loop keeps the event as a dead letter instead of trying it again.
+    for job in ["corrupt", "missing"] {
+        let rejected = store.handle(delivery(&generated(job), 1)).await.unwrap_err();
+        assert!(!rejected.is_transient(), "{rejected}");
+    }
     let failed = parts.stream.events::<ImageFailed>();
     assert_eq!(failed.len(), 2);
     assert!(failed.iter().all(|f| f.stage == JobStage::Store && !f.transient));
@@ -158,7 +161,8 @@ async fn while_nats_is_away_the_stored_picture_is_announced_later_and_once() {
 async fn a_picture_drawn_for_a_job_cancelled_meanwhile_is_discarded() {
     let (store, parts) = store();
     parts.objects.put("job-1", &png(32, 32)).await.unwrap();
-    let asked = crate::contract::jobs::CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: true };
+    let asked =
+        crate::contract::jobs::CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: true, by: None };
     parts.jobs.request_cancel("job-1", &asked).await.unwrap();
     store.handle(delivery(&generated("job-1"), 1)).await.unwrap();
     assert!(files(&parts).is_empty(), "no file");
@@ -166,7 +170,7 @@ async fn a_picture_drawn_for_a_job_cancelled_meanwhile_is_discarded() {
     assert!(parts.stream.events::<ImageCompleted>().is_empty());
     let failed = parts.stream.events::<ImageFailed>();
     assert_eq!((failed.len(), failed[0].stage), (1, JobStage::Cancelled));
-    assert_eq!(failed[0].cancelled.map(|c| c.notify), Some(true), "the canceller's wish travels on");
+    assert_eq!(failed[0].cancelled.as_ref().map(|c| c.notify), Some(true), "the canceller's wish travels on");
     assert_eq!(parts.jobs.get("job-1").await.unwrap().unwrap().status, JobState::Cancelled);
 }
 

@@ -227,6 +227,11 @@ async fn each_nats_user_may_do_its_own_work_and_nothing_else() {
     webhook.must_not("write a job state", "$KV.huiying_jobs.x").await;
     webhook.must_not("write the mail log", "$KV.huiying_mail.x").await;
     webhook.must_not("delete the webhook tasks", "$JS.API.STREAM.DELETE.HUIYING_WEBHOOKS").await;
+    // No service may purge the picture bucket: a purge reaches every picture in it.
+    for user in ["ingest", "generator", "store", "mailer", "webhook"] {
+        let images = format!("$JS.API.STREAM.PURGE.OBJ_{}", huiying::contract::IMAGES_BUCKET);
+        Session::open(url, user).await.must_not("purge the picture bucket", &images).await;
+    }
     let ingest = Session::open(url, "ingest").await;
     ingest.must_not("write the webhook log", "$KV.huiying_webhook_deliveries.x").await;
 
@@ -255,6 +260,9 @@ impl Session {
         let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = errors.clone();
         let client = async_nats::ConnectOptions::with_user_and_password(user.into(), nats_password(user))
+            // Replies on the user's own inbox, as huiying's services and the subscriber
+            // template have them.
+            .custom_inbox_prefix(format!("_INBOX_{user}"))
             .event_callback(move |event| {
                 let seen = seen.clone();
                 async move {
@@ -323,6 +331,10 @@ async fn the_subscriber_template_in_nats_conf_reads_results_through_its_own_cons
     session.must_not("queue jobs", "image.requested").await;
     session.must_not("take the mailer's messages", "$JS.API.CONSUMER.MSG.NEXT.HUIYING.mailer").await;
     session.must_not("delete the stream", "$JS.API.STREAM.DELETE.HUIYING").await;
+    // Nor read anyone's replies but its own.
+    for subject in ["_INBOX.>", "_INBOX_ingest.>"] {
+        session.must_not_subscribe(subject).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -343,4 +355,52 @@ async fn with_public_pictures_off_picture_links_need_a_key_too() {
     let picture = done.json::<serde_json::Value>().await.unwrap()["data"][0]["url"].as_str().unwrap().to_string();
     assert_eq!(app.http.get(&picture).send().await.unwrap().status(), 401);
     assert_eq!(app.http.get(&picture).bearer_auth(KEY).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_refuses_to_serve_beyond_this_machine_without_keys_unless_told_in_words() {
+    let app = TestApp::spawn().await;
+    let start = |env: &[(&str, &str)]| {
+        let port = crate::helpers::free_port().to_string();
+        let mut command = std::process::Command::new(crate::helpers::service_program("ingest"));
+        command
+            .arg("--config")
+            .arg(app.config_file())
+            .env_remove("HUIYING_CONFIG")
+            .envs([("SERVER_HOST", "0.0.0.0"), ("SERVER_PORT", port.as_str()), ("RUST_LOG", "warn")])
+            .envs([("NATS_USER", "ingest"), ("NATS_PASSWORD", nats_password("ingest").as_str())])
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        (command.spawn().unwrap(), port)
+    };
+    // No keys, every address: it says why it will not start, and does not.
+    let (refused, _) = start(&[]);
+    let output = refused.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("without [server] api_keys") && stderr.contains("allow_open"), "{stderr}");
+    // Told in words, it serves.
+    let (mut open, port) = start(&[("SERVER_ALLOW_OPEN", "true")]);
+    let health = format!("http://127.0.0.1:{port}/health");
+    wait_for("ingest to answer", Duration::from_secs(30), || async {
+        reqwest::get(&health).await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+    open.kill().unwrap();
+    open.wait().unwrap();
+}
+
+#[test]
+fn compose_gives_every_service_its_env_file_and_a_writable_images_volume() {
+    let compose = std::fs::read_to_string(format!("{}/compose.yaml", crate::helpers::REPO)).unwrap();
+    let dockerfile = std::fs::read_to_string(format!("{}/Dockerfile", crate::helpers::REPO)).unwrap();
+    let anchor = compose.split("x-huiying: &huiying").nth(1).unwrap().split("\nservices:").next().unwrap();
+    assert!(anchor.contains("env_file: .env"), "every huiying service reads .env:\n{anchor}");
+    let mounted = anchor.lines().find_map(|l| l.trim().strip_prefix("- images:")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("install -d -o huiying -g huiying {mounted}")),
+        "the image makes {mounted} for its user"
+    );
+    assert!(dockerfile.contains("USER huiying"));
 }

@@ -85,6 +85,10 @@ async fn queued_jobs_cancelled_or_past_their_deadline_never_reach_the_model() {
     let mails = app.smtp.mails();
     assert_eq!(mails.len(), 1);
     assert!(mails[0].text.contains("changed my mind"), "{}", mails[0].text);
+    // Its own outcome: cancelled, at whose request and when; not a failure "at reading the request".
+    assert!(mails[0].subject.starts_with("绘影：任务已取消"), "{}", mails[0].subject);
+    assert!(mails[0].text.contains("客户端请求取消") && mails[0].text.contains("请求时间："), "{}", mails[0].text);
+    assert!(!mails[0].text.contains("请求内容"), "{}", mails[0].text);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -261,7 +261,7 @@ async fn fusion_of_two_urls_sends_both_pictures_to_an_openrouter_model() {
     let app = TestApp::spawn_with(|config, _| {
         fake.configure(config);
         // The pictures are served by the fake on loopback.
-        config.generator.allow_private_urls = true;
+        config.server.allow_private_edit_inputs = true;
     })
     .await;
     let (first, second) = (picture(30, [255, 255, 0]), picture(30, [0, 255, 255]));

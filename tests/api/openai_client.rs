@@ -48,3 +48,57 @@ async fn the_official_openai_client_generates_pictures_and_gets_its_own_error_cl
     assert!(seen["refused"]["message"].as_str().unwrap().contains("prompt"), "{seen}");
     assert!(seen["models"].as_array().unwrap().contains(&serde_json::json!("huiying/placeholder")));
 }
+
+/// The official client at its defaults (two retries, 600 s timeout), or with `timeout`.
+const SLOW_MODEL_CLIENT: &str = r#"
+import json, sys
+import openai
+
+options = {} if sys.argv[2] == "default" else {"timeout": float(sys.argv[2])}
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="any key: this server has none", **options)
+picture = client.images.generate(model="dall-e-3", prompt="a slow lighthouse", response_format="url")
+print(json.dumps({"url": picture.data[0].url}))
+"#;
+
+/// A pipeline whose `[server] timeout` is 1 s, on a model that takes `delay` per picture.
+async fn slow_model(delay: std::time::Duration) -> (TestApp, crate::helpers::FakeApi) {
+    let fake = crate::helpers::FakeApi::start().await;
+    let app = TestApp::spawn_with(|config, _| {
+        fake.configure(config);
+        config.server.timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, crate::helpers::tiny_png());
+    let answer = || crate::helpers::FakeResponse::ok(serde_json::json!({"created": 1, "data": [{"b64_json": b64}]}));
+    fake.respond(crate::helpers::OPENAI_PATH, vec![answer(), answer(), answer()]);
+    fake.set_delay(delay);
+    (app, fake)
+}
+
+async fn run_client(app: &TestApp, timeout: &str) -> serde_json::Value {
+    let (address, timeout) = (app.address.clone(), timeout.to_string());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3").args(["-c", SLOW_MODEL_CLIENT, &address, &timeout]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "the openai client failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_slower_than_the_server_timeout_is_paid_for_once_by_the_official_client_at_its_defaults() {
+    let (app, fake) = slow_model(std::time::Duration::from_secs(4)).await;
+    let seen = run_client(&app, "default").await;
+    assert!(seen["url"].as_str().unwrap().contains("/static/images/"), "{seen}");
+    assert_eq!(fake.calls(crate::helpers::OPENAI_PATH).len(), 1, "one picture drawn, one paid for");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_times_out_and_calls_again_joins_the_job_its_first_call_started() {
+    // The client gives up after 2 s and calls again (twice); the model takes 5 s.
+    let (app, fake) = slow_model(std::time::Duration::from_secs(5)).await;
+    let seen = run_client(&app, "2").await;
+    assert!(seen["url"].as_str().unwrap().contains("/static/images/"), "{seen}");
+    assert_eq!(fake.calls(crate::helpers::OPENAI_PATH).len(), 1, "the retries joined the first job");
+}

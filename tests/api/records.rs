@@ -21,6 +21,8 @@ crate::on_both_backends!(
     bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason,
     records_say_which_labels_their_pictures_carry_and_filter_on_them,
     edit_records_list_edits_by_kind_and_records_filter_on_kind,
+    a_page_of_long_prompts_larger_than_a_nats_message_comes_whole_and_in_order,
+    a_record_the_database_refuses_fails_its_job_at_the_store_with_a_mail_and_a_dead_letter,
 );
 
 /// Writes records straight into the store's database, with chosen times.
@@ -342,6 +344,95 @@ async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason(ba
     assert_eq!(get(&app, "/records").await.1["total"], 0);
     let files = std::fs::read_dir(&app.config.server.images_dir).unwrap().count();
     assert_eq!(files, 0, "no half-written file");
+}
+
+async fn a_page_of_long_prompts_larger_than_a_nats_message_comes_whole_and_in_order(backend: Backend) {
+    let (app, _records) = spawn_with_store(backend).await;
+    // A hundred records whose prompts are as long as a prompt may be: about 2.4 MB of
+    // JSON, more than twice what one NATS message holds.
+    let start = datetime!(2026-11-01 00:00 UTC);
+    let originals: Vec<String> = (0..100).map(|n| format!("{n:03}{}", "长".repeat(3997))).collect();
+    let english: Vec<String> = (0..100).map(|n| format!("{n:03} {}", "long ".repeat(1600))).collect();
+    let rows: Vec<(&str, &str, &str, time::OffsetDateTime)> = (0..100)
+        .map(|n| (originals[n].as_str(), english[n].as_str(), "m", start + time::Duration::minutes(n as i64)))
+        .collect();
+    seed(&app, &rows).await;
+
+    let began = std::time::Instant::now();
+    let (status, page) = get(&app, "/records?limit=100").await;
+    assert_eq!(status, 200, "{}", page.to_string().chars().take(300).collect::<String>());
+    assert!(began.elapsed() < std::time::Duration::from_secs(8), "answered, not timed out: {:?}", began.elapsed());
+    let records = page["records"].as_array().unwrap();
+    assert_eq!((records.len(), page["total"].as_u64()), (100, Some(100)));
+    let order: Vec<String> = records.iter().map(|r| r["original_prompt"].as_str().unwrap()[..3].to_string()).collect();
+    let newest_first: Vec<String> = (0..100).rev().map(|n| format!("{n:03}")).collect();
+    assert_eq!(order, newest_first, "every record once, newest first");
+    assert!(page.get("more").is_none(), "how the store sent it is not the client's business");
+    let (_, second) = get(&app, "/records?limit=60&page=2").await;
+    assert_eq!(second["records"].as_array().unwrap().len(), 40);
+}
+
+async fn a_record_the_database_refuses_fails_its_job_at_the_store_with_a_mail_and_a_dead_letter(backend: Backend) {
+    let (app, _records) = spawn_with_store(backend).await;
+    let js = async_nats::jetstream::new(app.nats.clone());
+    let bucket = js.get_object_store(huiying::contract::IMAGES_BUCKET).await.unwrap();
+    let id = "00000000-0000-4000-8000-0000000000be";
+    bucket.put(id, &mut crate::helpers::tiny_png().as_slice()).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    // An edit whose input link ends in a NUL, published straight to NATS (ingest refuses
+    // it at the door): PostgreSQL can never store that text.
+    let input = huiying::contract::events::InputPicture {
+        object: "input/x/0".into(),
+        content_type: "image/png".into(),
+        width: 1,
+        height: 1,
+        source: "https://example.com/a.png#\u{0}".into(),
+        url: "http://localhost/inputs/x/0".into(),
+        mask: false,
+    };
+    let generated = huiying::contract::events::ImageGenerated {
+        version: 1,
+        id: JobId::parse(id).unwrap(),
+        prompt: Prompt::parse("a NUL in its input").unwrap(),
+        english_prompt: "a NUL in its input".into(),
+        model: ModelName::parse("some/model").unwrap(),
+        provider: "openrouter".into(),
+        picture: huiying::contract::events::PictureAt::Object {
+            bucket: huiying::contract::IMAGES_BUCKET.into(),
+            object: id.into(),
+        },
+        content_type: "image/png".into(),
+        byte_size: 1,
+        attempts: 1,
+        notify_email: None,
+        callback: Default::default(),
+        ignored_options: Vec::new(),
+        user: None,
+        kind: JobKind::Edit,
+        inputs: vec![input],
+        requested_at: now,
+        generated_at: now,
+    };
+    app.publish("image.generated", &serde_json::to_string(&generated).unwrap()).await;
+
+    match backend {
+        // SQLite keeps any text: the record is written.
+        Backend::Sqlite => assert_eq!(app.wait_for_job(id).await["status"], "completed"),
+        // PostgreSQL refuses it, and says why: the job fails once, is not retried forever.
+        Backend::Postgres => {
+            let job = app.wait_for_job(id).await;
+            assert_eq!((job["status"].as_str(), job["error"]["stage"].as_str()), (Some("failed"), Some("store")));
+            assert!(job["error"]["error"].as_str().unwrap().contains("the database refused the record"), "{job}");
+            let mail = &app.smtp.wait_for_mails(1).await[0];
+            assert!(mail.text.contains("保存图片"), "{}", mail.text);
+            let dead = js.get_stream(huiying::contract::DEAD_LETTER_STREAM).await.unwrap();
+            let kept = dead.get_last_raw_message_by_subject("huiying.dead.image.generated").await.unwrap();
+            assert!(kept.headers.get("Huiying-Reason").unwrap().as_str().contains("refused the record"));
+        }
+    }
+    // Nothing else stopped: the next ordinary job completes.
+    let next = app.submit(json!({"prompt": "after the refused record"})).await;
+    assert_eq!(app.wait_for_job(&next).await["status"], "completed");
 }
 
 fn urlencoding(text: &str) -> String {

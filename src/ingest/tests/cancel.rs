@@ -5,7 +5,7 @@ use axum::http::{Request, header};
 use time::OffsetDateTime;
 
 use super::{TestIngest, ingest_with};
-use crate::contract::events::{Cancellation, CancelledBy, ImageFailed, JobFacts, Stage};
+use crate::contract::events::{Cancellation, ImageFailed, JobFacts, Stage};
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::values::JobId;
 
@@ -53,8 +53,7 @@ async fn cancelling_a_job_still_on_its_way_is_accepted_and_shows_on_its_status()
 #[tokio::test]
 async fn a_cancelled_job_answers_200_and_one_that_ended_otherwise_409() {
     let ingest = ingest_with(|_| {}, None);
-    let cancelled =
-        ImageFailed::cancelled(facts(&"gone".into()), Cancellation { by: CancelledBy::Request, notify: false }, 1);
+    let cancelled = ImageFailed::cancelled(facts(&"gone".into()), Cancellation::deadline(), 1);
     ingest.jobs.set(&JobStatus::from(&cancelled)).await.unwrap();
     let (status, answer, _) = ingest.send(cancel("gone", "")).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("cancelled")), "{answer}");
@@ -66,6 +65,19 @@ async fn a_cancelled_job_answers_200_and_one_that_ended_otherwise_409() {
     assert_eq!(status, 409, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("already failed"), "{answer}");
     assert!(ingest.jobs.cancel_request("broken").await.unwrap().is_none(), "nothing left to stop");
+}
+
+#[tokio::test]
+async fn a_cancel_remembers_which_api_key_asked_never_the_key_itself() {
+    use crate::config::Secret;
+    let ingest = ingest_with(|config| config.server.api_keys = vec![Secret::new("first"), Secret::new("second")], None);
+    job_in(&ingest, "job-1", JobState::Queued).await;
+    let mut request = cancel("job-1", "");
+    request.headers_mut().insert(header::AUTHORIZATION, "Bearer second".parse().unwrap());
+    let (status, answer, _) = ingest.send(request).await;
+    assert_eq!(status, 202, "{answer}");
+    let asked = ingest.jobs.cancel_request("job-1").await.unwrap().unwrap();
+    assert_eq!(asked.by.as_deref(), Some("key #2"));
 }
 
 #[tokio::test]

@@ -137,6 +137,31 @@ async fn an_edit_of_an_upload_is_queued_with_its_picture_and_answers_the_origina
     assert_eq!(status, 404);
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_edit_sent_again_under_its_key_or_refused_for_a_full_bucket_keeps_no_input_picture_of_its_own() {
+    let ingest = ingest();
+    let id = uploaded(&ingest, &png(64, 64)).await;
+    let body = json!({"image_url": format!("upload:{id}"), "edit_prompt": "make it blue"});
+    let with_key = || {
+        let mut request = post_json("/edit-image", body.clone());
+        request.headers_mut().insert("idempotency-key", "edit-1".parse().unwrap());
+        request
+    };
+    let (_, first, _) = ingest.send(with_key()).await;
+    let kept = ingest.objects.names().len();
+    let (status, again, _) = ingest.send(with_key()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["task_id"], first["task_id"], "the same job");
+    assert_eq!(ingest.objects.names().len(), kept, "the repeat stored no input of its own");
+
+    let full = crate::parts::Usage { bytes: 4 << 30, max_bytes: Some(4 << 30) };
+    *ingest.room.0.lock().unwrap() = Some(full);
+    tokio::time::advance(std::time::Duration::from_secs(1)).await; // read at most once a second
+    let (status, _, _) = ingest.send(post_json("/edit-image", body.clone())).await;
+    assert_eq!(status, 503);
+    assert_eq!(ingest.objects.names().len(), kept, "a refused edit stored no input");
+}
+
 #[tokio::test]
 async fn compose_on_a_one_picture_model_is_refused_naming_it_and_on_a_multi_picture_model_sends_all() {
     let ingest = ingest_with(|config| config.api_keys.model_scope_token = Secret::new("ms-test"), None);

@@ -23,7 +23,7 @@ use crate::contract::events::ImageRequested;
 use crate::contract::jobs::JobState;
 use crate::contract::records::RECORDS_LIST;
 use crate::contract::{IDEMPOTENCY_BUCKET, JOBS_BUCKET};
-use crate::parts::memory::{FixedBacklog, MemoryKv, MemoryObjects, MemoryReplies, MemoryStream};
+use crate::parts::memory::{FixedBacklog, FixedRoom, MemoryKv, MemoryObjects, MemoryReplies, MemoryStream};
 use crate::parts::{JobBoard, JsonBucket};
 
 /// ingest on memory parts, and handles to look at them.
@@ -34,6 +34,8 @@ pub(super) struct TestIngest {
     pub(super) jobs: JobBoard,
     states: Arc<MemoryKv>,
     pub(super) objects: Arc<MemoryObjects>,
+    /// How full the picture bucket says it is.
+    pub(super) room: Arc<FixedRoom>,
     _images: tempfile::TempDir,
 }
 
@@ -47,19 +49,21 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
     let states = Arc::new(MemoryKv::new(JOBS_BUCKET));
     let jobs = JobBoard::new(JsonBucket::new(states.clone()));
     let objects = Arc::new(MemoryObjects::default());
+    let room = Arc::new(FixedRoom::default());
     let parts = IngestParts {
         publisher: stream.clone(),
         jobs: jobs.clone(),
         idempotency: Arc::new(MemoryKv::new(IDEMPOTENCY_BUCKET)),
         store: store.clone(),
         backlog: Arc::new(FixedBacklog(waiting)),
+        bucket_room: room.clone(),
         webhook_log: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_DELIVERIES_BUCKET)),
         webhook_states: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_ENDPOINTS_BUCKET)),
         objects: objects.clone(),
         mail_log: Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET)),
     };
     let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
-    TestIngest { app, stream, store, jobs, states, objects, _images: images }
+    TestIngest { app, stream, store, jobs, states, objects, room, _images: images }
 }
 
 fn ingest() -> TestIngest {

@@ -155,6 +155,29 @@ async fn without_nats_or_with_a_full_queue_the_job_is_refused_with_503() {
     assert_eq!((status, health["status"].as_str()), (503, Some("degraded")));
 }
 
+#[tokio::test(start_paused = true)]
+async fn with_the_picture_bucket_full_new_jobs_and_uploads_get_503_with_retry_after() {
+    let ingest = self::ingest();
+    let full = crate::parts::Usage { bytes: 4 << 30, max_bytes: Some(4 << 30) };
+    *ingest.room.0.lock().unwrap() = Some(full);
+    let (status, answer, response) = ingest.send(generate(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("picture bucket is full"), "{answer}");
+    assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+    let upload = Request::post("/upload-image")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"base64_data": "aGk=", "file_name": "a.png"}).to_string()))
+        .unwrap();
+    let (status, answer, _) = ingest.send(upload).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(ingest.queued().is_empty() && ingest.objects.names().is_empty(), "nothing was written");
+    // With room (or not knowing: NATS decides), jobs are taken again: ingest reads the
+    // bucket's size at most once a second.
+    *ingest.room.0.lock().unwrap() = Some(crate::parts::Usage { bytes: 1 << 20, max_bytes: Some(4 << 30) });
+    tokio::time::advance(std::time::Duration::from_secs(1)).await;
+    assert_eq!(ingest.send(generate(r#"{"prompt": "cat"}"#)).await.0, 202);
+}
+
 #[tokio::test]
 async fn a_job_published_while_its_state_could_not_be_written_is_still_accepted() {
     let ingest = ingest();

@@ -8,7 +8,7 @@ mod sqlite;
 use serde::{Deserialize, Serialize};
 
 pub use postgres::PostgresRecords;
-pub use sqlite::SqliteRecords;
+pub use sqlite::{QUERY_DEADLINE, READERS as SQLITE_READERS, SqliteRecords};
 
 use crate::config::DatabaseConfig;
 use crate::contract::records::{Record, RecordQuery};
@@ -38,13 +38,49 @@ pub enum RecordsError {
     Crashed(String),
 }
 
+impl RecordsError {
+    /// A search stopped because it ran past [`QUERY_DEADLINE`].
+    pub fn is_too_slow(&self) -> bool {
+        matches!(self, RecordsError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.code == rusqlite::ErrorCode::OperationInterrupted)
+    }
+
+    /// Whether no retry can help: the database refused the record itself (its encoding,
+    /// a value, a constraint). A database away, busy or locked passes.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            RecordsError::BadTime(_) => true,
+            RecordsError::Postgres(error) => error.code().is_some_and(|code| refuses_the_data(code.code())),
+            RecordsError::Sqlite(error) => match error {
+                rusqlite::Error::SqliteFailure(failure, _) => matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::ConstraintViolation
+                        | rusqlite::ErrorCode::TooBig
+                        | rusqlite::ErrorCode::TypeMismatch
+                        | rusqlite::ErrorCode::ParameterOutOfRange
+                ),
+                rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::NulError(_) => true,
+                _ => false,
+            },
+            RecordsError::Pool(_) | RecordsError::Crashed(_) => false,
+        }
+    }
+}
+
+/// PostgreSQL's answers about the data rather than the server (SQLSTATE classes 22:
+/// data exception, such as a NUL or a bad byte sequence; 23: integrity constraint
+/// violation; 54: a program limit, such as a value too long to index).
+fn refuses_the_data(sqlstate: &str) -> bool {
+    ["22", "23", "54"].iter().any(|class| sqlstate.starts_with(class))
+}
+
 impl From<RecordsError> for Failure {
     /// A database away passes; a record that cannot be written as it is will not.
     fn from(error: RecordsError) -> Self {
         let reason = error.to_string();
-        match error {
-            RecordsError::BadTime(_) => Failure::permanent(reason),
-            other => Failure::transient(reason).caused_by(other),
+        match error.is_permanent() {
+            true => Failure::permanent(format!("the database refused the record: {reason}")).caused_by(error),
+            false => Failure::transient(reason).caused_by(error),
         }
     }
 }
@@ -153,4 +189,19 @@ fn keyword(query: &RecordQuery) -> Option<&str> {
 /// `keyword` as a LIKE pattern matching it anywhere, with `\` escaping `%`, `_` and `\`.
 fn like_pattern(keyword: &str) -> String {
     format!("%{}%", keyword.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgresql_refusing_the_data_is_final_and_the_server_being_away_or_busy_is_not() {
+        for final_answer in ["22021", "22P05", "23505", "54000"] {
+            assert!(refuses_the_data(final_answer), "{final_answer}");
+        }
+        for passing in ["08006", "40001", "40P01", "55P03", "57P01", "53300"] {
+            assert!(!refuses_the_data(passing), "{passing}");
+        }
+    }
 }

@@ -203,8 +203,9 @@ impl PostgresRecords {
             .query_one(&format!("SELECT COUNT(*) FROM image_records {condition}"), &filter.params())
             .await?
             .get(0);
-        let limit = filter.bind(i64::from(query.limit));
-        let offset = filter.bind(i64::from(query.page.saturating_sub(1)) * i64::from(query.limit));
+        let limit = filter.bind(i64::from(query.limit.saturating_sub(query.skip)));
+        let offset =
+            filter.bind(i64::from(query.page.saturating_sub(1)) * i64::from(query.limit) + i64::from(query.skip));
         let rows = client
             .query(
                 &format!(

@@ -1,8 +1,14 @@
 //! Records in a SQLite file: the default, embedded backend. Its calls block (run them
 //! off the async threads, as [`super::Records`] does).
+//!
+//! One connection writes; searches and lookups each take one of [`READERS`] read-only
+//! connections. In WAL mode a reader never blocks the writer, so no burst of searches
+//! holds up storing a picture, and a search is stopped after [`QUERY_DEADLINE`].
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::Duration as Days;
@@ -70,9 +76,18 @@ const MIGRATIONS: &[&str] = &[
 "#,
 ];
 
+/// Read-only connections: as many searches run at once, the rest wait for one.
+pub const READERS: usize = 4;
+/// The longest a search may run before SQLite stops it (the caller gets an error).
+pub const QUERY_DEADLINE: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct SqliteRecords {
-    connection: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<AtomicUsize>,
+    /// [`QUERY_DEADLINE`]; tests shorten it.
+    deadline: Duration,
 }
 
 impl SqliteRecords {
@@ -85,14 +100,44 @@ impl SqliteRecords {
         // WAL: readers do not block the writer; FULL: a committed record survives power loss.
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.busy_timeout(Duration::from_secs(5))?;
         migrate(&mut connection)?;
-        Ok(Self { connection: Arc::new(Mutex::new(connection)) })
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                reader.busy_timeout(Duration::from_secs(5))?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(connection)),
+            readers: readers.into(),
+            next_reader: Arc::default(),
+            deadline: QUERY_DEADLINE,
+        })
+    }
+
+    /// Runs `read` on a free reader (else waits for the next in turn), stopped after
+    /// [`QUERY_DEADLINE`].
+    fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        let free = self.readers.iter().find_map(|reader| reader.try_lock().ok());
+        let connection = match free {
+            Some(connection) => connection,
+            None => {
+                let turn = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+                self.readers[turn].lock().expect("no panics while holding the lock")
+            }
+        };
+        let (started, deadline) = (Instant::now(), self.deadline);
+        connection.progress_handler(10_000, Some(move || started.elapsed() > deadline));
+        let result = read(&connection);
+        connection.progress_handler(0, None::<fn() -> bool>);
+        result
     }
 
     /// Inserts the record unless the job has one already; true when it was inserted.
     pub fn insert(&self, record: &Record) -> rusqlite::Result<bool> {
-        let connection = self.connection.lock().expect("no panics while holding the lock");
+        let connection = self.writer.lock().expect("no panics while holding the lock");
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                  file_size, width, height, format, created_at, updated_at, r2_error, user,
@@ -125,12 +170,15 @@ impl SqliteRecords {
 
     /// The record numbered `id` (its row).
     pub fn by_id(&self, id: i64) -> rusqlite::Result<Option<Record>> {
-        let connection = self.connection.lock().expect("no panics while holding the lock");
-        connection.query_row(&format!("SELECT {COLUMNS} FROM image_records WHERE id = ?1"), [id], record).optional()
+        self.read(|connection| {
+            connection.query_row(&format!("SELECT {COLUMNS} FROM image_records WHERE id = ?1"), [id], record).optional()
+        })
     }
 
+    /// The job's record. Asked by the store before it writes, so on the writer: a reader
+    /// taken by searches must not hold up storing.
     pub fn by_job(&self, job_id: &str) -> rusqlite::Result<Option<Record>> {
-        let connection = self.connection.lock().expect("no panics while holding the lock");
+        let connection = self.writer.lock().expect("no panics while holding the lock");
         connection
             .query_row(&format!("SELECT {COLUMNS} FROM image_records WHERE job_id = ?1"), [job_id], record)
             .optional()
@@ -180,23 +228,24 @@ impl SqliteRecords {
             values.push(format!("{}T00:00:00", to + Days::days(1)).into());
         }
         let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let connection = self.connection.lock().expect("no panics while holding the lock");
-        let total: u64 = connection.query_row(
-            &format!("SELECT COUNT(*) FROM image_records {filter}"),
-            rusqlite::params_from_iter(values.iter()),
-            |row| row.get(0),
-        )?;
-        let offset = u64::from(query.page.saturating_sub(1)) * u64::from(query.limit);
-        let mut page_values = values.clone();
-        page_values.push((query.limit as i64).into());
-        page_values.push((offset as i64).into());
-        let mut statement = connection.prepare(&format!(
-            "SELECT {COLUMNS} FROM image_records {filter} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
-        ))?;
-        let records = statement
-            .query_map(rusqlite::params_from_iter(page_values.iter()), record)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(RecordPage::new(records, total, query))
+        self.read(|connection| {
+            let total: u64 = connection.query_row(
+                &format!("SELECT COUNT(*) FROM image_records {filter}"),
+                rusqlite::params_from_iter(values.iter()),
+                |row| row.get(0),
+            )?;
+            let offset = u64::from(query.page.saturating_sub(1)) * u64::from(query.limit) + u64::from(query.skip);
+            let mut page_values = values.clone();
+            page_values.push((query.limit.saturating_sub(query.skip) as i64).into());
+            page_values.push((offset as i64).into());
+            let mut statement = connection.prepare(&format!(
+                "SELECT {COLUMNS} FROM image_records {filter} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+            ))?;
+            let records = statement
+                .query_map(rusqlite::params_from_iter(page_values.iter()), record)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(RecordPage::new(records, total, query))
+        })
     }
 }
 
@@ -274,5 +323,31 @@ mod tests {
         // Reopening applies no migration twice.
         let reopened = SqliteRecords::open(&dir.path().join("db.sqlite")).unwrap();
         assert!(reopened.by_job("job-1").unwrap().is_some());
+    }
+
+    #[test]
+    fn every_reader_busy_with_searches_holds_up_no_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = SqliteRecords::open(&dir.path().join("db.sqlite")).unwrap();
+        // Every reader taken (searches running) ...
+        let _taken: Vec<_> = records.readers.iter().map(|reader| reader.lock().unwrap()).collect();
+        // ... and a picture's record is still looked up and written at once.
+        assert_eq!(records.by_job("job-1").unwrap(), None);
+        assert!(records.insert(&sample("job-1")).unwrap());
+    }
+
+    #[test]
+    fn a_search_running_past_its_deadline_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = SqliteRecords {
+            deadline: Duration::from_millis(50),
+            ..SqliteRecords::open(&dir.path().join("db.sqlite")).unwrap()
+        };
+        let endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n";
+        let stopped = records.read(|connection| connection.query_row(endless, [], |row| row.get::<_, i64>(0)));
+        let error = super::super::RecordsError::Sqlite(stopped.unwrap_err());
+        assert!(error.is_too_slow(), "{error}");
+        // The reader is free again, and answers.
+        assert_eq!(records.by_id(1).unwrap(), None);
     }
 }

@@ -12,6 +12,7 @@ mod nats;
 mod postgres;
 mod receiver;
 mod s3;
+mod silent_smtp;
 mod smtp;
 
 pub use app::*;
@@ -20,6 +21,7 @@ pub use nats::*;
 pub use postgres::*;
 pub use receiver::*;
 pub use s3::*;
+pub use silent_smtp::*;
 pub use smtp::*;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
