@@ -83,3 +83,55 @@ async fn an_upload_that_would_decode_to_hundreds_of_megabytes_is_refused_from_it
     let id = app.submit(json!({"prompt": "after the deep picture"})).await;
     assert_eq!(app.wait_for_job(&id).await["status"], "completed");
 }
+
+/// A PNG of noise, which does not compress: about 3 × `side`² bytes.
+fn noise_png(side: u32) -> Vec<u8> {
+    let mut state = 0x2545_f491_u32;
+    let noise = image::RgbImage::from_fn(side, side, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+    });
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    noise.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    bytes.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_picture_bucket_turns_new_jobs_away_with_503_until_there_is_room() {
+    // A bucket of 2 MiB ([nats] bucket_max_bytes), filled by one upload of about 1.9 MB.
+    let app = TestApp::spawn_with(|config, _| config.nats.bucket_max_bytes = 2 << 20).await;
+    let upload = json!({
+        "base64_data": base64::engine::general_purpose::STANDARD.encode(noise_png(800)),
+        "file_name": "noise.png",
+    });
+    let response = app.http.post(format!("{}/upload-image", app.address)).json(&upload).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+
+    // New jobs are turned away, saying why and when to come back, rather than failing on the way.
+    let refused = wait_for("ingest to see the bucket full", Duration::from_secs(10), || async {
+        let response = app.request_async(json!({"prompt": "no room"})).send().await.unwrap();
+        (response.status() == 503).then_some(response)
+    })
+    .await;
+    assert_eq!(refused.headers()["retry-after"], "30");
+    let answer: serde_json::Value = refused.json().await.unwrap();
+    assert!(answer["error"].as_str().unwrap().contains("picture bucket is full"), "{answer}");
+
+    // The operator makes room (a larger bound); the next ordinary job completes.
+    let js = async_nats::jetstream::new(app.nats.clone());
+    let mut stream = js.get_stream(format!("OBJ_{}", huiying::contract::IMAGES_BUCKET)).await.unwrap();
+    let mut config = stream.info().await.unwrap().config.clone();
+    config.max_bytes = 64 << 20;
+    js.update_stream(config).await.unwrap();
+    let id = wait_for("a job to be taken again", Duration::from_secs(10), || async {
+        let response = app.request_async(json!({"prompt": "room again"})).send().await.unwrap();
+        match response.status().as_u16() {
+            202 => Some(response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string()),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(app.wait_for_job(&id).await["status"], "completed");
+}
