@@ -301,21 +301,17 @@ async fn a_redelivered_generated_event_leaves_one_record(backend: Backend) {
     assert_eq!(get(&app, "/records").await.1["total"], 1);
 }
 
-async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason(backend: Backend) {
-    let (app, _records) = spawn_with_store(backend).await;
-    let js = async_nats::jetstream::new(app.nats.clone());
-    let bucket = js.get_object_store(huiying::contract::IMAGES_BUCKET).await.unwrap();
-    let id = "00000000-0000-4000-8000-0000000000bd";
-    bucket.put(id, &mut "this is not a picture".as_bytes()).await.unwrap();
+/// The generator's event for job `id`, its picture in the object store under the job's id
+/// (as a large picture travels).
+fn generated_through_the_bucket(id: &str, prompt: &str) -> huiying::contract::events::ImageGenerated {
     let now = time::OffsetDateTime::now_utc();
-    let generated = huiying::contract::events::ImageGenerated {
+    huiying::contract::events::ImageGenerated {
         version: 1,
         id: JobId::parse(id).unwrap(),
-        prompt: Prompt::parse("broken bytes").unwrap(),
-        english_prompt: "broken bytes".into(),
+        prompt: Prompt::parse(prompt).unwrap(),
+        english_prompt: prompt.into(),
         model: ModelName::parse("some/model").unwrap(),
         provider: "openrouter".into(),
-        // Through the object store, as a large picture travels.
         picture: huiying::contract::events::PictureAt::Object {
             bucket: huiying::contract::IMAGES_BUCKET.into(),
             object: id.into(),
@@ -331,7 +327,16 @@ async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason(ba
         inputs: Vec::new(),
         requested_at: now,
         generated_at: now,
-    };
+    }
+}
+
+async fn bytes_that_are_no_picture_end_as_a_store_failure_with_a_clear_reason(backend: Backend) {
+    let (app, _records) = spawn_with_store(backend).await;
+    let js = async_nats::jetstream::new(app.nats.clone());
+    let bucket = js.get_object_store(huiying::contract::IMAGES_BUCKET).await.unwrap();
+    let id = "00000000-0000-4000-8000-0000000000bd";
+    bucket.put(id, &mut "this is not a picture".as_bytes()).await.unwrap();
+    let generated = generated_through_the_bucket(id, "broken bytes");
 
     app.publish("image.generated", &serde_json::to_string(&generated).unwrap()).await;
 
@@ -378,7 +383,6 @@ async fn a_record_the_database_refuses_fails_its_job_at_the_store_with_a_mail_an
     let bucket = js.get_object_store(huiying::contract::IMAGES_BUCKET).await.unwrap();
     let id = "00000000-0000-4000-8000-0000000000be";
     bucket.put(id, &mut crate::helpers::tiny_png().as_slice()).await.unwrap();
-    let now = time::OffsetDateTime::now_utc();
     // An edit whose input link ends in a NUL, published straight to NATS (ingest refuses
     // it at the door): PostgreSQL can never store that text.
     let input = huiying::contract::events::InputPicture {
@@ -391,27 +395,9 @@ async fn a_record_the_database_refuses_fails_its_job_at_the_store_with_a_mail_an
         mask: false,
     };
     let generated = huiying::contract::events::ImageGenerated {
-        version: 1,
-        id: JobId::parse(id).unwrap(),
-        prompt: Prompt::parse("a NUL in its input").unwrap(),
-        english_prompt: "a NUL in its input".into(),
-        model: ModelName::parse("some/model").unwrap(),
-        provider: "openrouter".into(),
-        picture: huiying::contract::events::PictureAt::Object {
-            bucket: huiying::contract::IMAGES_BUCKET.into(),
-            object: id.into(),
-        },
-        content_type: "image/png".into(),
-        byte_size: 1,
-        attempts: 1,
-        notify_email: None,
-        callback: Default::default(),
-        ignored_options: Vec::new(),
-        user: None,
         kind: JobKind::Edit,
         inputs: vec![input],
-        requested_at: now,
-        generated_at: now,
+        ..generated_through_the_bucket(id, "a NUL in its input")
     };
     app.publish("image.generated", &serde_json::to_string(&generated).unwrap()).await;
 
