@@ -53,6 +53,9 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// Connections each store instance keeps open to PostgreSQL.
     pub pool_size: usize,
+    /// Milliseconds a records search may run before it is stopped (the client gets 503,
+    /// "narrow it"). Searches never hold up storing a picture whatever this is.
+    pub search_timeout_ms: u64,
 }
 
 impl Default for NatsConfig {
@@ -73,6 +76,6 @@ impl Default for NatsConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { path: "huiying.db".into(), url: Secret::default(), pool_size: 8 }
+        Self { path: "huiying.db".into(), url: Secret::default(), pool_size: 8, search_timeout_ms: 5000 }
     }
 }

@@ -199,10 +199,8 @@ fn reply<T: Serialize>(result: Result<T, RecordsError>) -> Vec<u8> {
         Ok(value) => ok_reply(&value),
         Err(e) if e.is_too_slow() => error_reply(
             503,
-            &format!(
-                "the search took longer than {} s and was stopped; narrow it (a longer keyword, a date range)",
-                crate::store::records::QUERY_DEADLINE.as_secs()
-            ),
+            "the search took longer than [database] search_timeout_ms and was stopped; narrow it (a longer \
+             keyword, a date range)",
         ),
         Err(e) => error_reply(500, &format!("reading the records failed: {e}")),
     }

@@ -23,6 +23,7 @@ crate::on_both_backends!(
     edit_records_list_edits_by_kind_and_records_filter_on_kind,
     a_page_of_long_prompts_larger_than_a_nats_message_comes_whole_and_in_order,
     a_record_the_database_refuses_fails_its_job_at_the_store_with_a_mail_and_a_dead_letter,
+    a_search_past_its_time_is_stopped_with_a_503_and_storing_goes_on,
 );
 
 /// Writes records straight into the store's database, with chosen times.
@@ -301,6 +302,30 @@ async fn a_redelivered_generated_event_leaves_one_record(backend: Backend) {
     assert_eq!(get(&app, "/records").await.1["total"], 1);
 }
 
+async fn a_search_past_its_time_is_stopped_with_a_503_and_storing_goes_on(backend: Backend) {
+    let records = RecordsBackend::create(backend).await;
+    // A search may run a millisecond here: any that reads a few hundred long prompts is too long.
+    let app = TestApp::spawn_with(|config, _| {
+        records.configure(config);
+        config.database.search_timeout_ms = 1;
+    })
+    .await;
+    let start = datetime!(2026-11-01 00:00 UTC);
+    let long = "a lighthouse on a cliff at dawn, waves below, gulls above; ".repeat(60);
+    let rows: Vec<(&str, &str, &str, time::OffsetDateTime)> =
+        (0..600).map(|n| (long.as_str(), long.as_str(), "m", start + time::Duration::minutes(n))).collect();
+    seed(&app, &rows).await;
+
+    let began = std::time::Instant::now();
+    let (status, answer) = get(&app, "/records?keyword=zq&limit=100").await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("narrow it"), "{answer}");
+    assert!(began.elapsed() < std::time::Duration::from_secs(5), "stopped, not waited out: {:?}", began.elapsed());
+    // Storing never waits for searches: the next job completes and is recorded.
+    let job = app.submit(json!({"prompt": "stored while searches are stopped"})).await;
+    assert_eq!(app.wait_for_job(&job).await["status"], "completed");
+}
+
 /// The generator's event for job `id`, its picture in the object store under the job's id
 /// (as a large picture travels).
 fn generated_through_the_bucket(id: &str, prompt: &str) -> huiying::contract::events::ImageGenerated {
@@ -428,4 +453,31 @@ fn urlencoding(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_picture_files_come_newest_first_a_page_at_a_time() {
+    let (app, _records) = spawn_with_store(Backend::Sqlite).await;
+    let dir = &app.config.server.images_dir;
+    std::fs::create_dir_all(dir).unwrap();
+    for n in 0..3 {
+        let path = dir.join(format!("huiying_image_{n}.jpg"));
+        std::fs::write(&path, crate::helpers::tiny_png()).unwrap();
+        let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000 + n * 60);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(at).unwrap();
+    }
+    let (status, first) = get(&app, "/images?limit=2").await;
+    assert_eq!(status, 200);
+    let names = |page: &Value| -> Vec<String> {
+        page["images"].as_array().unwrap().iter().map(|i| i["filename"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&first), ["huiying_image_2.jpg", "huiying_image_1.jpg"]);
+    assert_eq!(
+        (first["total"].as_u64(), first["pages"].as_u64(), first["limit"].as_u64()),
+        (Some(3), Some(2), Some(2))
+    );
+    let (_, second) = get(&app, "/images?limit=2&page=2").await;
+    assert_eq!(names(&second), ["huiying_image_0.jpg"]);
+    let (_, all) = get(&app, "/images?limit=5000").await;
+    assert_eq!(all["limit"], 1000, "at most 1000 a page");
 }

@@ -155,6 +155,17 @@ async fn a_receiver_that_hangs_times_out_and_holds_up_neither_other_endpoints_no
     })
     .await;
     assert!(timed_out["attempts"][0]["error"].as_str().unwrap().contains("no answer within 2 s"), "{timed_out}");
+    // The log comes a page at a time, every delivery on one page or another.
+    let page = |query: &'static str| {
+        let url = format!("{}/webhooks/deliveries{query}", app.address);
+        let http = app.http.clone();
+        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let (first, second) = (page("?limit=1").await, page("?limit=1&page=2").await);
+    assert_eq!((first["total"].as_u64(), first["pages"].as_u64()), (Some(2), Some(2)), "{first}");
+    let endpoints: Vec<&str> =
+        [&first, &second].iter().map(|p| p["deliveries"][0]["task"]["endpoint"].as_str().unwrap()).collect();
+    assert!(endpoints.contains(&"hang") && endpoints.contains(&"fast"), "{endpoints:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

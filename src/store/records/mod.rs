@@ -8,7 +8,7 @@ mod sqlite;
 use serde::{Deserialize, Serialize};
 
 pub use postgres::PostgresRecords;
-pub use sqlite::{QUERY_DEADLINE, READERS as SQLITE_READERS, SqliteRecords};
+pub use sqlite::{READERS as SQLITE_READERS, SqliteRecords};
 
 use crate::config::DatabaseConfig;
 use crate::contract::records::{Record, RecordQuery};
@@ -39,10 +39,16 @@ pub enum RecordsError {
 }
 
 impl RecordsError {
-    /// A search stopped because it ran past [`QUERY_DEADLINE`].
+    /// A search stopped because it ran past `[database] search_timeout_ms`.
     pub fn is_too_slow(&self) -> bool {
-        matches!(self, RecordsError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
-            if failure.code == rusqlite::ErrorCode::OperationInterrupted)
+        match self {
+            RecordsError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
+                failure.code == rusqlite::ErrorCode::OperationInterrupted
+            }
+            // 57014: query_canceled, which statement_timeout answers.
+            RecordsError::Postgres(error) => error.code().is_some_and(|code| code.code() == "57014"),
+            _ => false,
+        }
     }
 
     /// Whether no retry can help: the database refused the record itself (its encoding,
@@ -89,11 +95,14 @@ impl Records {
     /// Opens the configured database (PostgreSQL when `url` is set, else the SQLite file)
     /// and brings its schema up to date.
     pub async fn open(config: &DatabaseConfig) -> Result<Self, RecordsError> {
+        let search_timeout = std::time::Duration::from_millis(config.search_timeout_ms);
         if config.url.is_set() {
-            return Ok(Self::Postgres(PostgresRecords::open(config.url.expose(), config.pool_size).await?));
+            let records = PostgresRecords::open(config.url.expose(), config.pool_size).await?;
+            return Ok(Self::Postgres(records.stopping_searches_after(search_timeout)));
         }
         let path = config.path.clone();
-        Ok(Self::Sqlite(blocking(move || SqliteRecords::open(&path)).await?))
+        let records = blocking(move || SqliteRecords::open(&path)).await?;
+        Ok(Self::Sqlite(records.stopping_searches_after(search_timeout)))
     }
 
     /// Which database `config` names, for messages: never the URL (it holds a password).

@@ -65,6 +65,8 @@ const COLUMNS: &str = r#"id, job_id, original_prompt, english_prompt, model, loc
 #[derive(Clone)]
 pub struct PostgresRecords {
     pool: Pool,
+    /// The longest a search may run (statement_timeout, for the search's transaction).
+    search_timeout: Duration,
 }
 
 impl PostgresRecords {
@@ -82,9 +84,14 @@ impl PostgresRecords {
             .wait_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| RecordsError::Crashed(e.to_string()))?;
-        let records = Self { pool };
+        let records = Self { pool, search_timeout: Duration::from_secs(5) };
         records.migrate().await?;
         Ok(records)
+    }
+
+    /// The same records, searches stopped after `timeout`.
+    pub fn stopping_searches_after(self, timeout: Duration) -> Self {
+        Self { search_timeout: timeout, ..self }
     }
 
     async fn migrate(&self) -> Result<(), RecordsError> {
@@ -198,7 +205,10 @@ impl PostgresRecords {
             filter.conditions.push(format!("created_at < {end}"));
         }
         let condition = filter.sql();
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        // The timeout for this search's statements only (SET LOCAL ends with the transaction).
+        let client = client.transaction().await?;
+        client.batch_execute(&format!("SET LOCAL statement_timeout = {}", self.search_timeout.as_millis())).await?;
         let total: i64 = client
             .query_one(&format!("SELECT COUNT(*) FROM image_records {condition}"), &filter.params())
             .await?
@@ -216,6 +226,7 @@ impl PostgresRecords {
             )
             .await?;
         let records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        client.commit().await?;
         Ok(RecordPage::new(records, total as u64, query))
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! One connection writes; searches and lookups each take one of [`READERS`] read-only
 //! connections. In WAL mode a reader never blocks the writer, so no burst of searches
-//! holds up storing a picture, and a search is stopped after [`QUERY_DEADLINE`].
+//! holds up storing a picture, and a search is stopped after its deadline (`[database]
+//! search_timeout_ms`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,15 +79,13 @@ const MIGRATIONS: &[&str] = &[
 
 /// Read-only connections: as many searches run at once, the rest wait for one.
 pub const READERS: usize = 4;
-/// The longest a search may run before SQLite stops it (the caller gets an error).
-pub const QUERY_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct SqliteRecords {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<[Mutex<Connection>]>,
     next_reader: Arc<AtomicUsize>,
-    /// [`QUERY_DEADLINE`]; tests shorten it.
+    /// The longest a search may run before SQLite stops it (the caller gets an error).
     deadline: Duration,
 }
 
@@ -113,12 +112,17 @@ impl SqliteRecords {
             writer: Arc::new(Mutex::new(connection)),
             readers: readers.into(),
             next_reader: Arc::default(),
-            deadline: QUERY_DEADLINE,
+            deadline: Duration::from_secs(5),
         })
     }
 
-    /// Runs `read` on a free reader (else waits for the next in turn), stopped after
-    /// [`QUERY_DEADLINE`].
+    /// The same records, searches stopped after `deadline`.
+    pub fn stopping_searches_after(self, deadline: Duration) -> Self {
+        Self { deadline, ..self }
+    }
+
+    /// Runs `read` on a free reader (else waits for the next in turn), stopped after the
+    /// deadline.
     fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
         let free = self.readers.iter().find_map(|reader| reader.try_lock().ok());
         let connection = match free {
@@ -129,7 +133,7 @@ impl SqliteRecords {
             }
         };
         let (started, deadline) = (Instant::now(), self.deadline);
-        connection.progress_handler(10_000, Some(move || started.elapsed() > deadline));
+        connection.progress_handler(100, Some(move || started.elapsed() > deadline));
         let result = read(&connection);
         connection.progress_handler(0, None::<fn() -> bool>);
         result
@@ -339,10 +343,9 @@ mod tests {
     #[test]
     fn a_search_running_past_its_deadline_is_stopped() {
         let dir = tempfile::tempdir().unwrap();
-        let records = SqliteRecords {
-            deadline: Duration::from_millis(50),
-            ..SqliteRecords::open(&dir.path().join("db.sqlite")).unwrap()
-        };
+        let records = SqliteRecords::open(&dir.path().join("db.sqlite"))
+            .unwrap()
+            .stopping_searches_after(Duration::from_millis(50));
         let endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n";
         let stopped = records.read(|connection| connection.query_row(endless, [], |row| row.get::<_, i64>(0)));
         let error = super::super::RecordsError::Sqlite(stopped.unwrap_err());
