@@ -324,6 +324,7 @@ async fn a_search_past_its_time_is_stopped_with_a_503_and_storing_goes_on(backen
     // Storing never waits for searches: the next job completes and is recorded.
     let job = app.submit(json!({"prompt": "stored while searches are stopped"})).await;
     assert_eq!(app.wait_for_job(&job).await["status"], "completed");
+    assert!(app.smtp.wait_for_mails(1).await[0].text.contains("stored while searches"), "and its mail arrives");
 }
 
 /// The generator's event for job `id`, its picture in the object store under the job's id
@@ -444,6 +445,8 @@ async fn a_record_the_database_refuses_fails_its_job_at_the_store_with_a_mail_an
     // Nothing else stopped: the next ordinary job completes.
     let next = app.submit(json!({"prompt": "after the refused record"})).await;
     assert_eq!(app.wait_for_job(&next).await["status"], "completed");
+    let mails = app.smtp.wait_for_mails(2).await;
+    assert!(mails.iter().any(|mail| mail.text.contains("after the refused record")), "and its mail arrives");
 }
 
 fn urlencoding(text: &str) -> String {

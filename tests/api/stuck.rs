@@ -82,6 +82,7 @@ async fn an_upload_that_would_decode_to_hundreds_of_megabytes_is_refused_from_it
     // The next ordinary job still completes.
     let id = app.submit(json!({"prompt": "after the deep picture"})).await;
     assert_eq!(app.wait_for_job(&id).await["status"], "completed");
+    assert!(app.smtp.wait_for_mails(1).await[0].text.contains("after the deep picture"), "and its mail arrives");
 }
 
 /// A PNG of noise, which does not compress: about 3 × `side`² bytes.
@@ -109,7 +110,8 @@ async fn a_full_picture_bucket_turns_new_jobs_away_with_503_until_there_is_room(
     let response = app.http.post(format!("{}/upload-image", app.address)).json(&upload).send().await.unwrap();
     assert_eq!(response.status(), 201);
 
-    // New jobs are turned away, saying why and when to come back, rather than failing on the way.
+    // New jobs are turned away, saying why and when to come back, rather than failing on the
+    // way (once ingest has read the bucket's size: it does so at most once a second).
     let refused = wait_for("ingest to see the bucket full", Duration::from_secs(10), || async {
         let response = app.request_async(json!({"prompt": "no room"})).send().await.unwrap();
         (response.status() == 503).then_some(response)
@@ -134,4 +136,8 @@ async fn a_full_picture_bucket_turns_new_jobs_away_with_503_until_there_is_room(
     })
     .await;
     assert_eq!(app.wait_for_job(&id).await["status"], "completed");
+    wait_for("its mail", Duration::from_secs(30), || async {
+        app.smtp.mails().iter().any(|mail| mail.text.contains("room again")).then_some(())
+    })
+    .await;
 }
