@@ -1,6 +1,6 @@
 //! The error of every part operation (publish, ack, key-value, objects), with a kind
 //! callers match. Setting the parts up (connecting, creating streams) has its own error,
-//! [`crate::bus::SetupError`], beside the code that does it.
+//! `bus::SetupError`, beside the code that does it.
 
 use crate::failure::Failure;
 
