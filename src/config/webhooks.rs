@@ -71,6 +71,20 @@ fn enabled() -> bool {
     true
 }
 
+impl WebhooksConfig {
+    /// The rules and endpoints without what signs or authenticates a delivery (secrets,
+    /// extra headers): what ingest's routes need to check a request's webhook and show
+    /// the endpoints.
+    pub fn without_secrets(&self) -> Self {
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|endpoint| EndpointConfig { secret: Vec::new(), headers: BTreeMap::new(), ..endpoint.clone() })
+            .collect();
+        Self { request_secret: Vec::new(), endpoints, ..self.clone() }
+    }
+}
+
 impl Default for WebhooksConfig {
     fn default() -> Self {
         Self {
@@ -109,4 +123,34 @@ pub fn secret_key(secret: &Secret) -> Option<Vec<u8>> {
     use base64::Engine;
     let text = secret.expose();
     base64::engine::general_purpose::STANDARD.decode(text.strip_prefix("whsec_").unwrap_or(text)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_sees_the_rules_and_endpoints_but_no_secret_or_header() {
+        let endpoint = EndpointConfig {
+            name: "orders".into(),
+            url: "https://example.com/hooks".into(),
+            secret: vec![Secret::new("whsec_c2VjcmV0")],
+            secret_env: "ORDERS_SECRET".into(),
+            events: all_events(),
+            headers: BTreeMap::from([("Authorization".into(), "Bearer t0ken".into())]),
+            enabled: true,
+        };
+        let config = WebhooksConfig {
+            request_secret: vec![Secret::new("whsec_cmVxdWVzdA==")],
+            allowed_urls: vec!["https://example.com/".into()],
+            endpoints: vec![endpoint],
+            ..WebhooksConfig::default()
+        };
+        let seen = config.without_secrets();
+        let shown = format!("{:?} {}", seen, toml::to_string(&seen).unwrap());
+        for secret in ["whsec_c2VjcmV0", "whsec_cmVxdWVzdA==", "t0ken"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert_eq!((seen.allowed_urls, seen.endpoints[0].id()), (config.allowed_urls.clone(), "orders".to_string()));
+    }
 }

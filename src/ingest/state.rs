@@ -75,7 +75,7 @@ pub(super) struct Settings {
     pub(super) wait_timeout: Duration,
     /// Whom a request may have mailed (`[smtp] allowed_recipients`).
     pub(super) recipients: AllowedRecipients,
-    /// Which webhooks a request may name, and the endpoints the views list.
+    /// Which webhooks a request may name, and the endpoints the views list (no secret).
     pub(super) webhooks: WebhooksConfig,
     /// Which provider serves a model: edits are checked against it before queuing.
     pub(super) routing: ModelRouting,
@@ -106,7 +106,7 @@ impl AppState {
                 public_base_url: config.server.public_base_url(),
                 wait_timeout: config.server.sync_wait(),
                 recipients: config.smtp.recipients(),
-                webhooks: config.webhooks.clone(),
+                webhooks: config.webhooks.without_secrets(),
                 routing: config.routing(),
             }),
         })
