@@ -118,9 +118,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let pings = bus.announce(Service::Generator).await?;
     let generator = Generator::new(&config, bus.publisher(), bus.job_board(), Arc::new(bus.images.clone()))?;
+    let default = |kind| generator.providers.default_model(kind).map_or_else(|e| e.to_string(), String::from);
     tracing::info!(
-        default_model = ?generator.providers.default_model(JobKind::Generate).ok(),
-        default_edit_model = ?generator.providers.default_model(JobKind::Edit).ok(),
+        default_model = %default(JobKind::Generate),
+        default_edit_model = %default(JobKind::Edit),
         translation = generator.translator.is_some(),
         "generator ready"
     );
