@@ -40,12 +40,15 @@ async fn refuse_when_full(state: &AppState) -> Result<(), ApiError> {
     if !state.publisher.is_connected() {
         return Err(ApiError::queue_unavailable());
     }
-    if let Some(waiting) = state.queue.is_full().await {
+    // Both read NATS (at most once a second, each within a second): side by side, so a
+    // NATS that just went away costs a client one second here, not two.
+    let (queue, bucket) = tokio::join!(state.queue.is_full(), refuse_when_bucket_full(state));
+    if let Some(waiting) = queue {
         let message =
             format!("the queue is full ({waiting} jobs waiting, [server] max_queued_jobs); try again shortly");
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(5));
     }
-    refuse_when_bucket_full(state).await
+    bucket
 }
 
 /// 503 when the picture bucket has no room ([nats] bucket_max_bytes): a job, an upload
