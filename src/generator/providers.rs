@@ -107,8 +107,7 @@ impl Providers {
         strict: bool,
     ) -> Result<GeneratedImage, Failure> {
         let client = self.route(model)?;
-        let honours = client.model.honours();
-        let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !honours.contains(o)).collect();
+        let (honours, unsupported) = unsupported(client, options);
         if strict && !unsupported.is_empty() {
             return Err(Failure::refused(format!(
                 "{} is not supported by {} (model {model}); it supports {}",
@@ -146,8 +145,7 @@ impl Providers {
                 pictures
             )));
         }
-        let honours = client.model.honours();
-        let unsupported: Vec<&str> = options.set().into_iter().filter(|o| !honours.contains(o)).collect();
+        let (_, unsupported) = unsupported(client, options);
         let answer = {
             let _slot = client.limits.enter().await;
             client.model.edit(prompt, model, inputs, &options.without(&unsupported)).await?
@@ -174,4 +172,10 @@ impl Providers {
             cost_usd,
         })
     }
+}
+
+/// The options `client` honours, and those of `options` it does not.
+fn unsupported(client: &Client, options: &GenerationOptions) -> (&'static [&'static str], Vec<&'static str>) {
+    let honours = client.model.honours();
+    (honours, options.set().into_iter().filter(|o| !honours.contains(o)).collect())
 }

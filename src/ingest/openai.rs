@@ -80,17 +80,14 @@ async fn queue_or_join(
 ) -> Result<(JobId, bool), ApiError> {
     let retry = headers.get("x-stainless-retry-count").and_then(|v| v.to_str().ok()?.trim().parse::<u32>().ok());
     let caller = api_key.as_ref().map_or_else(|| "no key".to_string(), |Extension(key)| key.to_string());
-    let request = body.as_ref().ok().map(|body| fingerprint(&String::from_utf8_lossy(body)));
-    let with_picture = body
-        .as_ref()
-        .ok()
-        .and_then(|body| serde_json::from_slice::<Value>(body).ok())
-        .is_some_and(|request| request["response_format"] == "b64_json");
-    if let (Some(1..), Some(request)) = (retry, &request)
+    // Only calls of such an SDK are remembered and matched: others pay nothing for it.
+    let request = retry.and(body.as_ref().ok()).map(|body| fingerprint(&String::from_utf8_lossy(body)));
+    if let (Some(1..), Some(request), Ok(body)) = (retry, &request, &body)
         && let Ok(Some(job)) = state.retried.job_of(&caller, request).await
         && let Ok(Some(_)) = state.jobs.get(&job).await
     {
         tracing::info!(%job, "an SDK retry joins the job its first call started");
+        let with_picture = serde_json::from_slice::<Value>(body).is_ok_and(|r| r["response_format"] == "b64_json");
         return Ok((job, with_picture));
     }
     let (job, with_picture) = queue_generation(state, api_key, headers, body).await?;
