@@ -26,6 +26,7 @@ fn main() {
         let at = datetime!(2026-01-01 00:00 UTC) + time::Duration::minutes(5 * n as i64);
         records
             .insert(&Record {
+                owner: None,
                 id: 0,
                 job_id: format!("00000000-0000-4000-8000-{n:012}"),
                 original_prompt: format!("{chinese} #{n}"),

@@ -29,7 +29,7 @@
 //!   [`parts::PartError`]; [`bus`]: connecting to NATS, setting the parts up, handing them out;
 //! - [`config`] (one loader), [`smtp`] (where mail goes), [`stored`] (reading a stored
 //!   picture back), [`translate`] and [`model_api`] (calling model APIs), [`limit`]
-//!   (per-minute limits).
+//!   (per-minute limits), [`redact`] (notification targets as they may be shown and logged).
 //!
 //! Where to add things: a provider is a file in [`generator`] implementing its
 //! `ImageModel` trait; a route is a file in [`ingest`] (what routes share is its
@@ -55,6 +55,7 @@ pub mod mailer;
 pub(crate) mod model_api;
 pub(crate) mod outbound;
 pub mod parts;
+pub mod redact;
 pub mod service;
 pub mod smtp;
 pub mod store;

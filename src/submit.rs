@@ -39,6 +39,7 @@ pub async fn run(config: &Config, args: SubmitArgs) -> anyhow::Result<String> {
     let client = bus::try_connect(&config.nats, "huiying-submit").await?;
     let js = jetstream::new(client.clone());
     let event = ImageRequested {
+        owner: None,
         version: EVENT_VERSION,
         id: JobId::random().to_string(),
         prompt: prompt.into(),

@@ -83,6 +83,13 @@ pub fn load_from(
     })?;
     let mut config = config;
     read_endpoint_secrets(&mut config, &env)?;
+    let key_problem = |problem: super::keys::KeyProblem| ConfigError::Invalid {
+        origin: origins.get("server.keys").cloned().unwrap_or_else(|| "defaults".into()),
+        key: problem.key,
+        problem: problem.problem,
+    };
+    config.server.read_key_envs(|name| env.get(name).cloned()).map_err(key_problem)?;
+    config.server.check_keys().map_err(key_problem)?;
     validate(&config, &origins)?;
     let missing = config.cloudflare_r2.missing();
     if !config.cloudflare_r2.bucket.is_empty() && !missing.is_empty() {

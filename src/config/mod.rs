@@ -10,6 +10,7 @@
 //! comma-separated list), so a bad value is reported with the variable's name.
 
 mod backends;
+mod keys;
 mod labels;
 mod legacy;
 mod load;
@@ -23,13 +24,14 @@ mod webhooks;
 use serde::{Deserialize, Serialize};
 
 pub use backends::{DatabaseConfig, NatsConfig};
+pub use keys::{ApiKey, KeyConfig};
 pub use labels::LabelsConfig;
 pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
 pub use modelscope::ModelScopeConfig;
 pub use routing::{ModelRouting, PLACEHOLDER_MODEL};
 pub use sections::*;
 pub use smtp::{AllowedRecipients, SmtpConfig, TlsMode};
-pub use values::{CorsOrigin, Language, NatsServers, Provider, ResponseFormat, Route, Secret};
+pub use values::{CorsOrigin, Language, NatsServers, Provider, ResponseFormat, Route, Secret, TimeZoneName};
 pub use webhooks::{EndpointConfig, WEBHOOK_EVENTS, WebhooksConfig, endpoint_id_for, secret_key};
 
 /// The whole configuration. Every section has defaults, so an empty file is valid.

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{CorsOrigin, ResponseFormat, Route, Secret, one_or_many_parsed, seconds, secrets_one_or_many};
+use super::keys::KeyConfig;
+use super::values::{
+    CorsOrigin, ResponseFormat, Route, Secret, TimeZoneName, one_or_many_parsed, seconds, secrets_one_or_many,
+};
 use crate::failure::RetryPolicy;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +29,13 @@ pub struct ServerConfig {
     /// `/health` then needs one. Empty: no auth (keep `host` on loopback then).
     #[serde(deserialize_with = "secrets_one_or_many")]
     pub api_keys: Vec<Secret>,
+    /// Keys that see and manage every job (named `admin-1`, `admin-2`, ...).
+    #[serde(deserialize_with = "secrets_one_or_many")]
+    pub admin_keys: Vec<Secret>,
+    /// Named keys, each with its rights and quota (`[[server.keys]]`).
+    pub keys: Vec<KeyConfig>,
+    /// Where a day starts for quotas (IANA name, `Asia/Shanghai`); `UTC` by default.
+    pub timezone: TimeZoneName,
     /// Whether picture links (`/static/images/...`) open without an API key, so that the
     /// links in mails work for their readers. `false`: they need a key like the rest.
     pub public_pictures: bool,
@@ -223,6 +233,9 @@ impl Default for ServerConfig {
             timeout: Duration::from_secs(60),
             public_url: String::new(),
             api_keys: Vec::new(),
+            admin_keys: Vec::new(),
+            keys: Vec::new(),
+            timezone: TimeZoneName::default(),
             public_pictures: true,
             cors_origins: Vec::new(),
             rate_limit_per_minute: 0,

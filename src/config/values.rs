@@ -73,6 +73,59 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// An IANA time zone (`Asia/Shanghai`, `UTC`), known to exist at start.
+#[derive(Clone, Debug)]
+pub struct TimeZoneName {
+    name: String,
+    zone: jiff::tz::TimeZone,
+}
+
+impl TimeZoneName {
+    pub fn zone(&self) -> &jiff::tz::TimeZone {
+        &self.zone
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Default for TimeZoneName {
+    fn default() -> Self {
+        Self { name: "UTC".into(), zone: jiff::tz::TimeZone::UTC }
+    }
+}
+
+impl PartialEq for TimeZoneName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl FromStr for TimeZoneName {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let name = text.trim();
+        match jiff::tz::TimeZone::get(name) {
+            Ok(zone) => Ok(Self { name: name.to_string(), zone }),
+            Err(_) => Err(format!("{name:?} is not a time zone name (IANA names: UTC, Asia/Shanghai, ...)")),
+        }
+    }
+}
+
+impl Serialize for TimeZoneName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeZoneName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// An image API huiying can call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {

@@ -53,6 +53,9 @@ pub struct ImageGenerated {
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The API key's name that queued the job; absent: no key's (admins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
@@ -135,6 +138,9 @@ pub struct ImageCompleted {
     pub completed_at: OffsetDateTime,
     /// From request to stored picture, in milliseconds.
     pub duration_ms: u64,
+    /// The API key's name that queued the job; absent: no key's (admins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Options of the request the model could not honour, left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_options: Vec<String>,
@@ -221,6 +227,7 @@ pub struct JobFacts<'a> {
     pub notify_email: Option<&'a str>,
     pub callback: &'a RequestWebhook,
     pub kind: JobKind,
+    pub owner: Option<&'a str>,
 }
 
 /// A job that ended without a picture.
@@ -242,6 +249,9 @@ pub struct ImageFailed {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub failed_at: OffsetDateTime,
+    /// The API key's name that queued the job; absent: no key's (admins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
@@ -269,6 +279,7 @@ impl ImageFailed {
             transient,
             attempts,
             failed_at: OffsetDateTime::now_utc(),
+            owner: job.owner.map(String::from),
             notify_email: job.notify_email.map(String::from),
             callback: job.callback.clone(),
             kind: job.kind,
@@ -295,6 +306,7 @@ impl ImageGenerated {
             notify_email: self.notify_email.as_deref(),
             callback: &self.callback,
             kind: self.kind,
+            owner: self.owner.as_deref(),
         }
     }
 }

@@ -57,6 +57,16 @@ pub struct CancelRequest {
     pub by: Option<String>,
 }
 
+/// A deleted job's mark (key `<id>.deleted`, beside where its state was), so that a
+/// repeated delete by its owner answers as the first did while the bucket keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletedJob {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub deleted_at: OffsetDateTime,
+}
+
 /// What `GET /jobs/{id}` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobStatus {
@@ -74,6 +84,9 @@ pub struct JobStatus {
     pub result: Option<ImageCompleted>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ImageFailed>,
+    /// The API key's name the job belongs to (shown to admins; absent: no key's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// A cancel was asked for and the job has not ended yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_requested: bool,
@@ -90,6 +103,7 @@ impl JobStatus {
             updated_at: OffsetDateTime::now_utc(),
             result: None,
             error: None,
+            owner: None,
             cancel_requested: false,
         }
     }
@@ -100,6 +114,11 @@ impl JobStatus {
     pub fn of_kind(self, kind: JobKind) -> Self {
         Self { kind, ..self }
     }
+
+    /// The same state of a job that belongs to `owner`.
+    pub fn owned_by(self, owner: Option<&str>) -> Self {
+        Self { owner: owner.map(String::from), ..self }
+    }
 }
 
 impl From<&ImageCompleted> for JobStatus {
@@ -107,6 +126,7 @@ impl From<&ImageCompleted> for JobStatus {
         Self {
             result: Some(event.clone()),
             kind: event.kind,
+            owner: event.owner.clone(),
             ..Self::new(&event.id, JobState::Completed, &event.prompt, Some(&event.model))
         }
     }
@@ -121,6 +141,7 @@ impl From<&ImageFailed> for JobStatus {
         Self {
             error: Some(event.clone()),
             kind: event.kind,
+            owner: event.owner.clone(),
             ..Self::new(&event.id, state, &event.prompt, Some(&event.model))
         }
     }

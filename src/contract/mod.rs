@@ -31,6 +31,8 @@ pub const JOBS_BUCKET: &str = "huiying_jobs";
 pub const MAIL_BUCKET: &str = "huiying_mail";
 /// Key-value bucket of `Idempotency-Key`s (24 hours).
 pub const IDEMPOTENCY_BUCKET: &str = "huiying_idempotency";
+/// Key-value bucket of quota slots (`<key name>.<day>.<n>`), ingest's own (two days).
+pub const QUOTA_BUCKET: &str = "huiying_quotas";
 /// Object store bucket that carries generated pictures from generator to store.
 pub const IMAGES_BUCKET: &str = "huiying_images";
 

@@ -12,6 +12,9 @@ pub const RECORDS_LIST: &str = "huiying.records.list";
 pub const RECORDS_GET: &str = "huiying.records.get";
 /// Empty → `ImageList`.
 pub const IMAGES_LIST: &str = "huiying.images.list";
+/// A job id (the bare bytes) → `true` when its record, picture, thumbnail and R2 / S3
+/// copy were deleted, `false` when it had no record. Who may ask is ingest's to decide.
+pub const RECORDS_DELETE: &str = "huiying.records.delete";
 
 /// Every reply: `{"ok": ...}` or `{"error": {"status", "message"}}` (status as in HTTP).
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,6 +51,9 @@ pub struct Record {
     /// Who asked, as the request's `user` said.
     #[serde(default)]
     pub user: Option<String>,
+    /// The API key's name the picture belongs to; none: no key's (admins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// The AI-content labels the file carries (none on pictures stored before labels).
     #[serde(default)]
     pub labels: Labels,
@@ -95,6 +101,9 @@ pub struct RecordQuery {
     /// Only edits (any kind but `generate`).
     #[serde(default)]
     pub edits_only: bool,
+    /// Only records of this key (an ordinary key's own); `Some("")`: none at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Records of this page the asker already has: a page that does not fit one NATS
     /// message comes in parts ([`RecordViewPage::more`]), each asked after the last.
     #[serde(default)]
@@ -115,6 +124,7 @@ impl Default for RecordQuery {
             explicit_label: None,
             kind: None,
             edits_only: false,
+            owner: None,
             skip: 0,
         }
     }

@@ -37,6 +37,10 @@ pub struct ImageRequested {
     /// Who asked, as the client says (OpenAI's `user`); kept on the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The name of the API key that queued the job (`[[server.keys]]`); absent: published
+    /// straight to NATS or queued without keys, and then seen by admins only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// What the job makes; absent: `generate`.
     #[serde(default, skip_serializing_if = "JobKind::is_generate")]
     pub kind: JobKind,
@@ -85,6 +89,7 @@ pub struct CheckedRequest {
     pub callback: RequestWebhook,
     pub options: GenerationOptions,
     pub user: Option<String>,
+    pub owner: Option<String>,
     pub kind: JobKind,
     pub inputs: Vec<InputPicture>,
     pub requested_at: OffsetDateTime,
@@ -123,6 +128,7 @@ impl ImageRequested {
             callback: self.callback.clone(),
             options: self.options.clone(),
             user: self.user.clone(),
+            owner: self.owner.clone(),
             kind: self.kind,
             inputs: self.inputs.clone(),
             requested_at: self.requested_at,

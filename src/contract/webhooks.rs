@@ -41,6 +41,9 @@ pub struct WebhookTask {
     pub event: String,
     /// The JSON body sent, exactly.
     pub body: String,
+    /// The API key's name the job belongs to: its deliveries are that key's to see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// A replay sends again even after a success.
     #[serde(default)]
     pub replay: bool,

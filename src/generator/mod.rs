@@ -175,6 +175,7 @@ impl Stage for Generator {
                     notify_email: request.notify_email.as_deref(),
                     callback: &request.callback,
                     kind: request.kind,
+                    owner: request.owner.as_deref(),
                 };
                 return self.fail(job, JobStage::Request, invalid.problem, false, attempt).await;
             }
@@ -187,6 +188,7 @@ impl Stage for Generator {
             notify_email: request.notify_email.as_deref(),
             callback: &request.callback,
             kind: request.kind,
+            owner: request.owner.as_deref(),
         };
 
         // A redelivery of a request that already got past this stage: nothing to do.
@@ -199,7 +201,11 @@ impl Stage for Generator {
         if let Some(cancellation) = self.cancellation(&request).await? {
             return self.cancel(job, cancellation, attempt).await;
         }
-        let state = |state| JobStatus::new(&request.id, state, &request.prompt, Some(model)).of_kind(request.kind);
+        let state = |state| {
+            JobStatus::new(&request.id, state, &request.prompt, Some(model))
+                .of_kind(request.kind)
+                .owned_by(request.owner.as_deref())
+        };
         let translating = self.will_translate(&request);
         if translating {
             self.jobs.set(&state(JobState::Translating)).await?;
@@ -266,6 +272,7 @@ impl Stage for Generator {
             attempts: attempt,
             ignored_options: image.ignored,
             user: request.user.clone(),
+            owner: request.owner.clone(),
             notify_email: request.notify_email.clone(),
             callback: request.callback.clone(),
             kind: request.kind,

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,7 @@ use tokio::sync::Mutex;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use super::error::ApiError;
-use crate::config::{CorsOrigin, Secret, ServerConfig};
+use crate::config::{ApiKey, CorsOrigin, ServerConfig};
 use crate::limit::RateLimit;
 
 /// Paths anyone may fetch: the health check, the web page (it holds no data and asks
@@ -33,20 +34,68 @@ fn is_open(path: &str, public_pictures: bool) -> bool {
 /// Callers remembered for rate limiting before idle ones are forgotten.
 const MAX_TRACKED_CALLERS: usize = 10_000;
 
-/// Which of `[server] api_keys` a request came with (set by [`check`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KeyNumber(pub(crate) usize);
+/// Who is calling, as [`check`] found out: ingest's answers depend on it.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    /// No keys are configured: the machine's user, who sees and manages everything.
+    Anyone,
+    /// A configured key.
+    Key(Arc<ApiKey>),
+}
 
-impl std::fmt::Display for KeyNumber {
-    /// How a key is named where it is shown (rate limits, a cancelled job's mail): its
-    /// place in `[server] api_keys`, counted from 1; never the key.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "key #{}", self.0 + 1)
+impl Caller {
+    /// The name a job this caller queues belongs to (none without keys).
+    pub(crate) fn owner(&self) -> Option<&str> {
+        match self {
+            Caller::Anyone => None,
+            Caller::Key(key) => Some(&key.name),
+        }
+    }
+
+    /// Sees and manages every job, and sees notification targets unmasked.
+    pub(crate) fn is_admin(&self) -> bool {
+        match self {
+            Caller::Anyone => true,
+            Caller::Key(key) => key.admin,
+        }
+    }
+
+    /// Whether this caller may see (and manage) what belongs to `owner`. What belongs to
+    /// no key (published straight to NATS, or queued before keys) is for admins only.
+    pub(crate) fn may_see(&self, owner: Option<&str>) -> bool {
+        self.is_admin() || (owner.is_some() && owner == self.owner())
+    }
+
+    /// The owner a list must be narrowed to: none for admins (who may ask for one).
+    pub(crate) fn only_owner(&self) -> Option<String> {
+        (!self.is_admin()).then(|| self.owner().unwrap_or_default().to_string())
+    }
+
+    /// The key's daily job quota, if it has one.
+    pub(crate) fn jobs_per_day(&self) -> Option<std::num::NonZeroU64> {
+        match self {
+            Caller::Anyone => None,
+            Caller::Key(key) => key.jobs_per_day,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    /// [`check`] tells every route behind it; a route outside it (public pictures) never
+    /// asks, and one that did would be refused rather than taken for an admin.
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "send the header Authorization: Bearer <key>"))
     }
 }
 
 pub(crate) struct Access {
-    keys: Vec<Secret>,
+    keys: Vec<Arc<ApiKey>>,
     public_pictures: bool,
     per_minute: u32,
     callers: Mutex<HashMap<String, Arc<RateLimit>>>,
@@ -55,19 +104,19 @@ pub(crate) struct Access {
 impl Access {
     pub(crate) fn new(server: &ServerConfig) -> Self {
         Self {
-            keys: server.api_keys.clone(),
+            keys: server.api_keys().into_iter().map(Arc::new).collect(),
             public_pictures: server.public_pictures,
             per_minute: server.rate_limit_per_minute,
             callers: Mutex::default(),
         }
     }
 
-    /// Which configured key `presented` is (compared in constant time).
-    fn key_number(&self, presented: &str) -> Option<usize> {
+    /// Which configured key `presented` is (compared in constant time with every key).
+    fn key(&self, presented: &str) -> Option<Arc<ApiKey>> {
         let mut found = None;
-        for (number, key) in self.keys.iter().enumerate() {
-            if bool::from(key.expose().as_bytes().ct_eq(presented.as_bytes())) {
-                found = Some(number);
+        for key in &self.keys {
+            if bool::from(key.secret.expose().as_bytes().ct_eq(presented.as_bytes())) {
+                found = Some(key.clone());
             }
         }
         found
@@ -107,6 +156,7 @@ pub(crate) async fn check(State(access): State<Arc<Access>>, mut request: Reques
         return next.run(request).await;
     }
     let caller = if access.keys.is_empty() {
+        request.extensions_mut().insert(Caller::Anyone);
         let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
         peer.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
     } else {
@@ -124,10 +174,11 @@ pub(crate) async fn check(State(access): State<Arc<Access>>, mut request: Reques
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         };
-        match access.key_number(presented) {
-            Some(number) => {
-                request.extensions_mut().insert(KeyNumber(number));
-                KeyNumber(number).to_string()
+        match access.key(presented) {
+            Some(key) => {
+                let name = key.name.clone();
+                request.extensions_mut().insert(Caller::Key(key));
+                name
             }
             None => return ApiError::new(StatusCode::FORBIDDEN, "this API key is not valid here").into_response(),
         }
@@ -154,7 +205,7 @@ pub(crate) fn cors(server: &ServerConfig) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(origins)
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,

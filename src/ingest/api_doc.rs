@@ -9,7 +9,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    edit_tasks, edits, generate, health, jobs, models, notifications, openai, records, translate, uploads, webhooks,
+    delete, edit_tasks, edits, generate, health, jobs, models, notifications, openai, records, translate, uploads,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -17,18 +18,20 @@ use super::{
     info(
         title = "huiying",
         description = "Self-hosted image generation: prompts and edits in, pictures stored, people told. \
-            Every route is also served under `/api`. With `[server] api_keys` set, send a key as \
+            Every route is also served under `/api`. With API keys configured (`[[server.keys]]`, `[server] api_keys`), send a key as \
             `Authorization: Bearer <key>` (or `X-API-Key`)."
     ),
     paths(
         generate::generate_image,
         jobs::job_status,
         jobs::cancel_job,
+        delete::delete_job,
         jobs::job_events,
         jobs::all_events,
         notifications::job_notifications,
         records::list_records,
         records::get_record,
+        delete::delete_record,
         records::list_images,
         translate::translate,
         health::health,

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
+use super::access::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::records::record_query;
 use crate::contract::events::JobKind;
@@ -24,10 +25,15 @@ use crate::contract::values::JobId;
     params(("id" = String, Path)),
     responses((status = 200, body = serde_json::Value), (status = 404, description = "No such task", body = ErrorBody))
 )]
-pub(super) async fn edit_task(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn edit_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let missing = || ApiError::new(StatusCode::NOT_FOUND, "任务不存在 no such task");
     let id = JobId::parse(id.as_str()).map_err(|_| missing())?;
-    let status = state.jobs.get(id.as_str()).await.map_err(|_| ApiError::queue_unavailable())?.ok_or_else(missing)?;
+    let status = state.jobs.get(id.as_str()).await.map_err(|_| ApiError::queue_unavailable())?;
+    let status = status.filter(|job| caller.may_see(job.owner.as_deref())).ok_or_else(missing)?;
     Ok(Json(task_view(&status)).into_response())
 }
 
@@ -75,11 +81,12 @@ pub(super) fn task_view(job: &JobStatus) -> Value {
 )]
 pub(super) async fn edit_records(
     State(state): State<AppState>,
+    caller: Caller,
     Query(mut params): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let edit_type = params.remove("edit_type").filter(|t| !t.is_empty());
     let status = params.remove("status").filter(|s| !s.is_empty());
-    let mut query = record_query(&params)?;
+    let mut query = record_query(&params, &caller)?;
     query.edits_only = true;
     if let Some(edit_type) = edit_type {
         let kind = JobKind::parse(&edit_type).filter(|k| !k.is_generate()).ok_or_else(|| {

@@ -3,19 +3,19 @@
 //! input pictures on `image.requested`); `GET /preset-styles`. Following them:
 //! [`super::edit_tasks`].
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
-use super::access::KeyNumber;
+use super::access::Caller;
 use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
 use super::edit_tasks::task_view;
 use super::error::{ApiError, ErrorBody};
@@ -104,11 +104,11 @@ pub(super) struct EditBody {
 )]
 pub(super) async fn edit_image(
     state: State<AppState>,
-    key: Option<Extension<KeyNumber>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    submit(state, key, headers, body, JobKind::Edit).await
+    submit(state, caller, headers, body, JobKind::Edit).await
 }
 
 #[utoipa::path(
@@ -120,11 +120,11 @@ pub(super) async fn edit_image(
 )]
 pub(super) async fn compose_images(
     state: State<AppState>,
-    key: Option<Extension<KeyNumber>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    submit(state, key, headers, body, JobKind::Compose).await
+    submit(state, caller, headers, body, JobKind::Compose).await
 }
 
 #[utoipa::path(
@@ -136,11 +136,11 @@ pub(super) async fn compose_images(
 )]
 pub(super) async fn style_transfer(
     state: State<AppState>,
-    key: Option<Extension<KeyNumber>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    submit(state, key, headers, body, JobKind::Style).await
+    submit(state, caller, headers, body, JobKind::Style).await
 }
 
 #[utoipa::path(
@@ -152,11 +152,11 @@ pub(super) async fn style_transfer(
 )]
 pub(super) async fn fusion_images(
     state: State<AppState>,
-    key: Option<Extension<KeyNumber>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    submit(state, key, headers, body, JobKind::Fusion).await
+    submit(state, caller, headers, body, JobKind::Fusion).await
 }
 
 /// What the body asks for: the prompt and the pictures (as `(field, reference)`).
@@ -233,7 +233,7 @@ fn prompt_and_pictures(body: &EditBody, kind: JobKind) -> Result<(String, Vec<(S
 
 async fn submit(
     State(state): State<AppState>,
-    key: Option<Extension<KeyNumber>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     kind: JobKind,
@@ -286,6 +286,7 @@ async fn submit(
         callback: Default::default(),
         options,
         user: None,
+        owner: None,
         kind,
         inputs: Vec::new(),
         requested_at: OffsetDateTime::now_utc(),
@@ -294,19 +295,19 @@ async fn submit(
     let created_at = event.requested_at;
     let meaning = json!({"kind": kind.name(), "inputs": sources});
     // Refused or repeated, it writes no input picture: nothing is left behind for 24 hours.
-    let id = match precheck(&state, &headers, key, &event, Some(&meaning)).await? {
+    let id = match precheck(&state, &headers, &caller, &event, Some(&meaning)).await? {
         Some(existing) => existing,
         None => {
             let id = JobId::random();
             for (n, (field, reference)) in pictures.iter().enumerate() {
-                event.inputs.push(resolve_input(&state, field, reference, &id, n).await?);
+                event.inputs.push(resolve_input(&state, &caller, field, reference, &id, n).await?);
             }
             if let Some(mask) = mask {
-                let mut input = resolve_input(&state, "mask_url", mask, &id, pictures.len()).await?;
+                let mut input = resolve_input(&state, &caller, "mask_url", mask, &id, pictures.len()).await?;
                 input.mask = true;
                 event.inputs.push(input);
             }
-            queue_job(&state, &headers, key, id, event, Some(meaning)).await?
+            queue_job(&state, &headers, &caller, id, event, Some(meaning)).await?
         }
     };
     // Edits answer at once, as the original did, unless the client prefers to wait

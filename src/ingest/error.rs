@@ -14,6 +14,12 @@ pub(crate) struct ErrorBody {
     /// The job, when one exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    /// What kind of refusal it is, when a client may act on the kind (`quota_exceeded`).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    /// When a quota starts again (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resets_at: Option<String>,
 }
 
 pub(crate) struct ApiError {
@@ -22,11 +28,24 @@ pub(crate) struct ApiError {
     job_id: Option<String>,
     /// Seconds for a `Retry-After` header (429 and 503 answers).
     retry_after: Option<u64>,
+    kind: Option<&'static str>,
+    resets_at: Option<String>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), job_id: None, retry_after: None }
+        Self { status, message: message.into(), job_id: None, retry_after: None, kind: None, resets_at: None }
+    }
+
+    /// 429: a key's `jobs_per_day` are used up until `resets_at`, `wait` from now.
+    pub(crate) fn quota_exceeded(per_day: u64, resets_at: time::OffsetDateTime, wait: time::Duration) -> Self {
+        let resets_at = resets_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let message = format!("this key's {per_day} jobs for today are used up; more from {resets_at}");
+        Self {
+            kind: Some("quota_exceeded"),
+            resets_at: Some(resets_at),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message).retry_after(wait.whole_seconds().max(1) as u64)
+        }
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
@@ -41,6 +60,10 @@ impl ApiError {
     pub(crate) fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
     }
 
     pub(crate) fn message(&self) -> &str {
@@ -61,7 +84,7 @@ impl From<InvalidValue> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.message, id: self.job_id };
+        let body = ErrorBody { error: self.message, id: self.job_id, kind: self.kind, resets_at: self.resets_at };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());

@@ -3,19 +3,19 @@
 //! stored it) and, unless the client prefers an asynchronous answer, wait for the job to
 //! finish.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::access::KeyNumber;
+use super::access::Caller;
 use super::body::{DeadlineValue, WaitPreference, json_body, parse_object, preferred_wait, prefers_async};
 use super::error::{ApiError, ErrorBody};
 use super::notify_targets::{check_recipient, check_webhook, check_webhook_address};
@@ -151,11 +151,11 @@ impl GenerateRequest {
 )]
 pub(super) async fn generate_image(
     State(state): State<AppState>,
-    api_key: Option<Extension<KeyNumber>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, with_picture) = queue_generation(&state, api_key, &headers, body).await?;
+    let (id, with_picture) = queue_generation(&state, &caller, &headers, body).await?;
     answer_for_job(&state, &headers, id, with_picture).await
 }
 
@@ -163,7 +163,7 @@ pub(super) async fn generate_image(
 /// goes in the answer.
 pub(super) async fn queue_generation(
     state: &AppState,
-    api_key: Option<Extension<KeyNumber>>,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(JobId, bool), ApiError> {
@@ -183,12 +183,13 @@ pub(super) async fn queue_generation(
         notify_email: job.notify_email,
         callback: job.callback,
         user: job.user,
+        owner: None,
         kind: Default::default(),
         inputs: Vec::new(),
         requested_at: OffsetDateTime::now_utc(),
         deadline: job.deadline,
     };
-    let id = queue_job(state, headers, api_key, JobId::random(), event, None).await?;
+    let id = queue_job(state, headers, caller, JobId::random(), event, None).await?;
     Ok((id, job.with_picture))
 }
 

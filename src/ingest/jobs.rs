@@ -5,38 +5,67 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::access::KeyNumber;
+use super::access::Caller;
 use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
 use super::error::{ApiError, ErrorBody};
 use crate::contract::jobs::{CancelRequest, JobState, JobStatus};
+use crate::redact;
 
 #[utoipa::path(
     get, path = "/jobs/{id}", tag = "jobs", summary = "A job's state",
     params(("id" = String, Path, description = "the job id")),
     responses((status = 200, body = JobStatus), (status = 404, description = "No such job", body = ErrorBody))
 )]
-pub(super) async fn job_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(current(&state, &id).await?).into_response())
+pub(super) async fn job_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(current(&state, &caller, &id).await?).into_response())
 }
 
-/// The job as `GET /jobs/{id}` shows it: its state, and whether a cancel is pending.
-async fn current(state: &AppState, id: &str) -> Result<JobStatus, ApiError> {
-    let mut status = state.jobs.get(id).await.map_err(unavailable)?.ok_or_else(|| no_job(id))?;
+/// The job as `GET /jobs/{id}` shows it to `caller`: its state, and whether a cancel is
+/// pending. Another key's job is not there, as a job that does not exist.
+pub(super) async fn current(state: &AppState, caller: &Caller, id: &str) -> Result<JobStatus, ApiError> {
+    let mut status = owned(state, caller, id).await?;
     if !status.status.is_final() {
         status.cancel_requested = state.jobs.cancel_request(id).await.map_err(unavailable)?.is_some();
     }
-    Ok(status)
+    Ok(shown_to(caller, status))
+}
+
+/// Job `id` when `caller` may see it, as it is stored; else 404.
+pub(super) async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<JobStatus, ApiError> {
+    match state.jobs.get(id).await.map_err(unavailable)? {
+        Some(status) if caller.may_see(status.owner.as_deref()) => Ok(status),
+        _ => Err(no_job(id)),
+    }
+}
+
+/// A job's state as `caller` may see it: notification targets masked but for admins.
+pub(super) fn shown_to(caller: &Caller, mut status: JobStatus) -> JobStatus {
+    if !caller.is_admin() {
+        if let Some(result) = status.result.as_mut() {
+            result.notify_email = result.notify_email.as_deref().map(redact::email);
+            result.callback.webhook = result.callback.webhook.as_deref().map(redact::url);
+        }
+        if let Some(error) = status.error.as_mut() {
+            error.notify_email = error.notify_email.as_deref().map(redact::email);
+            error.callback.webhook = error.callback.webhook.as_deref().map(redact::url);
+        }
+    }
+    status
 }
 
 /// How long `POST /jobs/{id}/cancel` waits for the job to end before answering 202.
@@ -72,7 +101,7 @@ pub(super) struct CancelBody {
 pub(super) async fn cancel_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    api_key: Option<Extension<KeyNumber>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -81,14 +110,14 @@ pub(super) async fn cancel_job(
         true => CancelBody::default(),
         false => parse_object(&body, r#"{"notify": false}"#)?,
     };
-    let status = current(&state, &id).await?;
+    let status = current(&state, &caller, &id).await?;
     if status.status.is_final() {
         return finished(status);
     }
     let request = CancelRequest {
         requested_at: OffsetDateTime::now_utc(),
         notify: asked.notify,
-        by: api_key.map(|Extension(key)| key.to_string()),
+        by: caller.owner().map(String::from),
     };
     state.jobs.request_cancel(&id, &request).await.map_err(unavailable)?;
     let wait = match preferred_wait(&headers) {
@@ -97,8 +126,8 @@ pub(super) async fn cancel_job(
         WaitPreference::Seconds(seconds) => seconds,
     };
     match state.jobs.wait_until_final(&id, wait).await.map_err(unavailable)? {
-        Some(ended) => finished(ended),
-        None => Ok((StatusCode::ACCEPTED, Json(current(&state, &id).await?)).into_response()),
+        Some(ended) => finished(shown_to(&caller, ended)),
+        None => Ok((StatusCode::ACCEPTED, Json(current(&state, &caller, &id).await?)).into_response()),
     }
 }
 
@@ -128,36 +157,40 @@ fn finished(status: JobStatus) -> Result<Response, ApiError> {
 )]
 pub(super) async fn job_events(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    if state.jobs.get(&id).await.map_err(unavailable)?.is_none() {
-        return Err(no_job(&id));
-    }
+    owned(&state, &caller, &id).await?;
     let seen = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(String::from);
     let updates = state.jobs.watch(&id).await.map_err(unavailable)?;
-    let events = futures::stream::unfold((updates, seen, false), |(mut updates, mut seen, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            let status: JobStatus = match updates.next().await? {
-                Ok(status) => status,
-                Err(error) => {
-                    tracing::warn!(%error, "job state watch failed; ending the event stream");
-                    return None;
-                }
-            };
-            let name = status.status.name();
-            if seen.as_deref() == Some(name) {
-                if status.status.is_final() {
-                    return None; // the client has the end already
-                }
-                continue; // the client has it already (or it was written again)
+    let events = futures::stream::unfold((updates, seen, false), move |(mut updates, mut seen, done)| {
+        let caller = caller.clone();
+        async move {
+            if done {
+                return None;
             }
-            seen = Some(name.to_string());
-            let event = Event::default().event("status").id(name).json_data(&status).expect("job states serialize");
-            return Some((Ok(event), (updates, seen, status.status.is_final())));
+            loop {
+                let status: JobStatus = match updates.next().await? {
+                    Ok(status) => status,
+                    Err(error) => {
+                        tracing::warn!(%error, "job state watch failed; ending the event stream");
+                        return None;
+                    }
+                };
+                let name = status.status.name();
+                if seen.as_deref() == Some(name) {
+                    if status.status.is_final() {
+                        return None; // the client has the end already
+                    }
+                    continue; // the client has it already (or it was written again)
+                }
+                seen = Some(name.to_string());
+                let last = status.status.is_final();
+                let shown = shown_to(&caller, status);
+                let event = Event::default().event("status").id(name).json_data(&shown).expect("job states serialize");
+                return Some((Ok(event), (updates, seen, last)));
+            }
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
@@ -174,6 +207,7 @@ pub(super) async fn job_events(
 )]
 pub(super) async fn all_events(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let after = match headers.get("last-event-id").map(|v| v.to_str().unwrap_or("").trim().parse::<u64>()) {
@@ -189,10 +223,14 @@ pub(super) async fn all_events(
             }
             futures::future::ready(change.is_ok())
         })
-        .filter_map(|change| async move {
-            let (revision, status) = change.ok()?;
-            let event = Event::default().event("status").id(revision.to_string()).json_data(&status);
-            Some(Ok(event.expect("job states serialize")))
+        .filter_map(move |change| {
+            // Another key's jobs are left out; the ids of those sent stay increasing.
+            let shown =
+                change.ok().filter(|(_, status)| caller.may_see(status.owner.as_deref())).map(|(revision, status)| {
+                    let event = Event::default().event("status").id(revision.to_string());
+                    Ok(event.json_data(&shown_to(&caller, status)).expect("job states serialize"))
+                });
+            futures::future::ready(shown)
         });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -14,6 +14,7 @@ mod access;
 mod api_doc;
 mod backlog;
 mod body;
+mod delete;
 mod edit_tasks;
 mod edits;
 mod error;
@@ -26,6 +27,7 @@ mod notifications;
 mod notify_targets;
 mod openai;
 mod queueing;
+mod quota;
 mod records;
 mod state;
 #[cfg(test)]
@@ -47,12 +49,16 @@ use tower_http::services::ServeDir;
 
 use crate::bus::Bus;
 use crate::config::Config;
-use crate::contract::STATIC_IMAGES_PATH;
 use crate::contract::services::Service;
 use crate::contract::webhooks::{WEBHOOK_DELIVERIES_BUCKET, WEBHOOK_ENDPOINTS_BUCKET};
+use crate::contract::{QUOTA_BUCKET, STATIC_IMAGES_PATH};
 use crate::parts::nats::LaterBucket;
 use error::ApiError;
+pub use quota::{Clock, system_clock};
 pub use state::{AppState, IngestParts};
+
+/// How long a quota slot is kept: past the longest day (25 hours, when clocks go back).
+const QUOTA_SLOT_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 24 * 3600);
 
 /// Largest request body accepted (a prompt is at most 4000 characters).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -69,7 +75,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// Serves on `listener` (tests pass one bound to port 0).
 pub async fn serve(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
-    if config.server.api_keys.is_empty() && !address.ip().is_loopback() && !config.server.allow_open {
+    if !config.server.has_keys() && !address.ip().is_loopback() && !config.server.allow_open {
         anyhow::bail!(
             "refusing to listen on {address} without [server] api_keys: anyone who reaches it could queue \
              jobs (paid ones too) and read every picture. Set [server] api_keys (SERVER_API_KEYS), listen on \
@@ -88,9 +94,14 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
         webhook_states: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_ENDPOINTS_BUCKET)),
         objects: Arc::new(bus.images.clone()),
         mail_log: Arc::new(bus.mail.clone()),
+        quota_slots: Arc::new(
+            crate::bus::key_value(&bus.jetstream, QUOTA_BUCKET, "huiying quota slots", QUOTA_SLOT_AGE, bus.replicas)
+                .await?,
+        ),
+        clock: system_clock(),
     };
     let app = router(AppState::new(&config, parts)?, &config)?;
-    if config.server.api_keys.is_empty() && !address.ip().is_loopback() {
+    if !config.server.has_keys() && !address.ip().is_loopback() {
         tracing::warn!(%address, "listening beyond this machine without [server] api_keys ([server] allow_open)");
     }
     tracing::info!(%address, public_url = %config.server.public_base_url(), "ingest ready");
@@ -105,13 +116,13 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     std::fs::create_dir_all(&config.server.images_dir)?;
     let api = Router::new()
         .route("/generate-image", post(generate::generate_image))
-        .route("/jobs/{id}", get(jobs::job_status))
+        .route("/jobs/{id}", get(jobs::job_status).delete(delete::delete_job))
         .route("/jobs/{id}/events", get(jobs::job_events))
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/jobs/{id}/notifications", get(notifications::job_notifications))
         .route("/events", get(jobs::all_events))
         .route("/records", get(records::list_records))
-        .route("/records/{id}", get(records::get_record))
+        .route("/records/{id}", get(records::get_record).delete(delete::delete_record))
         .route("/images", get(records::list_images))
         .route("/translate", post(translate::translate))
         .route("/health", get(health::health))

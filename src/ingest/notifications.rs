@@ -8,11 +8,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::AppState;
+use super::access::Caller;
 use super::error::{ApiError, ErrorBody};
 use crate::contract::events::{IMAGE_COMPLETED, IMAGE_FAILED};
 use crate::contract::mail::DeliveryState as MailState;
 use crate::contract::values::JobId;
 use crate::contract::webhooks::{DeliveryState as HookState, WebhookTask};
+use crate::redact;
 
 /// A job's notifications as the page shows them.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -54,15 +56,17 @@ pub(super) struct WebhookOutcome {
 )]
 pub(super) async fn job_notifications(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Notifications>, ApiError> {
     let unavailable = |error: crate::parts::PartError| {
         tracing::warn!(%error, "cannot read the notification logs");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the notification logs (NATS) are unavailable; try again")
     };
-    if JobId::parse(id.as_str()).is_err() || state.jobs.get(&id).await.map_err(unavailable)?.is_none() {
+    if JobId::parse(id.as_str()).is_err() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no job with id {id:?}")));
     }
+    super::jobs::owned(&state, &caller, &id).await?;
     let mut mails = Vec::new();
     for kind in ["completed", "failed"] {
         if let Some(entry) = state.logs.mail.get(&format!("{id}.{kind}")).await.map_err(unavailable)? {
@@ -74,7 +78,7 @@ pub(super) async fn job_notifications(
                     MailState::Failed => "failed",
                 }
                 .into(),
-                recipients: entry.recipients.iter().map(|r| mask(r)).collect(),
+                recipients: entry.recipients.iter().map(|r| redact::email(r)).collect(),
                 attempts: entry.attempts,
                 last_error: entry.last_error,
                 sent_at: entry.sent_at,
@@ -102,12 +106,4 @@ pub(super) async fn job_notifications(
         }
     }
     Ok(Json(Notifications { mails, webhooks }))
-}
-
-/// `user@example.com` → `u***@example.com`.
-fn mask(recipient: &str) -> String {
-    match recipient.rsplit_once('@') {
-        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
-        None => "***".into(),
-    }
 }

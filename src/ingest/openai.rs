@@ -3,16 +3,16 @@
 //! fields and OpenAI's error shape (`{"error": {"message", "type", "param", "code"}}`);
 //! `GET /v1/models` lists the configured models.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::access::KeyNumber;
+use super::access::Caller;
 use super::error::ApiError;
 use super::generate::{answer_for_job, queue_generation};
 use super::idempotency::fingerprint;
@@ -30,7 +30,7 @@ const FIELDS: [&str; 8] = ["prompt", "model", "n", "size", "quality", "style", "
 )]
 pub(super) async fn generations(
     State(state): State<AppState>,
-    api_key: Option<Extension<KeyNumber>>,
+    caller: Caller,
     mut headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -44,7 +44,7 @@ pub(super) async fn generations(
     // waits as long as their own timeout (600 s in the official SDKs) while they stay
     // connected, rather than [server] timeout, after which they would call again.
     headers.insert("prefer", HeaderValue::from_static("wait=600"));
-    let answer = match queue_or_join(&state, api_key, &headers, body).await {
+    let answer = match queue_or_join(&state, &caller, &headers, body).await {
         Ok((id, with_picture)) => answer_for_job(&state, &headers, id, with_picture).await.into_response(),
         Err(refused) => refused.into_response(),
     };
@@ -74,25 +74,25 @@ pub(super) async fn generations(
 /// first call started (same caller, same body), so one call never pays for two pictures.
 async fn queue_or_join(
     state: &AppState,
-    api_key: Option<Extension<KeyNumber>>,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(JobId, bool), ApiError> {
     let retry = headers.get("x-stainless-retry-count").and_then(|v| v.to_str().ok()?.trim().parse::<u32>().ok());
-    let caller = api_key.as_ref().map_or_else(|| "no key".to_string(), |Extension(key)| key.to_string());
+    let asker = caller.owner().unwrap_or("no key").to_string();
     // Only calls of such an SDK are remembered and matched: others pay nothing for it.
     let request = retry.and(body.as_ref().ok()).map(|body| fingerprint(&String::from_utf8_lossy(body)));
     if let (Some(1..), Some(request), Ok(body)) = (retry, &request, &body)
-        && let Ok(Some(job)) = state.retried.job_of(&caller, request).await
+        && let Ok(Some(job)) = state.retried.job_of(&asker, request).await
         && let Ok(Some(_)) = state.jobs.get(&job).await
     {
         tracing::info!(%job, "an SDK retry joins the job its first call started");
         let with_picture = serde_json::from_slice::<Value>(body).is_ok_and(|r| r["response_format"] == "b64_json");
         return Ok((job, with_picture));
     }
-    let (job, with_picture) = queue_generation(state, api_key, headers, body).await?;
+    let (job, with_picture) = queue_generation(state, caller, headers, body).await?;
     if let (Some(_), Some(request)) = (retry, &request)
-        && let Err(error) = state.retried.started(&caller, request, &job).await
+        && let Err(error) = state.retried.started(&asker, request, &job).await
     {
         tracing::warn!(%job, %error, "an SDK retry of this request will start a job of its own");
     }

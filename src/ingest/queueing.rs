@@ -1,14 +1,14 @@
 //! Putting a job on the queue, for every route that makes one: the queue's bound, the
 //! request's `Idempotency-Key`, the job's first state and its `image.requested`.
 
-use axum::Extension;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::AppState;
-use super::access::KeyNumber;
+use super::access::Caller;
 use super::body::idempotency_key;
 use super::error::ApiError;
 use super::idempotency::{Claim, Claimed, fingerprint};
+use super::quota::Quota;
 use crate::contract::events::ImageRequested;
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::values::JobId;
@@ -21,12 +21,12 @@ use crate::parts::{self, PartError};
 pub(super) async fn precheck(
     state: &AppState,
     headers: &HeaderMap,
-    api_key: Option<Extension<KeyNumber>>,
+    caller: &Caller,
     event: &ImageRequested,
     edit: Option<&serde_json::Value>,
 ) -> Result<Option<JobId>, ApiError> {
     refuse_when_full(state).await?;
-    let Some(key) = caller_key(headers, api_key)? else { return Ok(None) };
+    let Some(key) = caller_key(headers, caller)? else { return Ok(None) };
     match state.idempotency.claimed(&key).await.map_err(unavailable)? {
         Some(existing) if existing.fingerprint == request_fingerprint(event, edit) => Ok(Some(existing.job_id)),
         _ => Ok(None),
@@ -74,11 +74,25 @@ fn unavailable(error: PartError) -> ApiError {
 }
 
 /// The request's `Idempotency-Key`, as the caller's own (each API key has its own keys).
-fn caller_key(headers: &HeaderMap, api_key: Option<Extension<KeyNumber>>) -> Result<Option<String>, ApiError> {
-    Ok(idempotency_key(headers)?.map(|key| match api_key {
-        Some(Extension(number)) => format!("api-key-{}:{key}", number.0),
+fn caller_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<String>, ApiError> {
+    Ok(idempotency_key(headers)?.map(|key| match caller.owner() {
+        Some(name) => format!("api-key-{name}:{key}"),
         None => key,
     }))
+}
+
+/// 429 when the caller's key has queued its `jobs_per_day` today. Counted before the job
+/// is published, so a refused job never reaches NATS.
+async fn take_quota(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let (Some(name), Some(per_day)) = (caller.owner(), caller.jobs_per_day()) else { return Ok(()) };
+    match state.quotas.take(name, per_day).await.map_err(unavailable)? {
+        Quota::Taken => Ok(()),
+        Quota::Exceeded { resets_at } => {
+            metrics::counter!("huiying_quota_refusals_total", "key" => name.to_string()).increment(1);
+            let wait = resets_at - state.quotas.now();
+            Err(ApiError::quota_exceeded(per_day.get(), resets_at, wait))
+        }
+    }
 }
 
 /// What a request means, for its key: a key reused for another meaning is refused.
@@ -99,14 +113,22 @@ fn request_fingerprint(event: &ImageRequested, edit: Option<&serde_json::Value>)
 pub(super) async fn queue_job(
     state: &AppState,
     headers: &HeaderMap,
-    api_key: Option<Extension<KeyNumber>>,
+    caller: &Caller,
     id: JobId,
     event: ImageRequested,
     edit: Option<serde_json::Value>,
 ) -> Result<JobId, ApiError> {
-    let event = ImageRequested { id: id.to_string(), ..event };
-    let idempotency_key = caller_key(headers, api_key)?;
+    let event = ImageRequested { id: id.to_string(), owner: caller.owner().map(String::from), ..event };
+    let idempotency_key = caller_key(headers, caller)?;
     refuse_when_full(state).await?;
+    // A request repeated under its Idempotency-Key is its first job again: no new quota.
+    let repeated = match &idempotency_key {
+        Some(key) => state.idempotency.claimed(key).await.map_err(unavailable)?.is_some(),
+        None => false,
+    };
+    if !repeated {
+        take_quota(state, caller).await?;
+    }
     if let Some(key) = &idempotency_key {
         let claimed = Claimed { job_id: id.clone(), fingerprint: request_fingerprint(&event, edit.as_ref()) };
         match state.idempotency.claim(key, &claimed).await.map_err(unavailable)? {
@@ -129,7 +151,8 @@ pub(super) async fn queue_job(
                 ) {
                     let again = ImageRequested { id: job_id.to_string(), ..event };
                     let queued = JobStatus::new(&job_id, JobState::Queued, &again.prompt, again.model.as_deref());
-                    state.jobs.set(&queued.of_kind(again.kind)).await.map_err(unavailable)?;
+                    let queued = queued.of_kind(again.kind).owned_by(again.owner.as_deref());
+                    state.jobs.set(&queued).await.map_err(unavailable)?;
                     parts::publish(&*state.publisher, &again).await.map_err(unavailable)?;
                 }
                 return Ok(job_id);
@@ -141,7 +164,9 @@ pub(super) async fn queue_job(
     // one node the server still stores them in turn; on a cluster their replication
     // rounds overlap). The state is create-only: a generator that took the job already
     // is never set back to `queued`.
-    let queued = JobStatus::new(&id, JobState::Queued, &event.prompt, event.model.as_deref()).of_kind(event.kind);
+    let queued = JobStatus::new(&id, JobState::Queued, &event.prompt, event.model.as_deref())
+        .of_kind(event.kind)
+        .owned_by(event.owner.as_deref());
     let (recorded, published) = tokio::join!(state.jobs.open(&queued), parts::publish(&*state.publisher, &event));
     if let Err(e) = published {
         // The key keeps its job: the publish may have been stored although its answer was
@@ -155,6 +180,6 @@ pub(super) async fn queue_job(
     }
     state.queue.queued();
     metrics::counter!("huiying_jobs_accepted_total", "kind" => event.kind.name()).increment(1);
-    tracing::info!(job = %id, kind = event.kind.name(), "queued");
+    tracing::info!(job = %id, kind = event.kind.name(), key = event.owner.as_deref().unwrap_or("-"), "queued");
     Ok(id)
 }

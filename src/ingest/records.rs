@@ -12,9 +12,11 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use super::access::Caller;
 use super::error::{ApiError, ErrorBody};
 use crate::contract::records::{
-    Answer, IMAGES_LIST, ImageList, ImagePage, RECORDS_GET, RECORDS_LIST, RecordQuery, RecordView, RecordViewPage,
+    Answer, IMAGES_LIST, ImageFile, ImageList, ImagePage, RECORDS_GET, RECORDS_LIST, RecordQuery, RecordView,
+    RecordViewPage,
 };
 use crate::contract::values::JobId;
 use crate::parts::RequestError;
@@ -61,9 +63,10 @@ pub(super) async fn ask_store<T: DeserializeOwned>(
 )]
 pub(super) async fn list_records(
     State(state): State<AppState>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let query = record_query(&params)?;
+    let query = record_query(&params, &caller)?;
     Ok(Json(records_page(&state, query).await?).into_response())
 }
 
@@ -90,10 +93,21 @@ pub(super) async fn records_page(state: &AppState, mut query: RecordQuery) -> Re
     Ok(page)
 }
 
-/// The parameters of `GET /records` as a query, naming the one that is wrong.
-pub(super) fn record_query(params: &HashMap<String, String>) -> Result<RecordQuery, ApiError> {
-    const KNOWN: [&str; 9] =
-        ["page", "limit", "keyword", "model", "date_from", "date_to", "implicit_label", "explicit_label", "kind"];
+/// The parameters of `GET /records` as a query, naming the one that is wrong. An
+/// ordinary key's query is narrowed to its own records; an admin may name an `owner`.
+pub(super) fn record_query(params: &HashMap<String, String>, caller: &Caller) -> Result<RecordQuery, ApiError> {
+    const KNOWN: [&str; 10] = [
+        "page",
+        "limit",
+        "keyword",
+        "model",
+        "date_from",
+        "date_to",
+        "implicit_label",
+        "explicit_label",
+        "kind",
+        "owner",
+    ];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", "))));
     }
@@ -136,6 +150,12 @@ pub(super) fn record_query(params: &HashMap<String, String>) -> Result<RecordQue
             })?),
         },
         edits_only: false,
+        owner: match (caller.only_owner(), text("owner")) {
+            (Some(own), None) => Some(own),
+            (Some(own), Some(named)) if named == own => Some(own),
+            (Some(_), Some(_)) => return Err(ApiError::bad_request("owner is for admin keys; yours are all you see")),
+            (None, named) => named,
+        },
         skip: 0,
     };
     if query.keyword.as_ref().is_some_and(|k| k.chars().count() > 200) {
@@ -174,16 +194,29 @@ pub(super) fn page_number(
     params(("id" = String, Path)),
     responses((status = 200, body = RecordView), (status = 404, description = "No such record", body = ErrorBody))
 )]
-pub(super) async fn get_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn get_record(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(owned_record(&state, &caller, &id).await?).into_response())
+}
+
+/// Record `id` (number or job id) when `caller` may see it; else 404, as for none.
+pub(super) async fn owned_record(state: &AppState, caller: &Caller, id: &str) -> Result<RecordView, ApiError> {
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no record with id {id:?}"));
     let key = match id.parse::<i64>() {
         Ok(number) => number.to_string(),
-        Err(_) => match JobId::parse(id.as_str()) {
+        Err(_) => match JobId::parse(id) {
             Ok(job) => String::from(job),
-            Err(_) => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no record with id {id:?}"))),
+            Err(_) => return Err(missing()),
         },
     };
-    let record: RecordView = ask_store(&state, RECORDS_GET, key.into()).await?;
-    Ok(Json(record).into_response())
+    let record: RecordView = ask_store(state, RECORDS_GET, key.into()).await?;
+    match caller.may_see(record.record.owner.as_deref()) {
+        true => Ok(record),
+        false => Err(missing()),
+    }
 }
 
 /// `?page=` and `?limit=` (at most 1000, the default): newest first.
@@ -194,6 +227,7 @@ pub(super) async fn get_record(State(state): State<AppState>, Path(id): Path<Str
 )]
 pub(super) async fn list_images(
     State(state): State<AppState>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     if let Some(unknown) = params.keys().find(|k| !["page", "limit"].contains(&k.as_str())) {
@@ -203,7 +237,29 @@ pub(super) async fn list_images(
         page: page_number(&params, "page", 1, u32::MAX)?,
         limit: page_number(&params, "limit", ImagePage::MAX_LIMIT, ImagePage::MAX_LIMIT)?,
     };
+    if let Some(owner) = caller.only_owner() {
+        return Ok(Json(own_images(&state, owner, wanted).await?).into_response());
+    }
     let payload = serde_json::to_vec(&wanted).expect("queries serialize");
     let images: ImageList = ask_store(&state, IMAGES_LIST, payload.into()).await?;
     Ok(Json(images).into_response())
+}
+
+/// The folder's listing as an ordinary key sees it: the files of its own records (the
+/// folder itself does not know whose a file is), at most 100 a page.
+async fn own_images(state: &AppState, owner: String, wanted: ImagePage) -> Result<ImageList, ApiError> {
+    let query =
+        RecordQuery { page: wanted.page, limit: wanted.limit.min(100), owner: Some(owner), ..RecordQuery::default() };
+    let page = records_page(state, query).await?;
+    let images = page
+        .records
+        .into_iter()
+        .map(|view| ImageFile {
+            filename: view.record.filename(),
+            url: view.local_url,
+            created_time: view.record.created_at,
+            size: view.record.file_size,
+        })
+        .collect();
+    Ok(ImageList { images, total: page.total, page: page.page, limit: page.limit, pages: page.pages })
 }

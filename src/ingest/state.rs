@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 
 use super::backlog::{BucketBound, QueueBound};
 use super::idempotency::{IdempotencyKeys, RetriedRequests};
+use super::quota::{Clock, Quotas};
 use crate::config::{AllowedRecipients, Config, ModelRouting, WebhooksConfig};
 use crate::contract::mail::Notification;
 use crate::contract::webhooks::{Delivery, EndpointState};
@@ -32,6 +33,10 @@ pub struct IngestParts {
     pub objects: Arc<dyn Objects>,
     /// The mailer's notification log (read only).
     pub mail_log: Arc<dyn KeyValue>,
+    /// Where keys' `jobs_per_day` are counted (shared by every ingest).
+    pub quota_slots: Arc<dyn KeyValue>,
+    /// What time it is (quota days start at midnight in `[server] timezone`).
+    pub clock: Clock,
 }
 
 /// What every handler sees.
@@ -48,6 +53,7 @@ pub struct AppState {
     pub(super) bucket: Arc<BucketBound>,
     pub(super) objects: Arc<dyn Objects>,
     pub(super) logs: Logs,
+    pub(super) quotas: Arc<Quotas>,
     pub(super) translator: Option<Translator>,
     /// Fetches edits' input URLs through the download guard (public addresses only,
     /// unless `[server] allow_private_edit_inputs`).
@@ -97,6 +103,7 @@ impl AppState {
                 webhook_states: JsonBucket::new(parts.webhook_states),
                 mail: JsonBucket::new(parts.mail_log),
             },
+            quotas: Arc::new(Quotas::new(parts.quota_slots, config.server.timezone.zone().clone(), parts.clock)),
             translator: Translator::from_config(config)?,
             fetcher: Fetcher::new(&config.generator, "the input URL")
                 .allowing_private(config.server.allow_private_edit_inputs, "[server] allow_private_edit_inputs"),

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use super::access::Caller;
 use super::body::{json_body, parse_object};
 use super::error::{ApiError, ErrorBody};
 use super::records::ask_store;
@@ -227,6 +228,7 @@ pub(super) async fn get_input(
 /// download guard. `field` names the request field in a 400.
 pub(super) async fn resolve_input(
     state: &AppState,
+    caller: &Caller,
     field: &str,
     reference: &str,
     job_id: &str,
@@ -244,7 +246,7 @@ pub(super) async fn resolve_input(
             .ok_or_else(|| ApiError::bad_request(format!("{field}: no upload {id} (uploads are kept for 24 hours)")))?;
         (check_picture(&state.decoding, bytes, field).await?, format!("upload:{id}"))
     } else if let Some(key) = reference.strip_prefix("record:").map(String::from) {
-        (stored_record_picture(state, field, &key).await?, format!("record:{key}"))
+        (stored_record_picture(state, caller, field, &key).await?, format!("record:{key}"))
     } else if let Some(file) = own("/static/images/") {
         // This server's own link: the file on this host, nothing outside images_dir.
         let bytes = state
@@ -278,11 +280,14 @@ pub(super) async fn resolve_input(
 }
 
 /// A stored picture by its record (job id or record number): the local file, else its
-/// R2 / S3 link.
-async fn stored_record_picture(state: &AppState, field: &str, key: &str) -> Result<Checked, ApiError> {
+/// R2 / S3 link. Only the caller's own records (any, for admins).
+async fn stored_record_picture(state: &AppState, caller: &Caller, field: &str, key: &str) -> Result<Checked, ApiError> {
     let record: RecordView = ask_store(state, RECORDS_GET, Bytes::from(key.to_string()))
         .await
         .map_err(|e| ApiError::bad_request(format!("{field}: record {key}: {}", e.message())))?;
+    if !caller.may_see(record.record.owner.as_deref()) {
+        return Err(ApiError::bad_request(format!("{field}: record {key}: no record with id {key:?}")));
+    }
     let bytes = state
         .pictures
         .read(&record.record.filename(), record.record.r2_url.as_deref(), MAX_PICTURE_BYTES)

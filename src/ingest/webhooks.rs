@@ -12,8 +12,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
+use super::access::Caller;
 use super::error::ApiError;
-use crate::contract::webhooks::DeliveryState;
+use crate::contract::webhooks::{Delivery, DeliveryState};
+use crate::redact;
 
 fn unavailable(error: crate::parts::PartError) -> ApiError {
     tracing::warn!(%error, "cannot read the webhook log");
@@ -31,7 +33,7 @@ pub(super) async fn endpoints(State(state): State<AppState>) -> Result<Response,
         let health = state.logs.webhook_states.get(&id).await.map_err(unavailable)?.unwrap_or_default();
         endpoints.push(json!({
             "id": id,
-            "url": endpoint.url,
+            "url": redact::url(&endpoint.url),
             "events": endpoint.events,
             "enabled": endpoint.enabled && !health.disabled,
             "disabled_reason": health.reason,
@@ -54,6 +56,7 @@ const MAX_DELIVERIES_PAGE: u32 = 500;
 )]
 pub(super) async fn deliveries(
     State(state): State<AppState>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     const KNOWN: [&str; 4] = ["failed", "since", "page", "limit"];
@@ -82,12 +85,23 @@ pub(super) async fn deliveries(
             deliveries.push(delivery);
         }
     }
-    deliveries.retain(|d| (!failed || d.state == DeliveryState::Failed) && since.is_none_or(|s| d.updated_at >= s));
+    deliveries.retain(|d| {
+        caller.may_see(d.task.owner.as_deref())
+            && (!failed || d.state == DeliveryState::Failed)
+            && since.is_none_or(|s| d.updated_at >= s)
+    });
     deliveries.sort_by_key(|d| d.updated_at);
     let total = deliveries.len() as u64;
     let skipped = (u64::from(page) - 1) * u64::from(limit);
-    let deliveries: Vec<_> = deliveries.into_iter().skip(skipped as usize).take(limit as usize).collect();
+    let deliveries: Vec<_> = deliveries.into_iter().skip(skipped as usize).take(limit as usize).map(shown).collect();
     let pages = total.div_ceil(u64::from(limit));
     Ok(Json(json!({ "deliveries": deliveries, "total": total, "page": page, "limit": limit, "pages": pages }))
         .into_response())
+}
+
+/// A delivery as it may be shown: the URL never whole (it may be a robot's credential).
+/// The body holds no target (the webhook service leaves them out of what it sends).
+fn shown(mut delivery: Delivery) -> Delivery {
+    delivery.task.url = redact::url(&delivery.task.url);
+    delivery
 }

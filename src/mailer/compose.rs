@@ -90,6 +90,7 @@ impl Notice {
         let url = "http://localhost:8000/static/images/huiying_image_sample.jpg".to_string();
         let id = JobId::parse("sample").expect("a constant id");
         let generation = ImageCompleted {
+            owner: None,
             version: EVENT_VERSION,
             id: id.clone(),
             prompt: Prompt::parse("一只在月球上的猫").expect("a constant prompt"),
@@ -124,6 +125,7 @@ impl Notice {
         };
         let edit = ImageCompleted { kind: JobKind::Compose, inputs: vec![input.clone(), input], ..generation.clone() };
         let facts = JobFacts {
+            owner: None,
             id: &id,
             prompt: "一只在月球上的猫",
             model: "huiying/placeholder",
@@ -224,7 +226,7 @@ impl Composer {
             },
             Some(address) => {
                 // ingest checks this; a message published straight to NATS may not have been.
-                tracing::warn!(job = %notice.job_id, %address, "notify_email not in allowed_recipients; using [smtp] to");
+                tracing::warn!(job = %notice.job_id, address = %crate::redact::email(address), "notify_email not in allowed_recipients; using [smtp] to");
                 self.to.clone()
             }
             None => self.to.clone(),

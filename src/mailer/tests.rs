@@ -24,6 +24,7 @@ fn mailer() -> (Mailer, Parts) {
 fn completed(id: &str) -> Received {
     let now = OffsetDateTime::now_utc();
     let event = ImageCompleted {
+        owner: None,
         version: EVENT_VERSION,
         id: id.into(),
         prompt: "一只狐狸".into(),
@@ -192,6 +193,7 @@ fn cancelled(id: &str, notify: bool) -> Received {
     use crate::contract::jobs::CancelRequest;
     let id = id.into();
     let facts = JobFacts {
+        owner: None,
         id: &id,
         prompt: "一只狐狸",
         model: "huiying/placeholder",

@@ -7,7 +7,7 @@ use futures::StreamExt;
 
 use super::{JsonBucket, PartError, Publish};
 use crate::contract::events::Event;
-use crate::contract::jobs::{CancelRequest, JobStatus};
+use crate::contract::jobs::{CancelRequest, DeletedJob, JobStatus};
 use crate::contract::values::JobId;
 
 /// Reads and writes job states.
@@ -16,6 +16,8 @@ pub struct JobBoard {
     states: JsonBucket<JobStatus>,
     /// Requests to stop a job, beside its state (key `<id>.cancel`).
     cancels: JsonBucket<CancelRequest>,
+    /// Marks of deleted jobs (key `<id>.deleted`).
+    deleted: JsonBucket<DeletedJob>,
 }
 
 /// Where a job's cancel request is kept: beside its state, so no other bucket (or
@@ -26,7 +28,7 @@ fn cancel_key(id: &str) -> String {
 
 impl JobBoard {
     pub fn new(states: JsonBucket<JobStatus>) -> Self {
-        Self { cancels: states.holding(), states }
+        Self { cancels: states.holding(), deleted: states.holding(), states }
     }
 
     /// Asks every stage to stop the job. The first request stands; a repeat changes nothing.
@@ -55,6 +57,21 @@ impl JobBoard {
             return Ok(None);
         }
         self.states.get(id).await
+    }
+
+    /// Forgets a deleted job: its state and cancel request go, a mark of who owned it stays.
+    pub async fn forget(&self, id: &str, deleted: &DeletedJob) -> Result<(), PartError> {
+        self.deleted.put(&format!("{id}.deleted"), deleted).await?;
+        self.states.delete(id).await?;
+        self.cancels.delete(&cancel_key(id)).await
+    }
+
+    /// The mark of a job deleted earlier, if it was.
+    pub async fn deleted(&self, id: &str) -> Result<Option<DeletedJob>, PartError> {
+        if JobId::parse(id).is_err() {
+            return Ok(None);
+        }
+        self.deleted.get(&format!("{id}.deleted")).await
     }
 
     /// Ends a job: publishes its final event, then records the state it implies. In this

@@ -262,6 +262,15 @@ impl Objects for MemoryObjects {
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PartError> {
         Ok(self.objects.lock().unwrap().get(name).cloned())
     }
+
+    async fn names(&self) -> Result<Vec<String>, PartError> {
+        Ok(self.objects.lock().unwrap().keys().cloned().collect())
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), PartError> {
+        self.objects.lock().unwrap().remove(name);
+        Ok(())
+    }
 }
 
 /// A service that answers each subject with a fixed reply, or nobody.

@@ -81,6 +81,10 @@ pub trait Objects: Send + Sync {
     async fn put(&self, name: &str, bytes: &[u8]) -> Result<(), PartError>;
     /// `None` when there is no such object (never written, or expired).
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PartError>;
+    /// The names of the objects there now.
+    async fn names(&self) -> Result<Vec<String>, PartError>;
+    /// Deletes the object; one that is not there is fine.
+    async fn delete(&self, name: &str) -> Result<(), PartError>;
 }
 
 /// Why a request got no answer.

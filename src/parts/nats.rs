@@ -154,6 +154,23 @@ impl Objects for object_store::ObjectStore {
         object.read_to_end(&mut bytes).await.map_err(objects_failed)?;
         Ok(Some(bytes))
     }
+
+    async fn names(&self) -> Result<Vec<String>, PartError> {
+        let mut listing = object_store::ObjectStore::list(self).await.map_err(objects_failed)?;
+        let mut names = Vec::new();
+        while let Some(info) = listing.next().await {
+            names.push(info.map_err(objects_failed)?.name);
+        }
+        Ok(names)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), PartError> {
+        match object_store::ObjectStore::delete(self, name).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
+            Err(e) => Err(objects_failed(e)),
+        }
+    }
 }
 
 #[async_trait]

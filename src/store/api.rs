@@ -14,9 +14,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::records::{RecordPage, Records, RecordsError};
+use super::removal::Removal;
 use crate::contract::records::{
-    Answer, IMAGES_LIST, ImageFile, ImageList, ImagePage, MAX_ANSWER_BYTES, RECORDS_GET, RECORDS_LIST, Record,
-    RecordQuery, RecordView, RecordViewPage, thumbnail_name,
+    Answer, IMAGES_LIST, ImageFile, ImageList, ImagePage, MAX_ANSWER_BYTES, RECORDS_DELETE, RECORDS_GET, RECORDS_LIST,
+    Record, RecordQuery, RecordView, RecordViewPage, thumbnail_name,
 };
 use crate::contract::services::Service;
 
@@ -29,6 +30,7 @@ pub(super) struct StoreApi {
     /// Lists and searches answered at once (each holds a database connection or scans
     /// the images folder); the rest wait here, not on threads of their own.
     pub(super) queries: Arc<Semaphore>,
+    pub(super) removal: Removal,
 }
 
 /// Lists and searches the store answers at once: one per SQLite reader.
@@ -44,7 +46,7 @@ impl StoreApi {
             .await
             .map_err(|e| anyhow::anyhow!("starting the records service: {e}"))?;
         let mut endpoints = Vec::new();
-        for subject in [RECORDS_LIST, RECORDS_GET, IMAGES_LIST] {
+        for subject in [RECORDS_LIST, RECORDS_GET, IMAGES_LIST, RECORDS_DELETE] {
             endpoints.push(service.endpoint(subject).await.map_err(|e| anyhow::anyhow!("endpoint {subject}: {e}"))?);
         }
         let mut requests = futures::stream::select_all(endpoints);
@@ -106,6 +108,19 @@ impl StoreApi {
                     Ok(Ok(list)) => ok_reply(&list),
                     Ok(Err(e)) => error_reply(500, &format!("listing {} failed: {e}", self.images_dir.display())),
                     Err(e) => error_reply(500, &format!("the store crashed answering: {e}")),
+                }
+            }
+            RECORDS_DELETE => {
+                let job_id = String::from_utf8_lossy(payload).to_string();
+                match self.removal.remove(&job_id).await {
+                    Ok(removed) => {
+                        if removed.is_some() {
+                            metrics::counter!("huiying_records_deleted_total", "reason" => "request").increment(1);
+                            tracing::info!(job = %job_id, "deleted on request");
+                        }
+                        ok_reply(&removed.is_some())
+                    }
+                    Err(failure) => error_reply(503, &format!("deleting failed; try again: {}", failure.reason)),
                 }
             }
             other => error_reply(404, &format!("no such request: {other}")),

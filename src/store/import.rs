@@ -140,6 +140,7 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 labels: Labels::default(),
                 kind: Default::default(),
                 inputs: Vec::new(),
+                owner: None,
             })
         })?;
         for record in found {
@@ -197,6 +198,7 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 labels: Labels::default(),
                 kind: Default::default(),
                 inputs: Vec::new(),
+                owner: None,
             }))
         })?;
         for record in found {

@@ -8,6 +8,7 @@ mod jpeg;
 pub mod processing;
 pub mod records;
 mod remote;
+mod removal;
 #[cfg(test)]
 mod tests;
 
@@ -103,6 +104,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         images_dir: config.server.images_dir.clone(),
         public_base_url: config.server.public_base_url(),
         queries: Arc::new(tokio::sync::Semaphore::new(api::CONCURRENT_QUERIES)),
+        removal: store.removal(),
     };
     let answering = tokio::spawn(api.serve(bus.client.clone(), shutdown.clone()));
     // Jobs in flight: more than cores, as most of a job is waiting (on a cluster, each
@@ -151,6 +153,17 @@ impl Store {
             cores: Arc::new(tokio::sync::Semaphore::new(cores())),
             storing_shown_after: STORING_SHOWN_AFTER,
         })
+    }
+}
+
+impl Store {
+    /// Deletes pictures with this store's database, folder and remote copy.
+    fn removal(&self) -> removal::Removal {
+        removal::Removal {
+            records: self.records.clone(),
+            images_dir: self.images_dir.clone(),
+            remote: self.remote.clone(),
+        }
     }
 }
 
@@ -211,7 +224,9 @@ impl Store {
         }
         // The job shows `storing` once keeping the picture takes longer than
         // STORING_SHOWN_AFTER, or fails (then until a retry succeeds).
-        let storing = JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model));
+        let storing = JobStatus::new(&generated.id, JobState::Storing, &generated.prompt, Some(&generated.model))
+            .of_kind(generated.kind)
+            .owned_by(generated.owner.as_deref());
         let keeping = self.keep(generated);
         tokio::pin!(keeping);
         let kept = tokio::select! {
@@ -286,6 +301,7 @@ impl Store {
             labels: processed.labels,
             kind: generated.kind,
             inputs: generated.inputs.iter().map(|input| input.source.clone()).collect(),
+            owner: generated.owner.clone(),
         };
         self.records.insert(&record).await?;
         worker::crash_point("store.after_record");
@@ -359,6 +375,7 @@ impl Store {
             completed_at,
             duration_ms: (completed_at - generated.requested_at).whole_milliseconds().max(0) as u64,
             ignored_options: generated.ignored_options.clone(),
+            owner: generated.owner.clone(),
             notify_email: generated.notify_email.clone(),
             callback: generated.callback.clone(),
         }

@@ -83,6 +83,25 @@ impl RemoteStore {
         }
     }
 
+    /// Deletes the picture and its thumbnail (`images/<file>`, `images/thumbs/<stem>.jpg`);
+    /// one already gone is fine (S3 answers a delete of a missing key with success).
+    pub(super) async fn delete_with_thumbnail(&self, filename: &str) -> Result<(), Failure> {
+        let thumbnail = crate::contract::records::thumbnail_name(filename);
+        for name in [filename, thumbnail.as_str()] {
+            let key = format!("images/{name}");
+            let path = Path::from(key.as_str());
+            let delete = self.store.delete(&path);
+            match tokio::time::timeout(UPLOAD_BUDGET + Duration::from_secs(5), delete).await {
+                Ok(Ok(())) | Ok(Err(object_store::Error::NotFound { .. })) => {}
+                Ok(Err(e)) => {
+                    return Err(Failure::transient(format!("deleting {key} from R2 failed: {e}")).caused_by(e));
+                }
+                Err(_) => return Err(Failure::transient(format!("deleting {key} from R2 timed out"))),
+            }
+        }
+        Ok(())
+    }
+
     /// Uploads the thumbnail (a bonus: its failure is only logged), then the picture;
     /// returns the picture's public link, or why it failed.
     pub(super) async fn upload_with_thumbnail(

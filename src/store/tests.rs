@@ -44,6 +44,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 fn generated(id: &str) -> ImageGenerated {
     let now = OffsetDateTime::now_utc();
     ImageGenerated {
+        owner: None,
         version: EVENT_VERSION,
         id: id.into(),
         prompt: "一只狐狸".into(),

@@ -35,7 +35,7 @@ impl Alerts {
              No more deliveries go there until you enable it again: huiying webhooks enable {id}\n\
              Its deliveries: huiying webhooks deliveries --failed\n",
             id = endpoint.id,
-            url = endpoint.url,
+            url = crate::redact::url(&endpoint.url),
         );
         let mut builder = Message::builder()
             .from(self.from.clone())

@@ -54,7 +54,8 @@ pub async fn list(config: &Config) -> anyhow::Result<Vec<String>> {
             (EndpointState { failing_since: Some(since), .. }, _) => format!("failing since {since}"),
             _ => "enabled".into(),
         };
-        lines.push(format!("{}  {}  [{}]  {status}", endpoint.id, endpoint.url, endpoint.events.join(",")));
+        let url = crate::redact::url(&endpoint.url);
+        lines.push(format!("{}  {url}  [{}]  {status}", endpoint.id, endpoint.events.join(",")));
     }
     Ok(lines)
 }

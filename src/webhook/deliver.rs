@@ -14,6 +14,7 @@ use crate::failure::{Failure, RetryPolicy};
 use crate::model_api::{error_chain, retry_after};
 use crate::outbound::{self, Refusal};
 use crate::parts::JsonBucket;
+use crate::redact;
 use crate::worker::{Received, Stage};
 
 /// The schedule is the stage's: each retry names its own wait (`[webhooks]
@@ -181,7 +182,7 @@ impl Deliverer {
     async fn disable(&self, endpoint: &Endpoint, state: EndpointState, why: &str) -> Result<(), Failure> {
         let disabled = EndpointState { disabled: true, reason: Some(why.into()), ..state };
         self.states.put(&endpoint.id, &disabled).await?;
-        tracing::error!(endpoint = %endpoint.id, url = %endpoint.url, why, "webhook endpoint disabled");
+        tracing::error!(endpoint = %endpoint.id, url = %redact::url(&endpoint.url), why, "webhook endpoint disabled");
         self.alerts.endpoint_disabled(endpoint, why).await;
         Ok(())
     }
@@ -224,7 +225,8 @@ pub(crate) async fn send(endpoint: &Endpoint, id: &str, body: &str, timeout: Dur
     let mut response = match request.body(body.to_string()).send().await {
         Ok(response) => response,
         Err(e) if e.is_timeout() => return failed(format!("no answer within {} s", timeout.as_secs()), false),
-        Err(e) => return failed(error_chain(&e), false),
+        // reqwest names the URL in its errors: a robot's URL is its credential.
+        Err(e) => return failed(error_chain(&e.without_url()), false),
     };
     let status = response.status().as_u16();
     let wait = retry_after(response.headers());

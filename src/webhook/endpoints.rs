@@ -86,7 +86,7 @@ impl Endpoints {
                     "bad configuration: webhook endpoint {} ({}) resolves to {address}, a private or local address; \
                      set [webhooks] allow_private = true to allow it",
                     endpoint.id,
-                    endpoint.url
+                    crate::redact::url(&endpoint.url)
                 ),
                 Err(refusal) => {
                     tracing::warn!(endpoint = %endpoint.id, %refusal, "webhook endpoint not resolvable now")

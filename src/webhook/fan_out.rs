@@ -27,21 +27,23 @@ impl FanOut {
 
 impl Stage for FanOut {
     async fn handle(&self, received: Received) -> Result<(), Failure> {
-        let (job_id, callback, event, at) = match received.subject.as_str() {
+        let (job_id, owner, callback, event, at) = match received.subject.as_str() {
             IMAGE_COMPLETED => {
                 let event: ImageCompleted = received.decode()?;
-                (event.id.clone(), event.callback.clone(), serde_json::to_value(&event), event.completed_at)
+                let owner = event.owner.clone();
+                (event.id.clone(), owner, event.callback.clone(), serde_json::to_value(&event), event.completed_at)
             }
             IMAGE_FAILED => {
                 let event: ImageFailed = received.decode()?;
-                (event.id.clone(), event.callback.clone(), serde_json::to_value(&event), event.failed_at)
+                let owner = event.owner.clone();
+                (event.id.clone(), owner, event.callback.clone(), serde_json::to_value(&event), event.failed_at)
             }
             other => return Err(Failure::permanent(format!("the webhook service does not handle {other}"))),
         };
         let event = event.expect("events serialize");
         let subject = received.subject.as_str();
         let body = payload::body(subject, &event, at);
-        for task in self.tasks(subject, &job_id, &callback, &body) {
+        for task in self.tasks(subject, &job_id, owner.as_deref(), &callback, &body) {
             // Its id is its Nats-Msg-Id: a redelivered event makes no second task.
             parts::publish(&*self.publisher, &task).await?;
         }
@@ -52,7 +54,14 @@ impl Stage for FanOut {
 impl FanOut {
     /// A task for each enabled configured endpoint that wants `subject`, and for the
     /// request's own webhook when its filter lets the event through.
-    fn tasks(&self, subject: &str, job_id: &str, callback: &RequestWebhook, body: &str) -> Vec<WebhookTask> {
+    fn tasks(
+        &self,
+        subject: &str,
+        job_id: &str,
+        owner: Option<&str>,
+        callback: &RequestWebhook,
+        body: &str,
+    ) -> Vec<WebhookTask> {
         let task = |endpoint: String, kind, url: &str| WebhookTask {
             version: EVENT_VERSION,
             id: WebhookTask::delivery_id(subject, job_id, &endpoint),
@@ -62,6 +71,7 @@ impl FanOut {
             url: url.into(),
             event: subject.into(),
             body: body.into(),
+            owner: owner.map(String::from),
             replay: false,
         };
         let mut tasks: Vec<WebhookTask> = self

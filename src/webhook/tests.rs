@@ -85,6 +85,7 @@ fn settings(url: &str) -> WebhooksConfig {
 fn failed_event(callback: RequestWebhook) -> Received {
     let id = "job-1".into();
     let job = JobFacts {
+        owner: None,
         id: &id,
         prompt: "一只狐狸",
         model: "m",

@@ -33,6 +33,7 @@ async fn seed(app: &TestApp, rows: &[(&str, &str, &str, time::OffsetDateTime)]) 
         let job_id = format!("00000000-0000-4000-9000-{n:012}");
         records
             .insert(&Record {
+                owner: None,
                 id: 0,
                 original_prompt: original.to_string(),
                 english_prompt: english.to_string(),
@@ -224,6 +225,7 @@ async fn edit_records_list_edits_by_kind_and_records_filter_on_kind(backend: Bac
         let when = timestamp(at + time::Duration::minutes(n as i64));
         records
             .insert(&Record {
+                owner: None,
                 id: 0,
                 job_id: format!("00000000-0000-4000-9100-{n:012}"),
                 original_prompt: format!("{} {n}", kind.name()),
@@ -332,6 +334,7 @@ async fn a_search_past_its_time_is_stopped_with_a_503_and_storing_goes_on(backen
 fn generated_through_the_bucket(id: &str, prompt: &str) -> huiying::contract::events::ImageGenerated {
     let now = time::OffsetDateTime::now_utc();
     huiying::contract::events::ImageGenerated {
+        owner: None,
         version: 1,
         id: JobId::parse(id).unwrap(),
         prompt: Prompt::parse(prompt).unwrap(),

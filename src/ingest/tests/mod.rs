@@ -4,6 +4,8 @@
 
 mod cancel;
 mod edits;
+mod owners;
+mod quotas;
 mod routes;
 
 use axum::body::Body;
@@ -36,6 +38,10 @@ pub(super) struct TestIngest {
     pub(super) objects: Arc<MemoryObjects>,
     /// How full the picture bucket says it is.
     pub(super) room: Arc<FixedRoom>,
+    /// The webhook service's delivery log, as ingest reads it.
+    pub(super) webhook_log: Arc<MemoryKv>,
+    /// What time ingest thinks it is (quota days); the real time until a test sets it.
+    pub(super) now: Arc<std::sync::Mutex<time::OffsetDateTime>>,
     _images: tempfile::TempDir,
 }
 
@@ -50,6 +56,9 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
     let jobs = JobBoard::new(JsonBucket::new(states.clone()));
     let objects = Arc::new(MemoryObjects::default());
     let room = Arc::new(FixedRoom::default());
+    let webhook_log = Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_DELIVERIES_BUCKET));
+    let now = Arc::new(std::sync::Mutex::new(time::OffsetDateTime::now_utc()));
+    let clock_now = now.clone();
     let parts = IngestParts {
         publisher: stream.clone(),
         jobs: jobs.clone(),
@@ -57,13 +66,15 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
         store: store.clone(),
         backlog: Arc::new(FixedBacklog(waiting)),
         bucket_room: room.clone(),
-        webhook_log: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_DELIVERIES_BUCKET)),
+        webhook_log: webhook_log.clone(),
         webhook_states: Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_ENDPOINTS_BUCKET)),
         objects: objects.clone(),
         mail_log: Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET)),
+        quota_slots: Arc::new(MemoryKv::new(crate::contract::QUOTA_BUCKET)),
+        clock: Arc::new(move || *clock_now.lock().unwrap()),
     };
     let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
-    TestIngest { app, stream, store, jobs, states, objects, room, _images: images }
+    TestIngest { app, stream, store, jobs, states, objects, room, webhook_log, now, _images: images }
 }
 
 fn ingest() -> TestIngest {

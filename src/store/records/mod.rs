@@ -156,6 +156,39 @@ impl Records {
             Self::Postgres(db) => db.query(query).await,
         }
     }
+
+    /// Deletes the job's record; the record as it was, `None` when there was none.
+    pub async fn delete(&self, job_id: &str) -> Result<Option<Record>, RecordsError> {
+        match self {
+            Self::Sqlite(db) => {
+                let (db, job_id) = (db.clone(), job_id.to_string());
+                blocking(move || db.delete(&job_id)).await
+            }
+            Self::Postgres(db) => db.delete(job_id).await,
+        }
+    }
+
+    /// Up to `limit` records, oldest first; only those created before `before`, if given.
+    pub async fn oldest(&self, limit: u32, before: Option<time::OffsetDateTime>) -> Result<Vec<Record>, RecordsError> {
+        match self {
+            Self::Sqlite(db) => {
+                let (db, before) = (db.clone(), before.map(timestamp));
+                blocking(move || db.oldest(limit, before.as_deref())).await
+            }
+            Self::Postgres(db) => db.oldest(limit, before).await,
+        }
+    }
+
+    /// The bytes of every stored picture, as their records say.
+    pub async fn total_size(&self) -> Result<u64, RecordsError> {
+        match self {
+            Self::Sqlite(db) => {
+                let db = db.clone();
+                blocking(move || db.total_size()).await
+            }
+            Self::Postgres(db) => db.total_size().await,
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(

@@ -52,6 +52,11 @@ const MIGRATIONS: &[&str] = &[
                               ADD COLUMN inputs JSONB NOT NULL DEFAULT '[]';
     CREATE INDEX image_records_kind_created ON image_records (kind, created_at DESC);
 "#,
+    // Keys own their work: the API key's name that queued the job (none: no key's).
+    r#"
+    ALTER TABLE image_records ADD COLUMN owner TEXT;
+    CREATE INDEX image_records_owner_created ON image_records (owner, created_at DESC);
+"#,
 ];
 
 /// Any number the store's instances agree on: they take this lock while migrating, so
@@ -60,7 +65,7 @@ const MIGRATION_LOCK: i64 = 0x0068_7569_7969_6e67; // "huiying" in ASCII
 
 const COLUMNS: &str = r#"id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size,
                          width, height, format, created_at, updated_at, r2_error, "user",
-                         implicit_label, explicit_label, kind, inputs"#;
+                         implicit_label, explicit_label, kind, inputs, owner"#;
 
 #[derive(Clone)]
 pub struct PostgresRecords {
@@ -121,8 +126,8 @@ impl PostgresRecords {
             .prepare_cached(
                 r#"INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                        file_size, width, height, format, created_at, updated_at, r2_error, "user",
-                       implicit_label, explicit_label, kind, inputs)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                       implicit_label, explicit_label, kind, inputs, owner)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
                    ON CONFLICT (job_id) DO NOTHING"#,
             )
             .await?;
@@ -148,6 +153,7 @@ impl PostgresRecords {
                     &record.labels.explicit,
                     &record.kind.name(),
                     &serde_json::to_value(&record.inputs).expect("strings serialize"),
+                    &record.owner,
                 ],
             )
             .await?;
@@ -175,6 +181,10 @@ impl PostgresRecords {
             filter.conditions.push(format!(
                 r"(original_prompt ILIKE {pattern} ESCAPE '\' OR english_prompt ILIKE {pattern} ESCAPE '\')"
             ));
+        }
+        if let Some(owner) = &query.owner {
+            let owner = filter.bind(owner.clone());
+            filter.conditions.push(format!("owner = {owner}"));
         }
         if let Some(model) = &query.model {
             let model = filter.bind(model.clone());
@@ -229,6 +239,34 @@ impl PostgresRecords {
         client.commit().await?;
         Ok(RecordPage::new(records, total as u64, query))
     }
+
+    /// Deletes the job's record; the record as it was, or `None` when there was none.
+    pub async fn delete(&self, job_id: &str) -> Result<Option<Record>, RecordsError> {
+        self.one(&format!("DELETE FROM image_records WHERE job_id = $1 RETURNING {COLUMNS}"), &job_id).await
+    }
+
+    /// Up to `limit` records, oldest first, created before `before` when given.
+    pub async fn oldest(&self, limit: u32, before: Option<OffsetDateTime>) -> Result<Vec<Record>, RecordsError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM image_records WHERE ($1::timestamptz IS NULL OR created_at < $1)
+                     ORDER BY created_at, id LIMIT $2"
+                ),
+                &[&before, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// The bytes of every stored picture, as their records say.
+    pub async fn total_size(&self) -> Result<u64, RecordsError> {
+        let client = self.pool.get().await?;
+        let total: i64 =
+            client.query_one("SELECT COALESCE(SUM(file_size), 0)::BIGINT FROM image_records", &[]).await?.get(0);
+        Ok(total as u64)
+    }
 }
 
 /// A WHERE clause built up with numbered parameters.
@@ -279,5 +317,6 @@ fn record(row: &Row) -> Result<Record, RecordsError> {
         labels: Labels { implicit: row.try_get(15)?, explicit: row.try_get(16)? },
         kind: JobKind::parse(row.try_get(17)?).unwrap_or_default(),
         inputs: serde_json::from_value(row.try_get(18)?).unwrap_or_default(),
+        owner: row.try_get(19)?,
     })
 }

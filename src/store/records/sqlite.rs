@@ -75,6 +75,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE image_records ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]';
     CREATE INDEX image_records_kind_created ON image_records (kind, created_at);
 "#,
+    // Keys own their work: the API key's name that queued the job (none: no key's).
+    r#"
+    ALTER TABLE image_records ADD COLUMN owner TEXT;
+    CREATE INDEX image_records_owner_created ON image_records (owner, created_at);
+"#,
 ];
 
 /// Read-only connections: as many searches run at once, the rest wait for one.
@@ -145,8 +150,8 @@ impl SqliteRecords {
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                  file_size, width, height, format, created_at, updated_at, r2_error, user,
-                 implicit_label, explicit_label, kind, inputs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                 implicit_label, explicit_label, kind, inputs, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
              ON CONFLICT (job_id) DO NOTHING",
             params![
                 record.job_id,
@@ -167,6 +172,7 @@ impl SqliteRecords {
                 record.labels.explicit,
                 record.kind.name(),
                 serde_json::to_string(&record.inputs).expect("strings serialize"),
+                record.owner,
             ],
         )?;
         Ok(inserted == 1)
@@ -202,6 +208,10 @@ impl SqliteRecords {
                 values.push(pattern.clone().into());
                 values.push(pattern.into());
             }
+        }
+        if let Some(owner) = &query.owner {
+            conditions.push("owner = ?");
+            values.push(owner.clone().into());
         }
         if let Some(model) = &query.model {
             conditions.push("model = ?");
@@ -251,10 +261,38 @@ impl SqliteRecords {
             Ok(RecordPage::new(records, total, query))
         })
     }
+
+    /// Deletes the job's record (its full-text entry goes with it, by trigger); the
+    /// record as it was, or `None` when there was none.
+    pub fn delete(&self, job_id: &str) -> rusqlite::Result<Option<Record>> {
+        let connection = self.writer.lock().expect("no panics while holding the lock");
+        connection
+            .query_row(&format!("DELETE FROM image_records WHERE job_id = ?1 RETURNING {COLUMNS}"), [job_id], record)
+            .optional()
+    }
+
+    /// Up to `limit` records, oldest first, created before `before` (RFC 3339) when given.
+    pub fn oldest(&self, limit: u32, before: Option<&str>) -> rusqlite::Result<Vec<Record>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare(&format!(
+                "SELECT {COLUMNS} FROM image_records WHERE (?1 IS NULL OR created_at < ?1)
+                 ORDER BY created_at, id LIMIT ?2"
+            ))?;
+            statement.query_map(params![before, limit], record)?.collect()
+        })
+    }
+
+    /// The bytes of every stored picture, as their records say.
+    pub fn total_size(&self) -> rusqlite::Result<u64> {
+        self.read(|connection| {
+            connection.query_row("SELECT COALESCE(SUM(file_size), 0) FROM image_records", [], |row| row.get(0))
+        })
+    }
 }
 
 const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
-                       width, height, format, created_at, updated_at, r2_error, user, implicit_label, explicit_label, kind, inputs";
+                       width, height, format, created_at, updated_at, r2_error, user, implicit_label, explicit_label, kind, inputs, \
+                       owner";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -276,6 +314,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         labels: Labels { implicit: row.get(15)?, explicit: row.get(16)? },
         kind: JobKind::parse(&row.get::<_, String>(17)?).unwrap_or_default(),
         inputs: serde_json::from_str(&row.get::<_, String>(18)?).unwrap_or_default(),
+        owner: row.get(19)?,
     })
 }
 
@@ -296,6 +335,7 @@ mod tests {
 
     fn sample(job_id: &str) -> Record {
         Record {
+            owner: None,
             id: 0,
             job_id: job_id.into(),
             original_prompt: "一只猫".into(),
