@@ -57,6 +57,13 @@ enum Command {
 enum RecordsCommand {
     /// Import a `wrangler d1 export` of the original service's database (idempotent).
     Import(huiying::store::import::ImportArgs),
+    /// Delete records (by number or job id) with their pictures everywhere, as an admin
+    /// key's DELETE /records/{id} does.
+    Delete {
+        /// Record numbers or job ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -136,6 +143,10 @@ async fn main() -> ExitCode {
         Command::Webhooks(command) => webhooks(args, command).await,
         Command::Records(RecordsCommand::Import(import)) => match load_config(args, "huiying records import") {
             Ok(config) => print_lines("huiying records import", huiying::store::import::run(&config, import).await),
+            Err(code) => code,
+        },
+        Command::Records(RecordsCommand::Delete { ids }) => match load_config(args, "huiying records delete") {
+            Ok(config) => print_lines("huiying records delete", huiying::ingest::delete::run(&config, &ids).await),
             Err(code) => code,
         },
         Command::Labels(LabelsCommand::Check { file, json }) => check_labels(&file, json),

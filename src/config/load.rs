@@ -78,8 +78,11 @@ pub fn load_from(
 
     let config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
         let key = e.path().to_string();
-        let origin = origins.get(&key).cloned().unwrap_or_else(|| "defaults".into());
-        ConfigError::Invalid { key, origin, problem: e.into_inner().to_string() }
+        // `server.keys[1].name` came from where `server.keys` came from.
+        let entry = key.split('[').next().unwrap_or_default();
+        let origin = origins.get(&key).or_else(|| origins.get(entry)).cloned().unwrap_or_else(|| "defaults".into());
+        // The message alone: the error's own text adds the path again, on a line of its own.
+        ConfigError::Invalid { key, origin, problem: e.into_inner().message().to_string() }
     })?;
     let mut config = config;
     read_endpoint_secrets(&mut config, &env)?;
@@ -145,7 +148,9 @@ fn apply_env(
             .expect("a map of strings always deserializes");
         let keys = keys.as_table().expect("sections are tables");
         for (key, value) in vars {
-            if keys.contains_key(&key) && !value.trim().is_empty() {
+            // `[[server.keys]]` are tables: each key's value comes from its own key_env.
+            let tables = section == "server" && key == "keys";
+            if keys.contains_key(&key) && !value.trim().is_empty() && !tables {
                 let name = format!("{prefix}{}", key.to_uppercase());
                 overrides.insert((section.clone(), key), (name, value));
             }
@@ -170,6 +175,9 @@ fn parse_env_value(template: &toml::Value, raw: &str) -> Result<toml::Value, Str
     match template {
         toml::Value::Integer(_) => {
             text.parse::<i64>().map(toml::Value::Integer).map_err(|_| format!("expected a whole number, got {raw:?}"))
+        }
+        toml::Value::Float(_) => {
+            text.parse::<f64>().map(toml::Value::Float).map_err(|_| format!("expected a number, got {raw:?}"))
         }
         toml::Value::Boolean(_) => match text.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
@@ -252,6 +260,10 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
                  人工智能生成合成内容由本图片制作标识"
             ),
         ));
+    }
+    let max_gb = config.retention.max_gb;
+    if !max_gb.is_finite() || max_gb < 0.0 {
+        return Err(invalid("retention.max_gb", format!("expected 0 (no bound) or more, got {max_gb}")));
     }
     let public_url = &config.server.public_url;
     if !(public_url.is_empty() || public_url.starts_with("http://") || public_url.starts_with("https://")) {

@@ -55,4 +55,5 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub labels: LabelsConfig,
     pub metrics: MetricsConfig,
+    pub retention: RetentionConfig,
 }

@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    delete, edit_tasks, edits, generate, health, jobs, models, notifications, openai, records, translate, uploads,
+    delete, edit_tasks, edits, generate, health, jobs, me, models, notifications, openai, records, translate, uploads,
     webhooks,
 };
 
@@ -48,6 +48,7 @@ use super::{
         uploads::get_upload,
         uploads::get_input,
         models::models,
+        me::me,
         openai::generations,
         openai::models,
     ),

@@ -1,7 +1,8 @@
 //! `DELETE /jobs/{id}` and `DELETE /records/{id}`: a job's picture gone from everywhere
-//! huiying kept it. The store deletes the record, the file, its thumbnail and the R2 /
-//! S3 copy; ingest then deletes what NATS still holds (the generated picture, an edit's
-//! inputs) and the job's state, leaving a mark so that a repeated delete is `204` too.
+//! huiying kept it. The store deletes the record, the file, its thumbnail, the R2 / S3
+//! copy and what the NATS picture bucket still holds (the generated picture, an edit's
+//! inputs); ingest then deletes the job's state, leaving a mark so that a repeated delete
+//! is `204` too.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,8 +13,9 @@ use super::access::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::records::ask_store;
 use crate::contract::jobs::DeletedJob;
-use crate::contract::records::{RECORDS_DELETE, RecordView};
+use crate::contract::records::{Answer, RECORDS_DELETE, RECORDS_GET, RecordView};
 use crate::contract::values::JobId;
+use crate::parts::{JobBoard, PartError};
 
 #[utoipa::path(
     delete, path = "/jobs/{id}", tag = "jobs", summary = "Delete a job and its picture",
@@ -87,16 +89,56 @@ async fn deleted_before(state: &AppState, caller: &Caller, job: &JobId) -> Resul
 /// Deletes everywhere, in the order that leaves something to delete again if it stops.
 async fn remove(state: &AppState, job: &JobId, owner: Option<String>) -> Result<StatusCode, ApiError> {
     let _: bool = ask_store(state, RECORDS_DELETE, job.to_string().into()).await?;
-    let held = state.objects.names().await.map_err(unavailable)?;
-    let (picture, inputs) = (format!("{job}."), format!("input/{job}/"));
-    for name in held.iter().filter(|name| name.starts_with(&picture) || name.starts_with(&inputs)) {
-        state.objects.delete(name).await.map_err(unavailable)?;
-    }
+    forget(&state.jobs, job, owner).await.map_err(unavailable)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// After the store deleted the pictures: the job's state, leaving the mark of a deleted job.
+async fn forget(jobs: &JobBoard, job: &JobId, owner: Option<String>) -> Result<(), PartError> {
     let mark = DeletedJob { owner, deleted_at: OffsetDateTime::now_utc() };
-    state.jobs.forget(job, &mark).await.map_err(unavailable)?;
+    jobs.forget(job, &mark).await?;
     metrics::counter!("huiying_jobs_deleted_total").increment(1);
     tracing::info!(%job, key = mark.owner.as_deref().unwrap_or("-"), "deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
+}
+
+/// `huiying records delete <id>...`: as `DELETE /records/{id}` by an admin key, for
+/// records by number or job id (a job without a record too). One line per id.
+pub async fn run(config: &crate::config::Config, ids: &[String]) -> anyhow::Result<Vec<String>> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let bus = crate::bus::Bus::connect(&config.nats, "huiying-records", &shutdown).await?;
+    let jobs = bus.job_board();
+    let mut lines = Vec::new();
+    for id in ids {
+        let asked = |subject: &'static str, payload: String| {
+            let client = bus.client.clone();
+            async move {
+                let reply = crate::parts::Requests::request(&client, subject, payload.into()).await?;
+                anyhow::Ok(reply)
+            }
+        };
+        let record = asked(RECORDS_GET, id.clone()).await?;
+        let (job, owner) = match serde_json::from_slice::<Answer<RecordView>>(&record)? {
+            Answer::Ok(view) => (view.record.job_id, view.record.owner),
+            Answer::Error { status: 404, .. } => match jobs.get(id).await? {
+                Some(status) => (status.id.to_string(), status.owner),
+                None => {
+                    lines.push(format!("{id}: no such record or job"));
+                    continue;
+                }
+            },
+            Answer::Error { message, .. } => anyhow::bail!("{id}: the store says: {message}"),
+        };
+        let job = JobId::parse(job.as_str()).map_err(|e| anyhow::anyhow!("{id}: {}", e.problem))?;
+        if let Answer::Error { message, .. } =
+            serde_json::from_slice::<Answer<bool>>(&asked(RECORDS_DELETE, job.to_string()).await?)?
+        {
+            anyhow::bail!("{id}: the store could not delete it: {message}");
+        }
+        forget(&jobs, &job, owner).await?;
+        lines.push(format!("{id}: deleted (job {job})"));
+    }
+    Ok(lines)
 }
 
 fn unavailable(error: crate::parts::PartError) -> ApiError {

@@ -14,7 +14,7 @@ mod access;
 mod api_doc;
 mod backlog;
 mod body;
-mod delete;
+pub mod delete;
 mod edit_tasks;
 mod edits;
 mod error;
@@ -22,6 +22,7 @@ mod generate;
 mod health;
 mod idempotency;
 mod jobs;
+mod me;
 mod models;
 mod notifications;
 mod notify_targets;
@@ -136,6 +137,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/edit-records", get(edit_tasks::edit_records))
         .route("/preset-styles", get(edits::preset_styles))
         .route("/models", get(models::models))
+        .route("/me", get(me::me))
         .route(
             "/upload-image",
             post(uploads::upload_image).layer(axum::extract::DefaultBodyLimit::max(uploads::MAX_UPLOAD_BODY)),

@@ -9,6 +9,7 @@ pub mod processing;
 pub mod records;
 mod remote;
 mod removal;
+mod retention;
 #[cfg(test)]
 mod tests;
 
@@ -107,6 +108,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         removal: store.removal(),
     };
     let answering = tokio::spawn(api.serve(bus.client.clone(), shutdown.clone()));
+    if let Some(retention) = retention::Retention::new(&config.retention, store.removal()) {
+        tokio::spawn(retention.run(shutdown.clone()));
+    }
     // Jobs in flight: more than cores, as most of a job is waiting (on a cluster, each
     // write waits for a majority of the nodes); processing itself is held to one per core.
     let concurrency = cores() * 4;
@@ -163,6 +167,7 @@ impl Store {
             records: self.records.clone(),
             images_dir: self.images_dir.clone(),
             remote: self.remote.clone(),
+            objects: self.objects.clone(),
         }
     }
 }

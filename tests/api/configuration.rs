@@ -343,3 +343,84 @@ fn a_postgresql_url_is_checked_at_start_without_showing_its_password() {
     assert!(config.database.url.is_set());
     assert!(!format!("{:?}", config.database).contains("s3cret"));
 }
+
+#[test]
+fn named_keys_load_from_the_file_with_their_values_from_the_environment() {
+    let keys = file(
+        r#"
+[server]
+api_keys = ["short-key"]
+timezone = "Asia/Shanghai"
+
+[[server.keys]]
+name = "design"
+key_env = "HUIYING_KEY_DESIGN"
+jobs_per_day = 500
+
+[[server.keys]]
+name = "root"
+key = "root-key"
+admin = true
+"#,
+    );
+    let env = env(&[("HUIYING_KEY_DESIGN", "design-key"), ("SERVER_ADMIN_KEYS", "admin-key")]);
+    let server = config::load_from(Some(keys.path()), env).unwrap().config.server;
+    let named: Vec<(String, String, bool)> =
+        server.api_keys().into_iter().map(|k| (k.name, k.secret.expose().to_string(), k.admin)).collect();
+    assert_eq!(
+        named,
+        [
+            ("design".into(), "design-key".into(), false),
+            ("root".into(), "root-key".into(), true),
+            ("key-1".into(), "short-key".into(), false),
+            ("admin-1".into(), "admin-key".into(), true),
+        ]
+    );
+    assert_eq!(server.timezone.name(), "Asia/Shanghai");
+}
+
+#[test]
+fn a_malformed_or_repeated_key_stops_the_program_naming_its_place_and_field() {
+    let problems = [
+        (
+            "[[server.keys]]\nname = \"a\"\nkey = \"k1\"\n[[server.keys]]\nname = \"b\"\nkey = \"k2\"\nadmn = true\n",
+            "server.keys[1]",
+            "admn",
+        ),
+        ("[[server.keys]]\nname = \"a\"\nkey = \"k1\"\njobs_per_day = -1\n", "server.keys[0].jobs_per_day", "-1"),
+        ("[[server.keys]]\nname = \"a b\"\nkey = \"k1\"\n", "server.keys[0].name", "\"a b\""),
+        ("[[server.keys]]\nname = \"a\"\n", "server.keys[0].key", "key_env"),
+        (
+            "[[server.keys]]\nname = \"a\"\nkey_env = \"NOT_SET_ANYWHERE\"\n",
+            "server.keys[0].key_env",
+            "NOT_SET_ANYWHERE",
+        ),
+        (
+            "[[server.keys]]\nname = \"a\"\nkey = \"k1\"\n[[server.keys]]\nname = \"a\"\nkey = \"k2\"\n",
+            "server.keys",
+            "\"a\" is given to two keys",
+        ),
+        ("[server]\napi_keys = [\"same\"]\nadmin_keys = [\"same\"]\n", "server.keys", "admin-1"),
+        ("[server]\ntimezone = \"Mars/Olympus\"\n", "server.timezone", "Mars/Olympus"),
+    ];
+    for (text, place, problem) in problems {
+        let written = file(text);
+        let error = config::load_from(Some(written.path()), env(&[])).unwrap_err().to_string();
+        assert!(error.contains(place) && error.contains(problem), "{text}\n→ {error}");
+        assert!(!error.contains("k1") && !error.contains("\"same\""), "no key in the message: {error}");
+        assert_eq!(error.lines().count(), 1);
+    }
+    // The program says it in one line and stops.
+    let written = file(problems[0].0);
+    let output = Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .arg("--config")
+        .arg(written.path())
+        .arg("ingest")
+        .env_remove("HUIYING_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("server.keys[1]") && stderr.contains("admn"), "{stderr}");
+}

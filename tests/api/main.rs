@@ -23,6 +23,7 @@ mod openai_client;
 mod openapi;
 mod original;
 mod outbound;
+mod owners;
 mod records;
 mod secrets;
 mod storage;
