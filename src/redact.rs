@@ -29,6 +29,16 @@ pub fn url(text: &str) -> String {
     shown
 }
 
+/// `text` (an endpoint's answer, an error) with the parts of `url` that [`url`] hides
+/// replaced by `…`: an endpoint may echo its own address back.
+pub fn scrub(text: &str, url: &str) -> String {
+    let Ok(parsed) = reqwest::Url::parse(url) else { return text.to_string() };
+    let mut hidden: Vec<String> = parsed.path().split('/').filter(|s| looks_like_token(s)).map(String::from).collect();
+    hidden.extend(parsed.query_pairs().map(|(_, value)| value.into_owned()).filter(|value| value.len() >= 4));
+    hidden.extend(parsed.password().map(String::from));
+    hidden.into_iter().fold(text.to_string(), |text, secret| text.replace(&secret, "…"))
+}
+
 /// A segment is taken for a token when it is long, or mixes letters with digits at a
 /// length no route word has: Feishu's hook UUID, Slack's `T0123ABCD/B0123/XXXX`.
 fn looks_like_token(segment: &str) -> bool {
@@ -80,6 +90,13 @@ mod tests {
         for (given, shown) in cases {
             assert_eq!(url(given), shown, "{given}");
         }
+    }
+
+    #[test]
+    fn an_answer_echoing_the_url_loses_its_token() {
+        let hook = "https://open.feishu.cn/open-apis/bot/v2/hook/0f2a9b3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c?sign=abcd1234";
+        let echoed = "no such hook: /open-apis/bot/v2/hook/0f2a9b3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c (sign abcd1234)";
+        assert_eq!(scrub(echoed, hook), "no such hook: /open-apis/bot/v2/hook/… (sign …)");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::events::{ImageCompleted, ImageFailed, JobKind};
+use super::events::{ImageCompleted, ImageFailed, JobKind, RequestWebhook};
 use super::values::JobId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -55,6 +55,24 @@ pub struct CancelRequest {
     /// the server takes requests without keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+}
+
+/// Whom a job notifies besides the configured endpoints and `[smtp] to`: kept beside its
+/// state (key `<id>.notify`) rather than in its events, which every subscriber reads and
+/// the stream keeps for 7 days: an address is personal, and a robot's webhook URL
+/// (DingTalk, Feishu, WeCom) is its credential. The mailer and the webhook service read it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotifyTargets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_email: Option<String>,
+    #[serde(flatten)]
+    pub callback: RequestWebhook,
+}
+
+impl NotifyTargets {
+    pub fn is_empty(&self) -> bool {
+        self.notify_email.is_none() && self.callback.webhook.is_none()
+    }
 }
 
 /// A deleted job's mark (key `<id>.deleted`, beside where its state was), so that a

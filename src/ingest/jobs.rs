@@ -42,7 +42,25 @@ pub(super) async fn current(state: &AppState, caller: &Caller, id: &str) -> Resu
     if !status.status.is_final() {
         status.cancel_requested = state.jobs.cancel_request(id).await.map_err(unavailable)?.is_some();
     }
-    Ok(shown_to(caller, status))
+    Ok(shown_to(caller, with_targets(state, status).await?))
+}
+
+/// An ended job with whom it notifies, which its events leave out, filled in from beside
+/// its state (shown masked to all but admins by [`shown_to`]).
+pub(super) async fn with_targets(state: &AppState, mut status: JobStatus) -> Result<JobStatus, ApiError> {
+    if status.result.is_none() && status.error.is_none() {
+        return Ok(status);
+    }
+    let Some(targets) = state.jobs.targets(&status.id).await.map_err(unavailable)? else { return Ok(status) };
+    if let Some(result) = status.result.as_mut() {
+        result.notify_email = targets.notify_email.clone();
+        result.callback = targets.callback.clone();
+    }
+    if let Some(error) = status.error.as_mut() {
+        error.notify_email = targets.notify_email;
+        error.callback = targets.callback;
+    }
+    Ok(status)
 }
 
 /// Job `id` when `caller` may see it, as it is stored; else 404.

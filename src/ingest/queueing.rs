@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::idempotency::{Claim, Claimed, fingerprint};
 use super::quota::Quota;
 use crate::contract::events::ImageRequested;
-use crate::contract::jobs::{JobState, JobStatus};
+use crate::contract::jobs::{JobState, JobStatus, NotifyTargets};
 use crate::contract::values::JobId;
 use crate::parts::{self, PartError};
 
@@ -119,6 +119,10 @@ pub(super) async fn queue_job(
     edit: Option<serde_json::Value>,
 ) -> Result<JobId, ApiError> {
     let event = ImageRequested { id: id.to_string(), owner: caller.owner().map(String::from), ..event };
+    // What the request means is fingerprinted with its targets; they travel beside the
+    // job, not in its events.
+    let fingerprint = request_fingerprint(&event, edit.as_ref());
+    let (event, targets) = targets_apart(event);
     let idempotency_key = caller_key(headers, caller)?;
     refuse_when_full(state).await?;
     // A request repeated under its Idempotency-Key is its first job again: no new quota.
@@ -130,7 +134,7 @@ pub(super) async fn queue_job(
         take_quota(state, caller).await?;
     }
     if let Some(key) = &idempotency_key {
-        let claimed = Claimed { job_id: id.clone(), fingerprint: request_fingerprint(&event, edit.as_ref()) };
+        let claimed = Claimed { job_id: id.clone(), fingerprint };
         match state.idempotency.claim(key, &claimed).await.map_err(unavailable)? {
             Claim::New => {}
             Claim::Existing(existing) if existing.fingerprint != claimed.fingerprint => {
@@ -153,6 +157,9 @@ pub(super) async fn queue_job(
                     let queued = JobStatus::new(&job_id, JobState::Queued, &again.prompt, again.model.as_deref());
                     let queued = queued.of_kind(again.kind).owned_by(again.owner.as_deref());
                     state.jobs.set(&queued).await.map_err(unavailable)?;
+                    if !targets.is_empty() {
+                        state.jobs.set_targets(&job_id, &targets).await.map_err(unavailable)?;
+                    }
                     parts::publish(&*state.publisher, &again).await.map_err(unavailable)?;
                 }
                 return Ok(job_id);
@@ -167,6 +174,10 @@ pub(super) async fn queue_job(
     let queued = JobStatus::new(&id, JobState::Queued, &event.prompt, event.model.as_deref())
         .of_kind(event.kind)
         .owned_by(event.owner.as_deref());
+    // Before the event: the mailer and the webhook service look for them when it ends.
+    if !targets.is_empty() {
+        state.jobs.set_targets(&id, &targets).await.map_err(unavailable)?;
+    }
     let (recorded, published) = tokio::join!(state.jobs.open(&queued), parts::publish(&*state.publisher, &event));
     if let Err(e) = published {
         // The key keeps its job: the publish may have been stored although its answer was
@@ -182,4 +193,12 @@ pub(super) async fn queue_job(
     metrics::counter!("huiying_jobs_accepted_total", "kind" => event.kind.name()).increment(1);
     tracing::info!(job = %id, kind = event.kind.name(), key = event.owner.as_deref().unwrap_or("-"), "queued");
     Ok(id)
+}
+
+/// The request without its notification targets, and the targets: they stay beside the
+/// job (`<id>.notify`), out of the events every subscriber reads.
+fn targets_apart(mut event: ImageRequested) -> (ImageRequested, NotifyTargets) {
+    let targets =
+        NotifyTargets { notify_email: event.notify_email.take(), callback: std::mem::take(&mut event.callback) };
+    (event, targets)
 }

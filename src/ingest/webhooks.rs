@@ -99,9 +99,14 @@ pub(super) async fn deliveries(
         .into_response())
 }
 
-/// A delivery as it may be shown: the URL never whole (it may be a robot's credential).
-/// The body holds no target (the webhook service leaves them out of what it sends).
+/// A delivery as it may be shown: the URL never whole (it may be a robot's credential),
+/// nor in what the endpoint answered. The body holds no target (the webhook service
+/// leaves them out of what it sends).
 fn shown(mut delivery: Delivery) -> Delivery {
+    for attempt in &mut delivery.attempts {
+        attempt.response = redact::scrub(&attempt.response, &delivery.task.url);
+        attempt.error = attempt.error.as_deref().map(|error| redact::scrub(error, &delivery.task.url));
+    }
     delivery.task.url = redact::url(&delivery.task.url);
     delivery
 }

@@ -74,8 +74,8 @@ pub async fn failed(config: &Config) -> anyhow::Result<Vec<String>> {
 /// recording the outcome. Returns one line per job.
 pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow::Result<Vec<String>> {
     let bus = Bus::connect(&config.nats, "huiying-mail", &CancellationToken::new()).await?;
-    let mailer = Mailer::new(config, Arc::new(bus.mail.clone()))?;
     let jobs = bus.job_board();
+    let mailer = Mailer::new(config, Arc::new(bus.mail.clone()), jobs.clone())?;
     let mut lines = Vec::new();
     for id in job_ids {
         let Some(status) = jobs.get(id).await? else {
@@ -90,6 +90,7 @@ pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow:
                 continue;
             }
         };
+        let notice = mailer.addressed(notice).await.map_err(|failure| anyhow::anyhow!("{id}: {}", failure.reason))?;
         // An unreadable entry is treated as "not known to be sent": the user asked.
         let previous = mailer.log.get(id, notice.kind.name()).await.ok().flatten();
         if previous.as_ref().is_some_and(|p| p.state == DeliveryState::Sent) && !force {

@@ -25,7 +25,7 @@ use crate::contract::consumers;
 use crate::contract::events::{self, ImageCompleted, ImageFailed};
 use crate::contract::services::Service;
 use crate::failure::{Failure, RetryPolicy};
-use crate::parts::{JsonBucket, KeyValue};
+use crate::parts::{JobBoard, JsonBucket, KeyValue};
 use crate::smtp::Transport;
 use crate::worker::{self, Received, Stage};
 pub use compose::{Composer, Notice};
@@ -36,6 +36,8 @@ use sent::{DeliveryState, Notification, SentLog};
 #[derive(Clone)]
 pub struct Mailer {
     log: SentLog,
+    /// Job states, beside which ingest keeps whom a job notifies (not in its events).
+    jobs: JobBoard,
     outgoing: Arc<Outgoing>,
     policy: RetryPolicy,
     /// Notices this mailer is sending right now. A redelivery of one of them (its ack
@@ -83,7 +85,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // after NATS answers.
     let outgoing = Outgoing::from_config(&config)?;
     let bus = Bus::connect(&config.nats, Service::Mailer.program(), &shutdown).await?;
-    let mailer = Mailer::with(outgoing, Arc::new(bus.mail.clone()), config.smtp.retry_policy());
+    let mailer = Mailer::with(outgoing, Arc::new(bus.mail.clone()), bus.job_board(), config.smtp.retry_policy());
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let pings = bus.announce(Service::Mailer).await?;
     match &mailer.outgoing.transport {
@@ -104,14 +106,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 impl Mailer {
-    /// A mailer keeping its notification log in `log`.
-    pub fn new(config: &Config, log: Arc<dyn KeyValue>) -> anyhow::Result<Self> {
-        Ok(Self::with(Outgoing::from_config(config)?, log, config.smtp.retry_policy()))
+    /// A mailer keeping its notification log in `log`, finding jobs' recipients on `jobs`.
+    pub fn new(config: &Config, log: Arc<dyn KeyValue>, jobs: JobBoard) -> anyhow::Result<Self> {
+        Ok(Self::with(Outgoing::from_config(config)?, log, jobs, config.smtp.retry_policy()))
     }
 
-    fn with(outgoing: Outgoing, log: Arc<dyn KeyValue>, policy: RetryPolicy) -> Self {
+    fn with(outgoing: Outgoing, log: Arc<dyn KeyValue>, jobs: JobBoard, policy: RetryPolicy) -> Self {
         Mailer {
             log: SentLog::new(JsonBucket::new(log)),
+            jobs,
             outgoing: Arc::new(outgoing),
             policy,
             in_hand: Arc::default(),
@@ -136,6 +139,7 @@ impl Stage for Mailer {
             }
             other => return Err(Failure::permanent(format!("the mailer does not handle {other}"))),
         };
+        let notice = self.addressed(notice).await?;
         let Some(_in_hand) = InHand::take(&self.in_hand, format!("{}.{}", notice.job_id, notice.kind.name())) else {
             return Err(Failure::transient("this mailer is still sending it").after(Some(Duration::from_secs(5))));
         };
@@ -165,6 +169,17 @@ impl Stage for Mailer {
 const LOG_PATIENCE: Duration = Duration::from_secs(120);
 
 impl Mailer {
+    /// The notice with the request's own recipient: in the event when it was published
+    /// straight to NATS, else beside the job's state, where ingest keeps it.
+    async fn addressed(&self, mut notice: Notice) -> Result<Notice, Failure> {
+        if notice.notify_email.is_none()
+            && let Some(targets) = self.jobs.targets(&notice.job_id).await?
+        {
+            notice.notify_email = targets.notify_email;
+        }
+        Ok(notice)
+    }
+
     /// Sends the notice once and records the outcome: sent, failed, or (when a retry is
     /// allowed and could help) retrying.
     async fn notify(&self, notice: &Notice, attempt: u32, may_retry: bool) -> Notification {

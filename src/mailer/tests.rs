@@ -18,7 +18,8 @@ fn mailer() -> (Mailer, Parts) {
     config.smtp.outbox_dir = outbox.path().to_path_buf();
     config.smtp.to = vec!["me@example.com".into()];
     let log = Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET));
-    (Mailer::new(&config, log.clone()).unwrap(), Parts { log, outbox })
+    let jobs = crate::parts::JobBoard::new(JsonBucket::new(Arc::new(MemoryKv::new(crate::contract::JOBS_BUCKET))));
+    (Mailer::new(&config, log.clone(), jobs).unwrap(), Parts { log, outbox })
 }
 
 fn completed(id: &str) -> Received {

@@ -7,7 +7,7 @@ use futures::StreamExt;
 
 use super::{JsonBucket, PartError, Publish};
 use crate::contract::events::Event;
-use crate::contract::jobs::{CancelRequest, DeletedJob, JobStatus};
+use crate::contract::jobs::{CancelRequest, DeletedJob, JobStatus, NotifyTargets};
 use crate::contract::values::JobId;
 
 /// Reads and writes job states.
@@ -18,6 +18,8 @@ pub struct JobBoard {
     cancels: JsonBucket<CancelRequest>,
     /// Marks of deleted jobs (key `<id>.deleted`).
     deleted: JsonBucket<DeletedJob>,
+    /// Whom each job notifies (key `<id>.notify`).
+    targets: JsonBucket<NotifyTargets>,
 }
 
 /// Where a job's cancel request is kept: beside its state, so no other bucket (or
@@ -28,7 +30,7 @@ fn cancel_key(id: &str) -> String {
 
 impl JobBoard {
     pub fn new(states: JsonBucket<JobStatus>) -> Self {
-        Self { cancels: states.holding(), deleted: states.holding(), states }
+        Self { cancels: states.holding(), deleted: states.holding(), targets: states.holding(), states }
     }
 
     /// Asks every stage to stop the job. The first request stands; a repeat changes nothing.
@@ -59,10 +61,22 @@ impl JobBoard {
         self.states.get(id).await
     }
 
-    /// Forgets a deleted job: its state and cancel request go, a mark of who owned it stays.
+    /// Keeps whom the job notifies, out of its events.
+    pub async fn set_targets(&self, id: &str, targets: &NotifyTargets) -> Result<(), PartError> {
+        self.targets.put(&format!("{id}.notify"), targets).await
+    }
+
+    /// Whom the job notifies, when ingest kept that beside its state.
+    pub async fn targets(&self, id: &str) -> Result<Option<NotifyTargets>, PartError> {
+        self.targets.get(&format!("{id}.notify")).await
+    }
+
+    /// Forgets a deleted job: its state, cancel request and targets go, a mark of who
+    /// owned it stays.
     pub async fn forget(&self, id: &str, deleted: &DeletedJob) -> Result<(), PartError> {
         self.deleted.put(&format!("{id}.deleted"), deleted).await?;
         self.states.delete(id).await?;
+        self.targets.delete(&format!("{id}.notify")).await?;
         self.cancels.delete(&cancel_key(id)).await
     }
 

@@ -10,18 +10,20 @@ use crate::contract::events::{
 };
 use crate::contract::webhooks::{EndpointKind, WebhookTask};
 use crate::failure::Failure;
-use crate::parts::{self, Publish};
+use crate::parts::{self, JobBoard, Publish};
 use crate::worker::{Received, Stage};
 
 #[derive(Clone)]
 pub struct FanOut {
     publisher: Arc<dyn Publish>,
     endpoints: Endpoints,
+    /// Job states, beside which ingest keeps a request's own webhook (not in its events).
+    jobs: JobBoard,
 }
 
 impl FanOut {
-    pub fn new(publisher: Arc<dyn Publish>, endpoints: Endpoints) -> Self {
-        Self { publisher, endpoints }
+    pub fn new(publisher: Arc<dyn Publish>, endpoints: Endpoints, jobs: JobBoard) -> Self {
+        Self { publisher, endpoints, jobs }
     }
 }
 
@@ -41,6 +43,12 @@ impl Stage for FanOut {
             other => return Err(Failure::permanent(format!("the webhook service does not handle {other}"))),
         };
         let event = event.expect("events serialize");
+        // A request's own webhook is in the event when it was published straight to NATS,
+        // else beside the job's state, where ingest keeps it.
+        let callback = match callback.webhook {
+            Some(_) => callback,
+            None => self.jobs.targets(&job_id).await?.map(|targets| targets.callback).unwrap_or_default(),
+        };
         let subject = received.subject.as_str();
         let body = payload::body(subject, &event, at);
         for task in self.tasks(subject, &job_id, owner.as_deref(), &callback, &body) {

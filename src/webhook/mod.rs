@@ -59,7 +59,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let pings = bus.announce(Service::Webhook).await?;
     tracing::info!(endpoints = endpoints.configured().len(), "webhook service ready");
 
-    let fan_out = FanOut::new(bus.publisher(), endpoints.clone());
+    let fan_out = FanOut::new(bus.publisher(), endpoints.clone(), bus.job_board());
     let deliverer = Deliverer::new(&config.webhooks, endpoints, webhooks.deliveries, webhooks.states, alerts);
     let fan_out_settings = worker::Settings::new(4, &config.nats, FAN_OUT_POLICY).named(Service::Webhook.name());
     let delivery_settings = worker::Settings::new(32, &config.nats, deliver::POLICY).named("webhook-delivery");

@@ -108,7 +108,7 @@ fn failed_event(callback: RequestWebhook) -> Received {
 async fn each_event_becomes_one_task_per_endpoint_that_wants_it_and_only_once() {
     let stream = std::sync::Arc::new(MemoryStream::default());
     let settings = settings("http://127.0.0.1:9/hook");
-    let fan_out = FanOut::new(stream.clone(), Endpoints::from_config(&settings).unwrap());
+    let fan_out = FanOut::new(stream.clone(), Endpoints::from_config(&settings).unwrap(), no_jobs());
     let own = RequestWebhook {
         webhook: Some("http://127.0.0.1:9/mine".into()),
         webhook_events_filter: Some(vec!["completed".into()]),
@@ -150,11 +150,19 @@ impl Delivering {
     }
 }
 
+/// A job board with nothing on it: the events carry their own webhooks here.
+fn no_jobs() -> crate::parts::JobBoard {
+    crate::parts::JobBoard::new(JsonBucket::new(std::sync::Arc::new(MemoryKv::new(crate::contract::JOBS_BUCKET))))
+}
+
 async fn delivering(url: &str) -> Delivering {
     let settings = settings(url);
     let stream = std::sync::Arc::new(MemoryStream::default());
     let endpoints = Endpoints::from_config(&settings).unwrap();
-    FanOut::new(stream.clone(), endpoints.clone()).handle(failed_event(RequestWebhook::default())).await.unwrap();
+    FanOut::new(stream.clone(), endpoints.clone(), no_jobs())
+        .handle(failed_event(RequestWebhook::default()))
+        .await
+        .unwrap();
     let log = JsonBucket::new(std::sync::Arc::new(MemoryKv::new("deliveries")));
     let states = JsonBucket::new(std::sync::Arc::new(MemoryKv::new("states")));
     let outbox = tempfile::tempdir().unwrap();

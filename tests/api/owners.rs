@@ -263,3 +263,106 @@ async fn huiying_records_delete_removes_a_picture_as_an_admin_would() {
     assert_eq!(get(&app, "design", &format!("/records/{job}")).await.0, 404);
     assert_eq!(app.image_files(), Vec::<String>::new(), "the file is gone");
 }
+
+const CANARY_EMAIL: &str = "canary-owner@qq.com";
+/// A robot's URL carries its credential in the path (Feishu) or the query (DingTalk).
+const CANARY_TOKEN: &str = "c4n4ry0t0ken0f0r0h00k0";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_address_and_webhook_token_reach_no_answer_but_an_admins_no_log_no_event_and_no_metric() {
+    let receiver = crate::helpers::WebhookReceiver::start(&[]).await;
+    let hook_path = format!("/bot/v2/hook/{CANARY_TOKEN}");
+    let mut app = TestApp::spawn_with(|config, _| {
+        three_keys(config);
+        config.smtp.allowed_recipients = vec![CANARY_EMAIL.into()];
+        config.webhooks.allow_private = true;
+        config.webhooks.allowed_urls = vec![receiver.base.clone()];
+        config.webhooks.request_secret = vec![Secret::new(crate::helpers::WEBHOOK_SECRET)];
+        config.logging.level = "debug".into();
+    })
+    .await;
+    for service in ["ingest", "generator", "store", "mailer", "webhook"] {
+        app.stop_service(service).await;
+    }
+    // The real program, every service in it, logging at debug level into a file.
+    let port = crate::helpers::free_port();
+    app.config.server.port = port;
+    app.config.server.public_url = format!("http://127.0.0.1:{port}");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_huiying"))
+        .arg("--config")
+        .arg(app.config_file())
+        .arg("up")
+        .env_remove("HUIYING_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::from(log.reopen().unwrap()))
+        .stderr(std::process::Stdio::from(log.reopen().unwrap()))
+        .spawn()
+        .unwrap();
+    app.address = format!("http://127.0.0.1:{port}");
+    wait_for("huiying up", Duration::from_secs(30), || async {
+        app.http.get(format!("{}/health", app.address)).send().await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+
+    let request = json!({"prompt": "a fox", "notify_email": CANARY_EMAIL, "webhook": receiver.url(&hook_path)});
+    let response =
+        app.http.post(format!("{}/generate-image", app.address)).bearer_auth("design-key").json(&request).send().await;
+    let answer: Value = response.unwrap().json().await.unwrap();
+    let job = answer["id"].as_str().unwrap().to_string();
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    assert_eq!(mail.to, [CANARY_EMAIL], "the mail went to the request's own address");
+    receiver.wait_for_hooks(&hook_path, 1).await;
+    wait_for("the delivery to be logged", Duration::from_secs(30), || async {
+        let (_, log) = get(&app, "root", "/webhooks/deliveries").await;
+        (log["deliveries"][0]["state"] == "succeeded").then_some(())
+    })
+    .await;
+
+    let mut answers = String::new();
+    for who in ["design", "ops"] {
+        for path in [
+            format!("/jobs/{job}"),
+            format!("/jobs/{job}/events"),
+            format!("/jobs/{job}/notifications"),
+            format!("/edit-tasks/{job}"),
+            format!("/records/{job}"),
+            "/records".into(),
+            "/images".into(),
+            "/webhooks".into(),
+            "/webhooks/deliveries".into(),
+            "/metrics".into(),
+        ] {
+            let response = app.http.get(format!("{}{path}", app.address)).bearer_auth(format!("{who}-key"));
+            answers.push_str(&response.send().await.unwrap().text().await.unwrap());
+        }
+    }
+    // The owner's own view shows the targets masked.
+    let (_, own) = get(&app, "design", &format!("/jobs/{job}")).await;
+    assert_eq!(own["result"]["notify_email"], "c***@qq.com", "{own}");
+    assert_eq!(own["result"]["webhook"], receiver.url("/bot/v2/hook/…"));
+    // An admin sees them whole: they were kept, only never shown or sent around.
+    let (_, admins) = get(&app, "root", &format!("/jobs/{job}")).await;
+    assert_eq!(admins["result"]["notify_email"], CANARY_EMAIL);
+    std::process::Command::new("kill").args(["-TERM", &up.id().to_string()]).status().unwrap();
+    up.wait().unwrap();
+
+    let mut haystack = std::fs::read_to_string(log.path()).unwrap();
+    assert!(haystack.contains("DEBUG"), "the log ran at debug level");
+    haystack.push_str(&answers);
+    let js = async_nats::jetstream::new(app.nats.clone());
+    for stream_name in [huiying::contract::STREAM, huiying::contract::DEAD_LETTER_STREAM] {
+        let mut stream = js.get_stream(stream_name).await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        for sequence in 1..=last {
+            if let Ok(message) = stream.get_raw_message(sequence).await {
+                haystack.push_str(&String::from_utf8_lossy(&message.payload));
+            }
+        }
+    }
+    assert!(haystack.contains(&job) && haystack.contains("image.completed"), "the haystack holds the job");
+    assert!(haystack.contains("c***@qq.com"), "the address was shown, masked");
+    for canary in [CANARY_EMAIL, CANARY_TOKEN] {
+        assert!(!haystack.contains(canary), "{canary} leaked");
+    }
+}

@@ -184,3 +184,18 @@ async fn jobs_a_key_queues_are_its_own_and_an_ordinary_key_cannot_list_anothers_
     let (status, answer, _) = ingest.send(as_key(Some("design"), "GET", "/records?owner=ops")).await;
     assert_eq!(status, 400, "{answer}");
 }
+
+#[tokio::test]
+async fn a_requests_address_stays_beside_its_job_never_in_its_event() {
+    // (Its own webhook too: that needs a host that resolves, so the full-stack canary
+    // test in tests/api/owners.rs shows it.)
+    let ingest = ingest_with(|config| config.smtp.allowed_recipients = vec![CANARY_EMAIL.into()], None);
+    let body = json!({"prompt": "a fox", "notify_email": CANARY_EMAIL}).to_string();
+    let (status, answer, _) = ingest.send(generate(&body)).await;
+    assert_eq!(status, 202, "{answer}");
+    let event = serde_json::to_string(&ingest.queued()[0]).unwrap();
+    assert!(!event.contains(CANARY_EMAIL), "{event}");
+    let id = answer["id"].as_str().unwrap();
+    let targets = ingest.jobs.targets(id).await.unwrap().unwrap();
+    assert_eq!(targets.notify_email.as_deref(), Some(CANARY_EMAIL));
+}
