@@ -190,7 +190,8 @@ pub(super) async fn queue_job(
         tracing::warn!(job = %event.id, error = %e, "queued, but its first state was not recorded");
     }
     state.queue.queued();
-    metrics::counter!("huiying_jobs_accepted_total", "kind" => event.kind.name()).increment(1);
+    let key = event.owner.clone().unwrap_or_default();
+    metrics::counter!("huiying_jobs_accepted_total", "kind" => event.kind.name(), "key" => key).increment(1);
     tracing::info!(job = %id, kind = event.kind.name(), key = event.owner.as_deref().unwrap_or("-"), "queued");
     Ok(id)
 }

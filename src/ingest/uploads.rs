@@ -204,7 +204,9 @@ pub(super) async fn get_upload(State(state): State<AppState>, Path(id): Path<Str
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
 }
 
-/// `GET /inputs/{job}/{n}`: an edit's input picture, while it is kept (24 hours).
+/// `GET /inputs/{job}/{n}`: an edit's input picture, while it is kept (24 hours). Open to
+/// anyone with the link while `[server] public_pictures` is on (mails show it); else, as
+/// every route naming a job, to its owner's key and admins only.
 #[utoipa::path(
     get, path = "/inputs/{job}/{n}", tag = "edits", summary = "An edit's n-th input picture",
     params(("job" = String, Path), ("n" = u32, Path)),
@@ -212,10 +214,17 @@ pub(super) async fn get_upload(State(state): State<AppState>, Path(id): Path<Str
 )]
 pub(super) async fn get_input(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
     Path((job, n)): Path<(String, u32)>,
 ) -> Result<Response, ApiError> {
     let missing = || ApiError::new(StatusCode::NOT_FOUND, "no such input picture (inputs are kept for 24 hours)");
     let job = JobId::parse(job.as_str()).map_err(|_| missing())?;
+    if let Some(axum::Extension(caller)) = caller {
+        let owner = state.jobs.get(&job).await.map_err(|_| ApiError::queue_unavailable())?.map(|status| status.owner);
+        if !owner.is_some_and(|owner| caller.may_see(owner.as_deref())) {
+            return Err(missing());
+        }
+    }
     let object = format!("input/{}/{n}", job.as_str());
     let bytes = state.objects.get(&object).await.map_err(|_| ApiError::queue_unavailable())?.ok_or_else(missing)?;
     let content_type = image::guess_format(&bytes).map(|f| f.to_mime_type()).unwrap_or("application/octet-stream");

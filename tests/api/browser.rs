@@ -40,3 +40,28 @@ async fn with_api_keys_the_page_asks_for_one_and_then_works() {
     let address = app.address.clone();
     tokio::task::spawn_blocking(move || run_page_test("keys", &address)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_key_sees_its_own_gallery_an_admin_all_and_an_owner_deletes_a_picture() {
+    let app = TestApp::spawn_with(|config, _| {
+        let key = |name: &str, admin| huiying::config::KeyConfig {
+            name: name.into(),
+            key: huiying::config::Secret::new(format!("{name}-key")),
+            admin,
+            ..Default::default()
+        };
+        config.server.keys = vec![key("design", false), key("ops", false), key("root", true)];
+    })
+    .await;
+    let ops = app
+        .http
+        .post(format!("{}/generate-image", app.address))
+        .bearer_auth("ops-key")
+        .json(&serde_json::json!({"prompt": "a grey wolf"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ops.status(), 200);
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || run_page_test("owners", &address)).await.unwrap();
+}

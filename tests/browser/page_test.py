@@ -121,13 +121,62 @@ def key_story(browser, base, shots):
     assert page.evaluate("sessionStorage.getItem('huiying-key')") == "hy-browser-key"
 
 
+def sign_in(browser, base, key):
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(base)
+    expect(page.locator("#key-dialog")).to_be_visible()
+    page.fill("#key-input", key)
+    page.click("#key-save")
+    expect(page.locator("#key-dialog")).to_be_hidden()
+    return page
+
+
+def owners_story(browser, base, shots):
+    """Each key sees its own gallery; an admin sees all and filters by owner; the owner
+    deletes a picture from its detail, after a confirmation."""
+    design = sign_in(browser, base, "design-key")
+    expect(design.locator("#model option")).not_to_have_count(0)
+    submit(design, "a red fox for the design team", "huiying/placeholder")
+    expect(design.locator(".job").first).to_have_attribute("data-status", "completed", timeout=60_000)
+    design.click("#tab-gallery")
+    expect(design.locator(".tile")).to_have_count(1, timeout=30_000)  # not the ops key's picture
+    expect(design.locator("#owner-row")).to_be_hidden()
+
+    root = sign_in(browser, base, "root-key")
+    root.click("#tab-gallery")
+    expect(root.locator(".tile")).to_have_count(2, timeout=30_000)
+    expect(root.locator("#owner-row")).to_be_visible()
+    root.fill("#filter-owner", "ops")
+    root.click("#search-button")
+    expect(root.locator(".tile")).to_have_count(1)
+    expect(root.locator(".tile")).to_contain_text("grey wolf")
+    root.locator(".tile").first.click()
+    expect(root.locator("#detail")).to_contain_text("ops")  # the owner, shown to an admin
+    root.screenshot(path=shots / "admin-detail-desktop.png")
+
+    design.locator(".tile").first.click()
+    detail = design.locator("#detail")
+    expect(detail).to_be_visible()
+    asked = []
+    design.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    design.click("#delete")
+    assert asked, "deleting asks first"
+    expect(detail).to_be_visible()  # dismissed: nothing deleted
+    design.once("dialog", lambda dialog: dialog.accept())
+    design.click("#delete")
+    expect(detail).to_be_hidden()
+    expect(design.locator(".tile")).to_have_count(0)
+    design.click("#search-button")
+    expect(design.locator("#more-status")).to_have_text(re.compile("没有找到|No pictures"))
+
+
 def main():
     scenario, base, shots = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            {"main": main_story, "keys": key_story}[scenario](browser, base.rstrip("/") + "/", shots)
+            {"main": main_story, "keys": key_story, "owners": owners_story}[scenario](browser, base.rstrip("/") + "/", shots)
         finally:
             browser.close()
     print(f"{scenario}: ok; screenshots in {shots}")
