@@ -10,7 +10,7 @@ use super::*;
 use crate::config::{KeyConfig, Secret};
 use crate::contract::events::{ImageFailed, JobFacts, RequestWebhook, Stage};
 use crate::contract::jobs::JobStatus;
-use crate::contract::records::RECORDS_GET;
+use crate::contract::records::{RECORDS_DELETE, RECORDS_GET};
 use crate::contract::webhooks::{Delivery, DeliveryState, EndpointKind, WebhookTask};
 use crate::parts::JsonBucket;
 
@@ -90,6 +90,13 @@ async fn each_route_naming_a_job_answers_its_owner_and_admins_and_is_404_to_anot
             assert_eq!(status, wanted, "{method} {path} as {who}: {answer}");
         }
     }
+    // Deleting: another key and no key get nowhere; the owner deletes, and again.
+    ingest.store.answer(RECORDS_DELETE, r#"{"ok": true}"#);
+    for path in [format!("/jobs/{JOB}"), format!("/records/{JOB}")] {
+        assert_eq!(ingest.send(as_key(Some("ops"), "DELETE", &path)).await.0, 404, "{path}");
+        assert_eq!(ingest.send(as_key(None, "DELETE", &path)).await.0, 401, "{path}");
+    }
+    assert!(ingest.jobs.get(JOB).await.unwrap().is_some(), "still there");
     // Another key's job reads exactly as one that does not exist.
     let (_, theirs, _) = ingest.send(as_key(Some("ops"), "GET", &format!("/jobs/{JOB}"))).await;
     let nobodys = "9c1f0e2d-3b4a-4d5e-8f60-718293a4b5c6";
