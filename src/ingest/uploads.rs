@@ -131,7 +131,11 @@ pub(super) struct UploadJson {
     responses((status = 201, description = "The upload's id and link", body = serde_json::Value), (status = 400, description = "Bad request", body = ErrorBody),
         (status = 413, description = "Too large", body = ErrorBody))
 )]
-pub(super) async fn upload_image(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+pub(super) async fn upload_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (bytes, file_name) = if content_type.starts_with("multipart/form-data") {
         from_form(request).await?
@@ -154,10 +158,15 @@ pub(super) async fn upload_image(State(state): State<AppState>, request: Request
     super::queueing::refuse_when_bucket_full(&state).await?;
     let picture = check_picture(&state.decoding, bytes, "the upload").await?;
     let id = JobId::random().to_string();
-    state.objects.put(&upload_object(&id), &picture.bytes).await.map_err(|e| {
-        tracing::warn!(error = %e, "cannot keep an upload");
+    let keep = |error: crate::parts::PartError| {
+        tracing::warn!(%error, "cannot keep an upload");
         ApiError::queue_unavailable()
-    })?;
+    };
+    // Whose it is first, so that no upload is ever there without its owner.
+    if let Some(owner) = caller.owner() {
+        state.objects.put(&upload_owner(&id), owner.as_bytes()).await.map_err(keep)?;
+    }
+    state.objects.put(&upload_object(&id), &picture.bytes).await.map_err(keep)?;
     tracing::info!(upload = %id, size = picture.bytes.len(), "upload kept");
     let body = json!({
         "id": id,
@@ -189,15 +198,36 @@ fn upload_object(id: &str) -> String {
     format!("upload/{id}")
 }
 
+/// The name of the key that uploaded `upload/<id>`, beside it.
+fn upload_owner(id: &str) -> String {
+    format!("upload/{id}.owner")
+}
+
+/// Whether `caller` may see upload `id`: its uploader's key, or an admin.
+async fn may_see_upload(state: &AppState, caller: &Caller, id: &str) -> Result<bool, ApiError> {
+    if caller.is_admin() {
+        return Ok(true);
+    }
+    let owner = state.objects.get(&upload_owner(id)).await.map_err(|_| ApiError::queue_unavailable())?;
+    Ok(owner.is_some_and(|owner| caller.owner().is_some_and(|name| name.as_bytes() == owner.as_slice())))
+}
+
 /// `GET /uploads/{id}`: an uploaded picture, while it is kept (24 hours).
 #[utoipa::path(
     get, path = "/uploads/{id}", tag = "edits", summary = "An uploaded picture",
     params(("id" = String, Path)),
     responses((status = 200, content_type = "image/*", body = Vec<u8>), (status = 404, description = "Gone or never uploaded", body = ErrorBody))
 )]
-pub(super) async fn get_upload(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn get_upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no upload {id:?} (uploads are kept for 24 hours)"));
     let id = JobId::parse(id.as_str()).map_err(|_| missing())?;
+    if !may_see_upload(&state, &caller, id.as_str()).await? {
+        return Err(missing());
+    }
     let bytes = state.objects.get(&upload_object(id.as_str())).await.map_err(|_| ApiError::queue_unavailable())?;
     let bytes = bytes.ok_or_else(missing)?;
     let content_type = image::guess_format(&bytes).map(|f| f.to_mime_type()).unwrap_or("application/octet-stream");
@@ -250,6 +280,9 @@ pub(super) async fn resolve_input(
         reference.strip_prefix("upload:").map(String::from).or_else(|| own("/uploads/"))
     {
         let id = JobId::parse(id.as_str()).map_err(|_| ApiError::bad_request(format!("{field}: no upload {id:?}")))?;
+        if !may_see_upload(state, caller, id.as_str()).await? {
+            return Err(ApiError::bad_request(format!("{field}: no upload {id} (uploads are kept for 24 hours)")));
+        }
         let bytes = state.objects.get(&upload_object(id.as_str())).await.map_err(|_| ApiError::queue_unavailable())?;
         let bytes = bytes
             .ok_or_else(|| ApiError::bad_request(format!("{field}: no upload {id} (uploads are kept for 24 hours)")))?;

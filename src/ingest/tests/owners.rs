@@ -206,3 +206,33 @@ async fn a_requests_address_stays_beside_its_job_never_in_its_event() {
     let targets = ingest.jobs.targets(id).await.unwrap().unwrap();
     assert_eq!(targets.notify_email.as_deref(), Some(CANARY_EMAIL));
 }
+
+#[tokio::test]
+async fn an_upload_is_its_uploaders_to_see_and_edit() {
+    let ingest = ingest_with_keys();
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(8, 8, image::Rgb([10, 200, 90])).write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, png.into_inner());
+    let body = json!({"base64_data": data, "file_name": "cat.png", "mime_type": "image/png"}).to_string();
+    let request = Request::post("/upload-image")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer design-key")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, answer, _) = ingest.send(request).await;
+    assert_eq!(status, 201, "{answer}");
+    let path = format!("/uploads/{}", answer["id"].as_str().unwrap());
+    assert_eq!(ingest.send(as_key(Some("ops"), "GET", &path)).await.0, 404);
+    assert_eq!(ingest.send(as_key(Some("design"), "GET", &path)).await.0, 200);
+    assert_eq!(ingest.send(as_key(Some("root"), "GET", &path)).await.0, 200);
+    let edit = json!({"image_url": format!("upload:{}", answer["id"].as_str().unwrap()), "edit_prompt": "a hat",
+        "model": "huiying/placeholder"});
+    let request = Request::post("/edit-image")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer ops-key")
+        .body(Body::from(edit.to_string()))
+        .unwrap();
+    let (status, refused, _) = ingest.send(request).await;
+    assert_eq!(status, 400, "another key cannot edit it: {refused}");
+    assert!(ingest.queued().is_empty());
+}
