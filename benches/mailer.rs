@@ -33,6 +33,7 @@ fn config(port: u16) -> SmtpConfig {
 fn notice(n: usize) -> Notice {
     let now = time::OffsetDateTime::now_utc();
     Notice::completed(&ImageCompleted {
+        cost: Default::default(),
         owner: None,
         version: 1,
         id: JobId::parse(format!("00000000-0000-4000-8000-{n:012}")).unwrap(),

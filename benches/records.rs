@@ -27,6 +27,7 @@ fn main() {
         records
             .insert(&Record {
                 owner: None,
+                cost: Default::default(),
                 id: 0,
                 job_id: format!("00000000-0000-4000-8000-{n:012}"),
                 original_prompt: format!("{chinese} #{n}"),

@@ -15,6 +15,7 @@ mod labels;
 mod legacy;
 mod load;
 mod modelscope;
+mod prices;
 mod routing;
 mod sections;
 mod smtp;
@@ -28,6 +29,7 @@ pub use keys::{ApiKey, KeyConfig};
 pub use labels::LabelsConfig;
 pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
 pub use modelscope::ModelScopeConfig;
+pub use prices::{Price, PriceTable, Prices};
 pub use routing::{ModelRouting, PLACEHOLDER_MODEL};
 pub use sections::*;
 pub use smtp::{AllowedRecipients, SmtpConfig, TlsMode};
@@ -56,4 +58,6 @@ pub struct Config {
     pub labels: LabelsConfig,
     pub metrics: MetricsConfig,
     pub retention: RetentionConfig,
+    /// What pictures cost where providers do not say; the file's entries win per model.
+    pub prices: Prices,
 }

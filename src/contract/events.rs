@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use super::cost::{Cost, CostSource};
 pub use super::edits::{InputPicture, JobKind};
 pub use super::options::GenerationOptions;
 pub use super::requested::{CheckedRequest, ImageRequested, RequestWebhook, derived_job_id};
@@ -47,6 +48,9 @@ pub struct ImageGenerated {
     pub byte_size: u64,
     /// How many deliveries of the request it took.
     pub attempts: u32,
+    /// What the job cost, as far as it is known.
+    #[serde(flatten)]
+    pub cost: Cost,
     /// Options of the request the model could not honour, left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_options: Vec<String>,
@@ -138,6 +142,9 @@ pub struct ImageCompleted {
     pub completed_at: OffsetDateTime,
     /// From request to stored picture, in milliseconds.
     pub duration_ms: u64,
+    /// What the job cost, as far as it is known.
+    #[serde(flatten)]
+    pub cost: Cost,
     /// The API key's name that queued the job; absent: no key's (admins only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -246,6 +253,10 @@ pub struct ImageFailed {
     /// Whether trying again later might work (the stage gave up after `attempts`).
     pub transient: bool,
     pub attempts: u32,
+    /// What the job cost: 0 when no paid call was made; a job that reached the provider
+    /// and failed (or was cancelled) after it records what that call cost.
+    #[serde(flatten)]
+    pub cost: Cost,
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub failed_at: OffsetDateTime,
@@ -278,6 +289,7 @@ impl ImageFailed {
             error,
             transient,
             attempts,
+            cost: Cost::nothing(),
             failed_at: OffsetDateTime::now_utc(),
             owner: job.owner.map(String::from),
             notify_email: job.notify_email.map(String::from),
@@ -285,6 +297,11 @@ impl ImageFailed {
             kind: job.kind,
             cancelled: None,
         }
+    }
+
+    /// The same failure, having cost `cost` (a provider call made before it failed).
+    pub fn costing(self, cost: Cost) -> Self {
+        Self { cost, ..self }
     }
 
     /// The one way a stage ends a job nobody wants any more.

@@ -6,6 +6,7 @@
 //! says the same for people and other languages; a change here is a change there.
 
 mod base64_bytes;
+pub mod cost;
 pub mod edits;
 pub mod events;
 pub mod jobs;

@@ -54,6 +54,9 @@ pub struct Record {
     /// The API key's name the picture belongs to; none: no key's (admins only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// What the job cost (`cost_usd` null when unknown: pictures stored before costs, imports).
+    #[serde(flatten)]
+    pub cost: super::cost::Cost,
     /// The AI-content labels the file carries (none on pictures stored before labels).
     #[serde(default)]
     pub labels: Labels,

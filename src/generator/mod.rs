@@ -1,6 +1,7 @@
 //! The generator: `image.requested` → (translation) → an image model → picture in the
 //! object store → `image.generated` (or `image.failed`).
 
+mod cost;
 mod model;
 mod modelscope;
 mod openai;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::Config;
+use crate::contract::cost::Cost;
 use crate::contract::events::{
     self, Cancellation, CheckedRequest, EVENT_VERSION, INLINE_PICTURE_LIMIT, ImageFailed, ImageGenerated,
     ImageRequested, JobFacts, JobKind, PictureAt, Stage as JobStage,
@@ -30,7 +32,7 @@ use crate::parts::JobBoard;
 use crate::parts::{self, Objects, Publish};
 use crate::translate::{self, Translator};
 use crate::worker::{self, Received, Stage};
-use providers::Providers;
+use providers::{Providers, Unkept, unpaid};
 
 /// The offline placeholder's model name (never passed off as AI).
 pub use crate::config::PLACEHOLDER_MODEL;
@@ -43,10 +45,8 @@ struct GeneratedImage {
     provider: &'static str,
     /// Options of the request this model cannot honour, left out.
     ignored: Vec<String>,
-    /// The provider's own account of the call (tokens, cost), as it sent it.
-    usage: Option<serde_json::Value>,
-    /// What the provider said the call cost, in USD, when it said.
-    cost_usd: Option<f64>,
+    /// What the call cost, and the provider's own account of it.
+    cost: Cost,
 }
 
 /// A picture an edit starts from, read back from the object store.
@@ -212,7 +212,7 @@ impl Stage for Generator {
         }
         let english_prompt = match self.english_prompt(&request).await {
             Ok(english) => english,
-            Err(failure) => return self.after_failure(job, failure, attempt).await,
+            Err(failure) => return self.after_failure(job, unpaid(failure), attempt).await,
         };
         // A translation takes a moment: a cancel asked meanwhile still keeps the model out.
         if translating && let Some(cancellation) = self.cancellation(&request).await? {
@@ -226,27 +226,29 @@ impl Stage for Generator {
             }
             _ => match self.inputs(&request).await? {
                 Ok(inputs) => self.providers.edit(&english_prompt, model, &inputs, &request.options).await,
-                Err(gone) => Err(gone),
+                Err(gone) => Err(unpaid(gone)),
             },
         };
         let provider = self.providers.provider_name(model);
         let result = match &drawn {
             Ok(_) => "ok",
-            Err(failure) if failure.is_transient() => "transient_error",
+            Err(unkept) if unkept.failure.is_transient() => "transient_error",
             Err(_) => "error",
         };
         metrics::counter!("huiying_provider_calls_total", "provider" => provider, "model" => model.to_string(), "result" => result)
             .increment(1);
-        // Cancelled while the model drew: the picture (or the failure) is discarded.
+        // Cancelled while the model drew: the picture (or the failure) is discarded, what
+        // the call cost is kept.
         if let Some(asked) = self.jobs.cancel_request(&request.id).await? {
             let cancellation = Cancellation::asked(&asked);
-            return self.cancel(job, cancellation, attempt).await;
+            let cost = drawn.as_ref().map_or_else(|unkept| unkept.cost.clone(), |image| image.cost.clone());
+            return self.cancel_costing(job, cancellation, attempt, cost).await;
         }
         let image = match drawn {
             Ok(image) => image,
-            Err(failure) => return self.after_failure(job, failure, attempt).await,
+            Err(unkept) => return self.after_failure(job, unkept, attempt).await,
         };
-        tracing::info!(job = %request.id, provider, cost_usd = ?image.cost_usd, usage = ?image.usage, "drawn");
+        tracing::info!(job = %request.id, provider, cost = %image.cost.describe(), usage = ?image.cost.usage, "drawn");
 
         let byte_size = image.bytes.len() as u64;
         let picture = match image.bytes.len() <= INLINE_PICTURE_LIMIT {
@@ -270,6 +272,7 @@ impl Stage for Generator {
             picture,
             content_type: image.content_type,
             attempts: attempt,
+            cost: image.cost,
             ignored_options: image.ignored,
             user: request.user.clone(),
             owner: request.owner.clone(),
@@ -333,17 +336,23 @@ impl Generator {
         }
     }
 
-    /// A transient failure is retried while the policy allows; otherwise the job ends.
-    async fn after_failure(&self, job: JobFacts<'_>, failure: Failure, attempt: u32) -> Result<(), Failure> {
-        match failure.kind {
+    /// A transient failure is retried while the policy allows; otherwise the job ends,
+    /// with what its last call cost.
+    async fn after_failure(&self, job: JobFacts<'_>, unkept: Unkept, attempt: u32) -> Result<(), Failure> {
+        let Unkept { failure, cost } = unkept;
+        let (stage, transient) = match failure.kind {
             FailureKind::Transient { .. } if !self.policy.is_last(attempt) => {
                 tracing::warn!(job = %job.id, error = %failure, attempt, "provider failed; will retry");
-                Err(failure)
+                return Err(failure);
             }
-            FailureKind::Refused => self.fail(job, JobStage::Request, failure.reason, false, attempt).await,
-            FailureKind::Transient { .. } => self.fail(job, JobStage::Generate, failure.reason, true, attempt).await,
-            FailureKind::Permanent => self.fail(job, JobStage::Generate, failure.reason, false, attempt).await,
-        }
+            FailureKind::Refused => (JobStage::Request, false),
+            FailureKind::Transient { .. } => (JobStage::Generate, true),
+            FailureKind::Permanent => (JobStage::Generate, false),
+        };
+        tracing::warn!(job = %job.id, error = %failure.reason, "generation failed");
+        let failed = ImageFailed::new(job, stage, failure.reason, transient, attempt).costing(cost);
+        self.jobs.finish(&*self.publisher, &failed).await?;
+        Ok(())
     }
 
     /// Whether the job is cancelled before it reaches the model: someone asked, or its
@@ -358,10 +367,22 @@ impl Generator {
         }
     }
 
-    /// Ends the job as cancelled: `image.failed` (stage `cancelled`), then the state.
+    /// Ends the job as cancelled before any paid call.
     async fn cancel(&self, job: JobFacts<'_>, cancellation: Cancellation, attempts: u32) -> Result<(), Failure> {
+        self.cancel_costing(job, cancellation, attempts, Cost::nothing()).await
+    }
+
+    /// Ends the job as cancelled: `image.failed` (stage `cancelled`, with what it cost),
+    /// then the state.
+    async fn cancel_costing(
+        &self,
+        job: JobFacts<'_>,
+        cancellation: Cancellation,
+        attempts: u32,
+        cost: Cost,
+    ) -> Result<(), Failure> {
         tracing::info!(job = %job.id, by = ?cancellation.by, "cancelled");
-        let cancelled = ImageFailed::cancelled(job, cancellation, attempts);
+        let cancelled = ImageFailed::cancelled(job, cancellation, attempts).costing(cost);
         self.jobs.finish(&*self.publisher, &cancelled).await?;
         Ok(())
     }

@@ -11,7 +11,8 @@ use super::openai::OpenAiClient;
 use super::openrouter::OpenRouterClient;
 use super::placeholder::Placeholder;
 use super::{EditInput, GeneratedImage};
-use crate::config::{Config, ModelRouting, Provider};
+use crate::config::{Config, ModelRouting, Prices, Provider};
+use crate::contract::cost::Cost;
 use crate::contract::events::{GenerationOptions, JobKind};
 use crate::contract::values::{InvalidValue, ModelName};
 use crate::failure::Failure;
@@ -49,6 +50,8 @@ pub(super) struct Providers {
     /// Which provider serves which model (shared with ingest).
     routing: ModelRouting,
     fetcher: Fetcher,
+    /// What pictures cost where providers do not say.
+    prices: Prices,
 }
 
 impl Providers {
@@ -73,7 +76,7 @@ impl Providers {
             );
         }
         let fetcher = Fetcher::new(&config.generator, "the provider's answer");
-        Ok(Arc::new(Self { clients, routing: config.routing(), fetcher }))
+        Ok(Arc::new(Self { clients, routing: config.routing(), fetcher, prices: config.prices.clone() }))
     }
 
     /// The model a request without one gets.
@@ -105,22 +108,22 @@ impl Providers {
         model: &str,
         options: &GenerationOptions,
         strict: bool,
-    ) -> Result<GeneratedImage, Failure> {
-        let client = self.route(model)?;
+    ) -> Result<GeneratedImage, Unkept> {
+        let client = self.route(model).map_err(unpaid)?;
         let (honours, unsupported) = unsupported(client, options);
         if strict && !unsupported.is_empty() {
-            return Err(Failure::refused(format!(
+            return Err(unpaid(Failure::refused(format!(
                 "{} is not supported by {} (model {model}); it supports {}",
                 unsupported.join(", "),
                 client.model.provider().name(),
                 honours.join(", ")
-            )));
+            ))));
         }
         let answer = {
             let _slot = client.limits.enter().await;
-            client.model.generate(prompt, model, &options.without(&unsupported)).await?
+            client.model.generate(prompt, model, &options.without(&unsupported)).await.map_err(unpaid)?
         };
-        self.picture(client, answer, &unsupported).await
+        self.picture(client, answer, model, options, &unsupported).await
     }
 
     /// Edits `inputs` with `model`: every input goes to the model; more than it takes
@@ -131,47 +134,68 @@ impl Providers {
         model: &str,
         inputs: &[EditInput],
         options: &GenerationOptions,
-    ) -> Result<GeneratedImage, Failure> {
-        let client = self.route(model)?;
+    ) -> Result<GeneratedImage, Unkept> {
+        let client = self.route(model).map_err(unpaid)?;
         let most = client.model.max_edit_inputs(model);
         if inputs.iter().any(|input| input.mask) && !client.model.takes_mask() {
-            return Err(Failure::refused(format!("model {model} ({}) takes no mask", client.model.provider().name())));
+            let provider = client.model.provider().name();
+            return Err(unpaid(Failure::refused(format!("model {model} ({provider}) takes no mask"))));
         }
         let pictures = inputs.iter().filter(|input| !input.mask).count();
         if pictures > most {
-            return Err(Failure::refused(format!(
+            return Err(unpaid(Failure::refused(format!(
                 "model {model} takes at most {most} input picture{}, and this job has {}",
                 if most == 1 { "" } else { "s" },
                 pictures
-            )));
+            ))));
         }
         let (_, unsupported) = unsupported(client, options);
         let answer = {
             let _slot = client.limits.enter().await;
-            client.model.edit(prompt, model, inputs, &options.without(&unsupported)).await?
+            client.model.edit(prompt, model, inputs, &options.without(&unsupported)).await.map_err(unpaid)?
         };
-        self.picture(client, answer, &unsupported).await
+        self.picture(client, answer, model, options, &unsupported).await
     }
 
-    /// The picture behind a provider's answer, with what the call cost when it said.
-    async fn picture(&self, client: &Client, answer: ImageAnswer, ignored: &[&str]) -> Result<GeneratedImage, Failure> {
+    /// The picture behind a provider's answer, with what the call cost (also when the
+    /// picture then cannot be had: the call was paid all the same).
+    async fn picture(
+        &self,
+        client: &Client,
+        answer: ImageAnswer,
+        model: &str,
+        options: &GenerationOptions,
+        ignored: &[&str],
+    ) -> Result<GeneratedImage, Unkept> {
+        let quality = options.quality.as_deref().filter(|_| !ignored.contains(&"quality"));
+        let cost = super::cost::of_call(&*client.model, &self.prices, model, quality, answer.usage);
         let (bytes, content_type) = match answer.picture {
             Picture::Png(bytes) => (bytes, "image/png".to_string()),
-            Picture::Url(url) => {
-                let fetched = self.fetcher.fetch(&url).await?;
-                (fetched.bytes, fetched.content_type)
-            }
+            Picture::Url(url) => match self.fetcher.fetch(&url).await {
+                Ok(fetched) => (fetched.bytes, fetched.content_type),
+                Err(failure) => return Err(Unkept { failure, cost }),
+            },
         };
-        let cost_usd = answer.usage.as_ref().and_then(|usage| client.model.reported_cost(usage));
         Ok(GeneratedImage {
             bytes,
             content_type,
             provider: client.model.provider().name(),
             ignored: ignored.iter().map(|o| o.to_string()).collect(),
-            usage: answer.usage,
-            cost_usd,
+            cost,
         })
     }
+}
+
+/// A call that gave no picture, and what it cost.
+#[derive(Debug)]
+pub(super) struct Unkept {
+    pub(super) failure: Failure,
+    pub(super) cost: Cost,
+}
+
+/// A failure before any paid call: it cost nothing.
+pub(super) fn unpaid(failure: Failure) -> Unkept {
+    Unkept { failure, cost: Cost::nothing() }
 }
 
 /// The options `client` honours, and those of `options` it does not.

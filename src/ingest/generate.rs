@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::AppState;
@@ -21,6 +21,7 @@ use super::error::{ApiError, ErrorBody};
 use super::notify_targets::{check_recipient, check_webhook, check_webhook_address};
 use super::queueing::queue_job;
 use crate::config::{AllowedRecipients, WebhooksConfig};
+use crate::contract::cost::Cost;
 use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, RequestWebhook, Stage};
 use crate::contract::jobs::JobStatus;
 use crate::contract::values::{JobId, ModelName, Prompt};
@@ -240,8 +241,12 @@ pub(super) async fn answer_for_job(
                 })?;
                 picture["b64_json"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
             }
-            let body = json!({ "id": id, "created": done.completed_at.unix_timestamp(), "data": [picture] });
+            let created = done.completed_at.unix_timestamp();
+            let body = json!({ "id": id, "created": created, "data": [picture], "usage": usage(&done.cost) });
             let mut response = Json(body).into_response();
+            if let Ok(value) = done.cost.describe().parse() {
+                response.headers_mut().insert("huiying-cost", value);
+            }
             // What the model could not honour and left out (`[server] strict_options` refuses instead).
             if !done.ignored_options.is_empty()
                 && let Ok(value) = done.ignored_options.join(", ").parse()
@@ -263,4 +268,16 @@ pub(super) async fn answer_for_job(
         // Still running when the wait ended: the client polls status_url.
         _ => Ok(accepted()),
     }
+}
+
+/// `usage` of an answer, as OpenAI's Images API has it: the provider's own (its tokens),
+/// with what the picture cost and how that is known.
+fn usage(cost: &Cost) -> Value {
+    let mut usage = match &cost.usage {
+        Some(Value::Object(fields)) => Value::Object(fields.clone()),
+        _ => json!({}),
+    };
+    usage["cost_usd"] = json!(cost.cost_usd);
+    usage["cost_source"] = json!(cost.cost_source.name());
+    usage
 }

@@ -9,6 +9,7 @@ use time::macros::format_description;
 
 use super::templates::{Kind, Templates};
 use crate::config::{AllowedRecipients, Language, PLACEHOLDER_MODEL, SmtpConfig};
+use crate::contract::cost::{Cost, CostSource};
 use crate::contract::events::Cancellation;
 use crate::contract::events::{
     EVENT_VERSION, ImageCompleted, ImageFailed, InputPicture, JobFacts, JobKind, Labels, Stage,
@@ -76,6 +77,8 @@ impl Notice {
                 // An edit's pictures, shown small beside the result.
                 "edit_type": (!event.kind.is_generate()).then(|| event.kind.name()),
                 "inputs": event.inputs.iter().map(|input| json!({"url": input.url, "source": input.source})).collect::<Vec<_>>(),
+                // What it cost, when known (an unknown cost is left out, never shown as 0).
+                "cost": cost_context(&event.cost),
             }),
             notify_email: event.notify_email.clone(),
             image: Some(ImageRef { filename: event.filename.clone(), url: event.url.clone(), content_type }),
@@ -91,6 +94,7 @@ impl Notice {
         let id = JobId::parse("sample").expect("a constant id");
         let generation = ImageCompleted {
             owner: None,
+            cost: Cost { cost_usd: Some(0.039), cost_source: CostSource::Reported, usage: None },
             version: EVENT_VERSION,
             id: id.clone(),
             prompt: Prompt::parse("一只在月球上的猫").expect("a constant prompt"),
@@ -325,4 +329,17 @@ mod tests {
         assert_eq!(shorten("abcdef", 3), "abc…");
         assert_eq!((seconds(34), seconds(12_345)), ("0.03".to_string(), "12.3".to_string()));
     }
+}
+
+/// The cost as the templates show it: `{"usd": "0.0390", "source", "source_zh"}`, or
+/// nothing when unknown.
+fn cost_context(cost: &Cost) -> Value {
+    let Some(usd) = cost.cost_usd else { return Value::Null };
+    let source_zh = match cost.cost_source {
+        CostSource::Reported => "服务商报告",
+        CostSource::Computed => "按用量计算",
+        CostSource::Estimated => "按价格表估算",
+        CostSource::Unknown => "未知",
+    };
+    json!({"usd": format!("{usd:.4}"), "source": cost.cost_source.name(), "source_zh": source_zh})
 }

@@ -25,6 +25,7 @@ fn mailer() -> (Mailer, Parts) {
 fn completed(id: &str) -> Received {
     let now = OffsetDateTime::now_utc();
     let event = ImageCompleted {
+        cost: Default::default(),
         owner: None,
         version: EVENT_VERSION,
         id: id.into(),

@@ -141,6 +141,7 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 kind: Default::default(),
                 inputs: Vec::new(),
                 owner: None,
+                cost: Default::default(),
             })
         })?;
         for record in found {
@@ -199,6 +200,7 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 kind: Default::default(),
                 inputs: Vec::new(),
                 owner: None,
+                cost: Default::default(),
             }))
         })?;
         for record in found {

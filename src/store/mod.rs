@@ -160,18 +160,6 @@ impl Store {
     }
 }
 
-impl Store {
-    /// Deletes pictures with this store's database, folder and remote copy.
-    fn removal(&self) -> removal::Removal {
-        removal::Removal {
-            records: self.records.clone(),
-            images_dir: self.images_dir.clone(),
-            remote: self.remote.clone(),
-            objects: self.objects.clone(),
-        }
-    }
-}
-
 impl Stage for Store {
     /// Handles one delivery of `image.generated`.
     async fn handle(&self, received: Received) -> Result<(), Failure> {
@@ -182,7 +170,8 @@ impl Stage for Store {
             && self.records.by_job(&generated.id).await?.is_none()
         {
             let cancellation = Cancellation::asked(&asked);
-            let cancelled = ImageFailed::cancelled(generated.facts(), cancellation, received.attempt);
+            let cancelled = ImageFailed::cancelled(generated.facts(), cancellation, received.attempt)
+                .costing(generated.cost.clone());
             self.jobs.finish(&*self.publisher, &cancelled).await?;
             tracing::info!(job = %generated.id, "cancelled; the picture is discarded");
             return Ok(());
@@ -211,7 +200,8 @@ impl Stage for Store {
                     unusable.reason.clone(),
                     false,
                     received.attempt,
-                );
+                )
+                .costing(generated.cost.clone());
                 self.jobs.finish(&*self.publisher, &failed).await?;
                 Err(unusable)
             }
@@ -307,6 +297,7 @@ impl Store {
             kind: generated.kind,
             inputs: generated.inputs.iter().map(|input| input.source.clone()).collect(),
             owner: generated.owner.clone(),
+            cost: generated.cost.clone(),
         };
         self.records.insert(&record).await?;
         worker::crash_point("store.after_record");
@@ -379,6 +370,7 @@ impl Store {
             requested_at: generated.requested_at,
             completed_at,
             duration_ms: (completed_at - generated.requested_at).whole_milliseconds().max(0) as u64,
+            cost: generated.cost.clone(),
             ignored_options: generated.ignored_options.clone(),
             owner: generated.owner.clone(),
             notify_email: generated.notify_email.clone(),

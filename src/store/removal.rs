@@ -14,6 +14,18 @@ use crate::contract::records::{Record, thumbnail_name};
 use crate::failure::Failure;
 use crate::parts::Objects;
 
+impl super::Store {
+    /// Deletes pictures with this store's database, folder, remote copy and bucket.
+    pub(super) fn removal(&self) -> Removal {
+        Removal {
+            records: self.records.clone(),
+            images_dir: self.images_dir.clone(),
+            remote: self.remote.clone(),
+            objects: self.objects.clone(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(super) struct Removal {
     pub(super) records: Records,

@@ -144,6 +144,7 @@ mod tests {
                 kind: Default::default(),
                 inputs: Vec::new(),
                 owner: Some("design".into()),
+                cost: Default::default(),
             };
             records.insert(&record).await.unwrap();
         }

@@ -44,6 +44,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 fn generated(id: &str) -> ImageGenerated {
     let now = OffsetDateTime::now_utc();
     ImageGenerated {
+        cost: Default::default(),
         owner: None,
         version: EVENT_VERSION,
         id: id.into(),

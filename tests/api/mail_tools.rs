@@ -80,6 +80,7 @@ async fn a_notification_that_failed_is_listed_and_can_be_sent_again() {
 pub fn completed_event(n: usize) -> String {
     let now = OffsetDateTime::now_utc();
     let event = huiying::contract::events::ImageCompleted {
+        cost: Default::default(),
         owner: None,
         version: 1,
         id: JobId::parse(format!("00000000-0000-4000-8000-{n:012}")).unwrap(),

@@ -8,6 +8,7 @@ mod browser;
 mod cancel;
 mod cluster;
 mod configuration;
+mod costs;
 mod edits;
 mod events;
 mod faults;

@@ -34,6 +34,7 @@ async fn seed(app: &TestApp, rows: &[(&str, &str, &str, time::OffsetDateTime)]) 
         records
             .insert(&Record {
                 owner: None,
+                cost: Default::default(),
                 id: 0,
                 original_prompt: original.to_string(),
                 english_prompt: english.to_string(),
@@ -226,6 +227,7 @@ async fn edit_records_list_edits_by_kind_and_records_filter_on_kind(backend: Bac
         records
             .insert(&Record {
                 owner: None,
+                cost: Default::default(),
                 id: 0,
                 job_id: format!("00000000-0000-4000-9100-{n:012}"),
                 original_prompt: format!("{} {n}", kind.name()),
@@ -334,6 +336,7 @@ async fn a_search_past_its_time_is_stopped_with_a_503_and_storing_goes_on(backen
 fn generated_through_the_bucket(id: &str, prompt: &str) -> huiying::contract::events::ImageGenerated {
     let now = time::OffsetDateTime::now_utc();
     huiying::contract::events::ImageGenerated {
+        cost: Default::default(),
         owner: None,
         version: 1,
         id: JobId::parse(id).unwrap(),

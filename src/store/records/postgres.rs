@@ -11,6 +11,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{RecordPage, RecordsError};
+use crate::contract::cost::{Cost, CostSource};
 use crate::contract::events::{JobKind, Labels};
 use crate::contract::records::{Record, RecordQuery};
 use crate::contract::services::Service;
@@ -57,6 +58,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE image_records ADD COLUMN owner TEXT;
     CREATE INDEX image_records_owner_created ON image_records (owner, created_at DESC);
 "#,
+    // What each picture cost (null: unknown), where that came from, and the provider's usage.
+    r#"
+    ALTER TABLE image_records ADD COLUMN cost_usd DOUBLE PRECISION,
+                              ADD COLUMN cost_source TEXT NOT NULL DEFAULT 'unknown',
+                              ADD COLUMN usage JSONB;
+"#,
 ];
 
 /// Any number the store's instances agree on: they take this lock while migrating, so
@@ -65,7 +72,7 @@ const MIGRATION_LOCK: i64 = 0x0068_7569_7969_6e67; // "huiying" in ASCII
 
 const COLUMNS: &str = r#"id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size,
                          width, height, format, created_at, updated_at, r2_error, "user",
-                         implicit_label, explicit_label, kind, inputs, owner"#;
+                         implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage"#;
 
 #[derive(Clone)]
 pub struct PostgresRecords {
@@ -126,8 +133,9 @@ impl PostgresRecords {
             .prepare_cached(
                 r#"INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                        file_size, width, height, format, created_at, updated_at, r2_error, "user",
-                       implicit_label, explicit_label, kind, inputs, owner)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                       implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+                           $20, $21, $22)
                    ON CONFLICT (job_id) DO NOTHING"#,
             )
             .await?;
@@ -154,6 +162,9 @@ impl PostgresRecords {
                     &record.kind.name(),
                     &serde_json::to_value(&record.inputs).expect("strings serialize"),
                     &record.owner,
+                    &record.cost.cost_usd,
+                    &record.cost.cost_source.name(),
+                    &record.cost.usage,
                 ],
             )
             .await?;
@@ -318,5 +329,10 @@ fn record(row: &Row) -> Result<Record, RecordsError> {
         kind: JobKind::parse(row.try_get(17)?).unwrap_or_default(),
         inputs: serde_json::from_value(row.try_get(18)?).unwrap_or_default(),
         owner: row.try_get(19)?,
+        cost: Cost {
+            cost_usd: row.try_get(20)?,
+            cost_source: CostSource::parse(row.try_get(21)?),
+            usage: row.try_get(22)?,
+        },
     })
 }

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::Duration as Days;
 
 use super::RecordPage;
+use crate::contract::cost::{Cost, CostSource};
 use crate::contract::events::{JobKind, Labels};
 use crate::contract::records::{Record, RecordQuery};
 
@@ -79,6 +80,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE image_records ADD COLUMN owner TEXT;
     CREATE INDEX image_records_owner_created ON image_records (owner, created_at);
+"#,
+    // What each picture cost (null: unknown), where that came from, and the provider's usage.
+    r#"
+    ALTER TABLE image_records ADD COLUMN cost_usd REAL;
+    ALTER TABLE image_records ADD COLUMN cost_source TEXT NOT NULL DEFAULT 'unknown';
+    ALTER TABLE image_records ADD COLUMN usage TEXT;
 "#,
 ];
 
@@ -150,8 +157,8 @@ impl SqliteRecords {
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                  file_size, width, height, format, created_at, updated_at, r2_error, user,
-                 implicit_label, explicit_label, kind, inputs, owner)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+                 implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
              ON CONFLICT (job_id) DO NOTHING",
             params![
                 record.job_id,
@@ -173,6 +180,9 @@ impl SqliteRecords {
                 record.kind.name(),
                 serde_json::to_string(&record.inputs).expect("strings serialize"),
                 record.owner,
+                record.cost.cost_usd,
+                record.cost.cost_source.name(),
+                record.cost.usage.as_ref().map(|usage| usage.to_string()),
             ],
         )?;
         Ok(inserted == 1)
@@ -292,7 +302,7 @@ impl SqliteRecords {
 
 const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
                        width, height, format, created_at, updated_at, r2_error, user, implicit_label, explicit_label, kind, inputs, \
-                       owner";
+                       owner, cost_usd, cost_source, usage";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -315,6 +325,11 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         kind: JobKind::parse(&row.get::<_, String>(17)?).unwrap_or_default(),
         inputs: serde_json::from_str(&row.get::<_, String>(18)?).unwrap_or_default(),
         owner: row.get(19)?,
+        cost: Cost {
+            cost_usd: row.get(20)?,
+            cost_source: CostSource::parse(&row.get::<_, String>(21)?),
+            usage: row.get::<_, Option<String>>(22)?.and_then(|usage| serde_json::from_str(&usage).ok()),
+        },
     })
 }
 
@@ -336,6 +351,7 @@ mod tests {
     fn sample(job_id: &str) -> Record {
         Record {
             owner: None,
+            cost: Default::default(),
             id: 0,
             job_id: job_id.into(),
             original_prompt: "一只猫".into(),
