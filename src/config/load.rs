@@ -148,8 +148,9 @@ fn apply_env(
             .expect("a map of strings always deserializes");
         let keys = keys.as_table().expect("sections are tables");
         for (key, value) in vars {
-            // `[[server.keys]]` are tables: each key's value comes from its own key_env.
-            let tables = section == "server" && key == "keys";
+            // `[[server.keys]]` are tables: each key's value comes from its own key_env;
+            // `[prices]` are keyed by model names, which no variable name can spell.
+            let tables = (section == "server" && key == "keys") || section == "prices";
             if keys.contains_key(&key) && !value.trim().is_empty() && !tables {
                 let name = format!("{prefix}{}", key.to_uppercase());
                 overrides.insert((section.clone(), key), (name, value));

@@ -100,6 +100,12 @@ impl JobBoard {
         self.set(&status).await?;
         metrics::counter!("huiying_jobs_finished_total", "kind" => status.kind.name(), "status" => status.status.name())
             .increment(1);
+        let cost = status.result.as_ref().map(|done| &done.cost).or(status.error.as_ref().map(|failed| &failed.cost));
+        if let Some(usd) = cost.and_then(|cost| cost.cost_usd).filter(|usd| *usd > 0.0) {
+            // USD are not whole: a gauge that only rises, read as a counter (`rate()` works).
+            let (model, key) = (status.model.clone().unwrap_or_default(), status.owner.clone().unwrap_or_default());
+            metrics::gauge!("huiying_cost_usd_total", "model" => model, "key" => key).increment(usd);
+        }
         Ok(())
     }
 

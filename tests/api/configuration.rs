@@ -201,6 +201,11 @@ fn the_example_config_loads_and_lists_every_key() {
     for (section, keys) in &defaults {
         assert!(text.contains(&format!("[{section}]")), "section [{section}] missing");
         for key in keys.as_table().unwrap().keys() {
+            // [prices] are keyed by model name: listed, not read from the environment.
+            if section == "prices" {
+                assert!(text.contains(&format!("\"{key}\" =")), "[prices] {key} missing");
+                continue;
+            }
             let var = format!("{}_{}", section.to_uppercase(), key.to_uppercase());
             assert!(text.contains(&format!("{key} =")), "[{section}] {key} missing");
             assert!(text.contains(&var), "env var {var} not mentioned");
@@ -423,4 +428,23 @@ fn a_malformed_or_repeated_key_stops_the_program_naming_its_place_and_field() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("server.keys[1]") && stderr.contains("admn"), "{stderr}");
+}
+
+#[test]
+fn prices_from_the_file_replace_a_models_entry_and_a_negative_one_stops_the_program() {
+    let priced = file("[prices]\n\"dall-e-3\" = 0.05\n\"my/model\" = { low = 0.01, high = 0.1 }\n");
+    let prices = config::load_from(Some(priced.path()), env(&[])).unwrap().config.prices;
+    assert_eq!(prices.per_picture("dall-e-3", Some("hd")), Some(0.05), "the file's entry, whole");
+    assert_eq!(prices.per_picture("my/model", Some("high")), Some(0.1));
+    assert_eq!(prices.per_picture("gpt-image-1", Some("high")), Some(0.167), "the shipped ones stay");
+    for (text, named) in [
+        ("[prices]\n\"dall-e-3\" = -0.05\n", "\"dall-e-3\""),
+        ("[prices]\n\"gpt-image-1\" = { high = -1 }\n", "\"gpt-image-1\".high"),
+        ("[prices]\n\"dall-e-3\" = \"cheap\"\n", "prices.dall-e-3"),
+    ] {
+        let written = file(text);
+        let error = config::load_from(Some(written.path()), env(&[])).unwrap_err().to_string();
+        assert!(error.contains(named), "{text} → {error}");
+        assert_eq!(error.lines().count(), 1, "{error}");
+    }
 }

@@ -85,6 +85,11 @@ async fn each_picture_records_what_it_cost_and_where_that_came_from() {
         }
     }
     assert_eq!(completed, 5);
+    let metrics = app.http.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    let spent = metrics.lines().find(|line| {
+        line.starts_with("huiying_cost_usd_total{") && line.contains(r#"model="google/gemini-2.5-flash-image""#)
+    });
+    assert!(spent.is_some(), "the spend is a metric: {metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
