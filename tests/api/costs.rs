@@ -41,6 +41,8 @@ async fn each_picture_records_what_it_cost_and_where_that_came_from() {
         api.configure(config);
     })
     .await;
+    // The process's metrics recorder starts with the first scrape (tests share a process).
+    app.http.get(format!("{}/metrics", app.address)).send().await.unwrap();
 
     // Reported: exactly what OpenRouter said, with its usage beside it.
     let (answer, header, record) =
