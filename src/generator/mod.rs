@@ -2,6 +2,7 @@
 //! object store → `image.generated` (or `image.failed`).
 
 mod cost;
+mod endings;
 mod model;
 mod modelscope;
 mod openai;
@@ -20,19 +21,19 @@ use crate::bus::{Bus, ConsumerSpec};
 use crate::config::Config;
 use crate::contract::cost::Cost;
 use crate::contract::events::{
-    self, Cancellation, CheckedRequest, EVENT_VERSION, INLINE_PICTURE_LIMIT, ImageFailed, ImageGenerated,
-    ImageRequested, JobFacts, JobKind, PictureAt, Stage as JobStage,
+    self, Cancellation, CheckedRequest, EVENT_VERSION, INLINE_PICTURE_LIMIT, ImageGenerated, ImageRequested, JobFacts,
+    JobKind, PictureAt, Stage as JobStage,
 };
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::services::Service;
 use crate::contract::values::JobId;
 use crate::contract::{IMAGES_BUCKET, consumers};
-use crate::failure::{Failure, FailureKind, RetryPolicy};
+use crate::failure::{Failure, RetryPolicy};
 use crate::parts::JobBoard;
 use crate::parts::{self, Objects, Publish};
 use crate::translate::{self, Translator};
 use crate::worker::{self, Received, Stage};
-use providers::{Providers, Unkept, unpaid};
+use providers::{Providers, unpaid};
 
 /// The offline placeholder's model name (never passed off as AI).
 pub use crate::config::PLACEHOLDER_MODEL;
@@ -334,71 +335,5 @@ impl Generator {
                 Ok(request.prompt.to_string())
             }
         }
-    }
-
-    /// A transient failure is retried while the policy allows; otherwise the job ends,
-    /// with what its last call cost.
-    async fn after_failure(&self, job: JobFacts<'_>, unkept: Unkept, attempt: u32) -> Result<(), Failure> {
-        let Unkept { failure, cost } = unkept;
-        let (stage, transient) = match failure.kind {
-            FailureKind::Transient { .. } if !self.policy.is_last(attempt) => {
-                tracing::warn!(job = %job.id, error = %failure, attempt, "provider failed; will retry");
-                return Err(failure);
-            }
-            FailureKind::Refused => (JobStage::Request, false),
-            FailureKind::Transient { .. } => (JobStage::Generate, true),
-            FailureKind::Permanent => (JobStage::Generate, false),
-        };
-        tracing::warn!(job = %job.id, error = %failure.reason, "generation failed");
-        let failed = ImageFailed::new(job, stage, failure.reason, transient, attempt).costing(cost);
-        self.jobs.finish(&*self.publisher, &failed).await?;
-        Ok(())
-    }
-
-    /// Whether the job is cancelled before it reaches the model: someone asked, or its
-    /// deadline passed (also before a retry: nobody waits for it any more).
-    async fn cancellation(&self, request: &CheckedRequest) -> Result<Option<Cancellation>, Failure> {
-        if let Some(asked) = self.jobs.cancel_request(&request.id).await? {
-            return Ok(Some(Cancellation::asked(&asked)));
-        }
-        match request.deadline {
-            Some(deadline) if deadline <= OffsetDateTime::now_utc() => Ok(Some(Cancellation::deadline())),
-            _ => Ok(None),
-        }
-    }
-
-    /// Ends the job as cancelled before any paid call.
-    async fn cancel(&self, job: JobFacts<'_>, cancellation: Cancellation, attempts: u32) -> Result<(), Failure> {
-        self.cancel_costing(job, cancellation, attempts, Cost::nothing()).await
-    }
-
-    /// Ends the job as cancelled: `image.failed` (stage `cancelled`, with what it cost),
-    /// then the state.
-    async fn cancel_costing(
-        &self,
-        job: JobFacts<'_>,
-        cancellation: Cancellation,
-        attempts: u32,
-        cost: Cost,
-    ) -> Result<(), Failure> {
-        tracing::info!(job = %job.id, by = ?cancellation.by, "cancelled");
-        let cancelled = ImageFailed::cancelled(job, cancellation, attempts).costing(cost);
-        self.jobs.finish(&*self.publisher, &cancelled).await?;
-        Ok(())
-    }
-
-    /// Ends the job: `image.failed`, then the failed state.
-    async fn fail(
-        &self,
-        job: JobFacts<'_>,
-        stage: JobStage,
-        error: String,
-        transient: bool,
-        attempts: u32,
-    ) -> Result<(), Failure> {
-        tracing::warn!(job = %job.id, %error, "generation failed");
-        let failed = ImageFailed::new(job, stage, error, transient, attempts);
-        self.jobs.finish(&*self.publisher, &failed).await?;
-        Ok(())
     }
 }

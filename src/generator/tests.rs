@@ -7,8 +7,9 @@ use bytes::Bytes;
 
 use super::*;
 use crate::contract::JOBS_BUCKET;
-use crate::contract::events::Stage as FailedAt;
+use crate::contract::events::{ImageFailed, Stage as FailedAt};
 use crate::contract::jobs::CancelRequest;
+use crate::failure::FailureKind;
 use crate::parts::memory::{MemoryKv, MemoryObjects, MemoryStream};
 
 struct Parts {

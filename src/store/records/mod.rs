@@ -4,6 +4,7 @@
 
 mod postgres;
 mod sqlite;
+mod sqlite_schema;
 
 use serde::{Deserialize, Serialize};
 
