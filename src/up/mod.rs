@@ -149,12 +149,12 @@ fn print_banner(config: &Config, nats_note: &str, not_answering: &[Service]) {
     println!("  images         : {}   records: {}", server.images_dir.display(), config.database.path.display());
     println!("  mail           : {mail}");
     println!("  image model    : {model}");
-    let access = match server.api_keys.len() {
+    let access = match server.api_keys().len() {
         0 if server.host == "127.0.0.1" || server.host == "localhost" => {
             "no API keys: open to programs on this machine".to_string()
         }
-        0 => format!("no API keys: open to anyone who reaches {} (set [server] api_keys)", server.host),
-        keys => format!("{keys} API key(s) required (Authorization: Bearer)"),
+        0 => format!("no API keys: open to anyone who reaches {} (set [[server.keys]])", server.host),
+        keys => format!("{keys} API key(s) required (Authorization: Bearer); each sees its own jobs"),
     };
     println!("  access         : {access}");
     println!("Try:");
