@@ -236,3 +236,26 @@ async fn an_upload_is_its_uploaders_to_see_and_edit() {
     assert_eq!(status, 400, "another key cannot edit it: {refused}");
     assert!(ingest.queued().is_empty());
 }
+
+#[tokio::test]
+async fn a_job_published_straight_to_nats_belongs_to_no_key_and_only_admins_see_it() {
+    let ingest = ingest_with_keys();
+    let nobodys = JobStatus::new(&JOB.into(), JobState::Completed, "a fox", None);
+    ingest.jobs.set(&nobodys).await.unwrap();
+    for who in ["design", "ops"] {
+        assert_eq!(ingest.send(as_key(Some(who), "GET", &format!("/jobs/{JOB}"))).await.0, 404, "{who}");
+    }
+    let (status, job, _) = ingest.send(as_key(Some("root"), "GET", &format!("/jobs/{JOB}"))).await;
+    assert_eq!(status, 200);
+    assert!(job.get("owner").is_none(), "{job}");
+}
+
+#[tokio::test]
+async fn without_keys_everything_stays_open_to_the_machines_user() {
+    let ingest = ingest();
+    let owned = JobStatus::new(&JOB.into(), JobState::Completed, "a fox", None).owned_by(Some("design"));
+    ingest.jobs.set(&owned).await.unwrap();
+    assert_eq!(ingest.send(as_key(None, "GET", &format!("/jobs/{JOB}"))).await.0, 200);
+    let (_, me, _) = ingest.send(as_key(None, "GET", "/me")).await;
+    assert_eq!(me, json!({"admin": true}));
+}
