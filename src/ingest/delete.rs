@@ -63,10 +63,19 @@ pub(super) async fn delete_record(
     let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no record with id {id:?}"));
     if let Some(record) = owned_record(&state, &caller, &id).await? {
         let job = JobId::parse(record.record.job_id.as_str()).map_err(|_| missing())?;
-        return remove(&state, &job, record.record.owner).await;
+        let answer = remove(&state, &job, record.record.owner.clone()).await?;
+        // A repeated delete by number finds the record's mark, as one by job id finds the job's.
+        let mark = DeletedJob { owner: record.record.owner, deleted_at: OffsetDateTime::now_utc() };
+        state.jobs.forget_record(record.record.id, &mark).await.map_err(unavailable)?;
+        return Ok(answer);
     }
-    match JobId::parse(id.as_str()) {
-        Ok(job) if id.parse::<i64>().is_err() => deleted_before(&state, &caller, &job).await?.ok_or_else(missing),
+    let mark = match (id.parse::<i64>(), JobId::parse(id.as_str())) {
+        (Ok(number), _) => state.jobs.deleted_record(number).await.map_err(unavailable)?,
+        (Err(_), Ok(job)) => state.jobs.deleted(&job).await.map_err(unavailable)?,
+        (Err(_), Err(_)) => None,
+    };
+    match mark {
+        Some(mark) if caller.may_see(mark.owner.as_deref()) => Ok(StatusCode::NO_CONTENT),
         _ => Err(missing()),
     }
 }

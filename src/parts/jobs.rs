@@ -88,6 +88,16 @@ impl JobBoard {
         self.deleted.get(&format!("{id}.deleted")).await
     }
 
+    /// Marks record number `number` deleted too (`DELETE /records/7` names it so).
+    pub async fn forget_record(&self, number: i64, deleted: &DeletedJob) -> Result<(), PartError> {
+        self.deleted.put(&format!("record-{number}.deleted"), deleted).await
+    }
+
+    /// The mark of record number `number`, deleted earlier, if it was.
+    pub async fn deleted_record(&self, number: i64) -> Result<Option<DeletedJob>, PartError> {
+        self.deleted.get(&format!("record-{number}.deleted")).await
+    }
+
     /// Ends a job: publishes its final event, then records the state it implies. In this
     /// order, so that a state never claims an end nobody was told of.
     pub async fn finish<E>(&self, publisher: &dyn Publish, event: &E) -> Result<(), PartError>

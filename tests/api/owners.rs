@@ -197,6 +197,9 @@ async fn a_deleted_picture_is_gone_from_disk_r2_nats_and_the_database_and_a_seco
     assert_eq!(status, 204, "{answer}");
     assert_eq!(traces(&app, &s3, &job, &filename).await, Vec::<String>::new(), "nothing is left");
     assert_eq!(call(&app, reqwest::Method::DELETE, "design", &format!("/jobs/{job}")).await.0, 204, "again");
+    let number = record["id"].as_i64().unwrap();
+    assert_eq!(call(&app, reqwest::Method::DELETE, "design", &format!("/records/{number}")).await.0, 204, "by number");
+    assert_eq!(call(&app, reqwest::Method::DELETE, "ops", &format!("/records/{number}")).await.0, 404, "not ops's");
     assert_eq!(get(&app, "design", &format!("/jobs/{job}")).await.0, 404);
     assert_eq!(get(&app, "design", &format!("/records/{job}")).await.0, 404);
     let link = app.http.get(record["local_url"].as_str().unwrap()).send().await.unwrap();
