@@ -119,15 +119,7 @@ pub async fn run(config: &crate::config::Config, ids: &[String]) -> anyhow::Resu
     let jobs = bus.job_board();
     let mut lines = Vec::new();
     for id in ids {
-        let asked = |subject: &'static str, payload: String| {
-            let client = bus.client.clone();
-            async move {
-                let reply = crate::parts::Requests::request(&client, subject, payload.into()).await?;
-                anyhow::Ok(reply)
-            }
-        };
-        let record = asked(RECORDS_GET, id.clone()).await?;
-        let (job, owner) = match serde_json::from_slice::<Answer<RecordView>>(&record)? {
+        let (job, owner) = match ask::<RecordView>(&bus.client, RECORDS_GET, id).await? {
             Answer::Ok(view) => (view.record.job_id, view.record.owner),
             Answer::Error { status: 404, .. } => match jobs.get(id).await? {
                 Some(status) => (status.id.to_string(), status.owner),
@@ -139,15 +131,23 @@ pub async fn run(config: &crate::config::Config, ids: &[String]) -> anyhow::Resu
             Answer::Error { message, .. } => anyhow::bail!("{id}: the store says: {message}"),
         };
         let job = JobId::parse(job.as_str()).map_err(|e| anyhow::anyhow!("{id}: {}", e.problem))?;
-        if let Answer::Error { message, .. } =
-            serde_json::from_slice::<Answer<bool>>(&asked(RECORDS_DELETE, job.to_string()).await?)?
-        {
+        if let Answer::<bool>::Error { message, .. } = ask(&bus.client, RECORDS_DELETE, job.as_str()).await? {
             anyhow::bail!("{id}: the store could not delete it: {message}");
         }
         forget(&jobs, &job, owner).await?;
         lines.push(format!("{id}: deleted (job {job})"));
     }
     Ok(lines)
+}
+
+/// The store's answer to `subject` about `key`, for the command line.
+async fn ask<T: serde::de::DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: &'static str,
+    key: &str,
+) -> anyhow::Result<Answer<T>> {
+    let reply = crate::parts::Requests::request(client, subject, key.to_string().into()).await?;
+    Ok(serde_json::from_slice(&reply)?)
 }
 
 fn unavailable(error: crate::parts::PartError) -> ApiError {

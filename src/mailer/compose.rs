@@ -221,6 +221,11 @@ impl Composer {
         })
     }
 
+    /// Whether a request may name its own recipient (`[smtp] allowed_recipients`).
+    pub fn takes_request_recipients(&self) -> bool {
+        self.recipients.any()
+    }
+
     /// The primary recipients of a notice: the request's own when allowed, else `to`.
     pub fn recipients_for(&self, notice: &Notice) -> Vec<Mailbox> {
         match &notice.notify_email {

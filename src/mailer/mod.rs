@@ -170,9 +170,11 @@ const LOG_PATIENCE: Duration = Duration::from_secs(120);
 
 impl Mailer {
     /// The notice with the request's own recipient: in the event when it was published
-    /// straight to NATS, else beside the job's state, where ingest keeps it.
+    /// straight to NATS, else beside the job's state, where ingest keeps it (looked up only
+    /// when requests may name recipients: otherwise it costs every mail a read for nothing).
     async fn addressed(&self, mut notice: Notice) -> Result<Notice, Failure> {
         if notice.notify_email.is_none()
+            && self.outgoing.composer.takes_request_recipients()
             && let Some(targets) = self.jobs.targets(&notice.job_id).await?
         {
             notice.notify_email = targets.notify_email;

@@ -47,6 +47,11 @@ impl Endpoints {
         Ok(Self { configured: Arc::new(configured), request_keys: Arc::new(keys(&settings.request_secret)) })
     }
 
+    /// Whether requests may have webhooks of their own (their signing secret is set).
+    pub fn takes_request_webhooks(&self) -> bool {
+        !self.request_keys.is_empty()
+    }
+
     pub fn configured(&self) -> &[Endpoint] {
         &self.configured
     }

@@ -44,10 +44,12 @@ impl Stage for FanOut {
         };
         let event = event.expect("events serialize");
         // A request's own webhook is in the event when it was published straight to NATS,
-        // else beside the job's state, where ingest keeps it.
+        // else beside the job's state, where ingest keeps it (only when requests may have one).
         let callback = match callback.webhook {
-            Some(_) => callback,
-            None => self.jobs.targets(&job_id).await?.map(|targets| targets.callback).unwrap_or_default(),
+            None if self.endpoints.takes_request_webhooks() => {
+                self.jobs.targets(&job_id).await?.map(|targets| targets.callback).unwrap_or_default()
+            }
+            _ => callback,
         };
         let subject = received.subject.as_str();
         let body = payload::body(subject, &event, at);
