@@ -42,6 +42,7 @@
 
 pub mod bus;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod failure;
@@ -64,5 +65,6 @@ pub mod submit;
 pub mod telemetry;
 pub(crate) mod translate;
 pub mod up;
+pub mod usage;
 pub mod webhook;
 pub mod worker;

@@ -44,6 +44,8 @@ enum Command {
     /// See webhook endpoints and deliveries, send deliveries again, try an endpoint.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// What paid models cost: per day, model or key, from the spend ledger (as GET /usage).
+    Usage(huiying::usage::UsageArgs),
     /// Print the nats.conf built into this binary (on a cluster node without the
     /// repository: `huiying nats-conf > nats.conf`, then edit it as docs/cluster.md says).
     #[command(name = "nats-conf")]
@@ -157,6 +159,10 @@ async fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Mail(command) => mail(args, command).await,
+        Command::Usage(usage) => match load_config(args, "huiying usage") {
+            Ok(config) => print_lines("huiying usage", huiying::usage::run(&config, &usage).await),
+            Err(code) => code,
+        },
         Command::Load(load) => match load_config(args, "huiying load") {
             Ok(config) => match huiying::load::run(config, load).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,7 @@ use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NatsConfig;
+use crate::contract::budget::{ALERTS_STREAM, BUDGET_ALERT};
 use crate::contract::events;
 use crate::contract::jobs::JobStatus;
 use crate::contract::services::Service;
@@ -282,6 +283,25 @@ fn replicas_match(stream: &str, found: usize, wanted: usize) -> Result<(), Setup
         return Err(SetupError::Replicas { stream: stream.into(), found, wanted });
     }
     Ok(())
+}
+
+/// The stream of operator alerts (`budget.alert`), made by whichever service needs it
+/// first. A day's duplicate window: an alert published twice is kept once.
+pub(crate) async fn alerts_stream(js: &jetstream::Context, replicas: usize) -> Result<stream::Stream, SetupError> {
+    stream_or_create(
+        js,
+        stream::Config {
+            name: ALERTS_STREAM.into(),
+            description: Some("huiying operator alerts (budgets)".into()),
+            subjects: vec![BUDGET_ALERT.into()],
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(90 * 24 * 3600),
+            duplicate_window: Duration::from_secs(24 * 3600),
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 pub(crate) async fn key_value(

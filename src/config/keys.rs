@@ -27,6 +27,12 @@ pub struct KeyConfig {
     /// Jobs this key may queue per day (from 00:00 in `[server] timezone`); 0: no limit.
     #[serde(default)]
     pub jobs_per_day: u64,
+    /// USD this key's jobs may spend per day; 0: no daily budget of its own.
+    #[serde(default)]
+    pub daily_budget_usd: f64,
+    /// USD this key's jobs may spend per month; 0: no monthly budget of its own.
+    #[serde(default)]
+    pub monthly_budget_usd: f64,
 }
 
 fn key_unset(key: &Secret) -> bool {

@@ -265,6 +265,9 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
     if let Some((key, usd)) = config.prices.problem() {
         return Err(invalid("prices", format!("{key}: expected a price of 0 or more USD, got {usd}")));
     }
+    if let Some((key, problem)) = config.budget_problem() {
+        return Err(invalid(&key, problem));
+    }
     let max_gb = config.retention.max_gb;
     if !max_gb.is_finite() || max_gb < 0.0 {
         return Err(invalid("retention.max_gb", format!("expected 0 (no bound) or more, got {max_gb}")));

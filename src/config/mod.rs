@@ -10,6 +10,7 @@
 //! comma-separated list), so a bad value is reported with the variable's name.
 
 mod backends;
+mod budget;
 mod keys;
 mod labels;
 mod legacy;
@@ -26,6 +27,7 @@ mod webhooks;
 use serde::{Deserialize, Serialize};
 
 pub use backends::{DatabaseConfig, NatsConfig};
+pub use budget::{BudgetConfig, Budgets, Limits};
 pub use keys::{ApiKey, KeyConfig};
 pub use labels::LabelsConfig;
 pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
@@ -62,4 +64,6 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// What pictures cost where providers do not say; the file's entries win per model.
     pub prices: Prices,
+    /// What may be spent on paid models, per day and month.
+    pub budget: BudgetConfig,
 }

@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::budget::BudgetRefusal;
 pub use super::cost::{Cost, CostSource};
 pub use super::edits::{InputPicture, JobKind};
 pub use super::options::GenerationOptions;
@@ -179,6 +180,8 @@ pub enum Stage {
     Store,
     /// Nobody wanted it any more: cancelled, or its deadline passed before it started.
     Cancelled,
+    /// Over a budget: the model was never called (`budget` says which).
+    Budget,
 }
 
 /// Why a job was cancelled, and whether its owner still wants the usual mail.
@@ -275,6 +278,9 @@ pub struct ImageFailed {
     /// Set when the job was cancelled (`stage` is then `cancelled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<Cancellation>,
+    /// Set when a budget refused the job (`stage` is then `budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetRefusal>,
 }
 
 impl ImageFailed {
@@ -296,7 +302,14 @@ impl ImageFailed {
             callback: job.callback.clone(),
             kind: job.kind,
             cancelled: None,
+            budget: None,
         }
+    }
+
+    /// The job refused by a budget (`refusal`), or because, with a budget set, its model has
+    /// no price (`refusal` absent; `error` names the `[prices]` key to set).
+    pub fn over_budget(job: JobFacts<'_>, error: String, refusal: Option<BudgetRefusal>, attempts: u32) -> Self {
+        Self { budget: refusal, ..Self::new(job, Stage::Budget, error, false, attempts) }
     }
 
     /// The same failure, having cost `cost` (a provider call made before it failed).

@@ -6,6 +6,7 @@
 //! says the same for people and other languages; a change here is a change there.
 
 mod base64_bytes;
+pub mod budget;
 pub mod cost;
 pub mod edits;
 pub mod events;
@@ -16,6 +17,7 @@ pub mod records;
 mod requested;
 pub mod schemas;
 pub mod services;
+pub mod spend;
 pub mod values;
 pub mod webhooks;
 
@@ -45,6 +47,8 @@ pub mod consumers {
     pub const STORE: &str = "store";
     /// Reads `image.completed` and `image.failed`.
     pub const MAILER: &str = "mailer";
+    /// Reads `budget.alert` on `HUIYING_ALERTS`.
+    pub const MAILER_ALERTS: &str = "mailer-alerts";
     /// Reads `image.completed` and `image.failed`, and makes a delivery task per endpoint.
     pub const WEBHOOK: &str = "webhook";
     /// Reads the delivery tasks of `HUIYING_WEBHOOKS`.

@@ -5,6 +5,7 @@
 use schemars::schema_for;
 use serde_json::Value;
 
+use super::budget::{BUDGET_ALERT, BudgetAlert};
 use super::events::{
     IMAGE_COMPLETED, IMAGE_FAILED, IMAGE_GENERATED, IMAGE_REQUESTED, ImageCompleted, ImageFailed, ImageGenerated,
     ImageRequested,
@@ -23,6 +24,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         (IMAGE_GENERATED, value(schema_for!(ImageGenerated))),
         (IMAGE_COMPLETED, value(schema_for!(ImageCompleted))),
         (IMAGE_FAILED, value(schema_for!(ImageFailed))),
+        (BUDGET_ALERT, value(schema_for!(BudgetAlert))),
     ]
 }
 

@@ -3,11 +3,14 @@
 
 use time::OffsetDateTime;
 
-use super::Generator;
 use super::providers::Unkept;
+use super::{GeneratedImage, Generator};
+use crate::contract::budget::BudgetRefusal;
 use crate::contract::cost::Cost;
 use crate::contract::events::{Cancellation, CheckedRequest, ImageFailed, JobFacts, Stage as JobStage};
+use crate::contract::values::JobId;
 use crate::failure::{Failure, FailureKind};
+use crate::parts;
 
 impl Generator {
     /// A transient failure is retried while the policy allows; otherwise the job ends,
@@ -63,6 +66,40 @@ impl Generator {
         tracing::info!(job = %job.id, by = ?cancellation.by, "cancelled");
         let cancelled = ImageFailed::cancelled(job, cancellation, attempts).costing(cost);
         self.jobs.finish(&*self.publisher, &cancelled).await?;
+        Ok(())
+    }
+
+    /// Ends the job refused by a budget, before any call: `image.failed` with stage
+    /// `budget` (and which budget, when one was full).
+    pub(super) async fn refuse(
+        &self,
+        job: JobFacts<'_>,
+        error: String,
+        refusal: Option<BudgetRefusal>,
+        attempts: u32,
+    ) -> Result<(), Failure> {
+        tracing::warn!(job = %job.id, %error, "refused by a budget; the model was not called");
+        metrics::counter!("huiying_budget_refusals_total", "stage" => "generator").increment(1);
+        let failed = ImageFailed::over_budget(job, error, refusal, attempts);
+        self.jobs.finish(&*self.publisher, &failed).await?;
+        Ok(())
+    }
+
+    /// Ends a held call in the spend ledger: what it cost, or released when it cost
+    /// nothing; then publishes the budget alerts that crossed. A lost alert is logged, not
+    /// retried: a retry would call the model again.
+    pub(super) async fn settle(&self, id: &JobId, drawn: &Result<GeneratedImage, Unkept>) -> Result<(), Failure> {
+        let paid = match drawn {
+            Ok(image) => Some(&image.cost),
+            Err(unkept) if unkept.cost == Cost::nothing() => None,
+            Err(unkept) => Some(&unkept.cost),
+        };
+        for alert in self.spending.settle(id, paid).await? {
+            tracing::warn!(budget = %alert.id, spent_usd = alert.spent_usd, limit_usd = alert.limit_usd, "budget alert");
+            if let Err(error) = parts::publish(&*self.publisher, &alert).await {
+                tracing::error!(budget = %alert.id, %error, "the budget alert could not be published");
+            }
+        }
         Ok(())
     }
 

@@ -1,6 +1,9 @@
 //! The generator: `image.requested` → (translation) → an image model → picture in the
 //! object store → `image.generated` (or `image.failed`).
 
+mod budget;
+#[cfg(test)]
+mod budget_tests;
 mod cost;
 mod endings;
 mod model;
@@ -13,11 +16,13 @@ mod providers;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::contract::cost::Cost;
 use crate::contract::events::{
@@ -26,13 +31,15 @@ use crate::contract::events::{
 };
 use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::services::Service;
+use crate::contract::spend::SPEND_BUCKET;
 use crate::contract::values::JobId;
 use crate::contract::{IMAGES_BUCKET, consumers};
 use crate::failure::{Failure, RetryPolicy};
 use crate::parts::JobBoard;
-use crate::parts::{self, Objects, Publish};
+use crate::parts::{self, KeyValue, Objects, Publish};
 use crate::translate::{self, Translator};
 use crate::worker::{self, Received, Stage};
+use budget::{Admission, Spending};
 use providers::{Providers, unpaid};
 
 /// The offline placeholder's model name (never passed off as AI).
@@ -98,6 +105,7 @@ pub struct Generator {
     /// `[server] strict_options`: an option the model cannot honour fails the job.
     strict_options: bool,
     policy: RetryPolicy,
+    spending: Spending,
 }
 
 fn consumer_spec(config: &Config) -> ConsumerSpec {
@@ -118,7 +126,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let bus = Bus::connect(&config.nats, Service::Generator.program(), &shutdown).await?;
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let pings = bus.announce(Service::Generator).await?;
-    let generator = Generator::new(&config, bus.publisher(), bus.job_board(), Arc::new(bus.images.clone()))?;
+    let ledger =
+        crate::bus::key_value(&bus.jetstream, SPEND_BUCKET, "huiying spend ledger", Duration::ZERO, bus.replicas)
+            .await?;
+    crate::bus::alerts_stream(&bus.jetstream, bus.replicas).await?;
+    let objects = Arc::new(bus.images.clone());
+    let ledger = Arc::new(ledger);
+    let generator =
+        Generator::new(&config, bus.publisher(), bus.job_board(), objects, ledger, crate::clock::system_clock())?;
     let default = |kind| generator.providers.default_model(kind).map_or_else(|e| e.to_string(), String::from);
     tracing::info!(
         default_model = %default(JobKind::Generate),
@@ -134,14 +149,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 impl Generator {
-    /// A generator on these parts, with the models and translator `config` names.
+    /// A generator on these parts (events, job states, pictures), with the models and
+    /// translator `config` names, keeping spend in `ledger` by `clock`.
     pub fn new(
         config: &Config,
         publisher: Arc<dyn Publish>,
         jobs: JobBoard,
         objects: Arc<dyn Objects>,
+        ledger: Arc<dyn KeyValue>,
+        clock: Clock,
     ) -> anyhow::Result<Self> {
+        let zone = config.server.timezone.zone().clone();
         Ok(Self {
+            spending: Spending::new(ledger, config.budgets(), zone, clock),
             publisher,
             jobs,
             objects,
@@ -219,6 +239,11 @@ impl Stage for Generator {
         if translating && let Some(cancellation) = self.cancellation(&request).await? {
             return self.cancel(job, cancellation, attempt).await;
         }
+        let estimate = self.providers.estimate(model, &request.options);
+        let admission = self.spending.reserve(&request.id, request.owner.as_deref(), model, estimate).await?;
+        if let Admission::Refused { error, refusal } = admission {
+            return self.refuse(job, error, refusal, attempt).await;
+        }
         self.jobs.set(&state(JobState::Generating)).await?;
         tracing::info!(job = %request.id, %model, kind = request.kind.name(), attempt, "generating");
         let drawn = match request.kind {
@@ -238,6 +263,9 @@ impl Stage for Generator {
         };
         metrics::counter!("huiying_provider_calls_total", "provider" => provider, "model" => model.to_string(), "result" => result)
             .increment(1);
+        if admission == Admission::Held {
+            self.settle(&request.id, &drawn).await?;
+        }
         // Cancelled while the model drew: the picture (or the failure) is discarded, what
         // the call cost is kept.
         if let Some(asked) = self.jobs.cancel_request(&request.id).await? {

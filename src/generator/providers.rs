@@ -94,6 +94,12 @@ impl Providers {
         self.clients.get(&provider).ok_or_else(|| Failure::refused(format!("{} is not configured", provider.name())))
     }
 
+    /// What one picture of `model` with `options` is expected to cost (`[prices]`), if
+    /// the table knows.
+    pub(super) fn estimate(&self, model: &str, options: &GenerationOptions) -> Option<f64> {
+        self.prices.per_picture(model, options.quality.as_deref())
+    }
+
     /// The name of the provider that serves `model` (`none` when none does), for metrics.
     pub(super) fn provider_name(&self, model: &str) -> &'static str {
         self.route(model).map_or("none", |client| client.model.provider().name())

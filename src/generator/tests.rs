@@ -17,6 +17,7 @@ struct Parts {
     states: Arc<MemoryKv>,
     objects: Arc<MemoryObjects>,
     jobs: JobBoard,
+    ledger: Arc<MemoryKv>,
 }
 
 fn generator_with(change: impl FnOnce(&mut Config)) -> (Generator, Parts) {
@@ -29,8 +30,11 @@ fn generator_with(change: impl FnOnce(&mut Config)) -> (Generator, Parts) {
         jobs: JobBoard::new(crate::parts::JsonBucket::new(states.clone())),
         states,
         objects: Arc::new(MemoryObjects::default()),
+        ledger: Arc::new(MemoryKv::new(crate::contract::spend::SPEND_BUCKET)),
     };
-    let generator = Generator::new(&config, parts.stream.clone(), parts.jobs.clone(), parts.objects.clone()).unwrap();
+    let (stream, jobs, objects) = (parts.stream.clone(), parts.jobs.clone(), parts.objects.clone());
+    let generator =
+        Generator::new(&config, stream, jobs, objects, parts.ledger.clone(), crate::clock::system_clock()).unwrap();
     (generator, parts)
 }
 
@@ -199,4 +203,29 @@ async fn a_picture_over_the_inline_limit_goes_through_the_object_store() {
     assert_eq!(generated[0].picture, expected);
     let stored = parts.objects.get("job-1.1").await.unwrap().unwrap();
     assert_eq!(stored.len() as u64, generated[0].byte_size);
+}
+
+#[tokio::test]
+async fn a_job_over_its_keys_budget_fails_at_stage_budget_without_calling_the_model() {
+    let (generator, parts) = generator_with(|config| {
+        config.prices = toml::from_str(r#""huiying/placeholder" = 0.25"#).unwrap();
+        config.server.keys = vec![crate::config::KeyConfig {
+            name: "design".into(),
+            key: crate::config::Secret::new("k"),
+            daily_budget_usd: 0.4,
+            ..Default::default()
+        }];
+    });
+    let body = |id: &str| format!(r#"{{"id": "{id}", "prompt": "a fox", "owner": "design"}}"#);
+    generator.handle(delivery(&body("job-1"), 1)).await.unwrap();
+    generator.handle(delivery(&body("job-2"), 1)).await.unwrap();
+    assert_eq!(parts.stream.events::<ImageGenerated>().len(), 1, "the second was never drawn");
+    let failed = parts.stream.events::<ImageFailed>();
+    assert_eq!((failed.len(), failed[0].stage), (1, FailedAt::Budget));
+    let refusal = failed[0].budget.as_ref().unwrap();
+    assert_eq!((refusal.spent_usd, refusal.limit_usd), (0.25, 0.4));
+    assert!(failed[0].error.contains("daily budget of $0.40"), "{}", failed[0].error);
+    let state = parts.jobs.get("job-2").await.unwrap().unwrap();
+    assert_eq!(state.status, JobState::Failed);
+    assert!(parts.ledger.keys().await.unwrap().iter().any(|key| key.starts_with("month.")));
 }

@@ -9,8 +9,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    delete, edit_tasks, edits, generate, health, jobs, me, models, notifications, openai, records, translate, uploads,
-    webhooks,
+    delete, edit_tasks, edits, generate, health, jobs, me, models, notifications, openai, records, spend, translate,
+    uploads, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -49,6 +49,7 @@ use super::{
         uploads::get_input,
         models::models,
         me::me,
+        spend::usage,
         openai::generations,
         openai::models,
     ),

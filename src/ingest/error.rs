@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::contract::budget::BudgetRefusal;
 use crate::contract::values::InvalidValue;
 
 /// The one shape of an error answer.
@@ -20,6 +21,9 @@ pub(crate) struct ErrorBody {
     /// When a quota starts again (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     resets_at: Option<String>,
+    /// Which budget refused the job (`type: budget_exceeded`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    budget: Option<BudgetRefusal>,
 }
 
 pub(crate) struct ApiError {
@@ -30,11 +34,27 @@ pub(crate) struct ApiError {
     retry_after: Option<u64>,
     kind: Option<&'static str>,
     resets_at: Option<String>,
+    budget: Option<Box<BudgetRefusal>>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), job_id: None, retry_after: None, kind: None, resets_at: None }
+        Self {
+            status,
+            message: message.into(),
+            job_id: None,
+            retry_after: None,
+            kind: None,
+            resets_at: None,
+            budget: None,
+        }
+    }
+
+    /// 402: a budget would be passed (`refusal`), or, with a budget set, the model has no
+    /// price to reserve (`refusal` absent, `message` names the `[prices]` key to set).
+    pub(crate) fn over_budget(message: String, refusal: Option<BudgetRefusal>) -> Self {
+        let kind = if refusal.is_some() { "budget_exceeded" } else { "budget_unpriced" };
+        Self { kind: Some(kind), budget: refusal.map(Box::new), ..Self::new(StatusCode::PAYMENT_REQUIRED, message) }
     }
 
     /// 429: a key's `jobs_per_day` are used up until `resets_at`, `wait` from now.
@@ -84,7 +104,13 @@ impl From<InvalidValue> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.message, id: self.job_id, kind: self.kind, resets_at: self.resets_at };
+        let body = ErrorBody {
+            error: self.message,
+            id: self.job_id,
+            kind: self.kind,
+            resets_at: self.resets_at,
+            budget: self.budget.map(|budget| *budget),
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());

@@ -256,8 +256,11 @@ pub(super) async fn answer_for_job(
             Ok(response)
         }
         Some(JobStatus { error: Some(failed), .. }) => {
+            if failed.stage == Stage::Budget {
+                return Err(ApiError::over_budget(failed.error, failed.budget).for_job(id.to_string()));
+            }
             let status = match failed.stage {
-                Stage::Request => StatusCode::BAD_REQUEST,
+                Stage::Budget | Stage::Request => StatusCode::BAD_REQUEST,
                 Stage::Generate => StatusCode::BAD_GATEWAY,
                 Stage::Store => StatusCode::INTERNAL_SERVER_ERROR,
                 // Nobody is left to answer but the canceller; say what became of it.

@@ -246,7 +246,7 @@ pub(super) async fn all_events(
             let shown =
                 change.ok().filter(|(_, status)| caller.may_see(status.owner.as_deref())).map(|(revision, status)| {
                     let event = Event::default().event("status").id(revision.to_string());
-                    Ok(event.json_data(&shown_to(&caller, status)).expect("job states serialize"))
+                    Ok(event.json_data(shown_to(&caller, status)).expect("job states serialize"))
                 });
             futures::future::ready(shown)
         });

@@ -30,6 +30,7 @@ mod openai;
 mod queueing;
 mod quota;
 mod records;
+mod spend;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -51,6 +52,7 @@ use tower_http::services::ServeDir;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::contract::services::Service;
+use crate::contract::spend::SPEND_BUCKET;
 use crate::contract::webhooks::{WEBHOOK_DELIVERIES_BUCKET, WEBHOOK_ENDPOINTS_BUCKET};
 use crate::contract::{QUOTA_BUCKET, STATIC_IMAGES_PATH};
 use crate::parts::nats::LaterBucket;
@@ -99,6 +101,8 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
             crate::bus::key_value(&bus.jetstream, QUOTA_BUCKET, "huiying quota slots", QUOTA_SLOT_AGE, bus.replicas)
                 .await?,
         ),
+        // The generator's spend ledger, read only (empty until it first ran).
+        spend_ledger: Arc::new(LaterBucket::new(bus.jetstream.clone(), SPEND_BUCKET)),
         clock: system_clock(),
     };
     let app = router(AppState::new(&config, parts)?, &config)?;
@@ -138,6 +142,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/preset-styles", get(edits::preset_styles))
         .route("/models", get(models::models))
         .route("/me", get(me::me))
+        .route("/usage", get(spend::usage))
         .route(
             "/upload-image",
             post(uploads::upload_image).layer(axum::extract::DefaultBodyLimit::max(uploads::MAX_UPLOAD_BODY)),

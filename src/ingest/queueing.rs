@@ -9,7 +9,7 @@ use super::body::idempotency_key;
 use super::error::ApiError;
 use super::idempotency::{Claim, Claimed, fingerprint};
 use super::quota::Quota;
-use crate::contract::events::ImageRequested;
+use crate::contract::events::{ImageRequested, JobKind};
 use crate::contract::jobs::{JobState, JobStatus, NotifyTargets};
 use crate::contract::values::JobId;
 use crate::parts::{self, PartError};
@@ -131,6 +131,12 @@ pub(super) async fn queue_job(
         None => false,
     };
     if !repeated {
+        let routing = &state.settings.routing;
+        let model = event.model.clone().unwrap_or_else(|| match event.kind {
+            JobKind::Generate => routing.default_model(),
+            _ => routing.default_edit_model(),
+        });
+        state.spend.check(caller.owner(), &model, event.options.quality.as_deref()).await?;
         take_quota(state, caller).await?;
     }
     if let Some(key) = &idempotency_key {

@@ -13,13 +13,7 @@ use time::OffsetDateTime;
 
 use crate::parts::{KeyValue, PartError};
 
-/// What time it is: the system clock, or a test's.
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(OffsetDateTime::now_utc)
-}
+pub use crate::clock::{Clock, system_clock};
 
 /// A key's quota after asking for one more job.
 #[derive(Debug, PartialEq)]

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use super::backlog::{BucketBound, QueueBound};
 use super::idempotency::{IdempotencyKeys, RetriedRequests};
 use super::quota::{Clock, Quotas};
+use super::spend::Spend;
 use crate::config::{AllowedRecipients, Config, ModelRouting, WebhooksConfig};
 use crate::contract::mail::Notification;
 use crate::contract::webhooks::{Delivery, EndpointState};
@@ -35,7 +36,9 @@ pub struct IngestParts {
     pub mail_log: Arc<dyn KeyValue>,
     /// Where keys' `jobs_per_day` are counted (shared by every ingest).
     pub quota_slots: Arc<dyn KeyValue>,
-    /// What time it is (quota days start at midnight in `[server] timezone`).
+    /// The generator's spend ledger (read only): budgets refused early, `GET /usage`.
+    pub spend_ledger: Arc<dyn KeyValue>,
+    /// What time it is (quota days and budget periods start at midnight in `[server] timezone`).
     pub clock: Clock,
 }
 
@@ -54,6 +57,7 @@ pub struct AppState {
     pub(super) objects: Arc<dyn Objects>,
     pub(super) logs: Logs,
     pub(super) quotas: Arc<Quotas>,
+    pub(super) spend: Arc<Spend>,
     pub(super) translator: Option<Translator>,
     /// Fetches edits' input URLs through the download guard (public addresses only,
     /// unless `[server] allow_private_edit_inputs`).
@@ -103,7 +107,12 @@ impl AppState {
                 webhook_states: JsonBucket::new(parts.webhook_states),
                 mail: JsonBucket::new(parts.mail_log),
             },
-            quotas: Arc::new(Quotas::new(parts.quota_slots, config.server.timezone.zone().clone(), parts.clock)),
+            quotas: Arc::new(Quotas::new(
+                parts.quota_slots,
+                config.server.timezone.zone().clone(),
+                parts.clock.clone(),
+            )),
+            spend: Arc::new(Spend::new(config, parts.spend_ledger, parts.clock)),
             translator: Translator::from_config(config)?,
             fetcher: Fetcher::new(&config.generator, "the input URL")
                 .allowing_private(config.server.allow_private_edit_inputs, "[server] allow_private_edit_inputs"),

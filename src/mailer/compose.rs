@@ -321,6 +321,19 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
+/// The cost as the templates show it: `{"usd": "0.0390", "source", "source_zh"}`, or
+/// nothing when unknown.
+fn cost_context(cost: &Cost) -> Value {
+    let Some(usd) = cost.cost_usd else { return Value::Null };
+    let source_zh = match cost.cost_source {
+        CostSource::Reported => "服务商报告",
+        CostSource::Computed => "按用量计算",
+        CostSource::Estimated => "按价格表估算",
+        CostSource::Unknown => "未知",
+    };
+    json!({"usd": format!("{usd:.4}"), "source": cost.cost_source.name(), "source_zh": source_zh})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,17 +347,4 @@ mod tests {
         assert_eq!(shorten("abcdef", 3), "abc…");
         assert_eq!((seconds(34), seconds(12_345)), ("0.03".to_string(), "12.3".to_string()));
     }
-}
-
-/// The cost as the templates show it: `{"usd": "0.0390", "source", "source_zh"}`, or
-/// nothing when unknown.
-fn cost_context(cost: &Cost) -> Value {
-    let Some(usd) = cost.cost_usd else { return Value::Null };
-    let source_zh = match cost.cost_source {
-        CostSource::Reported => "服务商报告",
-        CostSource::Computed => "按用量计算",
-        CostSource::Estimated => "按价格表估算",
-        CostSource::Unknown => "未知",
-    };
-    json!({"usd": format!("{usd:.4}"), "source": cost.cost_source.name(), "source_zh": source_zh})
 }

@@ -5,6 +5,7 @@
 //! mail account. Each (job, kind) is mailed once: the notification log is checked
 //! before sending and written right after the server accepted the mail.
 
+mod budget_alert;
 pub mod commands;
 mod compose;
 mod outgoing;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ConsumerSpec};
 use crate::config::Config;
+use crate::contract::budget::{BUDGET_ALERT, BudgetAlert};
 use crate::contract::consumers;
 use crate::contract::events::{self, ImageCompleted, ImageFailed};
 use crate::contract::services::Service;
@@ -79,6 +81,18 @@ fn consumer_spec(config: &Config) -> ConsumerSpec {
     }
 }
 
+/// Budget alerts, on their own stream.
+fn alerts_spec(config: &Config) -> ConsumerSpec {
+    ConsumerSpec {
+        durable: consumers::MAILER_ALERTS,
+        description: "huiying mailer: mails budget alerts to [smtp] to",
+        subjects: &[BUDGET_ALERT],
+        ack_wait: config.nats.ack_wait,
+        max_deliver: -1,
+        max_ack_pending: 16,
+    }
+}
+
 /// Runs the mailer until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Templates, addresses and TLS files first: a mistake stops the mailer at start, not
@@ -87,6 +101,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let bus = Bus::connect(&config.nats, Service::Mailer.program(), &shutdown).await?;
     let mailer = Mailer::with(outgoing, Arc::new(bus.mail.clone()), bus.job_board(), config.smtp.retry_policy());
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
+    let alerts = crate::bus::alerts_stream(&bus.jetstream, bus.replicas).await?;
+    let alerts = crate::bus::durable_consumer_on(&alerts, &alerts_spec(&config)).await?;
     let pings = bus.announce(Service::Mailer).await?;
     match &mailer.outgoing.transport {
         Transport::Smtp(_) => tracing::info!(
@@ -100,7 +116,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Transport::Off => tracing::info!("mailer ready: mail is off ([smtp] enable = false, no outbox_dir)"),
     }
     let settings = worker::Settings::new(4, &config.nats, mailer.policy).named(Service::Mailer.name());
-    worker::run(consumer, bus.publisher(), settings, shutdown, mailer).await;
+    let alert_settings = worker::Settings::new(1, &config.nats, mailer.policy).named("mailer-alerts");
+    tokio::join!(
+        worker::run(consumer, bus.publisher(), settings, shutdown.clone(), mailer.clone()),
+        worker::run(alerts, bus.publisher(), alert_settings, shutdown, mailer),
+    );
     let _ = pings.stop().await;
     Ok(())
 }
@@ -129,6 +149,7 @@ impl Stage for Mailer {
             return Ok(()); // mail is off: nothing to send, nothing to log
         }
         let notice = match received.subject.as_str() {
+            BUDGET_ALERT => return self.budget_alert(&received.decode::<BudgetAlert>()?, received.attempt).await,
             events::IMAGE_COMPLETED => Notice::completed(&received.decode::<ImageCompleted>()?),
             events::IMAGE_FAILED => {
                 let failed = received.decode::<ImageFailed>()?;

@@ -18,7 +18,7 @@ pub(super) struct Outgoing {
     pub(super) composer: Composer,
     pub(super) transport: Transport,
     limit: RateLimit,
-    settings: Arc<SmtpConfig>,
+    pub(super) settings: Arc<SmtpConfig>,
     pictures: StoredPictures,
 }
 
@@ -43,6 +43,12 @@ impl Outgoing {
             .composer
             .compose(notice, image)
             .map_err(|e| Failure::permanent(format!("the mail could not be composed: {e:#}")))?;
+        self.limit.acquire().await;
+        self.transport.send(message, &self.settings).await
+    }
+
+    /// Sends a mail composed elsewhere (an operator alert), within the same limit.
+    pub(super) async fn send_message(&self, message: lettre::Message) -> Result<(), Failure> {
         self.limit.acquire().await;
         self.transport.send(message, &self.settings).await
     }

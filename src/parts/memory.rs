@@ -106,6 +106,8 @@ pub struct MemoryKv {
     /// Every write, numbered, for `changes`.
     writes: broadcast::Sender<Change>,
     revision: std::sync::atomic::AtomicU64,
+    /// Each key's last write, for `entry` and `update`.
+    revisions: Mutex<HashMap<String, u64>>,
     down: AtomicBool,
     read_only: AtomicBool,
 }
@@ -118,6 +120,7 @@ impl MemoryKv {
             changes: broadcast::channel(1024).0,
             writes: broadcast::channel(1024).0,
             revision: std::sync::atomic::AtomicU64::new(0),
+            revisions: Mutex::default(),
             down: AtomicBool::new(false),
             read_only: AtomicBool::new(false),
         }
@@ -137,6 +140,8 @@ impl MemoryKv {
     /// Writes raw bytes, as a damaged or foreign entry would be.
     pub fn put_raw(&self, key: &str, value: &[u8]) {
         self.entries.lock().unwrap().insert(key.into(), Bytes::copy_from_slice(value));
+        let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
+        self.revisions.lock().unwrap().insert(key.into(), revision);
     }
 
     /// While down, every call fails as it does when NATS is away.
@@ -155,6 +160,7 @@ impl MemoryKv {
 
     fn announce(&self, key: &str, value: Bytes) {
         let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
+        self.revisions.lock().unwrap().insert(key.into(), revision);
         let _ = self.writes.send(Change { key: key.into(), revision, value: value.clone() });
         let _ = self.changes.send((key.into(), value));
     }
@@ -192,6 +198,24 @@ impl KeyValue for MemoryKv {
         self.check_write()?;
         self.entries.lock().unwrap().remove(key);
         Ok(())
+    }
+
+    async fn entry(&self, key: &str) -> Result<Option<(Bytes, u64)>, PartError> {
+        self.check()?;
+        let entries = self.entries.lock().unwrap();
+        Ok(entries.get(key).map(|value| (value.clone(), self.revisions.lock().unwrap()[key])))
+    }
+
+    async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<bool, PartError> {
+        self.check_write()?;
+        // Holding the entries while comparing and writing makes the two one step.
+        let mut entries = self.entries.lock().unwrap();
+        if self.revisions.lock().unwrap().get(key) != Some(&revision) {
+            return Ok(false);
+        }
+        entries.insert(key.into(), value.clone());
+        self.announce(key, value);
+        Ok(true)
     }
 
     async fn keys(&self) -> Result<Vec<String>, PartError> {

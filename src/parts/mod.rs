@@ -58,6 +58,11 @@ pub trait KeyValue: Send + Sync {
     /// Stores `value` unless `key` exists (atomically); false when it existed.
     async fn create(&self, key: &str, value: Bytes) -> Result<bool, PartError>;
     async fn delete(&self, key: &str) -> Result<(), PartError>;
+    /// The key's value and revision, for a later [`KeyValue::update`].
+    async fn entry(&self, key: &str) -> Result<Option<(Bytes, u64)>, PartError>;
+    /// Stores `value` if `key` is still at `revision` (atomically: compare-and-set); false
+    /// when another write came first.
+    async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<bool, PartError>;
     async fn keys(&self) -> Result<Vec<String>, PartError>;
     /// The key's current value, if any, then every later one.
     async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, PartError>>, PartError>;

@@ -91,6 +91,19 @@ impl KeyValue for kv::Store {
         kv::Store::delete(self, key).await.map_err(|e| kv_error(self, e))
     }
 
+    async fn entry(&self, key: &str) -> Result<Option<(Bytes, u64)>, PartError> {
+        let entry = kv::Store::entry(self, key).await.map_err(|e| kv_error(self, e))?;
+        Ok(entry.filter(|entry| entry.operation == kv::Operation::Put).map(|entry| (entry.value, entry.revision)))
+    }
+
+    async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<bool, PartError> {
+        match kv::Store::update(self, key, value, revision).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(kv_error(self, e)),
+        }
+    }
+
     async fn keys(&self) -> Result<Vec<String>, PartError> {
         let mut keys = kv::Store::keys(self).await.map_err(|e| kv_error(self, e))?;
         let mut all = Vec::new();
@@ -267,6 +280,20 @@ impl KeyValue for LaterBucket {
         match self.store().await {
             Some(store) => KeyValue::delete(store, key).await,
             None => Ok(()),
+        }
+    }
+
+    async fn entry(&self, key: &str) -> Result<Option<(Bytes, u64)>, PartError> {
+        match self.store().await {
+            Some(store) => KeyValue::entry(store, key).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<bool, PartError> {
+        match self.store().await {
+            Some(store) => KeyValue::update(store, key, value, revision).await,
+            None => Err(self.missing()),
         }
     }
 

@@ -448,3 +448,25 @@ fn prices_from_the_file_replace_a_models_entry_and_a_negative_one_stops_the_prog
         assert_eq!(error.lines().count(), 1, "{error}");
     }
 }
+
+#[test]
+fn a_negative_or_unnumbered_budget_stops_the_program_with_one_line_naming_it() {
+    let keyed = "[[server.keys]]\nname = \"design\"\nkey = \"k\"\n";
+    for (text, environment, named) in [
+        ("[budget]\ndaily_usd = -1\n", vec![], "budget.daily_usd"),
+        ("[budget]\nmonthly_usd = \"lots\"\n", vec![], "budget.monthly_usd"),
+        ("", vec![("BUDGET_DAILY_USD", "ten")], "BUDGET_DAILY_USD"),
+        ("[budget]\nalert_percent = 0\n", vec![], "budget.alert_percent"),
+        (&*format!("{keyed}daily_budget_usd = -0.5\n"), vec![], "server.keys[0].daily_budget_usd"),
+        (&*format!("{keyed}monthly_budget_usd = \"x\"\n"), vec![], "monthly_budget_usd"),
+    ] {
+        let written = file(text);
+        let error = config::load_from(Some(written.path()), env(&environment)).unwrap_err().to_string();
+        assert!(error.contains(named), "{text} {environment:?} → {error}");
+        assert_eq!(error.lines().count(), 1, "{error}");
+    }
+    let fine = file(&format!("[budget]\ndaily_usd = 2.5\n{keyed}monthly_budget_usd = 40\n"));
+    let budgets = config::load_from(Some(fine.path()), env(&[("BUDGET_MONTHLY_USD", "90")])).unwrap().config.budgets();
+    assert_eq!((budgets.global.day, budgets.global.month), (Some(2_500_000), Some(90_000_000)));
+    assert_eq!(budgets.of_key(Some("design")).month, Some(40_000_000));
+}

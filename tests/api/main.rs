@@ -5,6 +5,7 @@ mod helpers;
 
 mod access;
 mod browser;
+mod budgets;
 mod cancel;
 mod cluster;
 mod configuration;

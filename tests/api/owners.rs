@@ -74,7 +74,7 @@ async fn each_key_lists_and_opens_only_its_own_pictures_and_an_admin_all_with_th
     let ops = draw(&app, "ops", "a grey wolf").await;
 
     let (_, page) = get(&app, "design", "/records").await;
-    assert_eq!(job_ids(&page), [designs.clone()]);
+    assert_eq!(job_ids(&page), std::slice::from_ref(&designs));
     assert_eq!(page["records"][0]["owner"], "design");
     let (_, page) = get(&app, "ops", "/records?keyword=fox").await;
     assert_eq!(page["total"], 0, "another key's prompt is not found either: {page}");
@@ -83,7 +83,7 @@ async fn each_key_lists_and_opens_only_its_own_pictures_and_an_admin_all_with_th
     both.sort();
     assert_eq!(job_ids(&page), both);
     let (_, page) = get(&app, "root", "/records?owner=ops").await;
-    assert_eq!(job_ids(&page), [ops.clone()]);
+    assert_eq!(job_ids(&page), std::slice::from_ref(&ops));
 
     let (_, images) = get(&app, "design", "/images").await;
     assert_eq!(images["total"], 1, "{images}");

@@ -71,6 +71,7 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
         objects: objects.clone(),
         mail_log: Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET)),
         quota_slots: Arc::new(MemoryKv::new(crate::contract::QUOTA_BUCKET)),
+        spend_ledger: Arc::new(MemoryKv::new(crate::contract::spend::SPEND_BUCKET)),
         clock: Arc::new(move || *clock_now.lock().unwrap()),
     };
     let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
