@@ -155,6 +155,7 @@ async fn a_failed_call_gives_its_hold_back_and_spend_survives_a_restart_of_every
     for service in ["ingest", "generator", "store", "mailer", "webhook"] {
         app.stop_service(service).await;
     }
+    app.kill_nats();
     app.nats_server.restart().await;
     let address = app.start_ingest().await;
     for service in ["generator", "store", "mailer", "webhook"] {
