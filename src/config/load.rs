@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::{Config, Secret, WEBHOOK_EVENTS, legacy, secret_key};
+use super::{ALERT_EVENTS, Config, Secret, WEBHOOK_EVENTS, legacy, secret_key};
 
 /// The original service's environment names, kept working as aliases. When both an
 /// alias and the `SECTION_KEY` name are set, the `SECTION_KEY` name wins.
@@ -323,8 +323,10 @@ fn validate_webhooks(config: &Config, invalid: &dyn Fn(&str, String) -> ConfigEr
             return Err(invalid(&key("secret"), "set secret or secret_env: every delivery is signed".into()));
         }
         check_secrets(&key("secret"), &endpoint.secret)?;
-        if let Some(unknown) = endpoint.events.iter().find(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
-            return Err(invalid(&key("events"), format!("{unknown:?} is not one of {}", WEBHOOK_EVENTS.join(", "))));
+        let known = |event: &str| WEBHOOK_EVENTS.contains(&event) || ALERT_EVENTS.contains(&event);
+        if let Some(unknown) = endpoint.events.iter().find(|e| !known(e)) {
+            let all = [WEBHOOK_EVENTS.as_slice(), ALERT_EVENTS.as_slice()].concat().join(", ");
+            return Err(invalid(&key("events"), format!("{unknown:?} is not one of {all}")));
         }
         if !names.insert(endpoint.id()) {
             return Err(invalid(&key("name"), format!("{:?} names two endpoints", endpoint.id())));

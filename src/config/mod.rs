@@ -38,7 +38,7 @@ pub use routing::{ModelRouting, PLACEHOLDER_MODEL};
 pub use sections::*;
 pub use smtp::{AllowedRecipients, SmtpConfig, TlsMode};
 pub use values::{CorsOrigin, Language, NatsServers, Provider, ResponseFormat, Route, Secret, TimeZoneName};
-pub use webhooks::{EndpointConfig, WEBHOOK_EVENTS, WebhooksConfig, endpoint_id_for, secret_key};
+pub use webhooks::{ALERT_EVENTS, EndpointConfig, WEBHOOK_EVENTS, WebhooksConfig, endpoint_id_for, secret_key};
 
 /// The whole configuration. Every section has defaults, so an empty file is valid.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -9,6 +9,9 @@ use super::values::{Secret, one_or_many, seconds, secrets_one_or_many};
 
 /// The events an endpoint may ask for.
 pub const WEBHOOK_EVENTS: [&str; 2] = ["image.completed", "image.failed"];
+/// What a configured endpoint may also take when it names it in `events`: the operator's
+/// alerts (never sent to a request's own webhook, nor by default).
+pub const ALERT_EVENTS: [&str; 1] = ["budget.alert"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,7 +56,8 @@ pub struct EndpointConfig {
     /// The environment variable holding the secret(s), so none is written in the file.
     #[serde(default)]
     pub secret_env: String,
-    /// Which events it receives: `image.completed`, `image.failed`.
+    /// Which events it receives: `image.completed`, `image.failed` (the default: both), and
+    /// `budget.alert` when named.
     #[serde(default = "all_events", deserialize_with = "one_or_many")]
     pub events: Vec<String>,
     /// Extra headers sent with every delivery.

@@ -51,6 +51,8 @@ pub mod consumers {
     pub const MAILER_ALERTS: &str = "mailer-alerts";
     /// Reads `image.completed` and `image.failed`, and makes a delivery task per endpoint.
     pub const WEBHOOK: &str = "webhook";
+    /// Reads `budget.alert` on `HUIYING_ALERTS`, for the endpoints that take it.
+    pub const WEBHOOK_ALERTS: &str = "webhook-alerts";
     /// Reads the delivery tasks of `HUIYING_WEBHOOKS`.
     pub const WEBHOOK_DELIVERY: &str = "webhook-delivery";
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::endpoints::Endpoints;
 use super::payload;
 use crate::config::endpoint_id_for;
+use crate::contract::budget::{BUDGET_ALERT, BudgetAlert};
 use crate::contract::events::{
     EVENT_VERSION, IMAGE_COMPLETED, IMAGE_FAILED, ImageCompleted, ImageFailed, RequestWebhook,
 };
@@ -33,12 +34,18 @@ impl Stage for FanOut {
             IMAGE_COMPLETED => {
                 let event: ImageCompleted = received.decode()?;
                 let owner = event.owner.clone();
-                (event.id.clone(), owner, event.callback.clone(), serde_json::to_value(&event), event.completed_at)
+                (event.id.to_string(), owner, event.callback.clone(), serde_json::to_value(&event), event.completed_at)
             }
             IMAGE_FAILED => {
                 let event: ImageFailed = received.decode()?;
                 let owner = event.owner.clone();
-                (event.id.clone(), owner, event.callback.clone(), serde_json::to_value(&event), event.failed_at)
+                (event.id.to_string(), owner, event.callback.clone(), serde_json::to_value(&event), event.failed_at)
+            }
+            // The operator's: to configured endpoints that name it, no request's webhook.
+            BUDGET_ALERT => {
+                let alert: BudgetAlert = received.decode()?;
+                let event = serde_json::to_value(&alert);
+                (alert.id.clone(), None, RequestWebhook::default(), event, alert.at)
             }
             other => return Err(Failure::permanent(format!("the webhook service does not handle {other}"))),
         };
@@ -46,7 +53,7 @@ impl Stage for FanOut {
         // A request's own webhook is in the event when it was published straight to NATS,
         // else beside the job's state, where ingest keeps it (only when requests may have one).
         let callback = match callback.webhook {
-            None if self.endpoints.takes_request_webhooks() => {
+            None if received.subject != BUDGET_ALERT && self.endpoints.takes_request_webhooks() => {
                 self.jobs.targets(&job_id).await?.map(|targets| targets.callback).unwrap_or_default()
             }
             _ => callback,

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, Bus, ConsumerSpec, SetupError};
 use crate::config::{Config, WebhooksConfig};
+use crate::contract::budget::BUDGET_ALERT;
 use crate::contract::consumers;
 use crate::contract::events::{IMAGE_COMPLETED, IMAGE_FAILED};
 use crate::contract::services::Service;
@@ -56,6 +57,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let webhooks = Topology::ensure(&bus, &config.webhooks).await?;
     let events = bus.durable_consumer(&fan_out_spec(&config)).await?;
     let tasks = bus::durable_consumer_on(&webhooks.stream, &delivery_spec(&config)).await?;
+    let alert_stream = bus::alerts_stream(&bus.jetstream, bus.replicas).await?;
+    let alert_events = bus::durable_consumer_on(&alert_stream, &alerts_spec(&config)).await?;
     let pings = bus.announce(Service::Webhook).await?;
     tracing::info!(endpoints = endpoints.configured().len(), "webhook service ready");
 
@@ -63,7 +66,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let deliverer = Deliverer::new(&config.webhooks, endpoints, webhooks.deliveries, webhooks.states, alerts);
     let fan_out_settings = worker::Settings::new(4, &config.nats, FAN_OUT_POLICY).named(Service::Webhook.name());
     let delivery_settings = worker::Settings::new(32, &config.nats, deliver::POLICY).named("webhook-delivery");
+    let alert_settings = worker::Settings::new(1, &config.nats, FAN_OUT_POLICY).named("webhook-alerts");
     tokio::join!(
+        worker::run(alert_events, bus.publisher(), alert_settings, shutdown.clone(), fan_out.clone()),
         worker::run(events, bus.publisher(), fan_out_settings, shutdown.clone(), fan_out),
         worker::run(tasks, bus.publisher(), delivery_settings, shutdown, deliverer),
     );
@@ -79,6 +84,18 @@ fn fan_out_spec(config: &Config) -> ConsumerSpec {
         ack_wait: config.nats.ack_wait,
         max_deliver: -1,
         max_ack_pending: 64,
+    }
+}
+
+/// Budget alerts, on their own stream, for the endpoints that name `budget.alert`.
+fn alerts_spec(config: &Config) -> ConsumerSpec {
+    ConsumerSpec {
+        durable: consumers::WEBHOOK_ALERTS,
+        description: "huiying webhooks: budget alerts to the endpoints that take them",
+        subjects: &[BUDGET_ALERT],
+        ack_wait: config.nats.ack_wait,
+        max_deliver: -1,
+        max_ack_pending: 16,
     }
 }
 

@@ -65,3 +65,34 @@ async fn each_key_sees_its_own_gallery_an_admin_all_and_an_owner_deletes_a_pictu
     let address = app.address.clone();
     tokio::task::spawn_blocking(move || run_page_test("owners", &address)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_sees_its_spend_per_day_under_its_budget_line() {
+    let fake = FakeApi::start().await;
+    let mut answer = crate::helpers::openrouter_image(&crate::helpers::tiny_png());
+    answer["usage"] = serde_json::json!({"cost": 0.039});
+    fake.respond(crate::helpers::OPENROUTER_PATH, vec![FakeResponse::ok(answer)]);
+    let app = TestApp::spawn_with(|config, _| {
+        fake.configure(config);
+        config.server.keys = vec![huiying::config::KeyConfig {
+            name: "design".into(),
+            key: huiying::config::Secret::new("design-key"),
+            daily_budget_usd: 0.39,
+            ..Default::default()
+        }];
+    })
+    .await;
+    for _ in 0..2 {
+        let drawn = app
+            .http
+            .post(format!("{}/generate-image", app.address))
+            .bearer_auth("design-key")
+            .json(&serde_json::json!({"prompt": "a fox", "model": "google/gemini-2.5-flash-image"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(drawn.status(), 200);
+    }
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || run_page_test("spend", &address)).await.unwrap();
+}

@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
-use huiying::config::{Config, KeyConfig, Secret};
+use huiying::config::{Config, EndpointConfig, KeyConfig, Secret};
 use serde_json::{Value, json};
 
-use crate::helpers::{FakeApi, FakeResponse, OPENROUTER_PATH, TestApp, openrouter_image, tiny_png, wait_for};
+use crate::helpers::{
+    FakeApi, FakeResponse, OPENROUTER_PATH, TestApp, WEBHOOK_SECRET, WebhookReceiver, nats_password, openrouter_image,
+    tiny_png, wait_for,
+};
 
 const GEMINI: &str = "google/gemini-2.5-flash-image";
 
@@ -71,9 +74,21 @@ async fn fifty_jobs_at_once_under_a_budget_for_ten_make_ten_paid_calls_on_two_ge
     api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_answer())]);
     // A slow model: the calls overlap, as a burst's do.
     api.set_delay(Duration::from_millis(300));
+    let receiver = WebhookReceiver::start(&[]).await;
     let mut app = TestApp::spawn_with(|config, _| {
         api.configure(config);
         keys(config, 0.39);
+        // An operator's endpoint that takes budget alerts only.
+        config.webhooks.endpoints = vec![EndpointConfig {
+            name: "ops".into(),
+            url: receiver.url("/alerts"),
+            secret: vec![Secret::new(WEBHOOK_SECRET)],
+            secret_env: String::new(),
+            events: vec!["budget.alert".into()],
+            headers: Default::default(),
+            enabled: true,
+        }];
+        config.webhooks.allow_private = true;
     })
     .await;
     app.start_service("generator");
@@ -111,6 +126,13 @@ async fn fifty_jobs_at_once_under_a_budget_for_ten_make_ten_paid_calls_on_two_ge
     assert_eq!((usage["total"]["cost_usd"].as_f64(), usage["total"]["calls"].as_u64()), (Some(0.39), Some(10)));
     assert_eq!(usage["total"]["by_source"]["reported"]["calls"], 10);
     assert_eq!(usage["budgets"][0]["spent_usd"], 0.39);
+    // The same from the command line, as an operator with the admin login.
+    let admin = [("NATS_USER", "admin"), ("NATS_PASSWORD", &*nats_password("admin"))];
+    let printed = app.huiying(&["usage", "--by", "key"], &admin);
+    let stdout = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.status.success(), "{stdout} {}", String::from_utf8_lossy(&printed.stderr));
+    let design = stdout.lines().find(|line| line.starts_with("design")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(design.contains("0.3900 USD") && design.contains("10 calls"), "{stdout}");
 
     // The operator heard twice: at 80 % and at 100 %.
     let alerts = wait_for("two budget alerts", Duration::from_secs(30), || async {
@@ -123,6 +145,11 @@ async fn fifty_jobs_at_once_under_a_budget_for_ten_make_ten_paid_calls_on_two_ge
     assert!(alerts[0].text.contains("design"), "{}", alerts[0].text);
     app.wait_until_consumer_idle("mailer").await;
     assert_eq!(app.smtp.mails().iter().filter(|mail| mail.subject.contains("budget at")).count(), 2);
+    // And the endpoint that asked for them got them, signed, once each.
+    let hooks = receiver.wait_for_hooks("/alerts", 2).await;
+    let percents: Vec<Value> = hooks.iter().map(|hook| hook.json()["data"]["percent"].clone()).collect();
+    assert_eq!(percents, [json!(80), json!(100)]);
+    assert_eq!(hooks[0].json()["type"], "budget.alert");
 }
 
 #[tokio::test(flavor = "multi_thread")]

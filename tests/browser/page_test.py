@@ -170,13 +170,25 @@ def owners_story(browser, base, shots):
     expect(design.locator("#more-status")).to_have_text(re.compile("没有找到|No pictures"))
 
 
+def spend_story(browser, base, shots):
+    """A key with a daily budget sees what it spent this month, per day, under its budget line."""
+    page = sign_in(browser, base, "design-key")
+    page.click("#tab-spend")
+    total = page.locator("#spend-total")
+    expect(total).to_contain_text("$0.0780")  # two pictures at $0.039, as the provider reported
+    expect(total).to_contain_text("$0.39")  # the key's daily budget
+    expect(page.locator("#spend-chart rect")).to_have_count(1)  # one day so far
+    expect(page.locator("#budget-line")).to_have_count(1)
+    page.screenshot(path=shots / "spend-desktop.png", full_page=True)
+
+
 def main():
     scenario, base, shots = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            {"main": main_story, "keys": key_story, "owners": owners_story}[scenario](browser, base.rstrip("/") + "/", shots)
+            {"main": main_story, "keys": key_story, "owners": owners_story, "spend": spend_story}[scenario](browser, base.rstrip("/") + "/", shots)
         finally:
             browser.close()
     print(f"{scenario}: ok; screenshots in {shots}")
