@@ -1,9 +1,11 @@
 //! Budgets that hold before the paid call, on the whole pipeline: fifty jobs at once
 //! under a key whose budget allows ten make at most ten calls to the (fake) provider,
-//! across two generators; a failed call gives its hold back; nothing is forgotten when
+//! across two generator processes; a failed call gives its hold back; nothing is forgotten when
 //! every service restarts; the operator is told at 80 % and 100 %.
 
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use huiying::config::{Config, EndpointConfig, KeyConfig, Secret};
 use serde_json::{Value, json};
@@ -68,6 +70,28 @@ fn assert_refusal(fields: &Value) {
     assert!(fields["resets_at"].as_str().unwrap().ends_with("T16:00:00Z"), "midnight in Shanghai: {fields}");
 }
 
+/// A child process, killed when the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How many generators answer a NATS service ping.
+async fn generators_answering(app: &TestApp) -> usize {
+    let inbox = app.nats.new_inbox();
+    let mut answers = app.nats.subscribe(inbox.clone()).await.unwrap();
+    app.nats.publish_with_reply("$SRV.PING.huiying-generator", inbox, "".into()).await.unwrap();
+    let mut count = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), answers.next()).await {
+        count += 1;
+    }
+    count
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_jobs_at_once_under_a_budget_for_ten_make_ten_paid_calls_on_two_generators() {
     let api = FakeApi::start().await;
@@ -75,7 +99,7 @@ async fn fifty_jobs_at_once_under_a_budget_for_ten_make_ten_paid_calls_on_two_ge
     // A slow model: the calls overlap, as a burst's do.
     api.set_delay(Duration::from_millis(300));
     let receiver = WebhookReceiver::start(&[]).await;
-    let mut app = TestApp::spawn_with(|config, _| {
+    let app = TestApp::spawn_with(|config, _| {
         api.configure(config);
         keys(config, 0.39);
         // An operator's endpoint that takes budget alerts only.
@@ -91,7 +115,12 @@ async fn fifty_jobs_at_once_under_a_budget_for_ten_make_ten_paid_calls_on_two_ge
         config.webhooks.allow_private = true;
     })
     .await;
-    app.start_service("generator");
+    // A second generator, as its own process (as on another host).
+    let _second = Killed(app.spawn_process("generator", &[("RUST_LOG", "error")]));
+    wait_for("two generators to answer", Duration::from_secs(30), || async {
+        (generators_answering(&app).await == 2).then_some(())
+    })
+    .await;
 
     let answers = futures::future::join_all((0..50).map(|_| queue(&app))).await;
     let mut refused = 0;
