@@ -227,5 +227,14 @@ async fn a_job_over_its_keys_budget_fails_at_stage_budget_without_calling_the_mo
     assert!(failed[0].error.contains("daily budget of $0.40"), "{}", failed[0].error);
     let state = parts.jobs.get("job-2").await.unwrap().unwrap();
     assert_eq!(state.status, JobState::Failed);
-    assert!(parts.ledger.keys().await.unwrap().iter().any(|key| key.starts_with("month.")));
+    // A job cancelled before the model holds nothing: the ledger shows job 1's cost alone.
+    let asked = CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: false, by: None };
+    parts.jobs.request_cancel("job-3", &asked).await.unwrap();
+    generator.handle(delivery(&body("job-3"), 1)).await.unwrap();
+    let month = crate::contract::spend::Today::at(OffsetDateTime::now_utc(), &jiff::tz::TimeZone::UTC).key();
+    let (bytes, _) = parts.ledger.entry(&month).await.unwrap().expect("job 1 was counted");
+    let ledger: crate::contract::spend::MonthSpend = serde_json::from_slice(&bytes).unwrap();
+    assert!(ledger.held.is_empty(), "{ledger:?}");
+    let today = crate::contract::spend::Today::at(OffsetDateTime::now_utc(), &jiff::tz::TimeZone::UTC).day;
+    assert_eq!(ledger.spent(Some("design"), crate::contract::spend::Period::Day, &today), 250_000);
 }

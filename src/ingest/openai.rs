@@ -65,6 +65,12 @@ pub(super) async fn generations(
             ),
             None,
         ),
+        // Over a budget: OpenAI's word for it as the type, ours (`budget_exceeded`) as the code.
+        StatusCode::PAYMENT_REQUIRED => {
+            let body = json!({"error": {"message": ours["error"], "type": "insufficient_quota", "param": Value::Null,
+                "code": ours["type"]}});
+            (StatusCode::PAYMENT_REQUIRED, Json(body)).into_response()
+        }
         status => error(status, ours["error"].as_str().unwrap_or("the request failed"), None),
     }
 }

@@ -102,3 +102,39 @@ async fn a_client_that_times_out_and_calls_again_joins_the_job_its_first_call_st
     assert!(seen["url"].as_str().unwrap().contains("/static/images/"), "{seen}");
     assert_eq!(fake.calls(crate::helpers::OPENAI_PATH).len(), 1, "the retries joined the first job");
 }
+
+const BUDGET_CLIENT: &str = r#"
+import json, sys
+import openai
+
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="any key: this server has none", max_retries=0)
+client.images.generate(model="huiying/placeholder", prompt="a lighthouse at dawn")
+try:
+    client.images.generate(model="huiying/placeholder", prompt="a lighthouse at dusk")
+    refused = None
+except openai.APIStatusError as error:
+    refused = {"status": error.status_code, "code": error.code, "type": error.type, "message": error.message}
+print(json.dumps({"refused": refused}))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_its_budget_the_official_client_gets_a_402_saying_so() {
+    let app = TestApp::spawn_with(|config, _| {
+        // The placeholder priced, so that a budget of $0.30 holds one picture.
+        config.prices = toml::from_str(r#""huiying/placeholder" = 0.25"#).unwrap();
+        config.budget.daily_usd = 0.30;
+    })
+    .await;
+    let address = app.address.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3").args(["-c", BUDGET_CLIENT, &address]).output().expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "the openai client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let refused = &seen["refused"];
+    assert_eq!((refused["status"].as_u64(), refused["code"].as_str()), (Some(402), Some("budget_exceeded")), "{seen}");
+    assert_eq!(refused["type"], "insufficient_quota");
+    assert!(refused["message"].as_str().unwrap().contains("daily budget of $0.30"), "{seen}");
+}

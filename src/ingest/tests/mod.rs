@@ -2,6 +2,7 @@
 //! what reaches the queue, with no nats-server. This file starts ingest on those parts
 //! ([`ingest_with`]); each file beside it tells the stories of some routes.
 
+mod budgets;
 mod cancel;
 mod edits;
 mod owners;
@@ -40,6 +41,8 @@ pub(super) struct TestIngest {
     pub(super) room: Arc<FixedRoom>,
     /// The webhook service's delivery log, as ingest reads it.
     pub(super) webhook_log: Arc<MemoryKv>,
+    /// The generator's spend ledger, as ingest reads it.
+    pub(super) spend_ledger: Arc<MemoryKv>,
     /// What time ingest thinks it is (quota days); the real time until a test sets it.
     pub(super) now: Arc<std::sync::Mutex<time::OffsetDateTime>>,
     _images: tempfile::TempDir,
@@ -57,6 +60,7 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
     let objects = Arc::new(MemoryObjects::default());
     let room = Arc::new(FixedRoom::default());
     let webhook_log = Arc::new(MemoryKv::new(crate::contract::webhooks::WEBHOOK_DELIVERIES_BUCKET));
+    let spend_ledger = Arc::new(MemoryKv::new(crate::contract::spend::SPEND_BUCKET));
     let now = Arc::new(std::sync::Mutex::new(time::OffsetDateTime::now_utc()));
     let clock_now = now.clone();
     let parts = IngestParts {
@@ -71,11 +75,11 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
         objects: objects.clone(),
         mail_log: Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET)),
         quota_slots: Arc::new(MemoryKv::new(crate::contract::QUOTA_BUCKET)),
-        spend_ledger: Arc::new(MemoryKv::new(crate::contract::spend::SPEND_BUCKET)),
+        spend_ledger: spend_ledger.clone(),
         clock: Arc::new(move || *clock_now.lock().unwrap()),
     };
     let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
-    TestIngest { app, stream, store, jobs, states, objects, room, webhook_log, now, _images: images }
+    TestIngest { app, stream, store, jobs, states, objects, room, webhook_log, spend_ledger, now, _images: images }
 }
 
 fn ingest() -> TestIngest {
