@@ -102,12 +102,18 @@ impl Spending {
     }
 
     /// Reads the month's entry, lets `apply` change it, and writes it back if its revision
-    /// is unchanged; else reads it again. `apply` says whether it changed anything.
+    /// is unchanged (or, for a new entry, if nobody made it meanwhile); else reads it again.
+    /// `apply` says whether it changed anything.
     async fn change<R>(&self, key: &str, mut apply: impl FnMut(&mut MonthSpend) -> (R, bool)) -> Result<R, PartError> {
         loop {
             let Some((bytes, revision)) = self.ledger.entry(key).await? else {
-                // A new month: its entry is made (by whichever generator comes first).
-                self.ledger.create(key, encode(&MonthSpend::default())).await?;
+                // A month nothing was spent in yet: its entry is made by the first change,
+                // create-only (another generator's first change may come first).
+                let mut month = MonthSpend::default();
+                let (answer, changed) = apply(&mut month);
+                if !changed || self.ledger.create(key, encode(&month)).await? {
+                    return Ok(answer);
+                }
                 continue;
             };
             let mut month: MonthSpend = serde_json::from_slice(&bytes).map_err(|source| {
