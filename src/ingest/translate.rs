@@ -42,6 +42,10 @@ pub(super) async fn translate(
     if request.text.chars().count() > MAX_PROMPT_CHARS {
         return Err(ApiError::bad_request(format!("text is longer than {MAX_PROMPT_CHARS} characters")));
     }
+    // As the original: text without Chinese comes back as it is, with no model call.
+    if !crate::translate::has_cjk(&request.text) {
+        return Ok(Json(json!({"translated_text": request.text, "success": true})).into_response());
+    }
     let Some(translator) = &state.translator else {
         let body = json!({
             "translated_text": request.text,

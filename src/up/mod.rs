@@ -24,11 +24,6 @@ pub use nats_server::{
 /// Runs every service until `shutdown` fires or one of them fails.
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (nats_server, nats_note) = ensure_nats(&mut config).await?;
-    // The first-run demo: with SMTP off and no outbox chosen, mails go to ./outbox so that
-    // a new user sees one (the banner says so).
-    if !config.smtp.enable && config.smtp.outbox_dir.as_os_str().is_empty() {
-        config.smtp.outbox_dir = "outbox".into();
-    }
 
     // Each service logs in as its own NATS user when we started nats-server with logins.
     let as_user = |user: &str| {
@@ -124,11 +119,16 @@ fn print_banner(config: &Config, nats_note: &str, not_answering: &[Service]) {
             TlsMode::None => "no TLS",
         };
         format!("SMTP {}:{} ({tls}) → {}", config.smtp.host, config.smtp.port, config.smtp.to.join(", "))
-    } else {
+    } else if !config.smtp.outbox_dir.as_os_str().is_empty() {
         format!(
-            "SMTP disabled ([smtp] enable): each mail is written as an .eml file to {} (set [smtp] outbox_dir, or enable SMTP)",
+            "SMTP disabled ([smtp] enable): each mail is written as an .eml file to {}",
             config.smtp.outbox_dir.display()
         )
+    } else {
+        // As the original: mail off is no mail, and no file either.
+        "mail is off ([smtp] enable = false): nothing is sent or written (set [smtp] outbox_dir to see \
+         each mail as a file, or enable SMTP)"
+            .to_string()
     };
     let model = if config.api_keys.openrouter_api_key.is_set() {
         format!("OpenRouter, default model {}", config.models.default_openrouter_model)

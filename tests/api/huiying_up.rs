@@ -12,7 +12,8 @@ async fn huiying_up_starts_its_own_nats_and_a_request_ends_as_a_picture_and_a_ma
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(Path::new(REPO).join("nats.conf"), dir.path().join("nats.conf")).unwrap();
     let templates = Path::new(REPO).join("templates").display().to_string();
-    let mut up = Up::start(dir.path(), Path::new(env!("CARGO_BIN_EXE_huiying")), &[("SMTP_TEMPLATES_DIR", &templates)]);
+    let env = [("SMTP_TEMPLATES_DIR", &*templates), ("SMTP_OUTBOX_DIR", "outbox")];
+    let mut up = Up::start(dir.path(), Path::new(env!("CARGO_BIN_EXE_huiying")), &env);
     // The banner says where to send requests and where the mail goes.
     let (banner, http_port, nats_port) = (up.banner.clone(), up.http_port, up.nats_port);
     assert!(banner.contains(&format!("http://localhost:{http_port}/")), "{banner}");
@@ -77,7 +78,7 @@ async fn a_binary_copied_to_an_empty_folder_runs_a_job_end_to_end_with_mail_and_
     let dir = tempfile::tempdir().unwrap();
     let binary = dir.path().join("huiying");
     std::fs::copy(env!("CARGO_BIN_EXE_huiying"), &binary).unwrap();
-    let mut up = Up::start(dir.path(), &binary, &[]);
+    let mut up = Up::start(dir.path(), &binary, &[("SMTP_OUTBOX_DIR", "outbox")]);
     assert!(up.banner.contains("using the built-in one"), "{}", up.banner);
     assert!(up.banner.contains("one login per service"), "{}", up.banner);
 
@@ -116,6 +117,58 @@ async fn huiying_up_shows_its_banner_once_every_service_answers_without_the_nats
     assert!(log.contains("ingest ready"), "{log}");
     Command::new("kill").args(["-TERM", &up.process.id().to_string()]).status().unwrap();
     assert!(up.process.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_mail_off_and_no_outbox_a_job_completes_and_no_mail_is_sent_or_written() {
+    // The original's `enable = false`: no mail at all, not even a file.
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Up::start(dir.path(), Path::new(env!("CARGO_BIN_EXE_huiying")), &[("SMTP_ENABLE", "false")]);
+    assert!(up.banner.contains("mail is off"), "{}", up.banner);
+    let url = up.until_healthy().await;
+    let response = reqwest::Client::new()
+        .post(format!("{url}/generate-image"))
+        .json(&serde_json::json!({"prompt": "不要邮件"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The mailer has seen the job's event (its consumer is idle) and wrote nothing.
+    let env = std::fs::read_to_string(dir.path().join(".huiying/nats.env")).unwrap();
+    let password = env.lines().find_map(|l| l.strip_prefix("NATS_PASSWORD=")).unwrap().to_string();
+    let admin = async_nats::ConnectOptions::with_user_and_password("admin".into(), password)
+        .connect(format!("nats://127.0.0.1:{}", up.nats_port))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(admin);
+    wait_for("the mailer to take the job's event", Duration::from_secs(30), || {
+        let js = js.clone();
+        async move {
+            let stream = js.get_stream(huiying::contract::STREAM).await.ok()?;
+            let mut mailer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer("mailer").await.ok()?;
+            let info = mailer.info().await.ok()?;
+            (info.delivered.stream_sequence > 0 && info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        }
+    })
+    .await;
+    let written: Vec<_> = walk(dir.path()).into_iter().filter(|path| path.ends_with(".eml")).collect();
+    assert!(written.is_empty(), "{written:?}");
+    assert!(!dir.path().join("outbox").exists());
+    Command::new("kill").args(["-TERM", &up.process.id().to_string()]).status().unwrap();
+    assert!(up.process.wait().unwrap().success());
+}
+
+/// Every file below `dir`, as paths.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match path.is_dir() {
+            true => files.extend(walk(&path)),
+            false => files.push(path.display().to_string()),
+        }
+    }
+    files
 }
 
 #[test]

@@ -306,4 +306,9 @@ async fn translate_answers_in_the_original_shape() {
     assert_eq!((answer["translated_text"].as_str(), answer["success"].as_bool()), (Some("猫"), Some(false)));
     let bad = app.http.post(format!("{}/translate", app.address)).json(&json!({"words": "x"})).send().await.unwrap();
     assert_eq!(bad.status(), 400);
+    // Text without Chinese comes back as it is, and the model is not asked (as the original).
+    let english =
+        app.http.post(format!("{}/translate", app.address)).json(&json!({"text": "a cat"})).send().await.unwrap();
+    assert_eq!(body(english).await, json!({"translated_text": "a cat", "success": true}));
+    assert_eq!(api.calls(MODELSCOPE_PATH).len(), 2, "one call for each Chinese text only");
 }
