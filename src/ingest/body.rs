@@ -9,13 +9,15 @@ use serde::de::DeserializeOwned;
 
 use super::MAX_BODY_BYTES;
 use super::error::ApiError;
+use super::leniency;
 
-/// The body of a JSON request: 415 for another content type (none counts as JSON), and
-/// `{"error"}` answers for bodies that are too large or broken off.
+/// The body of a JSON request, whatever its `Content-Type` says, as the original read it
+/// (strictly: 415 for another type; none counts as JSON), and `{"error"}` answers for
+/// bodies that are too large or broken off.
 pub(super) fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if essence != "application/json" && !essence.ends_with("+json") {
+    if leniency::strict() && essence != "application/json" && !essence.ends_with("+json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("send the body as application/json, not {essence}"),
@@ -29,7 +31,8 @@ pub(super) fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>
     })
 }
 
-/// A JSON object as `T`, naming the field and the problem when it is wrong.
+/// A JSON object as `T`, naming the field and the problem when it is wrong. Fields `T`
+/// does not know are left out and named in `Huiying-Ignored` (strictly: refused).
 pub(super) fn parse_object<T: DeserializeOwned>(body: &[u8], example: &str) -> Result<T, ApiError> {
     let json: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
@@ -43,7 +46,9 @@ pub(super) fn parse_object<T: DeserializeOwned>(body: &[u8], example: &str) -> R
             "invalid field {path}: it holds a NUL character (U+0000), a control character no field may hold"
         )));
     }
-    serde_path_to_error::deserialize(json).map_err(|e| {
+    let mut unknown = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let value = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(json, &mut note)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." {
@@ -51,7 +56,15 @@ pub(super) fn parse_object<T: DeserializeOwned>(body: &[u8], example: &str) -> R
         } else {
             ApiError::bad_request(format!("invalid field {path}: {inner}"))
         }
-    })
+    })?;
+    if !unknown.is_empty() && leniency::strict() {
+        return Err(ApiError::bad_request(format!(
+            "unknown field {} ([server] strict_options refuses fields it does not know)",
+            unknown.join(", ")
+        )));
+    }
+    leniency::ignored(&unknown);
+    Ok(value)
 }
 
 /// Where in `json` a string (or a key) holds a NUL character, as a field path.

@@ -65,7 +65,6 @@ pub(super) async fn preset_styles() -> Json<Value> {
 /// Every edit body: the original's fields for the four routes, plus huiying's own
 /// (`model`, `notify_email`, `size`, `seed`).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub(super) struct EditBody {
     image_url: Option<String>,
     image_urls: Option<Vec<String>>,

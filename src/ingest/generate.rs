@@ -28,7 +28,6 @@ use crate::contract::values::{JobId, ModelName, Prompt};
 
 /// The body of `POST /generate-image`, as sent.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 struct GenerateRequest {
     /// What to draw: 1 to 4000 characters, not only spaces.
     #[schema(min_length = 1, max_length = 4000, example = "一只在雪地里的红狐狸")]

@@ -91,7 +91,6 @@ const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
 /// The body of `POST /jobs/{id}/cancel`, which may be empty.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub(super) struct CancelBody {
     /// Send the usual failure mail for the cancelled job.
     #[serde(default)]

@@ -22,6 +22,7 @@ mod generate;
 mod health;
 mod idempotency;
 mod jobs;
+mod leniency;
 mod me;
 mod models;
 mod notifications;
@@ -163,6 +164,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(config.server.strict_options, leniency::read_bodies))
         .layer(axum::middleware::from_fn_with_state(Arc::new(access::Access::new(&config.server)), access::check))
         // Outside the key check: browsers send preflight requests without keys.
         .layer(tower::util::option_layer(access::cors(&config.server)))

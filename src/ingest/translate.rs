@@ -12,12 +12,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::body::json_body;
+use super::body::{json_body, parse_object};
 use super::error::{ApiError, ErrorBody};
 use crate::contract::values::MAX_PROMPT_CHARS;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub(super) struct TranslateRequest {
     text: String,
 }
@@ -34,8 +33,7 @@ pub(super) async fn translate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = json_body(&headers, body)?;
-    let request: TranslateRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("expected {{\"text\": \"...\"}}: {e}")))?;
+    let request: TranslateRequest = parse_object(&body, r#"{"text": "..."}"#)?;
     if request.text.trim().is_empty() {
         return Err(ApiError::bad_request("text must not be empty"));
     }

@@ -109,7 +109,6 @@ fn check_picture_now(bytes: Vec<u8>, what: &str) -> Result<Checked, ApiError> {
 
 /// The original's JSON body.
 #[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub(super) struct UploadJson {
     base64_data: String,
     file_name: String,

@@ -92,6 +92,35 @@ async fn the_original_clients_fields_are_accepted_and_what_a_model_cannot_honour
     assert!(response.headers().get("huiying-ignored").is_none());
     let sent = &api.calls(OPENAI_PATH)[0].body;
     assert_eq!((sent["quality"].as_str(), sent["style"].as_str()), (Some("hd"), Some("natural")));
+
+    // Its clients as they were: a field huiying does not know, a body sent as text/plain
+    // (Gin read JSON whatever the type said). The same answer, the field named.
+    for path in ["/generate-image", "/translate"] {
+        let body = match path {
+            "/translate" => json!({"text": "猫", "client": "app 1.4"}),
+            _ => json!({"prompt": "a cat", "client": "app 1.4"}),
+        };
+        let response = app
+            .http
+            .post(format!("{}{path}", app.address))
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["huiying-ignored"], "client", "{path}");
+    }
+    let edit = app
+        .http
+        .post(format!("{}/edit-image", app.address))
+        .header("Content-Type", "text/plain")
+        .body(json!({"image_url": "upload:none", "edit_prompt": "x", "client": "app"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = edit.json().await.unwrap();
+    assert!(!answer["error"].as_str().unwrap_or_default().contains("client"), "the field is not the problem: {answer}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -35,15 +35,37 @@ async fn bad_requests_get_a_400_that_names_the_problem_and_nothing_is_queued() {
     assert!(ingest.queued().is_empty());
 }
 
+/// `POST /generate-image` with this Content-Type.
+fn sent_as(content_type: &str, body: &str) -> Request<Body> {
+    Request::post("/generate-image")
+        .header(header::CONTENT_TYPE, content_type)
+        .header("prefer", "respond-async")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
 #[tokio::test]
-async fn another_content_type_is_a_415_and_a_large_body_a_413() {
+async fn as_the_original_a_body_is_json_whatever_its_type_and_unknown_fields_are_left_out_and_named() {
     let ingest = ingest();
-    let form = Request::post("/generate-image")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("prompt=cat"))
-        .unwrap();
-    let (status, answer, _) = ingest.send(form).await;
+    let body = r#"{"prompt": "cat", "client_version": "2.1", "colour": "red"}"#;
+    let (status, answer, response) = ingest.send(sent_as("text/plain", body)).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(response.headers()["huiying-ignored"], "client_version, colour");
+    assert_eq!(ingest.queued()[0].prompt, "cat");
+    // Not JSON at all is still a 400.
+    let (status, answer, _) = ingest.send(sent_as("application/x-www-form-urlencoded", "prompt=cat")).await;
+    assert_eq!(status, 400);
+    assert!(answer["error"].as_str().unwrap().contains("not valid JSON"), "{answer}");
+}
+
+#[tokio::test]
+async fn strictly_another_content_type_is_a_415_an_unknown_field_a_400_and_a_large_body_a_413() {
+    let ingest = ingest_with(|config| config.server.strict_options = true, None);
+    let (status, answer, _) = ingest.send(sent_as("text/plain", r#"{"prompt": "cat"}"#)).await;
     assert_eq!(status, 415, "{answer}");
+    let (status, answer, _) = ingest.send(generate(r#"{"prompt": "cat", "colour": "red"}"#)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("unknown field colour"), "{answer}");
     let huge = json!({"prompt": "cat", "negative_prompt": "x".repeat(100 * 1024)}).to_string();
     let (status, answer, _) = ingest.send(generate(&huge)).await;
     assert_eq!(status, 413, "{answer}");
