@@ -4,7 +4,11 @@
 //! The dump is run in a private in-memory SQLite database (it is SQLite's own dialect),
 //! with no way to attach files, and its rows are read from there. Each row becomes a
 //! record with the job id `d1-image-<id>` (or `d1-edit-<id>`), so a second import finds
-//! them and adds nothing.
+//! them and adds nothing. A picture keeps its original number (`/records/<id>` and the
+//! ids clients kept still lead to it; later records are numbered after the largest); an
+//! edit keeps its kind and input links, and is numbered after them (the original counted
+//! edits apart, so their numbers would meet the pictures'). A dry run writes nothing: a
+//! SQLite file that is not there is not made, one that is there is only read.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +18,7 @@ use time::macros::format_description;
 
 use super::records::{Records, RecordsError, timestamp};
 use crate::config::Config;
-use crate::contract::events::Labels;
+use crate::contract::events::{JobKind, Labels};
 use crate::contract::records::Record;
 use crate::outbound;
 
@@ -43,11 +47,15 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<Vec<String
     let text =
         std::fs::read_to_string(&args.dump).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.dump.display()))?;
     let (rows, skipped_edits) = read_dump(&text)?;
+    if args.dry_run {
+        return dry_run(config, rows, skipped_edits).await;
+    }
     let records = Records::open(&config.database).await.map_err(|e| {
         anyhow::anyhow!("cannot open the records database ({}): {e}", Records::describe_config(&config.database))
     })?;
     let mut counts = std::collections::BTreeMap::<&str, (usize, usize)>::new();
     let mut bad_times = Vec::new();
+    let mut renumbered = Vec::new();
     for Row { mut record, table } in rows {
         let entry = counts.entry(table).or_default();
         if records.by_job(&record.job_id).await?.is_some() {
@@ -55,8 +63,10 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<Vec<String
             continue;
         }
         entry.0 += 1;
-        if args.dry_run {
-            continue;
+        // A number a record of this installation already has: the picture gets the next.
+        if record.id > 0 && records.by_id(record.id).await?.is_some() {
+            renumbered.push(record.id.to_string());
+            record.id = 0;
         }
         if args.fetch_pictures
             && let Some(url) = record.r2_url.clone()
@@ -66,7 +76,13 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<Vec<String
                 Err(error) => tracing::warn!(%url, %error, "picture not fetched; its link is kept"),
             }
         }
-        match records.insert(&record).await {
+        let numbered = record.id > 0;
+        let inserted = records.insert(&record).await;
+        // Records numbered here come after it (PostgreSQL's sequence does not see it).
+        if numbered && inserted.is_ok() {
+            records.continue_numbering().await?;
+        }
+        match inserted {
             // SQLite keeps any text; PostgreSQL only times. Skipped, and said so.
             Err(RecordsError::BadTime(time)) => {
                 entry.0 -= 1;
@@ -77,19 +93,75 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<Vec<String
             }
         }
     }
-    let verb = if args.dry_run { "would import" } else { "imported" };
-    let mut lines: Vec<String> =
-        counts.iter().map(|(table, (new, known))| format!("{table}: {verb} {new}, {known} already there")).collect();
+    let mut lines = summary(&counts, "imported", skipped_edits);
+    if !renumbered.is_empty() {
+        lines.push(format!(
+            "numbered anew {} whose number a record here already had: {}",
+            renumbered.len(),
+            renumbered.join(", ")
+        ));
+    }
     if !bad_times.is_empty() {
         lines.push(format!("skipped {} whose time is not a time: {}", bad_times.len(), bad_times.join(", ")));
     }
+    Ok(lines)
+}
+
+/// What an import would do, found by reading only.
+async fn dry_run(config: &Config, rows: Vec<Row>, skipped_edits: usize) -> anyhow::Result<Vec<String>> {
+    let there: Box<dyn Fn(&str) -> bool> = match config.database.url.is_set() {
+        // PostgreSQL: nothing to make by reading (its schema is what any service start makes).
+        true => {
+            let records = Records::open(&config.database).await?;
+            let mut known = std::collections::HashSet::new();
+            for Row { record, .. } in &rows {
+                if records.by_job(&record.job_id).await?.is_some() {
+                    known.insert(record.job_id.clone());
+                }
+            }
+            Box::new(move |job: &str| known.contains(job))
+        }
+        false => {
+            let known = sqlite_imported(&config.database.path)?;
+            Box::new(move |job: &str| known.contains(job))
+        }
+    };
+    let mut counts = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+    for Row { record, table } in &rows {
+        let entry = counts.entry(table).or_default();
+        match there(&record.job_id) {
+            true => entry.1 += 1,
+            false => entry.0 += 1,
+        }
+    }
+    Ok(summary(&counts, "would import", skipped_edits))
+}
+
+/// The job ids of earlier imports in the SQLite file, read only; none when there is no file.
+fn sqlite_imported(path: &Path) -> anyhow::Result<std::collections::HashSet<String>> {
+    if !path.exists() {
+        return Ok(Default::default());
+    }
+    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    if !has_table(&db, "image_records")? {
+        return Ok(Default::default());
+    }
+    let mut statement = db.prepare("SELECT job_id FROM image_records WHERE job_id LIKE 'd1-%'")?;
+    let ids = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// One line per table: imported (or would be) and already there; then what was skipped.
+fn summary(counts: &std::collections::BTreeMap<&str, (usize, usize)>, verb: &str, skipped_edits: usize) -> Vec<String> {
+    let mut lines: Vec<String> =
+        counts.iter().map(|(table, (new, known))| format!("{table}: {verb} {new}, {known} already there")).collect();
     if skipped_edits > 0 {
         lines.push(format!("image_edit_records: skipped {skipped_edits} that never completed (no picture)"));
     }
     if lines.is_empty() {
         lines.push("the dump holds no image_records or image_edit_records rows".into());
     }
-    Ok(lines)
+    lines
 }
 
 /// The dump's rows as records, and how many edits had no picture.
@@ -120,9 +192,11 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
         let mut statement = db.prepare(&sql)?;
         let found = statement.query_map([], |row| {
             let created: String = row.get::<_, Option<String>>(9)?.unwrap_or_default();
+            let id = row.get::<_, i64>(0)?;
             Ok(Record {
-                id: 0,
-                job_id: format!("d1-image-{}", row.get::<_, i64>(0)?),
+                // The original's number, kept.
+                id,
+                job_id: format!("d1-image-{id}"),
                 original_prompt: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
                 english_prompt: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
                 model: String::new(),
@@ -166,6 +240,8 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 "created_at",
                 "completed_at",
                 "status",
+                "edit_type",
+                "input_image_urls",
             ],
         )?;
         let mut statement = db.prepare(&sql)?;
@@ -197,8 +273,8 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 updated_at: utc(&completed),
                 user: None,
                 labels: Labels::default(),
-                kind: Default::default(),
-                inputs: Vec::new(),
+                kind: edit_kind(&row.get::<_, Option<String>>(12)?.unwrap_or_default()),
+                inputs: input_links(&row.get::<_, Option<String>>(13)?.unwrap_or_default()),
                 owner: None,
                 cost: Default::default(),
             }))
@@ -211,6 +287,29 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
         }
     }
     Ok((rows, skipped))
+}
+
+/// The original's `edit_type` as a kind (an edit when it names none huiying knows).
+fn edit_kind(edit_type: &str) -> JobKind {
+    let edit_type = edit_type.to_ascii_lowercase();
+    match () {
+        _ if edit_type.contains("compose") => JobKind::Compose,
+        _ if edit_type.contains("style") => JobKind::Style,
+        _ if edit_type.contains("fusion") => JobKind::Fusion,
+        _ => JobKind::Edit,
+    }
+}
+
+/// The original's `input_image_urls`: a JSON array, which it built without escaping for
+/// one link, so a text that is not one is kept as the single link it is.
+fn input_links(text: &str) -> Vec<String> {
+    match serde_json::from_str::<Vec<String>>(text) {
+        Ok(links) => links,
+        Err(_) => {
+            let link = text.trim().trim_start_matches("[\"").trim_end_matches("\"]").to_string();
+            if link.is_empty() { Vec::new() } else { vec![link] }
+        }
+    }
 }
 
 /// A size column: NULL or negative is 0.

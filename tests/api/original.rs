@@ -7,8 +7,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    FakeApi, FakeResponse, NatsServer, OPENAI_PATH, OPENROUTER_PATH, TestApp, free_port, nats_password,
-    openrouter_image, tiny_png, wait_for,
+    Backend, FakeApi, FakeResponse, NatsServer, OPENAI_PATH, OPENROUTER_PATH, RecordsBackend, TestApp, free_port,
+    nats_password, openrouter_image, tiny_png, wait_for,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,63 +151,98 @@ async fn records_answer_their_integer_id_and_old_pictures_are_listed() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_d1_export_of_the_original_history_is_imported_once_with_its_prompts_links_sizes_and_times() {
+crate::on_both_backends!(a_d1_export_is_imported_once_with_its_ids_kinds_prompts_links_sizes_and_times);
+
+async fn a_d1_export_is_imported_once_with_its_ids_kinds_prompts_links_sizes_and_times(backend: Backend) {
     let api = FakeApi::start().await;
     api.serve_file("images/20250831_102430_cute_little_cat.png", tiny_png());
-    let app = TestApp::spawn_with(|config, _| config.generator.allow_private_urls = true).await;
+    let database = RecordsBackend::create(backend).await;
+    let app = TestApp::spawn_with(|config, _| {
+        config.generator.allow_private_urls = true;
+        database.configure(config);
+    })
+    .await;
     let fixture = std::path::Path::new(crate::helpers::REPO).join("tests/fixtures/original/d1_export.sql");
     let dump = tempfile::NamedTempFile::new().unwrap();
     let text = std::fs::read_to_string(fixture).unwrap().replace("{PICTURES}", &format!("{}/files", api.address));
     std::fs::write(dump.path(), text).unwrap();
-    let import = |extra: &[&str]| {
+    let import = |extra: &[&str], env: &[(&str, &str)]| {
         let mut args = vec!["records", "import", dump.path().to_str().unwrap()];
         args.extend_from_slice(extra);
-        let output = app.huiying(&args, &[]);
+        let output = app.huiying(&args, env);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).to_string()
     };
-
-    let counted = import(&["--dry-run"]);
-    assert!(counted.contains("image_records: would import 3, 0 already there"), "{counted}");
-    assert!(app.records().is_empty(), "a dry run changes nothing");
-
-    let imported = import(&["--fetch-pictures"]);
-    assert!(imported.contains("image_records: imported 3, 0 already there"), "{imported}");
-    assert!(imported.contains("image_edit_records: imported 1") && imported.contains("skipped 1"), "{imported}");
-
-    let get = |query: &str| {
-        let url = format!("{}/records{query}", app.address);
+    let get = |path: String| {
+        let url = format!("{}{path}", app.address);
         let http = app.http.clone();
         async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
     };
-    let all = get("?limit=100").await;
-    assert_eq!(all["total"], 4);
-    let by_prompt = |prompt: &str| {
-        all["records"].as_array().unwrap().iter().find(|r| r["original_prompt"] == prompt).unwrap().clone()
-    };
-    let cat = by_prompt("一只可爱的小猫");
+
+    let counted = import(&["--dry-run"], &[]);
+    assert!(counted.contains("image_records: would import 3, 0 already there"), "{counted}");
+    assert_eq!(get("/records".into()).await["total"], 0, "a dry run changes nothing");
+    if let Backend::Sqlite = backend {
+        // Nor does it make a database that is not there.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let path = elsewhere.path().join("new.db");
+        let counted = import(&["--dry-run"], &[("DATABASE_PATH", path.to_str().unwrap())]);
+        assert!(counted.contains("would import 3"), "{counted}");
+        assert!(std::fs::read_dir(elsewhere.path()).unwrap().next().is_none(), "no file was made");
+    }
+
+    let imported = import(&["--fetch-pictures"], &[]);
+    assert!(imported.contains("image_records: imported 3, 0 already there"), "{imported}");
+    assert!(imported.contains("image_edit_records: imported 4") && imported.contains("skipped 1"), "{imported}");
+
+    // Each picture under its original number: the ids clients kept still lead to it.
+    let cat = get("/records/1".into()).await;
     assert_eq!(
-        (cat["english_prompt"].as_str(), cat["width"].as_u64(), cat["file_size"].as_u64()),
-        (Some("a cute little cat"), Some(1024), Some(123456))
+        (cat["original_prompt"].as_str(), cat["english_prompt"].as_str(), cat["width"].as_u64()),
+        (Some("一只可爱的小猫"), Some("a cute little cat"), Some(1024))
     );
-    assert_eq!(cat["created_at"], "2025-08-31T02:24:30.000000Z");
+    assert_eq!(
+        (cat["file_size"].as_u64(), cat["created_at"].as_str()),
+        (Some(123456), Some("2025-08-31T02:24:30.000000Z"))
+    );
     assert!(
         cat["url"].as_str().unwrap().ends_with("/images/20250831_102430_cute_little_cat.png"),
         "the R2 link stays the link"
     );
     let fetched = std::path::Path::new(cat["local_path"].as_str().unwrap());
     assert_eq!(std::fs::read(fetched).unwrap(), tiny_png(), "--fetch-pictures brought the picture into images_dir");
-    let lighthouse = by_prompt("海边的灯塔");
-    assert!(lighthouse["r2_url"].is_null(), "a NULL link stays none");
-    assert_eq!(by_prompt("It's a dog")["format"], "png");
-    assert_eq!(by_prompt("Apply style: 把小猫画成油画")["model"], "Qwen/Qwen-Image-Edit");
-    let day = get("?date_from=2025-08-31&date_to=2025-08-31").await;
-    assert_eq!(day["total"], 1, "UTC days as before");
-    let search = get("?keyword=灯塔").await;
-    assert_eq!(search["total"], 1);
+    assert!(get("/records/2".into()).await["r2_url"].is_null(), "a NULL link stays none");
+    let dog = get("/records/7".into()).await;
+    assert_eq!((dog["original_prompt"].as_str(), dog["format"].as_str()), (Some("It's a dog"), Some("png")));
+    assert!(get("/records/3".into()).await["error"].is_string(), "a gap stays a gap");
 
-    let again = import(&[]);
+    // The edits are edits, of their kinds, with their inputs, in /edit-records.
+    let edits = get("/edit-records?limit=100".into()).await;
+    let mut kinds: Vec<(String, usize)> = edits["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["edit_type"].as_str().unwrap().to_string(), r["input_image_urls"].as_array().unwrap().len()))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [("compose".into(), 2), ("edit".into(), 1), ("fusion".into(), 2), ("style".into(), 1)],
+        "{edits}"
+    );
+    let all = get("/records?limit=100".into()).await;
+    assert_eq!(all["total"], 7);
+    let day = get("/records?date_from=2025-08-31&date_to=2025-08-31".into()).await;
+    assert_eq!(day["total"], 1, "UTC days as before");
+    assert_eq!(get("/records?keyword=灯塔".into()).await["total"], 1);
+
+    // A new picture is numbered after the largest imported.
+    let drawn: Value = app.post_generate(json!({"prompt": "after the import"})).await.json().await.unwrap();
+    let record = get(format!("/records/{}", drawn["id"].as_str().unwrap())).await;
+    let largest = all["records"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).max().unwrap();
+    assert!(record["id"].as_i64().unwrap() > largest.max(7), "{record}");
+
+    let again = import(&[], &[]);
     assert!(again.contains("image_records: imported 0, 3 already there"), "{again}");
-    assert_eq!(get("").await["total"], 4, "nothing twice");
+    assert_eq!(get("/records".into()).await["total"], 8, "nothing twice");
 }

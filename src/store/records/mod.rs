@@ -126,6 +126,15 @@ impl Records {
         }
     }
 
+    /// After records were inserted with numbers of their own (an import): later ones are
+    /// numbered after the largest (SQLite's AUTOINCREMENT does so by itself).
+    pub async fn continue_numbering(&self) -> Result<(), RecordsError> {
+        match self {
+            Self::Sqlite(_) => Ok(()),
+            Self::Postgres(db) => db.continue_numbering().await,
+        }
+    }
+
     /// The record numbered `id` (its row).
     pub async fn by_id(&self, id: i64) -> Result<Option<Record>, RecordsError> {
         match self {

@@ -133,9 +133,10 @@ impl PostgresRecords {
             .prepare_cached(
                 r#"INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                        file_size, width, height, format, created_at, updated_at, r2_error, "user",
-                       implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage)
+                       implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, id)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-                           $20, $21, $22)
+                           $20, $21, $22,
+                           COALESCE(NULLIF($23::bigint, 0), nextval(pg_get_serial_sequence('image_records', 'id'))))
                    ON CONFLICT (job_id) DO NOTHING"#,
             )
             .await?;
@@ -165,10 +166,26 @@ impl PostgresRecords {
                     &record.cost.cost_usd,
                     &record.cost.cost_source.name(),
                     &record.cost.usage,
+                    &record.id,
                 ],
             )
             .await?;
         Ok(inserted == 1)
+    }
+
+    /// Numbers later records after the largest there (records inserted with numbers of
+    /// their own do not move the sequence).
+    pub async fn continue_numbering(&self) -> Result<(), RecordsError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "SELECT setval(pg_get_serial_sequence('image_records', 'id'),
+                               GREATEST((SELECT MAX(id) FROM image_records), 1),
+                               (SELECT MAX(id) FROM image_records) IS NOT NULL)",
+                &[],
+            )
+            .await?;
+        Ok(())
     }
 
     pub async fn by_id(&self, id: i64) -> Result<Option<Record>, RecordsError> {

@@ -82,14 +82,17 @@ impl SqliteRecords {
         result
     }
 
-    /// Inserts the record unless the job has one already; true when it was inserted.
+    /// Inserts the record unless the job has one already; true when it was inserted. Its
+    /// number is `record.id` when set (an import keeping the original's), else the next;
+    /// AUTOINCREMENT numbers later records after the largest ever given.
     pub fn insert(&self, record: &Record) -> rusqlite::Result<bool> {
         let connection = self.writer.lock().expect("no panics while holding the lock");
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                  file_size, width, height, format, created_at, updated_at, r2_error, user,
-                 implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+                 implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+                 NULLIF(?23, 0))
              ON CONFLICT (job_id) DO NOTHING",
             params![
                 record.job_id,
@@ -114,6 +117,7 @@ impl SqliteRecords {
                 record.cost.cost_usd,
                 record.cost.cost_source.name(),
                 record.cost.usage.as_ref().map(|usage| usage.to_string()),
+                record.id,
             ],
         )?;
         Ok(inserted == 1)
