@@ -41,6 +41,7 @@
 #![deny(unreachable_pub)]
 
 pub mod bus;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;

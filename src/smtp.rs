@@ -110,16 +110,7 @@ impl Transport {
             }
             Transport::Off => Ok(()),
             Transport::Smtp(pool) => {
-                let mut session = pool.get().await.map_err(|e| match e {
-                    PoolError::Backend(error) => classify_session(error, smtp),
-                    PoolError::Timeout(_) => Failure::transient(format!(
-                        "no SMTP session to {}:{} within [smtp] timeout ({} s)",
-                        smtp.host,
-                        smtp.port,
-                        smtp.timeout.as_secs()
-                    )),
-                    other => Failure::transient(format!("no SMTP session: {other}")),
-                })?;
+                let mut session = session(pool, smtp).await?;
                 // A failed mail aborts the session (lettre marks it broken); the pool drops it.
                 // A server silent past [smtp] timeout fails it too (`sessions::Deadlined`).
                 let (envelope, bytes) = (message.envelope().clone(), message.formatted());
@@ -127,6 +118,34 @@ impl Transport {
             }
         }
     }
+}
+
+impl Transport {
+    /// Connects and logs in (TLS as configured) without sending anything: `huiying config
+    /// check`. The outbox must be a folder; mail off needs nothing.
+    pub async fn check(&self, smtp: &SmtpConfig) -> Result<(), Failure> {
+        match self {
+            Transport::Smtp(pool) => session(pool, smtp).await.map(drop),
+            Transport::Outbox { dir, .. } if !dir.is_dir() => {
+                Err(Failure::permanent(format!("the outbox {} is not a folder", dir.display())))
+            }
+            Transport::Outbox { .. } | Transport::Off => Ok(()),
+        }
+    }
+}
+
+/// A logged-in session from the pool, or why there is none, in words a user can act on.
+async fn session(pool: &Pool<Sessions>, smtp: &SmtpConfig) -> Result<deadpool::managed::Object<Sessions>, Failure> {
+    pool.get().await.map_err(|e| match e {
+        PoolError::Backend(error) => classify_session(error, smtp),
+        PoolError::Timeout(_) => Failure::transient(format!(
+            "no SMTP session to {}:{} within [smtp] timeout ({} s)",
+            smtp.host,
+            smtp.port,
+            smtp.timeout.as_secs()
+        )),
+        other => Failure::transient(format!("no SMTP session: {other}")),
+    })
 }
 
 /// SMTP sessions kept open: the mailer sends up to four mails at once.

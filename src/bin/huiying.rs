@@ -44,6 +44,10 @@ enum Command {
     /// See webhook endpoints and deliveries, send deliveries again, try an endpoint.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// The configuration: `huiying config check` loads it as the services do and tries
+    /// each dependency it names (NATS, SMTP, the database, R2 / S3, model keys).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// What paid models cost: per day, model or key, from the spend ledger (as GET /usage).
     Usage(huiying::usage::UsageArgs),
     /// Print the nats.conf built into this binary (on a cluster node without the
@@ -53,6 +57,12 @@ enum Command {
     /// Load-test a pipeline of its own (nats-server and the services as processes,
     /// placeholder model, mail to the outbox): throughput, latency per stage, memory.
     Load(huiying::load::LoadArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// One line per dependency, ok or why not; exits 1 when any failed.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -159,6 +169,14 @@ async fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Mail(command) => mail(args, command).await,
+        Command::Config(ConfigCommand::Check) => match load_config(args, "huiying config check") {
+            Ok(config) => {
+                let (lines, all_ok) = huiying::check::run(&config).await;
+                lines.iter().for_each(|line| println!("{line}"));
+                if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            }
+            Err(code) => code,
+        },
         Command::Usage(usage) => match load_config(args, "huiying usage") {
             Ok(config) => print_lines("huiying usage", huiying::usage::run(&config, &usage).await),
             Err(code) => code,

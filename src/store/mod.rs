@@ -7,6 +7,8 @@ pub mod import;
 mod jpeg;
 pub mod processing;
 pub mod records;
+
+pub(crate) use remote::RemoteStore;
 mod remote;
 mod removal;
 mod retention;

@@ -19,14 +19,14 @@ const UPLOAD_BUDGET: Duration = Duration::from_secs(30);
 use crate::config::CloudflareR2Config;
 use crate::failure::Failure;
 
-pub(super) struct RemoteStore {
+pub(crate) struct RemoteStore {
     store: Arc<AmazonS3>,
     public_url: String,
 }
 
 impl RemoteStore {
     /// `None` when no bucket is configured.
-    pub(super) fn from_config(r2: &CloudflareR2Config) -> anyhow::Result<Option<Self>> {
+    pub(crate) fn from_config(r2: &CloudflareR2Config) -> anyhow::Result<Option<Self>> {
         if !r2.is_on() {
             return Ok(None);
         }
@@ -81,6 +81,13 @@ impl RemoteStore {
             Ok(Err(e)) => Err(Failure::transient(format!("uploading {key} to R2 failed: {e}")).caused_by(e)),
             Err(_) => Err(Failure::transient(format!("uploading {key} to R2 timed out"))),
         }
+    }
+
+    /// Writes a small object and deletes it again (`huiying config check`).
+    pub(crate) async fn check(&self) -> Result<(), Failure> {
+        let name = format!("huiying-config-check-{}.txt", uuid::Uuid::new_v4());
+        self.upload(&name, b"huiying config check".to_vec(), "text/plain").await?;
+        self.delete_with_thumbnail(&name).await
     }
 
     /// Deletes the picture and its thumbnail (`images/<file>`, `images/thumbs/<stem>.jpg`);

@@ -8,6 +8,7 @@ mod browser;
 mod budgets;
 mod cancel;
 mod cluster;
+mod config_check;
 mod configuration;
 mod costs;
 mod edits;
