@@ -96,3 +96,10 @@ async fn a_key_sees_its_spend_per_day_under_its_budget_line() {
     let address = app.address.clone();
     tokio::task::spawn_blocking(move || run_page_test("spend", &address)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_uploads_a_picture_runs_a_style_transfer_and_finds_it_in_the_edit_records() {
+    let app = TestApp::spawn().await;
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || run_page_test("edit", &address)).await.unwrap();
+}

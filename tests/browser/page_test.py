@@ -6,6 +6,7 @@ real pipeline that tests/api/browser.rs started. Run as:
 It exits non-zero (with the failing check) when the page does not do what a user expects.
 """
 
+import base64
 import re
 import sys
 from pathlib import Path
@@ -182,13 +183,46 @@ def spend_story(browser, base, shots):
     page.screenshot(path=shots / "spend-desktop.png", full_page=True)
 
 
+# A 64×64 PNG, opaque orange: the picture the edit story uploads.
+ORANGE_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAATUlEQVR42u3PQQkAAAgEsOuPnb0IvoXBCiw7eS0CAgICAgICAgICAgICAgICAgIC"
+    "AgICAgICAgICAgICAgICAgICAgICAgICAgICApcCCQexaQtDixEAAAAASUVORK5CYII="
+)
+
+
+def edit_story(browser, base, shots):
+    """Upload a picture, run a style transfer with a preset, see the result beside its
+    input, and find it in the edit records."""
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(base)
+    page.click("#tab-edit")
+    picture = shots / "orange.png"
+    picture.write_bytes(ORANGE_PNG)
+    page.select_option("#edit-kind", "style")
+    expect(page.locator("#preset-row")).to_be_visible()
+    expect(page.locator("#edit-preset option")).not_to_have_count(1)  # the presets arrived
+    page.select_option("#edit-preset", "oil_painting")
+    page.set_input_files("#edit-files", str(picture))
+    expect(page.locator("#edit-inputs img")).to_have_count(1)
+    page.click("#edit-submit")
+    job = page.locator("#edit-jobs .job").first
+    expect(job).to_have_attribute("data-status", "completed", timeout=60_000)
+    # The result beside the picture it came from.
+    expect(job.locator(".beside .inputs img")).to_have_count(1)
+    expect(job.locator(".beside a img")).to_have_count(1)
+    page.screenshot(path=shots / "edit-desktop.png", full_page=True)
+    record = page.locator("#edit-records .record").first
+    expect(record).to_contain_text("style", timeout=30_000)
+    expect(record).to_have_attribute("data-job", job.get_attribute("data-id"))
+
+
 def main():
     scenario, base, shots = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            {"main": main_story, "keys": key_story, "owners": owners_story, "spend": spend_story}[scenario](browser, base.rstrip("/") + "/", shots)
+            {"main": main_story, "keys": key_story, "owners": owners_story, "spend": spend_story, "edit": edit_story}[scenario](browser, base.rstrip("/") + "/", shots)
         finally:
             browser.close()
     print(f"{scenario}: ok; screenshots in {shots}")
