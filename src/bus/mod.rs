@@ -183,6 +183,43 @@ impl Bus {
         Arc::new(NatsPublisher { client: self.client.clone(), jetstream: self.jetstream.clone() })
     }
 
+    /// The alerts stream (`budget.alert`), made when missing; waits, as the setup does, for a
+    /// cluster still forming.
+    pub async fn alerts(&self, shutdown: &CancellationToken) -> Result<stream::Stream, SetupError> {
+        retry_every_second("JetStream to set up the alerts stream", shutdown, || {
+            alerts_stream(&self.jetstream, self.replicas)
+        })
+        .await
+    }
+
+    /// A durable consumer on the alerts stream (both made when missing), waiting for a
+    /// cluster still forming: a new stream's replicas may not have a leader yet.
+    pub async fn alerts_consumer(
+        &self,
+        spec: &ConsumerSpec,
+        shutdown: &CancellationToken,
+    ) -> Result<consumer::PullConsumer, SetupError> {
+        retry_every_second("JetStream to set up the alerts consumer", shutdown, || async {
+            durable_consumer_on(&alerts_stream(&self.jetstream, self.replicas).await?, spec).await
+        })
+        .await
+    }
+
+    /// A key-value bucket of a service's own, made when missing; waits, as the setup does,
+    /// for a cluster still forming.
+    pub async fn own_bucket(
+        &self,
+        bucket: &'static str,
+        description: &str,
+        max_age: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<kv::Store, SetupError> {
+        retry_every_second(&format!("JetStream to set up {bucket}"), shutdown, || {
+            key_value(&self.jetstream, bucket, description, max_age, self.replicas)
+        })
+        .await
+    }
+
     /// Job states as a [`JobBoard`].
     pub fn job_board(&self) -> JobBoard {
         JobBoard::new(JsonBucket::<JobStatus>::new(Arc::new(self.jobs.clone())))
@@ -287,7 +324,7 @@ fn replicas_match(stream: &str, found: usize, wanted: usize) -> Result<(), Setup
 
 /// The stream of operator alerts (`budget.alert`), made by whichever service needs it
 /// first. A day's duplicate window: an alert published twice is kept once.
-pub(crate) async fn alerts_stream(js: &jetstream::Context, replicas: usize) -> Result<stream::Stream, SetupError> {
+async fn alerts_stream(js: &jetstream::Context, replicas: usize) -> Result<stream::Stream, SetupError> {
     stream_or_create(
         js,
         stream::Config {

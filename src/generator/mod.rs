@@ -126,10 +126,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let bus = Bus::connect(&config.nats, Service::Generator.program(), &shutdown).await?;
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let pings = bus.announce(Service::Generator).await?;
-    let ledger =
-        crate::bus::key_value(&bus.jetstream, SPEND_BUCKET, "huiying spend ledger", Duration::ZERO, bus.replicas)
-            .await?;
-    crate::bus::alerts_stream(&bus.jetstream, bus.replicas).await?;
+    let ledger = bus.own_bucket(SPEND_BUCKET, "huiying spend ledger", Duration::ZERO, &shutdown).await?;
+    bus.alerts(&shutdown).await?;
     let objects = Arc::new(bus.images.clone());
     let ledger = Arc::new(ledger);
     let generator =

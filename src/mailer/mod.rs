@@ -101,8 +101,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let bus = Bus::connect(&config.nats, Service::Mailer.program(), &shutdown).await?;
     let mailer = Mailer::with(outgoing, Arc::new(bus.mail.clone()), bus.job_board(), config.smtp.retry_policy());
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
-    let alerts = crate::bus::alerts_stream(&bus.jetstream, bus.replicas).await?;
-    let alerts = crate::bus::durable_consumer_on(&alerts, &alerts_spec(&config)).await?;
+    let alerts = bus.alerts_consumer(&alerts_spec(&config), &shutdown).await?;
     let pings = bus.announce(Service::Mailer).await?;
     match &mailer.outgoing.transport {
         Transport::Smtp(_) => tracing::info!(

@@ -57,8 +57,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let webhooks = Topology::ensure(&bus, &config.webhooks).await?;
     let events = bus.durable_consumer(&fan_out_spec(&config)).await?;
     let tasks = bus::durable_consumer_on(&webhooks.stream, &delivery_spec(&config)).await?;
-    let alert_stream = bus::alerts_stream(&bus.jetstream, bus.replicas).await?;
-    let alert_events = bus::durable_consumer_on(&alert_stream, &alerts_spec(&config)).await?;
+    let alert_events = bus.alerts_consumer(&alerts_spec(&config), &shutdown).await?;
     let pings = bus.announce(Service::Webhook).await?;
     tracing::info!(endpoints = endpoints.configured().len(), "webhook service ready");
 
