@@ -268,6 +268,10 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
     if let Some((key, problem)) = config.budget_problem() {
         return Err(invalid(&key, problem));
     }
+    let zone = config.smtp.timezone.trim();
+    if !zone.is_empty() && jiff::tz::TimeZone::get(zone).is_err() {
+        return Err(invalid("smtp.timezone", format!("{zone:?} is not an IANA time zone name such as Asia/Shanghai")));
+    }
     let max_gb = config.retention.max_gb;
     if !max_gb.is_finite() || max_gb < 0.0 {
         return Err(invalid("retention.max_gb", format!("expected 0 (no bound) or more, got {max_gb}")));

@@ -49,7 +49,7 @@ pub struct SmtpConfig {
     #[serde(with = "seconds")]
     pub retry_delay: Duration,
     /// With `enable = false`: write each mail as an .eml file into this folder instead of
-    /// sending it (`huiying up` sets it for its first-run demo). Empty: no mail at all.
+    /// sending it. Empty: no mail at all.
     pub outbox_dir: PathBuf,
     /// The newest mails the outbox keeps; older ones are removed (the folder is pruned
     /// every tenth of this many mails, so up to 10% more lie there in between). 0: keep all.
@@ -59,6 +59,9 @@ pub struct SmtpConfig {
     /// Folder of your own templates (`<language>/<kind>.<part>.hbs`); empty: the
     /// templates built into the binary.
     pub templates_dir: PathBuf,
+    /// The readers' time zone for every time a mail shows (IANA, `Asia/Shanghai`); empty:
+    /// `Asia/Shanghai` with the Chinese templates, `UTC` with the English.
+    pub timezone: String,
 }
 
 /// How the mailer secures the SMTP connection.
@@ -97,6 +100,7 @@ impl Default for SmtpConfig {
             outbox_keep: 1000,
             language: Language::ZhCn,
             templates_dir: PathBuf::new(),
+            timezone: String::new(),
         }
     }
 }
@@ -127,6 +131,17 @@ impl AllowedRecipients {
 }
 
 impl SmtpConfig {
+    /// The readers' time zone (`timezone`, else by `language`); a name the zone database
+    /// does not know is refused when the configuration is loaded.
+    pub fn reader_zone(&self) -> jiff::tz::TimeZone {
+        let name = match (self.timezone.trim(), self.language) {
+            ("", Language::ZhCn) => "Asia/Shanghai",
+            ("", Language::En) => "UTC",
+            (name, _) => name,
+        };
+        jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
     /// `allowed_recipients`, as a value that answers who is allowed.
     pub fn recipients(&self) -> AllowedRecipients {
         AllowedRecipients(self.allowed_recipients.clone())

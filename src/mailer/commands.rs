@@ -83,8 +83,8 @@ pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow:
             continue;
         };
         let notice = match (&status.result, &status.error) {
-            (Some(completed), _) => Notice::completed(completed),
-            (None, Some(failed)) => Notice::failed(failed),
+            (Some(completed), _) => Notice::completed(completed, &config.smtp.reader_zone()),
+            (None, Some(failed)) => Notice::failed(failed, &config.smtp.reader_zone()),
             _ => {
                 lines.push(format!("{id}: still {:?}, nothing to notify yet", status.status));
                 continue;

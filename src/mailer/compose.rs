@@ -5,7 +5,7 @@ use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use serde_json::{Value, json};
-use time::macros::format_description;
+use time::OffsetDateTime;
 
 use super::templates::{Kind, Templates};
 use crate::config::{AllowedRecipients, Language, PLACEHOLDER_MODEL, SmtpConfig};
@@ -48,7 +48,8 @@ pub struct InlineImage {
 }
 
 impl Notice {
-    pub fn completed(event: &ImageCompleted) -> Self {
+    /// The success mail of `event`, its times in `zone` (the readers').
+    pub fn completed(event: &ImageCompleted, zone: &jiff::tz::TimeZone) -> Self {
         let content_type = match event.format.as_str() {
             "png" => "image/png",
             "webp" => "image/webp",
@@ -73,7 +74,7 @@ impl Notice {
                 "file_size": event.file_size,
                 "file_size_human": human_size(event.file_size),
                 "duration_seconds": seconds(event.duration_ms),
-                "completed_at": event.completed_at.format(TIME_FORMAT).unwrap_or_default(),
+                "completed_at": local_time(event.completed_at, zone),
                 // An edit's pictures, shown small beside the result.
                 "edit_type": (!event.kind.is_generate()).then(|| event.kind.name()),
                 "inputs": event.inputs.iter().map(|input| json!({"url": input.url, "source": input.source})).collect::<Vec<_>>(),
@@ -90,34 +91,8 @@ impl Notice {
     /// the mailer there rather than failing each mail.
     fn samples() -> [Notice; 4] {
         let now = time::OffsetDateTime::now_utc();
-        let url = "http://localhost:8000/static/images/huiying_image_sample.jpg".to_string();
-        let id = JobId::parse("sample").expect("a constant id");
-        let generation = ImageCompleted {
-            owner: None,
-            cost: Cost { cost_usd: Some(0.039), cost_source: CostSource::Reported, usage: None },
-            version: EVENT_VERSION,
-            id: id.clone(),
-            prompt: Prompt::parse("一只在月球上的猫").expect("a constant prompt"),
-            english_prompt: "a cat on the moon".into(),
-            model: ModelName::parse(PLACEHOLDER_MODEL).expect("a constant model name"),
-            url: url.clone(),
-            local_url: url,
-            r2_url: None,
-            filename: "huiying_image_sample.jpg".into(),
-            width: 512,
-            height: 512,
-            format: "jpeg".into(),
-            file_size: 20_000,
-            labels: Labels { implicit: true, explicit: true },
-            kind: JobKind::Generate,
-            inputs: Vec::new(),
-            requested_at: now,
-            completed_at: now,
-            duration_ms: 1500,
-            ignored_options: vec!["seed".into()],
-            notify_email: None,
-            callback: Default::default(),
-        };
+        let generation = sample_completed(now);
+        let id = generation.id.clone();
         let input = InputPicture {
             object: "input/sample/0".into(),
             content_type: "image/png".into(),
@@ -140,10 +115,17 @@ impl Notice {
         let failure = ImageFailed::new(facts, Stage::Generate, "the model answered 503".into(), true, 3);
         let asked = CancelRequest { requested_at: now, notify: true, by: Some("key #1".into()) };
         let cancelled = ImageFailed::cancelled(facts, Cancellation::asked(&asked), 1);
-        [Notice::completed(&generation), Notice::completed(&edit), Notice::failed(&failure), Notice::failed(&cancelled)]
+        let utc = &jiff::tz::TimeZone::UTC;
+        [
+            Notice::completed(&generation, utc),
+            Notice::completed(&edit, utc),
+            Notice::failed(&failure, utc),
+            Notice::failed(&cancelled, utc),
+        ]
     }
 
-    pub fn failed(event: &ImageFailed) -> Self {
+    /// The failure (or cancellation) mail of `event`, its times in `zone`.
+    pub fn failed(event: &ImageFailed, zone: &jiff::tz::TimeZone) -> Self {
         Self {
             kind: Kind::Failed,
             job_id: event.id.clone(),
@@ -155,13 +137,13 @@ impl Notice {
                 "stage": event.stage,
                 "error": event.error,
                 "attempts": event.attempts,
-                "failed_at": event.failed_at.format(TIME_FORMAT).unwrap_or_default(),
+                "failed_at": local_time(event.failed_at, zone),
                 // A cancelled job is its own outcome: by whom (`request` or `deadline`),
                 // which key asked, and when.
                 "cancelled": event.cancelled.as_ref().map(|cancelled| json!({
                     "by": cancelled.by,
                     "key": cancelled.key,
-                    "requested_at": cancelled.requested_at.and_then(|at| at.format(TIME_FORMAT).ok()),
+                    "requested_at": cancelled.requested_at.map(|at| local_time(at, zone)),
                 })),
             }),
             notify_email: event.notify_email.clone(),
@@ -179,6 +161,8 @@ pub struct Composer {
     bcc: Vec<Mailbox>,
     /// Whom a request may name instead of `to`.
     recipients: AllowedRecipients,
+    /// The readers' time zone (`[smtp] timezone`).
+    zone: jiff::tz::TimeZone,
 }
 
 impl Composer {
@@ -218,7 +202,13 @@ impl Composer {
             cc: mailboxes("cc", &smtp.cc)?,
             bcc: mailboxes("bcc", &smtp.bcc)?,
             recipients: smtp.recipients(),
+            zone: smtp.reader_zone(),
         })
+    }
+
+    /// The readers' time zone, for the times a mail shows.
+    pub fn zone(&self) -> &jiff::tz::TimeZone {
+        &self.zone
     }
 
     /// Whether a request may name its own recipient (`[smtp] allowed_recipients`).
@@ -296,8 +286,43 @@ impl Composer {
     }
 }
 
-const TIME_FORMAT: &[time::format_description::FormatItem<'static>] =
-    format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+/// A generation's completion at `at`, as the templates see real ones.
+fn sample_completed(at: OffsetDateTime) -> ImageCompleted {
+    let url = "http://localhost:8000/static/images/huiying_image_sample.jpg".to_string();
+    let id = JobId::parse("sample").expect("a constant id");
+    ImageCompleted {
+        owner: None,
+        cost: Cost { cost_usd: Some(0.039), cost_source: CostSource::Reported, usage: None },
+        version: EVENT_VERSION,
+        id: id.clone(),
+        prompt: Prompt::parse("一只在月球上的猫").expect("a constant prompt"),
+        english_prompt: "a cat on the moon".into(),
+        model: ModelName::parse(PLACEHOLDER_MODEL).expect("a constant model name"),
+        url: url.clone(),
+        local_url: url,
+        r2_url: None,
+        filename: "huiying_image_sample.jpg".into(),
+        width: 512,
+        height: 512,
+        format: "jpeg".into(),
+        file_size: 20_000,
+        labels: Labels { implicit: true, explicit: true },
+        kind: JobKind::Generate,
+        inputs: Vec::new(),
+        requested_at: at,
+        completed_at: at,
+        duration_ms: 1500,
+        ignored_options: vec!["seed".into()],
+        notify_email: None,
+        callback: Default::default(),
+    }
+}
+
+/// A time as the reader reads it: `2026-12-07 19:30:00 (UTC+08:00)` in Shanghai.
+fn local_time(at: OffsetDateTime, zone: &jiff::tz::TimeZone) -> String {
+    let Ok(instant) = jiff::Timestamp::new(at.unix_timestamp(), 0) else { return at.to_string() };
+    instant.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M:%S (UTC%:z)").to_string()
+}
 
 fn shorten(text: &str, max_chars: usize) -> String {
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -346,5 +371,24 @@ mod tests {
         assert_eq!(shorten("一只\n可爱的猫", 30), "一只 可爱的猫");
         assert_eq!(shorten("abcdef", 3), "abc…");
         assert_eq!((seconds(34), seconds(12_345)), ("0.03".to_string(), "12.3".to_string()));
+    }
+
+    #[test]
+    fn a_chinese_mail_shows_times_in_utc_plus_8_and_its_date_header_parses() {
+        let mut smtp = SmtpConfig { to: vec!["me@example.com".into()], ..SmtpConfig::default() };
+        let composer = Composer::from_config(&smtp).unwrap();
+        let done = sample_completed(time::macros::datetime!(2026-12-07 11:30 UTC));
+        let notice = Notice::completed(&done, composer.zone());
+        assert_eq!(notice.context["completed_at"], "2026-12-07 19:30:00 (UTC+08:00)");
+        let message = String::from_utf8(composer.compose(&notice, None).unwrap().formatted()).unwrap();
+        let date = message.lines().find_map(|line| line.strip_prefix("Date: ")).expect("a Date header");
+        time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822).expect("RFC 5322 date");
+        // English templates read UTC, and [smtp] timezone wins over both.
+        smtp.language = Language::En;
+        let english = Composer::from_config(&smtp).unwrap();
+        assert_eq!(Notice::completed(&done, english.zone()).context["completed_at"], "2026-12-07 11:30:00 (UTC+00:00)");
+        smtp.timezone = "Europe/Berlin".into();
+        let berlin = Composer::from_config(&smtp).unwrap();
+        assert_eq!(Notice::completed(&done, berlin.zone()).context["completed_at"], "2026-12-07 12:30:00 (UTC+01:00)");
     }
 }

@@ -149,13 +149,15 @@ impl Stage for Mailer {
         }
         let notice = match received.subject.as_str() {
             BUDGET_ALERT => return self.budget_alert(&received.decode::<BudgetAlert>()?, received.attempt).await,
-            events::IMAGE_COMPLETED => Notice::completed(&received.decode::<ImageCompleted>()?),
+            events::IMAGE_COMPLETED => {
+                Notice::completed(&received.decode::<ImageCompleted>()?, self.outgoing.composer.zone())
+            }
             events::IMAGE_FAILED => {
                 let failed = received.decode::<ImageFailed>()?;
                 if failed.cancelled.as_ref().is_some_and(|cancel| !cancel.notify) {
                     return Ok(()); // cancelled: whoever cancelled it knows; mailed only if asked
                 }
-                Notice::failed(&failed)
+                Notice::failed(&failed, self.outgoing.composer.zone())
             }
             other => return Err(Failure::permanent(format!("the mailer does not handle {other}"))),
         };

@@ -470,3 +470,12 @@ fn a_negative_or_unnumbered_budget_stops_the_program_with_one_line_naming_it() {
     assert_eq!((budgets.global.day, budgets.global.month), (Some(2_500_000), Some(90_000_000)));
     assert_eq!(budgets.of_key(Some("design")).month, Some(40_000_000));
 }
+
+#[test]
+fn a_readers_time_zone_the_zone_database_does_not_know_stops_the_program_naming_it() {
+    let written = file("[smtp]\ntimezone = \"Mars/Olympus\"\n");
+    let error = config::load_from(Some(written.path()), env(&[])).unwrap_err().to_string();
+    assert!(error.contains("smtp.timezone") && error.contains("Mars/Olympus"), "{error}");
+    let fine = file("[smtp]\ntimezone = \"Asia/Shanghai\"\n");
+    assert!(config::load_from(Some(fine.path()), env(&[("SMTP_TIMEZONE", "Europe/Berlin")])).is_ok());
+}
