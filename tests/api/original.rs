@@ -181,7 +181,12 @@ async fn a_d1_export_is_imported_once_with_its_ids_kinds_prompts_links_sizes_and
 
     let counted = import(&["--dry-run"], &[]);
     assert!(counted.contains("image_records: would import 3, 0 already there"), "{counted}");
-    assert_eq!(get("/records".into()).await["total"], 0, "a dry run changes nothing");
+    // (The store may still be opening its database: wait for its first answer.)
+    let total = wait_for("the records to answer", Duration::from_secs(30), || async {
+        get("/records".into()).await["total"].as_u64()
+    })
+    .await;
+    assert_eq!(total, 0, "a dry run changes nothing");
     if let Backend::Sqlite = backend {
         // Nor does it make a database that is not there.
         let elsewhere = tempfile::tempdir().unwrap();
