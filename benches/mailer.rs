@@ -32,32 +32,35 @@ fn config(port: u16) -> SmtpConfig {
 
 fn notice(n: usize) -> Notice {
     let now = time::OffsetDateTime::now_utc();
-    Notice::completed(&ImageCompleted {
-        cost: Default::default(),
-        owner: None,
-        version: 1,
-        id: JobId::parse(format!("00000000-0000-4000-8000-{n:012}")).unwrap(),
-        prompt: Prompt::parse(format!("一只在月球上的猫 <{n}> & a lighthouse at dawn, watercolor")).unwrap(),
-        english_prompt: format!("a cat on the moon {n}"),
-        model: ModelName::parse("google/gemini-2.5-flash-image-preview:free").unwrap(),
-        url: format!("https://img.example.com/static/images/huiying_image_{n}.jpg"),
-        local_url: format!("https://img.example.com/static/images/huiying_image_{n}.jpg"),
-        r2_url: None,
-        filename: format!("huiying_image_{n}.jpg"),
-        width: 1024,
-        height: 1024,
-        format: "jpeg".into(),
-        file_size: 234_567,
-        labels: Default::default(),
-        kind: Default::default(),
-        inputs: Vec::new(),
-        requested_at: now,
-        completed_at: now,
-        duration_ms: 12_345,
-        notify_email: None,
-        callback: Default::default(),
-        ignored_options: Vec::new(),
-    })
+    Notice::completed(
+        &ImageCompleted {
+            cost: Default::default(),
+            owner: None,
+            version: 1,
+            id: JobId::parse(format!("00000000-0000-4000-8000-{n:012}")).unwrap(),
+            prompt: Prompt::parse(format!("一只在月球上的猫 <{n}> & a lighthouse at dawn, watercolor")).unwrap(),
+            english_prompt: format!("a cat on the moon {n}"),
+            model: ModelName::parse("google/gemini-2.5-flash-image-preview:free").unwrap(),
+            url: format!("https://img.example.com/static/images/huiying_image_{n}.jpg"),
+            local_url: format!("https://img.example.com/static/images/huiying_image_{n}.jpg"),
+            r2_url: None,
+            filename: format!("huiying_image_{n}.jpg"),
+            width: 1024,
+            height: 1024,
+            format: "jpeg".into(),
+            file_size: 234_567,
+            labels: Default::default(),
+            kind: Default::default(),
+            inputs: Vec::new(),
+            requested_at: now,
+            completed_at: now,
+            duration_ms: 12_345,
+            notify_email: None,
+            callback: Default::default(),
+            ignored_options: Vec::new(),
+        },
+        &jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+    )
 }
 
 fn main() {

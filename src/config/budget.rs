@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::Config;
+use crate::clock::Today;
 use crate::contract::budget::{BudgetRefusal, Scope};
-use crate::contract::spend::{MonthSpend, Period, Today, usd};
+use crate::contract::spend::{MonthSpend, Period, usd};
 
 /// `[budget]` as the file writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

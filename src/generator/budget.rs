@@ -10,10 +10,11 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::clock::Clock;
+use crate::clock::Today;
 use crate::config::Budgets;
 use crate::contract::budget::{BudgetAlert, BudgetRefusal, Period, Scope, unpriced};
 use crate::contract::cost::Cost;
-use crate::contract::spend::{self, Hold, MonthSpend, Today, alert_mark, micros, usd};
+use crate::contract::spend::{self, Hold, MonthSpend, alert_mark, ledger_key, micros, usd};
 use crate::contract::values::JobId;
 use crate::parts::{KeyValue, PartError};
 
@@ -63,7 +64,7 @@ impl Spending {
         let budgets = self.budgets.clone();
         let owner = owner.map(String::from);
         let (model, job) = (model.to_string(), job.to_string());
-        self.change(&today.key(), move |month| {
+        self.change(&ledger_key(&today), move |month| {
             if month.held.contains_key(&job) {
                 return (Admission::Held, false);
             }
@@ -89,7 +90,7 @@ impl Spending {
         for month in [today, last_month] {
             let (budgets, job) = (self.budgets.clone(), job.to_string());
             let settled = self
-                .change(&month.key(), |spent| match spent.settle(&job, cost) {
+                .change(&ledger_key(&month), |spent| match spent.settle(&job, cost) {
                     true => (Some(alerts(spent, &budgets, &month, now)), true),
                     false => (None, false),
                 })

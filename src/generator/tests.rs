@@ -231,10 +231,13 @@ async fn a_job_over_its_keys_budget_fails_at_stage_budget_without_calling_the_mo
     let asked = CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: false, by: None };
     parts.jobs.request_cancel("job-3", &asked).await.unwrap();
     generator.handle(delivery(&body("job-3"), 1)).await.unwrap();
-    let month = crate::contract::spend::Today::at(OffsetDateTime::now_utc(), &jiff::tz::TimeZone::UTC).key();
+    let month = crate::contract::spend::ledger_key(&crate::clock::Today::at(
+        OffsetDateTime::now_utc(),
+        &jiff::tz::TimeZone::UTC,
+    ));
     let (bytes, _) = parts.ledger.entry(&month).await.unwrap().expect("job 1 was counted");
     let ledger: crate::contract::spend::MonthSpend = serde_json::from_slice(&bytes).unwrap();
     assert!(ledger.held.is_empty(), "{ledger:?}");
-    let today = crate::contract::spend::Today::at(OffsetDateTime::now_utc(), &jiff::tz::TimeZone::UTC).day;
+    let today = crate::clock::Today::at(OffsetDateTime::now_utc(), &jiff::tz::TimeZone::UTC).day;
     assert_eq!(ledger.spent(Some("design"), crate::contract::spend::Period::Day, &today), 250_000);
 }

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::parts::{KeyValue, PartError};
 
+use crate::clock::Today;
 pub use crate::clock::{Clock, system_clock};
 
 /// A key's quota after asking for one more job.
@@ -46,8 +47,8 @@ impl Quotas {
 
     /// Takes one of `per_day` jobs of key `name` for today, if one is left.
     pub(super) async fn take(&self, name: &str, per_day: NonZeroU64) -> Result<Quota, PartError> {
-        let (day, resets_at) = self.today();
-        let prefix = format!("{name}.{day}");
+        let today = Today::at((self.clock)(), &self.zone);
+        let prefix = format!("{name}.{}", today.day);
         let mut slot = self.reached.lock().expect("not poisoned").get(&prefix).copied().unwrap_or(1);
         while slot <= per_day.get() {
             if self.slots.create(&format!("{prefix}.{slot}"), Bytes::new()).await? {
@@ -57,7 +58,7 @@ impl Quotas {
             slot += 1;
         }
         self.remember(prefix, slot);
-        Ok(Quota::Exceeded { resets_at })
+        Ok(Quota::Exceeded { resets_at: today.day_ends })
     }
 
     fn remember(&self, prefix: String, slot: u64) {
@@ -66,20 +67,6 @@ impl Quotas {
         let today = prefix.rsplit_once('.').map(|(_, day)| day.to_string()).unwrap_or_default();
         reached.retain(|known, _| known.ends_with(&today));
         reached.insert(prefix, slot);
-    }
-
-    /// Today in the zone (`2026-12-07`) and when tomorrow starts there.
-    fn today(&self) -> (String, OffsetDateTime) {
-        let now = (self.clock)();
-        let instant = jiff::Timestamp::new(now.unix_timestamp(), 0).expect("the clock is in range");
-        let here = instant.to_zoned(self.zone.clone());
-        let day = here.date();
-        let tomorrow = day.tomorrow().expect("not the end of time").to_zoned(self.zone.clone());
-        let resets_at = tomorrow
-            .ok()
-            .and_then(|start| OffsetDateTime::from_unix_timestamp(start.timestamp().as_second()).ok())
-            .unwrap_or(now + time::Duration::DAY);
-        (day.to_string(), resets_at)
     }
 }
 

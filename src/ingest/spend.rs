@@ -13,9 +13,10 @@ use super::AppState;
 use super::access::Caller;
 use super::error::ApiError;
 use crate::clock::Clock;
+use crate::clock::Today;
 use crate::config::{Budgets, Config, Prices};
 use crate::contract::budget::{BudgetRefusal, Period, Scope, unpriced};
-use crate::contract::spend::{MonthSpend, Today, micros, usd};
+use crate::contract::spend::{MonthSpend, ledger_key, micros, usd};
 use crate::parts::{JsonBucket, KeyValue, PartError};
 use crate::usage::{self, GroupBy, UsageReport};
 
@@ -59,7 +60,7 @@ impl Spend {
         };
         let Some(price) = self.prices.per_picture(model, quality) else { return refused(unpriced(model), None) };
         let today = self.today();
-        let month = self.month(&today.key()).await.map_err(|error| {
+        let month = self.month(&ledger_key(&today)).await.map_err(|error| {
             tracing::warn!(%error, "cannot read the spend ledger");
             ApiError::queue_unavailable()
         })?;
@@ -171,7 +172,7 @@ pub(super) async fn usage(
         months.push(spend.month(&key).await.map_err(unavailable)?);
     }
     let report = usage::report(&months, from, to, group_by, only.as_deref());
-    let current = spend.month(&today.key()).await.map_err(unavailable)?;
+    let current = spend.month(&ledger_key(&today)).await.map_err(unavailable)?;
     let budgets = spend.budgets_seen(&caller, &current, &today);
     Ok(Json(UsageAnswer { report, budgets }))
 }
