@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::contract::cost::CostSource;
-use crate::contract::spend::{Count, MonthSpend, month_key, usd};
+use crate::contract::spend::{MonthSpend, Tally, month_key, usd};
 
 /// How a report is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize, utoipa::ToSchema)]
@@ -76,8 +76,8 @@ pub fn report(
     only: Option<&str>,
 ) -> UsageReport {
     let (first, last) = (from.to_string(), to.to_string());
-    let mut total = Counts::default();
-    let mut groups: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut total = Tally::default();
+    let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
     let mut held = 0;
     for month in ledger {
         for (day, keys) in month.days.range(first.clone()..=last.clone()) {
@@ -106,34 +106,21 @@ pub fn report(
         from: first,
         to: last,
         group_by,
-        total: total.spent(),
+        total: spent(&total),
         groups: groups
             .into_iter()
-            .map(|(name, counts)| Group { name: Some(name).filter(|name| !name.is_empty()), spent: counts.spent() })
+            .map(|(name, tally)| Group { name: Some(name).filter(|name| !name.is_empty()), spent: spent(&tally) })
             .collect(),
         held_usd: usd(held),
     }
 }
 
-/// Micro-USD sums, turned into dollars once at the end.
-#[derive(Default)]
-struct Counts(BTreeMap<CostSource, Count>);
-
-impl Counts {
-    fn add(&mut self, source: CostSource, count: Count) {
-        self.0.entry(source).or_default().add(count);
-    }
-
-    fn spent(&self) -> Spent {
-        let mut all = Count::default();
-        self.0.values().for_each(|count| all.add(*count));
-        let by_source = self
-            .0
-            .iter()
-            .map(|(source, c)| (*source, SourceSpent { cost_usd: usd(c.micros), calls: c.calls }))
-            .collect();
-        Spent { cost_usd: usd(all.micros), calls: all.calls, by_source }
-    }
+/// A tally in dollars (micro-USD are summed, and turned into dollars once, at the end).
+fn spent(tally: &Tally) -> Spent {
+    let total = tally.total();
+    let by_source =
+        tally.0.iter().map(|(source, c)| (*source, SourceSpent { cost_usd: usd(c.micros), calls: c.calls })).collect();
+    Spent { cost_usd: usd(total.micros), calls: total.calls, by_source }
 }
 
 /// `huiying usage`: what was spent, from the ledger on NATS.

@@ -70,6 +70,11 @@ impl Count {
 }
 
 impl Tally {
+    /// Counts `count` under `source`.
+    pub fn add(&mut self, source: CostSource, count: Count) {
+        self.0.entry(source).or_default().add(count);
+    }
+
     pub fn total(&self) -> Count {
         let mut total = Count::default();
         self.0.values().for_each(|count| total.add(*count));
@@ -123,8 +128,8 @@ impl MonthSpend {
     pub fn settle(&mut self, job: &str, cost: Option<(u64, CostSource)>) -> bool {
         let Some(hold) = self.held.remove(job) else { return false };
         if let Some((micros, source)) = cost {
-            let tally = self.days.entry(hold.day).or_default().entry(hold.owner).or_default();
-            tally.entry(hold.model).or_default().0.entry(source).or_default().add(Count { calls: 1, micros });
+            let models = self.days.entry(hold.day).or_default().entry(hold.owner).or_default();
+            models.entry(hold.model).or_default().add(source, Count { calls: 1, micros });
         }
         true
     }
