@@ -56,6 +56,30 @@ impl Limits {
     }
 }
 
+/// One budget's limit for one period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget<'a> {
+    pub scope: Scope,
+    /// The key's name (`scope: key`).
+    pub key: Option<&'a str>,
+    pub period: Period,
+    /// Micro-USD.
+    pub limit: u64,
+}
+
+impl Budget<'_> {
+    /// This budget with `spent` micro-USD spent (or held) so far today.
+    pub fn spent(&self, spent: u64, today: &Today) -> BudgetRefusal {
+        BudgetRefusal {
+            scope: self.scope,
+            period: self.period,
+            spent_usd: usd(spent),
+            limit_usd: usd(self.limit),
+            resets_at: today.ends(self.period),
+        }
+    }
+}
+
 /// Every budget: the installation's and each key's, by key name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Budgets {
@@ -80,19 +104,19 @@ impl Budgets {
         owner: Option<&str>,
         micros: u64,
     ) -> Option<BudgetRefusal> {
-        let budgets = [(Scope::Key, owner, self.of_key(owner)), (Scope::Global, None, self.global)];
-        budgets.into_iter().find_map(|(scope, whose, limits)| {
-            [Period::Day, Period::Month].into_iter().find_map(|period| {
-                let limit = limits.of(period)?;
-                let spent = month.spent(whose, period, &today.day);
-                (spent + micros > limit).then(|| BudgetRefusal {
-                    scope,
-                    period,
-                    spent_usd: usd(spent),
-                    limit_usd: usd(limit),
-                    resets_at: today.ends(period),
-                })
-            })
+        self.each().filter(|budget| budget.scope == Scope::Global || budget.key == owner).find_map(|budget| {
+            let spent = month.spent(budget.key, budget.period, &today.day);
+            (spent + micros > budget.limit).then(|| budget.spent(spent, today))
+        })
+    }
+
+    /// Every limit: each key's, then the installation's; a day's before its month's.
+    pub fn each(&self) -> impl Iterator<Item = Budget<'_>> {
+        let keys = self.keys.iter().map(|(name, limits)| (Scope::Key, Some(name.as_str()), *limits));
+        keys.chain(std::iter::once((Scope::Global, None, self.global))).flat_map(|(scope, key, limits)| {
+            [Period::Day, Period::Month]
+                .into_iter()
+                .filter_map(move |period| Some(Budget { scope, key, period, limit: limits.of(period)? }))
         })
     }
 

@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 use crate::clock::Clock;
 use crate::clock::Today;
 use crate::config::Budgets;
-use crate::contract::budget::{BudgetAlert, BudgetRefusal, Period, Scope, unpriced};
+use crate::contract::budget::{BudgetAlert, BudgetRefusal, unpriced};
 use crate::contract::cost::Cost;
-use crate::contract::spend::{self, Hold, MonthSpend, alert_mark, ledger_key, micros, usd};
+use crate::contract::spend::{self, Hold, MonthSpend, alert_mark, ledger_key, micros};
 use crate::contract::values::JobId;
 use crate::parts::{KeyValue, PartError};
 
@@ -136,32 +136,30 @@ impl Spending {
 fn alerts(month: &mut MonthSpend, budgets: &Budgets, today: &Today, now: OffsetDateTime) -> Vec<BudgetAlert> {
     let mut thresholds = vec![budgets.alert_percent.min(100), 100];
     thresholds.dedup();
-    let keys = budgets.keys.iter().map(|(name, limits)| (Scope::Key, Some(name.as_str()), *limits));
     let mut alerts = Vec::new();
-    for (scope, owner, limits) in std::iter::once((Scope::Global, None, budgets.global)).chain(keys) {
-        for period in [Period::Day, Period::Month] {
-            let Some(limit) = limits.of(period) else { continue };
-            let spent = month.settled(owner, period, &today.day);
-            for &percent in &thresholds {
-                let mark = alert_mark(owner, period, today.name(period), percent);
-                if u128::from(spent) * 100 < u128::from(limit) * u128::from(percent) || month.alerted.contains(&mark) {
-                    continue;
-                }
-                month.alerted.push(mark.clone());
-                alerts.push(BudgetAlert {
-                    version: 1,
-                    id: mark,
-                    scope,
-                    key: owner.map(String::from),
-                    period,
-                    period_name: today.name(period).to_string(),
-                    percent,
-                    spent_usd: usd(spent),
-                    limit_usd: usd(limit),
-                    resets_at: today.ends(period),
-                    at: now,
-                });
+    for budget in budgets.each() {
+        let spent = month.settled(budget.key, budget.period, &today.day);
+        for &percent in &thresholds {
+            let mark = alert_mark(budget.key, budget.period, today.name(budget.period), percent);
+            if u128::from(spent) * 100 < u128::from(budget.limit) * u128::from(percent) || month.alerted.contains(&mark)
+            {
+                continue;
             }
+            month.alerted.push(mark.clone());
+            let now_spent = budget.spent(spent, today);
+            alerts.push(BudgetAlert {
+                version: 1,
+                id: mark,
+                scope: budget.scope,
+                key: budget.key.map(String::from),
+                period: budget.period,
+                period_name: today.name(budget.period).to_string(),
+                percent,
+                spent_usd: now_spent.spent_usd,
+                limit_usd: now_spent.limit_usd,
+                resets_at: now_spent.resets_at,
+                at: now,
+            });
         }
     }
     alerts

@@ -15,8 +15,8 @@ use super::error::ApiError;
 use crate::clock::Clock;
 use crate::clock::Today;
 use crate::config::{Budgets, Config, Prices};
-use crate::contract::budget::{BudgetRefusal, Period, Scope, unpriced};
-use crate::contract::spend::{MonthSpend, ledger_key, micros, usd};
+use crate::contract::budget::{BudgetRefusal, Scope, unpriced};
+use crate::contract::spend::{MonthSpend, ledger_key, micros};
 use crate::parts::{JsonBucket, KeyValue, PartError};
 use crate::usage::{self, GroupBy, UsageReport};
 
@@ -72,28 +72,18 @@ impl Spend {
 
     /// Each budget `caller` may see (its key's; an admin's: all), as spent now.
     fn budgets_seen(&self, caller: &Caller, month: &MonthSpend, today: &Today) -> Vec<BudgetNow> {
-        let global = std::iter::once((Scope::Global, None, self.budgets.global)).filter(|_| caller.is_admin());
-        let keys = self
+        let mut seen: Vec<BudgetNow> = self
             .budgets
-            .keys
-            .iter()
-            .filter(|(name, _)| caller.may_see(Some(name.as_str())))
-            .map(|(name, limits)| (Scope::Key, Some(name.as_str()), *limits));
-        let mut seen = Vec::new();
-        for (scope, key, limits) in global.chain(keys) {
-            for period in [Period::Day, Period::Month] {
-                let Some(limit) = limits.of(period) else { continue };
-                let spent = month.spent(key, period, &today.day);
-                let refusal = BudgetRefusal {
-                    scope,
-                    period,
-                    spent_usd: usd(spent),
-                    limit_usd: usd(limit),
-                    resets_at: today.ends(period),
-                };
-                seen.push(BudgetNow { key: key.map(String::from), budget: refusal });
-            }
-        }
+            .each()
+            .filter(|budget| match budget.scope {
+                Scope::Global => caller.is_admin(),
+                Scope::Key => caller.may_see(budget.key),
+            })
+            .map(|budget| {
+                let spent = month.spent(budget.key, budget.period, &today.day);
+                BudgetNow { key: budget.key.map(String::from), budget: budget.spent(spent, today) }
+            })
+            .collect();
         seen.sort_by(|a, b| a.key.cmp(&b.key));
         seen
     }
