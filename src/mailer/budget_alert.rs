@@ -1,8 +1,6 @@
 //! `budget.alert` → one plain mail to the operator (`[smtp] to`), in Chinese and English,
 //! logged under the alert's id so that a redelivery never mails twice.
 
-use lettre::Message;
-use lettre::message::header::ContentType;
 use time::OffsetDateTime;
 
 use super::Mailer;
@@ -26,15 +24,10 @@ impl Mailer {
             return Ok(());
         }
         let (subject, text) = words(alert);
-        let mut builder = Message::builder()
-            .from(settings.from.parse().map_err(|e| Failure::permanent(format!("[smtp] from: {e}")))?)
-            .subject(subject);
-        for to in &settings.to {
-            builder = builder.to(to.parse().map_err(|e| Failure::permanent(format!("[smtp] to {to}: {e}")))?);
-        }
-        let message = builder
-            .header(ContentType::TEXT_PLAIN)
-            .body(text)
+        let message = self
+            .outgoing
+            .composer
+            .to_operator(subject, text)
             .map_err(|e| Failure::permanent(format!("the alert could not be composed: {e}")))?;
         let sent = self.outgoing.send_message(message).await;
         let may_retry = !self.policy.is_last(attempt);

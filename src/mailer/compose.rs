@@ -206,6 +206,15 @@ impl Composer {
         })
     }
 
+    /// A plain-text mail from `[smtp] from` to `[smtp] to` (an operator's alert).
+    pub fn to_operator(&self, subject: String, text: String) -> anyhow::Result<Message> {
+        let mut builder = Message::builder().from(self.from.clone()).subject(subject);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        Ok(builder.header(ContentType::TEXT_PLAIN).body(text)?)
+    }
+
     /// The readers' time zone, for the times a mail shows.
     pub fn zone(&self) -> &jiff::tz::TimeZone {
         &self.zone

@@ -140,8 +140,7 @@ impl MemoryKv {
     /// Writes raw bytes, as a damaged or foreign entry would be.
     pub fn put_raw(&self, key: &str, value: &[u8]) {
         self.entries.lock().unwrap().insert(key.into(), Bytes::copy_from_slice(value));
-        let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
-        self.revisions.lock().unwrap().insert(key.into(), revision);
+        self.next_revision(key);
     }
 
     /// While down, every call fails as it does when NATS is away.
@@ -158,9 +157,15 @@ impl MemoryKv {
         self.announce(key, value);
     }
 
-    fn announce(&self, key: &str, value: Bytes) {
+    /// Numbers a write of `key`: later writes have larger numbers.
+    fn next_revision(&self, key: &str) -> u64 {
         let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
         self.revisions.lock().unwrap().insert(key.into(), revision);
+        revision
+    }
+
+    fn announce(&self, key: &str, value: Bytes) {
+        let revision = self.next_revision(key);
         let _ = self.writes.send(Change { key: key.into(), revision, value: value.clone() });
         let _ = self.changes.send((key.into(), value));
     }
