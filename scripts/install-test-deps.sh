@@ -5,7 +5,8 @@
 # - python3 with aiosmtpd (the tests' real SMTP server), moto (a real S3-compatible server),
 #   standardwebhooks (verifies webhook signatures independently), nats-py (runs the Python
 #   example), jsonschema (validates events against docs/schemas) and openai (the official
-#   client, pointed at huiying's OpenAI-compatible images API),
+#   client, pointed at huiying's OpenAI-compatible images API), dkimpy with pynacl (verifies
+#   the mails' DKIM signatures, RSA and Ed25519) and dnslib (a DNS server on loopback),
 # - exiftool (Debian's libimage-exiftool-perl): reads the pictures' AI-content labels as an
 #   independent reader would,
 # - openssl (the tests make their own CA and server certificate),
@@ -42,6 +43,8 @@ python3 -c 'import standardwebhooks' 2>/dev/null || pip_install standardwebhooks
 python3 -c 'import nats' 2>/dev/null || pip_install nats-py
 python3 -c 'import jsonschema' 2>/dev/null || pip_install jsonschema
 python3 -c 'import openai' 2>/dev/null || pip_install openai
+python3 -c 'import dkim, nacl' 2>/dev/null || pip_install dkimpy pynacl
+python3 -c 'import dnslib' 2>/dev/null || pip_install dnslib
 command -v chromium >/dev/null || apt_install chromium
 fc-list 2>/dev/null | grep -q "Noto Sans CJK" || apt_install fonts-noto-cjk fontconfig
 python3 -c 'import playwright' 2>/dev/null || pip_install playwright

@@ -2,6 +2,7 @@
 //! whether to retry, and what the user should do about it. The mailer sends
 //! notifications through it; the webhook service, its operator alerts.
 
+pub mod dkim;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use deadpool::managed::{Pool, PoolError};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use lettre::address::Envelope;
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 pub use sessions::SessionError;
 use sessions::{Encryption, Sessions};
@@ -18,8 +20,16 @@ use sessions::{Encryption, Sessions};
 use crate::config::{SmtpConfig, TlsMode};
 use crate::failure::Failure;
 
+/// How mail leaves: the way it goes, each message DKIM-signed first when `[smtp.dkim]`
+/// is set (notifications, operator alerts and test mails alike).
 #[derive(Clone)]
-pub enum Transport {
+pub struct Transport {
+    pub route: Route,
+    signer: Option<Arc<dkim::Signer>>,
+}
+
+#[derive(Clone)]
+pub enum Route {
     /// Authenticated SMTP sessions, reused ([`sessions`]).
     Smtp(Pool<Sessions>),
     /// `.eml` files in a folder, the newest `keep` of them (0: all); `written` counts the
@@ -30,9 +40,42 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Checks the TLS files and the DKIM keys, so that a mistake stops the service at start.
     pub fn from_config(smtp: &SmtpConfig) -> anyhow::Result<Self> {
+        let signer = dkim::Signer::from_config(&smtp.dkim)?.map(Arc::new);
+        Ok(Self { route: Route::from_config(smtp)?, signer })
+    }
+
+    /// Whether mail is off altogether.
+    pub fn is_off(&self) -> bool {
+        matches!(self.route, Route::Off)
+    }
+
+    pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<(), Failure> {
+        let bytes = match &self.signer {
+            Some(signer) => signer.sign(&message),
+            None => message.formatted(),
+        };
+        self.route.send(message.envelope(), &bytes, smtp).await
+    }
+
+    /// Connects and logs in (TLS as configured) without sending anything: `huiying config
+    /// check`. The outbox must be a folder; mail off needs nothing.
+    pub async fn check(&self, smtp: &SmtpConfig) -> Result<(), Failure> {
+        match &self.route {
+            Route::Smtp(pool) => session(pool, smtp).await.map(drop),
+            Route::Outbox { dir, .. } if !dir.is_dir() => {
+                Err(Failure::permanent(format!("the outbox {} is not a folder", dir.display())))
+            }
+            Route::Outbox { .. } | Route::Off => Ok(()),
+        }
+    }
+}
+
+impl Route {
+    fn from_config(smtp: &SmtpConfig) -> anyhow::Result<Self> {
         if !smtp.enable && smtp.outbox_dir.as_os_str().is_empty() {
-            return Ok(Transport::Off);
+            return Ok(Route::Off);
         }
         if !smtp.enable {
             std::fs::create_dir_all(&smtp.outbox_dir).map_err(|e| {
@@ -40,7 +83,7 @@ impl Transport {
             })?;
             let files = AsyncFileTransport::new(&smtp.outbox_dir);
             let (dir, keep, written) = (smtp.outbox_dir.clone(), smtp.outbox_keep, Arc::default());
-            return Ok(Transport::Outbox { files, dir, keep, written });
+            return Ok(Route::Outbox { files, dir, keep, written });
         }
         let ca_pem = match smtp.ca_file.is_empty() {
             true => None,
@@ -90,13 +133,13 @@ impl Transport {
             .create_timeout(Some(smtp.timeout))
             .recycle_timeout(Some(smtp.timeout))
             .build()?;
-        Ok(Transport::Smtp(pool))
+        Ok(Route::Smtp(pool))
     }
 
-    pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<(), Failure> {
+    async fn send(&self, envelope: &Envelope, bytes: &[u8], smtp: &SmtpConfig) -> Result<(), Failure> {
         match self {
-            Transport::Outbox { files, dir, keep, written } => {
-                files.send(message).await.map_err(|e| {
+            Route::Outbox { files, dir, keep, written } => {
+                files.send_raw(envelope, bytes).await.map_err(|e| {
                     Failure::transient(format!("writing to the outbox {} failed: {e}", dir.display())).caused_by(e)
                 })?;
                 // Listing the folder costs a stat per mail in it: done once every tenth of
@@ -108,28 +151,13 @@ impl Transport {
                 }
                 Ok(())
             }
-            Transport::Off => Ok(()),
-            Transport::Smtp(pool) => {
+            Route::Off => Ok(()),
+            Route::Smtp(pool) => {
                 let mut session = session(pool, smtp).await?;
                 // A failed mail aborts the session (lettre marks it broken); the pool drops it.
                 // A server silent past [smtp] timeout fails it too (`sessions::Deadlined`).
-                let (envelope, bytes) = (message.envelope().clone(), message.formatted());
-                session.send(&envelope, &bytes).await.map(|_| ()).map_err(|e| classify(e, smtp))
+                session.send(envelope, bytes).await.map(|_| ()).map_err(|e| classify(e, smtp))
             }
-        }
-    }
-}
-
-impl Transport {
-    /// Connects and logs in (TLS as configured) without sending anything: `huiying config
-    /// check`. The outbox must be a folder; mail off needs nothing.
-    pub async fn check(&self, smtp: &SmtpConfig) -> Result<(), Failure> {
-        match self {
-            Transport::Smtp(pool) => session(pool, smtp).await.map(drop),
-            Transport::Outbox { dir, .. } if !dir.is_dir() => {
-                Err(Failure::permanent(format!("the outbox {} is not a folder", dir.display())))
-            }
-            Transport::Outbox { .. } | Transport::Off => Ok(()),
         }
     }
 }

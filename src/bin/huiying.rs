@@ -127,6 +127,15 @@ enum MailCommand {
     /// List notifications that were given up or are still being retried.
     Failed,
     /// Send the notifications of these jobs again.
+    /// Write a new DKIM private key and print the DNS record to publish.
+    DkimKeygen {
+        /// rsa (2048 bits, verified everywhere) or ed25519.
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: huiying::smtp::dkim::KeyKind,
+        /// Where to write the key (PEM); default: [smtp.dkim] private_key_file, else dkim.pem.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     Resend {
         /// Job ids (as shown by `huiying mail failed`).
         #[arg(required = true)]
@@ -272,6 +281,7 @@ async fn mail(args: &ConfigArgs, command: MailCommand) -> ExitCode {
             .await
             .map(|lines| if lines.is_empty() { vec!["no failed notifications".to_string()] } else { lines }),
         MailCommand::Resend { job_ids, force } => commands::resend(&config, &job_ids, force).await,
+        MailCommand::DkimKeygen { algorithm, out } => commands::dkim_keygen(&config, algorithm, out),
     };
     print_lines(program, result)
 }

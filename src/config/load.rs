@@ -151,23 +151,49 @@ fn apply_env(
             // `[[server.keys]]` are tables: each key's value comes from its own key_env;
             // `[prices]` are keyed by model names, which no variable name can spell.
             let tables = (section == "server" && key == "keys") || section == "prices";
-            if keys.contains_key(&key) && !value.trim().is_empty() && !tables {
-                let name = format!("{prefix}{}", key.to_uppercase());
+            if value.trim().is_empty() || tables {
+                continue;
+            }
+            let name = format!("{prefix}{}", key.to_uppercase());
+            if keys.contains_key(&key) {
                 overrides.insert((section.clone(), key), (name, value));
+            } else if let Some(path) = subtable_key(keys, &key) {
+                // `SMTP_DKIM_DOMAIN` is `[smtp.dkim] domain`.
+                overrides.insert((section.clone(), path), (name, value));
             }
         }
     }
     for ((section, key), (var, raw)) in overrides {
-        let template = &defaults[&section][&key];
+        let (table, sub) = key.split_once('.').map_or((key.as_str(), None), |(table, sub)| (table, Some(sub)));
+        let template = match sub {
+            Some(sub) => &defaults[&section][table][sub],
+            None => &defaults[&section][table],
+        };
         let value = parse_env_value(template, &raw).map_err(|problem| ConfigError::Invalid {
             key: format!("{section}.{key}"),
             origin: format!("environment variable {var}"),
             problem,
         })?;
         origins.insert(format!("{section}.{key}"), format!("environment variable {var}"));
-        section_mut(merged, &section).insert(key, value);
+        let section = section_mut(merged, &section);
+        match sub {
+            Some(sub) => {
+                let table = section.entry(table).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                table.as_table_mut().expect("a sub-table's default is a table").insert(sub.into(), value);
+            }
+            None => drop(section.insert(key, value)),
+        }
     }
     Ok(())
+}
+
+/// `dkim_domain` → `dkim.domain` when the section has a `[section.dkim]` table with a
+/// `domain` key.
+fn subtable_key(keys: &toml::Table, var: &str) -> Option<String> {
+    keys.iter().filter_map(|(name, value)| Some((name, value.as_table()?))).find_map(|(name, table)| {
+        let sub = var.strip_prefix(name.as_str())?.strip_prefix('_')?;
+        table.contains_key(sub).then(|| format!("{name}.{sub}"))
+    })
 }
 
 /// Reads an environment string as the TOML type of the key's default value.
@@ -219,6 +245,22 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
         }
         if smtp.port == 0 {
             return Err(invalid("smtp.port", "must be a port number from 1 to 65535".into()));
+        }
+    }
+    let dkim = &smtp.dkim;
+    if dkim.enabled() {
+        if dkim.private_key_file.is_empty() {
+            return Err(invalid("smtp.dkim.private_key_file", "must name the private key (PEM) when smtp.dkim.domain is set; `huiying mail dkim-keygen` makes one".into()));
+        }
+        if dkim.selector.len() != dkim.private_key_file.len() {
+            return Err(invalid(
+                "smtp.dkim.selector",
+                format!(
+                    "give one selector per private key ({} key(s), {} selector(s)): each key is its own DNS record",
+                    dkim.private_key_file.len(),
+                    dkim.selector.len()
+                ),
+            ));
         }
     }
     let quality = config.image_processing.quality;

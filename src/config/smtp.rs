@@ -62,6 +62,37 @@ pub struct SmtpConfig {
     /// The readers' time zone for every time a mail shows (IANA, `Asia/Shanghai`); empty:
     /// `Asia/Shanghai` with the Chinese templates, `UTC` with the English.
     pub timezone: String,
+    /// `[smtp.dkim]`: sign every mail for the From domain (off while `domain` is empty).
+    pub dkim: DkimSettings,
+}
+
+/// `[smtp.dkim]`: which domain signs, under which selector(s), with which key(s).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DkimSettings {
+    /// The signing domain (`d=`), normally the domain of `[smtp] from`; empty: no signature.
+    pub domain: String,
+    /// The selector (`s=`) of each key, in the order of `private_key_file`: each key is
+    /// its own DNS record, `<selector>._domainkey.<domain>`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub selector: Vec<String>,
+    /// The private key(s), PEM: RSA (2048 bits or more) or Ed25519. Two files, two
+    /// signatures (RSA for every receiver, Ed25519 for those that read it).
+    #[serde(deserialize_with = "one_or_many")]
+    pub private_key_file: Vec<String>,
+}
+
+impl Default for DkimSettings {
+    fn default() -> Self {
+        Self { domain: String::new(), selector: vec!["huiying".into()], private_key_file: Vec::new() }
+    }
+}
+
+impl DkimSettings {
+    /// Whether mail is signed at all.
+    pub fn enabled(&self) -> bool {
+        !self.domain.trim().is_empty()
+    }
 }
 
 /// How the mailer secures the SMTP connection.
@@ -101,6 +132,7 @@ impl Default for SmtpConfig {
             language: Language::ZhCn,
             templates_dir: PathBuf::new(),
             timezone: String::new(),
+            dkim: DkimSettings::default(),
         }
     }
 }

@@ -1,15 +1,18 @@
 //! `huiying mail ...`: what a user runs to check the mail setup and to deal with
 //! notifications that failed.
 
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use super::{Composer, DeliveryState, Mailer, Notice, SentLog};
 use crate::bus::Bus;
-use crate::config::{Config, TlsMode};
+use crate::config::{Config, Language, TlsMode};
 use crate::parts::JsonBucket;
-use crate::smtp::Transport;
+use crate::smtp::dkim::{DkimKey, KeyKind};
+use crate::smtp::{Route, Transport};
 
 /// Sends a test mail with the current configuration. `Ok` says where it went; `Err`
 /// says why it failed and what to do, never showing the password.
@@ -17,7 +20,7 @@ pub async fn test(config: &Config) -> anyhow::Result<String> {
     let smtp = &config.smtp;
     let composer = Composer::from_config(smtp)?;
     let transport = Transport::from_config(smtp)?;
-    if matches!(transport, Transport::Off) {
+    if transport.is_off() {
         anyhow::bail!(
             "mail is off: [smtp] enable = false and no [smtp] outbox_dir. Set enable = true (with host, from, to) to send mail"
         );
@@ -25,13 +28,13 @@ pub async fn test(config: &Config) -> anyhow::Result<String> {
     let message = composer.compose_test()?;
     let recipients = smtp.to.join(", ");
     transport.send(message, smtp).await.map_err(|e| anyhow::anyhow!("the test mail was not sent: {e}"))?;
-    Ok(match transport {
-        Transport::Off => unreachable!("refused above"),
-        Transport::Outbox { .. } => format!(
+    Ok(match transport.route {
+        Route::Off => unreachable!("refused above"),
+        Route::Outbox { .. } => format!(
             "SMTP is disabled ([smtp] enable = false): the test mail was written to {}. Set enable = true to send real mail.",
             smtp.outbox_dir.display()
         ),
-        Transport::Smtp(_) => {
+        Route::Smtp(_) => {
             let tls = match smtp.effective_tls() {
                 TlsMode::Tls => "implicit TLS",
                 TlsMode::None => "no TLS",
@@ -105,4 +108,47 @@ pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow:
         });
     }
     Ok(lines)
+}
+
+/// Writes a new DKIM key to `out` (never over an existing file) and returns the lines
+/// that say which DNS record to publish and what to set.
+pub fn dkim_keygen(config: &Config, kind: KeyKind, out: Option<PathBuf>) -> anyhow::Result<Vec<String>> {
+    let dkim = &config.smtp.dkim;
+    let out = out
+        .or_else(|| dkim.private_key_file.first().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("dkim.pem"));
+    let selector = dkim.selector.first().map_or("huiying", |s| s.trim());
+    let domain = match (dkim.domain.trim(), config.smtp.from.rsplit_once('@')) {
+        ("", Some((_, domain))) => domain.trim_end_matches('>').trim().to_string(),
+        ("", None) => "example.com".to_string(),
+        (domain, _) => domain.to_string(),
+    };
+    let key = DkimKey::generate(kind)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&out)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e} (an existing key is never overwritten)", out.display()))?;
+    std::io::Write::write_all(&mut file, key.to_pem()?.as_bytes())?;
+    let record = key.dns_record()?;
+    let zh = config.smtp.language == Language::ZhCn;
+    let name = format!("{selector}._domainkey.{domain}");
+    Ok(vec![
+        if zh { format!("已写入私钥 {}（仅本机可读，切勿提交或外传）", out.display()) }
+        else { format!("wrote the private key to {} (readable by you only; never commit or share it)", out.display()) },
+        if zh { format!("在 DNS 中为 {name} 添加 TXT 记录：") } else { format!("publish this TXT record at {name}:") },
+        format!("  {record}"),
+        if zh { "超过 255 个字符时，DNS 服务商会自动拆分；BIND 区域文件中写作：".to_string() }
+        else { "DNS providers split a value over 255 characters themselves; in a BIND zone file:".to_string() },
+        format!("  {selector}._domainkey IN TXT ( {} )", zone_strings(&record)),
+        if zh { "然后在 config.toml 中设置：".to_string() } else { "then set in config.toml:".to_string() },
+        format!("  [smtp.dkim]\n  domain = \"{domain}\"\n  selector = \"{selector}\"\n  private_key_file = \"{}\"", out.display()),
+    ])
+}
+
+/// A TXT value as the quoted strings of at most 255 characters a zone file takes.
+fn zone_strings(value: &str) -> String {
+    let pieces: Vec<String> = value.as_bytes().chunks(250).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+    pieces.join(" ")
 }

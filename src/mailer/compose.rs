@@ -2,7 +2,8 @@
 //! MIME structure (text + HTML, optionally the picture inline).
 
 use lettre::Message;
-use lettre::message::header::ContentType;
+use lettre::message::Body;
+use lettre::message::header::{ContentTransferEncoding, ContentType, MIME_VERSION_1_0};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -291,7 +292,13 @@ impl Composer {
         for mailbox in &self.bcc {
             builder = builder.bcc(mailbox.clone());
         }
-        Ok(builder.multipart(body)?)
+        // The multipart's Content-Type among the message's own headers, not inside its
+        // body where lettre puts it: so it is DKIM-signed with the rest (smtp::dkim).
+        let formatted = body.formatted();
+        let head = body.headers().to_string();
+        let content_type = body.headers().get::<ContentType>().expect("a multipart has a Content-Type");
+        let encoded = Body::dangerous_pre_encoded(formatted[head.len() + 2..].to_vec(), ContentTransferEncoding::SevenBit);
+        Ok(builder.header(MIME_VERSION_1_0).header(content_type).body(encoded)?)
     }
 }
 

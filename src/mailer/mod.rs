@@ -28,7 +28,7 @@ use crate::contract::events::{self, ImageCompleted, ImageFailed};
 use crate::contract::services::Service;
 use crate::failure::{Failure, RetryPolicy};
 use crate::parts::{JobBoard, JsonBucket, KeyValue};
-use crate::smtp::Transport;
+use crate::smtp::Route;
 use crate::worker::{self, Received, Stage};
 pub use compose::{Composer, Notice};
 use outgoing::Outgoing;
@@ -103,16 +103,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let alerts = bus.alerts_consumer(&alerts_spec(&config), &shutdown).await?;
     let pings = bus.announce(Service::Mailer).await?;
-    match &mailer.outgoing.transport {
-        Transport::Smtp(_) => tracing::info!(
+    match &mailer.outgoing.transport.route {
+        Route::Smtp(_) => tracing::info!(
             host = %config.smtp.host, port = config.smtp.port, tls = ?config.smtp.effective_tls(),
             "mailer ready: sending over SMTP"
         ),
-        Transport::Outbox { .. } => tracing::info!(
+        Route::Outbox { .. } => tracing::info!(
             outbox = %config.smtp.outbox_dir.display(),
             "mailer ready: SMTP disabled, writing mails to the outbox"
         ),
-        Transport::Off => tracing::info!("mailer ready: mail is off ([smtp] enable = false, no outbox_dir)"),
+        Route::Off => tracing::info!("mailer ready: mail is off ([smtp] enable = false, no outbox_dir)"),
     }
     let settings = worker::Settings::new(4, &config.nats, mailer.policy).named(Service::Mailer.name());
     let alert_settings = worker::Settings::new(1, &config.nats, mailer.policy).named("mailer-alerts");
@@ -144,7 +144,7 @@ impl Mailer {
 impl Stage for Mailer {
     /// Handles one delivery of `image.completed` or `image.failed`.
     async fn handle(&self, received: Received) -> Result<(), Failure> {
-        if matches!(self.outgoing.transport, Transport::Off) {
+        if self.outgoing.transport.is_off() {
             return Ok(()); // mail is off: nothing to send, nothing to log
         }
         let notice = match received.subject.as_str() {

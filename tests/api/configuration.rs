@@ -207,6 +207,16 @@ fn the_example_config_loads_and_lists_every_key() {
                 continue;
             }
             let var = format!("{}_{}", section.to_uppercase(), key.to_uppercase());
+            // A sub-table such as [smtp.dkim]: each of its keys, as SMTP_DKIM_DOMAIN.
+            if let Some(table) = keys[key].as_table().filter(|_| key != "keys") {
+                assert!(text.contains(&format!("[{section}.{key}]")), "[{section}.{key}] missing");
+                for sub in table.keys() {
+                    assert!(text.contains(&format!("{sub} =")), "[{section}.{key}] {sub} missing");
+                    let var = format!("{var}_{}", sub.to_uppercase());
+                    assert!(text.contains(&var), "env var {var} not mentioned");
+                }
+                continue;
+            }
             assert!(text.contains(&format!("{key} =")), "[{section}] {key} missing");
             assert!(text.contains(&var), "env var {var} not mentioned");
         }
@@ -478,4 +488,27 @@ fn a_readers_time_zone_the_zone_database_does_not_know_stops_the_program_naming_
     assert!(error.contains("smtp.timezone") && error.contains("Mars/Olympus"), "{error}");
     let fine = file("[smtp]\ntimezone = \"Asia/Shanghai\"\n");
     assert!(config::load_from(Some(fine.path()), env(&[("SMTP_TIMEZONE", "Europe/Berlin")])).is_ok());
+}
+
+#[test]
+fn dkim_is_set_in_its_own_table_or_by_smtp_dkim_variables_and_a_key_without_a_selector_is_refused() {
+    let config = config::load_from(
+        None,
+        env(&[
+            ("SMTP_DKIM_DOMAIN", "example.com"),
+            ("SMTP_DKIM_SELECTOR", "rsa,ed"),
+            ("SMTP_DKIM_PRIVATE_KEY_FILE", "rsa.pem,ed.pem"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(config.smtp.dkim.domain, "example.com");
+    assert_eq!(config.smtp.dkim.selector, ["rsa", "ed"]);
+    assert_eq!(config.smtp.dkim.private_key_file, ["rsa.pem", "ed.pem"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[smtp.dkim]\ndomain = \"example.com\"\nprivate_key_file = [\"a.pem\", \"b.pem\"]\n").unwrap();
+    let error = config::load_from(Some(&file), env(&[])).unwrap_err().to_string();
+    assert!(error.contains("smtp.dkim.selector") && error.contains("one selector per private key"), "{error}");
 }

@@ -11,6 +11,7 @@ mod cluster;
 mod config_check;
 mod configuration;
 mod costs;
+mod deliverability;
 mod edits;
 mod events;
 mod faults;
