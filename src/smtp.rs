@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use deadpool::managed::{Pool, PoolError};
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, TlsParameters};
-use lettre::address::Envelope;
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 pub use sessions::SessionError;
 use sessions::{Encryption, Sessions};

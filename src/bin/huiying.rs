@@ -127,6 +127,10 @@ enum MailCommand {
     /// List notifications that were given up or are still being retried.
     Failed,
     /// Send the notifications of these jobs again.
+    /// List the addresses no notification goes to (unsubscribed, or refused for good).
+    Suppressed,
+    /// Send notifications to this address again.
+    Unsuppress { address: String },
     /// Write a new DKIM private key and print the DNS record to publish.
     DkimKeygen {
         /// rsa (2048 bits, verified everywhere) or ed25519.
@@ -281,6 +285,8 @@ async fn mail(args: &ConfigArgs, command: MailCommand) -> ExitCode {
             .await
             .map(|lines| if lines.is_empty() { vec!["no failed notifications".to_string()] } else { lines }),
         MailCommand::Resend { job_ids, force } => commands::resend(&config, &job_ids, force).await,
+        MailCommand::Suppressed => commands::suppressed(&config).await,
+        MailCommand::Unsuppress { address } => commands::unsuppress(&config, &address).await,
         MailCommand::DkimKeygen { algorithm, out } => commands::dkim_keygen(&config, algorithm, out),
     };
     print_lines(program, result)

@@ -15,13 +15,16 @@ use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NatsConfig;
+use crate::config::Secret;
 use crate::contract::budget::{ALERTS_STREAM, BUDGET_ALERT};
 use crate::contract::events;
 use crate::contract::jobs::JobStatus;
+use crate::contract::mail::{SECRETS_BUCKET, SUPPRESSED_BUCKET};
 use crate::contract::services::Service;
 use crate::contract::{
     DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, IDEMPOTENCY_BUCKET, IMAGES_BUCKET, JOBS_BUCKET, MAIL_BUCKET, STREAM,
 };
+use crate::links::LinkKeys;
 use crate::parts::{JobBoard, JsonBucket, nats::NatsPublisher};
 
 mod connect;
@@ -216,6 +219,26 @@ impl Bus {
     ) -> Result<kv::Store, SetupError> {
         retry_every_second(&format!("JetStream to set up {bucket}"), shutdown, || {
             key_value(&self.jetstream, bucket, description, max_age, self.replicas)
+        })
+        .await
+    }
+
+    /// The suppression list (ingest's unsubscribe page and the mailer write it). Entries
+    /// carry their own end: the bucket keeps them until deleted.
+    pub async fn suppressed_bucket(&self, shutdown: &CancellationToken) -> Result<kv::Store, SetupError> {
+        self.own_bucket(SUPPRESSED_BUCKET, "huiying addresses no notification goes to", Duration::ZERO, shutdown).await
+    }
+
+    /// The link keys: `configured` ([server] link_keys), else the one kept in the secrets
+    /// bucket (made there by the first service to ask); waits, as the setup does, for a
+    /// cluster still forming.
+    pub async fn link_keys(&self, configured: &[Secret], shutdown: &CancellationToken) -> Result<LinkKeys, SetupError> {
+        let secrets =
+            self.own_bucket(SECRETS_BUCKET, "huiying keys made at first start", Duration::ZERO, shutdown).await?;
+        retry_every_second("JetStream to hand out the link key", shutdown, || async {
+            LinkKeys::load(configured, &secrets)
+                .await
+                .map_err(|e| SetupError::JetStream { what: "the link key", source: e.to_string().into() })
         })
         .await
     }

@@ -250,7 +250,11 @@ fn validate(config: &Config, origins: &HashMap<String, String>) -> Result<(), Co
     let dkim = &smtp.dkim;
     if dkim.enabled() {
         if dkim.private_key_file.is_empty() {
-            return Err(invalid("smtp.dkim.private_key_file", "must name the private key (PEM) when smtp.dkim.domain is set; `huiying mail dkim-keygen` makes one".into()));
+            return Err(invalid(
+                "smtp.dkim.private_key_file",
+                "must name the private key (PEM) when smtp.dkim.domain is set; `huiying mail dkim-keygen` makes one"
+                    .into(),
+            ));
         }
         if dkim.selector.len() != dkim.private_key_file.len() {
             return Err(invalid(

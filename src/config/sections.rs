@@ -39,6 +39,11 @@ pub struct ServerConfig {
     /// Whether picture links (`/static/images/...`) open without an API key, so that the
     /// links in mails work for their readers. `false`: they need a key like the rest.
     pub public_pictures: bool,
+    /// Keys that sign links only huiying may make (one-click unsubscribe): the first
+    /// signs, every one is accepted, so a key can be rotated. Empty: huiying makes one at
+    /// first start and keeps it in NATS, where every service finds it.
+    #[serde(deserialize_with = "secrets_one_or_many")]
+    pub link_keys: Vec<Secret>,
     /// Origins (`https://app.example.com`) whose web pages may call the API from a
     /// browser. Empty: no CORS headers (same origin only); `*`: any origin.
     #[serde(deserialize_with = "one_or_many_parsed")]
@@ -237,6 +242,7 @@ impl Default for ServerConfig {
             keys: Vec::new(),
             timezone: TimeZoneName::default(),
             public_pictures: true,
+            link_keys: Vec::new(),
             cors_origins: Vec::new(),
             rate_limit_per_minute: 0,
             max_queued_jobs: 10_000,

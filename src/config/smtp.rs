@@ -62,6 +62,11 @@ pub struct SmtpConfig {
     /// The readers' time zone for every time a mail shows (IANA, `Asia/Shanghai`); empty:
     /// `Asia/Shanghai` with the Chinese templates, `UTC` with the English.
     pub timezone: String,
+    /// An address that also takes unsubscribe requests (`List-Unsubscribe: <mailto:...>`);
+    /// empty: the one-click link only.
+    pub unsubscribe_mailto: String,
+    /// Days an address whose server refused it for good (user unknown) gets no mail.
+    pub suppress_days: u32,
     /// `[smtp.dkim]`: sign every mail for the From domain (off while `domain` is empty).
     pub dkim: DkimSettings,
 }
@@ -132,6 +137,8 @@ impl Default for SmtpConfig {
             language: Language::ZhCn,
             templates_dir: PathBuf::new(),
             timezone: String::new(),
+            unsubscribe_mailto: String::new(),
+            suppress_days: 30,
             dkim: DkimSettings::default(),
         }
     }

@@ -18,7 +18,7 @@ use crate::config::{ApiKey, CorsOrigin, ServerConfig};
 use crate::limit::RateLimit;
 
 /// Paths anyone may fetch: the health check, the web page (it holds no data and asks
-/// for the key itself), the API's description (`/openapi.json`; `/docs` is outside this
+/// for the key itself), unsubscribe links, the API's description (`/openapi.json`; `/docs` is outside this
 /// check), and, unless `[server] public_pictures` is off, stored pictures and
 /// edits' input pictures, whose links go out in emails (their names hold the job id).
 fn is_open(path: &str, public_pictures: bool) -> bool {
@@ -26,6 +26,8 @@ fn is_open(path: &str, public_pictures: bool) -> bool {
         || path == "/api/health"
         || path == "/"
         || path == "/openapi.json"
+        // One-click unsubscribe from a mail: its signed token is the proof.
+        || path.starts_with("/unsubscribe/")
         || (public_pictures && path.starts_with(crate::contract::STATIC_IMAGES_PATH))
         // An edit's input pictures, which its mail shows beside the result (job-id names).
         || (public_pictures && (path.starts_with("/inputs/") || path.starts_with("/api/inputs/")))

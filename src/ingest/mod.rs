@@ -36,6 +36,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod translate;
+mod unsubscribe;
 mod uploads;
 mod webhooks;
 
@@ -104,6 +105,8 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
         ),
         // The generator's spend ledger, read only (empty until it first ran).
         spend_ledger: Arc::new(LaterBucket::new(bus.jetstream.clone(), SPEND_BUCKET)),
+        suppressed: Arc::new(bus.suppressed_bucket(&shutdown).await?),
+        links: bus.link_keys(&config.server.link_keys, &shutdown).await?,
         clock: system_clock(),
     };
     let app = router(AppState::new(&config, parts)?, &config)?;
@@ -156,6 +159,8 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/openapi.json", get(api_doc::openapi_json))
         .route("/v1/images/generations", post(openai::generations))
         .route("/v1/models", get(openai::models))
+        // One-click unsubscribe, from a mail: no key, the token is the proof.
+        .route("/unsubscribe/{token}", get(unsubscribe::page).post(unsubscribe::unsubscribe))
         .merge(api.clone())
         .nest("/api", api)
         .nest_service(STATIC_IMAGES_PATH, ServeDir::new(&config.server.images_dir))

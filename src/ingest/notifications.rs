@@ -76,6 +76,7 @@ pub(super) async fn job_notifications(
                     MailState::Sent => "sent",
                     MailState::Retrying => "retrying",
                     MailState::Failed => "failed",
+                    MailState::Suppressed => "suppressed",
                 }
                 .into(),
                 recipients: entry.recipients.iter().map(|r| redact::email(r)).collect(),

@@ -10,12 +10,14 @@ use super::backlog::{BucketBound, QueueBound};
 use super::idempotency::{IdempotencyKeys, RetriedRequests};
 use super::quota::{Clock, Quotas};
 use super::spend::Spend;
-use crate::config::{AllowedRecipients, Config, ModelRouting, WebhooksConfig};
+use crate::config::{AllowedRecipients, Config, Language, ModelRouting, WebhooksConfig};
 use crate::contract::mail::Notification;
 use crate::contract::webhooks::{Delivery, EndpointState};
 use crate::fetch::Fetcher;
+use crate::links::LinkKeys;
 use crate::parts::{Backlog, JobBoard, JsonBucket, KeyValue, Objects, Publish, Requests, Room};
 use crate::stored::StoredPictures;
+use crate::suppression::Suppressions;
 use crate::translate::Translator;
 
 /// The parts ingest works with, as a caller hands them over.
@@ -38,6 +40,10 @@ pub struct IngestParts {
     pub quota_slots: Arc<dyn KeyValue>,
     /// The generator's spend ledger (read only): budgets refused early, `GET /usage`.
     pub spend_ledger: Arc<dyn KeyValue>,
+    /// The suppression list: one-click unsubscribe adds to it.
+    pub suppressed: Arc<dyn KeyValue>,
+    /// What signs unsubscribe links (the mailer signs them with the same keys).
+    pub links: LinkKeys,
     /// What time it is (quota days and budget periods start at midnight in `[server] timezone`).
     pub clock: Clock,
 }
@@ -66,6 +72,8 @@ pub struct AppState {
     pub(super) pictures: StoredPictures,
     /// Pictures checked (decoded) at once: one per core, off the request threads.
     pub(super) decoding: Arc<Semaphore>,
+    pub(super) suppressed: Suppressions,
+    pub(super) links: LinkKeys,
     pub(super) settings: Arc<Settings>,
 }
 
@@ -89,6 +97,8 @@ pub(super) struct Settings {
     pub(super) webhooks: WebhooksConfig,
     /// Which provider serves a model: edits are checked against it before queuing.
     pub(super) routing: ModelRouting,
+    /// The mails' language (`[smtp] language`): the unsubscribe page speaks it too.
+    pub(super) language: Language,
 }
 
 impl AppState {
@@ -118,12 +128,15 @@ impl AppState {
                 .allowing_private(config.server.allow_private_edit_inputs, "[server] allow_private_edit_inputs"),
             pictures: StoredPictures::new(config.server.images_dir.clone())?,
             decoding: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
+            suppressed: Suppressions::new(JsonBucket::new(parts.suppressed)),
+            links: parts.links,
             settings: Arc::new(Settings {
                 public_base_url: config.server.public_base_url(),
                 wait_timeout: config.server.sync_wait(),
                 recipients: config.smtp.recipients(),
                 webhooks: config.webhooks.without_secrets(),
                 routing: config.routing(),
+                language: config.smtp.language,
             }),
         })
     }

@@ -13,6 +13,7 @@ use crate::config::{Config, Language, TlsMode};
 use crate::parts::JsonBucket;
 use crate::smtp::dkim::{DkimKey, KeyKind};
 use crate::smtp::{Route, Transport};
+use crate::suppression::Suppressions;
 
 /// Sends a test mail with the current configuration. `Ok` says where it went; `Err`
 /// says why it failed and what to do, never showing the password.
@@ -78,7 +79,9 @@ pub async fn failed(config: &Config) -> anyhow::Result<Vec<String>> {
 pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow::Result<Vec<String>> {
     let bus = Bus::connect(&config.nats, "huiying-mail", &CancellationToken::new()).await?;
     let jobs = bus.job_board();
-    let mailer = Mailer::new(config, Arc::new(bus.mail.clone()), jobs.clone())?;
+    let suppressed =
+        Suppressions::new(JsonBucket::new(Arc::new(bus.suppressed_bucket(&CancellationToken::new()).await?)));
+    let mailer = Mailer::new(config, Arc::new(bus.mail.clone()), jobs.clone(), suppressed)?;
     let mut lines = Vec::new();
     for id in job_ids {
         let Some(status) = jobs.get(id).await? else {
@@ -114,9 +117,8 @@ pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow:
 /// that say which DNS record to publish and what to set.
 pub fn dkim_keygen(config: &Config, kind: KeyKind, out: Option<PathBuf>) -> anyhow::Result<Vec<String>> {
     let dkim = &config.smtp.dkim;
-    let out = out
-        .or_else(|| dkim.private_key_file.first().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("dkim.pem"));
+    let out =
+        out.or_else(|| dkim.private_key_file.first().map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("dkim.pem"));
     let selector = dkim.selector.first().map_or("huiying", |s| s.trim());
     let domain = match (dkim.domain.trim(), config.smtp.from.rsplit_once('@')) {
         ("", Some((_, domain))) => domain.trim_end_matches('>').trim().to_string(),
@@ -124,31 +126,76 @@ pub fn dkim_keygen(config: &Config, kind: KeyKind, out: Option<PathBuf>) -> anyh
         (domain, _) => domain.to_string(),
     };
     let key = DkimKey::generate(kind)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&out)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e} (an existing key is never overwritten)", out.display()))?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&out).map_err(|e| {
+            anyhow::anyhow!("cannot write {}: {e} (an existing key is never overwritten)", out.display())
+        })?;
     std::io::Write::write_all(&mut file, key.to_pem()?.as_bytes())?;
     let record = key.dns_record()?;
     let zh = config.smtp.language == Language::ZhCn;
     let name = format!("{selector}._domainkey.{domain}");
     Ok(vec![
-        if zh { format!("已写入私钥 {}（仅本机可读，切勿提交或外传）", out.display()) }
-        else { format!("wrote the private key to {} (readable by you only; never commit or share it)", out.display()) },
-        if zh { format!("在 DNS 中为 {name} 添加 TXT 记录：") } else { format!("publish this TXT record at {name}:") },
+        if zh {
+            format!("已写入私钥 {}（仅本机可读，切勿提交或外传）", out.display())
+        } else {
+            format!("wrote the private key to {} (readable by you only; never commit or share it)", out.display())
+        },
+        if zh {
+            format!("在 DNS 中为 {name} 添加 TXT 记录：")
+        } else {
+            format!("publish this TXT record at {name}:")
+        },
         format!("  {record}"),
-        if zh { "超过 255 个字符时，DNS 服务商会自动拆分；BIND 区域文件中写作：".to_string() }
-        else { "DNS providers split a value over 255 characters themselves; in a BIND zone file:".to_string() },
+        if zh {
+            "超过 255 个字符时，DNS 服务商会自动拆分；BIND 区域文件中写作：".to_string()
+        } else {
+            "DNS providers split a value over 255 characters themselves; in a BIND zone file:".to_string()
+        },
         format!("  {selector}._domainkey IN TXT ( {} )", zone_strings(&record)),
         if zh { "然后在 config.toml 中设置：".to_string() } else { "then set in config.toml:".to_string() },
-        format!("  [smtp.dkim]\n  domain = \"{domain}\"\n  selector = \"{selector}\"\n  private_key_file = \"{}\"", out.display()),
+        format!(
+            "  [smtp.dkim]\n  domain = \"{domain}\"\n  selector = \"{selector}\"\n  private_key_file = \"{}\"",
+            out.display()
+        ),
     ])
 }
 
 /// A TXT value as the quoted strings of at most 255 characters a zone file takes.
 fn zone_strings(value: &str) -> String {
-    let pieces: Vec<String> = value.as_bytes().chunks(250).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+    let pieces: Vec<String> =
+        value.as_bytes().chunks(250).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
     pieces.join(" ")
+}
+
+/// Every address on the suppression list, a line each: why, since when, until when.
+pub async fn suppressed(config: &Config) -> anyhow::Result<Vec<String>> {
+    let list = suppression_list(config).await?;
+    let lines: Vec<String> = list
+        .all(time::OffsetDateTime::now_utc())
+        .await?
+        .into_iter()
+        .map(|entry| {
+            let until = entry.until.map_or("until unsuppressed".to_string(), |until| format!("until {until}"));
+            let reason = format!("{:?}", entry.reason).to_lowercase();
+            let job = entry.job_id.map(|job| format!("  job {job}")).unwrap_or_default();
+            let reply = entry.reply.map(|reply| format!("  {reply}")).unwrap_or_default();
+            format!("{}  {reason}  since {}  {until}{job}{reply}", entry.address, entry.at)
+        })
+        .collect();
+    Ok(if lines.is_empty() { vec!["no address is suppressed".into()] } else { lines })
+}
+
+/// Takes `address` off the suppression list: notifications go there again.
+pub async fn unsuppress(config: &Config, address: &str) -> anyhow::Result<Vec<String>> {
+    let removed = suppression_list(config).await?.remove(address).await?;
+    Ok(vec![match removed {
+        true => format!("{address}: notifications go there again"),
+        false => format!("{address} was not suppressed"),
+    }])
+}
+
+async fn suppression_list(config: &Config) -> anyhow::Result<Suppressions> {
+    let shutdown = CancellationToken::new();
+    let bus = Bus::connect(&config.nats, "huiying-mail", &shutdown).await?;
+    Ok(Suppressions::new(JsonBucket::new(Arc::new(bus.suppressed_bucket(&shutdown).await?))))
 }

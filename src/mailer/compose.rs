@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::templates::{Kind, Templates};
+use super::unsubscribe::{ListUnsubscribePost, Unsubscribe};
 use crate::config::{AllowedRecipients, Language, PLACEHOLDER_MODEL, SmtpConfig};
 use crate::contract::cost::{Cost, CostSource};
 use crate::contract::events::Cancellation;
@@ -32,6 +33,8 @@ pub struct Notice {
     pub notify_email: Option<String>,
     /// The stored picture, for `attach_image`.
     pub image: Option<ImageRef>,
+    /// Recipients not to mail (on the suppression list), lowercase.
+    pub skip: Vec<String>,
 }
 
 /// Where the stored picture is, to attach it.
@@ -84,6 +87,7 @@ impl Notice {
             }),
             notify_email: event.notify_email.clone(),
             image: Some(ImageRef { filename: event.filename.clone(), url: event.url.clone(), content_type }),
+            skip: Vec::new(),
         }
     }
 
@@ -149,6 +153,7 @@ impl Notice {
             }),
             notify_email: event.notify_email.clone(),
             image: None,
+            skip: Vec::new(),
         }
     }
 }
@@ -164,6 +169,8 @@ pub struct Composer {
     recipients: AllowedRecipients,
     /// The readers' time zone (`[smtp] timezone`).
     zone: jiff::tz::TimeZone,
+    /// The one-click unsubscribe link every notification carries, once the link keys are known.
+    unsubscribe: Option<Unsubscribe>,
 }
 
 impl Composer {
@@ -204,7 +211,13 @@ impl Composer {
             bcc: mailboxes("bcc", &smtp.bcc)?,
             recipients: smtp.recipients(),
             zone: smtp.reader_zone(),
+            unsubscribe: None,
         })
+    }
+
+    /// Notifications carry `unsubscribe`'s link from now on.
+    pub fn set_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        self.unsubscribe = Some(unsubscribe);
     }
 
     /// A plain-text mail from `[smtp] from` to `[smtp] to` (an operator's alert).
@@ -226,8 +239,15 @@ impl Composer {
         self.recipients.any()
     }
 
-    /// The primary recipients of a notice: the request's own when allowed, else `to`.
+    /// The primary recipients of a notice: the request's own when allowed, else `to`;
+    /// never one it skips.
     pub fn recipients_for(&self, notice: &Notice) -> Vec<Mailbox> {
+        let mut primary = self.primary(notice);
+        primary.retain(|mailbox| !skipped(notice, mailbox));
+        primary
+    }
+
+    fn primary(&self, notice: &Notice) -> Vec<Mailbox> {
         match &notice.notify_email {
             Some(address) if self.recipients.allows(address) => match address.parse() {
                 Ok(mailbox) => vec![mailbox],
@@ -242,9 +262,9 @@ impl Composer {
         }
     }
 
-    /// Everyone the message goes to, for the log.
+    /// Everyone the notice is addressed to, skipped or not, for the log.
     pub fn all_recipients(&self, notice: &Notice) -> Vec<String> {
-        let primary = self.recipients_for(notice);
+        let primary = self.primary(notice);
         primary.iter().chain(&self.cc).chain(&self.bcc).map(|m| m.email.to_string()).collect()
     }
 
@@ -264,7 +284,7 @@ impl Composer {
                 ),
             ),
         };
-        self.message(&rendered.subject, message_id, self.recipients_for(notice), body)
+        self.message(&rendered.subject, message_id, self.recipients_for(notice), body, Some(notice))
     }
 
     /// The mail `huiying mail test` sends: no template involved, both languages.
@@ -274,22 +294,38 @@ impl Composer {
         let html = format!("<p>{}</p>", text.replace('\n', "<br>"));
         let body = MultiPart::alternative_plain_html(text.to_string(), html);
         let id = format!("<huiying.test.{}@{}>", uuid::Uuid::new_v4(), self.from.email.domain());
-        self.message("绘影测试邮件 / huiying test mail", id, self.to.clone(), body)
+        self.message("绘影测试邮件 / huiying test mail", id, self.to.clone(), body, None)
     }
 
-    fn message(&self, subject: &str, message_id: String, to: Vec<Mailbox>, body: MultiPart) -> anyhow::Result<Message> {
+    /// A message; a notification's (`notice`) without the recipients it skips, and with
+    /// its unsubscribe link for its primary recipients.
+    fn message(
+        &self,
+        subject: &str,
+        message_id: String,
+        to: Vec<Mailbox>,
+        body: MultiPart,
+        notice: Option<&Notice>,
+    ) -> anyhow::Result<Message> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(subject)
             // Stable per job and kind, so a receiving server can spot a duplicate too.
             .message_id(Some(message_id));
+        if let (Some(unsubscribe), Some(_)) = (&self.unsubscribe, notice)
+            && !to.is_empty()
+        {
+            let readers: Vec<String> = to.iter().map(|mailbox| mailbox.email.to_string()).collect();
+            builder = builder.header(unsubscribe.header(&readers)).header(ListUnsubscribePost);
+        }
         for mailbox in to {
             builder = builder.to(mailbox);
         }
-        for mailbox in &self.cc {
+        let kept = |mailbox: &&Mailbox| notice.is_none_or(|notice| !skipped(notice, mailbox));
+        for mailbox in self.cc.iter().filter(kept) {
             builder = builder.cc(mailbox.clone());
         }
-        for mailbox in &self.bcc {
+        for mailbox in self.bcc.iter().filter(kept) {
             builder = builder.bcc(mailbox.clone());
         }
         // The multipart's Content-Type among the message's own headers, not inside its
@@ -297,9 +333,15 @@ impl Composer {
         let formatted = body.formatted();
         let head = body.headers().to_string();
         let content_type = body.headers().get::<ContentType>().expect("a multipart has a Content-Type");
-        let encoded = Body::dangerous_pre_encoded(formatted[head.len() + 2..].to_vec(), ContentTransferEncoding::SevenBit);
+        let encoded =
+            Body::dangerous_pre_encoded(formatted[head.len() + 2..].to_vec(), ContentTransferEncoding::SevenBit);
         Ok(builder.header(MIME_VERSION_1_0).header(content_type).body(encoded)?)
     }
+}
+
+/// Whether the notice skips this recipient.
+fn skipped(notice: &Notice, mailbox: &Mailbox) -> bool {
+    notice.skip.iter().any(|address| mailbox.email.to_string().eq_ignore_ascii_case(address))
 }
 
 /// A generation's completion at `at`, as the templates see real ones.

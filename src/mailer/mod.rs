@@ -13,6 +13,7 @@ mod sent;
 mod templates;
 #[cfg(test)]
 mod tests;
+mod unsubscribe;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,14 +26,17 @@ use crate::config::Config;
 use crate::contract::budget::{BUDGET_ALERT, BudgetAlert};
 use crate::contract::consumers;
 use crate::contract::events::{self, ImageCompleted, ImageFailed};
+use crate::contract::mail::Suppression;
 use crate::contract::services::Service;
 use crate::failure::{Failure, RetryPolicy};
 use crate::parts::{JobBoard, JsonBucket, KeyValue};
 use crate::smtp::Route;
+use crate::suppression::Suppressions;
 use crate::worker::{self, Received, Stage};
 pub use compose::{Composer, Notice};
 use outgoing::Outgoing;
 use sent::{DeliveryState, Notification, SentLog};
+pub use unsubscribe::MailLists;
 
 /// The mailer stage: one instance's parts and settings.
 #[derive(Clone)]
@@ -41,6 +45,8 @@ pub struct Mailer {
     /// Job states, beside which ingest keeps whom a job notifies (not in its events).
     jobs: JobBoard,
     outgoing: Arc<Outgoing>,
+    /// Addresses no notification goes to.
+    suppressed: Suppressions,
     policy: RetryPolicy,
     /// Notices this mailer is sending right now. A redelivery of one of them (its ack
     /// wait ran out while the log could not be written) waits, never mails again.
@@ -97,9 +103,17 @@ fn alerts_spec(config: &Config) -> ConsumerSpec {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Templates, addresses and TLS files first: a mistake stops the mailer at start, not
     // after NATS answers.
-    let outgoing = Outgoing::from_config(&config)?;
+    let mut outgoing = Outgoing::from_config(&config)?;
     let bus = Bus::connect(&config.nats, Service::Mailer.program(), &shutdown).await?;
-    let mailer = Mailer::with(outgoing, Arc::new(bus.mail.clone()), bus.job_board(), config.smtp.retry_policy());
+    let lists = MailLists::open(&bus, &config, &shutdown).await?;
+    outgoing.composer.set_unsubscribe(lists.unsubscribe);
+    let mailer = Mailer::with(
+        outgoing,
+        Arc::new(bus.mail.clone()),
+        bus.job_board(),
+        lists.suppressed,
+        config.smtp.retry_policy(),
+    );
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let alerts = bus.alerts_consumer(&alerts_spec(&config), &shutdown).await?;
     let pings = bus.announce(Service::Mailer).await?;
@@ -126,15 +140,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 impl Mailer {
     /// A mailer keeping its notification log in `log`, finding jobs' recipients on `jobs`.
-    pub fn new(config: &Config, log: Arc<dyn KeyValue>, jobs: JobBoard) -> anyhow::Result<Self> {
-        Ok(Self::with(Outgoing::from_config(config)?, log, jobs, config.smtp.retry_policy()))
+    pub fn new(
+        config: &Config,
+        log: Arc<dyn KeyValue>,
+        jobs: JobBoard,
+        suppressed: Suppressions,
+    ) -> anyhow::Result<Self> {
+        Ok(Self::with(Outgoing::from_config(config)?, log, jobs, suppressed, config.smtp.retry_policy()))
     }
 
-    fn with(outgoing: Outgoing, log: Arc<dyn KeyValue>, jobs: JobBoard, policy: RetryPolicy) -> Self {
+    fn with(
+        outgoing: Outgoing,
+        log: Arc<dyn KeyValue>,
+        jobs: JobBoard,
+        suppressed: Suppressions,
+        policy: RetryPolicy,
+    ) -> Self {
         Mailer {
             log: SentLog::new(JsonBucket::new(log)),
             jobs,
             outgoing: Arc::new(outgoing),
+            suppressed,
             policy,
             in_hand: Arc::default(),
         }
@@ -178,14 +204,52 @@ impl Stage for Mailer {
             DeliveryState::Sent => "sent",
             DeliveryState::Failed => "failed",
             DeliveryState::Retrying => "retried",
+            DeliveryState::Suppressed => "suppressed",
         };
         metrics::counter!("huiying_mails_total", "result" => result).increment(1);
         match outcome.state {
             DeliveryState::Retrying => Err(Failure::transient(outcome.last_error.unwrap_or_default())),
-            DeliveryState::Sent | DeliveryState::Failed => Ok(()),
+            DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Suppressed => Ok(()),
         }
     }
 }
+
+impl Mailer {
+    /// The notice without the recipients on the suppression list.
+    async fn skipping_suppressed(&self, notice: &Notice, recipients: &[String]) -> Result<Notice, Failure> {
+        let now = OffsetDateTime::now_utc();
+        let mut notice = notice.clone();
+        for address in recipients {
+            if self.suppression_of(address, now).await?.is_some() {
+                notice.skip.push(address.to_ascii_lowercase());
+            }
+        }
+        if !notice.skip.is_empty() {
+            metrics::counter!("huiying_mail_suppressed_total").increment(notice.skip.len() as u64);
+        }
+        Ok(notice)
+    }
+}
+
+impl Mailer {
+    /// Whether `address` is suppressed, asked again for a while when NATS stumbles (a
+    /// cluster electing a leader for the bucket takes seconds): a redelivery would wait
+    /// for `[smtp] retry_delay` instead.
+    async fn suppression_of(&self, address: &str, now: OffsetDateTime) -> Result<Option<Suppression>, Failure> {
+        let deadline = tokio::time::Instant::now() + LIST_PATIENCE;
+        for try_number in 1u32.. {
+            match self.suppressed.holding(address, now).await {
+                Ok(entry) => return Ok(entry),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200 * u64::from(try_number.min(10)))).await,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// How long the mailer keeps asking the suppression list before it retries the mail later.
+const LIST_PATIENCE: Duration = Duration::from_secs(20);
 
 /// How long the mailer keeps trying to log a mail it has sent.
 const LOG_PATIENCE: Duration = Duration::from_secs(120);
@@ -217,7 +281,20 @@ impl Mailer {
             sent_at: None,
             updated_at: OffsetDateTime::now_utc(),
         };
-        match self.outgoing.send(notice).await {
+        // A list that cannot be read is a reason to retry, never to mail someone who said no.
+        let sent = match self.skipping_suppressed(notice, &notification.recipients).await {
+            Err(error) => Err(error),
+            Ok(notice) if notification.recipients.iter().all(|r| notice.skip.contains(&r.to_ascii_lowercase())) => {
+                tracing::info!(job = %notice.job_id, "every recipient is on the suppression list: no mail");
+                notification.state = DeliveryState::Suppressed;
+                notification.last_error =
+                    Some("every recipient is on the suppression list (unsubscribed, or refused by its server)".into());
+                Ok(())
+            }
+            Ok(notice) => self.outgoing.send(&notice).await,
+        };
+        match sent {
+            Ok(()) if notification.state == DeliveryState::Suppressed => {}
             Ok(()) => {
                 notification.sent_at = Some(OffsetDateTime::now_utc());
                 tracing::info!(job = %notice.job_id, kind = notice.kind.name(), "mail sent");

@@ -5,6 +5,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::contract::events::{EVENT_VERSION, IMAGE_COMPLETED};
+use crate::contract::mail::SUPPRESSED_BUCKET;
 use crate::parts::memory::MemoryKv;
 
 struct Parts {
@@ -19,7 +20,8 @@ fn mailer() -> (Mailer, Parts) {
     config.smtp.to = vec!["me@example.com".into()];
     let log = Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET));
     let jobs = crate::parts::JobBoard::new(JsonBucket::new(Arc::new(MemoryKv::new(crate::contract::JOBS_BUCKET))));
-    (Mailer::new(&config, log.clone(), jobs).unwrap(), Parts { log, outbox })
+    let suppressed = Suppressions::new(JsonBucket::new(Arc::new(MemoryKv::new(SUPPRESSED_BUCKET))));
+    (Mailer::new(&config, log.clone(), jobs, suppressed).unwrap(), Parts { log, outbox })
 }
 
 fn completed(id: &str) -> Received {

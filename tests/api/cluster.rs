@@ -36,6 +36,15 @@ async fn killing_the_stream_leader_under_load_loses_no_job_and_doubles_nothing()
         assert_eq!(replicas, 3, "{stream} has three copies");
     }
 
+    // Every service set up (its streams, buckets and consumers made) before the load: a
+    // service still starting when the leader dies is another story.
+    wait_for("every service to answer /health", Duration::from_secs(60), || async {
+        let health: serde_json::Value =
+            app.http.get(format!("{}/health", app.address)).send().await.ok()?.json().await.ok()?;
+        (health["status"] == "ok").then_some(())
+    })
+    .await;
+
     let started = Instant::now();
     let load = tokio::spawn(submit_steadily(app.http.clone(), app.address.clone()));
     // Five seconds into the load, the node leading the event stream dies as in a crash

@@ -508,7 +508,8 @@ fn dkim_is_set_in_its_own_table_or_by_smtp_dkim_variables_and_a_key_without_a_se
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.toml");
-    std::fs::write(&file, "[smtp.dkim]\ndomain = \"example.com\"\nprivate_key_file = [\"a.pem\", \"b.pem\"]\n").unwrap();
+    std::fs::write(&file, "[smtp.dkim]\ndomain = \"example.com\"\nprivate_key_file = [\"a.pem\", \"b.pem\"]\n")
+        .unwrap();
     let error = config::load_from(Some(&file), env(&[])).unwrap_err().to_string();
     assert!(error.contains("smtp.dkim.selector") && error.contains("one selector per private key"), "{error}");
 }

@@ -1,8 +1,9 @@
 //! Mail that reaches the inbox: signed for the sender's domain (checked by dkimpy, a
-//! verifier that is not ours), ...
+//! verifier that is not ours), with a one-click unsubscribe that holds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -55,6 +56,9 @@ async fn a_mail_signed_with_rsa_and_ed25519_verifies_elsewhere_and_a_changed_hea
     let changed = mail.replacen("\r\nSubject: ", "\r\nSubject: Re: ", 1);
     assert_ne!(changed, mail);
     assert_eq!(verify(&changed, &records), ["rsa fail", "ed fail"]);
+    let changed = mail.replacen("\r\nList-Unsubscribe: <", "\r\nList-Unsubscribe: <https://elsewhere.example/", 1);
+    assert_ne!(changed, mail);
+    assert_eq!(verify(&changed, &records), ["rsa fail", "ed fail"]);
 }
 
 /// What dkimpy says of each signature of `mail`, with `records` as DNS.
@@ -72,7 +76,7 @@ fn verify(mail: &str, records: &serde_json::Value) -> Vec<String> {
 }
 
 /// The DKIM record of a private key, as openssl derives its public key.
-fn public_record(key: &PathBuf, kind: &str) -> String {
+fn public_record(key: &Path, kind: &str) -> String {
     let der = openssl(&["pkey", "-in", path(key), "-pubout", "-outform", "DER"]);
     // Ed25519's record holds the bare 32-byte key, RSA's the whole SubjectPublicKeyInfo.
     let public = if kind == "ed25519" { &der[der.len() - 32..] } else { &der[..] };
@@ -88,4 +92,71 @@ fn openssl(args: &[&str]) -> Vec<u8> {
 
 fn path(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_click_unsubscribe_stops_the_next_mail_while_a_get_or_a_forged_link_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let first = app.submit(json!({"prompt": "the first picture"})).await;
+    app.wait_for_job(&first).await;
+    app.smtp.wait_for_mails(1).await;
+    let mail = app.smtp.raw_mails().remove(0);
+    assert!(mail.contains("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"), "{mail}");
+    let link = header(&mail, "List-Unsubscribe").trim_start_matches('<').split('>').next().unwrap().to_string();
+    assert!(link.starts_with(&format!("{}/unsubscribe/", app.address)), "{link}");
+
+    // A mail scanner follows the link: a page with a button, and nothing changes.
+    let page = app.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("<form method=\"post\"") && page.contains("user@example.com"), "{page}");
+    // A link for somebody else, made without the key, is refused.
+    let (_, tag) = link.rsplit_once('.').unwrap();
+    let forged = format!("{}/unsubscribe/{}.{tag}", app.address, base64_url("victim@example.com"));
+    assert_eq!(app.http.post(&forged).send().await.unwrap().status(), 403);
+    let second = app.submit(json!({"prompt": "the second picture"})).await;
+    app.wait_for_job(&second).await;
+    app.smtp.wait_for_mails(2).await;
+
+    // The reader clicks "unsubscribe": the mail program POSTs, with no key.
+    let clicked = app
+        .http
+        .post(&link)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clicked.status(), 200);
+    let third = app.submit(json!({"prompt": "the third picture"})).await;
+    app.wait_for_job(&third).await;
+    let outcome = crate::helpers::wait_for("the third job's mail outcome", Duration::from_secs(20), || async {
+        let answer: serde_json::Value =
+            app.http.get(format!("{}/jobs/{third}/notifications", app.address)).send().await.ok()?.json().await.ok()?;
+        answer["mails"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(outcome["state"], "suppressed", "{outcome}");
+    assert_eq!(app.smtp.mails().len(), 2, "no mail after unsubscribing");
+
+    // The admin sees why, and undoes it: the next job mails again.
+    let listed = String::from_utf8_lossy(&app.huiying(&["mail", "suppressed"], &[]).stdout).to_string();
+    assert!(listed.contains("user@example.com") && listed.contains("unsubscribed"), "{listed}");
+    let undone = app.huiying(&["mail", "unsuppress", "user@example.com"], &[]);
+    assert!(String::from_utf8_lossy(&undone.stdout).contains("notifications go there again"));
+    app.submit(json!({"prompt": "the fourth picture"})).await;
+    app.smtp.wait_for_mails(3).await;
+}
+
+/// A header's value, unfolded.
+fn header(mail: &str, name: &str) -> String {
+    let mut lines = mail.split("\r\n").skip_while(|line| !line.starts_with(&format!("{name}:")));
+    let first = lines.next().unwrap_or_else(|| panic!("no {name} header in {mail}"));
+    let rest = lines.take_while(|line| line.starts_with([' ', '\t'])).map(str::trim_start);
+    std::iter::once(first[name.len() + 1..].trim()).chain(rest).collect::<Vec<_>>().join(" ")
+}
+
+fn base64_url(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }

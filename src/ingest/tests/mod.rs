@@ -76,6 +76,8 @@ pub(super) fn ingest_with(change: impl FnOnce(&mut Config), waiting: Option<u64>
         mail_log: Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET)),
         quota_slots: Arc::new(MemoryKv::new(crate::contract::QUOTA_BUCKET)),
         spend_ledger: spend_ledger.clone(),
+        suppressed: Arc::new(MemoryKv::new(crate::contract::mail::SUPPRESSED_BUCKET)),
+        links: crate::links::LinkKeys::new(&[b"test link key"]),
         clock: Arc::new(move || *clock_now.lock().unwrap()),
     };
     let app = router(AppState::new(&config, parts).unwrap(), &config).unwrap();
