@@ -3,7 +3,9 @@
 //! notifications through it; the webhook service, its operator alerts.
 
 pub mod dkim;
+pub mod pace;
 mod sessions;
+mod transaction;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 pub use sessions::SessionError;
 use sessions::{Encryption, Sessions};
+pub use transaction::{Delivery, Refusal};
 
 use crate::config::{SmtpConfig, TlsMode};
 use crate::failure::Failure;
@@ -30,8 +33,8 @@ pub struct Transport {
 
 #[derive(Clone)]
 pub enum Route {
-    /// Authenticated SMTP sessions, reused ([`sessions`]).
-    Smtp(Pool<Sessions>),
+    /// Authenticated SMTP sessions, reused ([`sessions`]), at the pace the server allows.
+    Smtp { pool: Pool<Sessions>, pace: Arc<pace::Pace> },
     /// `.eml` files in a folder, the newest `keep` of them (0: all); `written` counts the
     /// mails since the folder was last pruned.
     Outbox { files: AsyncFileTransport<Tokio1Executor>, dir: PathBuf, keep: u32, written: Arc<AtomicU32> },
@@ -51,7 +54,8 @@ impl Transport {
         matches!(self.route, Route::Off)
     }
 
-    pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<(), Failure> {
+    /// Sends a mail; `Ok` says who got it and who was refused for good.
+    pub async fn send(&self, message: Message, smtp: &SmtpConfig) -> Result<Delivery, Failure> {
         let bytes = match &self.signer {
             Some(signer) => signer.sign(&message),
             None => message.formatted(),
@@ -63,7 +67,7 @@ impl Transport {
     /// check`. The outbox must be a folder; mail off needs nothing.
     pub async fn check(&self, smtp: &SmtpConfig) -> Result<(), Failure> {
         match &self.route {
-            Route::Smtp(pool) => session(pool, smtp).await.map(drop),
+            Route::Smtp { pool, .. } => session(pool, smtp).await.map(drop),
             Route::Outbox { dir, .. } if !dir.is_dir() => {
                 Err(Failure::permanent(format!("the outbox {} is not a folder", dir.display())))
             }
@@ -133,10 +137,11 @@ impl Route {
             .create_timeout(Some(smtp.timeout))
             .recycle_timeout(Some(smtp.timeout))
             .build()?;
-        Ok(Route::Smtp(pool))
+        Ok(Route::Smtp { pool, pace: Arc::default() })
     }
 
-    async fn send(&self, envelope: &Envelope, bytes: &[u8], smtp: &SmtpConfig) -> Result<(), Failure> {
+    async fn send(&self, envelope: &Envelope, bytes: &[u8], smtp: &SmtpConfig) -> Result<Delivery, Failure> {
+        let everybody = || Delivery { refused: Vec::new(), delivered: true };
         match self {
             Route::Outbox { files, dir, keep, written } => {
                 files.send_raw(envelope, bytes).await.map_err(|e| {
@@ -149,14 +154,26 @@ impl Route {
                     let (dir, keep) = (dir.clone(), *keep);
                     let _ = tokio::task::spawn_blocking(move || prune(&dir, keep)).await;
                 }
-                Ok(())
+                Ok(everybody())
             }
-            Route::Off => Ok(()),
-            Route::Smtp(pool) => {
+            Route::Off => Ok(everybody()),
+            Route::Smtp { pool, pace } => {
+                pace.wait().await;
                 let mut session = session(pool, smtp).await?;
-                // A failed mail aborts the session (lettre marks it broken); the pool drops it.
-                // A server silent past [smtp] timeout fails it too (`sessions::Deadlined`).
-                session.send(envelope, bytes).await.map(|_| ()).map_err(|e| classify(e, smtp))
+                // A failed mail aborts the session (marked broken); the pool drops it. A
+                // server silent past [smtp] timeout fails it too (`sessions::Deadlined`).
+                match transaction::send(&mut session, envelope, bytes, is_recipients_own).await {
+                    Ok(delivery) => {
+                        pace.speed_up().await;
+                        Ok(delivery)
+                    }
+                    Err(error) => {
+                        if is_too_fast(&error) {
+                            pace.slow_down().await;
+                        }
+                        Err(classify(error, smtp))
+                    }
+                }
             }
         }
     }
@@ -227,6 +244,28 @@ fn classify_session(error: SessionError, smtp: &SmtpConfig) -> Failure {
     if permanent { Failure::permanent(reason) } else { Failure::transient(reason) }.caused_by(error)
 }
 
+/// Whether the server says "too fast": 421/450/451, or a 5xx that says so in words (QQ
+/// Mail and 163 answer `550 ... frequency limited`).
+fn is_too_fast(error: &lettre::transport::smtp::Error) -> bool {
+    let code = error.status().map(|c| c.to_string()).unwrap_or_default();
+    let text = error.to_string().to_lowercase();
+    matches!(code.as_str(), "421" | "450" | "451")
+        || (code.starts_with('5')
+            && ["frequency", "rate limit", "too many", "too fast", "limit exceeded"].iter().any(|w| text.contains(w)))
+}
+
+/// Whether a refusal is the recipient's own, for good: no such mailbox. Not "too fast",
+/// not a relay or sender refusal (huiying's own setup), which suppressing would hide.
+fn is_recipients_own(error: &lettre::transport::smtp::Error) -> bool {
+    let text = error.to_string().to_lowercase();
+    error.is_permanent()
+        && !is_too_fast(error)
+        && (["5.1.1", "5.1.2", "5.1.10", "5.2.1"].iter().any(|code| text.contains(code))
+            || ["user unknown", "unknown user", "no such user", "mailbox not found", "does not exist", "no mailbox"]
+                .iter()
+                .any(|words| text.contains(words)))
+}
+
 /// Sorts an SMTP failure into retry or give up, and adds advice for the user: the
 /// reason reads "what the server or network said — what to do about it".
 pub(super) fn classify(error: lettre::transport::smtp::Error, smtp: &SmtpConfig) -> Failure {
@@ -239,7 +278,9 @@ pub(super) fn classify(error: lettre::transport::smtp::Error, smtp: &SmtpConfig)
     let code = error.status().map(|c| c.to_string()).unwrap_or_default();
     let port_hint = port_hint(smtp);
     let address = format!("{}:{}", smtp.host, smtp.port);
-    let (permanent, hint) = if code.starts_with("535") || code.starts_with("534") || code.starts_with("530") {
+    let (permanent, hint) = if is_too_fast(&error) {
+        (false, Some("the server asks to send slower; huiying spaces its mails out and tries again".to_string()))
+    } else if code.starts_with("535") || code.starts_with("534") || code.starts_with("530") {
         (true, Some("the server refused the login: check [smtp] username and password. QQ Mail and 163 need the authorization code (授权码) from the mailbox settings, not the login password; Gmail needs an app password".to_string()))
     } else if code.starts_with("55") || code.starts_with("501") {
         (true, Some("the server refused the sender or a recipient: with QQ Mail, 163 and Gmail, [smtp] from must be the same address as [smtp] username; check the recipients' addresses".to_string()))

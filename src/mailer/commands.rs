@@ -12,7 +12,7 @@ use crate::bus::Bus;
 use crate::config::{Config, Language, TlsMode};
 use crate::parts::JsonBucket;
 use crate::smtp::dkim::{DkimKey, KeyKind};
-use crate::smtp::{Route, Transport};
+use crate::smtp::{Delivery, Route, Transport};
 use crate::suppression::Suppressions;
 
 /// Sends a test mail with the current configuration. `Ok` says where it went; `Err`
@@ -28,14 +28,18 @@ pub async fn test(config: &Config) -> anyhow::Result<String> {
     }
     let message = composer.compose_test()?;
     let recipients = smtp.to.join(", ");
-    transport.send(message, smtp).await.map_err(|e| anyhow::anyhow!("the test mail was not sent: {e}"))?;
+    transport
+        .send(message, smtp)
+        .await
+        .and_then(Delivery::received)
+        .map_err(|e| anyhow::anyhow!("the test mail was not sent: {e}"))?;
     Ok(match transport.route {
         Route::Off => unreachable!("refused above"),
         Route::Outbox { .. } => format!(
             "SMTP is disabled ([smtp] enable = false): the test mail was written to {}. Set enable = true to send real mail.",
             smtp.outbox_dir.display()
         ),
-        Route::Smtp(_) => {
+        Route::Smtp { .. } => {
             let tls = match smtp.effective_tls() {
                 TlsMode::Tls => "implicit TLS",
                 TlsMode::None => "no TLS",

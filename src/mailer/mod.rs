@@ -10,6 +10,8 @@ pub mod commands;
 mod compose;
 mod outgoing;
 mod sent;
+mod shown;
+mod suppressing;
 mod templates;
 #[cfg(test)]
 mod tests;
@@ -26,7 +28,6 @@ use crate::config::Config;
 use crate::contract::budget::{BUDGET_ALERT, BudgetAlert};
 use crate::contract::consumers;
 use crate::contract::events::{self, ImageCompleted, ImageFailed};
-use crate::contract::mail::Suppression;
 use crate::contract::services::Service;
 use crate::failure::{Failure, RetryPolicy};
 use crate::parts::{JobBoard, JsonBucket, KeyValue};
@@ -118,7 +119,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let alerts = bus.alerts_consumer(&alerts_spec(&config), &shutdown).await?;
     let pings = bus.announce(Service::Mailer).await?;
     match &mailer.outgoing.transport.route {
-        Route::Smtp(_) => tracing::info!(
+        Route::Smtp { .. } => tracing::info!(
             host = %config.smtp.host, port = config.smtp.port, tls = ?config.smtp.effective_tls(),
             "mailer ready: sending over SMTP"
         ),
@@ -214,43 +215,6 @@ impl Stage for Mailer {
     }
 }
 
-impl Mailer {
-    /// The notice without the recipients on the suppression list.
-    async fn skipping_suppressed(&self, notice: &Notice, recipients: &[String]) -> Result<Notice, Failure> {
-        let now = OffsetDateTime::now_utc();
-        let mut notice = notice.clone();
-        for address in recipients {
-            if self.suppression_of(address, now).await?.is_some() {
-                notice.skip.push(address.to_ascii_lowercase());
-            }
-        }
-        if !notice.skip.is_empty() {
-            metrics::counter!("huiying_mail_suppressed_total").increment(notice.skip.len() as u64);
-        }
-        Ok(notice)
-    }
-}
-
-impl Mailer {
-    /// Whether `address` is suppressed, asked again for a while when NATS stumbles (a
-    /// cluster electing a leader for the bucket takes seconds): a redelivery would wait
-    /// for `[smtp] retry_delay` instead.
-    async fn suppression_of(&self, address: &str, now: OffsetDateTime) -> Result<Option<Suppression>, Failure> {
-        let deadline = tokio::time::Instant::now() + LIST_PATIENCE;
-        for try_number in 1u32.. {
-            match self.suppressed.holding(address, now).await {
-                Ok(entry) => return Ok(entry),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.into()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(200 * u64::from(try_number.min(10)))).await,
-            }
-        }
-        unreachable!("the loop returns")
-    }
-}
-
-/// How long the mailer keeps asking the suppression list before it retries the mail later.
-const LIST_PATIENCE: Duration = Duration::from_secs(20);
-
 /// How long the mailer keeps trying to log a mail it has sent.
 const LOG_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -289,13 +253,19 @@ impl Mailer {
                 notification.state = DeliveryState::Suppressed;
                 notification.last_error =
                     Some("every recipient is on the suppression list (unsubscribed, or refused by its server)".into());
-                Ok(())
+                Ok(None)
             }
-            Ok(notice) => self.outgoing.send(&notice).await,
+            Ok(notice) => match self.outgoing.send(&notice).await {
+                Ok(delivery) => {
+                    self.suppress_refused(&notice, &delivery.refused).await;
+                    delivery.received().map(Some)
+                }
+                Err(error) => Err(error),
+            },
         };
         match sent {
-            Ok(()) if notification.state == DeliveryState::Suppressed => {}
-            Ok(()) => {
+            Ok(None) => {}
+            Ok(Some(_)) => {
                 notification.sent_at = Some(OffsetDateTime::now_utc());
                 tracing::info!(job = %notice.job_id, kind = notice.kind.name(), "mail sent");
             }

@@ -7,7 +7,7 @@ use super::compose::{Composer, ImageRef, InlineImage, Notice};
 use crate::config::{Config, SmtpConfig};
 use crate::failure::Failure;
 use crate::limit::RateLimit;
-use crate::smtp::Transport;
+use crate::smtp::{Delivery, Transport};
 use crate::stored::StoredPictures;
 
 /// Largest picture attached inline; a larger one is linked only.
@@ -34,7 +34,8 @@ impl Outgoing {
         })
     }
 
-    pub(super) async fn send(&self, notice: &Notice) -> Result<(), Failure> {
+    /// Sends a notification: who got it, and who was refused for good.
+    pub(super) async fn send(&self, notice: &Notice) -> Result<Delivery, Failure> {
         let image = match (&notice.image, self.settings.attach_image) {
             (Some(image), true) => self.load_image(image).await,
             _ => None,
@@ -50,7 +51,7 @@ impl Outgoing {
     /// Sends a mail composed elsewhere (an operator alert), within the same limit.
     pub(super) async fn send_message(&self, message: lettre::Message) -> Result<(), Failure> {
         self.limit.acquire().await;
-        self.transport.send(message, &self.settings).await
+        self.transport.send(message, &self.settings).await.and_then(Delivery::received).map(drop)
     }
 
     /// The stored picture, from this host or else from its link.

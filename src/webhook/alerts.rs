@@ -6,7 +6,7 @@ use lettre::message::header::ContentType;
 
 use super::endpoints::Endpoint;
 use crate::config::Config;
-use crate::smtp::Transport;
+use crate::smtp::{Delivery, Transport};
 
 pub(crate) struct Alerts {
     transport: Transport,
@@ -47,7 +47,7 @@ impl Alerts {
             Ok(message) => message,
             Err(error) => return tracing::warn!(%error, "the operator alert could not be composed"),
         };
-        if let Err(error) = self.transport.send(message, &self.smtp).await {
+        if let Err(error) = self.transport.send(message, &self.smtp).await.and_then(Delivery::received) {
             tracing::warn!(%error, endpoint = %endpoint.id, "the operator alert was not sent");
         }
     }

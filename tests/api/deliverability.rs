@@ -130,12 +130,7 @@ async fn one_click_unsubscribe_stops_the_next_mail_while_a_get_or_a_forged_link_
     assert_eq!(clicked.status(), 200);
     let third = app.submit(json!({"prompt": "the third picture"})).await;
     app.wait_for_job(&third).await;
-    let outcome = crate::helpers::wait_for("the third job's mail outcome", Duration::from_secs(20), || async {
-        let answer: serde_json::Value =
-            app.http.get(format!("{}/jobs/{third}/notifications", app.address)).send().await.ok()?.json().await.ok()?;
-        answer["mails"].as_array()?.first().cloned()
-    })
-    .await;
+    let outcome = mail_outcome(&app, &third).await;
     assert_eq!(outcome["state"], "suppressed", "{outcome}");
     assert_eq!(app.smtp.mails().len(), 2, "no mail after unsubscribing");
 
@@ -159,4 +154,57 @@ fn header(mail: &str, name: &str) -> String {
 fn base64_url(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recipient_refused_for_good_gets_no_more_mail_and_the_admin_sees_why() {
+    let app = TestApp::spawn_with(|config, _| config.smtp.to = vec!["reject@example.com".into()]).await;
+    let first = app.submit(json!({"prompt": "to nobody"})).await;
+    app.wait_for_job(&first).await;
+    assert_eq!(mail_outcome(&app, &first).await["state"], "failed");
+
+    let second = app.submit(json!({"prompt": "to nobody again"})).await;
+    app.wait_for_job(&second).await;
+    let outcome = mail_outcome(&app, &second).await;
+    assert_eq!(outcome["state"], "suppressed", "{outcome}");
+    assert!(app.smtp.mails().is_empty());
+    let listed = String::from_utf8_lossy(&app.huiying(&["mail", "suppressed"], &[]).stdout).to_string();
+    assert!(listed.contains("reject@example.com") && listed.contains("bounced"), "{listed}");
+    assert!(listed.contains("5.1.1") && listed.contains(&first), "the reply and the job: {listed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_fast_replies_space_the_mails_out_and_every_mail_still_arrives_once() {
+    let app = TestApp::spawn_with(|config, _| {
+        config.smtp.to = vec!["toofast@example.com".into()];
+        config.smtp.retry_delay = Duration::from_secs(1);
+    })
+    .await;
+    let jobs = [app.submit(json!({"prompt": "one"})).await, app.submit(json!({"prompt": "two"})).await];
+    let third = app.submit(json!({"prompt": "three"})).await;
+    for job in jobs.iter().chain([&third]) {
+        app.wait_for_job(job).await;
+    }
+    app.smtp.wait_for_mails(3).await;
+    app.wait_until_consumer_idle("mailer").await;
+
+    let mut ids: Vec<String> = app.smtp.mails().into_iter().map(|mail| mail.message_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), app.smtp.mails().len()), (3, 3), "each mail once");
+    // After "too fast" and 451 the mails came spaced out, not at the retry delay's pace.
+    let arrived = app.smtp.arrival_times();
+    for pair in arrived.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(1500), "mails {:?} apart", pair[1] - pair[0]);
+    }
+}
+
+/// The job's mail outcome, once the mailer logged one.
+async fn mail_outcome(app: &TestApp, job: &str) -> serde_json::Value {
+    crate::helpers::wait_for("the job's mail outcome", Duration::from_secs(20), || async {
+        let answer: serde_json::Value =
+            app.http.get(format!("{}/jobs/{job}/notifications", app.address)).send().await.ok()?.json().await.ok()?;
+        answer["mails"].as_array()?.first().cloned()
+    })
+    .await
 }

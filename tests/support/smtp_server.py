@@ -7,7 +7,8 @@ user. Each accepted mail is saved to the mail folder as <n>.eml, written atomica
 with an `X-Test-Session` header first that says how it arrived.
 
 Recipients steer faults: `tempfail...@` gets `451` on its first RCPT and is accepted
-after; `reject@` always gets `550`. With `--pause-after N`, once N mails are saved every
+after; `reject@` always gets `550 5.1.1` (no such user); `toofast...@` gets QQ's
+`550 ... frequency limited` on its first RCPT, `451` on its second, and is accepted after. With `--pause-after N`, once N mails are saved every
 RCPT waits until `--pause-seconds` have passed since the first paused one, once. While the
 file `--busy-file` exists, every RCPT gets `451` (a server that is busy for a while).
 """
@@ -56,6 +57,15 @@ def main():
                 return "451 4.3.2 Busy, try again later"
             if local == "reject":
                 return "550 5.1.1 No such user here"
+            if local.startswith("toofast"):
+                # QQ Mail's and 163's "too fast" (a 5xx in words), then a 451, then accepted.
+                with lock:
+                    seen = tempfail_seen.get(address, 0)
+                    tempfail_seen[address] = seen + 1
+                if seen == 0:
+                    return "550 Mail sent too often, frequency limited"
+                if seen == 1:
+                    return "451 4.7.1 Too many messages, slow down"
             if local.startswith("tempfail"):
                 with lock:
                     seen = tempfail_seen.get(address, 0)

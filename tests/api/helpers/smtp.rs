@@ -209,6 +209,16 @@ impl SmtpServer {
         paths.iter().map(|p| ReceivedMail::parse(&std::fs::read(p).unwrap())).collect()
     }
 
+    /// When each accepted mail arrived, in order (the server names its files by time).
+    pub fn arrival_times(&self) -> Vec<Duration> {
+        let mut nanos: Vec<u64> = std::fs::read_dir(self.maildir.path())
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.split('-').next()?.parse().ok())
+            .collect();
+        nanos.sort();
+        nanos.into_iter().map(Duration::from_nanos).collect()
+    }
+
     /// Every accepted mail as the server stored it, headers and all.
     pub fn raw_mails(&self) -> Vec<String> {
         let mut paths: Vec<PathBuf> =
