@@ -131,6 +131,8 @@ enum MailCommand {
     Suppressed,
     /// Send notifications to this address again.
     Unsuppress { address: String },
+    /// Check the DNS records receivers look at (SPF, DKIM, DMARC) and say what to publish.
+    Doctor,
     /// Write a new DKIM private key and print the DNS record to publish.
     DkimKeygen {
         /// rsa (2048 bits, verified everywhere) or ed25519.
@@ -278,6 +280,15 @@ async fn mail(args: &ConfigArgs, command: MailCommand) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let MailCommand::Doctor = command {
+        return match huiying::mailer::doctor::run(&config).await {
+            Ok((lines, all_ok)) => {
+                lines.iter().for_each(|line| println!("{line}"));
+                if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            }
+            Err(error) => print_lines(program, Err(error)),
+        };
+    }
     use huiying::mailer::commands;
     let result = match command {
         MailCommand::Test => commands::test(&config).await.map(|line| vec![line]),
@@ -287,6 +298,7 @@ async fn mail(args: &ConfigArgs, command: MailCommand) -> ExitCode {
         MailCommand::Resend { job_ids, force } => commands::resend(&config, &job_ids, force).await,
         MailCommand::Suppressed => commands::suppressed(&config).await,
         MailCommand::Unsuppress { address } => commands::unsuppress(&config, &address).await,
+        MailCommand::Doctor => unreachable!("answered above"),
         MailCommand::DkimKeygen { algorithm, out } => commands::dkim_keygen(&config, algorithm, out),
     };
     print_lines(program, result)

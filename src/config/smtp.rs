@@ -67,6 +67,8 @@ pub struct SmtpConfig {
     pub unsubscribe_mailto: String,
     /// Days an address whose server refused it for good (user unknown) gets no mail.
     pub suppress_days: u32,
+    /// The DNS server `huiying mail doctor` asks (`127.0.0.1:53`); empty: the system's.
+    pub dns_server: String,
     /// `[smtp.dkim]`: sign every mail for the From domain (off while `domain` is empty).
     pub dkim: DkimSettings,
 }
@@ -139,6 +141,7 @@ impl Default for SmtpConfig {
             timezone: String::new(),
             unsubscribe_mailto: String::new(),
             suppress_days: 30,
+            dns_server: String::new(),
             dkim: DkimSettings::default(),
         }
     }

@@ -8,6 +8,7 @@
 mod budget_alert;
 pub mod commands;
 mod compose;
+pub mod doctor;
 mod outgoing;
 mod sent;
 mod shown;

@@ -208,3 +208,99 @@ async fn mail_outcome(app: &TestApp, job: &str) -> serde_json::Value {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_doctor_names_each_missing_record_with_what_to_publish_and_is_green_once_all_are_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.pem");
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", path(&key)]);
+    let dkim_record = public_record(&key, "rsa");
+    let dns = DnsServer::start(&dir);
+    let doctor = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_huiying"))
+            .args(["mail", "doctor"])
+            .env_remove("HUIYING_CONFIG")
+            .current_dir(dir.path())
+            .envs([
+                ("SMTP_FROM", "绘影 <huiying@example.com>"),
+                ("SMTP_LANGUAGE", "en"),
+                ("SMTP_DNS_SERVER", dns.address.as_str()),
+                ("SMTP_DKIM_DOMAIN", "example.com"),
+                ("SMTP_DKIM_PRIVATE_KEY_FILE", path(&key)),
+            ])
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string())
+    };
+
+    // Nothing published: each record is named, with the one to publish.
+    dns.serve(json!({}));
+    let (healthy, said) = doctor();
+    assert!(!healthy, "{said}");
+    assert!(said.contains("MISSING SPF example.com") && said.contains("\"v=spf1 "), "{said}");
+    assert!(said.contains("MISSING DKIM huiying._domainkey.example.com"), "{said}");
+    assert!(
+        said.contains(&format!("publish the TXT record \"{dkim_record}\" at huiying._domainkey.example.com")),
+        "{said}"
+    );
+    assert!(said.contains("MISSING DMARC _dmarc.example.com") && said.contains("\"v=DMARC1; p=none"), "{said}");
+
+    // Everything there (the DKIM key longer than one DNS string): all green.
+    let mut zone = json!({
+        "example.com": ["google-site-verification=abc", "v=spf1 ip4:192.0.2.7 ~all"],
+        "huiying._domainkey.example.com": [dkim_record],
+        "_dmarc.example.com": ["v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com"],
+    });
+    dns.serve(zone.clone());
+    let (healthy, said) = doctor();
+    assert!(healthy, "{said}");
+    assert_eq!(said.lines().filter(|line| line.starts_with("ok ")).count(), 3, "{said}");
+    assert!(said.contains("matches the configured key"), "{said}");
+
+    // A key published for another private key: named, with the right record.
+    let other = dir.path().join("other.pem");
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", path(&other)]);
+    zone["huiying._domainkey.example.com"] = json!([public_record(&other, "rsa")]);
+    dns.serve(zone);
+    let (healthy, said) = doctor();
+    assert!(!healthy);
+    assert!(said.contains("is not the one in") && said.contains(&dkim_record), "{said}");
+}
+
+/// dnslib's DNS server on loopback, answering TXT questions from a zone the test sets.
+struct DnsServer {
+    address: String,
+    zone: std::path::PathBuf,
+    process: std::process::Child,
+}
+
+impl DnsServer {
+    fn start(dir: &tempfile::TempDir) -> Self {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let zone = dir.path().join("zone.json");
+        std::fs::write(&zone, "{}").unwrap();
+        let mut process = Command::new("python3")
+            .arg(Path::new(REPO).join("tests/support/dns_server.py"))
+            .arg(port.to_string())
+            .arg(&zone)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(process.stdout.take().unwrap()), &mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready", "the DNS server did not start");
+        Self { address: format!("127.0.0.1:{port}"), zone, process }
+    }
+
+    /// Answers from `zone` from now on: names to lists of TXT values.
+    fn serve(&self, zone: serde_json::Value) {
+        std::fs::write(&self.zone, zone.to_string()).unwrap();
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
