@@ -36,7 +36,7 @@ pub use prices::{Price, PriceTable, Prices};
 pub use retention::RetentionConfig;
 pub use routing::{ModelRouting, PLACEHOLDER_MODEL};
 pub use sections::*;
-pub use smtp::{AllowedRecipients, DkimSettings, SmtpConfig, TlsMode};
+pub use smtp::{AllowedRecipients, DkimSettings, DomainLimits, SmtpConfig, TlsMode};
 pub use values::{CorsOrigin, Language, NatsServers, Provider, ResponseFormat, Route, Secret, TimeZoneName};
 pub use webhooks::{ALERT_EVENTS, EndpointConfig, WEBHOOK_EVENTS, WebhooksConfig, endpoint_id_for, secret_key};
 

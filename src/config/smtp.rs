@@ -1,5 +1,6 @@
 //! `[smtp]`: how notifications are mailed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -69,8 +70,19 @@ pub struct SmtpConfig {
     pub suppress_days: u32,
     /// The DNS server `huiying mail doctor` asks (`127.0.0.1:53`); empty: the system's.
     pub dns_server: String,
+    /// Limits per recipient domain, for mail delivered straight to each domain's servers
+    /// (each provider throttles on its own): `[smtp.domains."qq.com"] max_per_minute = 20`.
+    pub domains: BTreeMap<String, DomainLimits>,
     /// `[smtp.dkim]`: sign every mail for the From domain (off while `domain` is empty).
     pub dkim: DkimSettings,
+}
+
+/// `[smtp.domains."<domain>"]`: how fast mail to one recipient domain may go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DomainLimits {
+    /// At most this many mails a minute to addresses at the domain; 0: no limit.
+    pub max_per_minute: u32,
 }
 
 /// `[smtp.dkim]`: which domain signs, under which selector(s), with which key(s).
@@ -142,6 +154,7 @@ impl Default for SmtpConfig {
             unsubscribe_mailto: String::new(),
             suppress_days: 30,
             dns_server: String::new(),
+            domains: BTreeMap::new(),
             dkim: DkimSettings::default(),
         }
     }

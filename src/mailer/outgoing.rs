@@ -1,6 +1,7 @@
 //! How a mail goes out: composed from the templates, the picture attached when asked,
 //! limited per minute, handed to the SMTP server or the outbox.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::compose::{Composer, ImageRef, InlineImage, Notice};
@@ -18,6 +19,8 @@ pub(super) struct Outgoing {
     pub(super) composer: Composer,
     pub(super) transport: Transport,
     limit: RateLimit,
+    /// `[smtp.domains."<domain>"] max_per_minute`, by lowercase domain.
+    domain_limits: HashMap<String, RateLimit>,
     pub(super) settings: Arc<SmtpConfig>,
     pictures: StoredPictures,
 }
@@ -29,6 +32,12 @@ impl Outgoing {
             composer: Composer::from_config(&config.smtp)?,
             transport: Transport::from_config(&config.smtp)?,
             limit: RateLimit::per_minute(config.smtp.max_per_minute),
+            domain_limits: config
+                .smtp
+                .domains
+                .iter()
+                .map(|(domain, limits)| (domain.to_ascii_lowercase(), RateLimit::per_minute(limits.max_per_minute)))
+                .collect(),
             settings: Arc::new(config.smtp.clone()),
             pictures: StoredPictures::new(config.server.images_dir.clone())?,
         })
@@ -45,7 +54,21 @@ impl Outgoing {
             .compose(notice, image)
             .map_err(|e| Failure::permanent(format!("the mail could not be composed: {e:#}")))?;
         self.limit.acquire().await;
+        self.within_domain_limits(&message).await;
         self.transport.send(message, &self.settings).await
+    }
+
+    /// Waits until every recipient domain with a limit may take another mail.
+    async fn within_domain_limits(&self, message: &lettre::Message) {
+        let mut domains: Vec<String> =
+            message.envelope().to().iter().map(|address| address.domain().to_ascii_lowercase()).collect();
+        domains.sort();
+        domains.dedup();
+        for domain in domains {
+            if let Some(limit) = self.domain_limits.get(&domain) {
+                limit.acquire().await;
+            }
+        }
     }
 
     /// Sends a mail composed elsewhere (an operator alert), within the same limit.

@@ -231,3 +231,31 @@ async fn a_cancelled_job_mails_nobody_unless_the_canceller_asked() {
     assert!(text.contains("请求时间：2026-12-06"), "{text}");
     assert!(!text.contains("失败环节") && !text.contains("请求内容"), "{text}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recipient_domain_with_a_limit_gets_no_more_than_it_takes_and_others_are_not_held() {
+    let outbox = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.smtp.outbox_dir = outbox.path().to_path_buf();
+    config.smtp.to = vec!["me@QQ.com".into()];
+    config.smtp.domains.insert("qq.com".into(), crate::config::DomainLimits { max_per_minute: 2 });
+    let mailer = |config: &Config| {
+        let kv = || Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET));
+        let jobs = crate::parts::JobBoard::new(JsonBucket::new(kv()));
+        Mailer::new(config, kv(), jobs, Suppressions::new(JsonBucket::new(kv()))).unwrap()
+    };
+    let to_qq = mailer(&config);
+    let start = tokio::time::Instant::now();
+    for n in 0..3 {
+        to_qq.handle(completed(&format!("job-{n}"))).await.unwrap();
+    }
+    assert_eq!(start.elapsed(), Duration::from_secs(60), "the third mail to qq.com waited for the minute to pass");
+
+    config.smtp.to = vec!["me@example.com".into()];
+    let elsewhere = mailer(&config);
+    let start = tokio::time::Instant::now();
+    for n in 0..3 {
+        elsewhere.handle(completed(&format!("job-{n}"))).await.unwrap();
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
