@@ -64,6 +64,46 @@ impl LinkKeys {
     }
 }
 
+/// What a signed picture link is worth.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LinkCheck {
+    /// Made by huiying and not expired: it opens without a key.
+    Open,
+    /// Not made with any of the link keys (changed, or made up).
+    Forged,
+    /// Genuine, but past its expiry.
+    Expired,
+}
+
+impl LinkKeys {
+    /// The query that lets `GET path` open without a key until `expires` (unix seconds):
+    /// `exp=<expires>&sig=<HMAC over method, path and expiry>`.
+    pub fn picture_query(&self, path: &str, expires: i64) -> String {
+        let tag = hmac::sign(&self.keys[0], picture_message(path, expires).as_bytes());
+        format!("exp={expires}&sig={}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// What the link `path?query` is worth at `now` (unix seconds).
+    pub fn check_picture(&self, path: &str, query: &str, now: i64) -> LinkCheck {
+        let value = |name: &str| query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='));
+        let (Some(expires), Some(tag)) = (value("exp").and_then(|e| e.parse::<i64>().ok()), value("sig")) else {
+            return LinkCheck::Forged;
+        };
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else { return LinkCheck::Forged };
+        let message = picture_message(path, expires);
+        match self.keys.iter().any(|key| hmac::verify(key, message.as_bytes(), &tag).is_ok()) {
+            false => LinkCheck::Forged,
+            true if now >= expires => LinkCheck::Expired,
+            true => LinkCheck::Open,
+        }
+    }
+}
+
+/// What a picture link's signature covers: the method, the path and the expiry.
+fn picture_message(path: &str, expires: i64) -> String {
+    format!("picture\nGET\n{path}\n{expires}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +123,21 @@ mod tests {
         assert_eq!(old.unsubscribe_addresses(&forged), None);
         assert_eq!(LinkKeys::new(&[b"new key"]).unsubscribe_addresses(&token), None);
         assert_eq!(old.unsubscribe_addresses("no-dot"), None);
+    }
+
+    #[test]
+    fn a_picture_link_opens_until_it_expires_and_a_changed_one_never() {
+        let keys = LinkKeys::new(&[b"key"]);
+        let path = "/static/images/huiying_image_1.jpg";
+        let query = keys.picture_query(path, 1_000);
+        assert_eq!(keys.check_picture(path, &query, 999), LinkCheck::Open);
+        assert_eq!(keys.check_picture(path, &query, 1_000), LinkCheck::Expired);
+        assert_eq!(keys.check_picture("/static/images/huiying_image_2.jpg", &query, 999), LinkCheck::Forged);
+        let later = query.replace("exp=1000", "exp=9999");
+        assert_eq!(keys.check_picture(path, &later, 999), LinkCheck::Forged, "a moved expiry breaks the signature");
+        assert_eq!(keys.check_picture(path, "", 999), LinkCheck::Forged);
+        // After a rotation the old key still opens the links it signed.
+        assert_eq!(LinkKeys::new(&[b"new", b"key"]).check_picture(path, &query, 999), LinkCheck::Open);
     }
 
     #[tokio::test]

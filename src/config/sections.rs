@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// first start and keeps it in NATS, where every service finds it.
     #[serde(deserialize_with = "secrets_one_or_many")]
     pub link_keys: Vec<Secret>,
+    /// Days a picture link in a mail opens without a key, when pictures are private
+    /// (`public_pictures = false`).
+    pub link_days: u32,
     /// Origins (`https://app.example.com`) whose web pages may call the API from a
     /// browser. Empty: no CORS headers (same origin only); `*`: any origin.
     #[serde(deserialize_with = "one_or_many_parsed")]
@@ -243,6 +246,7 @@ impl Default for ServerConfig {
             timezone: TimeZoneName::default(),
             public_pictures: true,
             link_keys: Vec::new(),
+            link_days: 30,
             cors_origins: Vec::new(),
             rate_limit_per_minute: 0,
             max_queued_jobs: 10_000,

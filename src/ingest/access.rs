@@ -14,8 +14,10 @@ use tokio::sync::Mutex;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use super::error::ApiError;
+use crate::clock::Clock;
 use crate::config::{ApiKey, CorsOrigin, ServerConfig};
 use crate::limit::RateLimit;
+use crate::links::{LinkCheck, LinkKeys};
 
 /// Paths anyone may fetch: the health check, the web page (it holds no data and asks
 /// for the key itself), unsubscribe links, the API's description (`/openapi.json`; `/docs` is outside this
@@ -99,6 +101,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 pub(crate) struct Access {
     keys: Vec<Arc<ApiKey>>,
     public_pictures: bool,
+    /// With private pictures: the keys and clock that open signed picture links.
+    signed_pictures: Option<(LinkKeys, Clock)>,
     per_minute: u32,
     callers: Mutex<HashMap<String, Arc<RateLimit>>>,
 }
@@ -108,9 +112,38 @@ impl Access {
         Self {
             keys: server.api_keys().into_iter().map(Arc::new).collect(),
             public_pictures: server.public_pictures,
+            signed_pictures: None,
             per_minute: server.rate_limit_per_minute,
             callers: Mutex::default(),
         }
+    }
+
+    /// Private pictures open without a key through the links huiying signed (mails).
+    pub(crate) fn opening_signed_pictures(mut self, keys: LinkKeys, clock: Clock) -> Self {
+        self.signed_pictures = Some((keys, clock));
+        self
+    }
+
+    /// A signed picture link's verdict: `None` when the request is no such link.
+    fn signed_picture(&self, request: &Request) -> Option<Result<(), Response>> {
+        let (keys, clock) = self.signed_pictures.as_ref().filter(|_| !self.public_pictures)?;
+        let path = request.uri().path();
+        let query = request.uri().query().filter(|q| q.contains("sig="))?;
+        let picture = path.starts_with(crate::contract::STATIC_IMAGES_PATH) || path.starts_with("/inputs/");
+        if !picture || request.method() != Method::GET {
+            return None;
+        }
+        Some(match keys.check_picture(path, query, clock().unix_timestamp()) {
+            LinkCheck::Open => Ok(()),
+            LinkCheck::Forged => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "this picture link is not valid").into_response())
+            }
+            LinkCheck::Expired => Err(ApiError::new(
+                StatusCode::GONE,
+                "this picture link has expired; open the picture from huiying's page or ask for a new link",
+            )
+            .into_response()),
+        })
     }
 
     /// Which configured key `presented` is (compared in constant time with every key).
@@ -156,6 +189,11 @@ impl Access {
 pub(crate) async fn check(State(access): State<Arc<Access>>, mut request: Request, next: Next) -> Response {
     if request.method() == Method::OPTIONS || is_open(request.uri().path(), access.public_pictures) {
         return next.run(request).await;
+    }
+    match access.signed_picture(&request) {
+        Some(Ok(())) => return next.run(request).await,
+        Some(Err(refused)) => return refused,
+        None => {}
     }
     let caller = if access.keys.is_empty() {
         request.extensions_mut().insert(Caller::Anyone);

@@ -170,7 +170,12 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(config.server.strict_options, leniency::read_bodies))
-        .layer(axum::middleware::from_fn_with_state(Arc::new(access::Access::new(&config.server)), access::check))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(
+                access::Access::new(&config.server).opening_signed_pictures(state.links.clone(), state.clock.clone()),
+            ),
+            access::check,
+        ))
         // Outside the key check: browsers send preflight requests without keys.
         .layer(tower::util::option_layer(access::cors(&config.server)))
         .layer(tower_http::trace::TraceLayer::new_for_http())

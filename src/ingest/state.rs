@@ -74,6 +74,8 @@ pub struct AppState {
     pub(super) decoding: Arc<Semaphore>,
     pub(super) suppressed: Suppressions,
     pub(super) links: LinkKeys,
+    /// What time it is: quota days, budget periods, picture links' expiry.
+    pub(super) clock: Clock,
     pub(super) settings: Arc<Settings>,
 }
 
@@ -122,7 +124,7 @@ impl AppState {
                 config.server.timezone.zone().clone(),
                 parts.clock.clone(),
             )),
-            spend: Arc::new(Spend::new(config, parts.spend_ledger, parts.clock)),
+            spend: Arc::new(Spend::new(config, parts.spend_ledger, parts.clock.clone())),
             translator: Translator::from_config(config)?,
             fetcher: Fetcher::new(&config.generator, "the input URL")
                 .allowing_private(config.server.allow_private_edit_inputs, "[server] allow_private_edit_inputs"),
@@ -130,6 +132,7 @@ impl AppState {
             decoding: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
             suppressed: Suppressions::new(JsonBucket::new(parts.suppressed)),
             links: parts.links,
+            clock: parts.clock,
             settings: Arc::new(Settings {
                 public_base_url: config.server.public_base_url(),
                 wait_timeout: config.server.sync_wait(),

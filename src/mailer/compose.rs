@@ -8,6 +8,7 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::picture_links::PictureLinks;
 use super::shown::{cost_context, human_size, local_time, seconds, shorten};
 use super::templates::{Kind, Templates};
 use super::unsubscribe::{ListUnsubscribePost, Unsubscribe};
@@ -172,6 +173,8 @@ pub struct Composer {
     zone: jiff::tz::TimeZone,
     /// The one-click unsubscribe link every notification carries, once the link keys are known.
     unsubscribe: Option<Unsubscribe>,
+    /// Signs picture links when pictures are private.
+    picture_links: Option<PictureLinks>,
 }
 
 impl Composer {
@@ -213,12 +216,15 @@ impl Composer {
             recipients: smtp.recipients(),
             zone: smtp.reader_zone(),
             unsubscribe: None,
+            picture_links: None,
         })
     }
 
-    /// Notifications carry `unsubscribe`'s link from now on.
-    pub fn set_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+    /// Notifications carry `unsubscribe`'s link from now on, and their picture links are
+    /// signed by `picture_links` (private pictures).
+    pub fn set_links(&mut self, unsubscribe: Unsubscribe, picture_links: Option<PictureLinks>) {
         self.unsubscribe = Some(unsubscribe);
+        self.picture_links = picture_links;
     }
 
     /// A plain-text mail from `[smtp] from` to `[smtp] to` (an operator's alert).
@@ -271,6 +277,9 @@ impl Composer {
 
     pub fn compose(&self, notice: &Notice, image: Option<InlineImage>) -> anyhow::Result<Message> {
         let mut context = notice.context.clone();
+        if let Some(links) = &self.picture_links {
+            links.sign_context(&mut context);
+        }
         if image.is_some() {
             context["image_src"] = Value::String(format!("cid:{IMAGE_CID}"));
         }

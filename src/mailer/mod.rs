@@ -10,6 +10,7 @@ pub mod commands;
 mod compose;
 pub mod doctor;
 mod outgoing;
+mod picture_links;
 mod sent;
 mod shown;
 mod suppressing;
@@ -108,7 +109,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut outgoing = Outgoing::from_config(&config)?;
     let bus = Bus::connect(&config.nats, Service::Mailer.program(), &shutdown).await?;
     let lists = MailLists::open(&bus, &config, &shutdown).await?;
-    outgoing.composer.set_unsubscribe(lists.unsubscribe);
+    outgoing.composer.set_links(lists.unsubscribe, lists.picture_links);
     let mailer = Mailer::with(
         outgoing,
         Arc::new(bus.mail.clone()),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
+use super::picture_links::PictureLinks;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::links::LinkKeys;
@@ -18,6 +19,8 @@ use crate::suppression::Suppressions;
 pub struct MailLists {
     pub suppressed: Suppressions,
     pub unsubscribe: Unsubscribe,
+    /// With private pictures, what signs the picture links in mails.
+    pub picture_links: Option<PictureLinks>,
 }
 
 impl MailLists {
@@ -25,7 +28,13 @@ impl MailLists {
         let suppressed = Suppressions::new(JsonBucket::new(Arc::new(bus.suppressed_bucket(shutdown).await?)));
         let keys = bus.link_keys(&config.server.link_keys, shutdown).await?;
         let mailto = Some(config.smtp.unsubscribe_mailto.trim().to_string()).filter(|m| !m.is_empty());
-        Ok(Self { suppressed, unsubscribe: Unsubscribe { base_url: config.server.public_base_url(), keys, mailto } })
+        let base_url = config.server.public_base_url();
+        let picture_links = (!config.server.public_pictures).then(|| PictureLinks {
+            base_url: base_url.clone(),
+            keys: keys.clone(),
+            days: config.server.link_days,
+        });
+        Ok(Self { suppressed, unsubscribe: Unsubscribe { base_url, keys, mailto }, picture_links })
     }
 }
 

@@ -304,3 +304,25 @@ impl Drop for DnsServer {
         let _ = self.process.wait();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_private_pictures_the_mails_link_is_signed_and_opens_while_a_changed_one_is_refused() {
+    let app = TestApp::spawn_with(|config, _| config.server.public_pictures = false).await;
+    let job = app.submit(json!({"prompt": "a private picture"})).await;
+    app.wait_for_job(&job).await;
+    let mail = app.smtp.wait_for_mails(1).await.remove(0);
+    let link = mail
+        .text
+        .split_whitespace()
+        .filter_map(|word| word.find("http").map(|start| &word[start..]))
+        .find(|url| url.contains("/static/images/") && url.contains("?exp="))
+        .unwrap_or_else(|| panic!("no signed picture link in {}", mail.text))
+        .to_string();
+    assert!(link.contains("&sig="), "{link}");
+
+    let opened = app.http.get(&link).send().await.unwrap();
+    assert_eq!(opened.status(), 200);
+    assert!(opened.bytes().await.unwrap().starts_with(&[0xFF, 0xD8]), "the JPEG itself");
+    let changed = link.replacen("&sig=", "&sig=A", 1);
+    assert_eq!(app.http.get(&changed).send().await.unwrap().status(), 403);
+}

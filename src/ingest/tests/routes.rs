@@ -264,3 +264,38 @@ async fn the_openai_images_api_answers_errors_in_openais_shape_and_lists_models(
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], "huiying/placeholder");
 }
+
+#[tokio::test]
+async fn a_private_picture_opens_by_its_signed_link_until_it_expires_and_a_changed_link_never() {
+    let images = tempfile::tempdir().unwrap();
+    std::fs::write(images.path().join("huiying_image_1.jpg"), b"the picture").unwrap();
+    std::fs::write(images.path().join("huiying_image_2.jpg"), b"another").unwrap();
+    let folder = images.path().to_path_buf();
+    let ingest = ingest_with(
+        |config| {
+            config.server.images_dir = folder;
+            config.server.public_pictures = false;
+            config.server.api_keys = vec![Secret::new("key-one")];
+        },
+        None,
+    );
+    let get = |uri: String| Request::get(uri).body(Body::empty()).unwrap();
+    // The link a mail carries, signed with the link key the mailer shares.
+    let keys = crate::links::LinkKeys::new(&[b"test link key"]);
+    let path = "/static/images/huiying_image_1.jpg";
+    let now = ingest.now.lock().unwrap().unix_timestamp();
+    let query = keys.picture_query(path, now + 3600);
+
+    let (status, body, _) = ingest.send(get(format!("{path}?{query}"))).await;
+    assert_eq!((status, body), (200, Value::String("the picture".into())));
+    assert_eq!(ingest.send(get(path.into())).await.0, 401, "without the signature it needs a key");
+    let (status, body, _) = ingest.send(get(format!("/static/images/huiying_image_2.jpg?{query}"))).await;
+    assert_eq!(status, 403, "another picture under the same signature: {body}");
+    let forged = query.replace(&format!("exp={}", now + 3600), &format!("exp={}", now + 999_999));
+    assert_eq!(ingest.send(get(format!("{path}?{forged}"))).await.0, 403, "a moved expiry");
+
+    *ingest.now.lock().unwrap() += time::Duration::hours(2);
+    let (status, body, _) = ingest.send(get(format!("{path}?{query}"))).await;
+    assert_eq!(status, 410, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("expired"));
+}
