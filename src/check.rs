@@ -95,7 +95,7 @@ async fn database(config: &Config) -> Option<Checked> {
 
 async fn bucket(config: &Config) -> Option<Checked> {
     let r2 = &config.cloudflare_r2;
-    let store = match RemoteStore::from_config(r2) {
+    let store = match RemoteStore::from_config(r2, &config.server.public_base_url()) {
         Ok(None) => return None,
         Ok(Some(store)) => store,
         Err(error) => return Some(Checked { item: "R2 / S3".into(), outcome: Err(error.to_string()) }),

@@ -58,6 +58,7 @@ pub mod mailer;
 pub(crate) mod model_api;
 pub(crate) mod outbound;
 pub mod parts;
+pub mod r2;
 pub mod redact;
 pub mod service;
 pub mod smtp;

@@ -349,9 +349,6 @@ impl CloudflareR2Config {
         if self.endpoint.is_empty() && self.account_id.is_empty() {
             missing.push("endpoint (or account_id)");
         }
-        if self.public_url.is_empty() {
-            missing.push("public_url (the bucket's public domain, so that links open)");
-        }
         missing
     }
 

@@ -33,6 +33,8 @@ fn is_open(path: &str, public_pictures: bool) -> bool {
         || (public_pictures && path.starts_with(crate::contract::STATIC_IMAGES_PATH))
         // An edit's input pictures, which its mail shows beside the result (job-id names).
         || (public_pictures && (path.starts_with("/inputs/") || path.starts_with("/api/inputs/")))
+        // A private bucket's pictures, by a redirect to a short-lived presigned URL.
+        || (public_pictures && (path.starts_with("/r2/images/") || path.starts_with("/api/r2/images/")))
 }
 
 /// Callers remembered for rate limiting before idle ones are forgotten.
@@ -129,7 +131,9 @@ impl Access {
         let (keys, clock) = self.signed_pictures.as_ref().filter(|_| !self.public_pictures)?;
         let path = request.uri().path();
         let query = request.uri().query().filter(|q| q.contains("sig="))?;
-        let picture = path.starts_with(crate::contract::STATIC_IMAGES_PATH) || path.starts_with("/inputs/");
+        let picture = path.starts_with(crate::contract::STATIC_IMAGES_PATH)
+            || path.starts_with("/inputs/")
+            || path.starts_with("/r2/images/");
         if !picture || request.method() != Method::GET {
             return None;
         }

@@ -28,6 +28,7 @@ mod models;
 mod notifications;
 mod notify_targets;
 mod openai;
+mod private_pictures;
 mod queueing;
 mod quota;
 mod records;
@@ -153,6 +154,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         )
         .route("/uploads/{id}", get(uploads::get_upload))
         .route("/inputs/{job}/{n}", get(uploads::get_input))
+        .route("/r2/images/{*file}", get(private_pictures::redirect))
         .route("/metrics", get(metrics));
     Ok(Router::new()
         .route("/", get(index))

@@ -16,6 +16,7 @@ use crate::contract::webhooks::{Delivery, EndpointState};
 use crate::fetch::Fetcher;
 use crate::links::LinkKeys;
 use crate::parts::{Backlog, JobBoard, JsonBucket, KeyValue, Objects, Publish, Requests, Room};
+use crate::r2::PrivateBucket;
 use crate::stored::StoredPictures;
 use crate::suppression::Suppressions;
 use crate::translate::Translator;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub(super) links: LinkKeys,
     /// What time it is: quota days, budget periods, picture links' expiry.
     pub(super) clock: Clock,
+    /// A bucket without a public domain: its pictures are served by presigned redirects.
+    pub(super) private_bucket: Option<Arc<PrivateBucket>>,
     pub(super) settings: Arc<Settings>,
 }
 
@@ -133,6 +136,7 @@ impl AppState {
             suppressed: Suppressions::new(JsonBucket::new(parts.suppressed)),
             links: parts.links,
             clock: parts.clock,
+            private_bucket: PrivateBucket::from_config(&config.cloudflare_r2)?.map(Arc::new),
             settings: Arc::new(Settings {
                 public_base_url: config.server.public_base_url(),
                 wait_timeout: config.server.sync_wait(),

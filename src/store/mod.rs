@@ -138,7 +138,8 @@ impl Store {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.server.images_dir)
             .map_err(|e| anyhow::anyhow!("cannot create images_dir {}: {e}", config.server.images_dir.display()))?;
-        let remote = remote::RemoteStore::from_config(&config.cloudflare_r2)?.map(Arc::new);
+        let links_base = config.server.public_base_url();
+        let remote = remote::RemoteStore::from_config(&config.cloudflare_r2, &links_base)?.map(Arc::new);
         // Where people get the pictures: R2's public URL when pictures go there.
         let propagator = match (config.labels.propagator.trim(), &remote) {
             ("", Some(remote)) if !remote.public_url().is_empty() => remote.public_url().to_string(),

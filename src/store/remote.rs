@@ -6,15 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, PutOptions, PutPayload, RetryConfig, path::Path,
-};
-
-/// Longest a picture's upload may take, retries included. The copy is a bonus: while R2 is
-/// down, each picture should not hold the store up for minutes (object_store's default
-/// retries last up to 3 minutes).
-const UPLOAD_BUDGET: Duration = Duration::from_secs(30);
+use object_store::aws::AmazonS3;
+use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload, path::Path};
 
 use crate::config::CloudflareR2Config;
 use crate::failure::Failure;
@@ -25,42 +18,15 @@ pub(crate) struct RemoteStore {
 }
 
 impl RemoteStore {
-    /// `None` when no bucket is configured.
-    pub(crate) fn from_config(r2: &CloudflareR2Config) -> anyhow::Result<Option<Self>> {
-        if !r2.is_on() {
-            return Ok(None);
-        }
-        let endpoint = match (r2.endpoint.as_str(), r2.account_id.as_str()) {
-            ("", "") => anyhow::bail!(
-                "bad configuration: cloudflare_r2.endpoint or cloudflare_r2.account_id must be set with a bucket"
-            ),
-            ("", account) => format!("https://{account}.r2.cloudflarestorage.com"),
-            (endpoint, _) => endpoint.trim_end_matches('/').to_string(),
+    /// `None` when no bucket is configured. A bucket without `public_url` is private:
+    /// its links go through ingest (`<links_base>/r2/images/<file>`, see [`crate::r2`]).
+    pub(crate) fn from_config(r2: &CloudflareR2Config, links_base: &str) -> anyhow::Result<Option<Self>> {
+        let Some(store) = crate::r2::client(r2)? else { return Ok(None) };
+        let public_url = match r2.public_url.trim() {
+            "" => format!("{links_base}{}", crate::r2::PRIVATE_BUCKET_PATH),
+            public => public.trim_end_matches('/').to_string(),
         };
-        let store = AmazonS3Builder::new()
-            .with_endpoint(&endpoint)
-            .with_region("auto")
-            .with_bucket_name(&r2.bucket)
-            .with_access_key_id(&r2.access_key_id)
-            .with_secret_access_key(r2.access_key_secret.expose())
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(endpoint.starts_with("http://"))
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(20)),
-            )
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(200),
-                    max_backoff: Duration::from_secs(4),
-                    base: 2.0,
-                },
-                max_retries: 3,
-                retry_timeout: UPLOAD_BUDGET,
-            })
-            .build()
-            .map_err(|e| anyhow::anyhow!("bad configuration: [cloudflare_r2]: {e}"))?;
-        Ok(Some(Self { store: Arc::new(store), public_url: r2.public_url.trim_end_matches('/').to_string() }))
+        Ok(Some(Self { store: Arc::new(store), public_url }))
     }
 
     /// Where the uploaded pictures are served from.
@@ -76,7 +42,7 @@ impl RemoteStore {
         let options = PutOptions { attributes, ..Default::default() };
         let path = Path::from(key.as_str());
         let put = self.store.put_opts(&path, PutPayload::from(bytes), options);
-        match tokio::time::timeout(UPLOAD_BUDGET + Duration::from_secs(5), put).await {
+        match tokio::time::timeout(crate::r2::UPLOAD_BUDGET + Duration::from_secs(5), put).await {
             Ok(Ok(_)) => Ok(format!("{}/{key}", self.public_url)),
             Ok(Err(e)) => Err(Failure::transient(format!("uploading {key} to R2 failed: {e}")).caused_by(e)),
             Err(_) => Err(Failure::transient(format!("uploading {key} to R2 timed out"))),
@@ -98,7 +64,7 @@ impl RemoteStore {
             let key = format!("images/{name}");
             let path = Path::from(key.as_str());
             let delete = self.store.delete(&path);
-            match tokio::time::timeout(UPLOAD_BUDGET + Duration::from_secs(5), delete).await {
+            match tokio::time::timeout(crate::r2::UPLOAD_BUDGET + Duration::from_secs(5), delete).await {
                 Ok(Ok(())) | Ok(Err(object_store::Error::NotFound { .. })) => {}
                 Ok(Err(e)) => {
                     return Err(Failure::transient(format!("deleting {key} from R2 failed: {e}")).caused_by(e));

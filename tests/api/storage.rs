@@ -76,3 +76,34 @@ async fn pictures_are_resized_to_fit_and_re_encoded_to_the_configured_format() {
     let sizes: Vec<(String, String)> = records.iter().map(|r| (r["width"].clone(), r["height"].clone())).collect();
     assert_eq!(sizes, vec![("150".into(), "300".into()), ("400".into(), "225".into()), ("64".into(), "64".into())]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_buckets_picture_is_linked_through_huiying_and_redirected_to_a_url_valid_15_minutes() {
+    let s3 = S3Server::start().await;
+    // No public domain: the bucket is private.
+    let app = TestApp::spawn_with(|config, _| {
+        s3.configure(config);
+        config.cloudflare_r2.public_url = String::new();
+    })
+    .await;
+
+    let response = app.post_generate(json!({"prompt": "a lighthouse nobody else sees"})).await;
+    assert_eq!(response.status(), 200);
+    let url = response.json::<Value>().await.unwrap()["data"][0]["url"].as_str().unwrap().to_string();
+    let filename = url.rsplit('/').next().unwrap().to_string();
+    assert_eq!(url, format!("{}/r2/images/{filename}", app.address), "the link is huiying's, not the bucket's");
+    assert_eq!(app.records()[0]["r2_url"], url, "no presigned URL in the record");
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    assert!(mail.html.contains(&format!("href=\"{url}\"")) && !mail.html.contains("X-Amz"), "nor in the mail");
+
+    let not_following = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let answer = not_following.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 302);
+    let target = answer.headers()["location"].to_str().unwrap().to_string();
+    assert!(target.starts_with(&s3.endpoint), "{target}");
+    let expires: u64 =
+        target.split(['?', '&']).find_map(|p| p.strip_prefix("X-Amz-Expires=")).unwrap().parse().unwrap();
+    assert!(expires <= 15 * 60, "the presigned URL lives {expires} s");
+    let bytes = app.http.get(&target).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(bytes.to_vec(), std::fs::read(app.config.server.images_dir.join(&filename)).unwrap());
+}
