@@ -99,6 +99,42 @@ impl LinkKeys {
     }
 }
 
+/// Links to this server's pictures, signed to open without a key for `days` (`[server]
+/// link_days`) when pictures are private (`public_pictures = false`): in mails, webhooks
+/// and API answers.
+#[derive(Clone)]
+pub struct PictureLinks {
+    /// `[server] public_url`: only links to this server are signed.
+    pub base_url: String,
+    pub keys: LinkKeys,
+    pub days: u32,
+}
+
+/// The paths of pictures: stored ones, edits' inputs, a private bucket's.
+const PICTURE_PATHS: &[&str] = &[crate::contract::STATIC_IMAGES_PATH, "/inputs/", "/r2/images/"];
+
+impl PictureLinks {
+    /// `url`, signed to open until `days` after `from`, when it is a picture of this server.
+    pub fn sign(&self, url: &str, from: time::OffsetDateTime) -> String {
+        let Some(path) = url.strip_prefix(&self.base_url) else { return url.to_string() };
+        if path.contains('?') || !PICTURE_PATHS.iter().any(|prefix| path.starts_with(prefix)) {
+            return url.to_string();
+        }
+        let expires = (from + time::Duration::days(i64::from(self.days))).unix_timestamp();
+        format!("{url}?{}", self.keys.picture_query(path, expires))
+    }
+
+    /// Every picture link anywhere in `value`, signed.
+    pub fn sign_json(&self, value: &mut serde_json::Value, from: time::OffsetDateTime) {
+        match value {
+            serde_json::Value::String(text) => *text = self.sign(text, from),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|item| self.sign_json(item, from)),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(|field| self.sign_json(field, from)),
+            _ => {}
+        }
+    }
+}
+
 /// What a picture link's signature covers: the method, the path and the expiry.
 fn picture_message(path: &str, expires: i64) -> String {
     format!("picture\nGET\n{path}\n{expires}")
@@ -138,6 +174,30 @@ mod tests {
         assert_eq!(keys.check_picture(path, "", 999), LinkCheck::Forged);
         // After a rotation the old key still opens the links it signed.
         assert_eq!(LinkKeys::new(&[b"new", b"key"]).check_picture(path, &query, 999), LinkCheck::Open);
+    }
+
+    #[test]
+    fn only_this_servers_pictures_are_signed_wherever_they_are_in_an_answer() {
+        let links = PictureLinks { base_url: "http://h:8000".into(), keys: LinkKeys::new(&[b"k"]), days: 30 };
+        let from = time::macros::datetime!(2026-12-07 00:00 UTC);
+        let mut answer = serde_json::json!({
+            "url": "http://h:8000/static/images/a.jpg",
+            "inputs": [{"url": "http://h:8000/inputs/j/0"}],
+            "r2_url": "https://pics.example.com/images/a.jpg",
+            "status_url": "http://h:8000/jobs/j",
+            "image_src": "cid:image@huiying",
+        });
+        links.sign_json(&mut answer, from);
+        let expires = (from + time::Duration::days(30)).unix_timestamp();
+        let signed = answer["url"].as_str().unwrap();
+        assert!(signed.starts_with(&format!("http://h:8000/static/images/a.jpg?exp={expires}&sig=")), "{signed}");
+        assert!(answer["inputs"][0]["url"].as_str().unwrap().contains("?exp="));
+        for unchanged in ["r2_url", "status_url", "image_src"] {
+            assert!(!answer[unchanged].as_str().unwrap().contains("sig="), "{unchanged}");
+        }
+        let path = "/static/images/a.jpg";
+        let query = signed.split_once('?').unwrap().1;
+        assert_eq!(links.keys.check_picture(path, query, expires - 1), LinkCheck::Open);
     }
 
     #[tokio::test]

@@ -28,6 +28,7 @@ mod models;
 mod notifications;
 mod notify_targets;
 mod openai;
+mod picture_links;
 mod private_pictures;
 mod queueing;
 mod quota;
@@ -172,6 +173,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(config.server.strict_options, leniency::read_bodies))
+        .layer(axum::middleware::from_fn_with_state(signed_answers(&state, config), picture_links::sign))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(
                 access::Access::new(&config.server).opening_signed_pictures(state.links.clone(), state.clock.clone()),
@@ -184,6 +186,16 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .with_state(state)
         // Swagger UI's own files: public, like the page.
         .merge(api_doc::docs_routes()))
+}
+
+/// What signs the picture links of answers when pictures are private.
+fn signed_answers(state: &AppState, config: &Config) -> Option<Arc<(crate::links::PictureLinks, crate::clock::Clock)>> {
+    let links = crate::links::PictureLinks {
+        base_url: config.server.public_base_url(),
+        keys: state.links.clone(),
+        days: config.server.link_days,
+    };
+    (!config.server.public_pictures).then(|| Arc::new((links, state.clock.clone())))
 }
 
 /// `GET /metrics`: Prometheus' text format, with the generator's backlog read now.

@@ -8,7 +8,6 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::picture_links::PictureLinks;
 use super::shown::{cost_context, human_size, local_time, seconds, shorten};
 use super::templates::{Kind, Templates};
 use super::unsubscribe::{ListUnsubscribePost, Unsubscribe};
@@ -20,6 +19,7 @@ use crate::contract::events::{
 };
 use crate::contract::jobs::CancelRequest;
 use crate::contract::values::{JobId, ModelName, Prompt};
+use crate::links::PictureLinks;
 
 /// Content-ID of the inline picture.
 const IMAGE_CID: &str = "image@huiying";
@@ -278,7 +278,7 @@ impl Composer {
     pub fn compose(&self, notice: &Notice, image: Option<InlineImage>) -> anyhow::Result<Message> {
         let mut context = notice.context.clone();
         if let Some(links) = &self.picture_links {
-            links.sign_context(&mut context);
+            links.sign_json(&mut context, OffsetDateTime::now_utc());
         }
         if image.is_some() {
             context["image_src"] = Value::String(format!("cid:{IMAGE_CID}"));

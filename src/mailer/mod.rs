@@ -10,7 +10,6 @@ pub mod commands;
 mod compose;
 pub mod doctor;
 mod outgoing;
-mod picture_links;
 mod sent;
 mod shown;
 mod suppressing;

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
-use super::picture_links::PictureLinks;
 use crate::bus::Bus;
 use crate::config::Config;
-use crate::links::LinkKeys;
+use crate::links::{LinkKeys, PictureLinks};
 use crate::parts::JsonBucket;
 use crate::suppression::Suppressions;
 

@@ -11,6 +11,7 @@ use crate::contract::events::{
 };
 use crate::contract::webhooks::{EndpointKind, WebhookTask};
 use crate::failure::Failure;
+use crate::links::PictureLinks;
 use crate::parts::{self, JobBoard, Publish};
 use crate::worker::{Received, Stage};
 
@@ -20,11 +21,20 @@ pub struct FanOut {
     endpoints: Endpoints,
     /// Job states, beside which ingest keeps a request's own webhook (not in its events).
     jobs: JobBoard,
+    /// Signs the picture links of payloads when pictures are private.
+    picture_links: Option<PictureLinks>,
 }
 
 impl FanOut {
     pub fn new(publisher: Arc<dyn Publish>, endpoints: Endpoints, jobs: JobBoard) -> Self {
-        Self { publisher, endpoints, jobs }
+        Self { publisher, endpoints, jobs, picture_links: None }
+    }
+
+    /// Payloads' picture links signed by `links` (private pictures), to open until
+    /// `[server] link_days` after the event: the same body for a redelivered event.
+    pub fn signing(mut self, links: Option<PictureLinks>) -> Self {
+        self.picture_links = links;
+        self
     }
 }
 
@@ -49,7 +59,10 @@ impl Stage for FanOut {
             }
             other => return Err(Failure::permanent(format!("the webhook service does not handle {other}"))),
         };
-        let event = event.expect("events serialize");
+        let mut event = event.expect("events serialize");
+        if let Some(links) = &self.picture_links {
+            links.sign_json(&mut event, at);
+        }
         // A request's own webhook is in the event when it was published straight to NATS,
         // else beside the job's state, where ingest keeps it (only when requests may have one).
         let callback = match callback.webhook {

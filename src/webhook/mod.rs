@@ -34,6 +34,7 @@ use crate::contract::webhooks::{
     Delivery, EndpointState, WEBHOOK_DELIVER, WEBHOOK_DELIVERIES_BUCKET, WEBHOOK_ENDPOINTS_BUCKET, WEBHOOK_STREAM,
 };
 use crate::failure::RetryPolicy;
+use crate::links::PictureLinks;
 use crate::parts::JsonBucket;
 use crate::worker;
 pub use deliver::Deliverer;
@@ -61,7 +62,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let pings = bus.announce(Service::Webhook).await?;
     tracing::info!(endpoints = endpoints.configured().len(), "webhook service ready");
 
-    let fan_out = FanOut::new(bus.publisher(), endpoints.clone(), bus.job_board());
+    // Private pictures: the links in payloads open without a key for [server] link_days.
+    let picture_links = match config.server.public_pictures {
+        true => None,
+        false => Some(PictureLinks {
+            base_url: config.server.public_base_url(),
+            keys: bus.link_keys(&config.server.link_keys, &shutdown).await?,
+            days: config.server.link_days,
+        }),
+    };
+    let fan_out = FanOut::new(bus.publisher(), endpoints.clone(), bus.job_board()).signing(picture_links);
     let deliverer = Deliverer::new(&config.webhooks, endpoints, webhooks.deliveries, webhooks.states, alerts);
     let fan_out_settings = worker::Settings::new(4, &config.nats, FAN_OUT_POLICY).named(Service::Webhook.name());
     let delivery_settings = worker::Settings::new(32, &config.nats, deliver::POLICY).named("webhook-delivery");

@@ -339,7 +339,7 @@ async fn the_subscriber_template_in_nats_conf_reads_results_through_its_own_cons
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn with_public_pictures_off_picture_links_need_a_key_too() {
+async fn with_public_pictures_off_a_bare_picture_link_needs_a_key_and_the_answers_signed_one_opens() {
     let app = TestApp::spawn_with(|config, _| {
         config.server.api_keys = vec![Secret::new(KEY)];
         config.server.public_pictures = false;
@@ -353,9 +353,11 @@ async fn with_public_pictures_off_picture_links_need_a_key_too() {
         .send()
         .await
         .unwrap();
-    let picture = done.json::<serde_json::Value>().await.unwrap()["data"][0]["url"].as_str().unwrap().to_string();
-    assert_eq!(app.http.get(&picture).send().await.unwrap().status(), 401);
-    assert_eq!(app.http.get(&picture).bearer_auth(KEY).send().await.unwrap().status(), 200);
+    let signed = done.json::<serde_json::Value>().await.unwrap()["data"][0]["url"].as_str().unwrap().to_string();
+    let picture = signed.split('?').next().unwrap();
+    assert_eq!(app.http.get(picture).send().await.unwrap().status(), 401);
+    assert_eq!(app.http.get(picture).bearer_auth(KEY).send().await.unwrap().status(), 200);
+    assert_eq!(app.http.get(&signed).send().await.unwrap().status(), 200, "{signed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -311,3 +311,36 @@ async fn the_webhook_service_killed_mid_way_through_200_deliveries_delivers_each
         hooks.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_private_pictures_the_payloads_and_the_answers_picture_links_are_signed_and_open() {
+    let receiver = WebhookReceiver::start(&[]).await;
+    let url = receiver.url("/all");
+    let app = TestApp::spawn_with(|config, _| {
+        hooks_to(config, vec![endpoint("all", url, BOTH)]);
+        config.server.public_pictures = false;
+        config.server.api_keys = vec![Secret::new("key-one")];
+    })
+    .await;
+    let answer = app
+        .http
+        .post(format!("{}/generate-image", app.address))
+        .bearer_auth("key-one")
+        .json(&json!({"prompt": "a private fox"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answered = answer.json::<Value>().await.unwrap()["data"][0]["url"].as_str().unwrap().to_string();
+    let hooks = receiver.wait_for_hooks("/all", 1).await;
+    assert!(hooks[0].verified);
+    let hooked = hooks[0].json()["data"]["url"].as_str().unwrap().to_string();
+
+    // Both open in a browser that has no key; the bare link does not.
+    for link in [&answered, &hooked] {
+        assert!(link.contains("/static/images/") && link.contains("?exp=") && link.contains("&sig="), "{link}");
+        assert_eq!(app.http.get(link.as_str()).send().await.unwrap().status(), 200, "{link}");
+    }
+    let bare = answered.split('?').next().unwrap();
+    assert_eq!(app.http.get(bare).send().await.unwrap().status(), 401);
+}
