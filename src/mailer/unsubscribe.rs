@@ -98,3 +98,23 @@ impl Header for ListUnsubscribePost {
         HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_names_the_signed_link_and_the_mailto_address_when_one_is_set() {
+        let keys = LinkKeys::new(&[b"k"]);
+        let mut unsubscribe = Unsubscribe { base_url: "https://pics.example.com".into(), keys, mailto: None };
+        let readers = vec!["reader@qq.com".to_string()];
+        let link = unsubscribe.link(&readers);
+        assert!(link.starts_with("https://pics.example.com/unsubscribe/"));
+        assert_eq!(unsubscribe.header(&readers).0, format!("<{link}>"));
+        unsubscribe.mailto = Some("unsubscribe@example.com".into());
+        assert_eq!(
+            unsubscribe.header(&readers).0,
+            format!("<{link}>, <mailto:unsubscribe@example.com?subject=unsubscribe>")
+        );
+    }
+}
