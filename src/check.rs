@@ -25,11 +25,17 @@ pub async fn run(config: &Config) -> (Vec<String>, bool) {
         .flatten()
         .chain(models(config).await)
         .collect::<Vec<_>>();
-    let all_ok = checked.iter().all(|c| c.outcome.is_ok());
-    let (ok, failed) = match config.smtp.language {
+    let words = match config.smtp.language {
         Language::ZhCn => ("正常", "失败"),
         Language::En => ("ok", "FAILED"),
     };
+    report(checked, words)
+}
+
+/// One line per item, `ok` or `failed` first, and whether all passed (`huiying config
+/// check`, `huiying mail doctor`).
+pub fn report(checked: Vec<Checked>, (ok, failed): (&str, &str)) -> (Vec<String>, bool) {
+    let all_ok = checked.iter().all(|c| c.outcome.is_ok());
     let lines = checked
         .into_iter()
         .map(|c| match c.outcome {

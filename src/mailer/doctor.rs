@@ -14,10 +14,7 @@ use crate::config::{Config, Language};
 use crate::smtp::dkim::DkimKey;
 
 /// One thing checked: what, and either what was found or what to publish.
-struct Finding {
-    item: String,
-    outcome: Result<String, String>,
-}
+type Finding = crate::check::Checked;
 
 /// The lines to print and whether everything is in place.
 pub async fn run(config: &Config) -> anyhow::Result<(Vec<String>, bool)> {
@@ -46,16 +43,8 @@ pub async fn run(config: &Config) -> anyhow::Result<(Vec<String>, bool)> {
     }
     findings.push(dmarc(&dns, &domain, zh).await);
 
-    let all_ok = findings.iter().all(|f| f.outcome.is_ok());
-    let (ok, missing) = if zh { ("正常", "缺少") } else { ("ok", "MISSING") };
-    let lines = findings
-        .into_iter()
-        .map(|f| match f.outcome {
-            Ok(found) => format!("{ok:<7} {}: {found}", f.item),
-            Err(fix) => format!("{missing:<7} {}: {fix}", f.item),
-        })
-        .collect();
-    Ok((lines, all_ok))
+    let words = if zh { ("正常", "缺少") } else { ("ok", "MISSING") };
+    Ok(crate::check::report(findings, words))
 }
 
 /// The system's resolver, or the one server `dns_server` names.

@@ -57,21 +57,18 @@ def main():
                 return "451 4.3.2 Busy, try again later"
             if local == "reject":
                 return "550 5.1.1 No such user here"
-            if local.startswith("toofast"):
-                # QQ Mail's and 163's "too fast" (a 5xx in words), then a 451, then accepted.
-                with lock:
-                    seen = tempfail_seen.get(address, 0)
-                    tempfail_seen[address] = seen + 1
-                if seen == 0:
-                    return "550 Mail sent too often, frequency limited"
-                if seen == 1:
-                    return "451 4.7.1 Too many messages, slow down"
-            if local.startswith("tempfail"):
-                with lock:
-                    seen = tempfail_seen.get(address, 0)
-                    tempfail_seen[address] = seen + 1
-                if seen == 0:
-                    return "451 4.3.0 Try again later"
+            # Refusals that pass: each address's n-th RCPT gets the n-th reply, then "250".
+            passing = {
+                "toofast": ["550 Mail sent too often, frequency limited", "451 4.7.1 Too many messages, slow down"],
+                "tempfail": ["451 4.3.0 Try again later"],
+            }
+            for prefix, replies in passing.items():
+                if local.startswith(prefix):
+                    with lock:
+                        seen = tempfail_seen.get(address, 0)
+                        tempfail_seen[address] = seen + 1
+                    if seen < len(replies):
+                        return replies[seen]
             if args.pause_after and saved[0] >= args.pause_after:
                 if pause["until"] is None:
                     pause["until"] = time.monotonic() + args.pause_seconds
