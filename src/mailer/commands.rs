@@ -83,9 +83,8 @@ pub async fn failed(config: &Config) -> anyhow::Result<Vec<String>> {
 pub async fn resend(config: &Config, job_ids: &[String], force: bool) -> anyhow::Result<Vec<String>> {
     let bus = Bus::connect(&config.nats, "huiying-mail", &CancellationToken::new()).await?;
     let jobs = bus.job_board();
-    let suppressed =
-        Suppressions::new(JsonBucket::new(Arc::new(bus.suppressed_bucket(&CancellationToken::new()).await?)));
-    let mailer = Mailer::new(config, Arc::new(bus.mail.clone()), jobs.clone(), suppressed)?;
+    let lists = super::MailLists::open(&bus, config, &CancellationToken::new()).await?;
+    let mailer = Mailer::new(config, Arc::new(bus.mail.clone()), jobs.clone(), lists)?;
     let mut lines = Vec::new();
     for id in job_ids {
         let Some(status) = jobs.get(id).await? else {

@@ -38,7 +38,7 @@ use crate::worker::{self, Received, Stage};
 pub use compose::{Composer, Notice};
 use outgoing::Outgoing;
 use sent::{DeliveryState, Notification, SentLog};
-pub use unsubscribe::MailLists;
+pub use unsubscribe::{MailLists, Unsubscribe};
 
 /// The mailer stage: one instance's parts and settings.
 #[derive(Clone)]
@@ -105,17 +105,10 @@ fn alerts_spec(config: &Config) -> ConsumerSpec {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Templates, addresses and TLS files first: a mistake stops the mailer at start, not
     // after NATS answers.
-    let mut outgoing = Outgoing::from_config(&config)?;
+    let outgoing = Outgoing::from_config(&config)?;
     let bus = Bus::connect(&config.nats, Service::Mailer.program(), &shutdown).await?;
     let lists = MailLists::open(&bus, &config, &shutdown).await?;
-    outgoing.composer.set_links(lists.unsubscribe, lists.picture_links);
-    let mailer = Mailer::with(
-        outgoing,
-        Arc::new(bus.mail.clone()),
-        bus.job_board(),
-        lists.suppressed,
-        config.smtp.retry_policy(),
-    );
+    let mailer = Mailer::with(outgoing, Arc::new(bus.mail.clone()), bus.job_board(), lists, config.smtp.retry_policy());
     let consumer = bus.durable_consumer(&consumer_spec(&config)).await?;
     let alerts = bus.alerts_consumer(&alerts_spec(&config), &shutdown).await?;
     let pings = bus.announce(Service::Mailer).await?;
@@ -141,28 +134,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 impl Mailer {
-    /// A mailer keeping its notification log in `log`, finding jobs' recipients on `jobs`.
-    pub fn new(
-        config: &Config,
-        log: Arc<dyn KeyValue>,
-        jobs: JobBoard,
-        suppressed: Suppressions,
-    ) -> anyhow::Result<Self> {
-        Ok(Self::with(Outgoing::from_config(config)?, log, jobs, suppressed, config.smtp.retry_policy()))
+    /// A mailer keeping its notification log in `log`, finding jobs' recipients on `jobs`,
+    /// leaving out the addresses `lists` suppresses and linking its unsubscribe page.
+    pub fn new(config: &Config, log: Arc<dyn KeyValue>, jobs: JobBoard, lists: MailLists) -> anyhow::Result<Self> {
+        Ok(Self::with(Outgoing::from_config(config)?, log, jobs, lists, config.smtp.retry_policy()))
     }
 
     fn with(
-        outgoing: Outgoing,
+        mut outgoing: Outgoing,
         log: Arc<dyn KeyValue>,
         jobs: JobBoard,
-        suppressed: Suppressions,
+        lists: MailLists,
         policy: RetryPolicy,
     ) -> Self {
+        outgoing.composer.set_links(lists.unsubscribe, lists.picture_links);
         Mailer {
             log: SentLog::new(JsonBucket::new(log)),
             jobs,
             outgoing: Arc::new(outgoing),
-            suppressed,
+            suppressed: lists.suppressed,
             policy,
             in_hand: Arc::default(),
         }

@@ -20,8 +20,15 @@ fn mailer() -> (Mailer, Parts) {
     config.smtp.to = vec!["me@example.com".into()];
     let log = Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET));
     let jobs = crate::parts::JobBoard::new(JsonBucket::new(Arc::new(MemoryKv::new(crate::contract::JOBS_BUCKET))));
+    (Mailer::new(&config, log.clone(), jobs, lists()).unwrap(), Parts { log, outbox })
+}
+
+/// An empty suppression list, and unsubscribe links signed with a test key.
+fn lists() -> MailLists {
     let suppressed = Suppressions::new(JsonBucket::new(Arc::new(MemoryKv::new(SUPPRESSED_BUCKET))));
-    (Mailer::new(&config, log.clone(), jobs, suppressed).unwrap(), Parts { log, outbox })
+    let keys = crate::links::LinkKeys::new(&[b"test link key"]);
+    let unsubscribe = Unsubscribe { base_url: "http://localhost:8000".into(), keys, mailto: None };
+    MailLists { suppressed, unsubscribe, picture_links: None }
 }
 
 fn completed(id: &str) -> Received {
@@ -242,7 +249,7 @@ async fn a_recipient_domain_with_a_limit_gets_no_more_than_it_takes_and_others_a
     let mailer = |config: &Config| {
         let kv = || Arc::new(MemoryKv::new(crate::contract::MAIL_BUCKET));
         let jobs = crate::parts::JobBoard::new(JsonBucket::new(kv()));
-        Mailer::new(config, kv(), jobs, Suppressions::new(JsonBucket::new(kv()))).unwrap()
+        Mailer::new(config, kv(), jobs, lists()).unwrap()
     };
     let to_qq = mailer(&config);
     let start = tokio::time::Instant::now();
