@@ -60,6 +60,7 @@ fn notice(n: usize) -> Notice {
             notify_email: None,
             callback: Default::default(),
             ignored_options: Vec::new(),
+            fallback: None,
         },
         &jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
     )

@@ -28,6 +28,7 @@ fn main() {
             .insert(&Record {
                 owner: None,
                 cost: Default::default(),
+                fallback: None,
                 id: 0,
                 job_id: format!("00000000-0000-4000-8000-{n:012}"),
                 original_prompt: format!("{chinese} #{n}"),

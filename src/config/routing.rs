@@ -51,6 +51,12 @@ impl ModelRouting {
         }
     }
 
+    /// The models to try, in order, when `model`'s provider still fails after its
+    /// retries (`[models."<name>"] fallback`); none for most.
+    pub fn fallbacks_of(&self, model: &str) -> &[String] {
+        self.models.each.get(model).map_or(&[], |settings| settings.fallback.as_slice())
+    }
+
     /// The model a generation without one gets.
     pub fn default_model(&self) -> String {
         if self.has_key_for(Provider::OpenRouter) {

@@ -87,8 +87,11 @@ pub struct ApiKeysConfig {
     pub openai_api_key: Secret,
 }
 
+/// `[models]`: its own keys, then one table per model name (`[models."<name>"]`).
+/// Not `deny_unknown_fields` (serde cannot with a flattened map); a misspelt key of
+/// its own still fails, as a model table it is not.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ModelsConfig {
     /// Model used when a request names none and an OpenRouter key is set.
     pub default_openrouter_model: String,
@@ -102,6 +105,18 @@ pub struct ModelsConfig {
     /// matches none goes to OpenRouter when its key is set, else to the OpenAI-compatible API.
     #[serde(deserialize_with = "one_or_many_parsed")]
     pub routes: Vec<Route>,
+    /// `[models."<name>"]`: settings of one model, by its name.
+    #[serde(flatten)]
+    pub each: std::collections::BTreeMap<String, ModelSettings>,
+}
+
+/// `[models."<name>"]`: what huiying does with one model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Models tried in order when this one's provider still fails after its retries
+    /// (5xx, timeouts, 429 past the retry budget), never when it refuses the request.
+    pub fallback: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,6 +283,7 @@ impl Default for ModelsConfig {
                 .into_iter()
                 .map(|route| route.parse().expect("the default routes parse"))
                 .collect(),
+            each: Default::default(),
         }
     }
 }

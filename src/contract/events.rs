@@ -55,6 +55,9 @@ pub struct ImageGenerated {
     /// Options of the request the model could not honour, left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_options: Vec<String>,
+    /// Set when a fallback drew the picture (`model`) instead of the model asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -152,12 +155,24 @@ pub struct ImageCompleted {
     /// Options of the request the model could not honour, left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_options: Vec<String>,
+    /// Set when a fallback drew the picture (`model`) instead of the model asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
     /// From the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_email: Option<String>,
     /// From the request.
     #[serde(flatten)]
     pub callback: RequestWebhook,
+}
+
+/// The model a request asked for, when another drew the picture (`[models."<name>"]
+/// fallback`), and why the one asked for did not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+pub struct Fallback {
+    pub requested_model: String,
+    /// The last failure of the model asked for (and of any fallback tried before).
+    pub reason: String,
 }
 
 /// Which AI-content labels a stored picture carries (GB 45438-2025): `implicit`, the

@@ -27,7 +27,17 @@ pub struct GenerationOptions {
     /// `vivid`, `natural` ... as the model names them (OpenAI-compatible APIs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub style: Option<String>,
+    /// Parameters of the model's own API that have no field here (OpenRouter's
+    /// `image_config` with `aspect_ratio` for Gemini, gpt-image's `background` ...): each
+    /// is passed through where the provider's allow-list names it, else left out and
+    /// named (`extra.<name>`) in `Huiying-Ignored`.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
+
+/// At most this many `extra` parameters, this large in all (as JSON).
+const MAX_EXTRA: usize = 20;
+const MAX_EXTRA_BYTES: usize = 8 * 1024;
 
 impl GenerationOptions {
     /// Checks the values themselves (whether a provider supports them is its business).
@@ -58,6 +68,14 @@ impl GenerationOptions {
             {
                 return Err(InvalidValue::new(name, format!("{name} {value:?} must be a short word, e.g. hd")));
             }
+        }
+        if self.extra.len() > MAX_EXTRA
+            || serde_json::to_vec(&self.extra).map_or(0, |json| json.len()) > MAX_EXTRA_BYTES
+        {
+            return Err(InvalidValue::new(
+                "extra",
+                format!("extra holds at most {MAX_EXTRA} parameters and {} KiB", MAX_EXTRA_BYTES / 1024),
+            ));
         }
         if let Some(negative) = &self.negative_prompt
             && negative.chars().count() > MAX_PROMPT_CHARS
@@ -104,6 +122,16 @@ impl GenerationOptions {
             seed: self.seed.filter(|_| keep("seed")),
             quality: self.quality.clone().filter(|_| keep("quality")),
             style: self.style.clone().filter(|_| keep("style")),
+            extra: self.extra.clone(),
         }
+    }
+
+    /// These options with only the `extra` parameters `passes` names, and the names
+    /// (`extra.<name>`) of those left out.
+    pub fn extra_within(self, passes: &[&str]) -> (Self, Vec<String>) {
+        let (kept, dropped): (serde_json::Map<_, _>, serde_json::Map<_, _>) =
+            self.extra.into_iter().partition(|(name, _)| passes.contains(&name.as_str()));
+        let dropped = dropped.keys().map(|name| format!("extra.{name}")).collect();
+        (Self { extra: kept, ..self }, dropped)
     }
 }

@@ -57,6 +57,9 @@ pub struct Record {
     /// What the job cost (`cost_usd` null when unknown: pictures stored before costs, imports).
     #[serde(flatten)]
     pub cost: super::cost::Cost,
+    /// Set when a fallback drew the picture (`model`) instead of the model asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<super::events::Fallback>,
     /// The AI-content labels the file carries (none on pictures stored before labels).
     #[serde(default)]
     pub labels: Labels,

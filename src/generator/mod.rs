@@ -5,6 +5,7 @@ mod budget;
 #[cfg(test)]
 mod budget_tests;
 mod cost;
+mod drawing;
 mod endings;
 mod model;
 mod modelscope;
@@ -39,7 +40,8 @@ use crate::parts::JobBoard;
 use crate::parts::{self, KeyValue, Objects, Publish};
 use crate::translate::{self, Translator};
 use crate::worker::{self, Received, Stage};
-use budget::{Admission, Spending};
+use budget::Spending;
+use drawing::{Call, Drawn};
 use providers::{Providers, unpaid};
 
 /// The offline placeholder's model name (never passed off as AI).
@@ -220,14 +222,12 @@ impl Stage for Generator {
         if let Some(cancellation) = self.cancellation(&request).await? {
             return self.cancel(job, cancellation, attempt).await;
         }
-        let state = |state| {
-            JobStatus::new(&request.id, state, &request.prompt, Some(model))
-                .of_kind(request.kind)
-                .owned_by(request.owner.as_deref())
-        };
         let translating = self.will_translate(&request);
         if translating {
-            self.jobs.set(&state(JobState::Translating)).await?;
+            let state = JobStatus::new(&request.id, JobState::Translating, &request.prompt, Some(model))
+                .of_kind(request.kind)
+                .owned_by(request.owner.as_deref());
+            self.jobs.set(&state).await?;
         }
         let english_prompt = match self.english_prompt(&request).await {
             Ok(english) => english,
@@ -237,44 +237,31 @@ impl Stage for Generator {
         if translating && let Some(cancellation) = self.cancellation(&request).await? {
             return self.cancel(job, cancellation, attempt).await;
         }
-        let estimate = self.providers.estimate(model, &request.options);
-        let admission = self.spending.reserve(&request.id, request.owner.as_deref(), model, estimate).await?;
-        if let Admission::Refused { error, refusal } = admission {
-            return self.refuse(job, error, refusal, attempt).await;
-        }
-        self.jobs.set(&state(JobState::Generating)).await?;
-        tracing::info!(job = %request.id, %model, kind = request.kind.name(), attempt, "generating");
-        let drawn = match request.kind {
-            JobKind::Generate => {
-                self.providers.generate(&english_prompt, model, &request.options, self.strict_options).await
-            }
+        let inputs = match request.kind {
+            JobKind::Generate => Vec::new(),
             _ => match self.inputs(&request).await? {
-                Ok(inputs) => self.providers.edit(&english_prompt, model, &inputs, &request.options).await,
-                Err(gone) => Err(unpaid(gone)),
+                Ok(inputs) => inputs,
+                Err(gone) => return self.after_failure(job, unpaid(gone), attempt).await,
             },
         };
-        let provider = self.providers.provider_name(model);
-        let result = match &drawn {
-            Ok(_) => "ok",
-            Err(unkept) if unkept.failure.is_transient() => "transient_error",
-            Err(_) => "error",
+        let drawn = match self.call(&request, model, &english_prompt, &inputs).await? {
+            Call::Refused { error, refusal } => return self.refuse(job, error, refusal, attempt).await,
+            Call::Made(Ok(image)) => Drawn { result: Ok(image), model: model.clone(), fallback: None },
+            Call::Made(Err(unkept)) => self.fall_back(&request, unkept, attempt, &english_prompt, &inputs).await?,
         };
-        metrics::counter!("huiying_provider_calls_total", "provider" => provider, "model" => model.to_string(), "result" => result)
-            .increment(1);
-        if admission == Admission::Held {
-            self.settle(&request.id, &drawn).await?;
-        }
         // Cancelled while the model drew: the picture (or the failure) is discarded, what
         // the call cost is kept.
         if let Some(asked) = self.jobs.cancel_request(&request.id).await? {
             let cancellation = Cancellation::asked(&asked);
-            let cost = drawn.as_ref().map_or_else(|unkept| unkept.cost.clone(), |image| image.cost.clone());
+            let cost = drawn.result.as_ref().map_or_else(|unkept| unkept.cost.clone(), |image| image.cost.clone());
             return self.cancel_costing(job, cancellation, attempt, cost).await;
         }
-        let image = match drawn {
+        let Drawn { result, model, fallback } = drawn;
+        let image = match result {
             Ok(image) => image,
             Err(unkept) => return self.after_failure(job, unkept, attempt).await,
         };
+        let provider = image.provider;
         tracing::info!(job = %request.id, provider, cost = %image.cost.describe(), usage = ?image.cost.usage, "drawn");
 
         let byte_size = image.bytes.len() as u64;
@@ -293,7 +280,7 @@ impl Stage for Generator {
             id: request.id.clone(),
             prompt: request.prompt.clone(),
             english_prompt,
-            model: model.clone(),
+            model,
             provider: image.provider.to_string(),
             byte_size,
             picture,
@@ -301,6 +288,7 @@ impl Stage for Generator {
             attempts: attempt,
             cost: image.cost,
             ignored_options: image.ignored,
+            fallback,
             user: request.user.clone(),
             owner: request.owner.clone(),
             notify_email: request.notify_email.clone(),

@@ -47,6 +47,12 @@ pub(super) trait ImageModel: Send + Sync {
         self.provider().options()
     }
 
+    /// The request's `extra` parameters it passes to its API (an allow-list); others
+    /// are left out and named.
+    fn passes_extra(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Input pictures one edit call with `model` takes.
     fn max_edit_inputs(&self, model: &str) -> usize {
         self.provider().max_edit_inputs(model)

@@ -38,6 +38,11 @@ impl ImageModel for OpenAiClient {
         Provider::OpenAi
     }
 
+    /// gpt-image's own fields.
+    fn passes_extra(&self) -> &'static [&'static str] {
+        &["background", "moderation", "output_compression", "output_format"]
+    }
+
     async fn generate(&self, prompt: &str, model: &str, options: &GenerationOptions) -> Result<ImageAnswer, Failure> {
         let mut body = json!({
             "model": model,
@@ -49,6 +54,13 @@ impl ImageModel for OpenAiClient {
             if let Some(value) = value {
                 body[name] = json!(value);
             }
+        }
+        // gpt-image answers b64_json only, and refuses the parameter.
+        if model.starts_with("gpt-image") {
+            body.as_object_mut().expect("an object").remove("response_format");
+        }
+        for (name, value) in &options.extra {
+            body[name] = value.clone();
         }
         let url = format!("{}/images/generations", self.base_url);
         let answer = http::post_json(&self.http, "the OpenAI-compatible API", &url, &self.api_key, &[], &body).await?;
@@ -75,6 +87,10 @@ impl ImageModel for OpenAiClient {
         }
         if let Some(size) = &options.size {
             form = form.text("size", size.clone());
+        }
+        for (name, value) in &options.extra {
+            let text = value.as_str().map_or_else(|| value.to_string(), String::from);
+            form = form.text(name.clone(), text);
         }
         let pictures = inputs.iter().filter(|input| !input.mask).count();
         let field = if pictures == 1 { "image" } else { "image[]" };

@@ -41,6 +41,12 @@ impl ImageModel for OpenRouterClient {
         Provider::OpenRouter
     }
 
+    /// Gemini's picture shape (`image_config: {aspect_ratio, image_size}`), sampling,
+    /// and OpenRouter's provider routing.
+    fn passes_extra(&self) -> &'static [&'static str] {
+        &["image_config", "provider", "temperature", "top_p"]
+    }
+
     async fn generate(&self, prompt: &str, model: &str, options: &GenerationOptions) -> Result<ImageAnswer, Failure> {
         self.edit(prompt, model, &[], options).await
     }
@@ -63,6 +69,9 @@ impl ImageModel for OpenRouterClient {
         });
         if let Some(seed) = options.seed {
             body["seed"] = json!(seed);
+        }
+        for (name, value) in &options.extra {
+            body[name] = value.clone();
         }
         let url = format!("{}/chat/completions", self.base_url);
         let headers = [("HTTP-Referer", self.http_referer.as_str()), ("X-Title", self.x_title.as_str())];

@@ -88,6 +88,11 @@ impl Providers {
         ModelName::parse(name)
     }
 
+    /// The models to try when `model` still fails after its retries.
+    pub(super) fn fallbacks_of(&self, model: &str) -> &[String] {
+        self.routing.fallbacks_of(model)
+    }
+
     /// The client that serves `model`, or why none does.
     fn route(&self, model: &str) -> Result<&Client, Failure> {
         let provider = self.routing.provider_for(model).map_err(Failure::refused)?;
@@ -117,19 +122,22 @@ impl Providers {
     ) -> Result<GeneratedImage, Unkept> {
         let client = self.route(model).map_err(unpaid)?;
         let (honours, unsupported) = unsupported(client, options);
-        if strict && !unsupported.is_empty() {
+        let (kept, ignored) = within(client, options, &unsupported);
+        if strict && !ignored.is_empty() {
+            let passes = client.model.passes_extra().iter().map(|name| format!("extra.{name}"));
+            let supported: Vec<String> = honours.iter().map(|name| name.to_string()).chain(passes).collect();
             return Err(unpaid(Failure::refused(format!(
                 "{} is not supported by {} (model {model}); it supports {}",
-                unsupported.join(", "),
+                ignored.join(", "),
                 client.model.provider().name(),
-                honours.join(", ")
+                supported.join(", ")
             ))));
         }
         let answer = {
             let _slot = client.limits.enter().await;
-            client.model.generate(prompt, model, &options.without(&unsupported)).await.map_err(unpaid)?
+            client.model.generate(prompt, model, &kept).await.map_err(unpaid)?
         };
-        self.picture(client, answer, model, options, &unsupported).await
+        self.picture(client, answer, model, options, ignored).await
     }
 
     /// Edits `inputs` with `model`: every input goes to the model; more than it takes
@@ -156,11 +164,12 @@ impl Providers {
             ))));
         }
         let (_, unsupported) = unsupported(client, options);
+        let (kept, ignored) = within(client, options, &unsupported);
         let answer = {
             let _slot = client.limits.enter().await;
-            client.model.edit(prompt, model, inputs, &options.without(&unsupported)).await.map_err(unpaid)?
+            client.model.edit(prompt, model, inputs, &kept).await.map_err(unpaid)?
         };
-        self.picture(client, answer, model, options, &unsupported).await
+        self.picture(client, answer, model, options, ignored).await
     }
 
     /// The picture behind a provider's answer, with what the call cost (also when the
@@ -171,9 +180,9 @@ impl Providers {
         answer: ImageAnswer,
         model: &str,
         options: &GenerationOptions,
-        ignored: &[&str],
+        ignored: Vec<String>,
     ) -> Result<GeneratedImage, Unkept> {
-        let quality = options.quality.as_deref().filter(|_| !ignored.contains(&"quality"));
+        let quality = options.quality.as_deref().filter(|_| !ignored.iter().any(|name| name == "quality"));
         let cost = super::cost::of_call(&*client.model, &self.prices, model, quality, answer.usage);
         let (bytes, content_type) = match answer.picture {
             Picture::Png(bytes) => (bytes, "image/png".to_string()),
@@ -182,13 +191,7 @@ impl Providers {
                 Err(failure) => return Err(Unkept { failure, cost }),
             },
         };
-        Ok(GeneratedImage {
-            bytes,
-            content_type,
-            provider: client.model.provider().name(),
-            ignored: ignored.iter().map(|o| o.to_string()).collect(),
-            cost,
-        })
+        Ok(GeneratedImage { bytes, content_type, provider: client.model.provider().name(), ignored, cost })
     }
 }
 
@@ -208,4 +211,11 @@ pub(super) fn unpaid(failure: Failure) -> Unkept {
 fn unsupported(client: &Client, options: &GenerationOptions) -> (&'static [&'static str], Vec<&'static str>) {
     let honours = client.model.honours();
     (honours, options.set().into_iter().filter(|o| !honours.contains(o)).collect())
+}
+
+/// `options` as `client` takes them: without the options it does not honour and the
+/// `extra` parameters it does not pass; and the names of all those left out.
+fn within(client: &Client, options: &GenerationOptions, unsupported: &[&str]) -> (GenerationOptions, Vec<String>) {
+    let (kept, dropped) = options.without(unsupported).extra_within(client.model.passes_extra());
+    (kept, unsupported.iter().map(|name| name.to_string()).chain(dropped).collect())
 }

@@ -241,3 +241,64 @@ async fn a_job_over_its_keys_budget_fails_at_stage_budget_without_calling_the_mo
     let today = crate::clock::Today::at(OffsetDateTime::now_utc(), &jiff::tz::TimeZone::UTC).day;
     assert_eq!(ledger.spent(Some("design"), crate::contract::spend::Period::Day, &today), 250_000);
 }
+
+/// A generator whose OpenRouter is unreachable (a port nobody listens on), with
+/// `fallback` as the fallbacks of `some/model`, one attempt per model.
+fn generator_whose_openrouter_is_down(fallback: &[&str]) -> (Generator, Parts) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    generator_with(|config| {
+        config.api_keys.openrouter_api_key = crate::config::Secret::new("sk-or-test");
+        config.openrouter.base_url = format!("http://{closed}/api/v1");
+        config.generator.max_attempts = 2;
+        let settings = crate::config::ModelSettings { fallback: fallback.iter().map(|m| m.to_string()).collect() };
+        config.models.each.insert("some/model".into(), settings);
+    })
+}
+
+#[tokio::test]
+async fn a_model_whose_provider_is_down_after_its_retries_falls_back_and_the_event_says_so() {
+    let (generator, parts) = generator_whose_openrouter_is_down(&["huiying/placeholder"]);
+    let body = r#"{"id": "job-1", "prompt": "a red fox", "model": "some/model"}"#;
+
+    let first = generator.handle(delivery(body, 1)).await.unwrap_err();
+    assert!(first.is_transient(), "the model's own retries come first: {first}");
+    assert!(parts.stream.events::<ImageGenerated>().is_empty());
+    generator.handle(delivery(body, 2)).await.unwrap();
+
+    let generated = parts.stream.events::<ImageGenerated>();
+    assert_eq!(generated.len(), 1);
+    assert_eq!(generated[0].model.as_str(), "huiying/placeholder", "the fallback drew it");
+    let fallback = generated[0].fallback.as_ref().expect("the event says a fallback drew it");
+    assert_eq!(fallback.requested_model, "some/model");
+    assert!(fallback.reason.contains("some/model: OpenRouter") && fallback.reason.contains("could not be reached"));
+    assert!(parts.stream.events::<ImageFailed>().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_fallback_or_for_a_refusal_the_job_fails_as_before() {
+    let (generator, parts) = generator_whose_openrouter_is_down(&[]);
+    generator.handle(delivery(r#"{"id": "down", "prompt": "a fox", "model": "some/model"}"#, 2)).await.unwrap();
+    // Refused (its provider has no key): the request cannot be drawn by it, no fallback.
+    let (generator, refused) = generator_with(|config| {
+        let settings = crate::config::ModelSettings { fallback: vec!["huiying/placeholder".into()] };
+        config.models.each.insert("gpt-image-1".into(), settings);
+    });
+    generator.handle(delivery(r#"{"id": "keyless", "prompt": "a fox", "model": "gpt-image-1"}"#, 3)).await.unwrap();
+
+    for (parts, id, stage) in [(&parts, "down", FailedAt::Generate), (&refused, "keyless", FailedAt::Request)] {
+        assert!(parts.stream.events::<ImageGenerated>().is_empty(), "{id} was not drawn");
+        let failed = parts.stream.events::<ImageFailed>();
+        assert_eq!((failed.len(), failed[0].id.as_str(), failed[0].stage), (1, id, stage), "{:?}", failed[0].error);
+    }
+}
+
+#[tokio::test]
+async fn when_every_fallback_fails_too_the_error_names_each_model() {
+    let (generator, parts) = generator_whose_openrouter_is_down(&["other/model"]);
+    generator.handle(delivery(r#"{"id": "job-1", "prompt": "a fox", "model": "some/model"}"#, 2)).await.unwrap();
+    let failed = parts.stream.events::<ImageFailed>();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].error.starts_with("some/model: OpenRouter"), "{}", failed[0].error);
+    assert!(failed[0].error.contains("; other/model: OpenRouter"), "{}", failed[0].error);
+    assert!(failed[0].transient);
+}

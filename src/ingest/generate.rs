@@ -54,6 +54,12 @@ struct GenerateRequest {
     quality: Option<String>,
     #[serde(default)]
     style: Option<String>,
+    /// Parameters of the model's own API with no field here, e.g.
+    /// `{"image_config": {"aspect_ratio": "16:9"}}` for Gemini on OpenRouter: passed where
+    /// the provider allows them, else left out and named in `Huiying-Ignored`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    extra: serde_json::Map<String, serde_json::Value>,
     /// `url` (the default) or `b64_json`: the picture itself in the answer too.
     #[serde(default)]
     #[schema(pattern = "^(url|b64_json)$")]
@@ -95,6 +101,7 @@ impl GenerateRequest {
             seed: self.seed,
             quality: self.quality,
             style: self.style,
+            extra: self.extra,
         };
         options.check()?;
         let model = self.model.filter(|m| !m.trim().is_empty()).map(ModelName::parse).transpose()?;

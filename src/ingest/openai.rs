@@ -18,8 +18,25 @@ use super::generate::{answer_for_job, queue_generation};
 use super::idempotency::fingerprint;
 use crate::contract::values::JobId;
 
-/// OpenAI's request fields; any other is refused, naming it, as `/generate-image` does.
-const FIELDS: [&str; 8] = ["prompt", "model", "n", "size", "quality", "style", "response_format", "user"];
+/// OpenAI's request fields; any other is refused, naming it, as OpenAI does.
+const FIELDS: [&str; 12] = [
+    "prompt",
+    "model",
+    "n",
+    "size",
+    "quality",
+    "style",
+    "response_format",
+    "user",
+    "background",
+    "moderation",
+    "output_compression",
+    "output_format",
+];
+
+/// gpt-image's fields: they go to the model as `extra` parameters, so a model that has
+/// no such thing leaves them out and names them (`extra.background`) in `Huiying-Ignored`.
+const GPT_IMAGE_FIELDS: [&str; 4] = ["background", "moderation", "output_compression", "output_format"];
 
 /// `POST /v1/images/generations`.
 #[utoipa::path(
@@ -44,6 +61,7 @@ pub(super) async fn generations(
     // waits as long as their own timeout (600 s in the official SDKs) while they stay
     // connected, rather than [server] timeout, after which they would call again.
     headers.insert("prefer", HeaderValue::from_static("wait=600"));
+    let body = body.map(gpt_image_fields_as_extra);
     let answer = match queue_or_join(&state, &caller, &headers, body).await {
         Ok((id, with_picture)) => answer_for_job(&state, &headers, id, with_picture).await.into_response(),
         Err(refused) => refused.into_response(),
@@ -73,6 +91,19 @@ pub(super) async fn generations(
         }
         status => error(status, ours["error"].as_str().unwrap_or("the request failed"), None),
     }
+}
+
+/// The body with gpt-image's fields moved under `extra` (a body that is not a JSON
+/// object is left as it is, for the usual error).
+fn gpt_image_fields_as_extra(body: Bytes) -> Bytes {
+    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(&body) else { return body };
+    let extra: serde_json::Map<String, Value> =
+        GPT_IMAGE_FIELDS.iter().filter_map(|name| Some((name.to_string(), fields.remove(*name)?))).collect();
+    if extra.is_empty() {
+        return body;
+    }
+    fields.insert("extra".into(), Value::Object(extra));
+    Bytes::from(serde_json::to_vec(&fields).expect("JSON serializes"))
 }
 
 /// The job for this request. The official SDKs call again after a timeout or a 5xx,

@@ -381,6 +381,7 @@ fn sample_completed(at: OffsetDateTime) -> ImageCompleted {
         completed_at: at,
         duration_ms: 1500,
         ignored_options: vec!["seed".into()],
+        fallback: None,
         notify_email: None,
         callback: Default::default(),
     }

@@ -58,6 +58,7 @@ fn completed(id: &str) -> Received {
         notify_email: None,
         callback: Default::default(),
         ignored_options: Vec::new(),
+        fallback: None,
     };
     Received {
         subject: IMAGE_COMPLETED.into(),

@@ -216,6 +216,7 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 inputs: Vec::new(),
                 owner: None,
                 cost: Default::default(),
+                fallback: None,
             })
         })?;
         for record in found {
@@ -277,6 +278,7 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 inputs: input_links(&row.get::<_, Option<String>>(13)?.unwrap_or_default()),
                 owner: None,
                 cost: Default::default(),
+                fallback: None,
             }))
         })?;
         for record in found {

@@ -301,6 +301,7 @@ impl Store {
             inputs: generated.inputs.iter().map(|input| input.source.clone()).collect(),
             owner: generated.owner.clone(),
             cost: generated.cost.clone(),
+            fallback: generated.fallback.clone(),
         };
         self.records.insert(&record).await?;
         worker::crash_point("store.after_record");
@@ -375,6 +376,7 @@ impl Store {
             duration_ms: (completed_at - generated.requested_at).whole_milliseconds().max(0) as u64,
             cost: generated.cost.clone(),
             ignored_options: generated.ignored_options.clone(),
+            fallback: generated.fallback.clone(),
             owner: generated.owner.clone(),
             notify_email: generated.notify_email.clone(),
             callback: generated.callback.clone(),

@@ -145,6 +145,7 @@ mod tests {
                 inputs: Vec::new(),
                 owner: Some("design".into()),
                 cost: Default::default(),
+                fallback: None,
             };
             records.insert(&record).await.unwrap();
         }

@@ -59,6 +59,7 @@ fn generated(id: &str) -> ImageGenerated {
         notify_email: None,
         callback: Default::default(),
         ignored_options: Vec::new(),
+        fallback: None,
         user: None,
         kind: Default::default(),
         inputs: Vec::new(),

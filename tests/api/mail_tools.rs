@@ -104,6 +104,7 @@ pub fn completed_event(n: usize) -> String {
         notify_email: None,
         callback: Default::default(),
         ignored_options: Vec::new(),
+        fallback: None,
     };
     serde_json::to_string(&event).unwrap()
 }

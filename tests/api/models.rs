@@ -312,3 +312,65 @@ async fn translate_answers_in_the_original_shape() {
     assert_eq!(body(english).await, json!({"translated_text": "a cat", "success": true}));
     assert_eq!(api.calls(MODELSCOPE_PATH).len(), 2, "one call for each Chinese text only");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_whose_provider_answers_503_every_time_falls_back_and_the_record_says_which_drew_it() {
+    use base64::Engine;
+    let api = FakeApi::start().await;
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::error(503, "no capacity")]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(tiny_png());
+    api.respond(OPENAI_PATH, vec![FakeResponse::ok(json!({"created": 1, "data": [{"b64_json": b64}]}))]);
+    let app = TestApp::spawn_with(|config, _| {
+        api.configure(config);
+        config.generator.max_attempts = 2;
+        let fallback = huiying::config::ModelSettings { fallback: vec!["gpt-image-1".into()] };
+        config.models.each.insert("google/gemini-2.5-flash-image".into(), fallback);
+    })
+    .await;
+
+    let response = app.post_generate(json!({"prompt": "a lighthouse", "model": "google/gemini-2.5-flash-image"})).await;
+
+    assert_eq!(response.status(), 200);
+    let answer = body(response).await;
+    assert_eq!(api.calls(OPENROUTER_PATH).len(), 2, "the model's own retries first");
+    assert_eq!(api.calls(OPENAI_PATH).len(), 1);
+    let id = answer["id"].as_str().unwrap();
+    let record: serde_json::Value =
+        app.http.get(format!("{}/records/{id}", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(record["model"], "gpt-image-1", "{record}");
+    assert_eq!(record["fallback"]["requested_model"], "google/gemini-2.5-flash-image");
+    let reason = record["fallback"]["reason"].as_str().unwrap();
+    assert!(reason.contains("503") && reason.contains("no capacity"), "{reason}");
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    assert!(mail.text.contains("gpt-image-1"), "the mail names the model that drew it: {}", mail.text);
+
+    // A content refusal is the model's answer, not an outage: no fallback.
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::error(400, "Request blocked by the safety filter")]);
+    let refused = app.post_generate(json!({"prompt": "forbidden", "model": "google/gemini-2.5-flash-image"})).await;
+    assert_eq!(refused.status(), 502);
+    assert_eq!(api.calls(OPENAI_PATH).len(), 1, "the fallback was not asked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extra_parameters_reach_the_model_where_its_provider_allows_them_and_others_are_named() {
+    let api = FakeApi::start().await;
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    let app = TestApp::spawn_with(|config, _| api.configure(config)).await;
+
+    let response = app
+        .post_generate(json!({"prompt": "a wide valley", "model": "google/gemini-2.5-flash-image",
+            "extra": {"image_config": {"aspect_ratio": "16:9"}, "guidance": 7}}))
+        .await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["huiying-ignored"], "extra.guidance");
+    let sent = &api.calls(OPENROUTER_PATH)[0].body;
+    assert_eq!(sent["image_config"], json!({"aspect_ratio": "16:9"}), "{sent}");
+    assert!(sent.get("guidance").is_none(), "{sent}");
+
+    // More than twenty is refused at the door.
+    let too_many: serde_json::Map<String, serde_json::Value> = (0..21).map(|i| (format!("p{i}"), json!(i))).collect();
+    let refused = app.post_generate(json!({"prompt": "a valley", "extra": too_many})).await;
+    assert_eq!(refused.status(), 400);
+    assert!(body(refused).await["error"].as_str().unwrap().contains("extra holds at most 20"));
+}

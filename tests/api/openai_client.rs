@@ -138,3 +138,50 @@ async fn over_its_budget_the_official_client_gets_a_402_saying_so() {
     assert_eq!(refused["type"], "insufficient_quota");
     assert!(refused["message"].as_str().unwrap().contains("daily budget of $0.30"), "{seen}");
 }
+
+const GPT_IMAGE_CLIENT: &str = r#"
+import json, sys
+import openai
+
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="any key: this server has none", max_retries=0)
+drawn = client.images.with_raw_response.generate(
+    model="gpt-image-1", prompt="a lighthouse", background="transparent", output_format="webp",
+    output_compression=80, moderation="low",
+)
+placeholder = client.images.with_raw_response.generate(
+    model="huiying/placeholder", prompt="a lighthouse", background="transparent",
+)
+print(json.dumps({"drawn": drawn.parse().data[0].url, "ignored": placeholder.headers.get("huiying-ignored")}))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gpt_image_fields_from_the_official_client_reach_the_model_or_are_named_as_ignored() {
+    let fake = crate::helpers::FakeApi::start().await;
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, crate::helpers::tiny_png());
+    let answer = crate::helpers::FakeResponse::ok(serde_json::json!({"created": 1, "data": [{"b64_json": b64}]}));
+    fake.respond(crate::helpers::OPENAI_PATH, vec![answer]);
+    let app = TestApp::spawn_with(|config, _| fake.configure(config)).await;
+    let address = app.address.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3").args(["-c", GPT_IMAGE_CLIENT, &address]).output().expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "the openai client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert!(seen["drawn"].as_str().unwrap().contains("/static/images/"), "{seen}");
+    let sent = &fake.calls(crate::helpers::OPENAI_PATH)[0].body;
+    assert_eq!(
+        (&sent["background"], &sent["output_format"], &sent["output_compression"], &sent["moderation"]),
+        (
+            &serde_json::json!("transparent"),
+            &serde_json::json!("webp"),
+            &serde_json::json!(80),
+            &serde_json::json!("low")
+        ),
+        "{sent}"
+    );
+    assert!(sent.get("response_format").is_none(), "gpt-image refuses response_format: {sent}");
+    assert_eq!(seen["ignored"], "extra.background", "the placeholder has no background option: {seen}");
+}

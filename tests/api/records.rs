@@ -35,6 +35,7 @@ async fn seed(app: &TestApp, rows: &[(&str, &str, &str, time::OffsetDateTime)]) 
             .insert(&Record {
                 owner: None,
                 cost: Default::default(),
+                fallback: None,
                 id: 0,
                 original_prompt: original.to_string(),
                 english_prompt: english.to_string(),
@@ -228,6 +229,7 @@ async fn edit_records_list_edits_by_kind_and_records_filter_on_kind(backend: Bac
             .insert(&Record {
                 owner: None,
                 cost: Default::default(),
+                fallback: None,
                 id: 0,
                 job_id: format!("00000000-0000-4000-9100-{n:012}"),
                 original_prompt: format!("{} {n}", kind.name()),
@@ -354,6 +356,7 @@ fn generated_through_the_bucket(id: &str, prompt: &str) -> huiying::contract::ev
         notify_email: None,
         callback: Default::default(),
         ignored_options: Vec::new(),
+        fallback: None,
         user: None,
         kind: Default::default(),
         inputs: Vec::new(),

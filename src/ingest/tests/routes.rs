@@ -250,10 +250,10 @@ async fn the_openai_images_api_answers_errors_in_openais_shape_and_lists_models(
             .body(Body::from(body.to_string()))
             .unwrap()
     };
-    let (status, answer, _) = ingest.send(request(r#"{"prompt": "a fox", "background": "transparent"}"#)).await;
+    let (status, answer, _) = ingest.send(request(r#"{"prompt": "a fox", "partial_images": 2}"#)).await;
     assert_eq!(status, 400);
     assert_eq!(answer["error"]["type"], "invalid_request_error");
-    assert_eq!(answer["error"]["param"], "background");
+    assert_eq!(answer["error"]["param"], "partial_images");
     let (status, answer, _) = ingest.send(request(r#"{"prompt": "a fox", "n": 2}"#)).await;
     assert_eq!(status, 400);
     assert!(answer["error"]["message"].as_str().unwrap().contains("n must be 1"), "{answer}");

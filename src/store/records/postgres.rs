@@ -64,6 +64,8 @@ const MIGRATIONS: &[&str] = &[
                               ADD COLUMN cost_source TEXT NOT NULL DEFAULT 'unknown',
                               ADD COLUMN usage JSONB;
 "#,
+    // Which model was asked for when a fallback drew the picture, and why.
+    r#"ALTER TABLE image_records ADD COLUMN fallback JSONB;"#,
 ];
 
 /// Any number the store's instances agree on: they take this lock while migrating, so
@@ -72,7 +74,7 @@ const MIGRATION_LOCK: i64 = 0x0068_7569_7969_6e67; // "huiying" in ASCII
 
 const COLUMNS: &str = r#"id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size,
                          width, height, format, created_at, updated_at, r2_error, "user",
-                         implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage"#;
+                         implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, fallback"#;
 
 #[derive(Clone)]
 pub struct PostgresRecords {
@@ -133,10 +135,10 @@ impl PostgresRecords {
             .prepare_cached(
                 r#"INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                        file_size, width, height, format, created_at, updated_at, r2_error, "user",
-                       implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, id)
+                       implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, fallback, id)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-                           $20, $21, $22,
-                           COALESCE(NULLIF($23::bigint, 0), nextval(pg_get_serial_sequence('image_records', 'id'))))
+                           $20, $21, $22, $23,
+                           COALESCE(NULLIF($24::bigint, 0), nextval(pg_get_serial_sequence('image_records', 'id'))))
                    ON CONFLICT (job_id) DO NOTHING"#,
             )
             .await?;
@@ -166,6 +168,10 @@ impl PostgresRecords {
                     &record.cost.cost_usd,
                     &record.cost.cost_source.name(),
                     &record.cost.usage,
+                    &record
+                        .fallback
+                        .as_ref()
+                        .map(|fallback| serde_json::to_value(fallback).expect("strings serialize")),
                     &record.id,
                 ],
             )
@@ -351,5 +357,8 @@ fn record(row: &Row) -> Result<Record, RecordsError> {
             cost_source: CostSource::parse(row.try_get(21)?),
             usage: row.try_get(22)?,
         },
+        fallback: row
+            .try_get::<_, Option<serde_json::Value>>(23)?
+            .and_then(|fallback| serde_json::from_value(fallback).ok()),
     })
 }

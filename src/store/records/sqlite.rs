@@ -90,9 +90,9 @@ impl SqliteRecords {
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                  file_size, width, height, format, created_at, updated_at, r2_error, user,
-                 implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, id)
+                 implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, fallback, id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-                 NULLIF(?23, 0))
+                 ?23, NULLIF(?24, 0))
              ON CONFLICT (job_id) DO NOTHING",
             params![
                 record.job_id,
@@ -117,6 +117,7 @@ impl SqliteRecords {
                 record.cost.cost_usd,
                 record.cost.cost_source.name(),
                 record.cost.usage.as_ref().map(|usage| usage.to_string()),
+                record.fallback.as_ref().map(|fallback| serde_json::to_string(fallback).expect("strings serialize")),
                 record.id,
             ],
         )?;
@@ -237,7 +238,7 @@ impl SqliteRecords {
 
 const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
                        width, height, format, created_at, updated_at, r2_error, user, implicit_label, explicit_label, kind, inputs, \
-                       owner, cost_usd, cost_source, usage";
+                       owner, cost_usd, cost_source, usage, fallback";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -265,6 +266,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
             cost_source: CostSource::parse(&row.get::<_, String>(21)?),
             usage: row.get::<_, Option<String>>(22)?.and_then(|usage| serde_json::from_str(&usage).ok()),
         },
+        fallback: row.get::<_, Option<String>>(23)?.and_then(|fallback| serde_json::from_str(&fallback).ok()),
     })
 }
 
@@ -305,6 +307,7 @@ mod tests {
             labels: Labels { implicit: true, explicit: false },
             kind: JobKind::Style,
             inputs: vec!["upload:abc".into()],
+            fallback: None,
         }
     }
 

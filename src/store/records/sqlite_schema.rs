@@ -68,4 +68,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE image_records ADD COLUMN cost_source TEXT NOT NULL DEFAULT 'unknown';
     ALTER TABLE image_records ADD COLUMN usage TEXT;
 "#,
+    // Which model was asked for when a fallback drew the picture, and why (JSON).
+    r#"ALTER TABLE image_records ADD COLUMN fallback TEXT;"#,
 ];
