@@ -129,13 +129,27 @@ async fn models(config: &Config) -> Vec<Checked> {
             outcome: try_key(&url, key).await,
         });
     }
+    // Models on one's own GPU take no key: whether they answer at all.
+    let self_hosted = [
+        ("ComfyUI", config.comfyui.is_set(), &config.comfyui.base_url, "system_stats"),
+        ("Automatic1111", config.automatic1111.is_set(), &config.automatic1111.base_url, "sdapi/v1/sd-models"),
+    ];
+    for (name, set, base_url, path) in self_hosted {
+        if set {
+            let url = format!("{}/{path}", base_url.trim_end_matches('/'));
+            let item = format!("{name} ({})", crate::redact::url(&url));
+            checked.push(Checked { item, outcome: try_key(&url, &Secret::default()).await });
+        }
+    }
     checked
 }
 
+/// Whether `url` answers with success (with `key`, when it is set).
 async fn try_key(url: &str, key: &Secret) -> Result<String, String> {
     let client =
         crate::model_api::client(Duration::from_secs(5), Duration::from_secs(15)).map_err(|e| e.to_string())?;
-    let response = client.get(url).bearer_auth(key.expose()).send().await;
+    let request = client.get(url);
+    let response = if key.is_set() { request.bearer_auth(key.expose()) } else { request }.send().await;
     match response {
         Ok(response) if response.status().is_success() => Ok("accepted".into()),
         Ok(response) => {

@@ -41,7 +41,9 @@ pub(crate) async fn json_answer(
     key: &Secret,
     request: reqwest::RequestBuilder,
 ) -> Result<Value, Failure> {
-    let response = request.bearer_auth(key.expose()).send().await.map_err(|e| {
+    // Self-hosted models (ComfyUI, Automatic1111) take no key.
+    let request = if key.is_set() { request.bearer_auth(key.expose()) } else { request };
+    let response = request.send().await.map_err(|e| {
         let what = if e.is_timeout() { "timed out" } else { "could not be reached" };
         Failure::transient(format!("{provider} at {url} {what}: {}", error_chain(&e)))
     })?;

@@ -20,6 +20,7 @@ mod prices;
 mod retention;
 mod routing;
 mod sections;
+mod self_hosted;
 mod smtp;
 mod values;
 mod webhooks;
@@ -34,8 +35,9 @@ pub use load::{ALIASES, ConfigError, Loaded, load, load_from};
 pub use modelscope::ModelScopeConfig;
 pub use prices::{Price, PriceTable, Prices};
 pub use retention::RetentionConfig;
-pub use routing::{ModelRouting, PLACEHOLDER_MODEL};
+pub use routing::{AUTOMATIC1111_MODEL, COMFYUI_MODEL, ModelRouting, PLACEHOLDER_MODEL};
 pub use sections::*;
+pub use self_hosted::{Automatic1111Config, ComfyUiConfig};
 pub use smtp::{AllowedRecipients, DkimSettings, DomainLimits, SmtpConfig, TlsMode};
 pub use values::{CorsOrigin, Language, NatsServers, Provider, ResponseFormat, Route, Secret, TimeZoneName};
 pub use webhooks::{ALERT_EVENTS, EndpointConfig, WEBHOOK_EVENTS, WebhooksConfig, endpoint_id_for, secret_key};
@@ -50,6 +52,8 @@ pub struct Config {
     pub openrouter: OpenRouterConfig,
     pub openai: OpenAiConfig,
     pub modelscope: ModelScopeConfig,
+    pub comfyui: ComfyUiConfig,
+    pub automatic1111: Automatic1111Config,
     pub translation: TranslationConfig,
     pub generator: GeneratorConfig,
     pub cloudflare_r2: CloudflareR2Config,

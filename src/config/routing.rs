@@ -6,6 +6,11 @@ use super::{Config, ModelsConfig, Provider};
 
 /// The offline placeholder's model name (never passed off as AI).
 pub const PLACEHOLDER_MODEL: &str = "huiying/placeholder";
+/// The model name of `[comfyui] workflow_file` (the default route `comfyui/`).
+pub const COMFYUI_MODEL: &str = "comfyui/workflow";
+/// The model name of the checkpoint the Automatic1111 / Forge UI has loaded; any other
+/// `automatic1111/<checkpoint>` asks for that checkpoint.
+pub const AUTOMATIC1111_MODEL: &str = "automatic1111/loaded";
 
 /// What routing a model name needs: `[models]`, which providers have a key, and the
 /// OpenAI-compatible API's default model.
@@ -26,6 +31,8 @@ impl Config {
             (Provider::OpenAi, keys.openai_api_key.is_set()),
             (Provider::ModelScope, keys.model_scope_token.is_set()),
             (Provider::Placeholder, true),
+            (Provider::ComfyUi, self.comfyui.is_set()),
+            (Provider::Automatic1111, self.automatic1111.is_set()),
         ];
         ModelRouting {
             models: self.models.clone(),
@@ -48,6 +55,8 @@ impl ModelRouting {
             Provider::OpenAi => Some(self.openai_default_model.clone()),
             Provider::ModelScope => Some("Qwen/Qwen-Image-Edit".to_string()),
             Provider::Placeholder => Some(PLACEHOLDER_MODEL.to_string()),
+            Provider::ComfyUi => Some(COMFYUI_MODEL.to_string()),
+            Provider::Automatic1111 => Some(AUTOMATIC1111_MODEL.to_string()),
         }
     }
 
@@ -63,6 +72,10 @@ impl ModelRouting {
             self.models.default_openrouter_model.clone()
         } else if self.has_key_for(Provider::OpenAi) {
             self.openai_default_model.clone()
+        } else if self.has_key_for(Provider::ComfyUi) {
+            COMFYUI_MODEL.to_string()
+        } else if self.has_key_for(Provider::Automatic1111) {
+            AUTOMATIC1111_MODEL.to_string()
         } else {
             PLACEHOLDER_MODEL.to_string()
         }
@@ -90,11 +103,13 @@ impl ModelRouting {
         match routed.or(fallback) {
             Some(provider) if self.has_key_for(provider) => Ok(provider),
             Some(provider) => Err(format!(
-                "model {model} is served by {} ([models] routes), which has no API key: set {}",
+                "model {model} is served by {} ([models] routes), which is not configured: set {}",
                 provider.name(),
                 match provider {
                     Provider::OpenAi => "OPENAI_API_KEY",
                     Provider::ModelScope => "MODEL_SCOPE_TOKEN",
+                    Provider::ComfyUi => "[comfyui] base_url and workflow_file",
+                    Provider::Automatic1111 => "[automatic1111] base_url",
                     _ => "OPENROUTER_API_KEY",
                 }
             )),

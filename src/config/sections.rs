@@ -279,10 +279,17 @@ impl Default for ModelsConfig {
             default_openrouter_model: "google/gemini-2.5-flash-image-preview:free".into(),
             model_scope_model: "deepseek-ai/DeepSeek-V3.1".into(),
             default_edit_model: String::new(),
-            routes: ["dall-e-=openai", "gpt-image-=openai", "huiying/=placeholder", "Qwen/Qwen-Image=modelscope"]
-                .into_iter()
-                .map(|route| route.parse().expect("the default routes parse"))
-                .collect(),
+            routes: [
+                "dall-e-=openai",
+                "gpt-image-=openai",
+                "huiying/=placeholder",
+                "Qwen/Qwen-Image=modelscope",
+                "comfyui/=comfyui",
+                "automatic1111/=automatic1111",
+            ]
+            .into_iter()
+            .map(|route| route.parse().expect("the default routes parse"))
+            .collect(),
             each: Default::default(),
         }
     }

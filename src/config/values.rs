@@ -135,6 +135,10 @@ pub enum Provider {
     ModelScope,
     /// The offline placeholder: draws the prompt's text, never passed off as AI.
     Placeholder,
+    /// ComfyUI on one's own GPU: a workflow from `[comfyui] workflow_file`.
+    ComfyUi,
+    /// The Automatic1111 / Forge web UI's API on one's own GPU.
+    Automatic1111,
 }
 
 impl Provider {
@@ -144,6 +148,8 @@ impl Provider {
             Provider::OpenAi => "openai",
             Provider::ModelScope => "modelscope",
             Provider::Placeholder => "placeholder",
+            Provider::ComfyUi => "comfyui",
+            Provider::Automatic1111 => "automatic1111",
         }
     }
 
@@ -155,6 +161,7 @@ impl Provider {
             Provider::OpenRouter => &["seed", "n"],
             Provider::OpenAi => &["size", "n", "quality", "style"],
             Provider::ModelScope => &["n"],
+            Provider::ComfyUi | Provider::Automatic1111 => &["size", "negative_prompt", "seed", "n"],
         }
     }
 
@@ -175,6 +182,9 @@ impl Provider {
             // Qwen/Qwen-Image-Edit takes one image_url.
             Provider::ModelScope => 1,
             Provider::Placeholder => 10,
+            // img2img starts from one picture; the ComfyUI workflow here draws from text.
+            Provider::Automatic1111 => 1,
+            Provider::ComfyUi => 0,
         }
     }
 }
@@ -192,16 +202,24 @@ impl FromStr for Route {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let provider = |name: &str| {
-            [Provider::OpenRouter, Provider::OpenAi, Provider::ModelScope, Provider::Placeholder]
-                .into_iter()
-                .find(|p| p.name() == name)
+            [
+                Provider::OpenRouter,
+                Provider::OpenAi,
+                Provider::ModelScope,
+                Provider::Placeholder,
+                Provider::ComfyUi,
+                Provider::Automatic1111,
+            ]
+            .into_iter()
+            .find(|p| p.name() == name)
         };
         match text.split_once('=') {
             Some((prefix, name)) if !prefix.is_empty() && provider(name).is_some() => {
                 Ok(Self { prefix: prefix.into(), provider: provider(name).expect("checked") })
             }
             _ => Err(format!(
-                "{text:?} is not prefix=provider with provider openrouter, openai, modelscope or placeholder"
+                "{text:?} is not prefix=provider with provider openrouter, openai, modelscope, placeholder, \
+                 comfyui or automatic1111"
             )),
         }
     }

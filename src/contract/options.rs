@@ -88,6 +88,12 @@ impl GenerationOptions {
         Ok(())
     }
 
+    /// `size` as width and height, when it is set (checked: each side 64 to 4096).
+    pub fn dimensions(&self) -> Option<(u32, u32)> {
+        let (width, height) = self.size.as_deref()?.split_once('x')?;
+        Some((width.parse().ok()?, height.parse().ok()?))
+    }
+
     /// The names of the options that are set.
     pub fn set(&self) -> Vec<&'static str> {
         let mut names = Vec::new();

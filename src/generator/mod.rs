@@ -1,9 +1,11 @@
 //! The generator: `image.requested` → (translation) → an image model → picture in the
 //! object store → `image.generated` (or `image.failed`).
 
+mod automatic1111;
 mod budget;
 #[cfg(test)]
 mod budget_tests;
+mod comfyui;
 mod cost;
 mod drawing;
 mod endings;

@@ -25,8 +25,8 @@ pub(super) struct ImageAnswer {
 pub(super) enum Picture {
     /// A `data:` URL or an http(s) link, fetched through the guarded client.
     Url(String),
-    /// The bytes themselves (the offline placeholder).
-    Png(Vec<u8>),
+    /// The bytes themselves (the placeholder, ComfyUI); their type is told by the bytes.
+    Bytes(Vec<u8>),
 }
 
 impl ImageAnswer {

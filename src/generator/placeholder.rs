@@ -25,7 +25,7 @@ impl ImageModel for Placeholder {
     async fn generate(&self, prompt: &str, _model: &str, options: &GenerationOptions) -> Result<ImageAnswer, Failure> {
         let (prompt, options) = (prompt.to_string(), options.clone());
         let png = tokio::task::spawn_blocking(move || draw(&prompt, &options)).await.map_err(crashed)?;
-        Ok(ImageAnswer { picture: Picture::Png(png), usage: None })
+        Ok(ImageAnswer { picture: Picture::Bytes(png), usage: None })
     }
 
     async fn edit(
@@ -40,7 +40,7 @@ impl ImageModel for Placeholder {
             .await
             .map_err(crashed)?
             .map_err(|e| Failure::permanent(e.to_string()).caused_by(e))?;
-        Ok(ImageAnswer { picture: Picture::Png(png), usage: None })
+        Ok(ImageAnswer { picture: Picture::Bytes(png), usage: None })
     }
 }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::automatic1111::Automatic1111Client;
+use super::comfyui::ComfyUiClient;
 use super::model::{ImageAnswer, ImageModel, Picture};
 use super::modelscope::ModelScopeClient;
 use super::openai::OpenAiClient;
@@ -74,6 +76,14 @@ impl Providers {
                 Box::new(ModelScopeClient::new(&config.modelscope, keys.model_scope_token.clone())?),
                 Limits::new(2, 0),
             );
+        }
+        if config.comfyui.is_set() {
+            let limits = Limits::new(config.comfyui.max_concurrency, 0);
+            add(Box::new(ComfyUiClient::new(&config.comfyui)?), limits);
+        }
+        if config.automatic1111.is_set() {
+            let limits = Limits::new(config.automatic1111.max_concurrency, 0);
+            add(Box::new(Automatic1111Client::new(&config.automatic1111)?), limits);
         }
         let fetcher = Fetcher::new(&config.generator, "the provider's answer");
         Ok(Arc::new(Self { clients, routing: config.routing(), fetcher, prices: config.prices.clone() }))
@@ -185,7 +195,10 @@ impl Providers {
         let quality = options.quality.as_deref().filter(|_| !ignored.iter().any(|name| name == "quality"));
         let cost = super::cost::of_call(&*client.model, &self.prices, model, quality, answer.usage);
         let (bytes, content_type) = match answer.picture {
-            Picture::Png(bytes) => (bytes, "image/png".to_string()),
+            Picture::Bytes(bytes) => {
+                let format = image::guess_format(&bytes).unwrap_or(image::ImageFormat::Png);
+                (bytes, format.to_mime_type().to_string())
+            }
             Picture::Url(url) => match self.fetcher.fetch(&url).await {
                 Ok(fetched) => (fetched.bytes, fetched.content_type),
                 Err(failure) => return Err(Unkept { failure, cost }),

@@ -34,7 +34,9 @@ pub(super) struct ModelList {
 /// The placeholder, then each configured provider's default model.
 pub(super) fn configured(routing: &ModelRouting) -> Vec<ModelInfo> {
     let mut models = vec![(PLACEHOLDER_MODEL.to_string(), Provider::Placeholder)];
-    for provider in [Provider::OpenRouter, Provider::OpenAi, Provider::ModelScope] {
+    let providers =
+        [Provider::OpenRouter, Provider::OpenAi, Provider::ModelScope, Provider::ComfyUi, Provider::Automatic1111];
+    for provider in providers {
         if routing.has_key_for(provider)
             && let Some(id) = routing.default_of(provider)
         {

@@ -30,6 +30,7 @@ mod outbound;
 mod owners;
 mod records;
 mod secrets;
+mod self_hosted;
 mod storage;
 mod stuck;
 mod subscribers;

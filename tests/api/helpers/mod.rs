@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 mod app;
 mod fake_api;
+mod fake_comfyui;
 mod nats;
 mod postgres;
 mod receiver;
@@ -17,6 +18,7 @@ mod smtp;
 
 pub use app::*;
 pub use fake_api::*;
+pub use fake_comfyui::*;
 pub use nats::*;
 pub use postgres::*;
 pub use receiver::*;
