@@ -9,8 +9,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    delete, edit_tasks, edits, generate, health, jobs, me, models, notifications, openai, records, spend, translate,
-    uploads, webhooks,
+    delete, edit_tasks, edits, generate, health, jobs, me, models, notifications, openai, openai_edits, records, spend,
+    translate, uploads, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -51,6 +51,7 @@ use super::{
         me::me,
         spend::usage,
         openai::generations,
+        openai_edits::edits,
         openai::models,
     ),
     modifiers(&ApiKeys),

@@ -230,6 +230,38 @@ fn prompt_and_pictures(body: &EditBody, kind: JobKind) -> Result<(String, Vec<(S
     })
 }
 
+/// The model an edit of `pictures` (and a mask) goes to: the one asked for, else the
+/// default edit model. One that takes fewer pictures, or no mask, is refused here with
+/// the model named, rather than cut down to the first picture.
+pub(super) fn model_for_edit(
+    state: &AppState,
+    asked: Option<&str>,
+    kind: JobKind,
+    pictures: usize,
+    mask: bool,
+) -> Result<String, ApiError> {
+    let model = match asked.filter(|m| !m.trim().is_empty()) {
+        Some(model) => String::from(ModelName::parse(model)?),
+        None => state.settings.routing.default_edit_model(),
+    };
+    let provider = state.settings.routing.provider_for(&model).map_err(ApiError::bad_request)?;
+    let most = provider.max_edit_inputs(&model);
+    if pictures > most {
+        return Err(ApiError::bad_request(format!(
+            "model {model} takes {most} input picture{} and this {} has {pictures}; choose a model that takes \
+             several (for example gpt-image-1 or an OpenRouter model with image input)",
+            if most == 1 { "" } else { "s" },
+            kind.name(),
+        )));
+    }
+    if mask && !provider.takes_mask() {
+        return Err(ApiError::bad_request(format!(
+            "model {model} takes no mask; masks go to OpenAI-compatible models (gpt-image-1, dall-e-2)"
+        )));
+    }
+    Ok(model)
+}
+
 async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -241,33 +273,11 @@ async fn submit(
     let request: EditBody = parse_object(&body, r#"{"image_url": "https://...", "edit_prompt": "..."}"#)?;
     let (prompt, pictures) = prompt_and_pictures(&request, kind)?;
     let prompt = Prompt::parse(prompt)?;
-    let model = match request.model.as_deref().filter(|m| !m.trim().is_empty()) {
-        Some(model) => String::from(ModelName::parse(model)?),
-        None => state.settings.routing.default_edit_model(),
-    };
-    // Refused here, with the model named, rather than cut down to the first picture.
-    let provider = state.settings.routing.provider_for(&model).map_err(ApiError::bad_request)?;
-    let most = provider.max_edit_inputs(&model);
-    if pictures.len() > most {
-        return Err(ApiError::bad_request(format!(
-            "model {model} takes {most} input picture{} and this {} has {}; choose a model that takes several \
-             (for example gpt-image-1 or an OpenRouter model with image input)",
-            if most == 1 { "" } else { "s" },
-            kind.name(),
-            pictures.len()
-        )));
-    }
     let mask = request.mask_url.as_ref().filter(|m| !m.trim().is_empty());
-    if let Some(_mask) = mask {
-        if kind != JobKind::Edit {
-            return Err(ApiError::bad_request("mask_url is taken by /edit-image only"));
-        }
-        if !provider.takes_mask() {
-            return Err(ApiError::bad_request(format!(
-                "model {model} takes no mask; masks go to OpenAI-compatible models (gpt-image-1, dall-e-2)"
-            )));
-        }
+    if mask.is_some() && kind != JobKind::Edit {
+        return Err(ApiError::bad_request("mask_url is taken by /edit-image only"));
     }
+    let model = model_for_edit(&state, request.model.as_deref(), kind, pictures.len(), mask.is_some())?;
     if let Some(address) = &request.notify_email {
         super::notify_targets::check_recipient(address, &state.settings.recipients)?;
     }

@@ -28,6 +28,7 @@ mod models;
 mod notifications;
 mod notify_targets;
 mod openai;
+mod openai_edits;
 mod picture_links;
 mod private_pictures;
 mod queueing;
@@ -161,6 +162,10 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/", get(index))
         .route("/openapi.json", get(api_doc::openapi_json))
         .route("/v1/images/generations", post(openai::generations))
+        .route(
+            "/v1/images/edits",
+            post(openai_edits::edits).layer(axum::extract::DefaultBodyLimit::max(openai_edits::MAX_FORM_BYTES)),
+        )
         .route("/v1/models", get(openai::models))
         // One-click unsubscribe, from a mail: no key, the token is the proof.
         .route("/unsubscribe/{token}", get(unsubscribe::page).post(unsubscribe::unsubscribe))

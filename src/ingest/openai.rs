@@ -66,6 +66,12 @@ pub(super) async fn generations(
         Ok((id, with_picture)) => answer_for_job(&state, &headers, id, with_picture).await.into_response(),
         Err(refused) => refused.into_response(),
     };
+    in_openai_shape(answer).await
+}
+
+/// One of huiying's answers as OpenAI's Images API gives it: a picture as it is, an error
+/// in OpenAI's shape (a job still running when the wait ended: 504).
+pub(super) async fn in_openai_shape(answer: Response) -> Response {
     if answer.status() == StatusCode::OK {
         return answer;
     }
@@ -137,7 +143,7 @@ async fn queue_or_join(
 }
 
 /// OpenAI's error shape; `type` as OpenAI names its classes of error.
-fn error(status: StatusCode, message: &str, param: Option<&str>) -> Response {
+pub(super) fn error(status: StatusCode, message: &str, param: Option<&str>) -> Response {
     let kind = match status.as_u16() {
         400 | 404 | 409 | 413 | 415 | 422 => "invalid_request_error",
         401 | 403 => "authentication_error",

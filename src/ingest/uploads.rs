@@ -307,6 +307,17 @@ pub(super) async fn resolve_input(
              (record:<job id>)"
         )));
     };
+    keep_input(state, picture, source, job_id, n).await
+}
+
+/// Keeps `picture` as input `n` of job `job_id`, for the generator to read.
+pub(super) async fn keep_input(
+    state: &AppState,
+    picture: Checked,
+    source: String,
+    job_id: &str,
+    n: usize,
+) -> Result<InputPicture, ApiError> {
     let object = format!("input/{job_id}/{n}");
     state.objects.put(&object, &picture.bytes).await.map_err(|_| ApiError::queue_unavailable())?;
     Ok(InputPicture {

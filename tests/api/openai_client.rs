@@ -185,3 +185,53 @@ async fn gpt_image_fields_from_the_official_client_reach_the_model_or_are_named_
     assert!(sent.get("response_format").is_none(), "gpt-image refuses response_format: {sent}");
     assert_eq!(seen["ignored"], "extra.background", "the placeholder has no background option: {seen}");
 }
+
+const EDIT_CLIENT: &str = r#"
+import io, json, sys
+import openai
+
+client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="any key: this server has none", max_retries=0)
+with open(sys.argv[2], "rb") as picture:
+    one = client.images.edit(model="gpt-image-1", image=picture, prompt="give the cat a red scarf", output_format="webp")
+with open(sys.argv[2], "rb") as first, open(sys.argv[2], "rb") as second:
+    two = client.images.edit(model="gpt-image-1", image=[first, second], prompt="one scene", response_format="b64_json")
+try:
+    client.images.edit(model="gpt-image-1", image=io.BytesIO(b"not a picture"), prompt="nothing")
+    refused = None
+except openai.BadRequestError as error:
+    refused = {"status": error.status_code, "message": error.message}
+print(json.dumps({"one": one.data[0].url, "two": bool(two.data[0].b64_json), "refused": refused}))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_clients_edit_call_goes_through_the_edit_pipeline_with_one_picture_or_several() {
+    let fake = crate::helpers::FakeApi::start().await;
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, crate::helpers::tiny_png());
+    let answer = crate::helpers::FakeResponse::ok(serde_json::json!({"created": 1, "data": [{"b64_json": b64}]}));
+    fake.respond(crate::helpers::OPENAI_EDITS_PATH, vec![answer]);
+    let app = TestApp::spawn_with(|config, _| fake.configure(config)).await;
+    let picture = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(picture.path(), crate::helpers::tiny_png()).unwrap();
+    let (address, path) = (app.address.clone(), picture.path().display().to_string());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3").args(["-c", EDIT_CLIENT, &address, &path]).output().expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "the openai client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert!(seen["one"].as_str().unwrap().contains("/static/images/"), "{seen}");
+    assert_eq!(seen["two"], true, "{seen}");
+    assert_eq!(seen["refused"]["status"], 400, "{seen}");
+    let calls = fake.calls(crate::helpers::OPENAI_EDITS_PATH);
+    assert_eq!(calls.len(), 2, "the unreadable picture never reached the model");
+    let form = |n: usize| String::from_utf8_lossy(&calls[n].raw).to_string();
+    assert!(form(0).contains("give the cat a red scarf") && form(0).contains("name=\"output_format\""), "{}", form(0));
+    assert_eq!(form(1).matches("name=\"image[]\"").count(), 2, "both pictures went to the model");
+    let records: serde_json::Value =
+        app.http.get(format!("{}/edit-records", app.address)).send().await.unwrap().json().await.unwrap();
+    let kinds: Vec<&str> =
+        records["records"].as_array().unwrap().iter().filter_map(|r| r["edit_type"].as_str()).collect();
+    assert!(kinds.contains(&"edit") && kinds.contains(&"compose"), "{records}");
+}
