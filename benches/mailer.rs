@@ -38,6 +38,7 @@ fn notice(n: usize) -> Notice {
         &ImageCompleted {
             cost: Default::default(),
             owner: None,
+            group: None,
             version: 1,
             id: JobId::parse(format!("00000000-0000-4000-8000-{n:012}")).unwrap(),
             prompt: Prompt::parse(format!("一只在月球上的猫 <{n}> & a lighthouse at dawn, watercolor")).unwrap(),

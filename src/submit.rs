@@ -50,6 +50,7 @@ pub async fn run(config: &Config, args: SubmitArgs) -> anyhow::Result<String> {
         user: None,
         kind: Default::default(),
         inputs: Vec::new(),
+        group: None,
         requested_at: OffsetDateTime::now_utc(),
         deadline: None,
     };

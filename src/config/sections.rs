@@ -61,6 +61,8 @@ pub struct ServerConfig {
     /// placeholder ...) fails the job with 400 instead of being left out (and named in the
     /// `Huiying-Ignored` header), as the original service left it out.
     pub strict_options: bool,
+    /// The most pictures one request may ask for (`n`); each is a job of its own.
+    pub max_n: u32,
     /// Serve beyond this machine (`host` not loopback) without `api_keys`: anyone who
     /// reaches the port may then queue paid jobs and read every picture. Ingest refuses
     /// to start that way unless this says so.
@@ -266,6 +268,7 @@ impl Default for ServerConfig {
             rate_limit_per_minute: 0,
             max_queued_jobs: 10_000,
             strict_options: false,
+            max_n: 10,
             allow_open: false,
             allow_private_edit_inputs: false,
             original_timeout: false,

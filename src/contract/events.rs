@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::budget::BudgetRefusal;
 pub use super::cost::{Cost, CostSource};
 pub use super::edits::{InputPicture, JobKind};
+pub use super::groups::GroupRef;
 pub use super::options::GenerationOptions;
 pub use super::requested::{CheckedRequest, ImageRequested, RequestWebhook, derived_job_id};
 use super::values::{JobId, ModelName, Prompt};
@@ -76,6 +77,9 @@ pub struct ImageGenerated {
     /// The pictures an edit starts from (none for a generation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputPicture>,
+    /// The group the job belongs to (one of `n` pictures of one request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupRef>,
 
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
@@ -138,6 +142,9 @@ pub struct ImageCompleted {
     /// The pictures an edit starts from (none for a generation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputPicture>,
+    /// The group the job belongs to (one of `n` pictures of one request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupRef>,
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
@@ -253,6 +260,7 @@ pub struct JobFacts<'a> {
     pub callback: &'a RequestWebhook,
     pub kind: JobKind,
     pub owner: Option<&'a str>,
+    pub group: Option<&'a GroupRef>,
 }
 
 /// A job that ended without a picture.
@@ -296,6 +304,9 @@ pub struct ImageFailed {
     /// Set when a budget refused the job (`stage` is then `budget`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetRefusal>,
+    /// The group the job belongs to (one of `n` pictures of one request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupRef>,
 }
 
 impl ImageFailed {
@@ -318,6 +329,7 @@ impl ImageFailed {
             kind: job.kind,
             cancelled: None,
             budget: None,
+            group: job.group.cloned(),
         }
     }
 
@@ -352,6 +364,7 @@ impl ImageGenerated {
             callback: &self.callback,
             kind: self.kind,
             owner: self.owner.as_deref(),
+            group: self.group.as_ref(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod budget;
 pub mod cost;
 pub mod edits;
 pub mod events;
+pub mod groups;
 pub mod jobs;
 pub mod mail;
 pub mod options;

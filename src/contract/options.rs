@@ -47,7 +47,7 @@ impl GenerationOptions {
         {
             return Err(InvalidValue::new(
                 "n",
-                format!("n is {n}; each job makes one picture, so n must be 1 (send several requests)"),
+                format!("n is {n}; each job makes one picture, so n must be 1 (ingest makes n jobs of one request)"),
             ));
         }
         if let Some(size) = &self.size {

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use super::edits::{InputPicture, JobKind};
 use super::events::version_one;
+use super::groups::GroupRef;
 use super::options::GenerationOptions;
 use super::values::{InvalidValue, JobId, ModelName, Prompt};
 
@@ -47,6 +48,9 @@ pub struct ImageRequested {
     /// The pictures an edit starts from (none for a generation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputPicture>,
+    /// The group the job belongs to (one of `n` pictures of one request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupRef>,
     #[serde(default = "OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub requested_at: OffsetDateTime,
@@ -92,6 +96,7 @@ pub struct CheckedRequest {
     pub owner: Option<String>,
     pub kind: JobKind,
     pub inputs: Vec<InputPicture>,
+    pub group: Option<GroupRef>,
     pub requested_at: OffsetDateTime,
     pub deadline: Option<OffsetDateTime>,
 }
@@ -131,6 +136,7 @@ impl ImageRequested {
             owner: self.owner.clone(),
             kind: self.kind,
             inputs: self.inputs.clone(),
+            group: self.group.clone(),
             requested_at: self.requested_at,
             deadline: self.deadline,
         })

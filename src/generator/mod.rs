@@ -199,6 +199,7 @@ impl Stage for Generator {
                     callback: &request.callback,
                     kind: request.kind,
                     owner: request.owner.as_deref(),
+                    group: request.group.as_ref(),
                 };
                 return self.fail(job, JobStage::Request, invalid.problem, false, attempt).await;
             }
@@ -212,6 +213,7 @@ impl Stage for Generator {
             callback: &request.callback,
             kind: request.kind,
             owner: request.owner.as_deref(),
+            group: request.group.as_ref(),
         };
 
         // A redelivery of a request that already got past this stage: nothing to do.
@@ -297,6 +299,7 @@ impl Stage for Generator {
             callback: request.callback.clone(),
             kind: request.kind,
             inputs: request.inputs.clone(),
+            group: request.group.clone(),
             requested_at: request.requested_at,
             generated_at: OffsetDateTime::now_utc(),
         };

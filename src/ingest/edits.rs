@@ -298,6 +298,7 @@ async fn submit(
         owner: None,
         kind,
         inputs: Vec::new(),
+        group: None,
         requested_at: OffsetDateTime::now_utc(),
         deadline,
     };

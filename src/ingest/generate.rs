@@ -18,11 +18,14 @@ use super::AppState;
 use super::access::Caller;
 use super::body::{DeadlineValue, WaitPreference, json_body, parse_object, preferred_wait, prefers_async};
 use super::error::{ApiError, ErrorBody};
+use super::groups::{Queued, answer_for_group, queue_group};
 use super::notify_targets::{check_recipient, check_webhook, check_webhook_address};
 use super::queueing::queue_job;
 use crate::config::{AllowedRecipients, WebhooksConfig};
 use crate::contract::cost::Cost;
-use crate::contract::events::{EVENT_VERSION, GenerationOptions, ImageRequested, RequestWebhook, Stage};
+use crate::contract::events::{
+    EVENT_VERSION, GenerationOptions, ImageCompleted, ImageFailed, ImageRequested, RequestWebhook, Stage,
+};
 use crate::contract::jobs::JobStatus;
 use crate::contract::values::{JobId, ModelName, Prompt};
 
@@ -42,9 +45,9 @@ struct GenerateRequest {
     #[serde(default)]
     #[schema(pattern = "^[0-9]{2,4}x[0-9]{2,4}$", example = "1024x1024")]
     size: Option<String>,
-    /// Pictures per job: only 1.
+    /// Pictures: 1 to `[server] max_n` (10); each is a job of its own, one mail for all.
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 1)]
+    #[schema(minimum = 1, maximum = 10)]
     n: Option<u32>,
     #[serde(default)]
     negative_prompt: Option<String>,
@@ -87,16 +90,23 @@ struct NewJob {
     user: Option<String>,
     with_picture: bool,
     deadline: Option<OffsetDateTime>,
+    /// How many pictures (jobs).
+    n: u32,
 }
 
 impl GenerateRequest {
-    fn parse(self, recipients: &AllowedRecipients, webhooks: &WebhooksConfig) -> Result<NewJob, ApiError> {
+    fn parse(self, recipients: &AllowedRecipients, webhooks: &WebhooksConfig, max_n: u32) -> Result<NewJob, ApiError> {
         let prompt = Prompt::parse(self.prompt)?;
+        let n = self.n.unwrap_or(1);
+        if n == 0 || n > max_n {
+            return Err(ApiError::bad_request(format!("n must be from 1 to {max_n} ([server] max_n), got {n}")));
+        }
         // Its own fields rather than a flattened struct: serde cannot deny unknown fields
         // through a flatten.
         let options = GenerationOptions {
             size: self.size,
-            n: self.n,
+            // Each job makes one picture: n pictures are n jobs.
+            n: None,
             negative_prompt: self.negative_prompt,
             seed: self.seed,
             quality: self.quality,
@@ -132,6 +142,7 @@ impl GenerateRequest {
             user: self.user,
             with_picture,
             deadline,
+            n,
         })
     }
 }
@@ -162,8 +173,10 @@ pub(super) async fn generate_image(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, with_picture) = queue_generation(&state, &caller, &headers, body).await?;
-    answer_for_job(&state, &headers, id, with_picture).await
+    match queue_generation(&state, &caller, &headers, body).await? {
+        (Queued::Job(id), with_picture) => answer_for_job(&state, &headers, id, with_picture).await,
+        (Queued::Group(group), with_picture) => answer_for_group(&state, &headers, &group, with_picture).await,
+    }
 }
 
 /// Checks a generation request and queues it: its job, and whether the picture itself
@@ -173,11 +186,11 @@ pub(super) async fn queue_generation(
     caller: &Caller,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(JobId, bool), ApiError> {
+) -> Result<(Queued, bool), ApiError> {
     let body = json_body(headers, body)?;
     let request: GenerateRequest = parse_object(&body, r#"{"prompt": "..."}"#)?;
     let settings = &state.settings;
-    let job = request.parse(&settings.recipients, &settings.webhooks)?;
+    let job = request.parse(&settings.recipients, &settings.webhooks, settings.max_n)?;
     if let Some(url) = &job.callback.webhook {
         check_webhook_address(url, &settings.webhooks).await?;
     }
@@ -193,11 +206,15 @@ pub(super) async fn queue_generation(
         owner: None,
         kind: Default::default(),
         inputs: Vec::new(),
+        group: None,
         requested_at: OffsetDateTime::now_utc(),
         deadline: job.deadline,
     };
-    let id = queue_job(state, headers, caller, JobId::random(), event, None).await?;
-    Ok((id, job.with_picture))
+    let queued = match job.n {
+        1 => Queued::Job(queue_job(state, headers, caller, JobId::random(), event, None).await?),
+        n => Queued::Group(queue_group(state, headers, caller, event, n).await?),
+    };
+    Ok((queued, job.with_picture))
 }
 
 /// Largest picture read back into an answer.
@@ -237,16 +254,7 @@ pub(super) async fn answer_for_job(
     };
     match finished {
         Some(JobStatus { result: Some(done), .. }) => {
-            let mut picture = json!({ "url": done.url, "revised_prompt": done.english_prompt });
-            if with_picture {
-                let read = state.pictures.read(&done.filename, done.r2_url.as_deref(), MAX_PICTURE_BYTES).await;
-                let bytes = read.map_err(|error| {
-                    tracing::warn!(job = %id, %error, "the stored picture cannot be read back");
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the picture is stored but cannot be read back")
-                        .for_job(id.to_string())
-                })?;
-                picture["b64_json"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
-            }
+            let picture = picture_of(state, &done, with_picture).await?;
             let created = done.completed_at.unix_timestamp();
             let body = json!({ "id": id, "created": created, "data": [picture], "usage": usage(&done.cost) });
             let mut response = Json(body).into_response();
@@ -261,27 +269,47 @@ pub(super) async fn answer_for_job(
             }
             Ok(response)
         }
-        Some(JobStatus { error: Some(failed), .. }) => {
-            if failed.stage == Stage::Budget {
-                return Err(ApiError::over_budget(failed.error, failed.budget).for_job(id.to_string()));
-            }
-            let status = match failed.stage {
-                Stage::Budget | Stage::Request => StatusCode::BAD_REQUEST,
-                Stage::Generate => StatusCode::BAD_GATEWAY,
-                Stage::Store => StatusCode::INTERNAL_SERVER_ERROR,
-                // Nobody is left to answer but the canceller; say what became of it.
-                Stage::Cancelled => StatusCode::CONFLICT,
-            };
-            Err(ApiError::new(status, failed.error).for_job(id.to_string()))
-        }
+        Some(JobStatus { error: Some(failed), .. }) => Err(failure_of(failed)),
         // Still running when the wait ended: the client polls status_url.
         _ => Ok(accepted()),
     }
 }
 
+/// A stored picture as an answer's `data` item: its link, and with `with_picture` the
+/// picture itself (`b64_json`).
+pub(super) async fn picture_of(state: &AppState, done: &ImageCompleted, with_picture: bool) -> Result<Value, ApiError> {
+    let mut picture = json!({ "url": done.url, "revised_prompt": done.english_prompt });
+    if with_picture {
+        let read = state.pictures.read(&done.filename, done.r2_url.as_deref(), MAX_PICTURE_BYTES).await;
+        let bytes = read.map_err(|error| {
+            tracing::warn!(job = %done.id, %error, "the stored picture cannot be read back");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the picture is stored but cannot be read back")
+                .for_job(done.id.to_string())
+        })?;
+        picture["b64_json"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    Ok(picture)
+}
+
+/// The answer for a job that ended without a picture.
+pub(super) fn failure_of(failed: ImageFailed) -> ApiError {
+    let id = failed.id.to_string();
+    if failed.stage == Stage::Budget {
+        return ApiError::over_budget(failed.error, failed.budget).for_job(id);
+    }
+    let status = match failed.stage {
+        Stage::Budget | Stage::Request => StatusCode::BAD_REQUEST,
+        Stage::Generate => StatusCode::BAD_GATEWAY,
+        Stage::Store => StatusCode::INTERNAL_SERVER_ERROR,
+        // Nobody is left to answer but the canceller; say what became of it.
+        Stage::Cancelled => StatusCode::CONFLICT,
+    };
+    ApiError::new(status, failed.error).for_job(id)
+}
+
 /// `usage` of an answer, as OpenAI's Images API has it: the provider's own (its tokens),
 /// with what the picture cost and how that is known.
-fn usage(cost: &Cost) -> Value {
+pub(super) fn usage(cost: &Cost) -> Value {
     let mut usage = match &cost.usage {
         Some(Value::Object(fields)) => Value::Object(fields.clone()),
         _ => json!({}),

@@ -19,6 +19,7 @@ mod edit_tasks;
 mod edits;
 mod error;
 mod generate;
+mod groups;
 mod health;
 mod idempotency;
 mod jobs;
@@ -129,6 +130,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let api = Router::new()
         .route("/generate-image", post(generate::generate_image))
         .route("/jobs/{id}", get(jobs::job_status).delete(delete::delete_job))
+        .route("/groups/{id}", get(groups::group_status))
         .route("/jobs/{id}/events", get(jobs::job_events))
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/jobs/{id}/notifications", get(notifications::job_notifications))

@@ -15,6 +15,7 @@ use super::AppState;
 use super::access::Caller;
 use super::error::ApiError;
 use super::generate::{answer_for_job, queue_generation};
+use super::groups::{Queued, answer_for_group};
 use super::idempotency::fingerprint;
 use crate::contract::values::JobId;
 
@@ -63,7 +64,10 @@ pub(super) async fn generations(
     headers.insert("prefer", HeaderValue::from_static("wait=600"));
     let body = body.map(gpt_image_fields_as_extra);
     let answer = match queue_or_join(&state, &caller, &headers, body).await {
-        Ok((id, with_picture)) => answer_for_job(&state, &headers, id, with_picture).await.into_response(),
+        Ok((Queued::Job(id), with_picture)) => answer_for_job(&state, &headers, id, with_picture).await.into_response(),
+        Ok((Queued::Group(group), with_picture)) => {
+            answer_for_group(&state, &headers, &group, with_picture).await.into_response()
+        }
         Err(refused) => refused.into_response(),
     };
     in_openai_shape(answer).await
@@ -112,34 +116,46 @@ fn gpt_image_fields_as_extra(body: Bytes) -> Bytes {
     Bytes::from(serde_json::to_vec(&fields).expect("JSON serializes"))
 }
 
-/// The job for this request. The official SDKs call again after a timeout or a 5xx,
-/// counting in `x-stainless-retry-count`, with the same body: a retry joins the job its
+/// The job (or group) for this request. The official SDKs call again after a timeout or
+/// a 5xx, counting in `x-stainless-retry-count`, with the same body: a retry joins what its
 /// first call started (same caller, same body), so one call never pays for two pictures.
 async fn queue_or_join(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(JobId, bool), ApiError> {
+) -> Result<(Queued, bool), ApiError> {
     let retry = headers.get("x-stainless-retry-count").and_then(|v| v.to_str().ok()?.trim().parse::<u32>().ok());
     let asker = caller.owner().unwrap_or("no key").to_string();
     // Only calls of such an SDK are remembered and matched: others pay nothing for it.
     let request = retry.and(body.as_ref().ok()).map(|body| fingerprint(&String::from_utf8_lossy(body)));
     if let (Some(1..), Some(request), Ok(body)) = (retry, &request, &body)
-        && let Ok(Some(job)) = state.retried.job_of(&asker, request).await
-        && let Ok(Some(_)) = state.jobs.get(&job).await
+        && let Ok(Some(id)) = state.retried.job_of(&asker, request).await
+        && let Some(started) = started(state, id).await
     {
-        tracing::info!(%job, "an SDK retry joins the job its first call started");
+        tracing::info!("an SDK retry joins what its first call started");
         let with_picture = serde_json::from_slice::<Value>(body).is_ok_and(|r| r["response_format"] == "b64_json");
-        return Ok((job, with_picture));
+        return Ok((started, with_picture));
     }
-    let (job, with_picture) = queue_generation(state, caller, headers, body).await?;
+    let (queued, with_picture) = queue_generation(state, caller, headers, body).await?;
+    let id = match &queued {
+        Queued::Job(id) => id.clone(),
+        Queued::Group(group) => JobId::parse(group.id.as_str()).expect("a group id is a job id"),
+    };
     if let (Some(_), Some(request)) = (retry, &request)
-        && let Err(error) = state.retried.started(&asker, request, &job).await
+        && let Err(error) = state.retried.started(&asker, request, &id).await
     {
-        tracing::warn!(%job, %error, "an SDK retry of this request will start a job of its own");
+        tracing::warn!(%id, %error, "an SDK retry of this request will start a job of its own");
     }
-    Ok((job, with_picture))
+    Ok((queued, with_picture))
+}
+
+/// The job or group `id` names, when it is there.
+async fn started(state: &AppState, id: JobId) -> Option<Queued> {
+    if let Ok(Some(_)) = state.jobs.get(&id).await {
+        return Some(Queued::Job(id));
+    }
+    state.jobs.group(&id).await.ok().flatten().map(Queued::Group)
 }
 
 /// OpenAI's error shape; `type` as OpenAI names its classes of error.

@@ -139,6 +139,7 @@ async fn queue_edit(state: &AppState, caller: &Caller, headers: &HeaderMap, form
         owner: None,
         kind,
         inputs: Vec::new(),
+        group: None,
         requested_at: OffsetDateTime::now_utc(),
         deadline: None,
     };

@@ -104,6 +104,8 @@ pub(super) struct Settings {
     pub(super) routing: ModelRouting,
     /// The mails' language (`[smtp] language`): the unsubscribe page speaks it too.
     pub(super) language: Language,
+    /// The most pictures one request may ask for (`[server] max_n`).
+    pub(super) max_n: u32,
 }
 
 impl AppState {
@@ -144,6 +146,7 @@ impl AppState {
                 webhooks: config.webhooks.without_secrets(),
                 routing: config.routing(),
                 language: config.smtp.language,
+                max_n: config.server.max_n.max(1),
             }),
         })
     }

@@ -112,6 +112,7 @@ impl Notice {
         let edit = ImageCompleted { kind: JobKind::Compose, inputs: vec![input.clone(), input], ..generation.clone() };
         let facts = JobFacts {
             owner: None,
+            group: None,
             id: &id,
             prompt: "一只在月球上的猫",
             model: "huiying/placeholder",
@@ -129,6 +130,36 @@ impl Notice {
             Notice::failed(&failure, utc),
             Notice::failed(&cancelled, utc),
         ]
+    }
+
+    /// A group of two, one drawn and one failed, as the group template sees real ones.
+    fn sample_group() -> Notice {
+        let now = time::OffsetDateTime::now_utc();
+        let drawn = sample_completed(now);
+        let group = crate::contract::groups::Group {
+            id: "sample-group".into(),
+            members: vec![drawn.id.to_string(), "sample-2".into()],
+            prompt: drawn.prompt.to_string(),
+            notify: Default::default(),
+            owner: None,
+            created_at: now,
+            cut_short: None,
+        };
+        let done = crate::contract::jobs::JobStatus::from(&drawn);
+        let mut failed = done.clone();
+        failed.result = None;
+        let facts = JobFacts {
+            id: &drawn.id,
+            prompt: &drawn.prompt,
+            model: &drawn.model,
+            notify_email: None,
+            callback: &drawn.callback,
+            kind: drawn.kind,
+            owner: None,
+            group: None,
+        };
+        failed.error = Some(ImageFailed::new(facts, Stage::Generate, "the model answered 503".into(), true, 3));
+        Notice::group(&group, &[done, failed], &jiff::tz::TimeZone::UTC).expect("a valid sample")
     }
 
     /// The failure (or cancellation) mail of `event`, its times in `zone`.
@@ -182,7 +213,7 @@ impl Composer {
     /// not at the first mail.
     pub fn from_config(smtp: &SmtpConfig) -> anyhow::Result<Self> {
         let templates = Templates::load(&smtp.templates_dir, smtp.language)?;
-        for sample in Notice::samples() {
+        for sample in Notice::samples().into_iter().chain([Notice::sample_group()]) {
             templates
                 .render(sample.kind, &sample.context)
                 .map_err(|e| anyhow::anyhow!("bad configuration: [smtp] templates_dir: {e}"))?;
@@ -360,6 +391,7 @@ fn sample_completed(at: OffsetDateTime) -> ImageCompleted {
     let id = JobId::parse("sample").expect("a constant id");
     ImageCompleted {
         owner: None,
+        group: None,
         cost: Cost { cost_usd: Some(0.039), cost_source: CostSource::Reported, usage: None },
         version: EVENT_VERSION,
         id: id.clone(),

@@ -9,6 +9,7 @@ mod budget_alert;
 pub mod commands;
 mod compose;
 pub mod doctor;
+mod group;
 mod outgoing;
 mod sent;
 mod shown;
@@ -36,6 +37,7 @@ use crate::smtp::Route;
 use crate::suppression::Suppressions;
 use crate::worker::{self, Received, Stage};
 pub use compose::{Composer, Notice};
+use group::ForGroup;
 use outgoing::Outgoing;
 use sent::{DeliveryState, Notification, SentLog};
 pub use unsubscribe::{MailLists, Unsubscribe};
@@ -50,6 +52,8 @@ pub struct Mailer {
     /// Addresses no notification goes to.
     suppressed: Suppressions,
     policy: RetryPolicy,
+    /// The notification log's bucket, where groups' ended jobs are tallied.
+    tallies: Arc<dyn KeyValue>,
     /// Notices this mailer is sending right now. A redelivery of one of them (its ack
     /// wait ran out while the log could not be written) waits, never mails again.
     in_hand: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -149,7 +153,8 @@ impl Mailer {
     ) -> Self {
         outgoing.composer.set_links(lists.unsubscribe, lists.picture_links);
         Mailer {
-            log: SentLog::new(JsonBucket::new(log)),
+            log: SentLog::new(JsonBucket::new(log.clone())),
+            tallies: log,
             jobs,
             outgoing: Arc::new(outgoing),
             suppressed: lists.suppressed,
@@ -165,21 +170,31 @@ impl Stage for Mailer {
         if self.outgoing.transport.is_off() {
             return Ok(()); // mail is off: nothing to send, nothing to log
         }
-        let notice = match received.subject.as_str() {
+        let (notice, group) = match received.subject.as_str() {
             BUDGET_ALERT => return self.budget_alert(&received.decode::<BudgetAlert>()?, received.attempt).await,
             events::IMAGE_COMPLETED => {
-                Notice::completed(&received.decode::<ImageCompleted>()?, self.outgoing.composer.zone())
+                let completed = received.decode::<ImageCompleted>()?;
+                (Notice::completed(&completed, self.outgoing.composer.zone()), completed.group)
             }
             events::IMAGE_FAILED => {
                 let failed = received.decode::<ImageFailed>()?;
-                if failed.cancelled.as_ref().is_some_and(|cancel| !cancel.notify) {
+                let quiet = failed.cancelled.as_ref().is_some_and(|cancel| !cancel.notify);
+                if quiet && failed.group.is_none() {
                     return Ok(()); // cancelled: whoever cancelled it knows; mailed only if asked
                 }
-                Notice::failed(&failed, self.outgoing.composer.zone())
+                (Notice::failed(&failed, self.outgoing.composer.zone()), failed.group)
             }
             other => return Err(Failure::permanent(format!("the mailer does not handle {other}"))),
         };
-        let notice = self.addressed(notice).await?;
+        // A job of a group (n pictures of one request): one mail once all have ended.
+        let notice = match group.filter(|group| group.size > 1) {
+            None => self.addressed(notice).await?,
+            Some(member) => match self.for_group(&member).await? {
+                ForGroup::Alone => self.addressed(notice).await?,
+                ForGroup::Quiet => return Ok(()),
+                ForGroup::Mail(notice) => notice,
+            },
+        };
         let Some(_in_hand) = InHand::take(&self.in_hand, format!("{}.{}", notice.job_id, notice.kind.name())) else {
             return Err(Failure::transient("this mailer is still sending it").after(Some(Duration::from_secs(5))));
         };

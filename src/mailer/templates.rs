@@ -16,6 +16,8 @@ use serde::Serialize;
 pub(super) enum Kind {
     Completed,
     Failed,
+    /// Every job of a group ended (`n` pictures of one request): one mail for all.
+    Group,
 }
 
 impl Kind {
@@ -23,6 +25,7 @@ impl Kind {
         match self {
             Kind::Completed => "completed",
             Kind::Failed => "failed",
+            Kind::Group => "group",
         }
     }
 }
@@ -49,17 +52,19 @@ pub(super) struct Templates {
 }
 
 impl Templates {
-    /// Parses all six templates of `language`, from `dir` or, when it is empty, the
+    /// Parses all nine templates of `language`, from `dir` or, when it is empty, the
     /// built-in ones; a missing or broken one names its file and line.
     pub(super) fn load(dir: &Path, language: Language) -> Result<Self, TemplateError> {
         let mut html = Handlebars::new();
         let mut plain = Handlebars::new();
         plain.register_escape_fn(handlebars::no_escape);
-        for kind in [Kind::Completed, Kind::Failed] {
+        for kind in [Kind::Completed, Kind::Failed, Kind::Group] {
             for part in ["subject", "html", "text"] {
                 let relative = Path::new(language.tag()).join(format!("{}.{part}.hbs", kind.name()));
                 let file = dir.join(&relative);
-                let source = if dir.as_os_str().is_empty() {
+                // A templates_dir made before group mails has none: the built-in one serves.
+                let missing_group = kind == Kind::Group && !file.exists();
+                let source = if dir.as_os_str().is_empty() || missing_group {
                     built_in(&relative).to_string()
                 } else {
                     std::fs::read_to_string(&file)
@@ -102,6 +107,12 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("en/failed.subject.hbs", include_str!("../../templates/en/failed.subject.hbs")),
     ("en/failed.html.hbs", include_str!("../../templates/en/failed.html.hbs")),
     ("en/failed.text.hbs", include_str!("../../templates/en/failed.text.hbs")),
+    ("zh-CN/group.subject.hbs", include_str!("../../templates/zh-CN/group.subject.hbs")),
+    ("zh-CN/group.html.hbs", include_str!("../../templates/zh-CN/group.html.hbs")),
+    ("zh-CN/group.text.hbs", include_str!("../../templates/zh-CN/group.text.hbs")),
+    ("en/group.subject.hbs", include_str!("../../templates/en/group.subject.hbs")),
+    ("en/group.html.hbs", include_str!("../../templates/en/group.html.hbs")),
+    ("en/group.text.hbs", include_str!("../../templates/en/group.text.hbs")),
 ];
 
 fn built_in(relative: &Path) -> &'static str {

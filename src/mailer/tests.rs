@@ -36,6 +36,7 @@ fn completed(id: &str) -> Received {
     let event = ImageCompleted {
         cost: Default::default(),
         owner: None,
+        group: None,
         version: EVENT_VERSION,
         id: id.into(),
         prompt: "一只狐狸".into(),
@@ -206,6 +207,7 @@ fn cancelled(id: &str, notify: bool) -> Received {
     let id = id.into();
     let facts = JobFacts {
         owner: None,
+        group: None,
         id: &id,
         prompt: "一只狐狸",
         model: "huiying/placeholder",

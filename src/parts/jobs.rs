@@ -7,6 +7,7 @@ use futures::StreamExt;
 
 use super::{JsonBucket, PartError, Publish};
 use crate::contract::events::Event;
+use crate::contract::groups::{Group, group_key};
 use crate::contract::jobs::{CancelRequest, DeletedJob, JobStatus, NotifyTargets};
 use crate::contract::values::JobId;
 
@@ -20,6 +21,8 @@ pub struct JobBoard {
     deleted: JsonBucket<DeletedJob>,
     /// Whom each job notifies (key `<id>.notify`).
     targets: JsonBucket<NotifyTargets>,
+    /// Jobs asked for together (key `<group id>.group`).
+    groups: JsonBucket<Group>,
 }
 
 /// Where a job's cancel request is kept: beside its state, so no other bucket (or
@@ -30,7 +33,13 @@ fn cancel_key(id: &str) -> String {
 
 impl JobBoard {
     pub fn new(states: JsonBucket<JobStatus>) -> Self {
-        Self { cancels: states.holding(), deleted: states.holding(), targets: states.holding(), states }
+        Self {
+            cancels: states.holding(),
+            deleted: states.holding(),
+            targets: states.holding(),
+            groups: states.holding(),
+            states,
+        }
     }
 
     /// Asks every stage to stop the job. The first request stands; a repeat changes nothing.
@@ -69,6 +78,20 @@ impl JobBoard {
     /// Whom the job notifies, when ingest kept that beside its state.
     pub async fn targets(&self, id: &str) -> Result<Option<NotifyTargets>, PartError> {
         self.targets.get(&format!("{id}.notify")).await
+    }
+
+    /// Keeps a group of jobs (before its first job is queued, so that whoever sees a job
+    /// of it finds it).
+    pub async fn set_group(&self, group: &Group) -> Result<(), PartError> {
+        self.groups.put(&group_key(&group.id), group).await
+    }
+
+    /// The group `id`, when there is one.
+    pub async fn group(&self, id: &str) -> Result<Option<Group>, PartError> {
+        if JobId::parse(id).is_err() {
+            return Ok(None);
+        }
+        self.groups.get(&group_key(id)).await
     }
 
     /// Forgets a deleted job: its state, cancel request and targets go, a mark of who

@@ -371,6 +371,7 @@ impl Store {
             labels: record.labels,
             kind: generated.kind,
             inputs: generated.inputs.clone(),
+            group: generated.group.clone(),
             requested_at: generated.requested_at,
             completed_at,
             duration_ms: (completed_at - generated.requested_at).whole_milliseconds().max(0) as u64,

@@ -46,6 +46,7 @@ fn generated(id: &str) -> ImageGenerated {
     ImageGenerated {
         cost: Default::default(),
         owner: None,
+        group: None,
         version: EVENT_VERSION,
         id: id.into(),
         prompt: "一只狐狸".into(),

@@ -86,6 +86,7 @@ fn failed_event(callback: RequestWebhook) -> Received {
     let id = "job-1".into();
     let job = JobFacts {
         owner: None,
+        group: None,
         id: &id,
         prompt: "一只狐狸",
         model: "m",

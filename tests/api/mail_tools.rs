@@ -98,6 +98,7 @@ pub fn completed_event(n: usize) -> String {
         labels: Default::default(),
         kind: Default::default(),
         inputs: Vec::new(),
+        group: None,
         requested_at: now,
         completed_at: now,
         duration_ms: 1,

@@ -16,6 +16,7 @@ mod edits;
 mod events;
 mod faults;
 mod generate;
+mod groups;
 mod huiying_up;
 mod input;
 mod labels;

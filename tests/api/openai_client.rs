@@ -13,6 +13,7 @@ inline = client.images.generate(
     model="huiying/placeholder", prompt="a lighthouse at dusk", response_format="b64_json", size="256x256"
 )
 picture = base64.b64decode(inline.data[0].b64_json)
+two = client.images.generate(model="huiying/placeholder", prompt="two lighthouses", n=2)
 try:
     client.images.generate(model="huiying/placeholder", prompt="   ")
     refused = None
@@ -24,6 +25,7 @@ print(json.dumps({
     "picture_head": picture[:3].hex(),
     "refused": refused,
     "models": [model.id for model in client.models.list()],
+    "two": sorted({picture.url for picture in two.data}),
 }))
 "#;
 
@@ -47,6 +49,7 @@ async fn the_official_openai_client_generates_pictures_and_gets_its_own_error_cl
     assert_eq!(seen["refused"]["status"], 400, "{seen}");
     assert!(seen["refused"]["message"].as_str().unwrap().contains("prompt"), "{seen}");
     assert!(seen["models"].as_array().unwrap().contains(&serde_json::json!("huiying/placeholder")));
+    assert_eq!(seen["two"].as_array().unwrap().len(), 2, "n=2: two different pictures: {seen}");
 }
 
 /// The official client at its defaults (two retries, 600 s timeout), or with `timeout`.

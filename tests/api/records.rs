@@ -360,6 +360,7 @@ fn generated_through_the_bucket(id: &str, prompt: &str) -> huiying::contract::ev
         user: None,
         kind: Default::default(),
         inputs: Vec::new(),
+        group: None,
         requested_at: now,
         generated_at: now,
     }

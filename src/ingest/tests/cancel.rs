@@ -24,6 +24,7 @@ async fn job_in(ingest: &TestIngest, id: &str, state: JobState) {
 fn facts(id: &JobId) -> JobFacts<'_> {
     JobFacts {
         owner: None,
+        group: None,
         id,
         prompt: "a red fox",
         model: "huiying/placeholder",

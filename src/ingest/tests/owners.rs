@@ -46,6 +46,7 @@ async fn designs_job(ingest: &TestIngest) {
         callback: &callback,
         kind: Default::default(),
         owner: Some("design"),
+        group: None,
     };
     let failed = ImageFailed::new(facts, Stage::Generate, "the model is away".into(), true, 3);
     ingest.jobs.set(&JobStatus::from(&failed)).await.unwrap();

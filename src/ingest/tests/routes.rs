@@ -254,9 +254,9 @@ async fn the_openai_images_api_answers_errors_in_openais_shape_and_lists_models(
     assert_eq!(status, 400);
     assert_eq!(answer["error"]["type"], "invalid_request_error");
     assert_eq!(answer["error"]["param"], "partial_images");
-    let (status, answer, _) = ingest.send(request(r#"{"prompt": "a fox", "n": 2}"#)).await;
+    let (status, answer, _) = ingest.send(request(r#"{"prompt": "a fox", "n": 11}"#)).await;
     assert_eq!(status, 400);
-    assert!(answer["error"]["message"].as_str().unwrap().contains("n must be 1"), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("n must be from 1 to 10"), "{answer}");
     assert!(ingest.queued().is_empty());
 
     let (status, models, _) = ingest.send(Request::get("/v1/models").body(Body::empty()).unwrap()).await;

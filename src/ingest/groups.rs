@@ -1,0 +1,203 @@
+//! Jobs asked for together: `n` pictures of one request are `n` jobs of one group.
+//! Queuing them, the answer that waits for all of them, and `GET /groups/{id}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::AppState;
+use super::access::Caller;
+use super::body::{WaitPreference, preferred_wait, prefers_async};
+use super::error::{ApiError, ErrorBody};
+use super::generate::{failure_of, picture_of, usage};
+use super::queueing::queue_job;
+use crate::contract::cost::{Cost, CostSource};
+use crate::contract::events::ImageRequested;
+use crate::contract::groups::{Group, GroupNotify, GroupRef};
+use crate::contract::jobs::JobStatus;
+use crate::contract::values::JobId;
+
+/// What a request queued: one job, or a group of them.
+pub(super) enum Queued {
+    Job(JobId),
+    Group(Group),
+}
+
+/// Queues `request` as `n` jobs of one group, each with its own seed (the request's,
+/// counting up; else a random one counting up), so that no two pictures are the same.
+/// The group is kept first, so that whoever sees one of its jobs finds it. A job refused
+/// after the first were queued (a quota or budget filled up) ends the group there: the
+/// group holds the jobs that were queued, and the answer says why it has fewer.
+pub(super) async fn queue_group(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    request: ImageRequested,
+    n: u32,
+) -> Result<Group, ApiError> {
+    // An Idempotency-Key names one job: the group's jobs are each their own.
+    let mut headers = headers.clone();
+    headers.remove("idempotency-key");
+    let id = JobId::random();
+    let mut group = Group {
+        id: id.to_string(),
+        members: (0..n).map(|_| JobId::random().to_string()).collect(),
+        prompt: request.prompt.clone(),
+        notify: GroupNotify::Summary,
+        owner: caller.owner().map(String::from),
+        created_at: OffsetDateTime::now_utc(),
+        cut_short: None,
+    };
+    state.jobs.set_group(&group).await.map_err(|_| ApiError::queue_unavailable())?;
+    let first_seed = request.options.seed.unwrap_or_else(|| fastrand::u64(..u64::from(u32::MAX)));
+    for index in 0..n {
+        let mut job = request.clone();
+        job.options.seed = Some(first_seed.wrapping_add(u64::from(index)));
+        job.group = Some(GroupRef { id: group.id.clone(), index, size: n });
+        let member = JobId::parse(group.members[index as usize].as_str()).expect("a fresh job id");
+        if let Err(refused) = queue_job(state, &headers, caller, member, job, None).await {
+            if index == 0 {
+                return Err(refused);
+            }
+            tracing::warn!(group = %id, queued = index, error = %refused.message(), "a group was cut short");
+            group.members.truncate(index as usize);
+            group.cut_short = Some(format!("{index} of {n} pictures were queued: {}", refused.message()));
+            state.jobs.set_group(&group).await.map_err(|_| ApiError::queue_unavailable())?;
+            break;
+        }
+    }
+    tracing::info!(group = %id, jobs = group.members.len(), "group queued");
+    Ok(group)
+}
+
+/// The answer for a queued group: 202 at once when the client prefers it, else every
+/// picture once all its jobs ended (202 when the wait passes first). Pictures that could
+/// not be made are named in `errors`; with none made, the first failure is the answer.
+pub(super) async fn answer_for_group(
+    state: &AppState,
+    headers: &HeaderMap,
+    group: &Group,
+    with_picture: bool,
+) -> Result<Response, ApiError> {
+    let accepted = || {
+        let body = json!({
+            "id": group.id,
+            "status": "queued",
+            "jobs": group.members,
+            "status_url": format!("{}/groups/{}", state.settings.public_base_url, group.id),
+        });
+        (StatusCode::ACCEPTED, Json(body)).into_response()
+    };
+    if prefers_async(headers) {
+        return Ok(accepted());
+    }
+    let wait = match preferred_wait(headers) {
+        WaitPreference::Seconds(seconds) => seconds,
+        WaitPreference::None | WaitPreference::ServerDefault => state.settings.wait_timeout,
+    };
+    let until = Instant::now() + wait;
+    let mut ended = Vec::with_capacity(group.members.len());
+    for member in &group.members {
+        let left = until.saturating_duration_since(Instant::now());
+        match state.jobs.wait_until_final(member, left).await {
+            Ok(Some(status)) => ended.push(status),
+            // Still running (or not to be followed now): the client follows status_url.
+            _ => return Ok(accepted()),
+        }
+    }
+    let (mut data, mut errors, mut costs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut first_failure = None;
+    for status in ended {
+        if let Some(done) = &status.result {
+            data.push(picture_of(state, done, with_picture).await?);
+            costs.push(done.cost.clone());
+        } else if let Some(failed) = status.error {
+            errors.push(json!({"id": failed.id, "error": failed.error}));
+            costs.push(failed.cost.clone());
+            first_failure.get_or_insert(failed);
+        }
+    }
+    if data.is_empty()
+        && let Some(failed) = first_failure
+    {
+        return Err(failure_of(failed));
+    }
+    let mut body = json!({
+        "id": group.id,
+        "created": group.created_at.unix_timestamp(),
+        "data": data,
+        "usage": usage(&total(&costs)),
+    });
+    if !errors.is_empty() {
+        body["errors"] = Value::Array(errors);
+    }
+    if let Some(why) = &group.cut_short {
+        body["cut_short"] = json!(why);
+    }
+    Ok(Json(body).into_response())
+}
+
+/// What the jobs cost together: known only when each one's cost is.
+fn total(costs: &[Cost]) -> Cost {
+    let known: Option<Vec<f64>> = costs.iter().map(|cost| cost.cost_usd).collect();
+    let source = costs.iter().map(|cost| cost.cost_source).max().unwrap_or(CostSource::Unknown);
+    Cost { cost_usd: known.map(|each| each.iter().sum()), cost_source: source, usage: None }
+}
+
+#[utoipa::path(
+    get, path = "/groups/{id}", tag = "jobs", summary = "The jobs asked for together (n pictures)",
+    params(("id" = String, Path, description = "the group id")),
+    responses((status = 200, description = "The group and each job's state", body = serde_json::Value),
+        (status = 404, description = "No such group", body = ErrorBody))
+)]
+pub(super) async fn group_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let unavailable = |_| ApiError::queue_unavailable();
+    let group = state.jobs.group(&id).await.map_err(unavailable)?;
+    let Some(group) = group.filter(|group| caller.may_see(group.owner.as_deref())) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no group with id {id:?}")));
+    };
+    let mut jobs = Vec::with_capacity(group.members.len());
+    let mut counts = serde_json::Map::new();
+    for member in &group.members {
+        let status = state.jobs.get(member).await.map_err(unavailable)?;
+        let view = status.as_ref().map_or_else(|| json!({"id": member, "status": "unknown"}), job_view);
+        let name = view["status"].as_str().unwrap_or("unknown").to_string();
+        let count = counts.entry(name).or_insert(json!(0));
+        *count = json!(count.as_u64().unwrap_or(0) + 1);
+        jobs.push(view);
+    }
+    let done = jobs.iter().all(|job| matches!(job["status"].as_str(), Some("completed" | "failed" | "cancelled")));
+    Ok(Json(json!({
+        "id": group.id,
+        "prompt": group.prompt,
+        "created_at": group.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "status": if done { "ended" } else { "running" },
+        "cut_short": group.cut_short,
+        "counts": counts,
+        "jobs": jobs,
+    }))
+    .into_response())
+}
+
+/// One job of a group: its state, model, picture, time taken and cost, or its error.
+fn job_view(status: &JobStatus) -> Value {
+    let mut view = json!({"id": status.id, "status": status.status.name(), "model": status.model});
+    if let Some(done) = &status.result {
+        view["url"] = json!(done.url);
+        view["duration_ms"] = json!(done.duration_ms);
+        view["cost_usd"] = json!(done.cost.cost_usd);
+    }
+    if let Some(failed) = &status.error {
+        view["error"] = json!(failed.error);
+        view["cost_usd"] = json!(failed.cost.cost_usd);
+    }
+    view
+}

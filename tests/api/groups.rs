@@ -1,0 +1,74 @@
+//! Several pictures from one request (`n`): each its own job, stored and recorded, one
+//! mail listing them all, each counted by quotas.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn n_four_gives_four_distinct_pictures_four_records_and_one_mail_naming_all_four() {
+    let app = TestApp::spawn().await;
+
+    let response = app.post_generate(json!({"prompt": "four red foxes", "n": 4})).await;
+
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let urls: Vec<&str> = answer["data"].as_array().unwrap().iter().map(|p| p["url"].as_str().unwrap()).collect();
+    assert_eq!(urls.len(), 4, "{answer}");
+    let records = app.records();
+    assert_eq!(records.len(), 4);
+    let folder = &app.config.server.images_dir;
+    let files: HashSet<Vec<u8>> =
+        app.image_files().iter().map(|name| std::fs::read(folder.join(name)).unwrap()).collect();
+    assert_eq!(files.len(), 4, "four different pictures (a seed each)");
+
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 1, "one mail for the four");
+    for url in &urls {
+        assert!(mail.text.contains(url), "the mail names {url}: {}", mail.text);
+    }
+    assert!(mail.subject.contains("4 张图片已生成"), "{}", mail.subject);
+
+    let group: Value = app
+        .http
+        .get(format!("{}/groups/{}", app.address, answer["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((group["status"].as_str(), group["counts"]["completed"].as_u64()), (Some("ended"), Some(4)), "{group}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_picture_of_n_counts_against_the_keys_quota_and_the_answer_says_why_there_are_fewer() {
+    let app = TestApp::spawn_with(|config, _| {
+        config.server.keys = vec![huiying::config::KeyConfig {
+            name: "design".into(),
+            key: huiying::config::Secret::new("design-key"),
+            jobs_per_day: 3,
+            ..Default::default()
+        }];
+    })
+    .await;
+    let ask = |n: u32| {
+        app.http
+            .post(format!("{}/generate-image", app.address))
+            .bearer_auth("design-key")
+            .json(&json!({"prompt": "a fox", "n": n}))
+            .send()
+    };
+
+    let answer: Value = ask(4).await.unwrap().json().await.unwrap();
+
+    assert_eq!(answer["data"].as_array().unwrap().len(), 3, "{answer}");
+    assert!(answer["cut_short"].as_str().unwrap().starts_with("3 of 4 pictures were queued"), "{answer}");
+    assert_eq!(ask(2).await.unwrap().status(), 429, "the day's three are used");
+    assert_eq!(ask(11).await.unwrap().status(), 400, "n above [server] max_n");
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    assert!(mail.subject.contains("3 张图片已生成"), "{}", mail.subject);
+}
