@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub strict_options: bool,
     /// The most pictures one request may ask for (`n`); each is a job of its own.
     pub max_n: u32,
+    /// The most models one comparison (`POST /compare`) may name.
+    pub max_compare: u32,
     /// Serve beyond this machine (`host` not loopback) without `api_keys`: anyone who
     /// reaches the port may then queue paid jobs and read every picture. Ingest refuses
     /// to start that way unless this says so.
@@ -269,6 +271,7 @@ impl Default for ServerConfig {
             max_queued_jobs: 10_000,
             strict_options: false,
             max_n: 10,
+            max_compare: 4,
             allow_open: false,
             allow_private_edit_inputs: false,
             original_timeout: false,

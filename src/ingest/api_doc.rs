@@ -9,8 +9,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    delete, edit_tasks, edits, generate, groups, health, jobs, me, models, notifications, openai, openai_edits,
-    records, spend, translate, uploads, webhooks,
+    compare, delete, edit_tasks, edits, generate, groups, health, jobs, me, models, notifications, openai,
+    openai_edits, records, spend, translate, uploads, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -25,6 +25,7 @@ use super::{
         generate::generate_image,
         jobs::job_status,
         groups::group_status,
+        compare::compare,
         jobs::cancel_job,
         delete::delete_job,
         jobs::job_events,

@@ -18,7 +18,7 @@ use super::AppState;
 use super::access::Caller;
 use super::body::{DeadlineValue, WaitPreference, json_body, parse_object, preferred_wait, prefers_async};
 use super::error::{ApiError, ErrorBody};
-use super::groups::{Queued, answer_for_group, queue_group};
+use super::groups::{Queued, answer_for_group, n_pictures, queue_group};
 use super::notify_targets::{check_recipient, check_webhook, check_webhook_address};
 use super::queueing::queue_job;
 use crate::config::{AllowedRecipients, WebhooksConfig};
@@ -188,7 +188,18 @@ pub(super) async fn queue_generation(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Queued, bool), ApiError> {
     let body = json_body(headers, body)?;
-    let request: GenerateRequest = parse_object(&body, r#"{"prompt": "..."}"#)?;
+    let (event, n, with_picture) = requested(state, &body).await?;
+    let queued = match n {
+        1 => Queued::Job(queue_job(state, headers, caller, JobId::random(), event, None).await?),
+        n => Queued::Group(queue_group(state, headers, caller, n_pictures(event, n)).await?),
+    };
+    Ok((queued, with_picture))
+}
+
+/// A generation request's body checked into the job it asks for, with its `n` and
+/// whether the picture itself goes in the answer.
+pub(super) async fn requested(state: &AppState, body: &[u8]) -> Result<(ImageRequested, u32, bool), ApiError> {
+    let request: GenerateRequest = parse_object(body, r#"{"prompt": "..."}"#)?;
     let settings = &state.settings;
     let job = request.parse(&settings.recipients, &settings.webhooks, settings.max_n)?;
     if let Some(url) = &job.callback.webhook {
@@ -210,11 +221,7 @@ pub(super) async fn queue_generation(
         requested_at: OffsetDateTime::now_utc(),
         deadline: job.deadline,
     };
-    let queued = match job.n {
-        1 => Queued::Job(queue_job(state, headers, caller, JobId::random(), event, None).await?),
-        n => Queued::Group(queue_group(state, headers, caller, event, n).await?),
-    };
-    Ok((queued, job.with_picture))
+    Ok((event, job.n, job.with_picture))
 }
 
 /// Largest picture read back into an answer.

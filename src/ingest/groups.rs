@@ -27,45 +27,54 @@ pub(super) enum Queued {
     Group(Group),
 }
 
-/// Queues `request` as `n` jobs of one group, each with its own seed (the request's,
-/// counting up; else a random one counting up), so that no two pictures are the same.
-/// The group is kept first, so that whoever sees one of its jobs finds it. A job refused
-/// after the first were queued (a quota or budget filled up) ends the group there: the
-/// group holds the jobs that were queued, and the answer says why it has fewer.
+/// `request` as `n` jobs, each with its own seed (the request's, counting up; else a
+/// random one counting up), so that no two pictures are the same.
+pub(super) fn n_pictures(request: ImageRequested, n: u32) -> Vec<ImageRequested> {
+    let first_seed = request.options.seed.unwrap_or_else(|| fastrand::u64(..u64::from(u32::MAX)));
+    (0..n)
+        .map(|index| {
+            let mut job = request.clone();
+            job.options.seed = Some(first_seed.wrapping_add(u64::from(index)));
+            job
+        })
+        .collect()
+}
+
+/// Queues `jobs` as one group. The group is kept first, so that whoever sees one of its
+/// jobs finds it. A job refused after the first were queued (a quota or budget filled
+/// up) ends the group there: the group holds the jobs that were queued, and says why it
+/// has fewer.
 pub(super) async fn queue_group(
     state: &AppState,
     headers: &HeaderMap,
     caller: &Caller,
-    request: ImageRequested,
-    n: u32,
+    jobs: Vec<ImageRequested>,
 ) -> Result<Group, ApiError> {
     // An Idempotency-Key names one job: the group's jobs are each their own.
     let mut headers = headers.clone();
     headers.remove("idempotency-key");
     let id = JobId::random();
+    let size = jobs.len() as u32;
     let mut group = Group {
         id: id.to_string(),
-        members: (0..n).map(|_| JobId::random().to_string()).collect(),
-        prompt: request.prompt.clone(),
+        members: jobs.iter().map(|_| JobId::random().to_string()).collect(),
+        prompt: jobs.first().map(|job| job.prompt.clone()).unwrap_or_default(),
         notify: GroupNotify::Summary,
         owner: caller.owner().map(String::from),
         created_at: OffsetDateTime::now_utc(),
         cut_short: None,
     };
     state.jobs.set_group(&group).await.map_err(|_| ApiError::queue_unavailable())?;
-    let first_seed = request.options.seed.unwrap_or_else(|| fastrand::u64(..u64::from(u32::MAX)));
-    for index in 0..n {
-        let mut job = request.clone();
-        job.options.seed = Some(first_seed.wrapping_add(u64::from(index)));
-        job.group = Some(GroupRef { id: group.id.clone(), index, size: n });
-        let member = JobId::parse(group.members[index as usize].as_str()).expect("a fresh job id");
+    for (index, mut job) in jobs.into_iter().enumerate() {
+        job.group = Some(GroupRef { id: group.id.clone(), index: index as u32, size });
+        let member = JobId::parse(group.members[index].as_str()).expect("a fresh job id");
         if let Err(refused) = queue_job(state, &headers, caller, member, job, None).await {
             if index == 0 {
                 return Err(refused);
             }
             tracing::warn!(group = %id, queued = index, error = %refused.message(), "a group was cut short");
-            group.members.truncate(index as usize);
-            group.cut_short = Some(format!("{index} of {n} pictures were queued: {}", refused.message()));
+            group.members.truncate(index);
+            group.cut_short = Some(format!("{index} of {size} pictures were queued: {}", refused.message()));
             state.jobs.set_group(&group).await.map_err(|_| ApiError::queue_unavailable())?;
             break;
         }
@@ -113,10 +122,12 @@ pub(super) async fn answer_for_group(
     let mut first_failure = None;
     for status in ended {
         if let Some(done) = &status.result {
-            data.push(picture_of(state, done, with_picture).await?);
+            let mut picture = picture_of(state, done, with_picture).await?;
+            picture["model"] = json!(done.model);
+            data.push(picture);
             costs.push(done.cost.clone());
         } else if let Some(failed) = status.error {
-            errors.push(json!({"id": failed.id, "error": failed.error}));
+            errors.push(json!({"id": failed.id, "model": failed.model, "error": failed.error}));
             costs.push(failed.cost.clone());
             first_failure.get_or_insert(failed);
         }

@@ -14,6 +14,7 @@ mod access;
 mod api_doc;
 mod backlog;
 mod body;
+mod compare;
 pub mod delete;
 mod edit_tasks;
 mod edits;
@@ -131,6 +132,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/generate-image", post(generate::generate_image))
         .route("/jobs/{id}", get(jobs::job_status).delete(delete::delete_job))
         .route("/groups/{id}", get(groups::group_status))
+        .route("/compare", post(compare::compare))
         .route("/jobs/{id}/events", get(jobs::job_events))
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/jobs/{id}/notifications", get(notifications::job_notifications))

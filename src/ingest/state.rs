@@ -106,6 +106,8 @@ pub(super) struct Settings {
     pub(super) language: Language,
     /// The most pictures one request may ask for (`[server] max_n`).
     pub(super) max_n: u32,
+    /// The most models one comparison may name (`[server] max_compare`).
+    pub(super) max_compare: u32,
 }
 
 impl AppState {
@@ -147,6 +149,7 @@ impl AppState {
                 routing: config.routing(),
                 language: config.smtp.language,
                 max_n: config.server.max_n.max(1),
+                max_compare: config.server.max_compare.max(2),
             }),
         })
     }

@@ -72,3 +72,54 @@ async fn each_picture_of_n_counts_against_the_keys_quota_and_the_answer_says_why
     let mail = &app.smtp.wait_for_mails(1).await[0];
     assert!(mail.subject.contains("3 张图片已生成"), "{}", mail.subject);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compare_draws_one_prompt_on_each_model_and_one_mail_shows_them_side_by_side() {
+    use crate::helpers::{FakeApi, FakeResponse, OPENAI_PATH, OPENROUTER_PATH, openrouter_image, tiny_png};
+    let api = FakeApi::start().await;
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    api.respond(OPENAI_PATH, vec![FakeResponse::error(400, "Your request was rejected by the safety system.")]);
+    let app = TestApp::spawn_with(|config, _| api.configure(config)).await;
+    let models = ["google/gemini-2.5-flash-image", "gpt-image-1", "huiying/placeholder"];
+
+    let response = app
+        .http
+        .post(format!("{}/compare", app.address))
+        .json(&json!({"prompt": "a lighthouse at dawn", "models": models, "seed": 42}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let drawn: Vec<&str> = answer["data"].as_array().unwrap().iter().map(|p| p["model"].as_str().unwrap()).collect();
+    assert_eq!(drawn, ["google/gemini-2.5-flash-image", "huiying/placeholder"], "{answer}");
+    assert_eq!(answer["errors"][0]["model"], "gpt-image-1", "{answer}");
+    assert_eq!(api.calls(OPENROUTER_PATH)[0].body["seed"], 42, "the same seed for every model");
+
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 1, "one mail for the comparison");
+    for model in models {
+        assert!(mail.text.contains(model), "the mail names {model}: {}", mail.text);
+    }
+    assert!(mail.text.contains("safety system"), "{}", mail.text);
+    let group: Value = app
+        .http
+        .get(format!("{}/groups/{}", app.address, answer["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((group["counts"]["completed"].as_u64(), group["counts"]["failed"].as_u64()), (Some(2), Some(1)));
+    assert!(group["jobs"][0]["duration_ms"].as_u64().is_some(), "each model's time: {group}");
+
+    // One model, or one named twice, is no comparison.
+    let refused = |models: Value| {
+        app.http.post(format!("{}/compare", app.address)).json(&json!({"prompt": "x", "models": models})).send()
+    };
+    assert_eq!(refused(json!(["huiying/placeholder"])).await.unwrap().status(), 400);
+    assert_eq!(refused(json!(["huiying/placeholder", "huiying/placeholder"])).await.unwrap().status(), 400);
+}
