@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    compare, delete, edit_tasks, edits, generate, groups, health, jobs, me, models, notifications, openai,
+    batches, compare, delete, edit_tasks, edits, generate, groups, health, jobs, me, models, notifications, openai,
     openai_edits, records, spend, translate, uploads, webhooks,
 };
 
@@ -26,6 +26,8 @@ use super::{
         jobs::job_status,
         groups::group_status,
         compare::compare,
+        batches::create,
+        batches::cancel,
         jobs::cancel_job,
         delete::delete_job,
         jobs::job_events,

@@ -16,6 +16,7 @@ use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
 use super::generate::requested;
 use super::groups::{answer_for_group, queue_group};
+use crate::contract::groups::GroupNotify;
 use crate::contract::values::ModelName;
 
 #[utoipa::path(
@@ -56,7 +57,7 @@ pub(super) async fn compare(
             job
         })
         .collect();
-    let group = queue_group(&state, &headers, &caller, jobs).await?;
+    let group = queue_group(&state, &headers, &caller, jobs, GroupNotify::Summary).await?;
     answer_for_group(&state, &headers, &group, with_picture).await
 }
 

@@ -26,6 +26,7 @@ use crate::contract::cost::Cost;
 use crate::contract::events::{
     EVENT_VERSION, GenerationOptions, ImageCompleted, ImageFailed, ImageRequested, RequestWebhook, Stage,
 };
+use crate::contract::groups::GroupNotify;
 use crate::contract::jobs::JobStatus;
 use crate::contract::values::{JobId, ModelName, Prompt};
 
@@ -191,7 +192,7 @@ pub(super) async fn queue_generation(
     let (event, n, with_picture) = requested(state, &body).await?;
     let queued = match n {
         1 => Queued::Job(queue_job(state, headers, caller, JobId::random(), event, None).await?),
-        n => Queued::Group(queue_group(state, headers, caller, n_pictures(event, n)).await?),
+        n => Queued::Group(queue_group(state, headers, caller, n_pictures(event, n), GroupNotify::Summary).await?),
     };
     Ok((queued, with_picture))
 }

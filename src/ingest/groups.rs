@@ -49,6 +49,7 @@ pub(super) async fn queue_group(
     headers: &HeaderMap,
     caller: &Caller,
     jobs: Vec<ImageRequested>,
+    notify: GroupNotify,
 ) -> Result<Group, ApiError> {
     // An Idempotency-Key names one job: the group's jobs are each their own.
     let mut headers = headers.clone();
@@ -59,7 +60,7 @@ pub(super) async fn queue_group(
         id: id.to_string(),
         members: jobs.iter().map(|_| JobId::random().to_string()).collect(),
         prompt: jobs.first().map(|job| job.prompt.clone()).unwrap_or_default(),
-        notify: GroupNotify::Summary,
+        notify,
         owner: caller.owner().map(String::from),
         created_at: OffsetDateTime::now_utc(),
         cut_short: None,

@@ -13,6 +13,7 @@
 mod access;
 mod api_doc;
 mod backlog;
+mod batches;
 mod body;
 mod compare;
 pub mod delete;
@@ -133,6 +134,9 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/jobs/{id}", get(jobs::job_status).delete(delete::delete_job))
         .route("/groups/{id}", get(groups::group_status))
         .route("/compare", post(compare::compare))
+        .route("/batches", post(batches::create))
+        .route("/batches/{id}", get(groups::group_status))
+        .route("/batches/{id}/cancel", post(batches::cancel))
         .route("/jobs/{id}/events", get(jobs::job_events))
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/jobs/{id}/notifications", get(notifications::job_notifications))

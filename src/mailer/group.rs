@@ -124,6 +124,8 @@ impl Notice {
                 "count": statuses.len(),
                 "completed_count": pictures.len(),
                 "failed_count": failures.len(),
+                // A batch's mail links its pictures; a handful are shown too.
+                "show_images": pictures.len() <= 12,
                 "completed_at": local_time(finished, zone),
                 "pictures": pictures,
                 "failures": failures,

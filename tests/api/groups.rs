@@ -123,3 +123,75 @@ async fn compare_draws_one_prompt_on_each_model_and_one_mail_shows_them_side_by_
     assert_eq!(refused(json!(["huiying/placeholder"])).await.unwrap().status(), 400);
     assert_eq!(refused(json!(["huiying/placeholder", "huiying/placeholder"])).await.unwrap().status(), 400);
 }
+
+/// Waits until the batch `id` has ended, and returns its view.
+async fn batch_ended(app: &TestApp, id: &str) -> Value {
+    crate::helpers::wait_for(&format!("batch {id} to end"), std::time::Duration::from_secs(120), || async {
+        let view: Value =
+            app.http.get(format!("{}/batches/{id}", app.address)).send().await.unwrap().json().await.unwrap();
+        (view["status"] == "ended").then_some(view)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_two_hundred_prompts_completes_with_one_summary_mail_and_the_counts_right() {
+    let app = TestApp::spawn().await;
+    let prompts: Vec<String> = (0..200).map(|n| format!("lighthouse number {n}")).collect();
+
+    let response =
+        app.http.post(format!("{}/batches", app.address)).json(&json!({"prompts": prompts})).send().await.unwrap();
+
+    assert_eq!(response.status(), 202);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["count"], 200);
+    let batch = batch_ended(&app, answer["id"].as_str().unwrap()).await;
+    assert_eq!(batch["counts"], json!({"completed": 200}), "{batch}");
+    assert_eq!(app.records().len(), 200);
+    let mail = &app.smtp.wait_for_mails(1).await[0];
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 1, "one summary mail instead of 200");
+    assert!(mail.subject.contains("200 张图片已生成"), "{}", mail.subject);
+    assert!(mail.text.contains("lighthouse number 199") || mail.text.contains("第 200 张"), "{}", mail.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_batch_cancels_what_has_not_reached_the_model() {
+    use crate::helpers::{FakeApi, FakeResponse, OPENROUTER_PATH, openrouter_image, tiny_png};
+    let api = FakeApi::start().await;
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    api.set_delay(std::time::Duration::from_millis(500));
+    let app = TestApp::spawn_with(|config, _| {
+        api.configure(config);
+        config.openrouter.max_concurrency = 1;
+        config.generator.concurrency = 1;
+    })
+    .await;
+    let prompts: Vec<String> = (0..10).map(|n| format!("a slow lighthouse {n}")).collect();
+    let answer: Value = app
+        .http
+        .post(format!("{}/batches", app.address))
+        .json(&json!({"prompts": prompts, "model": "google/gemini-2.5-flash-image"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["id"].as_str().unwrap();
+
+    let cancel = app.http.post(format!("{}/batches/{id}/cancel", app.address)).send().await.unwrap();
+
+    assert_eq!(cancel.status(), 202);
+    let batch = batch_ended(&app, id).await;
+    let (completed, cancelled) =
+        (batch["counts"]["completed"].as_u64().unwrap_or(0), batch["counts"]["cancelled"].as_u64().unwrap_or(0));
+    assert_eq!(completed + cancelled, 10, "{batch}");
+    assert!(cancelled >= 5, "what had not started was cancelled: {batch}");
+    // One call at a time: at most the one in hand when the cancel came was paid for besides.
+    let calls = api.calls(OPENROUTER_PATH).len() as u64;
+    assert!(calls <= completed + 1, "no job still waiting reached the model: {calls} calls, {batch}");
+    app.smtp.wait_for_mails(1).await;
+    app.wait_until_consumer_idle("mailer").await;
+    assert_eq!(app.smtp.mails().len(), 1, "one summary mail");
+}
