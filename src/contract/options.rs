@@ -132,6 +132,13 @@ impl GenerationOptions {
         }
     }
 
+    /// Puts the `extra` parameters into a provider's JSON `body`, beside its own fields.
+    pub fn put_extra(&self, body: &mut serde_json::Value) {
+        for (name, value) in &self.extra {
+            body[name] = value.clone();
+        }
+    }
+
     /// These options with only the `extra` parameters `passes` names, and the names
     /// (`extra.<name>`) of those left out.
     pub fn extra_within(self, passes: &[&str]) -> (Self, Vec<String>) {

@@ -52,9 +52,7 @@ impl Automatic1111Client {
         if let Some(checkpoint) = checkpoint(model) {
             body["override_settings"] = json!({"sd_model_checkpoint": checkpoint});
         }
-        for (name, value) in &options.extra {
-            body[name] = value.clone();
-        }
+        options.put_extra(&mut body);
         let url = format!("{}/sdapi/v1/{route}", self.base_url);
         let answer = http::post_json(&self.http, PROVIDER, &url, &Secret::default(), &[], &body).await?;
         let Some(picture) = answer.pointer("/images/0").and_then(Value::as_str) else {

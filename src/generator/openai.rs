@@ -59,9 +59,7 @@ impl ImageModel for OpenAiClient {
         if model.starts_with("gpt-image") {
             body.as_object_mut().expect("an object").remove("response_format");
         }
-        for (name, value) in &options.extra {
-            body[name] = value.clone();
-        }
+        options.put_extra(&mut body);
         let url = format!("{}/images/generations", self.base_url);
         let answer = http::post_json(&self.http, "the OpenAI-compatible API", &url, &self.api_key, &[], &body).await?;
         picture_in(&answer)

@@ -70,9 +70,7 @@ impl ImageModel for OpenRouterClient {
         if let Some(seed) = options.seed {
             body["seed"] = json!(seed);
         }
-        for (name, value) in &options.extra {
-            body[name] = value.clone();
-        }
+        options.put_extra(&mut body);
         let url = format!("{}/chat/completions", self.base_url);
         let headers = [("HTTP-Referer", self.http_referer.as_str()), ("X-Title", self.x_title.as_str())];
         let answer = http::post_json(&self.http, "OpenRouter", &url, &self.api_key, &headers, &body).await?;

@@ -17,7 +17,7 @@ use super::access::Caller;
 use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
 use super::generate::requested;
-use super::groups::queue_group;
+use super::groups::{owned_group, queue_group};
 use crate::contract::groups::GroupNotify;
 use crate::contract::jobs::CancelRequest;
 
@@ -87,10 +87,7 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let unavailable = |_| ApiError::queue_unavailable();
-    let group = state.jobs.group(&id).await.map_err(unavailable)?;
-    let Some(group) = group.filter(|group| caller.may_see(group.owner.as_deref())) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no batch with id {id:?}")));
-    };
+    let group = owned_group(&state, &caller, &id).await?;
     let asked =
         CancelRequest { requested_at: OffsetDateTime::now_utc(), notify: false, by: caller.owner().map(String::from) };
     let mut stopping = 0;

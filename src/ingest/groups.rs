@@ -172,10 +172,7 @@ pub(super) async fn group_status(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let unavailable = |_| ApiError::queue_unavailable();
-    let group = state.jobs.group(&id).await.map_err(unavailable)?;
-    let Some(group) = group.filter(|group| caller.may_see(group.owner.as_deref())) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no group with id {id:?}")));
-    };
+    let group = owned_group(&state, &caller, &id).await?;
     let mut jobs = Vec::with_capacity(group.members.len());
     let mut counts = serde_json::Map::new();
     for member in &group.members {
@@ -197,6 +194,15 @@ pub(super) async fn group_status(
         "jobs": jobs,
     }))
     .into_response())
+}
+
+/// The group `id` as `caller` may see it: another key's is not there, as one that does
+/// not exist.
+pub(super) async fn owned_group(state: &AppState, caller: &Caller, id: &str) -> Result<Group, ApiError> {
+    let group = state.jobs.group(id).await.map_err(|_| ApiError::queue_unavailable())?;
+    group
+        .filter(|group| caller.may_see(group.owner.as_deref()))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no group with id {id:?}")))
 }
 
 /// One job of a group: its state, model, picture, time taken and cost, or its error.

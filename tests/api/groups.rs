@@ -7,6 +7,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
 
+/// What `GET path` answers, as JSON.
+async fn view(app: &TestApp, path: &str) -> Value {
+    app.http.get(format!("{}{path}", app.address)).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn n_four_gives_four_distinct_pictures_four_records_and_one_mail_naming_all_four() {
     let app = TestApp::spawn().await;
@@ -32,15 +37,7 @@ async fn n_four_gives_four_distinct_pictures_four_records_and_one_mail_naming_al
     }
     assert!(mail.subject.contains("4 张图片已生成"), "{}", mail.subject);
 
-    let group: Value = app
-        .http
-        .get(format!("{}/groups/{}", app.address, answer["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let group = view(&app, &format!("/groups/{}", answer["id"].as_str().unwrap())).await;
     assert_eq!((group["status"].as_str(), group["counts"]["completed"].as_u64()), (Some("ended"), Some(4)), "{group}");
 }
 
@@ -104,15 +101,7 @@ async fn compare_draws_one_prompt_on_each_model_and_one_mail_shows_them_side_by_
         assert!(mail.text.contains(model), "the mail names {model}: {}", mail.text);
     }
     assert!(mail.text.contains("safety system"), "{}", mail.text);
-    let group: Value = app
-        .http
-        .get(format!("{}/groups/{}", app.address, answer["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let group = view(&app, &format!("/groups/{}", answer["id"].as_str().unwrap())).await;
     assert_eq!((group["counts"]["completed"].as_u64(), group["counts"]["failed"].as_u64()), (Some(2), Some(1)));
     assert!(group["jobs"][0]["duration_ms"].as_u64().is_some(), "each model's time: {group}");
 
@@ -127,9 +116,8 @@ async fn compare_draws_one_prompt_on_each_model_and_one_mail_shows_them_side_by_
 /// Waits until the batch `id` has ended, and returns its view.
 async fn batch_ended(app: &TestApp, id: &str) -> Value {
     crate::helpers::wait_for(&format!("batch {id} to end"), std::time::Duration::from_secs(120), || async {
-        let view: Value =
-            app.http.get(format!("{}/batches/{id}", app.address)).send().await.unwrap().json().await.unwrap();
-        (view["status"] == "ended").then_some(view)
+        let batch = view(app, &format!("/batches/{id}")).await;
+        (batch["status"] == "ended").then_some(batch)
     })
     .await
 }
