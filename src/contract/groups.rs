@@ -48,6 +48,9 @@ pub struct Group {
     /// Why the group has fewer jobs than were asked for (a quota or budget filled up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cut_short: Option<String>,
+    /// The job chosen as the group's best (`POST /groups/{id}/pick`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picked: Option<String>,
 }
 
 /// Where a group is kept in the job-state bucket. Job ids hold no dots, so no job's

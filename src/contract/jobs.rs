@@ -108,6 +108,10 @@ pub struct JobStatus {
     /// A cancel was asked for and the job has not ended yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_requested: bool,
+    /// While the job waits: 1 + the jobs queued before it that the generator has not
+    /// finished (1: none ahead). Worked out when shown, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
 }
 
 impl JobStatus {
@@ -123,6 +127,7 @@ impl JobStatus {
             error: None,
             owner: None,
             cancel_requested: false,
+            queue_position: None,
         }
     }
 }

@@ -16,6 +16,16 @@ pub const IMAGES_LIST: &str = "huiying.images.list";
 /// copy were deleted, `false` when it had no record. Who may ask is ingest's to decide.
 pub const RECORDS_DELETE: &str = "huiying.records.delete";
 
+/// `PickRequest` → the number of records changed (0: the job has no record).
+pub const RECORDS_PICK: &str = "huiying.records.pick";
+
+/// Marks `job` as its group's pick, and no other picture of the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickRequest {
+    pub group_id: String,
+    pub job_id: String,
+}
+
 /// Every reply: `{"ok": ...}` or `{"error": {"status", "message"}}` (status as in HTTP).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,6 +70,12 @@ pub struct Record {
     /// Set when a fallback drew the picture (`model`) instead of the model asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<super::events::Fallback>,
+    /// The group the job belongs to (one of `n` pictures, a comparison, a batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// Chosen as the group's best (`POST /groups/{id}/pick`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub picked: bool,
     /// The AI-content labels the file carries (none on pictures stored before labels).
     #[serde(default)]
     pub labels: Labels,

@@ -9,8 +9,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    batches, compare, delete, edit_tasks, edits, generate, groups, health, jobs, me, models, notifications, openai,
-    openai_edits, records, spend, translate, uploads, webhooks,
+    batches, compare, delete, edit_tasks, edits, generate, group_progress, groups, health, job_list, jobs, me,
+    model_stats, models, notifications, openai, openai_edits, picks, records, spend, translate, uploads, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -23,11 +23,14 @@ use super::{
     ),
     paths(
         generate::generate_image,
+        job_list::list_jobs,
         jobs::job_status,
         groups::group_status,
+        picks::pick,
         compare::compare,
         batches::create,
         batches::cancel,
+        group_progress::progress,
         jobs::cancel_job,
         delete::delete_job,
         jobs::job_events,
@@ -52,6 +55,7 @@ use super::{
         uploads::get_upload,
         uploads::get_input,
         models::models,
+        model_stats::model_stats,
         me::me,
         spend::usage,
         openai::generations,

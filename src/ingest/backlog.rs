@@ -8,6 +8,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::contract::consumers;
+use crate::contract::events::ImageRequested;
 use crate::parts::{Backlog, Room, Usage};
 
 /// The generator consumer's pending and unacknowledged messages, read at most once a
@@ -43,6 +44,17 @@ impl QueueBound {
     /// The generator's backlog now (for `/metrics`); `None` when NATS does not say.
     pub(crate) async fn waiting(&self) -> Option<u64> {
         self.backlog.waiting(crate::contract::consumers::GENERATOR).await
+    }
+
+    /// Job `id`'s place in the generator's queue: 1 + the jobs queued before it that the
+    /// generator has not finished (1: none ahead). `None` once the job is finished, or when
+    /// that is unknown. Reads the messages before it: at most `[server] max_queued_jobs`
+    /// of them (10,000 without that bound).
+    pub(crate) async fn position(&self, id: &str) -> Option<u64> {
+        let message_id = crate::parts::message_id::<ImageRequested>(id);
+        let limit = if self.max == 0 { 10_000 } else { self.max };
+        let ahead = self.backlog.ahead_of(consumers::GENERATOR, &message_id, limit).await?;
+        Some(ahead + 1)
     }
 
     /// Counts a job queued since the last reading.

@@ -64,6 +64,7 @@ pub(super) async fn queue_group(
         owner: caller.owner().map(String::from),
         created_at: OffsetDateTime::now_utc(),
         cut_short: None,
+        picked: None,
     };
     state.jobs.set_group(&group).await.map_err(|_| ApiError::queue_unavailable())?;
     for (index, mut job) in jobs.into_iter().enumerate() {
@@ -177,7 +178,10 @@ pub(super) async fn group_status(
     let mut counts = serde_json::Map::new();
     for member in &group.members {
         let status = state.jobs.get(member).await.map_err(unavailable)?;
-        let view = status.as_ref().map_or_else(|| json!({"id": member, "status": "unknown"}), job_view);
+        let mut view = status.as_ref().map_or_else(|| json!({"id": member, "status": "unknown"}), job_view);
+        if group.picked.as_ref() == Some(member) {
+            view["picked"] = json!(true);
+        }
         let name = view["status"].as_str().unwrap_or("unknown").to_string();
         let count = counts.entry(name).or_insert(json!(0));
         *count = json!(count.as_u64().unwrap_or(0) + 1);
@@ -190,6 +194,7 @@ pub(super) async fn group_status(
         "created_at": group.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "status": if done { "ended" } else { "running" },
         "cut_short": group.cut_short,
+        "picked": group.picked,
         "counts": counts,
         "jobs": jobs,
     }))

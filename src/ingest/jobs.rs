@@ -42,6 +42,9 @@ pub(super) async fn current(state: &AppState, caller: &Caller, id: &str) -> Resu
     if !status.status.is_final() {
         status.cancel_requested = state.jobs.cancel_request(id).await.map_err(unavailable)?.is_some();
     }
+    if status.status == JobState::Queued {
+        status.queue_position = state.queue.position(id).await;
+    }
     Ok(shown_to(caller, with_targets(state, status).await?))
 }
 
@@ -169,7 +172,7 @@ fn finished(status: JobStatus) -> Result<Response, ApiError> {
     params(("id" = String, Path, description = "the job id"),
         ("Last-Event-ID" = Option<String>, Header, description = "the last state seen")),
     responses((status = 200, content_type = "text/event-stream", body = String,
-        description = "events `status`, data: the job as GET /jobs/{id} shows it"),
+        description = "events `status`, data: the job as GET /jobs/{id} shows it; while it waits, events `position`, data: `{id, queue_position}` when its place in the queue moves"),
         (status = 404, description = "No such job", body = ErrorBody))
 )]
 pub(super) async fn job_events(
@@ -181,36 +184,79 @@ pub(super) async fn job_events(
     owned(&state, &caller, &id).await?;
     let seen = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(String::from);
     let updates = state.jobs.watch(&id).await.map_err(unavailable)?;
-    let events = futures::stream::unfold((updates, seen, false), move |(mut updates, mut seen, done)| {
-        let caller = caller.clone();
-        async move {
-            if done {
-                return None;
-            }
-            loop {
-                let status: JobStatus = match updates.next().await? {
-                    Ok(status) => status,
-                    Err(error) => {
-                        tracing::warn!(%error, "job state watch failed; ending the event stream");
-                        return None;
-                    }
-                };
-                let name = status.status.name();
-                if seen.as_deref() == Some(name) {
-                    if status.status.is_final() {
-                        return None; // the client has the end already
-                    }
-                    continue; // the client has it already (or it was written again)
-                }
-                seen = Some(name.to_string());
-                let last = status.status.is_final();
-                let shown = shown_to(&caller, status);
-                let event = Event::default().event("status").id(name).json_data(&shown).expect("job states serialize");
-                return Some((Ok(event), (updates, seen, last)));
-            }
-        }
+    let follow = Following { state, caller, id, updates, seen, position: None, queued: false, done: false };
+    let events = futures::stream::unfold(follow, |mut follow| async move {
+        let event = follow.next_event().await?;
+        Some((Ok(event), follow))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// How often a waiting job's place in the queue is looked at again.
+const POSITION_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One job's event stream: its states as they change (events `status`, id the state's
+/// name) and, while it waits, its place in the queue when that moves (events `position`).
+struct Following {
+    state: AppState,
+    caller: Caller,
+    id: String,
+    updates: futures::stream::BoxStream<'static, Result<JobStatus, crate::parts::PartError>>,
+    /// The state the client has.
+    seen: Option<String>,
+    position: Option<u64>,
+    queued: bool,
+    done: bool,
+}
+
+impl Following {
+    async fn next_event(&mut self) -> Option<Event> {
+        while !self.done {
+            let update = match self.queued {
+                true => tokio::select! {
+                    update = self.updates.next() => update,
+                    _ = tokio::time::sleep(POSITION_EVERY) => {
+                        if let Some(event) = self.position_moved().await { return Some(event) }
+                        continue;
+                    }
+                },
+                false => self.updates.next().await,
+            };
+            let mut status = match update? {
+                Ok(status) => status,
+                Err(error) => {
+                    tracing::warn!(%error, "job state watch failed; ending the event stream");
+                    return None;
+                }
+            };
+            let name = status.status.name();
+            self.queued = status.status == JobState::Queued;
+            if self.seen.as_deref() == Some(name) {
+                self.done = status.status.is_final(); // the client has the end already
+                continue; // the client has it already (or it was written again)
+            }
+            self.seen = Some(name.to_string());
+            self.done = status.status.is_final();
+            if self.queued {
+                self.position = self.state.queue.position(&self.id).await;
+                status.queue_position = self.position;
+            }
+            let shown = shown_to(&self.caller, status);
+            return Some(Event::default().event("status").id(name).json_data(&shown).expect("job states serialize"));
+        }
+        None
+    }
+
+    /// An event `position` when the job's place in the queue has changed.
+    async fn position_moved(&mut self) -> Option<Event> {
+        let now = self.state.queue.position(&self.id).await;
+        if now == self.position || now.is_none() {
+            return None;
+        }
+        self.position = now;
+        let data = serde_json::json!({"id": self.id, "queue_position": now});
+        Some(Event::default().event("position").json_data(&data).expect("JSON serializes"))
+    }
 }
 
 /// `GET /events`: every job's changes of state, as events `status` whose id is the change's

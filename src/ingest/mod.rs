@@ -21,17 +21,21 @@ mod edit_tasks;
 mod edits;
 mod error;
 mod generate;
+mod group_progress;
 mod groups;
 mod health;
 mod idempotency;
+mod job_list;
 mod jobs;
 mod leniency;
 mod me;
+mod model_stats;
 mod models;
 mod notifications;
 mod notify_targets;
 mod openai;
 mod openai_edits;
+mod picks;
 mod picture_links;
 mod private_pictures;
 mod queueing;
@@ -99,7 +103,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: Cancellation
         jobs: bus.job_board(),
         idempotency: Arc::new(bus.idempotency.clone()),
         store: Arc::new(bus.client.clone()),
-        backlog: Arc::new(bus.stream.clone()),
+        backlog: Arc::new(crate::parts::nats::JobQueue { client: bus.client.clone(), stream: bus.stream.clone() }),
         bucket_room: Arc::new(bus.images_stream.clone()),
         webhook_log: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_DELIVERIES_BUCKET)),
         webhook_states: Arc::new(LaterBucket::new(bus.jetstream.clone(), WEBHOOK_ENDPOINTS_BUCKET)),
@@ -131,12 +135,16 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     std::fs::create_dir_all(&config.server.images_dir)?;
     let api = Router::new()
         .route("/generate-image", post(generate::generate_image))
+        .route("/jobs", get(job_list::list_jobs))
         .route("/jobs/{id}", get(jobs::job_status).delete(delete::delete_job))
         .route("/groups/{id}", get(groups::group_status))
+        .route("/groups/{id}/pick", post(picks::pick))
         .route("/compare", post(compare::compare))
         .route("/batches", post(batches::create))
         .route("/batches/{id}", get(groups::group_status))
         .route("/batches/{id}/cancel", post(batches::cancel))
+        .route("/batches/{id}/events", get(group_progress::progress))
+        .route("/groups/{id}/events", get(group_progress::progress))
         .route("/jobs/{id}/events", get(jobs::job_events))
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/jobs/{id}/notifications", get(notifications::job_notifications))
@@ -156,6 +164,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/edit-records", get(edit_tasks::edit_records))
         .route("/preset-styles", get(edits::preset_styles))
         .route("/models", get(models::models))
+        .route("/models/stats", get(model_stats::model_stats))
         .route("/me", get(me::me))
         .route("/usage", get(spend::usage))
         .route(

@@ -144,6 +144,7 @@ impl Notice {
             owner: None,
             created_at: now,
             cut_short: None,
+            picked: None,
         };
         let done = crate::contract::jobs::JobStatus::from(&drawn);
         let mut failed = done.clone();

@@ -58,7 +58,22 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JsonBucket<T> {
         self.kv.keys().await
     }
 
-    /// The key's current value, if any, then every later one.
+    /// The newest value of every key matching `pattern` (see [`KeyValue::values`]), in the
+    /// order they were written; entries that are not `T` are skipped (logged).
+    pub async fn values(&self, pattern: &str) -> Result<Vec<T>, PartError> {
+        let changes = self.kv.values(pattern).await?;
+        Ok(changes
+            .into_iter()
+            .filter_map(|change| match serde_json::from_slice(&change.value) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    tracing::warn!(bucket = %self.kv.name(), key = %change.key, %error, "skipping an unreadable entry");
+                    None
+                }
+            })
+            .collect())
+    }
+
     /// Every key's changes from now on, or after `revision`, read as `T`; entries that
     /// are not `T` are skipped (logged).
     pub async fn changes(

@@ -158,6 +158,18 @@ impl JobBoard {
         self.states.changes_where(after, |key| !key.contains('.')).await
     }
 
+    /// Every job state kept (the last 7 days), oldest change first. Reads them all: for
+    /// lists and reports, not per job.
+    pub async fn all(&self) -> Result<Vec<JobStatus>, PartError> {
+        // Job ids hold no dots: one token is a state, two are what is kept beside it.
+        self.states.values("*").await
+    }
+
+    /// Every group kept, oldest change first.
+    pub async fn all_groups(&self) -> Result<Vec<Group>, PartError> {
+        self.groups.values(&group_key("*")).await
+    }
+
     /// Waits until the job is completed or failed; `None` when `timeout` passes first.
     pub async fn wait_until_final(&self, id: &str, timeout: Duration) -> Result<Option<JobStatus>, PartError> {
         // The watch starts with the current value, so nothing between a check and the

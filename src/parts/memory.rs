@@ -228,6 +228,17 @@ impl KeyValue for MemoryKv {
         Ok(self.entries.lock().unwrap().keys().cloned().collect())
     }
 
+    async fn values(&self, pattern: &str) -> Result<Vec<Change>, PartError> {
+        self.check()?;
+        let revisions = self.revisions.lock().unwrap().clone();
+        let mut values: Vec<Change> = (self.entries.lock().unwrap().iter())
+            .filter(|(key, _)| matches_pattern(key, pattern))
+            .map(|(key, value)| Change { key: key.clone(), revision: revisions[key], value: value.clone() })
+            .collect();
+        values.sort_by_key(|change| change.revision);
+        Ok(values)
+    }
+
     async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, PartError>>, PartError> {
         self.check()?;
         // Subscribe before reading the current value, so no change falls in between.
@@ -339,5 +350,23 @@ impl Room for FixedRoom {
 impl Backlog for FixedBacklog {
     async fn waiting(&self, _consumer: &str) -> Option<u64> {
         self.0
+    }
+
+    async fn ahead_of(&self, _consumer: &str, _message_id: &str, _limit: u64) -> Option<u64> {
+        None
+    }
+}
+
+/// Whether `key` matches a NATS subject `pattern` (`*` one token, `>` the rest).
+fn matches_pattern(key: &str, pattern: &str) -> bool {
+    let (mut keys, mut patterns) = (key.split('.'), pattern.split('.'));
+    loop {
+        match (patterns.next(), keys.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(want), Some(token)) if want == token => {}
+            (None, None) => return true,
+            _ => return false,
+        }
     }
 }

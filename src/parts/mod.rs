@@ -64,6 +64,10 @@ pub trait KeyValue: Send + Sync {
     /// when another write came first.
     async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<bool, PartError>;
     async fn keys(&self) -> Result<Vec<String>, PartError>;
+    /// The newest value of every key matching `pattern` (NATS wildcards: `*` one token,
+    /// `>` the rest), read once, in the order they were written. Reads the whole match:
+    /// for occasional reports and lists, not per job.
+    async fn values(&self, pattern: &str) -> Result<Vec<Change>, PartError>;
     /// The key's current value, if any, then every later one.
     async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, PartError>>, PartError>;
     /// Every key's changes from now on, or those after `revision` that the bucket still
@@ -141,4 +145,9 @@ pub trait Room: Send + Sync {
 pub trait Backlog: Send + Sync {
     /// `None` when unknown (no such consumer yet, or NATS did not answer).
     async fn waiting(&self, consumer: &str) -> Option<u64>;
+    /// How many messages stand before the one published as `message_id` that `consumer`
+    /// has not finished, counted from its oldest unacknowledged one (a message acknowledged
+    /// out of turn counts until those before it are). `None` when unknown, when the message
+    /// was finished, or when more than `limit` stand before it (counting reads each).
+    async fn ahead_of(&self, consumer: &str, message_id: &str, limit: u64) -> Option<u64>;
 }

@@ -113,6 +113,36 @@ impl KeyValue for kv::Store {
         Ok(all)
     }
 
+    async fn values(&self, pattern: &str) -> Result<Vec<Change>, PartError> {
+        // A watch starts with each matching key's last write, each entry saying how many
+        // are left (`delta`), so the read ends at 0 without waiting for a quiet moment.
+        // With nothing matching it would wait for a first write: one direct get asks first.
+        match self.stream.direct_get_next_for_subject(format!("{}{pattern}", self.prefix), None).await {
+            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(kv_error(self, e)),
+            Ok(_) => {}
+        }
+        let read = async {
+            let mut entries = self.watch_with_history(pattern).await.map_err(|e| kv_error(self, e))?;
+            let mut values = Vec::new();
+            while let Some(entry) = entries.next().await {
+                let entry = entry.map_err(|e| kv_error(self, e))?;
+                let last = entry.delta == 0;
+                if entry.operation == kv::Operation::Put {
+                    values.push(Change { key: entry.key, revision: entry.revision, value: entry.value });
+                }
+                if last {
+                    break;
+                }
+            }
+            Ok(values)
+        };
+        // The one match expiring between the get and the watch would leave it waiting.
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .map_err(|_| kv_failed(&self.name, format!("reading every {pattern} took over 30 s")))?
+    }
+
     async fn watch(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes, PartError>>, PartError> {
         let entries = self.watch_with_history(key).await.map_err(|e| kv_error(self, e))?;
         Ok(puts(entries, &self.name).map(|change| change.map(|change| change.value)).boxed())
@@ -210,6 +240,54 @@ impl Backlog for stream::Stream {
             _ => None,
         }
     }
+
+    async fn ahead_of(&self, _consumer: &str, _message_id: &str, _limit: u64) -> Option<u64> {
+        None // counting needs a connection: see JobQueue
+    }
+}
+
+/// The job stream with the connection that reads it: what is waiting, and where a job
+/// stands in the queue.
+pub struct JobQueue {
+    pub client: async_nats::Client,
+    pub stream: stream::Stream,
+}
+
+#[async_trait]
+impl Backlog for JobQueue {
+    async fn waiting(&self, consumer: &str) -> Option<u64> {
+        self.stream.waiting(consumer).await
+    }
+
+    async fn ahead_of(&self, consumer: &str, message_id: &str, limit: u64) -> Option<u64> {
+        use jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
+        let count = async {
+            let info = self.stream.consumer_info(consumer).await.ok()?;
+            // What the consumer has not finished starts after its ack floor; an ordered
+            // consumer of headers alone reads from there to the message.
+            let config = push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: info.config.filter_subject.clone(),
+                filter_subjects: info.config.filter_subjects.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: info.ack_floor.stream_sequence + 1 },
+                replay_policy: ReplayPolicy::Instant,
+                headers_only: true,
+                ..Default::default()
+            };
+            let reader = self.stream.create_consumer(config).await.ok()?;
+            let waiting = reader.cached_info().num_pending.min(limit);
+            let mut messages = reader.messages().await.ok()?;
+            for ahead in 0..waiting {
+                let message = messages.next().await?.ok()?;
+                let id = message.headers.as_ref().and_then(|headers| headers.get("Nats-Msg-Id"));
+                if id.is_some_and(|id| id.as_str() == message_id) {
+                    return Some(ahead);
+                }
+            }
+            None
+        };
+        tokio::time::timeout(Duration::from_secs(2), count).await.ok().flatten()
+    }
 }
 
 /// The stream behind a bucket (`OBJ_huiying_images`) says how full it is.
@@ -300,6 +378,13 @@ impl KeyValue for LaterBucket {
     async fn keys(&self) -> Result<Vec<String>, PartError> {
         match self.store().await {
             Some(store) => KeyValue::keys(store).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn values(&self, pattern: &str) -> Result<Vec<Change>, PartError> {
+        match self.store().await {
+            Some(store) => KeyValue::values(store, pattern).await,
             None => Ok(Vec::new()),
         }
     }

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::records::{RecordPage, Records, RecordsError};
 use super::removal::Removal;
 use crate::contract::records::{
-    Answer, IMAGES_LIST, ImageFile, ImageList, ImagePage, MAX_ANSWER_BYTES, RECORDS_DELETE, RECORDS_GET, RECORDS_LIST,
-    Record, RecordQuery, RecordView, RecordViewPage, thumbnail_name,
+    Answer, IMAGES_LIST, ImageFile, ImageList, ImagePage, MAX_ANSWER_BYTES, PickRequest, RECORDS_DELETE, RECORDS_GET,
+    RECORDS_LIST, RECORDS_PICK, Record, RecordQuery, RecordView, RecordViewPage, thumbnail_name,
 };
 use crate::contract::services::Service;
 
@@ -46,7 +46,7 @@ impl StoreApi {
             .await
             .map_err(|e| anyhow::anyhow!("starting the records service: {e}"))?;
         let mut endpoints = Vec::new();
-        for subject in [RECORDS_LIST, RECORDS_GET, IMAGES_LIST, RECORDS_DELETE] {
+        for subject in [RECORDS_LIST, RECORDS_GET, IMAGES_LIST, RECORDS_DELETE, RECORDS_PICK] {
             endpoints.push(service.endpoint(subject).await.map_err(|e| anyhow::anyhow!("endpoint {subject}: {e}"))?);
         }
         let mut requests = futures::stream::select_all(endpoints);
@@ -123,6 +123,17 @@ impl StoreApi {
                     Err(failure) => error_reply(503, &format!("deleting failed; try again: {}", failure.reason)),
                 }
             }
+            RECORDS_PICK => match serde_json::from_slice::<PickRequest>(payload) {
+                Ok(pick) => match self.records.pick(&pick.group_id, &pick.job_id).await {
+                    Ok(true) => ok_reply(&true),
+                    Ok(false) => error_reply(
+                        409,
+                        &format!("job {:?} has no stored picture in group {:?}", pick.job_id, pick.group_id),
+                    ),
+                    Err(e) => error_reply(503, &format!("recording the pick failed; try again: {e}")),
+                },
+                Err(e) => error_reply(400, &format!("bad pick: {e}")),
+            },
             other => error_reply(404, &format!("no such request: {other}")),
         }
     }

@@ -217,6 +217,8 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 owner: None,
                 cost: Default::default(),
                 fallback: None,
+                group_id: None,
+                picked: false,
             })
         })?;
         for record in found {
@@ -279,6 +281,8 @@ fn read_dump(text: &str) -> anyhow::Result<(Vec<Row>, usize)> {
                 owner: None,
                 cost: Default::default(),
                 fallback: None,
+                group_id: None,
+                picked: false,
             }))
         })?;
         for record in found {

@@ -302,6 +302,8 @@ impl Store {
             owner: generated.owner.clone(),
             cost: generated.cost.clone(),
             fallback: generated.fallback.clone(),
+            group_id: generated.group.as_ref().map(|group| group.id.clone()),
+            picked: false,
         };
         self.records.insert(&record).await?;
         worker::crash_point("store.after_record");

@@ -146,6 +146,8 @@ mod tests {
                 owner: Some("design".into()),
                 cost: Default::default(),
                 fallback: None,
+                group_id: None,
+                picked: false,
             };
             records.insert(&record).await.unwrap();
         }

@@ -103,3 +103,15 @@ async fn a_user_uploads_a_picture_runs_a_style_transfer_and_finds_it_in_the_edit
     let address = app.address.clone();
     tokio::task::spawn_blocking(move || run_page_test("edit", &address)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_compares_three_models_side_by_side_and_picks_one_which_the_gallery_marks() {
+    let fake = FakeApi::start().await;
+    let mut answer = crate::helpers::openrouter_image(&crate::helpers::tiny_png());
+    answer["usage"] = serde_json::json!({"cost": 0.039});
+    fake.respond(crate::helpers::OPENROUTER_PATH, vec![FakeResponse::ok(answer)]);
+    fake.respond(OPENAI_PATH, vec![FakeResponse::error(400, "Your request was rejected by the safety system.")]);
+    let app = TestApp::spawn_with(|config, _| fake.configure(config)).await;
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || run_page_test("compare", &address)).await.unwrap();
+}

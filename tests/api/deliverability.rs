@@ -276,7 +276,15 @@ struct DnsServer {
 
 impl DnsServer {
     fn start(dir: &tempfile::TempDir) -> Self {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // dnslib answers on UDP and TCP: a port free for both (a free UDP port is often
+        // some other test's TCP connection).
+        let port = loop {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = tcp.local_addr().unwrap().port();
+            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
         let zone = dir.path().join("zone.json");
         std::fs::write(&zone, "{}").unwrap();
         let mut process = Command::new("python3")

@@ -129,3 +129,102 @@ async fn every_jobs_changes_stream_at_events_and_a_reconnect_resumes_after_its_l
     let bad = app.http.get(&url).header("last-event-id", "yesterday").send().await.unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+/// `(event, data)` of each event of `GET {url}` until the stream ends.
+async fn named_events(app: &TestApp, url: &str) -> Vec<(String, Value)> {
+    let response = app.http.get(url).header("accept", "text/event-stream").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(90), response.text()).await.expect("the stream ends").unwrap();
+    text.split("\n\n")
+        .filter(|block| block.contains("data:"))
+        .map(|block| {
+            let field = |name: &str| {
+                block.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap_or("").trim().to_string()
+            };
+            (field("event"), serde_json::from_str(&field("data")).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_job_shows_its_place_in_the_queue_and_its_stream_counts_it_down() {
+    let fake = FakeApi::start().await;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(tiny_png());
+    fake.respond(OPENAI_PATH, vec![FakeResponse::ok(json!({"created": 1, "data": [{"b64_json": b64}]}))]);
+    fake.set_delay(Duration::from_millis(1500));
+    let app = TestApp::spawn_with(|config, _| {
+        fake.configure(config);
+        config.openai.max_concurrency = 1;
+        config.generator.concurrency = 1;
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(app.submit(json!({"prompt": format!("queued lighthouse {n}"), "model": "dall-e-3"})).await);
+    }
+    let last = ids.last().unwrap();
+
+    let now: Value = app.http.get(format!("{}/jobs/{last}", app.address)).send().await.unwrap().json().await.unwrap();
+    let seen = named_events(&app, &format!("{}/jobs/{last}/events", app.address)).await;
+
+    assert_eq!(now["status"], "queued", "{now}");
+    let first_place = now["queue_position"].as_u64().expect("a waiting job's place");
+    assert!((4..=5).contains(&first_place), "four jobs ahead, one perhaps finished: {now}");
+    let places: Vec<u64> = seen.iter().filter_map(|(_, data)| data["queue_position"].as_u64()).collect();
+    assert!(places.len() >= 2, "the place moves while it waits: {seen:?}");
+    assert!(places.windows(2).all(|pair| pair[0] > pair[1]), "counting down: {places:?}");
+    assert!(seen.iter().any(|(event, _)| event == "position"), "{seen:?}");
+    assert_eq!(seen.last().unwrap().1["status"], "completed");
+    let done: Value = app.http.get(format!("{}/jobs/{last}", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(done["queue_position"], Value::Null, "no place once drawn");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_job_list_pages_through_a_keys_own_jobs_newest_first_and_filters_by_state() {
+    let app = TestApp::spawn_with(|config, _| {
+        let key = |name: &str| huiying::config::KeyConfig {
+            name: name.into(),
+            key: huiying::config::Secret::new(format!("{name}-key")),
+            ..Default::default()
+        };
+        config.server.keys = vec![key("design"), key("ops")];
+    })
+    .await;
+    let ask = |key: &'static str, prompt: String| {
+        app.http
+            .post(format!("{}/generate-image", app.address))
+            .bearer_auth(key)
+            .json(&json!({"prompt": prompt}))
+            .send()
+    };
+    for n in 0..5 {
+        eprintln!("asking {n}");
+        assert_eq!(ask("design-key", format!("design's fox {n}")).await.unwrap().status(), 200);
+    }
+    eprintln!("asked");
+    assert_eq!(ask("ops-key", "ops' wolf".into()).await.unwrap().status(), 200);
+    let list = |query: String| {
+        let request = app.http.get(format!("{}/jobs?{query}", app.address)).bearer_auth("design-key");
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+
+    let first = list("limit=3".into()).await;
+    let second = list(format!("limit=3&cursor={}", first["next_cursor"].as_str().unwrap())).await;
+
+    let prompts: Vec<String> = (first["jobs"].as_array().unwrap().iter())
+        .chain(second["jobs"].as_array().unwrap())
+        .map(|job| job["prompt"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        prompts,
+        (0..5).rev().map(|n| format!("design's fox {n}")).collect::<Vec<_>>(),
+        "newest first, own only"
+    );
+    assert_eq!(second["next_cursor"], Value::Null);
+    assert_eq!(list("state=queued".into()).await["jobs"], json!([]));
+    assert_eq!(list("state=completed".into()).await["jobs"].as_array().unwrap().len(), 5);
+    let refused =
+        app.http.get(format!("{}/jobs?state=waiting", app.address)).bearer_auth("design-key").send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("waiting"));
+}

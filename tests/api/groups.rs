@@ -183,3 +183,86 @@ async fn cancelling_a_batch_cancels_what_has_not_reached_the_model() {
     app.wait_until_consumer_idle("mailer").await;
     assert_eq!(app.smtp.mails().len(), 1, "one summary mail");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn picking_a_comparisons_best_marks_its_record_and_counts_for_its_model() {
+    use crate::helpers::{FakeApi, FakeResponse, OPENAI_PATH, OPENROUTER_PATH, openrouter_image, tiny_png};
+    let api = FakeApi::start().await;
+    let mut drawn = openrouter_image(&tiny_png());
+    drawn["usage"] = json!({"cost": 0.039});
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(drawn)]);
+    api.respond(OPENAI_PATH, vec![FakeResponse::error(400, "Your request was rejected by the safety system.")]);
+    let app = TestApp::spawn_with(|config, _| api.configure(config)).await;
+    let compare = |prompt: &str| {
+        let models = ["google/gemini-2.5-flash-image", "huiying/placeholder", "dall-e-3"];
+        app.http.post(format!("{}/compare", app.address)).json(&json!({"prompt": prompt, "models": models})).send()
+    };
+    let answer: Value = compare("a lighthouse at dawn").await.unwrap().json().await.unwrap();
+    let id = answer["id"].as_str().unwrap().to_string();
+    let group = view(&app, &format!("/groups/{id}")).await;
+    let job_of = |model: &str| {
+        group["jobs"].as_array().unwrap().iter().find(|job| job["model"] == model).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (gemini, placeholder, refused) =
+        (job_of("google/gemini-2.5-flash-image"), job_of("huiying/placeholder"), job_of("dall-e-3"));
+    let pick = |job: &str| app.http.post(format!("{}/groups/{id}/pick", app.address)).json(&json!({"job": job})).send();
+
+    assert_eq!(pick(&placeholder).await.unwrap().status(), 200);
+    let picked = pick(&gemini).await.unwrap();
+
+    assert_eq!(picked.status(), 200, "a later pick replaces the first");
+    assert_eq!(view(&app, &format!("/groups/{id}")).await["picked"], gemini.as_str());
+    assert_eq!(view(&app, &format!("/records/{gemini}")).await["picked"], true);
+    assert_eq!(view(&app, &format!("/records/{placeholder}")).await["picked"], Value::Null, "no longer picked");
+    let failed = pick(&refused).await.unwrap();
+    assert_eq!(failed.status(), 409, "a failed job has no picture to pick");
+    assert!(failed.text().await.unwrap().contains("failed"));
+    assert_eq!(pick("not-a-member").await.unwrap().status(), 422);
+
+    // A second comparison, without a pick: two more jobs for each model.
+    compare("a lighthouse at dusk").await.unwrap();
+    let stats = view(&app, "/models/stats").await;
+    let of = |model: &str| stats["models"].as_array().unwrap().iter().find(|m| m["model"] == model).unwrap().clone();
+    let gemini_stats = of("google/gemini-2.5-flash-image");
+    assert_eq!((gemini_stats["jobs"].as_u64(), gemini_stats["failures"].as_u64()), (Some(2), Some(0)), "{stats}");
+    assert_eq!((gemini_stats["picks"].as_u64(), gemini_stats["median_cost_usd"].as_f64()), (Some(1), Some(0.039)));
+    assert!(gemini_stats["median_duration_ms"].as_u64().is_some(), "{stats}");
+    assert_eq!((of("dall-e-3")["jobs"].as_u64(), of("dall-e-3")["failures"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(of("huiying/placeholder")["picks"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batchs_progress_streams_its_counts_until_every_job_has_ended() {
+    use crate::helpers::{FakeApi, FakeResponse, OPENROUTER_PATH, openrouter_image, tiny_png};
+    let api = FakeApi::start().await;
+    api.respond(OPENROUTER_PATH, vec![FakeResponse::ok(openrouter_image(&tiny_png()))]);
+    api.set_delay(std::time::Duration::from_millis(300));
+    let app = TestApp::spawn_with(|config, _| {
+        api.configure(config);
+        config.openrouter.max_concurrency = 1;
+        config.generator.concurrency = 1;
+    })
+    .await;
+    let prompts: Vec<String> = (0..6).map(|n| format!("a lighthouse in the fog {n}")).collect();
+    let body = json!({"prompts": prompts, "model": "google/gemini-2.5-flash-image", "notify": "none"});
+    let answer: Value =
+        app.http.post(format!("{}/batches", app.address)).json(&body).send().await.unwrap().json().await.unwrap();
+
+    let url = format!("{}/batches/{}/events", app.address, answer["id"].as_str().unwrap());
+    let response = app.http.get(url).send().await.unwrap();
+    let text = tokio::time::timeout(std::time::Duration::from_secs(90), response.text()).await.unwrap().unwrap();
+
+    let progress: Vec<Value> = (text.split("\n\n"))
+        .filter_map(|block| block.lines().find_map(|line| line.strip_prefix("data:")))
+        .map(|data| serde_json::from_str(data.trim()).unwrap())
+        .collect();
+    let completed: Vec<u64> = progress.iter().map(|p| p["counts"]["completed"].as_u64().unwrap_or(0)).collect();
+    assert!(progress.len() >= 3, "a count as each picture is made: {progress:?}");
+    assert!(completed.windows(2).all(|pair| pair[0] <= pair[1]), "{completed:?}");
+    let last = progress.last().unwrap();
+    assert_eq!((last["status"].as_str(), last["total"].as_u64(), completed.last()), (Some("ended"), Some(6), Some(&6)));
+    assert!(text.contains("event: progress"), "{text}");
+}

@@ -24,6 +24,7 @@ crate::on_both_backends!(
     a_page_of_long_prompts_larger_than_a_nats_message_comes_whole_and_in_order,
     a_record_the_database_refuses_fails_its_job_at_the_store_with_a_mail_and_a_dead_letter,
     a_search_past_its_time_is_stopped_with_a_503_and_storing_goes_on,
+    a_pick_marks_one_record_of_its_group_and_a_later_pick_moves_the_mark,
 );
 
 /// Writes records straight into the store's database, with chosen times.
@@ -36,6 +37,8 @@ async fn seed(app: &TestApp, rows: &[(&str, &str, &str, time::OffsetDateTime)]) 
                 owner: None,
                 cost: Default::default(),
                 fallback: None,
+                group_id: None,
+                picked: false,
                 id: 0,
                 original_prompt: original.to_string(),
                 english_prompt: english.to_string(),
@@ -230,6 +233,8 @@ async fn edit_records_list_edits_by_kind_and_records_filter_on_kind(backend: Bac
                 owner: None,
                 cost: Default::default(),
                 fallback: None,
+                group_id: None,
+                picked: false,
                 id: 0,
                 job_id: format!("00000000-0000-4000-9100-{n:012}"),
                 original_prompt: format!("{} {n}", kind.name()),
@@ -493,4 +498,32 @@ async fn the_picture_files_come_newest_first_a_page_at_a_time() {
     assert_eq!(names(&second), ["huiying_image_0.jpg"]);
     let (_, all) = get(&app, "/images?limit=5000").await;
     assert_eq!(all["limit"], 1000, "at most 1000 a page");
+}
+
+async fn a_pick_marks_one_record_of_its_group_and_a_later_pick_moves_the_mark(backend: Backend) {
+    let (app, _records) = spawn_with_store(backend).await;
+    let answer: Value = (app.http.post(format!("{}/generate-image", app.address)))
+        .json(&json!({"prompt": "three foxes", "n": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let group = answer["id"].as_str().unwrap();
+    let (_, view) = get(&app, &format!("/groups/{group}")).await;
+    let jobs: Vec<String> = view["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().into()).collect();
+    let pick =
+        |job: &str| app.http.post(format!("{}/groups/{group}/pick", app.address)).json(&json!({"job": job})).send();
+
+    assert_eq!(pick(&jobs[1]).await.unwrap().status(), 200);
+    assert_eq!(pick(&jobs[2]).await.unwrap().status(), 200);
+
+    let (_, page) = get(&app, "/records").await;
+    let marked: Vec<(&str, bool)> = (page["records"].as_array().unwrap().iter())
+        .map(|r| (r["job_id"].as_str().unwrap(), r["picked"] == true))
+        .filter(|(_, picked)| *picked)
+        .collect();
+    assert_eq!(marked, [(jobs[2].as_str(), true)], "only the last pick is marked: {page}");
+    assert!(page["records"].as_array().unwrap().iter().all(|r| r["group_id"] == group), "{page}");
 }

@@ -216,13 +216,55 @@ def edit_story(browser, base, shots):
     expect(record).to_have_attribute("data-job", job.get_attribute("data-id"))
 
 
+def compare_story(browser, base, shots):
+    """Compare one prompt on three models: a row of their pictures with time and cost, the
+    refusal shown in its place; pick one, and the gallery marks it."""
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(base)
+    page.click("#tab-compare")
+    expect(page.locator("#compare-models input")).not_to_have_count(0)
+    page.fill("#compare-prompt", "黎明时分的灯塔")
+    page.click("#compare-submit")
+    expect(page.locator("#compare-error")).to_have_text(re.compile("2"))  # two models at least
+    # The page lists each provider's default model; any other is typed in.
+    for model in ["huiying/placeholder", "dall-e-3"]:
+        page.check(f"#compare-models input[value='{model}']")
+    page.fill("#compare-other", "google/gemini-2.5-flash-image")
+    page.fill("#compare-seed", "7")
+    page.click("#compare-submit")
+    cells = page.locator("#comparison .compare-row").first.locator(".cell")
+    expect(cells).to_have_count(3)
+    gemini = cells.filter(has_text="google/gemini-2.5-flash-image")
+    expect(gemini).to_have_attribute("data-status", "completed", timeout=60_000)
+    expect(cells.filter(has_text="huiying/placeholder")).to_have_attribute("data-status", "completed", timeout=60_000)
+    refused = cells.filter(has_text="dall-e-3")
+    expect(refused).to_have_attribute("data-status", "failed", timeout=60_000)
+    expect(refused.locator(".reason")).to_contain_text("safety system")
+    expect(gemini.locator(".facts")).to_contain_text("$0.0390")  # what the provider said it cost
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=gemini.locator("img").element_handle())
+    gemini.get_by_role("button").click()
+    expect(gemini).to_have_attribute("data-picked", "true")
+    expect(gemini.locator(".badge.picked")).to_be_visible()
+    expect(page.locator("#comparison .cell[data-picked='true']")).to_have_count(1)
+    page.screenshot(path=shots / "compare-desktop.png", full_page=True)
+
+    page.click("#tab-gallery")
+    expect(page.locator(".tile")).to_have_count(2, timeout=30_000)
+    expect(page.locator(".tile .badge.picked")).to_have_count(1)
+    picked = page.locator(".tile", has=page.locator(".badge.picked"))
+    expect(picked).to_have_attribute("data-job", gemini.get_attribute("data-job"))
+    page.set_viewport_size(PHONE)
+    page.click("#tab-compare")
+    page.screenshot(path=shots / "compare-phone.png", full_page=True)
+
+
 def main():
     scenario, base, shots = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            {"main": main_story, "keys": key_story, "owners": owners_story, "spend": spend_story, "edit": edit_story}[scenario](browser, base.rstrip("/") + "/", shots)
+            {"main": main_story, "keys": key_story, "owners": owners_story, "spend": spend_story, "edit": edit_story, "compare": compare_story}[scenario](browser, base.rstrip("/") + "/", shots)
         finally:
             browser.close()
     print(f"{scenario}: ok; screenshots in {shots}")

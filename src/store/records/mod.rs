@@ -167,6 +167,18 @@ impl Records {
         }
     }
 
+    /// Marks the job's record as its group's pick and unmarks the others; false when the
+    /// job has no record in that group.
+    pub async fn pick(&self, group_id: &str, job_id: &str) -> Result<bool, RecordsError> {
+        match self {
+            Self::Sqlite(db) => {
+                let (db, group_id, job_id) = (db.clone(), group_id.to_string(), job_id.to_string());
+                blocking(move || db.pick(&group_id, &job_id).map(|changed| changed > 0)).await
+            }
+            Self::Postgres(db) => db.pick(group_id, job_id).await.map(|changed| changed > 0),
+        }
+    }
+
     /// Deletes the job's record; the record as it was, `None` when there was none.
     pub async fn delete(&self, job_id: &str) -> Result<Option<Record>, RecordsError> {
         match self {

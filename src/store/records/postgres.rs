@@ -66,6 +66,12 @@ const MIGRATIONS: &[&str] = &[
 "#,
     // Which model was asked for when a fallback drew the picture, and why.
     r#"ALTER TABLE image_records ADD COLUMN fallback JSONB;"#,
+    // The group a job belongs to, and whether it is the group's pick.
+    r#"
+    ALTER TABLE image_records ADD COLUMN group_id TEXT,
+                              ADD COLUMN picked BOOLEAN NOT NULL DEFAULT false;
+    CREATE INDEX image_records_group ON image_records (group_id) WHERE group_id IS NOT NULL;
+"#,
 ];
 
 /// Any number the store's instances agree on: they take this lock while migrating, so
@@ -74,7 +80,8 @@ const MIGRATION_LOCK: i64 = 0x0068_7569_7969_6e67; // "huiying" in ASCII
 
 const COLUMNS: &str = r#"id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size,
                          width, height, format, created_at, updated_at, r2_error, "user",
-                         implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, fallback"#;
+                         implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, fallback,
+                         group_id, picked"#;
 
 #[derive(Clone)]
 pub struct PostgresRecords {
@@ -135,10 +142,11 @@ impl PostgresRecords {
             .prepare_cached(
                 r#"INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                        file_size, width, height, format, created_at, updated_at, r2_error, "user",
-                       implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, fallback, id)
+                       implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, fallback, group_id,
+                       picked, id)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-                           $20, $21, $22, $23,
-                           COALESCE(NULLIF($24::bigint, 0), nextval(pg_get_serial_sequence('image_records', 'id'))))
+                           $20, $21, $22, $23, $24, $25,
+                           COALESCE(NULLIF($26::bigint, 0), nextval(pg_get_serial_sequence('image_records', 'id'))))
                    ON CONFLICT (job_id) DO NOTHING"#,
             )
             .await?;
@@ -172,6 +180,8 @@ impl PostgresRecords {
                         .fallback
                         .as_ref()
                         .map(|fallback| serde_json::to_value(fallback).expect("strings serialize")),
+                    &record.group_id,
+                    &record.picked,
                     &record.id,
                 ],
             )
@@ -274,6 +284,20 @@ impl PostgresRecords {
         Ok(RecordPage::new(records, total as u64, query))
     }
 
+    /// Marks the job's record as its group's pick and unmarks the others of the group, in
+    /// one statement; how many records changed (0: the job has no record in that group).
+    pub async fn pick(&self, group_id: &str, job_id: &str) -> Result<u64, RecordsError> {
+        let client = self.pool.get().await?;
+        let changed = client
+            .execute(
+                "UPDATE image_records SET picked = (job_id = $2)
+                 WHERE group_id = $1 AND EXISTS (SELECT 1 FROM image_records WHERE group_id = $1 AND job_id = $2)",
+                &[&group_id, &job_id],
+            )
+            .await?;
+        Ok(changed)
+    }
+
     /// Deletes the job's record; the record as it was, or `None` when there was none.
     pub async fn delete(&self, job_id: &str) -> Result<Option<Record>, RecordsError> {
         self.one(&format!("DELETE FROM image_records WHERE job_id = $1 RETURNING {COLUMNS}"), &job_id).await
@@ -360,5 +384,7 @@ fn record(row: &Row) -> Result<Record, RecordsError> {
         fallback: row
             .try_get::<_, Option<serde_json::Value>>(23)?
             .and_then(|fallback| serde_json::from_value(fallback).ok()),
+        group_id: row.try_get(24)?,
+        picked: row.try_get(25)?,
     })
 }

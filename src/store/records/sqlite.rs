@@ -90,9 +90,10 @@ impl SqliteRecords {
         let inserted = connection.execute(
             "INSERT INTO image_records (job_id, original_prompt, english_prompt, model, local_path, r2_url,
                  file_size, width, height, format, created_at, updated_at, r2_error, user,
-                 implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, fallback, id)
+                 implicit_label, explicit_label, kind, inputs, owner, cost_usd, cost_source, usage, fallback, group_id,
+                 picked, id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-                 ?23, NULLIF(?24, 0))
+                 ?23, ?24, ?25, NULLIF(?26, 0))
              ON CONFLICT (job_id) DO NOTHING",
             params![
                 record.job_id,
@@ -118,10 +119,30 @@ impl SqliteRecords {
                 record.cost.cost_source.name(),
                 record.cost.usage.as_ref().map(|usage| usage.to_string()),
                 record.fallback.as_ref().map(|fallback| serde_json::to_string(fallback).expect("strings serialize")),
+                record.group_id,
+                record.picked,
                 record.id,
             ],
         )?;
         Ok(inserted == 1)
+    }
+
+    /// Marks the job's record as its group's pick and unmarks the others of the group;
+    /// how many records changed (0: the job has no record in that group).
+    pub fn pick(&self, group_id: &str, job_id: &str) -> rusqlite::Result<usize> {
+        let connection = self.writer.lock().expect("no panics while holding the lock");
+        let chosen: bool = connection
+            .query_row(
+                "SELECT 1 FROM image_records WHERE group_id = ?1 AND job_id = ?2",
+                [group_id, job_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !chosen {
+            return Ok(0);
+        }
+        connection.execute("UPDATE image_records SET picked = (job_id = ?2) WHERE group_id = ?1", [group_id, job_id])
     }
 
     /// The record numbered `id` (its row).
@@ -238,7 +259,7 @@ impl SqliteRecords {
 
 const COLUMNS: &str = "id, job_id, original_prompt, english_prompt, model, local_path, r2_url, file_size, \
                        width, height, format, created_at, updated_at, r2_error, user, implicit_label, explicit_label, kind, inputs, \
-                       owner, cost_usd, cost_source, usage, fallback";
+                       owner, cost_usd, cost_source, usage, fallback, group_id, picked";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -267,6 +288,8 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
             usage: row.get::<_, Option<String>>(22)?.and_then(|usage| serde_json::from_str(&usage).ok()),
         },
         fallback: row.get::<_, Option<String>>(23)?.and_then(|fallback| serde_json::from_str(&fallback).ok()),
+        group_id: row.get(24)?,
+        picked: row.get(25)?,
     })
 }
 
@@ -308,6 +331,8 @@ mod tests {
             kind: JobKind::Style,
             inputs: vec!["upload:abc".into()],
             fallback: None,
+            group_id: None,
+            picked: false,
         }
     }
 

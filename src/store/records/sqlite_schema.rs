@@ -70,4 +70,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
 "#,
     // Which model was asked for when a fallback drew the picture, and why (JSON).
     r#"ALTER TABLE image_records ADD COLUMN fallback TEXT;"#,
+    // The group a job belongs to, and whether it is the group's pick.
+    r#"
+    ALTER TABLE image_records ADD COLUMN group_id TEXT;
+    ALTER TABLE image_records ADD COLUMN picked INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX image_records_group ON image_records (group_id) WHERE group_id IS NOT NULL;
+"#,
 ];
