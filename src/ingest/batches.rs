@@ -17,7 +17,7 @@ use super::access::Caller;
 use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
 use super::generate::requested;
-use super::groups::{owned_group, queue_group};
+use super::groups::{meaning_of, owned_group, queue_group};
 use crate::contract::groups::GroupNotify;
 use crate::contract::jobs::CancelRequest;
 
@@ -38,6 +38,7 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = json_body(&headers, body)?;
+    let meaning = meaning_of("batches", &body);
     let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request(r#"the body must be a JSON object: {"prompts": ["...", "..."]}"#))?;
     let prompts: Vec<Value> = match fields.remove("prompts") {
@@ -62,7 +63,7 @@ pub(super) async fn create(
             .map_err(|refused| ApiError::bad_request(format!("prompts[{index}]: {}", refused.message())))?;
         jobs.push(job);
     }
-    let group = queue_group(&state, &headers, &caller, jobs, notify).await?;
+    let group = queue_group(&state, &headers, &caller, jobs, notify, meaning).await?;
     let mut body = json!({
         "id": group.id,
         "status": "queued",

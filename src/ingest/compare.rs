@@ -15,7 +15,7 @@ use super::access::Caller;
 use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
 use super::generate::requested;
-use super::groups::{answer_for_group, queue_group};
+use super::groups::{answer_for_group, meaning_of, queue_group};
 use crate::contract::groups::GroupNotify;
 use crate::contract::values::ModelName;
 
@@ -35,6 +35,7 @@ pub(super) async fn compare(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = json_body(&headers, body)?;
+    let meaning = meaning_of("compare", &body);
     let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request(r#"the body must be a JSON object: {"prompt": "...", "models": [...]}"#))?;
     let models = models(fields.remove("models"), state.settings.max_compare)?;
@@ -57,7 +58,7 @@ pub(super) async fn compare(
             job
         })
         .collect();
-    let group = queue_group(&state, &headers, &caller, jobs, GroupNotify::Summary).await?;
+    let group = queue_group(&state, &headers, &caller, jobs, GroupNotify::Summary, meaning).await?;
     answer_for_group(&state, &headers, &group, with_picture).await
 }
 

@@ -18,7 +18,7 @@ use super::AppState;
 use super::access::Caller;
 use super::body::{DeadlineValue, WaitPreference, json_body, parse_object, preferred_wait, prefers_async};
 use super::error::{ApiError, ErrorBody};
-use super::groups::{Queued, answer_for_group, n_pictures, queue_group};
+use super::groups::{Queued, answer_for_group, meaning_of, n_pictures, queue_group};
 use super::notify_targets::{check_recipient, check_webhook, check_webhook_address};
 use super::queueing::queue_job;
 use crate::config::{AllowedRecipients, WebhooksConfig};
@@ -192,7 +192,12 @@ pub(super) async fn queue_generation(
     let (event, n, with_picture) = requested(state, &body).await?;
     let queued = match n {
         1 => Queued::Job(queue_job(state, headers, caller, JobId::random(), event, None).await?),
-        n => Queued::Group(queue_group(state, headers, caller, n_pictures(event, n), GroupNotify::Summary).await?),
+        n => {
+            let meaning = meaning_of("generate-image", &body);
+            Queued::Group(
+                queue_group(state, headers, caller, n_pictures(event, n), GroupNotify::Summary, meaning).await?,
+            )
+        }
     };
     Ok((queued, with_picture))
 }

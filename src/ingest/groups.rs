@@ -14,7 +14,8 @@ use super::access::Caller;
 use super::body::{WaitPreference, preferred_wait, prefers_async};
 use super::error::{ApiError, ErrorBody};
 use super::generate::{failure_of, picture_of, usage};
-use super::queueing::queue_job;
+use super::idempotency::{Claim, Claimed};
+use super::queueing::{caller_key, queue_job, unavailable};
 use crate::contract::cost::{Cost, CostSource};
 use crate::contract::events::ImageRequested;
 use crate::contract::groups::{Group, GroupNotify, GroupRef};
@@ -40,21 +41,47 @@ pub(super) fn n_pictures(request: ImageRequested, n: u32) -> Vec<ImageRequested>
         .collect()
 }
 
+/// What a request for a group means, for its `Idempotency-Key`: the route and the body
+/// as JSON (so spacing and field order do not count).
+pub(super) fn meaning_of(route: &str, body: &[u8]) -> String {
+    super::idempotency::fingerprint(&(route, serde_json::from_slice::<Value>(body).ok()))
+}
+
 /// Queues `jobs` as one group. The group is kept first, so that whoever sees one of its
 /// jobs finds it. A job refused after the first were queued (a quota or budget filled
 /// up) ends the group there: the group holds the jobs that were queued, and says why it
-/// has fewer.
+/// has fewer. `meaning` is the request's fingerprint: under an `Idempotency-Key`, the
+/// same request again is this group again (with any job the first try did not queue).
 pub(super) async fn queue_group(
     state: &AppState,
     headers: &HeaderMap,
     caller: &Caller,
     jobs: Vec<ImageRequested>,
     notify: GroupNotify,
+    meaning: String,
 ) -> Result<Group, ApiError> {
-    // An Idempotency-Key names one job: the group's jobs are each their own.
+    let key = caller_key(headers, caller)?;
+    // The key names the group: its jobs are each their own, without one.
     let mut headers = headers.clone();
     headers.remove("idempotency-key");
-    let id = JobId::random();
+    let mut id = JobId::random();
+    if let Some(key) = key {
+        let claimed = Claimed { job_id: id.clone(), fingerprint: meaning };
+        match state.idempotency.claim(&key, &claimed).await.map_err(unavailable)? {
+            Claim::New => {}
+            Claim::Existing(existing) if existing.fingerprint != claimed.fingerprint => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "this Idempotency-Key was used for a different request; use a new key for a new request",
+                ));
+            }
+            Claim::Existing(existing) => match state.jobs.group(existing.job_id.as_str()).await.map_err(unavailable)? {
+                Some(group) => return queue_the_rest(state, &headers, caller, group, jobs).await,
+                // The first try stopped before it kept its group: this one makes it.
+                None => id = existing.job_id,
+            },
+        }
+    }
     let size = jobs.len() as u32;
     let mut group = Group {
         id: id.to_string(),
@@ -82,6 +109,28 @@ pub(super) async fn queue_group(
         }
     }
     tracing::info!(group = %id, jobs = group.members.len(), "group queued");
+    Ok(group)
+}
+
+/// The group asked for again under its `Idempotency-Key`: its jobs that have no state
+/// (the first try stopped before queuing them) are queued now, under their own ids.
+async fn queue_the_rest(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    group: Group,
+    jobs: Vec<ImageRequested>,
+) -> Result<Group, ApiError> {
+    let size = group.members.len() as u32;
+    for (index, (member, mut job)) in group.members.iter().zip(jobs).enumerate() {
+        if state.jobs.get(member).await.map_err(unavailable)?.is_some() {
+            continue;
+        }
+        job.group = Some(GroupRef { id: group.id.clone(), index: index as u32, size });
+        let member = JobId::parse(member.as_str()).map_err(|_| ApiError::queue_unavailable())?;
+        queue_job(state, headers, caller, member, job, None).await?;
+    }
+    tracing::info!(group = %group.id, "the same group again (Idempotency-Key)");
     Ok(group)
 }
 

@@ -68,13 +68,13 @@ pub(super) async fn refuse_when_bucket_full(state: &AppState) -> Result<(), ApiE
     }
 }
 
-fn unavailable(error: PartError) -> ApiError {
+pub(super) fn unavailable(error: PartError) -> ApiError {
     tracing::warn!(%error, "cannot queue a job");
     ApiError::queue_unavailable()
 }
 
 /// The request's `Idempotency-Key`, as the caller's own (each API key has its own keys).
-fn caller_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<String>, ApiError> {
+pub(super) fn caller_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<String>, ApiError> {
     Ok(idempotency_key(headers)?.map(|key| match caller.owner() {
         Some(name) => format!("api-key-{name}:{key}"),
         None => key,

@@ -5,6 +5,7 @@
 mod budgets;
 mod cancel;
 mod edits;
+mod groups;
 mod owners;
 mod quotas;
 mod routes;
