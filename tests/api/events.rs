@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{FakeApi, FakeResponse, OPENAI_PATH, TestApp, tiny_png};
 
-/// The `(id, data)` of each event of `GET {url}` until the stream ends.
-async fn events(app: &TestApp, url: &str, last_event_id: Option<&str>) -> Vec<(String, Value)> {
+/// The `(event, id, data)` of each event of `GET {url}` until the stream ends.
+async fn named_events(app: &TestApp, url: &str, last_event_id: Option<&str>) -> Vec<(String, String, Value)> {
     let mut request = app.http.get(url).header("accept", "text/event-stream");
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
@@ -17,23 +17,21 @@ async fn events(app: &TestApp, url: &str, last_event_id: Option<&str>) -> Vec<(S
     let response = request.send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let mut body = response.bytes_stream();
-    let mut text = String::new();
-    let read = async {
-        while let Some(chunk) = body.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), read).await.expect("the stream ends with the final state");
+    let text = tokio::time::timeout(Duration::from_secs(90), response.text()).await.expect("the stream ends").unwrap();
     text.split("\n\n")
         .filter(|block| block.contains("data:"))
         .map(|block| {
             let field = |name: &str| {
                 block.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap_or("").trim().to_string()
             };
-            (field("id"), serde_json::from_str(&field("data")).unwrap())
+            (field("event"), field("id"), serde_json::from_str(&field("data")).unwrap())
         })
         .collect()
+}
+
+/// The `(id, data)` of each event of `GET {url}` until the stream ends.
+async fn events(app: &TestApp, url: &str, last_event_id: Option<&str>) -> Vec<(String, Value)> {
+    named_events(app, url, last_event_id).await.into_iter().map(|(_, id, data)| (id, data)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,22 +128,6 @@ async fn every_jobs_changes_stream_at_events_and_a_reconnect_resumes_after_its_l
     assert_eq!(bad.status(), 400);
 }
 
-/// `(event, data)` of each event of `GET {url}` until the stream ends.
-async fn named_events(app: &TestApp, url: &str) -> Vec<(String, Value)> {
-    let response = app.http.get(url).header("accept", "text/event-stream").send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let text = tokio::time::timeout(Duration::from_secs(90), response.text()).await.expect("the stream ends").unwrap();
-    text.split("\n\n")
-        .filter(|block| block.contains("data:"))
-        .map(|block| {
-            let field = |name: &str| {
-                block.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap_or("").trim().to_string()
-            };
-            (field("event"), serde_json::from_str(&field("data")).unwrap())
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_waiting_job_shows_its_place_in_the_queue_and_its_stream_counts_it_down() {
     let fake = FakeApi::start().await;
@@ -165,7 +147,10 @@ async fn a_waiting_job_shows_its_place_in_the_queue_and_its_stream_counts_it_dow
     let last = ids.last().unwrap();
 
     let now: Value = app.http.get(format!("{}/jobs/{last}", app.address)).send().await.unwrap().json().await.unwrap();
-    let seen = named_events(&app, &format!("{}/jobs/{last}/events", app.address)).await;
+    let seen: Vec<(String, Value)> = (named_events(&app, &format!("{}/jobs/{last}/events", app.address), None).await)
+        .into_iter()
+        .map(|(event, _, data)| (event, data))
+        .collect();
 
     assert_eq!(now["status"], "queued", "{now}");
     let first_place = now["queue_position"].as_u64().expect("a waiting job's place");

@@ -502,14 +502,7 @@ async fn the_picture_files_come_newest_first_a_page_at_a_time() {
 
 async fn a_pick_marks_one_record_of_its_group_and_a_later_pick_moves_the_mark(backend: Backend) {
     let (app, _records) = spawn_with_store(backend).await;
-    let answer: Value = (app.http.post(format!("{}/generate-image", app.address)))
-        .json(&json!({"prompt": "three foxes", "n": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = app.post_generate(json!({"prompt": "three foxes", "n": 3})).await.json().await.unwrap();
     let group = answer["id"].as_str().unwrap();
     let (_, view) = get(&app, &format!("/groups/{group}")).await;
     let jobs: Vec<String> = view["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().into()).collect();
