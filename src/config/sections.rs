@@ -65,6 +65,12 @@ pub struct ServerConfig {
     pub max_n: u32,
     /// The most models one comparison (`POST /compare`) may name.
     pub max_compare: u32,
+    /// Seconds ingest holds a request NATS cannot take yet (a cluster electing a stream
+    /// leader after one died, or ingest's connection moving to another node of it), to
+    /// publish it once NATS can: the client sees a slower answer, not a 503. On one
+    /// server, a NATS that is gone is answered 503 at once. 0: never hold.
+    #[serde(with = "seconds")]
+    pub failover_wait: Duration,
     /// Serve beyond this machine (`host` not loopback) without `api_keys`: anyone who
     /// reaches the port may then queue paid jobs and read every picture. Ingest refuses
     /// to start that way unless this says so.
@@ -272,6 +278,7 @@ impl Default for ServerConfig {
             strict_options: false,
             max_n: 10,
             max_compare: 4,
+            failover_wait: Duration::from_secs(15),
             allow_open: false,
             allow_private_edit_inputs: false,
             original_timeout: false,

@@ -24,6 +24,7 @@ mod generate;
 mod group_progress;
 mod groups;
 mod health;
+mod hold;
 mod idempotency;
 mod job_list;
 mod jobs;

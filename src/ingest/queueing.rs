@@ -7,6 +7,7 @@ use super::AppState;
 use super::access::Caller;
 use super::body::idempotency_key;
 use super::error::ApiError;
+use super::hold::Hold;
 use super::idempotency::{Claim, Claimed, fingerprint};
 use super::quota::Quota;
 use crate::contract::events::{ImageRequested, JobKind};
@@ -25,7 +26,7 @@ pub(super) async fn precheck(
     event: &ImageRequested,
     edit: Option<&serde_json::Value>,
 ) -> Result<Option<JobId>, ApiError> {
-    refuse_when_full(state).await?;
+    refuse_when_full(state, &Hold::new(state, headers)).await?;
     let Some(key) = caller_key(headers, caller)? else { return Ok(None) };
     match state.idempotency.claimed(&key).await.map_err(unavailable)? {
         Some(existing) if existing.fingerprint == request_fingerprint(event, edit) => Ok(Some(existing.job_id)),
@@ -33,11 +34,12 @@ pub(super) async fn precheck(
     }
 }
 
-/// 503 when a job could not be taken now: NATS away, the queue or the picture bucket full.
-async fn refuse_when_full(state: &AppState) -> Result<(), ApiError> {
+/// 503 when a job could not be taken now: NATS away (past the hold), the queue or the
+/// picture bucket full.
+async fn refuse_when_full(state: &AppState, hold: &Hold) -> Result<(), ApiError> {
     // While NATS is away the client would buffer the publish and send it on reconnect,
     // after we answered 503: a job the client was told is not queued. Refuse up front.
-    if !state.publisher.is_connected() {
+    if !hold.connected(state).await {
         return Err(ApiError::queue_unavailable());
     }
     // Both read NATS (at most once a second, each within a second): side by side, so a
@@ -83,9 +85,9 @@ pub(super) fn caller_key(headers: &HeaderMap, caller: &Caller) -> Result<Option<
 
 /// 429 when the caller's key has queued its `jobs_per_day` today. Counted before the job
 /// is published, so a refused job never reaches NATS.
-async fn take_quota(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+async fn take_quota(state: &AppState, caller: &Caller, hold: &Hold) -> Result<(), ApiError> {
     let (Some(name), Some(per_day)) = (caller.owner(), caller.jobs_per_day()) else { return Ok(()) };
-    match state.quotas.take(name, per_day).await.map_err(unavailable)? {
+    match hold.on(state, || state.quotas.take(name, per_day)).await.map_err(unavailable)? {
         Quota::Taken => Ok(()),
         Quota::Exceeded { resets_at } => {
             metrics::counter!("huiying_quota_refusals_total", "key" => name.to_string()).increment(1);
@@ -124,10 +126,11 @@ pub(super) async fn queue_job(
     let fingerprint = request_fingerprint(&event, edit.as_ref());
     let (event, targets) = targets_apart(event);
     let idempotency_key = caller_key(headers, caller)?;
-    refuse_when_full(state).await?;
+    let hold = Hold::new(state, headers);
+    refuse_when_full(state, &hold).await?;
     // A request repeated under its Idempotency-Key is its first job again: no new quota.
     let repeated = match &idempotency_key {
-        Some(key) => state.idempotency.claimed(key).await.map_err(unavailable)?.is_some(),
+        Some(key) => hold.on(state, || state.idempotency.claimed(key)).await.map_err(unavailable)?.is_some(),
         None => false,
     };
     if !repeated {
@@ -137,11 +140,11 @@ pub(super) async fn queue_job(
             _ => routing.default_edit_model(),
         });
         state.spend.check(caller.owner(), &model, event.options.quality.as_deref()).await?;
-        take_quota(state, caller).await?;
+        take_quota(state, caller, &hold).await?;
     }
     if let Some(key) = &idempotency_key {
         let claimed = Claimed { job_id: id.clone(), fingerprint };
-        match state.idempotency.claim(key, &claimed).await.map_err(unavailable)? {
+        match hold.on(state, || state.idempotency.claim(key, &claimed)).await.map_err(unavailable)? {
             Claim::New => {}
             Claim::Existing(existing) if existing.fingerprint != claimed.fingerprint => {
                 return Err(ApiError::new(
@@ -162,11 +165,11 @@ pub(super) async fn queue_job(
                     let again = ImageRequested { id: job_id.to_string(), ..event };
                     let queued = JobStatus::new(&job_id, JobState::Queued, &again.prompt, again.model.as_deref());
                     let queued = queued.of_kind(again.kind).owned_by(again.owner.as_deref());
-                    state.jobs.set(&queued).await.map_err(unavailable)?;
+                    hold.on(state, || state.jobs.set(&queued)).await.map_err(unavailable)?;
                     if !targets.is_empty() {
-                        state.jobs.set_targets(&job_id, &targets).await.map_err(unavailable)?;
+                        hold.on(state, || state.jobs.set_targets(&job_id, &targets)).await.map_err(unavailable)?;
                     }
-                    parts::publish(&*state.publisher, &again).await.map_err(unavailable)?;
+                    hold.on(state, || parts::publish(&*state.publisher, &again)).await.map_err(unavailable)?;
                 }
                 return Ok(job_id);
             }
@@ -182,9 +185,10 @@ pub(super) async fn queue_job(
         .owned_by(event.owner.as_deref());
     // Before the event: the mailer and the webhook service look for them when it ends.
     if !targets.is_empty() {
-        state.jobs.set_targets(&id, &targets).await.map_err(unavailable)?;
+        hold.on(state, || state.jobs.set_targets(&id, &targets)).await.map_err(unavailable)?;
     }
-    let (recorded, published) = tokio::join!(state.jobs.open(&queued), parts::publish(&*state.publisher, &event));
+    let publish = hold.on(state, || parts::publish(&*state.publisher, &event));
+    let (recorded, published) = tokio::join!(state.jobs.open(&queued), publish);
     if let Err(e) = published {
         // The key keeps its job: the publish may have been stored although its answer was
         // lost, and a retry with the key publishes the same job again (see above).

@@ -108,6 +108,10 @@ pub(super) struct Settings {
     pub(super) max_n: u32,
     /// The most models one comparison may name (`[server] max_compare`).
     pub(super) max_compare: u32,
+    /// How long a request NATS cannot take yet is held (`[server] failover_wait`).
+    pub(super) failover_wait: Duration,
+    /// NATS is a cluster (several servers named): a lost connection moves to another node.
+    pub(super) nats_cluster: bool,
 }
 
 impl AppState {
@@ -150,6 +154,8 @@ impl AppState {
                 language: config.smtp.language,
                 max_n: config.server.max_n.max(1),
                 max_compare: config.server.max_compare.max(2),
+                failover_wait: config.server.failover_wait,
+                nats_cluster: config.nats.url.urls().len() > 1,
             }),
         })
     }

@@ -35,6 +35,7 @@ pub struct MemoryStream {
     dead: Mutex<Vec<(String, String)>>,
     down: AtomicBool,
     acks_lost: AtomicBool,
+    leaderless: AtomicBool,
 }
 
 impl MemoryStream {
@@ -42,6 +43,12 @@ impl MemoryStream {
     /// acknowledgement is lost (a cluster node dying after it stored the message).
     pub fn set_acks_lost(&self, lost: bool) {
         self.acks_lost.store(lost, Ordering::SeqCst);
+    }
+
+    /// While set, publishing fails without storing, the connection up: a cluster whose
+    /// stream has no leader (electing one after the last died).
+    pub fn set_leaderless(&self, leaderless: bool) {
+        self.leaderless.store(leaderless, Ordering::SeqCst);
     }
 
     /// Every event of type `E` published so far, in order.
@@ -75,6 +82,9 @@ impl Publish for MemoryStream {
     async fn publish(&self, subject: &str, message_id: String, payload: Bytes) -> Result<(), PartError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(PartError::retry_later(format!("publishing to {subject}"), "NATS is down (test)"));
+        }
+        if self.leaderless.load(Ordering::SeqCst) {
+            return Err(PartError::retry_later(format!("publishing to {subject}"), "no stream leader (test)"));
         }
         if self.seen.lock().unwrap().insert(message_id.clone()) {
             self.published.lock().unwrap().push(Published { subject: subject.into(), message_id, payload });

@@ -130,7 +130,8 @@ async fn an_idempotency_key_gives_the_same_job_and_reused_for_another_request_a_
     assert_eq!(ingest.queued().len(), 1);
 }
 
-#[tokio::test]
+// Paused time: the acknowledgements stay lost for the whole hold ([server] failover_wait).
+#[tokio::test(start_paused = true)]
 async fn a_retry_with_its_key_after_an_unsure_refusal_queues_the_job_exactly_once() {
     let keyed = |body: &str| {
         let mut request = generate(body);
@@ -159,6 +160,44 @@ async fn a_retry_with_its_key_after_an_unsure_refusal_queues_the_job_exactly_onc
     assert_eq!(status, 202, "{answer}");
     assert_eq!(ingest.queued().len(), 1);
     assert_eq!(answer["id"], ingest.queued()[0].id.as_str());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_nats_cannot_take_for_a_few_seconds_is_held_and_queued_once() {
+    let ingest = ingest();
+    ingest.stream.set_leaderless(true);
+    let stream = ingest.stream.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await; // an election's length
+        stream.set_leaderless(false);
+    });
+    let asked = tokio::time::Instant::now();
+
+    let (status, answer, _) = ingest.send(generate(r#"{"prompt": "cat"}"#)).await;
+
+    assert_eq!(status, 202, "held, not refused: {answer}");
+    let held = asked.elapsed();
+    assert!(held >= std::time::Duration::from_secs(6) && held < std::time::Duration::from_secs(7), "{held:?}");
+    assert_eq!(ingest.queued().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_nats_cannot_take_within_the_hold_or_the_clients_wait_is_refused_with_503() {
+    let ingest = ingest();
+    ingest.stream.set_leaderless(true);
+    let asked = tokio::time::Instant::now();
+    let (status, _, _) = ingest.send(generate(r#"{"prompt": "cat"}"#)).await;
+    assert_eq!(status, 503);
+    let held = asked.elapsed();
+    assert!(held >= std::time::Duration::from_secs(14) && held <= std::time::Duration::from_secs(15), "{held:?}");
+
+    // A client that asked to wait 2 s is not held longer.
+    let asked = tokio::time::Instant::now();
+    let mut impatient = generate(r#"{"prompt": "cat"}"#);
+    impatient.headers_mut().insert("prefer", "wait=2".parse().unwrap());
+    assert_eq!(ingest.send(impatient).await.0, 503);
+    assert!(asked.elapsed() <= std::time::Duration::from_secs(2), "{:?}", asked.elapsed());
+    assert!(ingest.queued().is_empty());
 }
 
 #[tokio::test]
