@@ -58,7 +58,9 @@ def main():
         ours = number(rf"{size}x{size} PNG .* no labels: ([\d.]+) ms", image)
         for tool in ("libvips", "Pillow"):
             theirs = number(rf"{tool} [\d.]+ {size}: ([\d.]+) ms", anchors)
-            summary.append(ratio_line(f"image stage {size}x{size}", ours, theirs, f"faster than {tool}", 1.5, False))
+            # Issue 33 raised the libvips goal from 1.5x to 2.5x (PNG decoding through zune-png).
+            goal = 2.5 if tool == "libvips" else 1.5
+            summary.append(ratio_line(f"image stage {size}x{size}", ours, theirs, f"faster than {tool}", goal, False))
 
     # (bench, summary name, huiying's rate, the anchor's rate, anchor, goal)
     rate_pairs = [

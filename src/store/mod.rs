@@ -5,6 +5,7 @@ mod api;
 mod files;
 pub mod import;
 mod jpeg;
+mod png;
 pub mod processing;
 pub mod records;
 

@@ -67,17 +67,26 @@ impl ImageFormat {
     }
 }
 
+/// The picture's pixels, whatever its format (told by its content): an 8-bit PNG through
+/// zune-png, anything else through the `image` crate.
+pub fn decode(input: &[u8]) -> Result<DynamicImage, ProcessError> {
+    if let Some(decoded) = super::png::decode(input) {
+        return Ok(decoded);
+    }
+    ImageReader::new(Cursor::new(input))
+        .with_guessed_format()
+        .map_err(|e| ProcessError::Decode(e.to_string()))?
+        .decode()
+        .map_err(|e| ProcessError::Decode(e.to_string()))
+}
+
 /// Decodes, resizes, labels and encodes. CPU-bound: call it from a blocking thread.
 pub fn process(
     input: &[u8],
     settings: &ImageProcessingConfig,
     labelling: &Labelling,
 ) -> Result<Processed, ProcessError> {
-    let decoded = ImageReader::new(Cursor::new(input))
-        .with_guessed_format()
-        .map_err(|e| ProcessError::Decode(e.to_string()))?
-        .decode()
-        .map_err(|e| ProcessError::Decode(e.to_string()))?;
+    let decoded = decode(input)?;
     let fits = decoded.width() <= settings.max_width && decoded.height() <= settings.max_height;
     let mut image = if settings.enable_resize && !fits {
         let (width, height) = fit(decoded.width(), decoded.height(), settings.max_width, settings.max_height);
