@@ -58,7 +58,7 @@ def main():
         ours = number(rf"{size}x{size} PNG .* no labels: ([\d.]+) ms", image)
         for tool in ("libvips", "Pillow"):
             theirs = number(rf"{tool} [\d.]+ {size}: ([\d.]+) ms", anchors)
-            # Issue 33 raised the libvips goal from 1.5x to 2.5x (PNG decoding through zune-png).
+            # Issue 33 raised the libvips goal from 1.5x to 2.5x.
             goal = 2.5 if tool == "libvips" else 1.5
             summary.append(ratio_line(f"image stage {size}x{size}", ours, theirs, f"faster than {tool}", goal, False))
 

@@ -29,6 +29,8 @@ fn main() {
                 owner: None,
                 cost: Default::default(),
                 fallback: None,
+                group_id: None,
+                picked: false,
                 id: 0,
                 job_id: format!("00000000-0000-4000-8000-{n:012}"),
                 original_prompt: format!("{chinese} #{n}"),

@@ -5,7 +5,6 @@ mod api;
 mod files;
 pub mod import;
 mod jpeg;
-mod png;
 pub mod processing;
 pub mod records;
 

@@ -67,12 +67,9 @@ impl ImageFormat {
     }
 }
 
-/// The picture's pixels, whatever its format (told by its content): an 8-bit PNG through
-/// zune-png, anything else through the `image` crate.
+/// The picture's pixels, whatever its format (told by its content). PNGs go through the
+/// `png` crate: zune-png 0.5 was measured slower on this work (docs/performance.md).
 pub fn decode(input: &[u8]) -> Result<DynamicImage, ProcessError> {
-    if let Some(decoded) = super::png::decode(input) {
-        return Ok(decoded);
-    }
     ImageReader::new(Cursor::new(input))
         .with_guessed_format()
         .map_err(|e| ProcessError::Decode(e.to_string()))?
