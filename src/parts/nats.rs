@@ -232,20 +232,6 @@ impl Requests for async_nats::Client {
     }
 }
 
-#[async_trait]
-impl Backlog for stream::Stream {
-    async fn waiting(&self, consumer: &str) -> Option<u64> {
-        match tokio::time::timeout(Duration::from_secs(1), self.consumer_info(consumer)).await {
-            Ok(Ok(info)) => Some(info.num_pending + info.num_ack_pending as u64),
-            _ => None,
-        }
-    }
-
-    async fn ahead_of(&self, _consumer: &str, _message_id: &str, _limit: u64) -> Option<u64> {
-        None // counting needs a connection: see JobQueue
-    }
-}
-
 /// The job stream with the connection that reads it: what is waiting, and where a job
 /// stands in the queue.
 pub struct JobQueue {
@@ -256,7 +242,10 @@ pub struct JobQueue {
 #[async_trait]
 impl Backlog for JobQueue {
     async fn waiting(&self, consumer: &str) -> Option<u64> {
-        self.stream.waiting(consumer).await
+        match tokio::time::timeout(Duration::from_secs(1), self.stream.consumer_info(consumer)).await {
+            Ok(Ok(info)) => Some(info.num_pending + info.num_ack_pending as u64),
+            _ => None,
+        }
     }
 
     async fn ahead_of(&self, consumer: &str, message_id: &str, limit: u64) -> Option<u64> {
