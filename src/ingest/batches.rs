@@ -14,10 +14,9 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::access::Caller;
-use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
 use super::generate::requested;
-use super::groups::{meaning_of, owned_group, queue_group};
+use super::groups::{group_body, owned_group, queue_group};
 use crate::contract::groups::GroupNotify;
 use crate::contract::jobs::CancelRequest;
 
@@ -37,10 +36,7 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = json_body(&headers, body)?;
-    let meaning = meaning_of("batches", &body);
-    let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::bad_request(r#"the body must be a JSON object: {"prompts": ["...", "..."]}"#))?;
+    let (mut fields, meaning) = group_body(&headers, body, "batches", r#"{"prompts": ["...", "..."]}"#)?;
     let prompts: Vec<Value> = match fields.remove("prompts") {
         Some(Value::Array(prompts)) if !prompts.is_empty() && prompts.len() <= MAX_PROMPTS => prompts,
         _ => return Err(ApiError::bad_request(format!("prompts must be a list of 1 to {MAX_PROMPTS} prompts"))),

@@ -111,6 +111,17 @@ pub(super) enum WaitPreference {
     Seconds(Duration),
 }
 
+impl WaitPreference {
+    /// How long to wait: `absent` without a preference, `server` for a bare `wait`.
+    pub(super) fn or(self, absent: Duration, server: Duration) -> Duration {
+        match self {
+            WaitPreference::None => absent,
+            WaitPreference::ServerDefault => server,
+            WaitPreference::Seconds(seconds) => seconds,
+        }
+    }
+}
+
 pub(super) fn preferred_wait(headers: &HeaderMap) -> WaitPreference {
     let preferences = headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
     let mut found = WaitPreference::None;

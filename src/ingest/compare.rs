@@ -12,10 +12,9 @@ use serde_json::Value;
 
 use super::AppState;
 use super::access::Caller;
-use super::body::json_body;
 use super::error::{ApiError, ErrorBody};
 use super::generate::requested;
-use super::groups::{answer_for_group, meaning_of, queue_group};
+use super::groups::{answer_for_group, group_body, queue_group};
 use crate::contract::groups::GroupNotify;
 use crate::contract::values::ModelName;
 
@@ -34,10 +33,7 @@ pub(super) async fn compare(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = json_body(&headers, body)?;
-    let meaning = meaning_of("compare", &body);
-    let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::bad_request(r#"the body must be a JSON object: {"prompt": "...", "models": [...]}"#))?;
+    let (mut fields, meaning) = group_body(&headers, body, "compare", r#"{"prompt": "...", "models": [...]}"#)?;
     let models = models(fields.remove("models"), state.settings.max_compare)?;
     if fields.contains_key("model") || fields.contains_key("n") {
         return Err(ApiError::bad_request("a comparison takes models (a list), not model or n"));

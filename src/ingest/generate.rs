@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::access::Caller;
-use super::body::{DeadlineValue, WaitPreference, json_body, parse_object, preferred_wait, prefers_async};
+use super::body::{DeadlineValue, json_body, parse_object, preferred_wait, prefers_async};
 use super::error::{ApiError, ErrorBody};
 use super::groups::{Queued, answer_for_group, meaning_of, n_pictures, queue_group};
 use super::notify_targets::{check_recipient, check_webhook, check_webhook_address};
@@ -253,10 +253,7 @@ pub(super) async fn answer_for_job(
     if prefers_async(headers) {
         return Ok(accepted());
     }
-    let wait = match preferred_wait(headers) {
-        WaitPreference::Seconds(seconds) => seconds,
-        WaitPreference::None | WaitPreference::ServerDefault => state.settings.wait_timeout,
-    };
+    let wait = preferred_wait(headers).or(state.settings.wait_timeout, state.settings.wait_timeout);
     let finished = match state.jobs.wait_until_final(&id, wait).await {
         Ok(finished) => finished,
         Err(error) => {

@@ -2,7 +2,7 @@
 //! Server-Sent Events `progress`, `{id, total, counts, status}`, sent at once and again
 //! whenever one of its jobs changes state; the stream ends when every job has ended.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::extract::{Path, State};
@@ -13,7 +13,7 @@ use serde_json::json;
 use super::AppState;
 use super::access::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::groups::owned_group;
+use super::groups::{count_states, owned_group, progress_name};
 use crate::contract::jobs::JobState;
 
 /// Each job's state, by job id; `None`: no state seen yet.
@@ -23,18 +23,11 @@ struct Tally {
 }
 
 impl Tally {
-    fn event(&self) -> Event {
-        let mut counts = BTreeMap::new();
-        for state in self.states.values() {
-            *counts.entry(state.map_or("unknown", JobState::name)).or_insert(0u64) += 1;
-        }
-        let status = if self.ended() { "ended" } else { "running" };
-        let data = json!({"id": self.id, "total": self.states.len(), "counts": counts, "status": status});
-        Event::default().event("progress").json_data(&data).expect("JSON serializes")
-    }
-
-    fn ended(&self) -> bool {
-        self.states.values().all(|state| state.is_some_and(JobState::is_final))
+    /// The event `progress` now, and whether every job has ended.
+    fn event(&self) -> (Event, bool) {
+        let (counts, ended) = count_states(self.states.values().copied());
+        let data = json!({"id": self.id, "total": self.states.len(), "counts": counts, "status": progress_name(ended)});
+        (Event::default().event("progress").json_data(&data).expect("JSON serializes"), ended)
     }
 }
 
@@ -59,8 +52,7 @@ pub(super) async fn progress(
         let now = state.jobs.get(&member).await.map_err(unavailable)?.map(|job| job.status);
         tally.states.insert(member, now);
     }
-    let first = tally.event();
-    let ended = tally.ended();
+    let (first, ended) = tally.event();
     let later = futures::stream::unfold((changes, tally, ended), |(mut changes, mut tally, ended)| async move {
         if ended {
             return None;
@@ -78,8 +70,8 @@ pub(super) async fn progress(
                 continue;
             }
             *known = Some(job.status);
-            let ended = tally.ended();
-            return Some((Ok(tally.event()), (changes, tally, ended)));
+            let (event, ended) = tally.event();
+            return Some((Ok(event), (changes, tally, ended)));
         }
     });
     let events = futures::stream::once(async move { Ok(first) }).chain(later);

@@ -1,7 +1,11 @@
 //! Jobs asked for together: `n` pictures of one request are `n` jobs of one group.
 //! Queuing them, the answer that waits for all of them, and `GET /groups/{id}`.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +15,7 @@ use tokio::time::Instant;
 
 use super::AppState;
 use super::access::Caller;
-use super::body::{WaitPreference, preferred_wait, prefers_async};
+use super::body::{json_body, preferred_wait, prefers_async};
 use super::error::{ApiError, ErrorBody};
 use super::generate::{failure_of, picture_of, usage};
 use super::idempotency::{Claim, Claimed};
@@ -19,7 +23,7 @@ use super::queueing::{caller_key, queue_job, unavailable};
 use crate::contract::cost::{Cost, CostSource};
 use crate::contract::events::ImageRequested;
 use crate::contract::groups::{Group, GroupNotify, GroupRef};
-use crate::contract::jobs::JobStatus;
+use crate::contract::jobs::{JobState, JobStatus};
 use crate::contract::values::JobId;
 
 /// What a request queued: one job, or a group of them.
@@ -39,6 +43,20 @@ pub(super) fn n_pictures(request: ImageRequested, n: u32) -> Vec<ImageRequested>
             job
         })
         .collect()
+}
+
+/// A group request's body (`POST /compare`, `POST /batches`) as its JSON fields, with
+/// what it means for its `Idempotency-Key`; `shape` shows the body expected.
+pub(super) fn group_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    route: &str,
+    shape: &str,
+) -> Result<(serde_json::Map<String, Value>, String), ApiError> {
+    let body = json_body(headers, body)?;
+    let fields = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad_request(format!("the body must be a JSON object: {shape}")))?;
+    Ok((fields, meaning_of(route, &body)))
 }
 
 /// What a request for a group means, for its `Idempotency-Key`: the route and the body
@@ -155,10 +173,7 @@ pub(super) async fn answer_for_group(
     if prefers_async(headers) {
         return Ok(accepted());
     }
-    let wait = match preferred_wait(headers) {
-        WaitPreference::Seconds(seconds) => seconds,
-        WaitPreference::None | WaitPreference::ServerDefault => state.settings.wait_timeout,
-    };
+    let wait = preferred_wait(headers).or(state.settings.wait_timeout, state.settings.wait_timeout);
     let until = Instant::now() + wait;
     let mut ended = Vec::with_capacity(group.members.len());
     for member in &group.members {
@@ -221,27 +236,24 @@ pub(super) async fn group_status(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let unavailable = |_| ApiError::queue_unavailable();
     let group = owned_group(&state, &caller, &id).await?;
     let mut jobs = Vec::with_capacity(group.members.len());
-    let mut counts = serde_json::Map::new();
+    let mut states = Vec::with_capacity(group.members.len());
     for member in &group.members {
         let status = state.jobs.get(member).await.map_err(unavailable)?;
+        states.push(status.as_ref().map(|status| status.status));
         let mut view = status.as_ref().map_or_else(|| json!({"id": member, "status": "unknown"}), job_view);
         if group.picked.as_ref() == Some(member) {
             view["picked"] = json!(true);
         }
-        let name = view["status"].as_str().unwrap_or("unknown").to_string();
-        let count = counts.entry(name).or_insert(json!(0));
-        *count = json!(count.as_u64().unwrap_or(0) + 1);
         jobs.push(view);
     }
-    let done = jobs.iter().all(|job| matches!(job["status"].as_str(), Some("completed" | "failed" | "cancelled")));
+    let (counts, ended) = count_states(states);
     Ok(Json(json!({
         "id": group.id,
         "prompt": group.prompt,
         "created_at": group.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        "status": if done { "ended" } else { "running" },
+        "status": progress_name(ended),
         "cut_short": group.cut_short,
         "picked": group.picked,
         "counts": counts,
@@ -250,10 +262,26 @@ pub(super) async fn group_status(
     .into_response())
 }
 
+/// How many of a group's jobs are in each state (`unknown`: no state yet), and whether
+/// all have ended: what `GET /groups/{id}` and the group's event stream both say.
+pub(super) fn count_states(states: impl IntoIterator<Item = Option<JobState>>) -> (BTreeMap<&'static str, u64>, bool) {
+    let (mut counts, mut ended) = (BTreeMap::new(), true);
+    for state in states {
+        *counts.entry(state.map_or("unknown", JobState::name)).or_insert(0) += 1;
+        ended &= state.is_some_and(JobState::is_final);
+    }
+    (counts, ended)
+}
+
+/// A group's `status`.
+pub(super) fn progress_name(ended: bool) -> &'static str {
+    if ended { "ended" } else { "running" }
+}
+
 /// The group `id` as `caller` may see it: another key's is not there, as one that does
 /// not exist.
 pub(super) async fn owned_group(state: &AppState, caller: &Caller, id: &str) -> Result<Group, ApiError> {
-    let group = state.jobs.group(id).await.map_err(|_| ApiError::queue_unavailable())?;
+    let group = state.jobs.group(id).await.map_err(unavailable)?;
     group
         .filter(|group| caller.may_see(group.owner.as_deref()))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no group with id {id:?}")))

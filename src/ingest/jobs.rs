@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::access::Caller;
-use super::body::{WaitPreference, json_body, parse_object, preferred_wait};
+use super::body::{json_body, parse_object, preferred_wait};
 use super::error::{ApiError, ErrorBody};
 use crate::contract::jobs::{CancelRequest, JobState, JobStatus};
 use crate::redact;
@@ -140,11 +140,7 @@ pub(super) async fn cancel_job(
         by: caller.owner().map(String::from),
     };
     state.jobs.request_cancel(&id, &request).await.map_err(unavailable)?;
-    let wait = match preferred_wait(&headers) {
-        WaitPreference::None => CANCEL_WAIT,
-        WaitPreference::ServerDefault => state.settings.wait_timeout,
-        WaitPreference::Seconds(seconds) => seconds,
-    };
+    let wait = preferred_wait(&headers).or(CANCEL_WAIT, state.settings.wait_timeout);
     match state.jobs.wait_until_final(&id, wait).await.map_err(unavailable)? {
         Some(ended) => finished(shown_to(&caller, ended)),
         None => Ok((StatusCode::ACCEPTED, Json(current(&state, &caller, &id).await?)).into_response()),
