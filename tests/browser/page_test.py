@@ -220,6 +220,8 @@ def compare_story(browser, base, shots):
     """Compare one prompt on three models: a row of their pictures with time and cost, the
     refusal shown in its place; pick one, and the gallery marks it."""
     page = browser.new_page(viewport=DESKTOP)
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
     page.goto(base)
     page.click("#tab-compare")
     expect(page.locator("#compare-models input")).not_to_have_count(0)
@@ -246,6 +248,8 @@ def compare_story(browser, base, shots):
     expect(gemini).to_have_attribute("data-picked", "true")
     expect(gemini.locator(".badge.picked")).to_be_visible()
     expect(page.locator("#comparison .cell[data-picked='true']")).to_have_count(1)
+    group = page.locator("#comparison .compare-row").first.get_attribute("data-group")
+    assert any(url.endswith(f"/groups/{group}/events") for url in requests), "followed over Server-Sent Events"
     page.screenshot(path=shots / "compare-desktop.png", full_page=True)
 
     page.click("#tab-gallery")
