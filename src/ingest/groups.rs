@@ -18,6 +18,7 @@ use super::access::Caller;
 use super::body::{json_body, preferred_wait, prefers_async};
 use super::error::{ApiError, ErrorBody};
 use super::generate::{failure_of, picture_of, usage};
+use super::hold::Hold;
 use super::idempotency::{Claim, Claimed};
 use super::queueing::{caller_key, queue_job, unavailable};
 use crate::contract::cost::{Cost, CostSource};
@@ -83,9 +84,11 @@ pub(super) async fn queue_group(
     let mut headers = headers.clone();
     headers.remove("idempotency-key");
     let mut id = JobId::random();
+    // NATS electing a leader holds the group's own writes as it holds each job's.
+    let hold = Hold::new(state, &headers);
     if let Some(key) = key {
         let claimed = Claimed { job_id: id.clone(), fingerprint: meaning };
-        match state.idempotency.claim(&key, &claimed).await.map_err(unavailable)? {
+        match hold.on(state, || state.idempotency.claim(&key, &claimed)).await.map_err(unavailable)? {
             Claim::New => {}
             Claim::Existing(existing) if existing.fingerprint != claimed.fingerprint => {
                 return Err(ApiError::new(
@@ -111,7 +114,7 @@ pub(super) async fn queue_group(
         cut_short: None,
         picked: None,
     };
-    state.jobs.set_group(&group).await.map_err(|_| ApiError::queue_unavailable())?;
+    hold.on(state, || state.jobs.set_group(&group)).await.map_err(unavailable)?;
     for (index, mut job) in jobs.into_iter().enumerate() {
         job.group = Some(GroupRef { id: group.id.clone(), index: index as u32, size });
         let member = JobId::parse(group.members[index].as_str()).expect("a fresh job id");
@@ -122,7 +125,7 @@ pub(super) async fn queue_group(
             tracing::warn!(group = %id, queued = index, error = %refused.message(), "a group was cut short");
             group.members.truncate(index);
             group.cut_short = Some(format!("{index} of {size} pictures were queued: {}", refused.message()));
-            state.jobs.set_group(&group).await.map_err(|_| ApiError::queue_unavailable())?;
+            hold.on(state, || state.jobs.set_group(&group)).await.map_err(unavailable)?;
             break;
         }
     }

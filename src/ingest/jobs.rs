@@ -189,7 +189,7 @@ pub(super) async fn job_events(
 }
 
 /// How often a waiting job's place in the queue is looked at again.
-const POSITION_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const POSITION_EVERY: Duration = Duration::from_secs(2);
 
 /// One job's event stream: its states as they change (events `status`, id the state's
 /// name) and, while it waits, its place in the queue when that moves (events `position`).
