@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use super::AppState;
 use super::access::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::jobs::shown_to;
+use super::jobs::{all_seen_by, shown_to};
 use crate::contract::jobs::{JobState, JobStatus};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -94,9 +94,7 @@ pub(super) async fn list_jobs(
     Query(query): Query<JobListQuery>,
 ) -> Result<Response, ApiError> {
     let wanted = Wanted::try_from(query)?;
-    let all = state.jobs.all().await.map_err(|_| ApiError::queue_unavailable())?;
-    let mine = all.into_iter().filter(|job| caller.may_see(job.owner.as_deref())).collect();
-    let (jobs, next) = page(mine, &wanted);
+    let (jobs, next) = page(all_seen_by(&state, &caller).await?, &wanted);
     let jobs: Vec<JobStatus> = jobs.into_iter().map(|job| shown_to(&caller, job)).collect();
     Ok(Json(json!({"jobs": jobs, "next_cursor": next})).into_response())
 }

@@ -66,6 +66,13 @@ pub(super) async fn with_targets(state: &AppState, mut status: JobStatus) -> Res
     Ok(status)
 }
 
+/// Every kept job `caller` may see (its key's own; an admin's all), as stored. Reads
+/// them all: for lists and reports.
+pub(super) async fn all_seen_by(state: &AppState, caller: &Caller) -> Result<Vec<JobStatus>, ApiError> {
+    let all = state.jobs.all().await.map_err(unavailable)?;
+    Ok(all.into_iter().filter(|job| caller.may_see(job.owner.as_deref())).collect())
+}
+
 /// Job `id` when `caller` may see it, as it is stored; else 404.
 pub(super) async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<JobStatus, ApiError> {
     match state.jobs.get(id).await.map_err(unavailable)? {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::AppState;
 use super::access::Caller;
 use super::error::{ApiError, ErrorBody};
+use super::jobs::all_seen_by;
 use crate::contract::jobs::{JobState, JobStatus};
 
 /// One model's figures.
@@ -37,8 +38,7 @@ pub(super) struct ModelStats {
 )]
 pub(super) async fn model_stats(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let unavailable = |_| ApiError::queue_unavailable();
-    let jobs: Vec<JobStatus> = state.jobs.all().await.map_err(unavailable)?;
-    let jobs: Vec<JobStatus> = jobs.into_iter().filter(|job| caller.may_see(job.owner.as_deref())).collect();
+    let jobs = all_seen_by(&state, &caller).await?;
     let picked: Vec<String> = (state.jobs.all_groups().await.map_err(unavailable)?)
         .into_iter()
         .filter(|group| caller.may_see(group.owner.as_deref()))
