@@ -44,6 +44,9 @@ where
     }
 }
 
+/// How often the client asks the server whether it is still there.
+const PING_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Connects once with the login in `config`, without retrying (`huiying up` probes with
 /// it; [`Bus::connect`] retries it).
 pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::Client, SetupError> {
@@ -54,6 +57,11 @@ pub async fn try_connect(config: &NatsConfig, name: &str) -> Result<async_nats::
             move |event| log_connection_event(name.clone(), connected_before.clone(), event)
         })
         .connection_timeout(Duration::from_secs(3))
+        // A server cut off by the network goes silent rather than closing the connection:
+        // the client notices only when pings go unanswered. Every 2 s (not the default
+        // 60) moves a service to another node of a cluster within seconds, inside ingest's
+        // failover_wait (tests/api/partition.rs).
+        .ping_interval(PING_INTERVAL)
         // Reconnect forever: services outlive NATS restarts without being restarted.
         .max_reconnects(None);
     if !config.user.is_empty() {

@@ -268,11 +268,21 @@ impl Bus {
 }
 
 /// Creates (or updates) a durable pull consumer on `stream` and returns it.
+///
+/// On a replicated stream the consumer's state (what was delivered, what acknowledged) is
+/// replicated as the stream is, but kept in memory: each delivery and each ack is a Raft
+/// round, and on disk each was an fsync on every node, more than half of all the rounds a
+/// job costs (docs/performance.md). Losing one node loses nothing (the others hold the
+/// state); only if every node stops at once is the state gone, and the consumer then starts
+/// over from the stream's first event, which each stage recognises as done and acks
+/// (docs/cluster.md).
 pub async fn durable_consumer_on(
     stream: &stream::Stream,
     spec: &ConsumerSpec,
 ) -> Result<consumer::PullConsumer, SetupError> {
+    let replicated = stream.cached_info().config.num_replicas > 1;
     let mut config = consumer::pull::Config {
+        memory_storage: replicated,
         durable_name: Some(spec.durable.into()),
         description: Some(spec.description.into()),
         ack_policy: consumer::AckPolicy::Explicit,
@@ -286,7 +296,27 @@ pub async fn durable_consumer_on(
         [one] => config.filter_subject = one.to_string(),
         many => config.filter_subjects = many.iter().map(|s| s.to_string()).collect(),
     }
-    stream.create_consumer(config).await.map_err(setup_failed("consumer"))
+    match stream.create_consumer(config).await {
+        Ok(consumer) => Ok(consumer),
+        // nats-server never changes where an existing consumer keeps its state (one made
+        // on disk by an earlier release): it goes on as it is, and says so.
+        Err(error) => match stream.get_consumer::<consumer::pull::Config>(spec.durable).await {
+            Ok(existing) if existing.cached_info().config.memory_storage != replicated => {
+                tracing::warn!(
+                    consumer = spec.durable,
+                    %error,
+                    "the consumer keeps its state {} and nats-server does not change that; to move it, \
+                     stop the service and `nats --user admin consumer rm {} {}` (the service makes it anew \
+                     and starts from the stream's first event, which each stage acks as done)",
+                    if replicated { "on disk" } else { "in memory" },
+                    existing.cached_info().stream_name,
+                    spec.durable,
+                );
+                Ok(existing)
+            }
+            _ => Err(setup_failed("consumer")(error)),
+        },
+    }
 }
 
 /// What a service consumes, and how patiently.

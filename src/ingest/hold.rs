@@ -18,6 +18,10 @@ use crate::parts::PartError;
 /// The first pause between tries; it doubles up to [`LONGEST_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const LONGEST_PAUSE: Duration = Duration::from_secs(1);
+/// The longest one try waits for an answer on a cluster. A write sent while no node leads
+/// the stream, or through a node cut off by the network, is never answered; waiting out the
+/// client's own 5 s for it would spend the hold on one try.
+const LONGEST_TRY: Duration = Duration::from_secs(2);
 
 /// How long one request may still be held.
 pub(super) struct Hold {
@@ -56,7 +60,13 @@ impl Hold {
     {
         let mut pause = FIRST_PAUSE;
         loop {
-            let error = match write().await {
+            let tried = match self.cluster {
+                true => tokio::time::timeout(LONGEST_TRY, write()).await.unwrap_or_else(|_| {
+                    Err(PartError::retry_later("writing to NATS", format!("no answer in {LONGEST_TRY:?}")))
+                }),
+                false => write().await,
+            };
+            let error = match tried {
                 Ok(done) => return Ok(done),
                 Err(error) => error,
             };

@@ -42,6 +42,11 @@ pub struct LoadArgs {
     /// replicas (compare with a run without it).
     #[arg(long)]
     pub cluster: bool,
+    /// Load a pipeline that already runs (its HTTP address) instead of starting one; NATS
+    /// as `[nats]` says (NATS_URL, and an admin's NATS_USER / NATS_PASSWORD), which the
+    /// stage latencies are read from. No CPU or memory figures: its processes are not ours.
+    #[arg(long, conflicts_with = "cluster")]
+    pub against: Option<String>,
 }
 
 /// One started process whose memory we watch.
@@ -57,6 +62,9 @@ struct Process {
 pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     if args.jobs == 0 || args.rate <= 0.0 {
         bail!("--jobs and --rate must be above 0");
+    }
+    if let Some(base) = &args.against {
+        return run_against(&config, base, &args).await;
     }
     let dir = tempfile::tempdir()?;
     let logins = NatsLogins::random();
@@ -131,6 +139,24 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     if args.keep {
         println!("  kept {}", dir.keep().display());
     }
+    Ok(())
+}
+
+/// Loads the pipeline at `base` (started by someone else: `benches/three_hosts.py`).
+async fn run_against(config: &Config, base: &str, args: &LoadArgs) -> anyhow::Result<()> {
+    let admin = bus::try_connect(&config.nats, "huiying-load").await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    wait_until_healthy(&http, base).await?;
+    let js = jetstream::new(admin.clone());
+    let mails_before = mails_logged(&js).await?;
+    println!("huiying load: {} jobs at {}/s against {base}", args.jobs, args.rate);
+    let started = Instant::now();
+    let accepted = submit(&http, base, args).await?;
+    let submitted_in = started.elapsed();
+    wait_for_mails(&admin, mails_before + accepted.len()).await?;
+    let finished_in = started.elapsed();
+    let stages = stage_latencies(&admin).await?;
+    report::report(args, &accepted, submitted_in, finished_in, &stages, &mut []);
     Ok(())
 }
 
@@ -242,8 +268,7 @@ async fn wait_for_mails(admin: &async_nats::Client, expected: usize) -> anyhow::
     let js = jetstream::new(admin.clone());
     let mut last = (0, Instant::now());
     loop {
-        let mut stream = js.get_stream(format!("KV_{}", crate::contract::MAIL_BUCKET)).await?;
-        let mailed = stream.info().await?.state.messages as usize;
+        let mailed = mails_logged(&js).await?;
         if mailed >= expected {
             return Ok(());
         }
@@ -254,6 +279,12 @@ async fn wait_for_mails(admin: &async_nats::Client, expected: usize) -> anyhow::
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Entries in the mail log: one per job mailed.
+async fn mails_logged(js: &jetstream::Context) -> anyhow::Result<usize> {
+    let mut stream = js.get_stream(format!("KV_{}", crate::contract::MAIL_BUCKET)).await?;
+    Ok(stream.info().await?.state.messages as usize)
 }
 
 /// When each job passed each point, from the stream's and the mail log's timestamps.

@@ -36,6 +36,7 @@ pub struct MemoryStream {
     down: AtomicBool,
     acks_lost: AtomicBool,
     leaderless: AtomicBool,
+    silent: AtomicBool,
 }
 
 impl MemoryStream {
@@ -49,6 +50,11 @@ impl MemoryStream {
     /// stream has no leader (electing one after the last died).
     pub fn set_leaderless(&self, leaderless: bool) {
         self.leaderless.store(leaderless, Ordering::SeqCst);
+    }
+
+    /// While set, a publish is never answered: sent through a node the network cut off.
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
     }
 
     /// Every event of type `E` published so far, in order.
@@ -85,6 +91,9 @@ impl Publish for MemoryStream {
         }
         if self.leaderless.load(Ordering::SeqCst) {
             return Err(PartError::retry_later(format!("publishing to {subject}"), "no stream leader (test)"));
+        }
+        if self.silent.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
         }
         if self.seen.lock().unwrap().insert(message_id.clone()) {
             self.published.lock().unwrap().push(Published { subject: subject.into(), message_id, payload });

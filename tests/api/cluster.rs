@@ -11,7 +11,9 @@ use huiying::config::Secret;
 use huiying::contract::records::RecordQuery;
 use huiying::store::records::{Records, SqliteRecords};
 
-use crate::helpers::{NatsCluster, PostgresDatabase, S3Server, TestApp, nats_password, wait_for};
+use crate::helpers::{
+    NatsCluster, PostgresDatabase, S3Server, TestApp, WEBHOOK_SECRET, WebhookReceiver, nats_password, wait_for,
+};
 
 /// Jobs the steady load submits, and how fast.
 const JOBS: usize = 300;
@@ -46,7 +48,7 @@ async fn killing_the_stream_leader_under_load_loses_no_job_and_doubles_nothing()
     .await;
 
     let started = Instant::now();
-    let load = tokio::spawn(submit_steadily(app.http.clone(), app.address.clone()));
+    let load = tokio::spawn(submit_steadily(app.http.clone(), app.address.clone(), JOBS, PER_SECOND));
     // Five seconds into the load, the node leading the event stream dies as in a crash
     // (SIGKILL), and comes back ten seconds later.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -122,6 +124,81 @@ async fn killing_the_stream_leader_under_load_loses_no_job_and_doubles_nothing()
     assert_eq!(mails_per_job.len(), JOBS, "mails of jobs nobody asked for: {:?}", unasked(&mails_per_job));
 }
 
+/// The pipeline's consumers, each on the `HUIYING` stream.
+const CONSUMERS: [&str; 4] = ["generator", "store", "mailer", "webhook"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_node_stopping_at_once_replays_the_stream_and_sends_nothing_twice() {
+    // On a cluster the consumers keep their place in memory (docs/cluster.md): a node lost
+    // is nothing, but when every node stops at once the place is forgotten and each
+    // consumer starts over from the stream's first event. Each stage must see that it is
+    // done.
+    let receiver = WebhookReceiver::start(&[]).await;
+    let hook = receiver.url("/hook");
+    let mut app = TestApp::spawn_on_cluster(NatsCluster::start().await, |config, _| {
+        config.webhooks.allow_private = true;
+        config.webhooks.endpoints = vec![huiying::config::EndpointConfig {
+            name: "hook".into(),
+            url: hook,
+            secret: vec![Secret::new(WEBHOOK_SECRET)],
+            secret_env: String::new(),
+            events: vec!["image.completed".into()],
+            headers: Default::default(),
+            enabled: true,
+        }];
+    })
+    .await;
+    let before: Vec<String> =
+        futures::future::join_all((0..10).map(|n| app.submit(json!({"prompt": format!("before {n}")})))).await;
+    for id in &before {
+        assert_eq!(app.wait_for_job(id).await["status"], "completed");
+    }
+    for consumer in CONSUMERS {
+        app.wait_until_consumer_idle(consumer).await;
+    }
+    receiver.wait_for_hooks("/hook", 10).await;
+
+    // The services stay away while every node stops (as in a power cut) and comes back.
+    for service in CONSUMERS {
+        app.stop_service(service).await;
+    }
+    for node in app.nats_nodes_mut() {
+        node.kill();
+    }
+    futures::future::join_all(app.nats_nodes_mut().map(|node| node.restart())).await;
+    let admin = jetstream::new(app.nats.clone());
+    for consumer in CONSUMERS {
+        let pending = wait_for(&format!("consumer {consumer} to be back"), Duration::from_secs(60), || async {
+            let mut found: jetstream::consumer::PullConsumer =
+                admin.get_stream(huiying::contract::STREAM).await.ok()?.get_consumer(consumer).await.ok()?;
+            Some(found.info().await.ok()?.num_pending)
+        })
+        .await;
+        assert!(pending >= 10, "{consumer} forgot its place: its events are pending again ({pending})");
+    }
+    for service in CONSUMERS {
+        app.start_service(service);
+    }
+    let after = app.submit(json!({"prompt": "after"})).await;
+    assert_eq!(app.wait_for_job(&after).await["status"], "completed");
+    for consumer in CONSUMERS {
+        app.wait_until_consumer_idle(consumer).await;
+    }
+    receiver.wait_for_hooks("/hook", 11).await;
+
+    let jobs: Vec<&String> = before.iter().chain([&after]).collect();
+    let records = app.records();
+    let mails = app.smtp.mails();
+    let hooks = receiver.hooks_at("/hook");
+    for id in &jobs {
+        assert_eq!(app.wait_for_job(id).await["status"], "completed", "job {id} stays completed");
+        assert_eq!(records.iter().filter(|r| &&r["job_id"] == id).count(), 1, "job {id}: one record");
+        assert_eq!(mails.iter().filter(|m| m.message_id.contains(id.as_str())).count(), 1, "job {id}: one mail");
+        assert_eq!(hooks.iter().filter(|h| h.json()["data"]["id"] == id.as_str()).count(), 1, "job {id}: one webhook");
+    }
+    assert_eq!((records.len(), mails.len(), hooks.len()), (11, 11, 11), "nothing else was sent");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_asked_of_a_single_copy_stream_stop_the_service_with_the_fix() {
     // An existing single-server deployment (streams with one copy) ...
@@ -153,7 +230,7 @@ async fn three_replicas_asked_of_a_single_copy_stream_stop_the_service_with_the_
 }
 
 /// The job's state once final, or as it is after `patience`.
-async fn last_state_within(app: &TestApp, id: &str, patience: Duration) -> serde_json::Value {
+pub(crate) async fn last_state_within(app: &TestApp, id: &str, patience: Duration) -> serde_json::Value {
     let deadline = Instant::now() + patience;
     loop {
         let state: serde_json::Value = app.get_job(id).await.json().await.unwrap_or_default();
@@ -165,19 +242,19 @@ async fn last_state_within(app: &TestApp, id: &str, patience: Duration) -> serde
 }
 
 /// What the steady load got.
-struct Submitted {
-    accepted: Vec<String>,
+pub(crate) struct Submitted {
+    pub accepted: Vec<String>,
     /// Requests answered otherwise than 202, or not within 30 s.
-    refused: usize,
-    longest_accept: Duration,
+    pub refused: usize,
+    pub longest_accept: Duration,
 }
 
-/// Submits [`JOBS`] jobs at [`PER_SECOND`], each asked once, as a client that does not
-/// retry: ingest holds what NATS cannot take during the election ([server] failover_wait).
-async fn submit_steadily(http: reqwest::Client, address: String) -> Submitted {
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / PER_SECOND));
+/// Submits `jobs` jobs at `per_second`, each asked once, as a client that does not retry:
+/// ingest holds what NATS cannot take during the election ([server] failover_wait).
+pub(crate) async fn submit_steadily(http: reqwest::Client, address: String, jobs: usize, per_second: f64) -> Submitted {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second));
     let mut clients = Vec::new();
-    for n in 0..JOBS {
+    for n in 0..jobs {
         tick.tick().await;
         let (http, address) = (http.clone(), address.clone());
         clients.push(tokio::spawn(async move {
@@ -219,7 +296,7 @@ async fn submit_steadily(http: reqwest::Client, address: String) -> Submitted {
 }
 
 /// The server leading the `HUIYING` stream, once the cluster has one.
-async fn stream_leader(js: &jetstream::Context) -> String {
+pub(crate) async fn stream_leader(js: &jetstream::Context) -> String {
     wait_for("the event stream to have a leader", Duration::from_secs(30), || async {
         let mut stream = js.get_stream(huiying::contract::STREAM).await.ok()?;
         stream.info().await.ok()?.cluster.clone()?.leader

@@ -29,6 +29,7 @@ mod openapi;
 mod original;
 mod outbound;
 mod owners;
+mod partition;
 mod records;
 mod secrets;
 mod self_hosted;

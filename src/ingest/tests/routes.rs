@@ -182,6 +182,27 @@ async fn a_request_nats_cannot_take_for_a_few_seconds_is_held_and_queued_once() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn on_a_cluster_a_publish_nobody_answers_is_tried_again_rather_than_waited_out() {
+    // Three NATS URLs: a cluster, where another node may answer what one does not.
+    let ingest =
+        ingest_with(|config| config.nats.url = "nats://a:4222,nats://b:4222,nats://c:4222".parse().unwrap(), None);
+    ingest.stream.set_silent(true);
+    let stream = ingest.stream.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await; // the client moved to another node
+        stream.set_silent(false);
+    });
+    let asked = tokio::time::Instant::now();
+
+    let sent = ingest.send(generate(r#"{"prompt": "cat"}"#));
+    let (status, answer, _) = tokio::time::timeout(std::time::Duration::from_secs(60), sent).await.expect("answered");
+
+    assert_eq!(status, 202, "{answer}");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(8), "{:?}", asked.elapsed());
+    assert_eq!(ingest.queued().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_request_nats_cannot_take_within_the_hold_or_the_clients_wait_is_refused_with_503() {
     let ingest = ingest();
     ingest.stream.set_leaderless(true);

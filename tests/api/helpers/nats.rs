@@ -17,6 +17,9 @@ pub struct NatsServer {
     /// Its `server_name` (nodes of a cluster each have their own).
     pub name: String,
     port: u16,
+    /// Where it listens: loopback, or its host's address when it runs in a [`Hosts`] namespace.
+    address: String,
+    netns: Option<String>,
     store: TempDir,
     config: PathBuf,
 }
@@ -61,6 +64,8 @@ impl NatsServer {
             url: String::new(),
             name: "huiying".into(),
             port: free_port(),
+            address: "127.0.0.1".into(),
+            netns: None,
             store: TempDir::new().unwrap(),
             config: config.to_path_buf(),
         };
@@ -73,21 +78,37 @@ impl NatsServer {
         let store = TempDir::new().unwrap();
         let config = store.path().join("nats.conf");
         std::fs::write(&config, conf).unwrap();
-        Self { process: None, url: String::new(), name: name.into(), port: free_port(), store, config }
+        Self {
+            process: None,
+            url: String::new(),
+            name: name.into(),
+            port: free_port(),
+            address: "127.0.0.1".into(),
+            netns: None,
+            store,
+            config,
+        }
     }
 
     /// Starts the server (again) on its port with its JetStream folder.
     pub async fn restart(&mut self) {
         assert!(self.process.is_none(), "nats-server is already running");
         let (port, store) = (self.port, &self.store);
-        let mut command = Command::new(nats_server_program());
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(nats_server_program());
+                command
+            }
+            None => Command::new(nats_server_program()),
+        };
         for user in huiying::service::NATS_USERS.iter().chain(&["subscriber"]) {
             command.env(huiying::up::NatsLogins::env_var(user), nats_password(user));
         }
         let process = command
             .arg("-c")
             .arg(&self.config)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-a", &self.address, "-p", &port.to_string()])
             .current_dir(store.path())
             .stdout(Stdio::null())
             // Permission violations show up here; HUIYING_TEST_NATS_LOG keeps it for a look.
@@ -97,7 +118,7 @@ impl NatsServer {
             })
             .spawn()
             .expect("starting nats-server");
-        let url = format!("nats://127.0.0.1:{port}");
+        let url = format!("nats://{}:{port}", self.address);
         let probe = url.clone();
         // A cluster node recovering its JetStream store on a busy two-core machine has
         // taken over 15 s; the wait is for a server that never comes up, not a slow one.
@@ -126,6 +147,26 @@ impl NatsCluster {
             .map(|(name, port)| NatsServer::node(name, &huiying::up::cluster_node_conf(name, *port, &route_ports)))
             .collect();
         // Started together: each waits for the others' routes before it answers.
+        futures::future::join_all(nodes.iter_mut().map(|node| node.restart())).await;
+        let cluster = Self { nodes };
+        cluster.wait_until_ready().await;
+        cluster
+    }
+
+    /// Three nodes, one on each of `hosts`, each listening on its host's address.
+    pub async fn start_on(hosts: &Hosts) -> Self {
+        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for (n, name) in ["node-a", "node-b", "node-c"].iter().enumerate() {
+            let mut conf = huiying::up::cluster_node_conf(name, route_ports[n], &route_ports);
+            for (port, address) in route_ports.iter().zip(&hosts.addresses) {
+                conf = conf.replace(&format!("127.0.0.1:{port}"), &format!("{address}:{port}"));
+            }
+            let mut node = NatsServer::node(name, &conf);
+            node.address = hosts.addresses[n].to_string();
+            node.netns = Some(hosts.namespace(n));
+            nodes.push(node);
+        }
         futures::future::join_all(nodes.iter_mut().map(|node| node.restart())).await;
         let cluster = Self { nodes };
         cluster.wait_until_ready().await;
