@@ -9,7 +9,9 @@
 - mail: `cargo bench --bench mailer` against postfix's smtp-source into smtp-sink
   (Debian package postfix);
 - whole pipeline: `huiying load` (release build): CPU per job at --rate, the ceiling
-  (jobs/s with 300 offered a second) and end-to-end p99 at 50 jobs/s.
+  (jobs/s with 300 offered a second) and end-to-end p99 at 50 jobs/s;
+- the same on a three-node cluster (`huiying load --cluster`): its ceiling against one
+  node's, its nats-servers' CPU per job against one's, its p99 at 50 jobs/s.
 
 Run it on an otherwise idle machine: the anchors and huiying share its cores. Not a test;
 CI does not run it. What each figure is bounded by: docs/performance.md.
@@ -95,6 +97,24 @@ def main():
     p99 = number(r"end to end \(requested → mail written\)\s+[\d.]+\s+[\d.]+\s+([\d.]+)", load(1500, 50))
     met = "met" if p99 is not None and p99 < 100 else "not met"
     summary.append(f"{'pipeline p99 at 50 jobs/s':<30} {p99} ms end to end (goal < 100 ms: {met})")
+
+    # Issue 33: the three-node cluster against one node, in the same run.
+    def nats_cpu(output):
+        return sum(float(cpu) for cpu in re.findall(r"nats-server\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)", output))
+
+    single = load(3000, 300)
+    cluster = run([os.path.join(root, "target", "release", "huiying"), "load", "--cluster", "--jobs", "3000", "--rate", "300"])
+    print(cluster)
+    through = r"([\d.]+) jobs/s through the whole pipeline"
+    summary.append(ratio_line("cluster ceiling", number(through, cluster), number(through, single), "of one node's", 0.6))
+    ratio = nats_cpu(cluster) / nats_cpu(single) if nats_cpu(single) else None
+    met = "met" if ratio is not None and ratio <= 3.5 else "not met"
+    summary.append(f"{'cluster nats-server CPU':<30} {ratio and round(ratio, 2)}x one node's per job (goal <= 3.5x: {met})")
+    p99_cluster = run([os.path.join(root, "target", "release", "huiying"), "load", "--cluster", "--jobs", "1500", "--rate", "50"])
+    print(p99_cluster)
+    p99 = number(r"end to end \(requested → mail written\)\s+[\d.]+\s+[\d.]+\s+([\d.]+)", p99_cluster)
+    met = "met" if p99 is not None and p99 < 100 else "not met"
+    summary.append(f"{'cluster p99 at 50 jobs/s':<30} {p99} ms end to end (goal < 100 ms: {met})")
 
     print("\nSummary (one run; ratios carry over between machines, absolute figures do not)")
     for line in summary:

@@ -1,15 +1,21 @@
 """Three hosts, simulated on one machine: a nats-server in each of three network
 namespaces, the services spread over them, and a round trip of 2 ms and then 20 ms added
-between the hosts (tc netem); `huiying load --against` submits jobs from outside and
-reports throughput and latency for each.
+between the hosts; `huiying load --against` submits jobs from outside and reports
+throughput and latency for each.
 
-    cargo build --release && sudo python3 benches/three_hosts.py [--jobs 1000 --rate 50]
+    cargo build --release && sudo python3 benches/three_hosts.py [--jobs 600 --rate 20]
 
-Needs root (ip netns, tc) and iproute2. Not a test: CI does not run it; the partition case
-is a test (tests/api/partition.rs). Each host is a namespace `hy-a`, `hy-b`, `hy-c` with
-a veth to a bridge `hy-br` in the machine's own namespace, 10.77.0.1-3; netem delays what
-leaves each host by half the round trip, so host to host is the full round trip and a
-service to its own host's node none.
+Needs root (ip netns) and iproute2. Not a test: CI does not run it; the partition case is
+a test (tests/api/partition.rs). Each host is a namespace `hy-a`, `hy-b`, `hy-c` with a
+veth to a bridge `hy-br` in the machine's own namespace, 10.77.0.1-3.
+
+The delay: `tc netem` is what the issue asked for, but this machine's kernel has no netem
+("Specified qdisc kind is unknown"; tbf and htb are there, neither delays). So the nodes'
+routes to each other run through a delaying TCP proxy here instead, which holds each chunk
+half the round trip in each direction. Each service talks to its own host's node (no
+delay), so what crosses hosts, and waits, is the nodes' own traffic: Raft replication and
+messages forwarded to where a subscriber or stream leader is. The proxy runs on the same
+two cores and costs some CPU of its own.
 
     host A: nats-server, ingest, generator
     host B: nats-server, store
@@ -19,12 +25,14 @@ so every event crosses hosts, as it may when the services are spread for resilie
 Everything runs with three replicas and `sync_interval: always`, as nats.conf sets it.
 """
 import argparse
+import asyncio
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -32,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HOSTS = {"a": ["ingest", "generator"], "b": ["store"], "c": ["mailer", "webhook"]}
 BRIDGE = "hy-br"
+# Each round starts new proxies (the old ones listen on until the script ends).
+PROXY_PORTS = iter(range(17000, 18000))
 
 
 def sh(*command, check=True):
@@ -42,7 +52,7 @@ def address(host):
     return f"10.77.0.{'abc'.index(host) + 1}"
 
 
-def make_hosts(round_trip_ms):
+def make_hosts():
     sh("ip", "link", "add", BRIDGE, "type", "bridge")
     sh("ip", "addr", "add", "10.77.0.254/24", "dev", BRIDGE)
     sh("ip", "link", "set", BRIDGE, "up")
@@ -56,13 +66,55 @@ def make_hosts(round_trip_ms):
         sh("ip", "-n", ns, "addr", "add", f"{address(host)}/24", "dev", inside)
         sh("ip", "-n", ns, "link", "set", inside, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        delay(host, round_trip_ms)
 
 
-def delay(host, round_trip_ms):
-    """Half the round trip on what leaves the host: host to host is then the whole."""
-    half = f"{round_trip_ms / 2}ms"
-    sh("tc", "-n", f"hy-{host}", "qdisc", "replace", "dev", f"hy-{host}1", "root", "netem", "delay", half)
+class DelayingProxy:
+    """Forwards TCP connections from `listen` to `target`, holding every chunk `delay`
+    seconds in each direction (order kept), in a thread of its own."""
+
+    def __init__(self, listen, target, delay):
+        self.listen, self.target, self.delay = listen, target, delay
+        self.ready = threading.Event()
+        threading.Thread(target=lambda: asyncio.run(self.serve()), daemon=True).start()
+        self.ready.wait()
+
+    async def serve(self):
+        server = await asyncio.start_server(self.connection, *self.listen)
+        self.ready.set()
+        async with server:
+            await server.serve_forever()
+
+    async def connection(self, reader, writer):
+        try:
+            target_reader, target_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self.pipe(reader, target_writer), self.pipe(target_reader, writer))
+
+    async def pipe(self, reader, writer):
+        loop = asyncio.get_running_loop()
+        chunks = asyncio.Queue()
+
+        async def send():
+            while (chunk := await chunks.get()) is not None:
+                due, data = chunk
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        sender = asyncio.create_task(send())
+        try:
+            while data := await reader.read(65536):
+                chunks.put_nowait((loop.time() + self.delay, data))
+        except OSError:
+            pass
+        chunks.put_nowait(None)
+        try:
+            await sender
+        except OSError:
+            pass
 
 
 def remove_hosts():
@@ -81,25 +133,31 @@ def in_host(host, command, log, env=None):
     )
 
 
-def start_pipeline(work, nats_bin, huiying):
-    routes = ", ".join(f"nats-route://{address(h)}:6222" for h in HOSTS)
+def start_pipeline(work, nats_bin, huiying, round_trip_ms):
     urls = ",".join(f"nats://{address(h)}:4222" for h in HOSTS)
     processes = []
     for host in HOSTS:
+        # Node `host` reaches each other node through a proxy of its own on the bridge.
+        routes = []
+        for other in HOSTS:
+            if other != host:
+                port = next(PROXY_PORTS)
+                DelayingProxy(("10.77.0.254", port), (address(other), 6222), round_trip_ms / 2000)
+                routes.append(f"nats-route://10.77.0.254:{port}")
         conf = work / f"node-{host}.conf"
         conf.write_text(
             f"server_name: node-{host}\nlisten: {address(host)}:4222\n"
             f"jetstream {{ store_dir: {work / ('node-' + host)}\n sync_interval: always }}\n"
-            f"cluster {{ name: huiying, listen: {address(host)}:6222, routes: [{routes}] }}\n"
+            f"cluster {{ name: huiying, listen: {address(host)}:6222, routes: [{', '.join(routes)}] }}\n"
         )
         processes.append(in_host(host, [nats_bin, "-c", str(conf)], work / f"node-{host}.log"))
     for host, services in HOSTS.items():
         config = work / f"host-{host}.toml"
         config.write_text(
-            f'[server]\nhost = "0.0.0.0"\nport = 8080\nimages_dir = "{work / ("images-" + host)}"\n'
+            f'[server]\nhost = "0.0.0.0"\nallow_open = true\nport = 8080\nimages_dir = "{work / ("images-" + host)}"\n'
             f'[database]\npath = "{work / "huiying.db"}"\n'
             f'[smtp]\noutbox_dir = "{work / "outbox"}"\n'
-            f'[nats]\nurl = "{urls}"\nreplicas = 3\n'
+            f'[nats]\nurl = "nats://{address(host)}:4222"\nreplicas = 3\n'
         )
         for service in services:
             command = [huiying, "--config", str(config), service]
@@ -122,9 +180,9 @@ def wait_healthy(base, timeout=120):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=50)
-    parser.add_argument("--round-trips", default="2,20", help="milliseconds between hosts, one run each")
+    parser.add_argument("--jobs", type=int, default=600)
+    parser.add_argument("--rate", type=float, default=20)
+    parser.add_argument("--round-trips", default="0,2,20", help="milliseconds between hosts, one run each")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root: ip netns and tc change the machine's network")
@@ -136,8 +194,8 @@ def main():
         work = Path(tempfile.mkdtemp(prefix="huiying-hosts-"))
         processes = []
         try:
-            make_hosts(round_trip)
-            processes, urls = start_pipeline(work, nats_bin, huiying)
+            make_hosts()
+            processes, urls = start_pipeline(work, nats_bin, huiying, round_trip)
             base = f"http://{address('a')}:8080"
             wait_healthy(base)
             load = subprocess.run(
@@ -156,7 +214,8 @@ def main():
             for process in processes:
                 process.wait()
             remove_hosts()
-            shutil.rmtree(work, ignore_errors=True)
+            if not os.environ.get("KEEP"):
+                shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.jobs} jobs at {args.rate}/s, three hosts (namespaces), three replicas")
     print("| round trip between hosts | jobs/s through | end to end p50 | p99 |")
     print("|---|---|---|---|")

@@ -47,6 +47,9 @@ pub(super) fn report(
         let mut values = values.clone();
         println!("  {name:<38}{}", percentiles(&mut values));
     }
+    if processes.is_empty() {
+        return; // a pipeline started by someone else (`--against`): its processes are not ours to read
+    }
     println!("  memory (RSS, MiB)      {:>8} {:>8} {:>8}   CPU ms per job", "at 25%", "at end", "peak");
     let jobs = accepted.len().max(1) as f64;
     let mut cpu_sum = 0.0;
