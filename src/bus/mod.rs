@@ -261,28 +261,40 @@ impl Bus {
             .map_err(|e| SetupError::JetStream { what: "the service ping", source: e.to_string().into() })
     }
 
-    /// Creates (or updates) a durable pull consumer on the `HUIYING` stream and returns it.
+    /// Creates (or updates) a pipeline service's durable pull consumer on the `HUIYING`
+    /// stream and returns it.
+    ///
+    /// On a cluster its state (what was delivered, what acknowledged) is replicated as the
+    /// stream is, but kept in memory: each delivery and each ack is a Raft round, and on disk
+    /// each was an fsync on every node, more than half of all the rounds a job costs
+    /// (docs/performance.md). Losing a node loses nothing (the others hold the state); only
+    /// if every node stops at once is it gone, and the consumer then starts over from the
+    /// stream's first event. Each pipeline stage recognises a job it already did and acks it
+    /// (its logs are kept at least as long as the stream's 7 days), so nothing is sent twice
+    /// (docs/cluster.md). Other consumers (alerts, webhook tasks, your subscribers) stay on
+    /// disk: their streams outlive those logs, or their stages are not ours. A consumer an
+    /// earlier release made on disk is moved to memory by this update (nats-server 2.10
+    /// accepts the change).
     pub async fn durable_consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, SetupError> {
-        durable_consumer_on(&self.stream, spec).await
+        consumer_on(&self.stream, spec, self.replicas > 1).await
     }
 }
 
-/// Creates (or updates) a durable pull consumer on `stream` and returns it.
-///
-/// On a replicated stream the consumer's state (what was delivered, what acknowledged) is
-/// replicated as the stream is, but kept in memory: each delivery and each ack is a Raft
-/// round, and on disk each was an fsync on every node, more than half of all the rounds a
-/// job costs (docs/performance.md). Losing one node loses nothing (the others hold the
-/// state); only if every node stops at once is the state gone, and the consumer then starts
-/// over from the stream's first event, which each stage recognises as done and acks
-/// (docs/cluster.md).
+/// Creates (or updates) a durable pull consumer on `stream`, its state on disk, and returns it.
 pub async fn durable_consumer_on(
     stream: &stream::Stream,
     spec: &ConsumerSpec,
 ) -> Result<consumer::PullConsumer, SetupError> {
-    let replicated = stream.cached_info().config.num_replicas > 1;
+    consumer_on(stream, spec, false).await
+}
+
+async fn consumer_on(
+    stream: &stream::Stream,
+    spec: &ConsumerSpec,
+    in_memory: bool,
+) -> Result<consumer::PullConsumer, SetupError> {
     let mut config = consumer::pull::Config {
-        memory_storage: replicated,
+        memory_storage: in_memory,
         durable_name: Some(spec.durable.into()),
         description: Some(spec.description.into()),
         ack_policy: consumer::AckPolicy::Explicit,
@@ -296,27 +308,7 @@ pub async fn durable_consumer_on(
         [one] => config.filter_subject = one.to_string(),
         many => config.filter_subjects = many.iter().map(|s| s.to_string()).collect(),
     }
-    match stream.create_consumer(config).await {
-        Ok(consumer) => Ok(consumer),
-        // nats-server never changes where an existing consumer keeps its state (one made
-        // on disk by an earlier release): it goes on as it is, and says so.
-        Err(error) => match stream.get_consumer::<consumer::pull::Config>(spec.durable).await {
-            Ok(existing) if existing.cached_info().config.memory_storage != replicated => {
-                tracing::warn!(
-                    consumer = spec.durable,
-                    %error,
-                    "the consumer keeps its state {} and nats-server does not change that; to move it, \
-                     stop the service and `nats --user admin consumer rm {} {}` (the service makes it anew \
-                     and starts from the stream's first event, which each stage acks as done)",
-                    if replicated { "on disk" } else { "in memory" },
-                    existing.cached_info().stream_name,
-                    spec.durable,
-                );
-                Ok(existing)
-            }
-            _ => Err(setup_failed("consumer")(error)),
-        },
-    }
+    stream.create_consumer(config).await.map_err(setup_failed("consumer"))
 }
 
 /// What a service consumes, and how patiently.
