@@ -233,7 +233,11 @@ async fn three_replicas_asked_of_a_single_copy_stream_stop_the_service_with_the_
 pub(crate) async fn last_state_within(app: &TestApp, id: &str, patience: Duration) -> serde_json::Value {
     let deadline = Instant::now() + patience;
     loop {
-        let state: serde_json::Value = app.get_job(id).await.json().await.unwrap_or_default();
+        // An ingest that stops answering fails the test at the deadline rather than hanging it.
+        let state: serde_json::Value = match tokio::time::timeout(Duration::from_secs(10), app.get_job(id)).await {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
         if matches!(state["status"].as_str(), Some("completed" | "failed")) || Instant::now() > deadline {
             return state;
         }
