@@ -28,9 +28,12 @@ use crate::links::LinkKeys;
 use crate::parts::{JobBoard, JsonBucket, nats::NatsPublisher};
 
 mod connect;
+mod consumers;
 mod subscriber;
 pub use connect::{check_server_version, try_connect};
 use connect::{connect_retrying, retry_every_second};
+use consumers::consumer_on;
+pub use consumers::{ConsumerSpec, durable_consumer_on};
 pub use subscriber::Subscriber;
 
 /// Oldest nats-server this build runs against (key-value buckets, several filter subjects).
@@ -278,50 +281,6 @@ impl Bus {
     pub async fn durable_consumer(&self, spec: &ConsumerSpec) -> Result<consumer::PullConsumer, SetupError> {
         consumer_on(&self.stream, spec, self.replicas > 1).await
     }
-}
-
-/// Creates (or updates) a durable pull consumer on `stream`, its state on disk, and returns it.
-pub async fn durable_consumer_on(
-    stream: &stream::Stream,
-    spec: &ConsumerSpec,
-) -> Result<consumer::PullConsumer, SetupError> {
-    consumer_on(stream, spec, false).await
-}
-
-async fn consumer_on(
-    stream: &stream::Stream,
-    spec: &ConsumerSpec,
-    in_memory: bool,
-) -> Result<consumer::PullConsumer, SetupError> {
-    let mut config = consumer::pull::Config {
-        memory_storage: in_memory,
-        durable_name: Some(spec.durable.into()),
-        description: Some(spec.description.into()),
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: spec.ack_wait,
-        max_deliver: spec.max_deliver,
-        max_ack_pending: spec.max_ack_pending,
-        deliver_policy: consumer::DeliverPolicy::All,
-        ..Default::default()
-    };
-    match spec.subjects {
-        [one] => config.filter_subject = one.to_string(),
-        many => config.filter_subjects = many.iter().map(|s| s.to_string()).collect(),
-    }
-    stream.create_consumer(config).await.map_err(setup_failed("consumer"))
-}
-
-/// What a service consumes, and how patiently.
-pub struct ConsumerSpec {
-    pub durable: &'static str,
-    pub description: &'static str,
-    pub subjects: &'static [&'static str],
-    /// Time a delivery may stay unacknowledged (the worker sends progress acks meanwhile).
-    pub ack_wait: Duration,
-    /// Deliveries before JetStream gives up; the worker fails the job on the last one.
-    pub max_deliver: i64,
-    /// Deliveries in flight at once across all instances of the service.
-    pub max_ack_pending: i64,
 }
 
 pub(crate) fn setup_failed<E: Into<Source>>(what: &'static str) -> impl FnOnce(E) -> SetupError {

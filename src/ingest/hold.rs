@@ -60,11 +60,12 @@ impl Hold {
     {
         let mut pause = FIRST_PAUSE;
         loop {
-            let tried = match self.cluster {
-                true => tokio::time::timeout(LONGEST_TRY, write()).await.unwrap_or_else(|_| {
+            let tried = if self.cluster {
+                tokio::time::timeout(LONGEST_TRY, write()).await.unwrap_or_else(|_| {
                     Err(PartError::retry_later("writing to NATS", format!("no answer in {LONGEST_TRY:?}")))
-                }),
-                false => write().await,
+                })
+            } else {
+                write().await
             };
             let error = match tried {
                 Ok(done) => return Ok(done),

@@ -124,10 +124,7 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let sampler = tokio::spawn(sample_memory(processes.clone(), started));
 
-    let accepted = submit(&http, &base, &args).await?;
-    let submitted_in = started.elapsed();
-    wait_for_mails(&admin, accepted.len()).await?;
-    let finished_in = started.elapsed();
+    let (accepted, submitted_in, finished_in) = submit_and_wait(&http, &base, &args, &admin, started).await?;
     sampler.abort();
 
     let stages = stage_latencies(&admin).await?;
@@ -147,17 +144,28 @@ async fn run_against(config: &Config, base: &str, args: &LoadArgs) -> anyhow::Re
     let admin = bus::try_connect(&config.nats, "huiying-load").await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     wait_until_healthy(&http, base).await?;
-    let js = jetstream::new(admin.clone());
-    let mails_before = mails_logged(&js).await?;
     println!("huiying load: {} jobs at {}/s against {base}", args.jobs, args.rate);
-    let started = Instant::now();
-    let accepted = submit(&http, base, args).await?;
-    let submitted_in = started.elapsed();
-    wait_for_mails(&admin, mails_before + accepted.len()).await?;
-    let finished_in = started.elapsed();
+    let (accepted, submitted_in, finished_in) = submit_and_wait(&http, base, args, &admin, Instant::now()).await?;
     let stages = stage_latencies(&admin).await?;
     report::report(args, &accepted, submitted_in, finished_in, &stages, &mut []);
     Ok(())
+}
+
+/// Submits the jobs and waits until each accepted one has its mail (beyond those the mail
+/// log held before); returns each answer's time, and when after `started` the last job
+/// was submitted and the last mail written.
+async fn submit_and_wait(
+    http: &reqwest::Client,
+    base: &str,
+    args: &LoadArgs,
+    admin: &async_nats::Client,
+    started: Instant,
+) -> anyhow::Result<(Vec<Duration>, Duration, Duration)> {
+    let mails_before = mails_logged(&jetstream::new(admin.clone())).await?;
+    let accepted = submit(http, base, args).await?;
+    let submitted_in = started.elapsed();
+    wait_for_mails(admin, mails_before + accepted.len()).await?;
+    Ok((accepted, submitted_in, started.elapsed()))
 }
 
 /// A nats-server with `conf`, its JetStream data in `dir`.

@@ -40,12 +40,7 @@ async fn killing_the_stream_leader_under_load_loses_no_job_and_doubles_nothing()
 
     // Every service set up (its streams, buckets and consumers made) before the load: a
     // service still starting when the leader dies is another story.
-    wait_for("every service to answer /health", Duration::from_secs(60), || async {
-        let health: serde_json::Value =
-            app.http.get(format!("{}/health", app.address)).send().await.ok()?.json().await.ok()?;
-        (health["status"] == "ok").then_some(())
-    })
-    .await;
+    every_service_answers(&app).await;
 
     let started = Instant::now();
     let load = tokio::spawn(submit_steadily(app.http.clone(), app.address.clone(), JOBS, PER_SECOND));
@@ -79,17 +74,8 @@ async fn killing_the_stream_leader_under_load_loses_no_job_and_doubles_nothing()
     app.wait_until_consumer_idle("mailer").await;
     let finished_in = started.elapsed();
 
-    let mut records_per_job: HashMap<String, usize> = HashMap::new();
-    let mut completed_at = Vec::new();
-    for record in app.records() {
-        *records_per_job.entry(record["job_id"].clone()).or_default() += 1;
-        completed_at.push(record["created_at"].clone());
-    }
-    let mut mails_per_job: HashMap<String, usize> = HashMap::new();
-    for mail in app.smtp.mails() {
-        let job = mail.message_id.split('.').nth(2).unwrap_or_default().split('@').next().unwrap().to_string();
-        *mails_per_job.entry(job).or_default() += 1;
-    }
+    let (records_per_job, mails_per_job) = (records_per_job(&app), mails_per_job(&app));
+    let mut completed_at: Vec<String> = app.records().iter().map(|record| record["created_at"].clone()).collect();
     let doubled_records = records_per_job.values().filter(|&&n| n > 1).count();
     let doubled_mails = mails_per_job.values().filter(|&&n| n > 1).count();
     completed_at.sort();
@@ -227,6 +213,35 @@ async fn three_replicas_asked_of_a_single_copy_stream_stop_the_service_with_the_
     let js = jetstream::new(app.nats.clone());
     let info = js.get_stream("HUIYING").await.unwrap().info().await.unwrap().clone();
     assert_eq!(info.config.num_replicas, 1, "not silently changed");
+}
+
+/// Waits until `/health` says every service runs (its streams, buckets and consumers made).
+pub(crate) async fn every_service_answers(app: &TestApp) {
+    wait_for("every service to answer /health", Duration::from_secs(60), || async {
+        let health: serde_json::Value =
+            app.http.get(format!("{}/health", app.address)).send().await.ok()?.json().await.ok()?;
+        (health["status"] == "ok").then_some(())
+    })
+    .await;
+}
+
+/// How many records each job has.
+pub(crate) fn records_per_job(app: &TestApp) -> HashMap<String, usize> {
+    let mut per_job = HashMap::new();
+    for record in app.records() {
+        *per_job.entry(record["job_id"].clone()).or_default() += 1;
+    }
+    per_job
+}
+
+/// How many mails each job was sent (its id is in the Message-ID, `<huiying.<kind>.<id>@...>`).
+pub(crate) fn mails_per_job(app: &TestApp) -> HashMap<String, usize> {
+    let mut per_job = HashMap::new();
+    for mail in app.smtp.mails() {
+        let job = mail.message_id.split('.').nth(2).unwrap_or_default().split('@').next().unwrap().to_string();
+        *per_job.entry(job).or_default() += 1;
+    }
+    per_job
 }
 
 /// The job's state once final, or as it is after `patience`.

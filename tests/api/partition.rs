@@ -2,12 +2,13 @@
 //! one leading the job stream cut off from the others and from the services for 30 s
 //! while jobs arrive.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
-use crate::cluster::{last_state_within, stream_leader, submit_steadily};
+use crate::cluster::{
+    every_service_answers, last_state_within, mails_per_job, records_per_job, stream_leader, submit_steadily,
+};
 use crate::helpers::{Hosts, NatsCluster, TestApp, wait_for};
 
 const JOBS: usize = 500;
@@ -32,12 +33,7 @@ async fn a_node_cut_off_for_30_s_under_load_loses_nothing_doubles_nothing_and_ca
         config.nats.ack_wait = Duration::from_secs(5)
     })
     .await;
-    wait_for("every service to answer /health", Duration::from_secs(60), || async {
-        let health: serde_json::Value =
-            app.http.get(format!("{}/health", app.address)).send().await.ok()?.json().await.ok()?;
-        (health["status"] == "ok").then_some(())
-    })
-    .await;
+    every_service_answers(&app).await;
     let js = jetstream::new(app.nats.clone());
 
     let started = Instant::now();
@@ -71,15 +67,7 @@ async fn a_node_cut_off_for_30_s_under_load_loses_nothing_doubles_nothing_and_ca
         .await;
     }
 
-    let mut records_per_job: HashMap<String, usize> = HashMap::new();
-    for record in app.records() {
-        *records_per_job.entry(record["job_id"].clone()).or_default() += 1;
-    }
-    let mut mails_per_job: HashMap<String, usize> = HashMap::new();
-    for mail in app.smtp.mails() {
-        let job = mail.message_id.split('.').nth(2).unwrap_or_default().split('@').next().unwrap().to_string();
-        *mails_per_job.entry(job).or_default() += 1;
-    }
+    let (records_per_job, mails_per_job) = (records_per_job(&app), mails_per_job(&app));
     println!(
         "partition: {JOBS} jobs at {PER_SECOND}/s; {leader} cut off {} s in for {} s; accepted {}, refused {}; \
          records {}, mails {}; longest accept {:.2} s; all done in {:.1} s",
