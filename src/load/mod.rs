@@ -35,7 +35,8 @@ pub struct LoadArgs {
     /// Jobs submitted per second.
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
-    /// Keep the temporary folder (logs of every process, database, pictures, outbox).
+    /// Keep the temporary folder (logs of every process, database, pictures, outbox, and
+    /// each job's times in `jobs.csv`).
     #[arg(long)]
     pub keep: bool,
     /// Run on a three-node nats-server cluster on this machine, everything with three
@@ -127,14 +128,16 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     let (accepted, submitted_in, finished_in) = submit_and_wait(&http, &base, &args, &admin, started).await?;
     sampler.abort();
 
-    let stages = stage_latencies(&admin).await?;
+    let jobs = timelines(&admin).await?;
+    let stages = stage_latencies(&jobs);
     let mut processes = processes.lock().await;
     report::report(&args, &accepted, submitted_in, finished_in, &stages, &mut processes);
     for process in processes.iter_mut() {
         let _ = process.child.start_kill();
     }
     if args.keep {
-        println!("  kept {}", dir.keep().display());
+        write_timelines(dir.path(), &jobs)?;
+        println!("  kept {} (each job's times in jobs.csv)", dir.keep().display());
     }
     Ok(())
 }
@@ -146,7 +149,7 @@ async fn run_against(config: &Config, base: &str, args: &LoadArgs) -> anyhow::Re
     wait_until_healthy(&http, base).await?;
     println!("huiying load: {} jobs at {}/s against {base}", args.jobs, args.rate);
     let (accepted, submitted_in, finished_in) = submit_and_wait(&http, base, args, &admin, Instant::now()).await?;
-    let stages = stage_latencies(&admin).await?;
+    let stages = stage_latencies(&timelines(&admin).await?);
     report::report(args, &accepted, submitted_in, finished_in, &stages, &mut []);
     Ok(())
 }
@@ -229,13 +232,18 @@ fn write_service_config(dir: &Path, nats_url: &str, replicas: usize, http_port: 
 }
 
 async fn wait_until_healthy(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    // Every service up, not only ingest: a job sent while the mailer still sets up waits
+    // for it, and its latency would be the start-up's, not the pipeline's.
     for _ in 0..300 {
-        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if let Ok(answer) = http.get(format!("{base}/health")).send().await
+            && let Ok(health) = answer.json::<serde_json::Value>().await
+            && health["status"] == "ok"
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("ingest did not become healthy at {base}")
+    bail!("the pipeline at {base} did not become healthy (every service up) within 30 s")
 }
 
 /// Submits the jobs at the rate asked; returns the answer time of each accepted one.
@@ -304,10 +312,11 @@ struct Timeline {
     mailed: Option<OffsetDateTime>,
 }
 
-/// Per-stage latencies in milliseconds: (name, values).
-async fn stage_latencies(admin: &async_nats::Client) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
+/// When each job passed each point, read from the stream's and the mail log's timestamps.
+async fn timelines(admin: &async_nats::Client) -> anyhow::Result<HashMap<String, Timeline>> {
     let js = jetstream::new(admin.clone());
     let mut jobs: HashMap<String, Timeline> = HashMap::new();
+    let mail_prefix = format!("$KV.{}.", crate::contract::MAIL_BUCKET);
     for stream_name in [crate::contract::STREAM.to_string(), format!("KV_{}", crate::contract::MAIL_BUCKET)] {
         let stream = js.get_stream(&stream_name).await?;
         let total = stream.cached_info().state.messages;
@@ -320,7 +329,7 @@ async fn stage_latencies(admin: &async_nats::Client) -> anyhow::Result<Vec<(&'st
             let message = message?;
             let published = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.published;
             let subject = message.subject.as_str();
-            if let Some(key) = subject.strip_prefix(&format!("$KV.{}.", crate::contract::MAIL_BUCKET)) {
+            if let Some(key) = subject.strip_prefix(&mail_prefix) {
                 if let Some(id) = key.strip_suffix(".completed") {
                     jobs.entry(id.to_string()).or_default().mailed.get_or_insert(published);
                 }
@@ -338,15 +347,39 @@ async fn stage_latencies(admin: &async_nats::Client) -> anyhow::Result<Vec<(&'st
             point.get_or_insert(published);
         }
     }
+    Ok(jobs)
+}
+
+/// Per-stage latencies in milliseconds: (name, values).
+fn stage_latencies(jobs: &HashMap<String, Timeline>) -> Vec<(&'static str, Vec<f64>)> {
     let between = |from: fn(&Timeline) -> Option<OffsetDateTime>, to: fn(&Timeline) -> Option<OffsetDateTime>| {
         jobs.values().filter_map(|t| Some((to(t)? - from(t)?).as_seconds_f64() * 1000.0)).collect::<Vec<f64>>()
     };
-    Ok(vec![
+    vec![
         ("generator (requested → generated)", between(|t| t.requested, |t| t.generated)),
         ("store (generated → completed)", between(|t| t.generated, |t| t.completed)),
         ("mailer (completed → mail written)", between(|t| t.completed, |t| t.mailed)),
         ("end to end (requested → mail written)", between(|t| t.requested, |t| t.mailed)),
-    ])
+    ]
+}
+
+/// `jobs.csv` in the kept folder: each job's points in milliseconds after the first
+/// request, in the order requested, to see when the slow ones were.
+fn write_timelines(dir: &Path, jobs: &HashMap<String, Timeline>) -> anyhow::Result<()> {
+    let start = jobs.values().filter_map(|t| t.requested).min();
+    let mut rows: Vec<(&String, &Timeline)> = jobs.iter().filter(|(_, t)| t.requested.is_some()).collect();
+    rows.sort_by_key(|(_, t)| t.requested);
+    let mut csv = String::from("job,requested,generated,completed,mailed\n");
+    for (id, t) in rows {
+        let ms = |point: Option<OffsetDateTime>| match (point, start) {
+            (Some(point), Some(start)) => format!("{:.1}", (point - start).as_seconds_f64() * 1000.0),
+            _ => String::new(),
+        };
+        let points = [t.requested, t.generated, t.completed, t.mailed].map(ms);
+        csv.push_str(&format!("{id},{}\n", points.join(",")));
+    }
+    std::fs::write(dir.join("jobs.csv"), csv)?;
+    Ok(())
 }
 
 /// Samples every process's resident memory once a second.
