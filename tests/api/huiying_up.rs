@@ -207,7 +207,7 @@ fn huiying_up_without_a_new_enough_nats_server_says_which_version_it_needs() {
 #[test]
 fn huiying_load_runs_a_pipeline_of_its_own_and_reports_latency_and_memory() {
     let output = Command::new(env!("CARGO_BIN_EXE_huiying"))
-        .args(["load", "--jobs", "20", "--rate", "40"])
+        .args(["load", "--jobs", "20", "--rate", "40", "--keep"])
         .current_dir(REPO)
         .env_remove("HUIYING_CONFIG")
         .env("NATS_SERVER_BIN", nats_server_program())
@@ -227,6 +227,20 @@ fn huiying_load_runs_a_pipeline_of_its_own_and_reports_latency_and_memory() {
         let peak: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
         assert!(peak > 1.0, "{process} memory measured: {line}");
     }
+    // --keep leaves the run's folder, with each job's times: requested, generated,
+    // completed, mailed, in milliseconds from the first request, in that order.
+    let kept = report.lines().find_map(|l| l.trim().strip_prefix("kept ")).expect("the kept folder is named");
+    let folder = Path::new(kept.split(" (").next().unwrap());
+    let timelines = std::fs::read_to_string(folder.join("jobs.csv")).unwrap();
+    let mut lines = timelines.lines();
+    assert_eq!(lines.next(), Some("job,requested,generated,completed,mailed"));
+    let jobs: Vec<&str> = lines.collect();
+    assert_eq!(jobs.len(), 20, "{timelines}");
+    for job in jobs {
+        let times: Vec<f64> = job.split(',').skip(1).map(|t| t.parse().expect("every point has a time")).collect();
+        assert!(times.is_sorted(), "a job passes its points in order: {job}");
+    }
+    std::fs::remove_dir_all(folder).unwrap();
 }
 
 /// `huiying up` (the binary `program`) started in `dir` on free ports, its banner read.
