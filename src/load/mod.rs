@@ -7,6 +7,7 @@
 //! stream's own timestamps) and each process's memory and CPU time per job.
 
 mod report;
+mod timeline;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
-use time::OffsetDateTime;
+use async_nats::jetstream;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
@@ -128,15 +127,15 @@ pub async fn run(config: Config, args: LoadArgs) -> anyhow::Result<()> {
     let (accepted, submitted_in, finished_in) = submit_and_wait(&http, &base, &args, &admin, started).await?;
     sampler.abort();
 
-    let jobs = timelines(&admin).await?;
-    let stages = stage_latencies(&jobs);
+    let jobs = timeline::timelines(&admin).await?;
+    let stages = timeline::stage_latencies(&jobs);
     let mut processes = processes.lock().await;
     report::report(&args, &accepted, submitted_in, finished_in, &stages, &mut processes);
     for process in processes.iter_mut() {
         let _ = process.child.start_kill();
     }
     if args.keep {
-        write_timelines(dir.path(), &jobs)?;
+        timeline::write(dir.path(), &jobs)?;
         println!("  kept {} (each job's times in jobs.csv)", dir.keep().display());
     }
     Ok(())
@@ -149,7 +148,7 @@ async fn run_against(config: &Config, base: &str, args: &LoadArgs) -> anyhow::Re
     wait_until_healthy(&http, base).await?;
     println!("huiying load: {} jobs at {}/s against {base}", args.jobs, args.rate);
     let (accepted, submitted_in, finished_in) = submit_and_wait(&http, base, args, &admin, Instant::now()).await?;
-    let stages = stage_latencies(&timelines(&admin).await?);
+    let stages = timeline::stage_latencies(&timeline::timelines(&admin).await?);
     report::report(args, &accepted, submitted_in, finished_in, &stages, &mut []);
     Ok(())
 }
@@ -301,85 +300,6 @@ async fn wait_for_mails(admin: &async_nats::Client, expected: usize) -> anyhow::
 async fn mails_logged(js: &jetstream::Context) -> anyhow::Result<usize> {
     let mut stream = js.get_stream(format!("KV_{}", crate::contract::MAIL_BUCKET)).await?;
     Ok(stream.info().await?.state.messages as usize)
-}
-
-/// When each job passed each point, from the stream's and the mail log's timestamps.
-#[derive(Default)]
-struct Timeline {
-    requested: Option<OffsetDateTime>,
-    generated: Option<OffsetDateTime>,
-    completed: Option<OffsetDateTime>,
-    mailed: Option<OffsetDateTime>,
-}
-
-/// When each job passed each point, read from the stream's and the mail log's timestamps.
-async fn timelines(admin: &async_nats::Client) -> anyhow::Result<HashMap<String, Timeline>> {
-    let js = jetstream::new(admin.clone());
-    let mut jobs: HashMap<String, Timeline> = HashMap::new();
-    let mail_prefix = format!("$KV.{}.", crate::contract::MAIL_BUCKET);
-    for stream_name in [crate::contract::STREAM.to_string(), format!("KV_{}", crate::contract::MAIL_BUCKET)] {
-        let stream = js.get_stream(&stream_name).await?;
-        let total = stream.cached_info().state.messages;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig { ..Default::default() })
-            .await
-            .context("reading the stream")?;
-        let mut messages = consumer.messages().await?.take(total as usize);
-        while let Some(message) = messages.next().await {
-            let message = message?;
-            let published = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.published;
-            let subject = message.subject.as_str();
-            if let Some(key) = subject.strip_prefix(&mail_prefix) {
-                if let Some(id) = key.strip_suffix(".completed") {
-                    jobs.entry(id.to_string()).or_default().mailed.get_or_insert(published);
-                }
-                continue;
-            }
-            let Ok(event) = serde_json::from_slice::<serde_json::Value>(&message.payload) else { continue };
-            let Some(id) = event["id"].as_str() else { continue };
-            let timeline = jobs.entry(id.to_string()).or_default();
-            let point = match subject {
-                "image.requested" => &mut timeline.requested,
-                "image.generated" => &mut timeline.generated,
-                "image.completed" => &mut timeline.completed,
-                _ => continue,
-            };
-            point.get_or_insert(published);
-        }
-    }
-    Ok(jobs)
-}
-
-/// Per-stage latencies in milliseconds: (name, values).
-fn stage_latencies(jobs: &HashMap<String, Timeline>) -> Vec<(&'static str, Vec<f64>)> {
-    let between = |from: fn(&Timeline) -> Option<OffsetDateTime>, to: fn(&Timeline) -> Option<OffsetDateTime>| {
-        jobs.values().filter_map(|t| Some((to(t)? - from(t)?).as_seconds_f64() * 1000.0)).collect::<Vec<f64>>()
-    };
-    vec![
-        ("generator (requested → generated)", between(|t| t.requested, |t| t.generated)),
-        ("store (generated → completed)", between(|t| t.generated, |t| t.completed)),
-        ("mailer (completed → mail written)", between(|t| t.completed, |t| t.mailed)),
-        ("end to end (requested → mail written)", between(|t| t.requested, |t| t.mailed)),
-    ]
-}
-
-/// `jobs.csv` in the kept folder: each job's points in milliseconds after the first
-/// request, in the order requested, to see when the slow ones were.
-fn write_timelines(dir: &Path, jobs: &HashMap<String, Timeline>) -> anyhow::Result<()> {
-    let start = jobs.values().filter_map(|t| t.requested).min();
-    let mut rows: Vec<(&String, &Timeline)> = jobs.iter().filter(|(_, t)| t.requested.is_some()).collect();
-    rows.sort_by_key(|(_, t)| t.requested);
-    let mut csv = String::from("job,requested,generated,completed,mailed\n");
-    for (id, t) in rows {
-        let ms = |point: Option<OffsetDateTime>| match (point, start) {
-            (Some(point), Some(start)) => format!("{:.1}", (point - start).as_seconds_f64() * 1000.0),
-            _ => String::new(),
-        };
-        let points = [t.requested, t.generated, t.completed, t.mailed].map(ms);
-        csv.push_str(&format!("{id},{}\n", points.join(",")));
-    }
-    std::fs::write(dir.join("jobs.csv"), csv)?;
-    Ok(())
 }
 
 /// Samples every process's resident memory once a second.
